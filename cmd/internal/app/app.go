@@ -1,0 +1,223 @@
+// Package app wires triad's parts together for `triad serve` and runs them
+// under one lifecycle: each part registers a named teardown, and Stop runs
+// them in reverse order under a timeout, joining their errors.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/triad-dev/triad/cmd/internal/clients"
+	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/server"
+	"github.com/triad-dev/triad/server/auth"
+)
+
+// Options configure Run.
+type Options struct {
+	Config  config.Config
+	Logger  *slog.Logger
+	Version string
+	// Listener, when set, is used instead of listening on Config.Server.Listen
+	// (tests pass a 127.0.0.1:0 listener).
+	Listener net.Listener
+	// Migrate applies pending migrations at start, retrying while Postgres is down.
+	Migrate bool
+	// Registry defaults to a fresh registry with Go and process collectors.
+	Registry *prometheus.Registry
+}
+
+// App is a running triad server.
+type App struct {
+	Addr    string
+	Clients *clients.Set
+	Server  *server.Server
+
+	log       *slog.Logger
+	teardowns []teardown
+	group     run.Group
+	done      chan error
+	cancel    context.CancelFunc
+}
+
+type teardown struct {
+	name string
+	fn   func(context.Context) error
+}
+
+func (a *App) onStop(name string, fn func(context.Context) error) {
+	a.teardowns = append(a.teardowns, teardown{name, fn})
+}
+
+// BuildClients builds the four store clients from configuration.
+func BuildClients(c config.Config) (*clients.Set, error) {
+	var set clients.Set
+	var err error
+	if set.Postgres, err = clients.NewPostgres(c.Postgres); err != nil {
+		return nil, err
+	}
+	if set.Redis, err = clients.NewRedis(c.Redis); err != nil {
+		set.Close()
+		return nil, err
+	}
+	if set.Elasticsearch, err = clients.NewElasticsearch(c.Elasticsearch); err != nil {
+		set.Close()
+		return nil, err
+	}
+	if set.Etcd, err = clients.NewEtcd(c.Etcd); err != nil {
+		set.Close()
+		return nil, err
+	}
+	return &set, nil
+}
+
+// Start builds every part and starts serving. Stop it with Stop.
+func Start(ctx context.Context, o Options) (*App, error) {
+	log := o.Logger
+	reg := o.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	a := &App{log: log, done: make(chan error, 1)}
+
+	set, err := BuildClients(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	a.Clients = set
+	a.onStop("clients", func(context.Context) error { return set.Close() })
+
+	tokens := auth.NewStore(set.Postgres)
+	srv := server.New(server.Options{
+		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
+		Dependencies: dependencies(set),
+		Auth:         auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
+		Tokens:       tokens, Version: o.Version,
+	})
+	a.Server = srv
+
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.Config.Server.Listen); err != nil {
+			a.stopAll(ctx)
+			return nil, fmt.Errorf("listen %s: %w", o.Config.Server.Listen, err)
+		}
+	}
+	a.Addr = ln.Addr().String()
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	a.group.Add(func() error { srv.RunProbes(runCtx); return nil }, func(error) { cancel() })
+	if o.Migrate {
+		a.group.Add(func() error { migrateWhenReachable(runCtx, set, log); <-runCtx.Done(); return nil }, func(error) { cancel() })
+	}
+	a.group.Add(func() error { return srv.Serve(ln) }, func(error) {
+		// Shutdown under the configured timeout, detached from the caller's
+		// cancelled context so in-flight requests may drain.
+		sctx, scancel := context.WithTimeout(context.Background(), o.Config.Server.ShutdownTimeout)
+		defer scancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+	})
+	a.group.Add(func() error { <-runCtx.Done(); return nil }, func(error) { cancel() })
+	go func() { a.done <- a.group.Run() }()
+	log.Info("triad serving", "addr", a.Addr, "version", o.Version)
+	return a, nil
+}
+
+// migrateWhenReachable applies migrations, retrying while Postgres is down.
+func migrateWhenReachable(ctx context.Context, set *clients.Set, log *slog.Logger) {
+	backoff := 500 * time.Millisecond
+	for {
+		m, err := migrations.New(set.Postgres, "", log)
+		if err == nil {
+			_, err = m.Up(ctx)
+			m.Close()
+		}
+		if err == nil {
+			log.Info("migrations applied")
+			return
+		}
+		log.Warn("migrations not applied yet; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+func dependencies(set *clients.Set) []server.Dependency {
+	return []server.Dependency{
+		{Name: "postgres", Check: func(ctx context.Context) (string, error) { return clients.ProbePostgres(ctx, set.Postgres) }},
+		{Name: "redis", Check: func(ctx context.Context) (string, error) { return clients.ProbeRedis(ctx, set.Redis) }},
+		{Name: "elasticsearch", Check: func(ctx context.Context) (string, error) { return clients.ProbeElasticsearch(ctx, set.Elasticsearch) }},
+		{Name: "etcd", Check: func(ctx context.Context) (string, error) { return clients.ProbeEtcd(ctx, set.Etcd) }},
+	}
+}
+
+// Wait blocks until the app stops by itself (a part failed) or ctx ends.
+func (a *App) Wait(ctx context.Context) error {
+	select {
+	case err := <-a.done:
+		a.done <- err
+		return err
+	case <-ctx.Done():
+		return nil
+	}
+}
+
+// Stop shuts the app down:
+//  1. the run group is interrupted: readiness turns "stopping", the HTTP
+//     server drains under server.shutdown_timeout, probes and migrations stop;
+//  2. teardowns run in reverse registration order (clients last-built first).
+func (a *App) Stop(ctx context.Context) error {
+	a.cancel()
+	var errs []error
+	select {
+	case err := <-a.done:
+		a.done <- err
+		errs = append(errs, err)
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("stop: %w", ctx.Err()))
+	}
+	errs = append(errs, a.stopAll(ctx))
+	return errors.Join(errs...)
+}
+
+func (a *App) stopAll(ctx context.Context) error {
+	var errs []error
+	for i := len(a.teardowns) - 1; i >= 0; i-- {
+		t := a.teardowns[i]
+		if err := t.fn(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", t.name, err))
+		}
+	}
+	a.teardowns = nil
+	return errors.Join(errs...)
+}
+
+// Run starts the app and serves until ctx ends, then stops it.
+func Run(ctx context.Context, o Options) error {
+	a, err := Start(ctx, o)
+	if err != nil {
+		return err
+	}
+	werr := a.Wait(ctx)
+	o.Logger.Info("stopping")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.Config.Server.ShutdownTimeout+5*time.Second)
+	defer cancel()
+	return errors.Join(werr, a.Stop(sctx))
+}

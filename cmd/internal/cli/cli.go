@@ -1,0 +1,402 @@
+// Package cli implements triad's subcommands. main only calls Main.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/triad-dev/triad/cmd/internal/app"
+	"github.com/triad-dev/triad/cmd/internal/clients"
+	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/stack"
+	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/server/auth"
+)
+
+// Version is set at build time with -ldflags "-X .../cli.Version=…".
+var Version = "dev"
+
+// Exit statuses.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+type env struct {
+	stdout, stderr io.Writer
+	environ        []string
+}
+
+const usage = `triad — consistency control plane for Postgres, Redis and Elasticsearch
+
+Usage: triad <command> [flags]
+
+Commands:
+  serve                       serve the API, dashboard, health and metrics
+  migrate up|down|status      apply, roll back (one, or --all) or list Postgres migrations
+  stack up|down|status        run the local Postgres, Redis, etcd and Elasticsearch stack
+  token create|list|revoke    manage API tokens (talks to Postgres directly)
+  version                     print the version
+
+Every command takes --config FILE (or TRIAD_CONFIG) and --set key=value
+(repeatable); TRIAD_* environment variables override the file.
+Run 'triad <command> -h' for a command's flags.
+`
+
+// Main runs the command in args and returns the exit status.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	// go-redis prints dial retries through its own logger; triad reports
+	// store errors itself, with context.
+	redis.SetLogger(quietRedis{})
+	e := env{stdout: stdout, stderr: stderr, environ: os.Environ()}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return ExitOK
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = e.serve(ctx, args[1:])
+	case "migrate":
+		err = e.migrate(ctx, args[1:])
+	case "stack":
+		err = e.stack(ctx, args[1:])
+	case "token":
+		err = e.token(ctx, args[1:])
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return ExitOK
+	default:
+		fmt.Fprintf(stderr, "triad: unknown command %q\n\n%s", args[0], usage)
+		return ExitUsage
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, flag.ErrHelp):
+		return ExitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "triad %s: %v\n", args[0], err)
+		return ExitUsage
+	default:
+		fmt.Fprintf(stderr, "triad %s: %v\n", args[0], err)
+		return ExitError
+	}
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
+type usageError struct{ error }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+func versionString() string {
+	v := Version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v += " (" + bi.GoVersion + ")"
+	}
+	return "triad " + v
+}
+
+// common holds the flags every command takes.
+type common struct {
+	configPath string
+	sets       multiFlag
+}
+
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func (e env) flags(name string, c *common) *flag.FlagSet {
+	fs := flag.NewFlagSet("triad "+name, flag.ContinueOnError)
+	fs.SetOutput(e.stderr)
+	fs.StringVar(&c.configPath, "config", "", "YAML configuration file (default $TRIAD_CONFIG)")
+	fs.Var(&c.sets, "set", "override one key, e.g. --set redis.addr=10.0.0.5:6379 (repeatable)")
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func (e env) load(c common) (config.Config, *slog.Logger, error) {
+	path := c.configPath
+	if path == "" {
+		for _, kv := range e.environ {
+			if v, ok := strings.CutPrefix(kv, "TRIAD_CONFIG="); ok {
+				path = v
+			}
+		}
+	}
+	cfg, err := config.Load(path, e.environ, c.sets)
+	if err != nil {
+		return cfg, nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, newLogger(cfg.Log, e.stderr), nil
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// ---- serve ----
+
+func (e env) serve(ctx context.Context, args []string) error {
+	var c common
+	fs := e.flags("serve", &c)
+	listen := fs.String("listen", "", "address to serve on (overrides server.listen)")
+	migrate := fs.Bool("migrate", true, "apply pending migrations at start (retried while Postgres is down)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *listen != "" {
+		c.sets = append(c.sets, "server.listen="+*listen)
+	}
+	cfg, log, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	if !cfg.Auth.AdminToken.IsSet() {
+		log.Warn("no bootstrap admin token configured (TRIAD_ADMIN_TOKEN or auth.admin_token_file): only tokens created with `triad token create` work")
+	}
+	return app.Run(ctx, app.Options{Config: cfg, Logger: log, Version: Version, Migrate: *migrate})
+}
+
+// ---- migrate ----
+
+func (e env) migrate(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("want up, down or status")
+	}
+	var c common
+	fs := e.flags("migrate "+args[0], &c)
+	all := fs.Bool("all", false, "down: roll back every migration")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, log, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	pool, err := clients.NewPostgres(cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	m, err := migrations.New(pool, "", log)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	var res []migrations.Result
+	switch args[0] {
+	case "up":
+		res, err = m.Up(ctx)
+	case "down":
+		if *all {
+			res, err = m.DownTo(ctx, 0)
+		} else {
+			res, err = m.Down(ctx)
+		}
+	case "status":
+		st, err := m.Status(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
+		for _, s := range st {
+			at := "pending"
+			if s.Applied {
+				at = s.At
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, at)
+		}
+		return tw.Flush()
+	default:
+		return usagef("unknown migrate command %q: want up, down or status", args[0])
+	}
+	for _, r := range res {
+		fmt.Fprintf(e.stdout, "%s %d %s (%s)\n", r.Direction, r.Version, r.Name, r.Duration)
+	}
+	if err == nil && len(res) == 0 {
+		fmt.Fprintln(e.stdout, "nothing to do")
+	}
+	return err
+}
+
+// ---- stack ----
+
+func (e env) stack(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("want up, down or status")
+	}
+	var c common
+	fs := e.flags("stack "+args[0], &c)
+	asJSON := fs.Bool("json", false, "print status as JSON")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, log, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	st, err := stack.New(cfg.Stack, log)
+	if err != nil {
+		return err
+	}
+	names := fs.Args()
+	switch args[0] {
+	case "up":
+		start := time.Now()
+		status, err := st.Up(ctx, names...)
+		e.printStatus(status, *asJSON)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "stack up in %s; state in %s\n", time.Since(start).Round(time.Millisecond), cfg.Stack.Dir)
+		return nil
+	case "down":
+		return st.Down(ctx, names...)
+	case "status":
+		status, err := st.Status(ctx)
+		if err != nil {
+			return err
+		}
+		e.printStatus(status, *asJSON)
+		for _, s := range status {
+			if !s.Up {
+				return fmt.Errorf("%s is down", s.Name)
+			}
+		}
+		return nil
+	}
+	return usagef("unknown stack command %q: want up, down or status", args[0])
+}
+
+func (e env) printStatus(status []stack.ServerStatus, asJSON bool) {
+	if asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(status)
+		return
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVER\tSTATE\tVERSION\tENDPOINT\tPID")
+	for _, s := range status {
+		state := "up"
+		if !s.Up {
+			state = "down"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", s.Name, state, s.Version, s.Endpoint, s.Pid)
+	}
+	_ = tw.Flush()
+}
+
+// ---- token ----
+
+func (e env) token(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("want create, list or revoke")
+	}
+	var c common
+	fs := e.flags("token "+args[0], &c)
+	name := fs.String("name", "", "create: token name (unique among active tokens)")
+	role := fs.String("role", "viewer", "create: viewer, operator or admin")
+	ttl := fs.Duration("ttl", 0, "create: lifetime, e.g. 720h (0: no expiry)")
+	all := fs.Bool("all", false, "list: include revoked tokens")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, _, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	pool, err := clients.NewPostgres(cfg.Postgres)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := auth.NewStore(pool)
+	switch args[0] {
+	case "create":
+		r, err := auth.ParseRole(*role)
+		if err != nil {
+			return usageError{err}
+		}
+		secret, tok, err := store.Create(ctx, *name, r, *ttl)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]any{"token": tok, "secret": secret})
+		}
+		fmt.Fprintln(e.stdout, secret)
+		fmt.Fprintf(e.stderr, "created token %d %q with role %s; the secret above is shown only once\n", tok.ID, tok.Name, tok.Role)
+		return nil
+	case "list":
+		toks, err := store.List(ctx, *all)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(toks)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tNAME\tROLE\tPREFIX\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
+		for _, t := range toks {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.Prefix,
+				t.CreatedAt.UTC().Format(time.RFC3339), ts(t.ExpiresAt), ts(t.LastUsedAt), ts(t.RevokedAt))
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return usagef("revoke takes one token id or name")
+		}
+		tok, err := store.Revoke(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "revoked token %d %q\n", tok.ID, tok.Name)
+		return nil
+	}
+	return usagef("unknown token command %q: want create, list or revoke", args[0])
+}
+
+func ts(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}

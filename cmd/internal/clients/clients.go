@@ -1,0 +1,218 @@
+package clients
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// NewPostgres builds a pool. It does not connect until first use, so triad
+// starts (not ready) while Postgres is down.
+func NewPostgres(c Postgres) (*pgxpool.Pool, error) {
+	u := url.URL{
+		Scheme:   "postgres",
+		User:     url.User(c.Username), // the password is set below, never in a string
+		Host:     net.JoinHostPort(c.Host, strconv.Itoa(c.Port)),
+		Path:     "/" + c.Database,
+		RawQuery: url.Values{"sslmode": {c.SSLMode}, "application_name": {"triad"}}.Encode(),
+	}
+	cfg, err := pgxpool.ParseConfig(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("postgres config: %w", err)
+	}
+	cfg.ConnConfig.Password = c.Password.Reveal()
+	cfg.ConnConfig.ConnectTimeout = c.ConnectTimeout
+	if tc, err := c.TLS.Build(); err != nil {
+		return nil, fmt.Errorf("postgres.tls: %w", err)
+	} else if tc != nil {
+		if tc.ServerName == "" {
+			tc.ServerName = c.Host
+		}
+		cfg.ConnConfig.TLSConfig = tc
+		cfg.ConnConfig.Fallbacks = nil
+	}
+	if c.Schema != "" {
+		cfg.ConnConfig.RuntimeParams["search_path"] = c.Schema
+	}
+	cfg.MaxConns = int32(c.MaxConns)
+	return pgxpool.NewWithConfig(context.Background(), cfg)
+}
+
+// NewRedis builds a go-redis client; it connects lazily.
+func NewRedis(c Redis) (*redis.Client, error) {
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("redis.tls: %w", err)
+	}
+	return redis.NewClient(&redis.Options{
+		Addr:        c.Addr,
+		Username:    c.Username,
+		Password:    c.Password.Reveal(),
+		DB:          c.DB,
+		TLSConfig:   tc,
+		DialTimeout: c.DialTimeout,
+		PoolSize:    c.PoolSize,
+	}), nil
+}
+
+// NewElasticsearch builds a go-elasticsearch client.
+func NewElasticsearch(c Elasticsearch) (*elasticsearch.Client, error) {
+	cfg := elasticsearch.Config{
+		Addresses: c.Addresses,
+		Username:  c.Username,
+		Password:  c.Password.Reveal(),
+		APIKey:    c.APIKey.Reveal(),
+	}
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch.tls: %w", err)
+	}
+	if tc != nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = tc
+		cfg.Transport = tr
+	}
+	return elasticsearch.NewClient(cfg)
+}
+
+// NewEtcd builds an etcd v3 client. It does not block on dialling.
+func NewEtcd(c Etcd) (*clientv3.Client, error) {
+	tc, err := c.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("etcd.tls: %w", err)
+	}
+	return clientv3.New(clientv3.Config{
+		Endpoints:   c.Endpoints,
+		Username:    c.Username,
+		Password:    c.Password.Reveal(),
+		TLS:         tc,
+		DialTimeout: c.DialTimeout,
+		Logger:      zap.NewNop(),
+	})
+}
+
+// ProbePostgres returns the server version when Postgres answers a query.
+func ProbePostgres(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	var v string
+	if err := pool.QueryRow(ctx, "SHOW server_version").Scan(&v); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+// ProbeRedis returns the server version when Redis answers INFO.
+func ProbeRedis(ctx context.Context, rdb *redis.Client) (string, error) {
+	info, err := rdb.Info(ctx, "server").Result()
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
+			return v, nil
+		}
+	}
+	return "", errors.New("INFO server has no redis_version")
+}
+
+// ProbeElasticsearch returns the local node's version when the cluster is at
+// least yellow.
+func ProbeElasticsearch(ctx context.Context, es *elasticsearch.Client) (string, error) {
+	res, err := es.Cluster.Health(es.Cluster.Health.WithContext(ctx))
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	var h struct {
+		Status string `json:"status"`
+	}
+	if res.IsError() {
+		return "", fmt.Errorf("cluster health: %s", res.Status())
+	}
+	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
+		return "", fmt.Errorf("cluster health: %w", err)
+	}
+	if h.Status == "red" {
+		return "", errors.New("cluster health is red")
+	}
+	nres, err := es.Nodes.Info(es.Nodes.Info.WithContext(ctx), es.Nodes.Info.WithNodeID("_local"), es.Nodes.Info.WithFilterPath("nodes.*.version"))
+	if err != nil {
+		return "", err
+	}
+	defer nres.Body.Close()
+	var n struct {
+		Nodes map[string]struct {
+			Version string `json:"version"`
+		} `json:"nodes"`
+	}
+	if err := json.NewDecoder(nres.Body).Decode(&n); err != nil {
+		return "", fmt.Errorf("nodes info: %w", err)
+	}
+	for _, node := range n.Nodes {
+		return node.Version, nil
+	}
+	return "", errors.New("nodes info: no local node")
+}
+
+// ProbeEtcd returns the version of the first endpoint that answers Status.
+func ProbeEtcd(ctx context.Context, cli *clientv3.Client) (string, error) {
+	var errs []error
+	for _, ep := range cli.Endpoints() {
+		st, err := cli.Status(ctx, ep)
+		if err == nil {
+			return st.Version, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+	}
+	return "", errors.Join(errs...)
+}
+
+// Set is the four clients triad uses.
+type Set struct {
+	Postgres      *pgxpool.Pool
+	Redis         *redis.Client
+	Elasticsearch *elasticsearch.Client
+	Etcd          *clientv3.Client
+}
+
+// Probe is one dependency's readiness check.
+type Probe struct {
+	Name  string
+	Check func(context.Context) (string, error)
+}
+
+// Probes returns a readiness probe per client, in a stable order.
+func (s *Set) Probes() []Probe {
+	return []Probe{
+		{"postgres", func(ctx context.Context) (string, error) { return ProbePostgres(ctx, s.Postgres) }},
+		{"redis", func(ctx context.Context) (string, error) { return ProbeRedis(ctx, s.Redis) }},
+		{"elasticsearch", func(ctx context.Context) (string, error) { return ProbeElasticsearch(ctx, s.Elasticsearch) }},
+		{"etcd", func(ctx context.Context) (string, error) { return ProbeEtcd(ctx, s.Etcd) }},
+	}
+}
+
+// Close closes every client; Elasticsearch holds no resources to close.
+func (s *Set) Close() error {
+	var errs []error
+	if s.Etcd != nil {
+		errs = append(errs, s.Etcd.Close())
+	}
+	if s.Redis != nil {
+		errs = append(errs, s.Redis.Close())
+	}
+	if s.Postgres != nil {
+		s.Postgres.Close()
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,369 @@
+// Package config composes triad's configuration from each domain's Config:
+// defaults, then one YAML file, then TRIAD_* environment variables, then
+// --set key=value flags. Secrets come only from the environment or from
+// *_file keys, never from the YAML file or flags.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/triad-dev/triad/cmd/internal/clients"
+	"github.com/triad-dev/triad/cmd/internal/secret"
+	"github.com/triad-dev/triad/cmd/stack"
+	"github.com/triad-dev/triad/server"
+)
+
+// Config is the whole of triad's configuration.
+type Config struct {
+	Log           Log                   `yaml:"log"`
+	Server        server.Config         `yaml:"server"`
+	Auth          Auth                  `yaml:"auth"`
+	Postgres      clients.Postgres      `yaml:"postgres"`
+	Redis         clients.Redis         `yaml:"redis"`
+	Elasticsearch clients.Elasticsearch `yaml:"elasticsearch"`
+	Etcd          clients.Etcd          `yaml:"etcd"`
+	Stack         stack.Config          `yaml:"stack"`
+}
+
+// Log configures the slog handler.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // json or text
+}
+
+// Auth configures the bootstrap admin token.
+type Auth struct {
+	// AdminToken is accepted as an admin API token in addition to the tokens
+	// stored in Postgres (TRIAD_AUTH_ADMIN_TOKEN; TRIAD_ADMIN_TOKEN also works).
+	AdminToken     secret.Value `yaml:"admin_token" secret:"true"`
+	AdminTokenFile string       `yaml:"admin_token_file"`
+}
+
+// Default returns the configuration that talks to the local stack.
+func Default() Config {
+	return Config{
+		Log:           Log{Level: "info", Format: "text"},
+		Server:        server.DefaultConfig(),
+		Postgres:      clients.DefaultPostgres(),
+		Redis:         clients.DefaultRedis(),
+		Elasticsearch: clients.DefaultElasticsearch(),
+		Etcd:          clients.DefaultEtcd(),
+		Stack:         stack.DefaultConfig(),
+	}
+}
+
+// Validate reports every invalid key.
+func (c Config) Validate() error {
+	var errs []error
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: must be debug, info, warn or error, got %q", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
+	}
+	if c.Auth.AdminToken.IsSet() && len(c.Auth.AdminToken.Reveal()) < 16 {
+		errs = append(errs, errors.New("auth.admin_token: must be at least 16 characters"))
+	}
+	errs = append(errs, c.Server.Validate(), c.Postgres.Validate(), c.Redis.Validate(),
+		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate())
+	return errors.Join(errs...)
+}
+
+// Load builds the configuration: defaults, the YAML file at path (if any),
+// the environment env (KEY=VALUE pairs, usually os.Environ()), then sets
+// (key=value, dotted keys as in the YAML file). It resolves *_file secrets and
+// validates the result.
+func Load(path string, env []string, sets []string) (Config, error) {
+	c := Default()
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return c, fmt.Errorf("config file: %w", err)
+		}
+		err = decodeYAML(f, &c)
+		f.Close()
+		if err != nil {
+			return c, fmt.Errorf("config file %s: %w", path, err)
+		}
+		if keys := setSecrets(reflect.ValueOf(&c).Elem(), ""); len(keys) > 0 {
+			return c, fmt.Errorf("config file %s: %s: secrets are not read from the config file; use the environment variable %s or the matching *_file key",
+				path, keys[0], envName(keys[0]))
+		}
+	}
+	envMap := map[string]string{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			envMap[k] = v
+		}
+	}
+	// A shorter alias for the one secret every deployment needs.
+	if v, ok := envMap["TRIAD_ADMIN_TOKEN"]; ok {
+		if _, set := envMap["TRIAD_AUTH_ADMIN_TOKEN"]; !set {
+			envMap["TRIAD_AUTH_ADMIN_TOKEN"] = v
+		}
+	}
+	if v, ok := envMap["TRIAD_ADMIN_TOKEN_FILE"]; ok {
+		if _, set := envMap["TRIAD_AUTH_ADMIN_TOKEN_FILE"]; !set {
+			envMap["TRIAD_AUTH_ADMIN_TOKEN_FILE"] = v
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&c).Elem(), "", envMap); err != nil {
+		return c, err
+	}
+	for _, s := range sets {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			return c, fmt.Errorf("--set %q: want key=value", s)
+		}
+		if err := setKey(&c, k, v); err != nil {
+			return c, fmt.Errorf("--set %s: %w", k, err)
+		}
+	}
+	if err := c.resolveSecrets(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func decodeYAML(r io.Reader, c *Config) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true) // a misspelt key is an error, not a silent default
+	err = dec.Decode(c)
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	// yaml.v3 names lines, not keys: add the dotted key of each line.
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil {
+		return err
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		var line int
+		if _, serr := fmt.Sscanf(m, "line %d:", &line); serr == nil {
+			if key := keyAtLine(&root, "", line); key != "" {
+				m = key + ": " + m
+			}
+		}
+		msgs[i] = m
+	}
+	return errors.New(strings.Join(msgs, "; "))
+}
+
+// keyAtLine returns the dotted key whose value starts on line.
+func keyAtLine(n *yaml.Node, prefix string, line int) string {
+	switch n.Kind {
+	case yaml.DocumentNode, yaml.SequenceNode:
+		for _, c := range n.Content {
+			if k := keyAtLine(c, prefix, line); k != "" {
+				return k
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			if prefix != "" {
+				key = prefix + "." + key
+			}
+			if n.Content[i].Line == line || n.Content[i+1].Line == line && n.Content[i+1].Kind == yaml.ScalarNode {
+				return key
+			}
+			if k := keyAtLine(n.Content[i+1], key, line); k != "" {
+				return k
+			}
+		}
+	}
+	return ""
+}
+
+func (c *Config) resolveSecrets() error {
+	errs := []error{
+		c.Postgres.Credentials.Resolve("postgres"),
+		c.Redis.Credentials.Resolve("redis"),
+		c.Elasticsearch.Resolve(),
+		c.Etcd.Credentials.Resolve("etcd"),
+	}
+	if !c.Auth.AdminToken.IsSet() && c.Auth.AdminTokenFile != "" {
+		v, err := secret.FromFile(c.Auth.AdminTokenFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("auth.admin_token_file: %w", err))
+		}
+		c.Auth.AdminToken = v
+	}
+	return errors.Join(errs...)
+}
+
+// envName maps a dotted key to its environment variable.
+func envName(key string) string {
+	return "TRIAD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
+
+// leaf visits every settable leaf field with its dotted key.
+func walk(v reflect.Value, prefix string, fn func(key string, f reflect.Value, sf reflect.StructField) error) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		tag := sf.Tag.Get("yaml")
+		name, opts, _ := strings.Cut(tag, ",")
+		fv := v.Field(i)
+		if opts == "inline" {
+			if err := walk(fv, prefix, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if name == "" || name == "-" {
+			continue
+		}
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(time.Duration(0)) {
+			if err := walk(fv, key, fn); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := fn(key, fv, sf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func setSecrets(v reflect.Value, prefix string) []string {
+	var keys []string
+	_ = walk(v, prefix, func(key string, f reflect.Value, sf reflect.StructField) error {
+		if sf.Tag.Get("secret") == "true" && !f.IsZero() {
+			keys = append(keys, key)
+		}
+		return nil
+	})
+	return keys
+}
+
+func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
+	return walk(v, prefix, func(key string, f reflect.Value, _ reflect.StructField) error {
+		name := envName(key)
+		raw, ok := env[name]
+		if !ok {
+			return nil
+		}
+		if err := setValue(f, raw); err != nil {
+			// Never echo the raw value: it may be a secret.
+			return fmt.Errorf("%s (%s): %w", name, key, err)
+		}
+		return nil
+	})
+}
+
+func setKey(c *Config, key, raw string) error {
+	found := false
+	err := walk(reflect.ValueOf(c).Elem(), "", func(k string, f reflect.Value, sf reflect.StructField) error {
+		if k != key {
+			return nil
+		}
+		found = true
+		if sf.Tag.Get("secret") == "true" {
+			return fmt.Errorf("secrets are not accepted as flags (they show in process lists); use %s or the *_file key", envName(key))
+		}
+		return setValue(f, raw)
+	})
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errors.New("unknown key")
+	}
+	return nil
+}
+
+func setValue(f reflect.Value, raw string) error {
+	if f.Type() == reflect.TypeOf(time.Duration(0)) {
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return fmt.Errorf("invalid duration (want e.g. 5s, 1m)")
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(raw)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
+		if err != nil {
+			return fmt.Errorf("invalid integer")
+		}
+		f.SetInt(n)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(raw))
+		if err != nil {
+			return fmt.Errorf("invalid boolean (want true or false)")
+		}
+		f.SetBool(b)
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
+		if err != nil {
+			return fmt.Errorf("invalid number")
+		}
+		f.SetFloat(x)
+	case reflect.Slice:
+		if f.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported list type %s", f.Type())
+		}
+		var items []string
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				items = append(items, p)
+			}
+		}
+		f.Set(reflect.ValueOf(items))
+	default:
+		return fmt.Errorf("unsupported type %s", f.Type())
+	}
+	return nil
+}
+
+// Keys lists every configuration key with its environment variable and
+// default, for the README's reference and `triad config keys`.
+func Keys() [][3]string {
+	var out [][3]string
+	d := Default()
+	_ = walk(reflect.ValueOf(&d).Elem(), "", func(key string, f reflect.Value, _ reflect.StructField) error {
+		def := fmt.Sprint(f.Interface())
+		if f.Kind() == reflect.Slice {
+			parts := make([]string, f.Len())
+			for i := range parts {
+				parts[i] = fmt.Sprint(f.Index(i).Interface())
+			}
+			def = strings.Join(parts, ",")
+		}
+		out = append(out, [3]string{key, envName(key), def})
+		return nil
+	})
+	return out
+}

@@ -1,0 +1,97 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/triad-dev/triad/server/auth"
+)
+
+// Errors handlers return; statusOf maps them to HTTP statuses in one place.
+var (
+	ErrBadRequest   = errors.New("bad request")
+	ErrNotFound     = errors.New("not found")
+	ErrConflict     = errors.New("conflict")
+	ErrForbidden    = errors.New("forbidden")
+	ErrUnauthorized = errors.New("unauthorized")
+	ErrTooLarge     = errors.New("request body too large")
+	ErrUnavailable  = errors.New("unavailable")
+)
+
+// apiError is the error half of the envelope.
+type apiError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// envelope is every /api response body.
+type envelope struct {
+	Status    string    `json:"status"` // success or error
+	Data      any       `json:"data,omitempty"`
+	Error     *apiError `json:"error,omitempty"`
+	RequestID string    `json:"request_id,omitempty"`
+}
+
+// statusOf maps an error to its HTTP status and a stable code.
+func statusOf(err error) (int, string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case errors.Is(err, ErrBadRequest), errors.Is(err, auth.ErrInvalidInput):
+		return http.StatusBadRequest, "bad_request"
+	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, ErrConflict), errors.Is(err, auth.ErrNameTaken):
+		return http.StatusConflict, "conflict"
+	case errors.Is(err, ErrUnauthorized), errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrInvalidToken):
+		return http.StatusUnauthorized, "unauthorized"
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden, "forbidden"
+	case errors.Is(err, ErrUnavailable):
+		return http.StatusServiceUnavailable, "unavailable"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// handlerFunc returns data for a success envelope, or an error.
+type handlerFunc func(c *gin.Context) (any, error)
+
+// wrap turns a handlerFunc into a gin handler that writes the envelope.
+// Internal errors are logged with the request ID and not shown to clients.
+func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		data, err := h(c)
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		status := http.StatusOK
+		if c.Request.Method == http.MethodPost {
+			if code, ok := c.Get(createdKey); ok && code.(bool) {
+				status = http.StatusCreated
+			}
+		}
+		c.JSON(status, envelope{Status: "success", Data: data})
+	}
+}
+
+const createdKey = "triad.created"
+
+// created marks the response of a POST as 201 Created.
+func created(c *gin.Context) { c.Set(createdKey, true) }
+
+func (s *Server) writeError(c *gin.Context, err error) {
+	status, code := statusOf(err)
+	msg := err.Error()
+	if status == http.StatusInternalServerError {
+		s.log.Error("request failed", "request_id", requestID(c), "path", c.FullPath(), "err", err)
+		msg = "internal error; see the server log for request " + requestID(c)
+	}
+	if status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="triad"`)
+	}
+	c.AbortWithStatusJSON(status, envelope{Status: "error", Error: &apiError{Code: code, Message: msg}, RequestID: requestID(c)})
+}

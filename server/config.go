@@ -1,0 +1,60 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is the HTTP server's configuration.
+type Config struct {
+	// Listen is the API and dashboard address.
+	Listen string `yaml:"listen"`
+	// ShutdownTimeout bounds how long in-flight requests may drain.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// DrainDelay is how long /-/ready answers 503 before the listener closes,
+	// so load balancers stop sending traffic first.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// MaxBodyBytes caps request bodies; larger ones get 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ProbeInterval is how often dependencies are probed for /-/ready.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	ProbeTimeout  time.Duration `yaml:"probe_timeout"`
+}
+
+// DefaultConfig returns the server defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:8383",
+		ShutdownTimeout: 15 * time.Second,
+		DrainDelay:      0,
+		MaxBodyBytes:    8 << 20,
+		ProbeInterval:   time.Second,
+		ProbeTimeout:    time.Second,
+	}
+}
+
+// Validate names the first bad key.
+func (c Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		errs = append(errs, fmt.Errorf("server.listen: must be host:port, got %q", c.Listen))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("server.shutdown_timeout: must be positive, got %s", c.ShutdownTimeout))
+	}
+	if c.DrainDelay < 0 {
+		errs = append(errs, fmt.Errorf("server.drain_delay: must not be negative, got %s", c.DrainDelay))
+	}
+	if c.MaxBodyBytes < 1024 {
+		errs = append(errs, fmt.Errorf("server.max_body_bytes: must be at least 1024, got %d", c.MaxBodyBytes))
+	}
+	if c.ProbeInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("server.probe_interval: must be at least 100ms, got %s", c.ProbeInterval))
+	}
+	if c.ProbeTimeout <= 0 || c.ProbeTimeout > c.ProbeInterval*10 {
+		errs = append(errs, fmt.Errorf("server.probe_timeout: must be positive and at most 10x probe_interval, got %s", c.ProbeTimeout))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Dependency is a store the server needs; Check returns its version when it
+// answers. Check must honour ctx and be safe to call concurrently.
+type Dependency struct {
+	Name  string
+	Check func(ctx context.Context) (version string, err error)
+}
+
+// DependencyState is one dependency's last probe, as /-/ready reports it.
+type DependencyState struct {
+	Status    string    `json:"status"` // up or down
+	Version   string    `json:"version,omitempty"`
+	LatencyMS float64   `json:"latency_ms"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+	// Since is when the dependency entered its current status.
+	Since time.Time `json:"since"`
+}
+
+// readiness probes dependencies on an interval and remembers the last result.
+type readiness struct {
+	deps     []Dependency
+	interval time.Duration
+	timeout  time.Duration
+	now      func() time.Time
+
+	up      *prometheus.GaugeVec
+	latency *prometheus.HistogramVec
+
+	mu       sync.RWMutex
+	state    map[string]DependencyState
+	probed   bool // at least one full round has completed
+	stopping bool
+}
+
+func newReadiness(deps []Dependency, interval, timeout time.Duration, reg prometheus.Registerer) *readiness {
+	f := promauto.With(reg)
+	return &readiness{
+		deps: deps, interval: interval, timeout: timeout, now: time.Now,
+		state: map[string]DependencyState{},
+		up: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "triad_dependency_up", Help: "Whether the dependency answered its last readiness probe (1) or not (0).",
+		}, []string{"dependency"}),
+		latency: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "triad_dependency_probe_duration_seconds", Help: "Duration of readiness probes per dependency.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}, []string{"dependency"}),
+	}
+}
+
+// run probes until ctx ends.
+func (r *readiness) run(ctx context.Context) {
+	t := time.NewTicker(r.interval)
+	defer t.Stop()
+	for {
+		r.probeAll(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *readiness) probeAll(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, d := range r.deps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.probe(ctx, d)
+		}()
+	}
+	wg.Wait()
+	r.mu.Lock()
+	r.probed = true
+	r.mu.Unlock()
+}
+
+func (r *readiness) probe(ctx context.Context, d Dependency) {
+	pctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	start := r.now()
+	version, err := d.Check(pctx)
+	took := r.now().Sub(start)
+	if ctx.Err() != nil {
+		return // shutting down: do not record a spurious failure
+	}
+	st := DependencyState{Status: "up", Version: version, LatencyMS: float64(took.Microseconds()) / 1000, CheckedAt: r.now()}
+	if err != nil {
+		st.Status, st.Error = "down", err.Error()
+	}
+	r.latency.WithLabelValues(d.Name).Observe(took.Seconds())
+	if st.Status == "up" {
+		r.up.WithLabelValues(d.Name).Set(1)
+	} else {
+		r.up.WithLabelValues(d.Name).Set(0)
+	}
+	r.mu.Lock()
+	prev, ok := r.state[d.Name]
+	st.Since = st.CheckedAt
+	if ok && prev.Status == st.Status {
+		st.Since = prev.Since
+		if st.Version == "" {
+			st.Version = prev.Version // keep the last known version while down
+		}
+	} else if ok && st.Version == "" {
+		st.Version = prev.Version
+	}
+	r.state[d.Name] = st
+	r.mu.Unlock()
+}
+
+// ReadyReport is the body of /-/ready.
+type ReadyReport struct {
+	Status       string                     `json:"status"` // ready, not_ready, starting or stopping
+	Dependencies map[string]DependencyState `json:"dependencies"`
+}
+
+func (r *readiness) report() (ReadyReport, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	rep := ReadyReport{Dependencies: make(map[string]DependencyState, len(r.state))}
+	ok := r.probed && !r.stopping
+	for _, d := range r.deps {
+		st, seen := r.state[d.Name]
+		if !seen {
+			st = DependencyState{Status: "unknown"}
+		}
+		rep.Dependencies[d.Name] = st
+		if st.Status != "up" {
+			ok = false
+		}
+	}
+	switch {
+	case r.stopping:
+		rep.Status = "stopping"
+	case !r.probed:
+		rep.Status = "starting"
+	case ok:
+		rep.Status = "ready"
+	default:
+		rep.Status = "not_ready"
+	}
+	return rep, ok
+}
+
+func (r *readiness) setStopping() {
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+}

@@ -1,0 +1,248 @@
+// Package server is triad's HTTP API and dashboard host: gin inside an
+// http.Server, health and readiness endpoints, Prometheus metrics, token
+// authentication with roles, and one JSON envelope for every /api response.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/triad-dev/triad/server/auth"
+	"github.com/triad-dev/triad/web"
+)
+
+// Options are what a Server is built from.
+type Options struct {
+	Config       Config
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+	Gatherer     prometheus.Gatherer
+	Dependencies []Dependency
+	Auth         *auth.Authenticator
+	Tokens       *auth.Store
+	Version      string
+}
+
+// Route is one registered API route and the least role it needs.
+type Route struct {
+	Method string
+	Path   string
+	Role   auth.Role
+}
+
+// Server serves the API, the dashboard, health and metrics.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	engine  *gin.Engine
+	http    *http.Server
+	ready   *readiness
+	authn   *auth.Authenticator
+	tokens  *auth.Store
+	version string
+	routes  []Route
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+// New builds a Server; it does not listen until Serve.
+func New(o Options) *Server {
+	gin.SetMode(gin.ReleaseMode)
+	f := promauto.With(o.Registerer)
+	s := &Server{
+		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
+		ready: newReadiness(o.Dependencies, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
+		}, []string{"method", "route", "code"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "triad_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"method", "route"}),
+	}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.Use(s.requestID, s.recover, s.observe, s.limitBody)
+	e.NoRoute(func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/api/") {
+			s.writeError(c, ErrNotFound)
+			return
+		}
+		c.String(http.StatusNotFound, "404 page not found")
+	})
+
+	e.GET("/-/healthy", func(c *gin.Context) { c.String(http.StatusOK, "triad is healthy.\n") })
+	e.HEAD("/-/healthy", func(c *gin.Context) { c.Status(http.StatusOK) })
+	e.GET("/-/ready", s.readyHandler)
+	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{Registry: o.Registerer})))
+	web.Mount(e)
+
+	api := e.Group("/api/v1")
+	s.handle(api, http.MethodGet, "/whoami", auth.RoleViewer, s.whoami)
+	s.handle(api, http.MethodGet, "/tokens", auth.RoleAdmin, s.listTokens)
+	s.handle(api, http.MethodPost, "/tokens", auth.RoleAdmin, s.createToken)
+	s.handle(api, http.MethodDelete, "/tokens/:id", auth.RoleAdmin, s.revokeToken)
+	s.engine = e
+	s.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	return s
+}
+
+// handle registers an API route behind authentication and a least role.
+func (s *Server) handle(g *gin.RouterGroup, method, path string, role auth.Role, h handlerFunc) {
+	s.routes = append(s.routes, Route{Method: method, Path: g.BasePath() + path, Role: role})
+	g.Handle(method, path, s.authenticate(role), s.wrap(h))
+}
+
+// Routes lists the registered API routes.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
+
+// Handler is the server's root handler (tests use it with httptest).
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// RunProbes probes dependencies until ctx ends.
+func (s *Server) RunProbes(ctx context.Context) { s.ready.run(ctx) }
+
+// Serve serves on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	s.log.Info("listening", "addr", ln.Addr().String())
+	if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the server gracefully:
+//  1. /-/ready starts answering 503 "stopping";
+//  2. after DrainDelay (load balancers notice), the listener closes;
+//  3. in-flight requests drain until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.ready.setStopping()
+	if s.cfg.DrainDelay > 0 {
+		select {
+		case <-time.After(s.cfg.DrainDelay):
+		case <-ctx.Done():
+		}
+	}
+	return s.http.Shutdown(ctx)
+}
+
+func (s *Server) readyHandler(c *gin.Context) {
+	rep, ok := s.ready.report()
+	code := http.StatusOK
+	if !ok {
+		code = http.StatusServiceUnavailable
+	}
+	c.JSON(code, rep)
+}
+
+// ---- middleware ----
+
+const (
+	requestIDKey = "triad.request_id"
+	principalKey = "triad.principal"
+)
+
+func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
+
+// requestID takes a sane X-Request-ID from the client or makes one.
+func (s *Server) requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if len(id) == 0 || len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id = hex.EncodeToString(b)
+	}
+	c.Set(requestIDKey, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+func (s *Server) recover(c *gin.Context) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r == http.ErrAbortHandler {
+				panic(r)
+			}
+			s.log.Error("panic in handler", "request_id", requestID(c), "path", c.Request.URL.Path, "panic", r)
+			s.writeError(c, errors.New("panic"))
+		}
+	}()
+	c.Next()
+}
+
+func (s *Server) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	took := time.Since(start)
+	code := strconv.Itoa(c.Writer.Status())
+	s.requests.WithLabelValues(c.Request.Method, route, code).Inc()
+	s.duration.WithLabelValues(c.Request.Method, route).Observe(took.Seconds())
+	if route == "/-/ready" || route == "/-/healthy" || route == "/metrics" {
+		return // polled constantly; metrics cover them
+	}
+	s.log.Info("request", "request_id", requestID(c), "method", c.Request.Method, "route", route,
+		"status", c.Writer.Status(), "duration_ms", took.Milliseconds(), "principal", c.GetString("triad.principal_name"))
+}
+
+func (s *Server) limitBody(c *gin.Context) {
+	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
+		s.writeError(c, ErrTooLarge)
+		return
+	}
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
+	c.Next()
+}
+
+// authenticate requires a bearer token whose role is at least min.
+func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok {
+			s.writeError(c, auth.ErrNoToken)
+			return
+		}
+		p, err := s.authn.Authenticate(c.Request.Context(), strings.TrimSpace(token))
+		switch {
+		case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrNoToken):
+			s.writeError(c, err)
+			return
+		case err != nil:
+			s.log.Warn("token lookup failed", "request_id", requestID(c), "err", err)
+			s.writeError(c, fmt.Errorf("%w: token store unavailable", ErrUnavailable))
+			return
+		}
+		c.Set(principalKey, p)
+		c.Set("triad.principal_name", p.Name)
+		if p.Role < min {
+			s.writeError(c, fmt.Errorf("%w: this needs the %s role; the token has %s", ErrForbidden, min, p.Role))
+			return
+		}
+		c.Next()
+	}
+}
+
+// principal returns the authenticated caller.
+func principal(c *gin.Context) auth.Principal {
+	p, _ := c.Get(principalKey)
+	pp, _ := p.(auth.Principal)
+	return pp
+}
