@@ -78,9 +78,15 @@ func New(o Options) *Server {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.requestID, s.recover, s.observe, s.limitBody)
+	// Unknown /api/ paths need a token too, so routes cannot be probed anonymously.
+	notFound := s.wrap(func(*gin.Context) (any, error) { return nil, ErrNotFound })
+	apiNoRoute := s.authenticate(auth.RoleViewer)
 	e.NoRoute(func(c *gin.Context) {
 		if strings.HasPrefix(c.Request.URL.Path, "/api/") {
-			s.writeError(c, ErrNotFound)
+			apiNoRoute(c)
+			if !c.IsAborted() {
+				notFound(c)
+			}
 			return
 		}
 		c.String(http.StatusNotFound, "404 page not found")

@@ -58,28 +58,6 @@ func (a *App) onStop(name string, fn func(context.Context) error) {
 	a.teardowns = append(a.teardowns, teardown{name, fn})
 }
 
-// BuildClients builds the four store clients from configuration.
-func BuildClients(c config.Config) (*clients.Set, error) {
-	var set clients.Set
-	var err error
-	if set.Postgres, err = clients.NewPostgres(c.Postgres); err != nil {
-		return nil, err
-	}
-	if set.Redis, err = clients.NewRedis(c.Redis); err != nil {
-		set.Close()
-		return nil, err
-	}
-	if set.Elasticsearch, err = clients.NewElasticsearch(c.Elasticsearch); err != nil {
-		set.Close()
-		return nil, err
-	}
-	if set.Etcd, err = clients.NewEtcd(c.Etcd); err != nil {
-		set.Close()
-		return nil, err
-	}
-	return &set, nil
-}
-
 // Start builds every part and starts serving. Stop it with Stop.
 func Start(ctx context.Context, o Options) (*App, error) {
 	log := o.Logger
@@ -90,7 +68,8 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	}
 	a := &App{log: log, done: make(chan error, 1)}
 
-	set, err := BuildClients(o.Config)
+	c := o.Config
+	set, err := clients.Build(c.Postgres, c.Redis, c.Elasticsearch, c.Etcd)
 	if err != nil {
 		return nil, err
 	}
@@ -160,12 +139,11 @@ func migrateWhenReachable(ctx context.Context, set *clients.Set, log *slog.Logge
 }
 
 func dependencies(set *clients.Set) []server.Dependency {
-	return []server.Dependency{
-		{Name: "postgres", Check: func(ctx context.Context) (string, error) { return clients.ProbePostgres(ctx, set.Postgres) }},
-		{Name: "redis", Check: func(ctx context.Context) (string, error) { return clients.ProbeRedis(ctx, set.Redis) }},
-		{Name: "elasticsearch", Check: func(ctx context.Context) (string, error) { return clients.ProbeElasticsearch(ctx, set.Elasticsearch) }},
-		{Name: "etcd", Check: func(ctx context.Context) (string, error) { return clients.ProbeEtcd(ctx, set.Etcd) }},
+	var deps []server.Dependency
+	for _, p := range set.Probes() {
+		deps = append(deps, server.Dependency(p))
 	}
+	return deps
 }
 
 // Wait blocks until the app stops by itself (a part failed) or ctx ends.

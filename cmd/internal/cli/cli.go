@@ -15,8 +15,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
@@ -58,9 +56,6 @@ Run 'triad <command> -h' for a command's flags.
 
 // Main runs the command in args and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	// go-redis prints dial retries through its own logger; triad reports
-	// store errors itself, with context.
-	redis.SetLogger(quietRedis{})
 	e := env{stdout: stdout, stderr: stderr, environ: os.Environ()}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, usage)
@@ -97,10 +92,6 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return ExitError
 	}
 }
-
-type quietRedis struct{}
-
-func (quietRedis) Printf(context.Context, string, ...any) {}
 
 type usageError struct{ error }
 

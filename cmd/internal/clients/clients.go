@@ -18,6 +18,16 @@ import (
 	"go.uber.org/zap"
 )
 
+func init() {
+	// go-redis prints dial retries to stderr through a package-level logger;
+	// triad reports store errors itself, with context (readiness, callers).
+	redis.SetLogger(quietRedis{})
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
+
 // NewPostgres builds a pool. It does not connect until first use, so triad
 // starts (not ready) while Postgres is down.
 func NewPostgres(c Postgres) (*pgxpool.Pool, error) {
@@ -178,18 +188,32 @@ func ProbeEtcd(ctx context.Context, cli *clientv3.Client) (string, error) {
 	return "", errors.Join(errs...)
 }
 
-// Set is the four clients triad uses.
-type Set struct {
-	Postgres      *pgxpool.Pool
-	Redis         *redis.Client
-	Elasticsearch *elasticsearch.Client
-	Etcd          *clientv3.Client
+// Build builds the four clients. Nothing connects until first use.
+func Build(pg Postgres, r Redis, es Elasticsearch, etcd Etcd) (*Set, error) {
+	var s Set
+	var err error
+	if s.Postgres, err = NewPostgres(pg); err != nil {
+		return nil, err
+	}
+	if s.Redis, err = NewRedis(r); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.Elasticsearch, err = NewElasticsearch(es); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.Etcd, err = NewEtcd(etcd); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &s, nil
 }
 
-// Probe is one dependency's readiness check.
+// Probe is one dependency's readiness check; Check returns its version.
 type Probe struct {
 	Name  string
-	Check func(context.Context) (string, error)
+	Check func(ctx context.Context) (string, error)
 }
 
 // Probes returns a readiness probe per client, in a stable order.
@@ -200,6 +224,14 @@ func (s *Set) Probes() []Probe {
 		{"elasticsearch", func(ctx context.Context) (string, error) { return ProbeElasticsearch(ctx, s.Elasticsearch) }},
 		{"etcd", func(ctx context.Context) (string, error) { return ProbeEtcd(ctx, s.Etcd) }},
 	}
+}
+
+// Set is the four clients triad uses.
+type Set struct {
+	Postgres      *pgxpool.Pool
+	Redis         *redis.Client
+	Elasticsearch *elasticsearch.Client
+	Etcd          *clientv3.Client
 }
 
 // Close closes every client; Elasticsearch holds no resources to close.

@@ -1,0 +1,292 @@
+// Package stacktest gives integration tests isolated namespaces on the shared
+// real servers of the local stack (a Postgres schema, a Redis key prefix, an
+// Elasticsearch index prefix, an etcd key prefix), cleaned up after the test,
+// and private server instances for tests that stop or break a server.
+//
+// The servers are those `triad stack up` starts (or those TRIAD_* variables
+// and TRIAD_CONFIG point at). A server that does not answer fails the test
+// with a message saying how to start it. Only `go test -short` skips
+// integration tests; `make test` never passes -short.
+package stacktest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/triad-dev/triad/cmd/internal/clients"
+	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/stack"
+)
+
+var (
+	loadOnce sync.Once
+	loaded   config.Config
+	loadErr  error
+)
+
+// Config returns the configuration the tests use: defaults (the local stack),
+// TRIAD_CONFIG, then TRIAD_* variables.
+func Config(t testing.TB) config.Config {
+	t.Helper()
+	integration(t)
+	loadOnce.Do(func() {
+		loaded, loadErr = config.Load(os.Getenv("TRIAD_CONFIG"), os.Environ(), nil)
+	})
+	if loadErr != nil {
+		t.Fatalf("stacktest: configuration: %v", loadErr)
+	}
+	return loaded
+}
+
+func integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs the real servers (run `make test`, or `triad stack up` then go test without -short)")
+	}
+}
+
+// Logger returns a logger that writes through t.Log.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// Namespace is one test's isolated slice of the shared servers.
+type Namespace struct {
+	// ID is unique per test: lowercase letters, digits and underscores.
+	ID string
+	// Schema is the Postgres schema every connection's search_path names.
+	Schema      string
+	RedisPrefix string
+	// IndexPrefix prefixes every Elasticsearch index the test creates.
+	IndexPrefix string
+	EtcdPrefix  string
+	// Config is the test configuration pointing at this namespace.
+	Config  config.Config
+	Clients *clients.Set
+}
+
+var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
+
+func newID(t testing.TB) string {
+	name := nonWord.ReplaceAllString(strings.ToLower(t.Name()), "_")
+	if len(name) > 30 {
+		name = name[:30]
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "t_" + strings.Trim(name, "_") + "_" + hex.EncodeToString(b)
+}
+
+// New creates a namespace on all four servers and registers its clean-up.
+// Each server must answer, or the test fails naming the server.
+func New(t testing.TB) *Namespace {
+	t.Helper()
+	base := Config(t)
+	id := newID(t)
+	ns := &Namespace{ID: id, Schema: id, RedisPrefix: id + ":", IndexPrefix: strings.ReplaceAll(id, "_", "-") + "-", EtcdPrefix: "/" + id + "/"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// The schema must exist before a pool with that search_path is useful.
+	admin, err := clients.NewPostgres(base.Postgres)
+	if err != nil {
+		t.Fatalf("stacktest: postgres config: %v", err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{id}.Sanitize()); err != nil {
+		fail(t, "postgres", base.Postgres.Host, base.Postgres.Port, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		pool, err := clients.NewPostgres(base.Postgres)
+		if err != nil {
+			return
+		}
+		defer pool.Close()
+		if _, err := pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{id}.Sanitize()+" CASCADE"); err != nil {
+			t.Logf("stacktest: drop schema %s: %v", id, err)
+		}
+	})
+
+	cfg := base
+	cfg.Postgres.Schema = id
+	ns.Config = cfg
+	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
+	if err != nil {
+		t.Fatalf("stacktest: clients: %v", err)
+	}
+	ns.Clients = set
+	t.Cleanup(func() { ns.cleanup(t) })
+
+	at := map[string]string{
+		"postgres": fmt.Sprintf("%s:%d", cfg.Postgres.Host, cfg.Postgres.Port), "redis": cfg.Redis.Addr,
+		"elasticsearch": strings.Join(cfg.Elasticsearch.Addresses, ","), "etcd": strings.Join(cfg.Etcd.Endpoints, ","),
+	}
+	for _, p := range set.Probes() {
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := p.Check(pctx)
+		pcancel()
+		if err != nil {
+			t.Fatalf("stacktest: %s at %s is not answering: %v\n%s", p.Name, at[p.Name], err, startHint)
+		}
+	}
+	return ns
+}
+
+func fail(t testing.TB, name, host string, port int, err error) {
+	t.Helper()
+	t.Fatalf("stacktest: %s at %s:%d is not answering: %v\n%s", name, host, port, err, startHint)
+}
+
+const startHint = "start the stack with `make stack-up` (or `triad stack up`); `make test` does this itself"
+
+// cleanup deletes what the test left under its prefixes, then closes clients.
+func (ns *Namespace) cleanup(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := DeleteRedisPrefix(ctx, ns.Clients.Redis, ns.RedisPrefix); err != nil {
+		t.Logf("stacktest: redis clean-up %s: %v", ns.RedisPrefix, err)
+	}
+	if res, err := ns.Clients.Elasticsearch.Indices.Delete([]string{ns.IndexPrefix + "*"},
+		ns.Clients.Elasticsearch.Indices.Delete.WithContext(ctx),
+		ns.Clients.Elasticsearch.Indices.Delete.WithAllowNoIndices(true),
+		ns.Clients.Elasticsearch.Indices.Delete.WithExpandWildcards("all")); err != nil {
+		t.Logf("stacktest: elasticsearch clean-up %s: %v", ns.IndexPrefix, err)
+	} else {
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	if _, err := ns.Clients.Etcd.Delete(ctx, ns.EtcdPrefix, clientv3.WithPrefix()); err != nil {
+		t.Logf("stacktest: etcd clean-up %s: %v", ns.EtcdPrefix, err)
+	}
+	_ = ns.Clients.Close()
+}
+
+// DeleteRedisPrefix removes every key starting with prefix.
+func DeleteRedisPrefix(ctx context.Context, rdb *redis.Client, prefix string) error {
+	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 1000 {
+			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) > 0 {
+		return rdb.Unlink(ctx, batch...).Err()
+	}
+	return nil
+}
+
+// Pool is shorthand for the namespace's Postgres pool.
+func (ns *Namespace) Pool() *pgxpool.Pool { return ns.Clients.Postgres }
+
+// Redis is shorthand for the namespace's Redis client.
+func (ns *Namespace) Redis() *redis.Client { return ns.Clients.Redis }
+
+// ES is shorthand for the namespace's Elasticsearch client.
+func (ns *Namespace) ES() *elasticsearch.Client { return ns.Clients.Elasticsearch }
+
+// Etcd is shorthand for the namespace's etcd client.
+func (ns *Namespace) Etcd() *clientv3.Client { return ns.Clients.Etcd }
+
+// Private is a server instance of the test's own, started by the stack code
+// on free ports in a temporary directory, which the test may stop, restart
+// or break without disturbing the shared servers.
+type Private struct {
+	Name   string
+	Config stack.Config
+	st     *stack.Stack
+}
+
+// StartPrivate starts a private instance of one server (postgres, redis,
+// etcd or elasticsearch) and stops it when the test ends.
+func StartPrivate(t testing.TB, name string) *Private {
+	t.Helper()
+	integration(t)
+	base := Config(t).Stack
+	// The directory must be reachable by the unprivileged user the servers run
+	// as, so not under t.TempDir() (mode 0700 under root's temp tree).
+	dir, err := os.MkdirTemp("/var/tmp", "triad-private-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c := base
+	c.Dir, c.Mode = dir, stack.ModeLocal
+	ports := map[*int]bool{&c.PostgresPort: true, &c.RedisPort: true, &c.EtcdPort: true, &c.EtcdPeerPort: true, &c.ESPort: true, &c.ESTransportPort: true}
+	for p := range ports {
+		if *p, err = stack.FreePort(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := stack.New(c, Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Private{Name: name, Config: c, st: st}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = st.Down(ctx, name)
+		_ = os.RemoveAll(dir)
+	})
+	p.Start(t)
+	return p
+}
+
+// Start starts (or restarts) the private server and waits until it answers.
+func (p *Private) Start(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	if _, err := p.st.Up(ctx, p.Name); err != nil {
+		t.Fatalf("stacktest: private %s: %v", p.Name, err)
+	}
+}
+
+// Stop stops the private server.
+func (p *Private) Stop(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := p.st.Down(ctx, p.Name); err != nil {
+		t.Fatalf("stacktest: stop private %s: %v", p.Name, err)
+	}
+}
+
+// Endpoints are where the private server listens.
+func (p *Private) Endpoints() stack.Endpoints { return p.Config.Endpoints() }
