@@ -219,8 +219,11 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// poll calls probe every interval until it succeeds, ctx ends or timeout passes;
-// it returns the last probe error.
+// errExited marks a probe failure that waiting will not fix.
+var errExited = errors.New("the server process exited")
+
+// poll calls probe every interval until it succeeds, fails with errExited,
+// ctx ends or timeout passes; it returns the last probe error.
 func poll(ctx context.Context, timeout, interval time.Duration, probe func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -231,6 +234,9 @@ func poll(ctx context.Context, timeout, interval time.Duration, probe func(conte
 		pcancel()
 		if last == nil {
 			return nil
+		}
+		if errors.Is(last, errExited) {
+			return last
 		}
 		select {
 		case <-ctx.Done():

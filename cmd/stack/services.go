@@ -32,6 +32,9 @@ type server interface {
 	probe(ctx context.Context) (string, error)
 	// pid is the server process's pid, or 0.
 	pid() int
+	// startedPid is the process start launched (a launcher may precede the
+	// server's own pid); when it has exited, the server will not come up.
+	startedPid() int
 	stop(ctx context.Context) error
 	logPath() string
 	readyTimeout() time.Duration
@@ -118,6 +121,8 @@ func (s *postgresServer) probe(ctx context.Context) (string, error) {
 	return v, nil
 }
 
+func (s *postgresServer) startedPid() int { return s.pid() }
+
 func (s *postgresServer) pid() int {
 	b, err := os.ReadFile(filepath.Join(s.data(), "postmaster.pid"))
 	if err != nil {
@@ -142,6 +147,7 @@ func (s *redisServer) Name() string                { return "redis" }
 func (s *redisServer) Port() int                   { return s.c.RedisPort }
 func (s *redisServer) readyTimeout() time.Duration { return 20 * time.Second }
 func (s *redisServer) pid() int                    { return readPid(s.pidPath()) }
+func (s *redisServer) startedPid() int             { return s.pid() }
 
 func (s *redisServer) prepare(ctx context.Context) error {
 	if _, err := ensureBinary(ctx, s.log, "redis-server", "redis-server"); err != nil {
@@ -187,6 +193,7 @@ func (s *etcdServer) Name() string                { return "etcd" }
 func (s *etcdServer) Port() int                   { return s.c.EtcdPort }
 func (s *etcdServer) readyTimeout() time.Duration { return 30 * time.Second }
 func (s *etcdServer) pid() int                    { return readPid(s.pidPath()) }
+func (s *etcdServer) startedPid() int             { return s.pid() }
 
 func (s *etcdServer) prepare(ctx context.Context) error {
 	bin, err := ensureBinary(ctx, s.log, "etcd", "etcd-server")
@@ -244,6 +251,7 @@ func (s *esServer) Name() string                { return "elasticsearch" }
 func (s *esServer) Port() int                   { return s.c.ESPort }
 func (s *esServer) readyTimeout() time.Duration { return 180 * time.Second }
 func (s *esServer) pid() int                    { return readPid(filepath.Join(s.dir, "es.pid")) }
+func (s *esServer) startedPid() int             { return readPid(filepath.Join(s.dir, "launcher.pid")) }
 
 func (s *esServer) prepare(ctx context.Context) error {
 	java, err := javaHome(ctx, s.log, s.c.JavaHome)

@@ -148,7 +148,13 @@ func (s *Stack) upOne(ctx context.Context, srv server) error {
 	log.Info("starting", "port", srv.Port(), "log", srv.logPath())
 	startErr := srv.start(ctx)
 	if startErr == nil {
-		startErr = poll(ctx, srv.readyTimeout(), 300*time.Millisecond, func(ctx context.Context) error { _, err := srv.probe(ctx); return err })
+		startErr = poll(ctx, srv.readyTimeout(), 300*time.Millisecond, func(ctx context.Context) error {
+			_, err := srv.probe(ctx)
+			if err != nil && !alive(srv.startedPid()) {
+				return fmt.Errorf("%w: %w", errExited, err)
+			}
+			return err
+		})
 	}
 	if startErr != nil {
 		// Leave nothing half-started that a later status might mistake for up.

@@ -236,22 +236,15 @@ func StartPrivate(t testing.TB, name string) *Private {
 	t.Helper()
 	integration(t)
 	base := Config(t).Stack
-	// The directory must be reachable by the unprivileged user the servers run
-	// as, so not under t.TempDir() (mode 0700 under root's temp tree).
-	dir, err := os.MkdirTemp("/var/tmp", "triad-private-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := PrivateDir(t)
 	c := base
 	c.Dir, c.Mode = dir, stack.ModeLocal
-	ports := map[*int]bool{&c.PostgresPort: true, &c.RedisPort: true, &c.EtcdPort: true, &c.EtcdPeerPort: true, &c.ESPort: true, &c.ESTransportPort: true}
-	for p := range ports {
-		if *p, err = stack.FreePort(); err != nil {
+	for _, p := range []*int{&c.PostgresPort, &c.RedisPort, &c.EtcdPort, &c.EtcdPeerPort, &c.ESPort, &c.ESTransportPort} {
+		port, err := stack.FreePort()
+		if err != nil {
 			t.Fatal(err)
 		}
+		*p = port
 	}
 	st, err := stack.New(c, Logger(t))
 	if err != nil {
@@ -262,10 +255,25 @@ func StartPrivate(t testing.TB, name string) *Private {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		_ = st.Down(ctx, name)
-		_ = os.RemoveAll(dir)
 	})
 	p.Start(t)
 	return p
+}
+
+// PrivateDir makes a directory for a private stack, removed after the test.
+// It must be reachable by the unprivileged user the servers run as, so it is
+// not under t.TempDir() (mode 0700 in root's temporary tree).
+func PrivateDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/var/tmp", "triad-private-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
 
 // Start starts (or restarts) the private server and waits until it answers.
