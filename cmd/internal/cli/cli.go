@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
@@ -56,7 +58,11 @@ Run 'triad <command> -h' for a command's flags.
 
 // Main runs the command in args and returns the exit status.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	e := env{stdout: stdout, stderr: stderr, environ: os.Environ()}
+	return env{stdout: stdout, stderr: stderr, environ: os.Environ()}.main(ctx, args)
+}
+
+func (e env) main(ctx context.Context, args []string) int {
+	stdout, stderr := e.stdout, e.stderr
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, usage)
 		return ExitOK
@@ -339,6 +345,9 @@ func (e env) token(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	if err := requireSchema(ctx, pool); err != nil {
+		return err
+	}
 	store := auth.NewStore(pool)
 	switch args[0] {
 	case "create":
@@ -383,6 +392,18 @@ func (e env) token(ctx context.Context, args []string) error {
 		return nil
 	}
 	return usagef("unknown token command %q: want create, list or revoke", args[0])
+}
+
+// requireSchema turns "relation does not exist" into advice.
+func requireSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT to_regclass('api_tokens') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if !exists {
+		return errors.New("the database has no api_tokens table: run `triad migrate up` first")
+	}
+	return nil
 }
 
 func ts(t *time.Time) string {

@@ -1,0 +1,87 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+)
+
+func run(t *testing.T, environ []string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	e := env{stdout: &out, stderr: &errb, environ: environ}
+	code := e.main(t.Context(), args)
+	return code, out.String(), errb.String()
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	code, out, _ := run(t, nil, "version")
+	require.Equal(t, ExitOK, code)
+	require.True(t, strings.HasPrefix(out, "triad "))
+	code, out, _ = run(t, nil)
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "stack up|down|status")
+	code, _, errs := run(t, nil, "frobnicate")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errs, `unknown command "frobnicate"`)
+	code, _, errs = run(t, nil, "migrate", "sideways")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errs, "want up, down or status")
+}
+
+// TestInvalidConfigStopsStartUp: the message names the key and the problem,
+// and never shows a secret.
+func TestInvalidConfigStopsStartUp(t *testing.T) {
+	code, _, errs := run(t, []string{"TRIAD_REDIS_POOL_SIZE=0", "TRIAD_POSTGRES_PASSWORD=hunter2"}, "serve")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errs, "invalid configuration")
+	require.Contains(t, errs, "redis.pool_size: must be at least 1, got 0")
+	require.NotContains(t, errs, "hunter2")
+	code, _, errs = run(t, nil, "serve", "--set", "server.listen=nowhere")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errs, `server.listen: must be host:port, got "nowhere"`)
+}
+
+// TestTokenCommands drives migrate and token create/list/revoke against the
+// real Postgres, in the test's own schema.
+func TestTokenCommands(t *testing.T) {
+	ns := stacktest.New(t)
+	environ := []string{"TRIAD_POSTGRES_SCHEMA=" + ns.Schema}
+	code, out, errs := run(t, environ, "migrate", "up")
+	require.Equal(t, ExitOK, code, errs)
+	require.Contains(t, out, "api_tokens")
+	code, out, _ = run(t, environ, "migrate", "status")
+	require.Equal(t, ExitOK, code)
+	require.NotContains(t, out, "pending")
+
+	code, out, errs = run(t, environ, "token", "create", "--name", "deploy-bot", "--role", "operator")
+	require.Equal(t, ExitOK, code, errs)
+	secret := strings.TrimSpace(out)
+	require.True(t, strings.HasPrefix(secret, "triad_"))
+	require.Contains(t, errs, "shown only once")
+
+	code, out, _ = run(t, environ, "token", "list")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "deploy-bot")
+	require.Contains(t, out, "operator")
+	require.NotContains(t, out, secret, "list never shows secrets")
+
+	code, _, errs = run(t, environ, "token", "create", "--name", "x", "--role", "root")
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errs, "want viewer, operator or admin")
+
+	code, out, _ = run(t, environ, "token", "revoke", "deploy-bot")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "revoked token")
+	code, _, errs = run(t, environ, "token", "revoke", "deploy-bot")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errs, "token not found")
+
+	code, out, _ = run(t, environ, "migrate", "down", "--all")
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, "down")
+}

@@ -1,0 +1,73 @@
+package auth_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/server/auth"
+)
+
+func TestParseRole(t *testing.T) {
+	for in, want := range map[string]auth.Role{"viewer": auth.RoleViewer, " Operator ": auth.RoleOperator, "ADMIN": auth.RoleAdmin} {
+		got, err := auth.ParseRole(in)
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	_, err := auth.ParseRole("root")
+	require.Error(t, err)
+	require.Less(t, auth.RoleViewer, auth.RoleOperator)
+	require.Less(t, auth.RoleOperator, auth.RoleAdmin)
+}
+
+func TestStoreAgainstPostgres(t *testing.T) {
+	ns := stacktest.New(t)
+	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
+	require.NoError(t, err)
+	_, err = m.Up(t.Context())
+	require.NoError(t, err)
+	m.Close()
+
+	store := auth.NewStore(ns.Pool())
+	a := auth.NewAuthenticator(store, "")
+	ctx := t.Context()
+
+	secret, tok, err := store.Create(ctx, "reader", auth.RoleViewer, 0)
+	require.NoError(t, err)
+	require.Equal(t, secret[:len(tok.Prefix)], tok.Prefix)
+	p, err := a.Authenticate(ctx, secret)
+	require.NoError(t, err)
+	require.Equal(t, auth.RoleViewer, p.Role)
+	require.Equal(t, tok.ID, p.TokenID)
+
+	toks, err := store.List(ctx, false)
+	require.NoError(t, err)
+	require.Len(t, toks, 1)
+	require.NotNil(t, toks[0].LastUsedAt, "use is recorded")
+
+	short, _, err := store.Create(ctx, "short-lived", auth.RoleAdmin, time.Millisecond)
+	require.NoError(t, err)
+	time.Sleep(20 * time.Millisecond)
+	_, err = a.Authenticate(ctx, short)
+	require.ErrorIs(t, err, auth.ErrInvalidToken, "expired")
+
+	_, err = a.Authenticate(ctx, "triad_unknown")
+	require.ErrorIs(t, err, auth.ErrInvalidToken)
+	_, err = a.Authenticate(ctx, "")
+	require.ErrorIs(t, err, auth.ErrNoToken)
+
+	_, _, err = store.Create(ctx, "reader", auth.RoleAdmin, 0)
+	require.ErrorIs(t, err, auth.ErrNameTaken)
+	_, _, err = store.Create(ctx, " ", auth.RoleAdmin, 0)
+	require.ErrorIs(t, err, auth.ErrInvalidInput)
+
+	_, err = store.Revoke(ctx, "reader")
+	require.NoError(t, err)
+	_, err = a.Authenticate(ctx, secret)
+	require.ErrorIs(t, err, auth.ErrInvalidToken, "revoked")
+	_, _, err = store.Create(ctx, "reader", auth.RoleViewer, 0)
+	require.NoError(t, err, "a revoked token's name may be reused")
+}

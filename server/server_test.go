@@ -1,0 +1,117 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/triad-dev/triad/server/auth"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestStatusOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code int
+	}{
+		{fmt.Errorf("%w: x", ErrBadRequest), 400},
+		{auth.ErrInvalidInput, 400},
+		{auth.ErrNoToken, 401},
+		{auth.ErrInvalidToken, 401},
+		{fmt.Errorf("%w: needs admin", ErrForbidden), 403},
+		{auth.ErrNotFound, 404},
+		{auth.ErrNameTaken, 409},
+		{&http.MaxBytesError{Limit: 1}, 413},
+		{ErrUnavailable, 503},
+		{errors.New("boom"), 500},
+	} {
+		code, _ := statusOf(tc.err)
+		require.Equal(t, tc.code, code, tc.err.Error())
+	}
+}
+
+// TestReadinessLifecycle runs the probe loop against scripted dependencies:
+// 503 before the first round, 200 when all are up, 503 naming the one that
+// fails, 200 again when it recovers, 503 "stopping" during shutdown.
+func TestReadinessLifecycle(t *testing.T) {
+	var redisUp atomic.Bool
+	redisUp.Store(true)
+	deps := []Dependency{
+		{Name: "postgres", Check: func(context.Context) (string, error) { return "15.0", nil }},
+		{Name: "redis", Check: func(context.Context) (string, error) {
+			if redisUp.Load() {
+				return "7.0", nil
+			}
+			return "", errors.New("connection refused")
+		}},
+	}
+	cfg := DefaultConfig()
+	cfg.ProbeInterval, cfg.ProbeTimeout = 100*time.Millisecond, 100*time.Millisecond
+	reg := prometheus.NewRegistry()
+	s := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+		Dependencies: deps, Auth: auth.NewAuthenticator(nil, "")})
+	h := s.Handler()
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/-/ready", nil))
+		return rec.Code, rec.Body.String()
+	}
+	code, body := get()
+	require.Equal(t, 503, code)
+	require.Contains(t, body, `"status":"starting"`)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.RunProbes(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	wait := func(want int, contains string) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			code, body := get()
+			return code == want && strings.Contains(body, contains)
+		}, 5*time.Second, 20*time.Millisecond)
+	}
+	wait(200, `"status":"ready"`)
+	redisUp.Store(false)
+	wait(503, `"redis":{"status":"down","version":"7.0"`)
+	_, body = get()
+	require.Contains(t, body, "connection refused")
+	redisUp.Store(true)
+	wait(200, `"status":"ready"`)
+
+	require.NoError(t, s.Shutdown(t.Context()))
+	code, body = get()
+	require.Equal(t, 503, code)
+	require.Contains(t, body, `"status":"stopping"`)
+}
+
+func TestAPINeedsToken(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := New(Options{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+		Auth: auth.NewAuthenticator(nil, "bootstrap-token-0123456789")})
+	for _, rt := range s.Routes() {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(rt.Method, strings.ReplaceAll(rt.Path, ":id", "1"), nil))
+		require.Equal(t, 401, rec.Code, "%s %s", rt.Method, rt.Path)
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodGet, "/api/v1/whoami", nil)
+	req.Header.Set("Authorization", "Bearer bootstrap-token-0123456789")
+	s.Handler().ServeHTTP(rec, req)
+	require.Equal(t, 200, rec.Code)
+	require.Contains(t, rec.Body.String(), `"role":"admin"`)
+}
