@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -126,7 +127,7 @@ func ProbePostgres(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 func ProbeRedis(ctx context.Context, rdb *redis.Client) (string, error) {
 	info, err := rdb.Info(ctx, "server").Result()
 	if err != nil {
-		return "", err
+		return "", diagnose(err, rdb.Options().Addr)
 	}
 	for _, line := range strings.Split(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
@@ -183,9 +184,28 @@ func ProbeEtcd(ctx context.Context, cli *clientv3.Client) (string, error) {
 		if err == nil {
 			return st.Version, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", ep, err))
+		hostport := ep
+		if u, perr := url.Parse(ep); perr == nil && u.Host != "" {
+			hostport = u.Host
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", ep, diagnose(err, hostport)))
 	}
 	return "", errors.Join(errs...)
+}
+
+// diagnose replaces a bare timeout from a client that retries internally
+// (go-redis, gRPC) with the cause an operator needs, such as "connection
+// refused", when a plain TCP dial shows it.
+func diagnose(err error, hostport string) error {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	c, derr := net.DialTimeout("tcp", hostport, 300*time.Millisecond)
+	if derr != nil {
+		return derr
+	}
+	c.Close()
+	return err
 }
 
 // Build builds the four clients. Nothing connects until first use.
