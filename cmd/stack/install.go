@@ -47,13 +47,12 @@ func aptInstall(ctx context.Context, log *slog.Logger, pkgs ...string) error {
 		return cmd.CombinedOutput()
 	}
 	log.Info("installing packages", "packages", pkgs)
-	out, err := install()
-	if err != nil {
+	if _, err := install(); err != nil {
 		// The package lists may be missing or stale on a fresh machine.
 		if uout, uerr := exec.CommandContext(ctx, "apt-get", "update", "-q").CombinedOutput(); uerr != nil {
 			return fmt.Errorf("apt-get update: %v: %s", uerr, lastLines(string(uout), 10))
 		}
-		if out, err = install(); err != nil {
+		if out, err := install(); err != nil {
 			return fmt.Errorf("apt-get install %s: %v: %s", strings.Join(pkgs, " "), err, lastLines(string(out), 10))
 		}
 	}
