@@ -109,15 +109,7 @@ func (s *Stack) Up(ctx context.Context, names ...string) ([]ServerStatus, error)
 	// Installs are serialised inside aptInstall; starts and waits run in parallel
 	// because Elasticsearch alone takes tens of seconds.
 	errs := make([]error, len(srvs))
-	var wg sync.WaitGroup
-	for i, srv := range srvs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = s.upOne(ctx, srv)
-		}()
-	}
-	wg.Wait()
+	parallel(len(srvs), func(i int) { errs[i] = s.upOne(ctx, srvs[i]) })
 	return s.statusOf(ctx, srvs), errors.Join(errs...)
 }
 
@@ -174,19 +166,13 @@ func (s *Stack) Down(ctx context.Context, names ...string) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
 	errs := make([]error, len(srvs))
-	for i, srv := range srvs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := srv.stop(ctx); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", srv.Name(), err)
-			}
-			s.log.Info("stopped", "server", srv.Name())
-		}()
-	}
-	wg.Wait()
+	parallel(len(srvs), func(i int) {
+		if err := srvs[i].stop(ctx); err != nil {
+			errs[i] = fmt.Errorf("%s: %w", srvs[i].Name(), err)
+		}
+		s.log.Info("stopped", "server", srvs[i].Name())
+	})
 	return errors.Join(errs...)
 }
 
@@ -203,24 +189,32 @@ func (s *Stack) statusOf(ctx context.Context, srvs []server) []ServerStatus {
 	ep := s.c.Endpoints()
 	endpoint := map[string]string{"postgres": ep.PostgresURL, "redis": ep.RedisAddr, "etcd": ep.EtcdEndpoint, "elasticsearch": ep.ElasticsearchURL}
 	out := make([]ServerStatus, len(srvs))
+	parallel(len(srvs), func(i int) {
+		srv := srvs[i]
+		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		st := ServerStatus{Name: srv.Name(), Endpoint: endpoint[srv.Name()], Pid: srv.pid(), Log: srv.logPath()}
+		if v, err := srv.probe(pctx); err != nil {
+			st.Error = err.Error()
+		} else {
+			st.Up, st.Version = true, v
+		}
+		out[i] = st
+	})
+	return out
+}
+
+// parallel runs fn(0..n-1) concurrently and waits for all of them.
+func parallel(n int, fn func(i int)) {
 	var wg sync.WaitGroup
-	for i, srv := range srvs {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			defer cancel()
-			st := ServerStatus{Name: srv.Name(), Endpoint: endpoint[srv.Name()], Pid: srv.pid(), Log: srv.logPath()}
-			if v, err := srv.probe(pctx); err != nil {
-				st.Error = err.Error()
-			} else {
-				st.Up, st.Version = true, v
-			}
-			out[i] = st
+			fn(i)
 		}()
 	}
 	wg.Wait()
-	return out
 }
 
 func (s *Stack) compose(ctx context.Context, args ...string) error {

@@ -156,6 +156,22 @@ func (e env) load(c common) (config.Config, *slog.Logger, error) {
 	return cfg, newLogger(cfg.Log, e.stderr), nil
 }
 
+// subcommand parses "VERB [flags] [args]" for a command group: define
+// registers the verb's flags, then the configuration is loaded.
+func (e env) subcommand(group, verbs string, args []string, define func(fs *flag.FlagSet)) (string, *flag.FlagSet, config.Config, *slog.Logger, error) {
+	if len(args) == 0 {
+		return "", nil, config.Config{}, nil, usagef("want %s", verbs)
+	}
+	var c common
+	fs := e.flags(group+" "+args[0], &c)
+	define(fs)
+	if err := parse(fs, args[1:]); err != nil {
+		return "", nil, config.Config{}, nil, err
+	}
+	cfg, log, err := e.load(c)
+	return args[0], fs, cfg, log, err
+}
+
 func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Level))
@@ -192,16 +208,10 @@ func (e env) serve(ctx context.Context, args []string) error {
 // ---- migrate ----
 
 func (e env) migrate(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("want up, down or status")
-	}
-	var c common
-	fs := e.flags("migrate "+args[0], &c)
-	all := fs.Bool("all", false, "down: roll back every migration")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	cfg, log, err := e.load(c)
+	var all *bool
+	verb, _, cfg, log, err := e.subcommand("migrate", "up, down or status", args, func(fs *flag.FlagSet) {
+		all = fs.Bool("all", false, "down: roll back every migration")
+	})
 	if err != nil {
 		return err
 	}
@@ -216,7 +226,7 @@ func (e env) migrate(ctx context.Context, args []string) error {
 	}
 	defer m.Close()
 	var res []migrations.Result
-	switch args[0] {
+	switch verb {
 	case "up":
 		res, err = m.Up(ctx)
 	case "down":
@@ -241,7 +251,7 @@ func (e env) migrate(ctx context.Context, args []string) error {
 		}
 		return tw.Flush()
 	default:
-		return usagef("unknown migrate command %q: want up, down or status", args[0])
+		return usagef("unknown migrate command %q: want up, down or status", verb)
 	}
 	for _, r := range res {
 		fmt.Fprintf(e.stdout, "%s %d %s (%s)\n", r.Direction, r.Version, r.Name, r.Duration)
@@ -255,16 +265,10 @@ func (e env) migrate(ctx context.Context, args []string) error {
 // ---- stack ----
 
 func (e env) stack(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("want up, down or status")
-	}
-	var c common
-	fs := e.flags("stack "+args[0], &c)
-	asJSON := fs.Bool("json", false, "print status as JSON")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	cfg, log, err := e.load(c)
+	var asJSON *bool
+	verb, fs, cfg, log, err := e.subcommand("stack", "up, down or status", args, func(fs *flag.FlagSet) {
+		asJSON = fs.Bool("json", false, "print status as JSON")
+	})
 	if err != nil {
 		return err
 	}
@@ -273,7 +277,7 @@ func (e env) stack(ctx context.Context, args []string) error {
 		return err
 	}
 	names := fs.Args()
-	switch args[0] {
+	switch verb {
 	case "up":
 		start := time.Now()
 		status, err := st.Up(ctx, names...)
@@ -298,7 +302,7 @@ func (e env) stack(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	return usagef("unknown stack command %q: want up, down or status", args[0])
+	return usagef("unknown stack command %q: want up, down or status", verb)
 }
 
 func (e env) printStatus(status []stack.ServerStatus, asJSON bool) {
@@ -323,20 +327,16 @@ func (e env) printStatus(status []stack.ServerStatus, asJSON bool) {
 // ---- token ----
 
 func (e env) token(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("want create, list or revoke")
-	}
-	var c common
-	fs := e.flags("token "+args[0], &c)
-	name := fs.String("name", "", "create: token name (unique among active tokens)")
-	role := fs.String("role", "viewer", "create: viewer, operator or admin")
-	ttl := fs.Duration("ttl", 0, "create: lifetime, e.g. 720h (0: no expiry)")
-	all := fs.Bool("all", false, "list: include revoked tokens")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	cfg, _, err := e.load(c)
+	var name, role *string
+	var ttl *time.Duration
+	var all, asJSON *bool
+	verb, fs, cfg, _, err := e.subcommand("token", "create, list or revoke", args, func(fs *flag.FlagSet) {
+		name = fs.String("name", "", "create: token name (unique among active tokens)")
+		role = fs.String("role", "viewer", "create: viewer, operator or admin")
+		ttl = fs.Duration("ttl", 0, "create: lifetime, e.g. 720h (0: no expiry)")
+		all = fs.Bool("all", false, "list: include revoked tokens")
+		asJSON = fs.Bool("json", false, "print JSON")
+	})
 	if err != nil {
 		return err
 	}
@@ -349,7 +349,7 @@ func (e env) token(ctx context.Context, args []string) error {
 		return err
 	}
 	store := auth.NewStore(pool)
-	switch args[0] {
+	switch verb {
 	case "create":
 		r, err := auth.ParseRole(*role)
 		if err != nil {
@@ -391,7 +391,7 @@ func (e env) token(ctx context.Context, args []string) error {
 		fmt.Fprintf(e.stdout, "revoked token %d %q\n", tok.ID, tok.Name)
 		return nil
 	}
-	return usagef("unknown token command %q: want create, list or revoke", args[0])
+	return usagef("unknown token command %q: want create, list or revoke", verb)
 }
 
 // requireSchema turns "relation does not exist" into advice.
