@@ -6,6 +6,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -24,6 +25,9 @@ import (
 	"github.com/triad-dev/triad/server/auth"
 	"github.com/triad-dev/triad/web"
 )
+
+//go:embed openapi.yaml
+var openapiDoc []byte
 
 // Options are what a Server is built from.
 type Options struct {
@@ -96,6 +100,7 @@ func New(o Options) *Server {
 	e.HEAD("/-/healthy", func(c *gin.Context) { c.Status(http.StatusOK) })
 	e.GET("/-/ready", s.readyHandler)
 	e.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{Registry: o.Registerer})))
+	e.GET("/openapi.yaml", func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openapiDoc) })
 	web.Mount(e)
 
 	api := e.Group("/api/v1")

@@ -106,6 +106,10 @@ func TestServeAgainstRealStores(t *testing.T) {
 	require.Contains(t, m.raw, `triad_dependency_up{dependency="etcd"} 1`)
 	require.Contains(t, m.raw, "triad_http_requests_total")
 
+	doc := call(t, a, http.MethodGet, "/openapi.yaml", "", nil)
+	require.Equal(t, http.StatusOK, doc.code)
+	require.Contains(t, doc.raw, "openapi: 3")
+
 	dash := call(t, a, http.MethodGet, "/", "", nil)
 	require.Equal(t, http.StatusOK, dash.code)
 	require.Contains(t, dash.raw, `<script src="/ui/app.js">`)
