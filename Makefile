@@ -34,8 +34,7 @@ $(ADMIN_TOKEN_FILE):
 	@umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > $@
 	@echo "created bootstrap admin token in $@"
 
-demo: stack-up $(ADMIN_TOKEN_FILE) ## Stack up, migrate, serve the dashboard on http://127.0.0.1:8383
-	$(BIN) migrate up
+demo: stack-up $(ADMIN_TOKEN_FILE) ## Stack up, serve the dashboard on http://127.0.0.1:8383 (serve applies migrations)
 	@echo
 	@echo "  dashboard:    http://127.0.0.1:8383/"
 	@echo "  admin token:  $(ADMIN_TOKEN_FILE)   (curl -H \"Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))\" http://127.0.0.1:8383/api/v1/whoami)"

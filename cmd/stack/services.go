@@ -17,6 +17,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/triad-dev/triad/cmd/internal/clients"
 )
 
 // server is one of the stack's four servers run from local binaries.
@@ -165,16 +167,7 @@ func (s *redisServer) start(context.Context) error {
 func (s *redisServer) probe(ctx context.Context) (string, error) {
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("%s:%d", s.c.Host, s.c.RedisPort), MaxRetries: -1, DialTimeout: time.Second})
 	defer rdb.Close()
-	info, err := rdb.Info(ctx, "server").Result()
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
-			return v, nil
-		}
-	}
-	return "", errors.New("INFO server has no redis_version")
+	return clients.ProbeRedis(ctx, rdb)
 }
 
 func (s *redisServer) stop(ctx context.Context) error {
