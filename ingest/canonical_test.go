@@ -1,0 +1,73 @@
+package ingest
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCanonicalJSON(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"b":1,"a":2,"aa":3}`, `{"a": 2, "b": 1, "aa": 3}`},
+		{`{"k":1,"k":2}`, `{"k": 2}`},
+		{` [ 1 , [ ] , { } ] `, `[1, [], {}]`},
+		{`1.50`, `1.50`},
+		{`1.5e1`, `15`},
+		{`150e-2`, `1.50`},
+		{`-0`, `0`},
+		{`-0.00`, `0.00`},
+		{`0e5`, `0`},
+		{`1E+2`, `100`},
+		{`-12.5e-3`, `-0.0125`},
+		{`0.000`, `0.000`},
+		{`"a\/b\u00e9\ud83d\ude00"`, `"a/bé😀"`},
+		{`"tab\there \"q\" \\ \u001f \u007f"`, `"tab\there \"q\" \\ \u001f ` + "\x7f" + `"`},
+		{`"<&>"`, `"<&>"`},
+		{`[true,false,null]`, `[true, false, null]`},
+	} {
+		got, err := CanonicalJSON(nil, []byte(tc.in))
+		require.NoError(t, err, tc.in)
+		require.Equal(t, tc.want, string(got), tc.in)
+	}
+}
+
+func TestCanonicalJSONRejects(t *testing.T) {
+	for in, msg := range map[string]string{
+		``:                 "empty",
+		`{"a":}`:           "unexpected character",
+		`[1,]`:             "unexpected character",
+		`01`:               "leading zero",
+		`"\u0000"`:         `\u0000`,
+		`"\ud800"`:         "unpaired surrogate",
+		"\"a\x01\"":        "control character",
+		"\"\xff\"":         "invalid UTF-8",
+		`1e999`:            "out of range",
+		`{"a":1} x`:        "after the value",
+		`[[[[[[[[[[[[[[[[`: "end of input",
+	} {
+		_, err := CanonicalJSON(nil, []byte(in))
+		require.ErrorContains(t, err, msg, "input %q", in)
+	}
+	deep := make([]byte, 0, 200)
+	for range 100 {
+		deep = append(deep, '[')
+	}
+	_, err := CanonicalJSON(nil, deep)
+	require.ErrorContains(t, err, "nested too deeply")
+}
+
+func FuzzCanonicalJSON(f *testing.F) {
+	for _, s := range []string{`{"a":[1,2.50,"x"]}`, `"\u00e9"`, `-1.5e-3`, `{"k":1,"k":{"z":null}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, err := CanonicalJSON(nil, in)
+		if err != nil {
+			return
+		}
+		// Canonical output is a fixed point.
+		again, err := CanonicalJSON(nil, out)
+		require.NoError(t, err)
+		require.Equal(t, string(out), string(again))
+	})
+}

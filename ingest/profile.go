@@ -1,0 +1,158 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// NumFields is the number of attribute fields a profile has.
+const NumFields = 5
+
+// Attribute fields, in the order of Profile.Fields and of the TSV columns.
+const (
+	FieldTags      = iota // ["sports", "vip"]: array of strings
+	FieldInterests        // {"golf": 730}: topic → weight in per mille (integer 0..1000)
+	FieldDevices          // [{"id": "fp-…", "os": "ios", …}]: objects with a string "id"
+	FieldBehavior         // [{"action": "view", "item": "sku-1", "ts": 1700000000000}]: recent events, "action" and integer "ts" (ms)
+	FieldProps            // {"city": "Lyon"}: string → string
+)
+
+// FieldNames are the attribute fields' names (JSON keys, Postgres columns,
+// Redis hash fields, Elasticsearch fields).
+var FieldNames = [NumFields]string{"tags", "interests", "devices", "behavior", "props"}
+
+// emptyField is each field's value when the input leaves it out.
+var emptyField = [NumFields]string{"[]", "{}", "[]", "[]", "{}"}
+
+// Limits on attribute values. Lines over them are quarantined.
+const (
+	maxItems       = 1000 // elements of one array or members of one object
+	maxStringBytes = 4096
+	maxWeight      = 1000
+)
+
+// Profile is one user profile as triad writes it to every store.
+//
+// Fields hold canonical JSON (see canonical.go), so two profiles have equal
+// fields exactly when their bytes are equal. A Profile is immutable once
+// decoded; it is safe to share between goroutines.
+type Profile struct {
+	// UserID is positive.
+	UserID int64
+	// Version orders the writes of one user: a store never replaces a
+	// version with an older one. Carried by the input (or its updated_at in
+	// microseconds), so re-running an input is idempotent.
+	Version int64
+	// UpdatedAt is in microseconds, UTC; the zero Time when the input has none.
+	UpdatedAt time.Time
+	// Deleted marks a tombstone: the profile is deleted as of Version.
+	Deleted bool
+	Fields  [NumFields][]byte
+	// Digest is the content digest (DigestVersion) of the fields above.
+	Digest int64
+}
+
+// DigestVersion names the digest algorithm; a change to the canonical
+// document or the hash is a new version, stored beside each digest.
+const DigestVersion = 1
+
+// AppendDocument appends the canonical document the digest covers:
+//
+//	{"tags": …, "props": …, "devices": …, "user_id": N, "version": N,
+//	 "behavior": …, "interests": …, "updated_at": µs|null}
+//
+// which is, byte for byte, what Postgres prints for
+// jsonb_build_object('user_id', …, 'updated_at', µs, 'tags', …, …)::text
+// (jsonb orders keys by length, then bytewise). Deleted is not covered: a
+// tombstone has no content to compare.
+func (p *Profile) AppendDocument(dst []byte) []byte {
+	dst = append(dst, `{"tags": `...)
+	dst = append(dst, p.field(FieldTags)...)
+	dst = append(dst, `, "props": `...)
+	dst = append(dst, p.field(FieldProps)...)
+	dst = append(dst, `, "devices": `...)
+	dst = append(dst, p.field(FieldDevices)...)
+	dst = append(dst, `, "user_id": `...)
+	dst = strconv.AppendInt(dst, p.UserID, 10)
+	dst = append(dst, `, "version": `...)
+	dst = strconv.AppendInt(dst, p.Version, 10)
+	dst = append(dst, `, "behavior": `...)
+	dst = append(dst, p.field(FieldBehavior)...)
+	dst = append(dst, `, "interests": `...)
+	dst = append(dst, p.field(FieldInterests)...)
+	dst = append(dst, `, "updated_at": `...)
+	if p.UpdatedAt.IsZero() {
+		dst = append(dst, "null"...)
+	} else {
+		dst = strconv.AppendInt(dst, p.UpdatedAt.UnixMicro(), 10)
+	}
+	return append(dst, '}')
+}
+
+func (p *Profile) field(i int) []byte {
+	if p.Fields[i] == nil {
+		return []byte(emptyField[i])
+	}
+	return p.Fields[i]
+}
+
+// Field returns attribute field i in canonical JSON (its empty value when unset).
+func (p *Profile) Field(i int) []byte { return p.field(i) }
+
+// ComputeDigest returns the DigestVersion 1 digest of the profile: the first
+// 8 bytes of SHA-256 over AppendDocument, read as a big-endian signed 64-bit
+// integer. Postgres computes the same with triad_profile_digest_v1 (see the
+// migration 00002_profiles.sql); scratch is reused to avoid allocating.
+func (p *Profile) ComputeDigest(scratch []byte) (int64, []byte) {
+	scratch = p.AppendDocument(scratch[:0])
+	sum := sha256.Sum256(scratch)
+	return int64(binary.BigEndian.Uint64(sum[:8])), scratch
+}
+
+// AppendRecord appends the profile as one JSONL input line (without the
+// newline): the canonical document, plus "deleted": true for tombstones and
+// without the attribute fields. Decoding the line gives back an equal Profile,
+// which is what the archive stores and replays.
+func (p *Profile) AppendRecord(dst []byte) []byte {
+	if p.Deleted {
+		dst = append(dst, `{"user_id": `...)
+		dst = strconv.AppendInt(dst, p.UserID, 10)
+		dst = append(dst, `, "deleted": true, "version": `...)
+		dst = strconv.AppendInt(dst, p.Version, 10)
+		if !p.UpdatedAt.IsZero() {
+			dst = append(dst, `, "updated_at": `...)
+			dst = strconv.AppendInt(dst, p.UpdatedAt.UnixMicro(), 10)
+		}
+		return append(dst, '}')
+	}
+	return p.AppendDocument(dst)
+}
+
+// Equal reports whether two profiles carry the same identity, version and content.
+func (p *Profile) Equal(q *Profile) bool {
+	if p.UserID != q.UserID || p.Version != q.Version || p.Deleted != q.Deleted || !p.UpdatedAt.Equal(q.UpdatedAt) {
+		return false
+	}
+	for i := range p.Fields {
+		if !bytes.Equal(p.field(i), q.field(i)) {
+			return false
+		}
+	}
+	return true
+}
+
+// FieldError says which part of an input line is wrong.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
