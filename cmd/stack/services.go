@@ -158,9 +158,12 @@ func (s *redisServer) prepare(ctx context.Context) error {
 	return s.as.mkdir(s.dir)
 }
 
+// start runs Redis with RDB snapshots (hourly, and on a clean shutdown), so
+// a stopped and restarted cache keeps its keys as a production cache with
+// persistence would.
 func (s *redisServer) start(context.Context) error {
 	cmd := s.as.command("redis-server", "--bind", s.c.Host, "--port", strconv.Itoa(s.c.RedisPort),
-		"--dir", s.dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--maxclients", "2000")
+		"--dir", s.dir, "--save", "3600 1", "--appendonly", "no", "--daemonize", "no", "--maxclients", "2000")
 	return startDetached(cmd, s.logPath(), s.pidPath())
 }
 

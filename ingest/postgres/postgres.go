@@ -1,0 +1,217 @@
+// Package postgres is the Postgres store of the profile pipeline: the source
+// of truth (version-guarded bulk upserts, tombstones) and the catch-up log of
+// derived-store writes that failed.
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/triad-dev/triad/ingest"
+)
+
+// Store reads and writes the profiles table (migrations/00002_profiles.sql).
+// It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a store on pool; the pool's search_path must reach the tables.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// upsert applies a batch in one statement: a row is written only when the
+// stored version is older (the version guard), so an older version never
+// replaces a newer one, and a tombstone keeps its version. Parameters are
+// arrays so one round trip carries the whole batch.
+const upsert = `
+INSERT INTO profiles AS p (user_id, version, updated_at, deleted, deleted_at, tags, interests, devices, behavior, props)
+SELECT u.user_id, u.version, u.updated_at, u.deleted, CASE WHEN u.deleted THEN now() END,
+       u.tags::jsonb, u.interests::jsonb, u.devices::jsonb, u.behavior::jsonb, u.props::jsonb
+FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::boolean[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
+     AS u(user_id, version, updated_at, deleted, tags, interests, devices, behavior, props)
+ON CONFLICT (user_id) DO UPDATE SET
+    version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
+    deleted = EXCLUDED.deleted, deleted_at = EXCLUDED.deleted_at,
+    tags = EXCLUDED.tags, interests = EXCLUDED.interests, devices = EXCLUDED.devices,
+    behavior = EXCLUDED.behavior, props = EXCLUDED.props
+WHERE p.version < EXCLUDED.version`
+
+// held reads back what the table holds for the batch's users after the
+// upsert, so the caller knows which inputs are now the stored truth.
+const held = `SELECT user_id, version, deleted, digest FROM profiles WHERE user_id = ANY($1::bigint[])`
+
+// Apply implements ingest.Primary.
+func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) error {
+	n := len(batch)
+	ids, versions := make([]int64, n), make([]int64, n)
+	updated, deleted := make([]pgtype.Timestamptz, n), make([]bool, n)
+	var fields [ingest.NumFields][]string
+	for f := range fields {
+		fields[f] = make([]string, n)
+	}
+	for i, p := range batch {
+		ids[i], versions[i], deleted[i] = p.UserID, p.Version, p.Deleted
+		updated[i] = pgtype.Timestamptz{Time: p.UpdatedAt, Valid: !p.UpdatedAt.IsZero()}
+		for f := range fields {
+			fields[f][i] = string(p.Field(f))
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4])
+	b.Queue(held, ids)
+	res := s.pool.SendBatch(ctx, b)
+	defer res.Close()
+	if _, err := res.Exec(); err != nil {
+		return fmt.Errorf("upsert %d profiles: %w", n, err)
+	}
+	rows, err := res.Query()
+	if err != nil {
+		return fmt.Errorf("read back %d profiles: %w", n, err)
+	}
+	type state struct {
+		version int64
+		deleted bool
+		digest  int64
+	}
+	got := make(map[int64]state, n)
+	for rows.Next() {
+		var id int64
+		var st state
+		if err := rows.Scan(&id, &st.version, &st.deleted, &st.digest); err != nil {
+			return err
+		}
+		got[id] = st
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read back %d profiles: %w", n, err)
+	}
+	for i, p := range batch {
+		st, ok := got[p.UserID]
+		out[i] = ok && st.version == p.Version && st.deleted == p.Deleted && (p.Deleted || st.digest == p.Digest)
+	}
+	return res.Close()
+}
+
+const columns = `user_id, version, updated_at, deleted, tags::text, interests::text, devices::text, behavior::text, props::text, digest`
+
+// Get implements ingest.Primary. Field text comes from jsonb, which is
+// canonical by construction, so the digest triad computes for the result
+// equals the digest column.
+func (s *Store) Get(ctx context.Context, ids []int64) ([]*ingest.Profile, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM profiles WHERE user_id = ANY($1::bigint[])`, ids)
+	if err != nil {
+		return nil, err
+	}
+	return scanProfiles(rows)
+}
+
+func scanProfiles(rows pgx.Rows) ([]*ingest.Profile, error) {
+	defer rows.Close()
+	var out []*ingest.Profile
+	for rows.Next() {
+		p := &ingest.Profile{}
+		var updated pgtype.Timestamptz
+		var f [ingest.NumFields]string
+		if err := rows.Scan(&p.UserID, &p.Version, &updated, &p.Deleted, &f[0], &f[1], &f[2], &f[3], &f[4], &p.Digest); err != nil {
+			return nil, err
+		}
+		if updated.Valid {
+			p.UpdatedAt = updated.Time.UTC()
+		}
+		if !p.Deleted {
+			for i := range f {
+				p.Fields[i] = []byte(f[i])
+			}
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Scan calls fn for every row with user_id > after, in user_id order, in
+// pages of limit rows (the archive-free way to re-read the dataset).
+func (s *Store) Scan(ctx context.Context, after int64, limit int, fn func([]*ingest.Profile) error) error {
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM profiles WHERE user_id > $1 ORDER BY user_id LIMIT $2`, after, limit)
+		if err != nil {
+			return err
+		}
+		page, err := scanProfiles(rows)
+		if err != nil || len(page) == 0 {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].UserID
+	}
+}
+
+// PurgeTombstones deletes tombstones written more than retention ago and
+// returns how many. After that an older write of the same user could be
+// accepted again, so retention must outlast any replay of old input.
+func (s *Store) PurgeTombstones(ctx context.Context, retention time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM profiles WHERE deleted AND deleted_at < now() - $1::interval`, retention)
+	return tag.RowsAffected(), err
+}
+
+// Record implements ingest.CatchupLog.
+func (s *Store) Record(ctx context.Context, store string, batch []*ingest.Profile, reason string) error {
+	newest := map[int64]int64{}
+	for _, p := range batch {
+		newest[p.UserID] = max(newest[p.UserID], p.Version)
+	}
+	ids, versions := make([]int64, 0, len(newest)), make([]int64, 0, len(newest))
+	for id, v := range newest {
+		ids, versions = append(ids, id), append(versions, v)
+	}
+	if len(reason) > 1000 {
+		reason = reason[:1000]
+	}
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO profile_catchup AS c (store, user_id, version, last_error)
+		SELECT $1, u.id, u.v, $4 FROM unnest($2::bigint[], $3::bigint[]) AS u(id, v)
+		ON CONFLICT (store, user_id) DO UPDATE SET
+			version = GREATEST(c.version, EXCLUDED.version), attempts = c.attempts + 1,
+			last_error = EXCLUDED.last_error, last_failed_at = now()`, store, ids, versions, reason)
+	return err
+}
+
+// Pending implements ingest.CatchupLog.
+func (s *Store) Pending(ctx context.Context, store string, limit int) ([]ingest.Pending, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, version FROM profile_catchup WHERE store = $1 ORDER BY user_id LIMIT $2`, store, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.Pending, error) {
+		var p ingest.Pending
+		return p, r.Scan(&p.UserID, &p.Version)
+	})
+}
+
+// Done implements ingest.CatchupLog.
+func (s *Store) Done(ctx context.Context, store string, written []*ingest.Profile) error {
+	if len(written) == 0 {
+		return nil
+	}
+	ids, versions := make([]int64, len(written)), make([]int64, len(written))
+	for i, p := range written {
+		ids[i], versions[i] = p.UserID, p.Version
+	}
+	_, err := s.pool.Exec(ctx, `
+		DELETE FROM profile_catchup c USING unnest($2::bigint[], $3::bigint[]) AS u(id, v)
+		WHERE c.store = $1 AND c.user_id = u.id AND c.version <= u.v`, store, ids, versions)
+	return err
+}
+
+// Count implements ingest.CatchupLog.
+func (s *Store) Count(ctx context.Context, store string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM profile_catchup WHERE store = $1`, store).Scan(&n)
+	return n, err
+}

@@ -1,0 +1,235 @@
+// Package redis is the Redis store of the profile pipeline: each profile is
+// a hash at <prefix>profile:<id> holding its fields, version, digest and
+// update time, written in pipelines through Lua scripts that refuse to
+// replace a newer version.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/triad-dev/triad/ingest"
+)
+
+// Hash fields besides the attribute fields (ingest.FieldNames).
+const (
+	FieldVersion       = "v"
+	FieldDigest        = "d"
+	FieldDigestVersion = "dv"
+	FieldUpdatedAt     = "u" // microseconds since the epoch; "" when unknown
+)
+
+// newer is true when the stored version cur is greater than ARGV[1].
+// Versions are compared as decimal strings (length, then bytes), because
+// Lua numbers are doubles and lose int64 precision above 2^53.
+const newer = `
+local cur = redis.call('HGET', KEYS[1], 'v')
+local function newer(a, b) return #a > #b or (#a == #b and a > b) end
+`
+
+// putScript replaces the hash when the stored version is not newer.
+// KEYS[1] = key; ARGV[1] = version, ARGV[2] = TTL in ms (0: none),
+// ARGV[3..] = field, value pairs. Returns 1 written, 0 stale.
+var putScript = goredis.NewScript(newer + `
+if cur and newer(cur, ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1], unpack(ARGV, 3))
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1`)
+
+// delScript deletes the hash unless it holds a newer version than the
+// tombstone's. KEYS[1] = key; ARGV[1] = tombstone version.
+var delScript = goredis.NewScript(newer + `
+if cur and newer(cur, ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`)
+
+// Config is the Redis store's configuration (key `redis_store`).
+type Config struct {
+	// KeyPrefix is prepended to every key (e.g. a dataset version's prefix).
+	KeyPrefix string `yaml:"key_prefix"`
+	// TTL is each profile key's time to live; 0 keeps keys forever.
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// Store writes profiles to Redis. Safe for concurrent use.
+type Store struct {
+	rdb     *goredis.Client
+	cfg     Config
+	latency prometheus.Histogram
+}
+
+// New returns a store; reg receives redis_pipeline_latency_ms.
+func New(rdb *goredis.Client, cfg Config, reg prometheus.Registerer) *Store {
+	return &Store{rdb: rdb, cfg: cfg, latency: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
+		// The seed's name, kept exactly.
+		Name:    "redis_pipeline_latency_ms",
+		Help:    "Time for one pipelined batch of profile writes to Redis, in milliseconds.",
+		Buckets: []float64{0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500},
+	})}
+}
+
+// Name implements ingest.Derived.
+func (s *Store) Name() string { return "redis" }
+
+// Key returns the key of a user's profile.
+func (s *Store) Key(userID int64) string {
+	return s.cfg.KeyPrefix + "profile:" + strconv.FormatInt(userID, 10)
+}
+
+// Write implements ingest.Derived: one pipeline for the batch.
+func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest.WriteResult) error {
+	cmds, err := s.exec(ctx, batch)
+	if err != nil {
+		return err
+	}
+	var retry []int
+	for i, c := range cmds {
+		out[i] = result(c)
+		if out[i].Err != nil && strings.HasPrefix(out[i].Err.Error(), "NOSCRIPT") {
+			retry = append(retry, i)
+		}
+	}
+	if len(retry) == 0 {
+		return nil
+	}
+	// The server lost its script cache (restart, SCRIPT FLUSH): load the
+	// scripts and send those items again.
+	if err := s.load(ctx); err != nil {
+		return err
+	}
+	again := make([]*ingest.Profile, len(retry))
+	for k, i := range retry {
+		again[k] = batch[i]
+	}
+	cmds, err = s.exec(ctx, again)
+	if err != nil {
+		return err
+	}
+	for k, c := range cmds {
+		out[retry[k]] = result(c)
+	}
+	return nil
+}
+
+func result(c *goredis.Cmd) ingest.WriteResult {
+	n, err := c.Int()
+	if err != nil {
+		return ingest.WriteResult{Err: err}
+	}
+	return ingest.WriteResult{Stale: n == 0}
+}
+
+func (s *Store) load(ctx context.Context) error {
+	for _, sc := range []*goredis.Script{putScript, delScript} {
+		if err := sc.Load(ctx, s.rdb).Err(); err != nil {
+			return fmt.Errorf("load script: %w", err)
+		}
+	}
+	return nil
+}
+
+// exec sends one pipeline. A transport error fails the whole batch; a
+// server error reply belongs to its own command.
+func (s *Store) exec(ctx context.Context, batch []*ingest.Profile) ([]*goredis.Cmd, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.Cmd, len(batch))
+	ttl := strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
+	for i, p := range batch {
+		key := s.Key(p.UserID)
+		version := strconv.FormatInt(p.Version, 10)
+		if p.Deleted {
+			cmds[i] = delScript.EvalSha(ctx, pipe, []string{key}, version)
+			continue
+		}
+		args := make([]any, 0, 9+2*ingest.NumFields)
+		updated := ""
+		if !p.UpdatedAt.IsZero() {
+			updated = strconv.FormatInt(p.UpdatedAt.UnixMicro(), 10)
+		}
+		args = append(args, version, ttl,
+			FieldDigest, strconv.FormatInt(p.Digest, 10),
+			FieldDigestVersion, strconv.Itoa(ingest.DigestVersion),
+			FieldUpdatedAt, updated)
+		for f, name := range ingest.FieldNames {
+			args = append(args, name, p.Field(f))
+		}
+		cmds[i] = putScript.EvalSha(ctx, pipe, []string{key}, args...)
+	}
+	start := time.Now()
+	_, err := pipe.Exec(ctx)
+	s.latency.Observe(float64(time.Since(start).Microseconds()) / 1000)
+	var rerr goredis.Error
+	if err != nil && !errors.As(err, &rerr) {
+		return nil, fmt.Errorf("redis pipeline of %d: %w", len(batch), err)
+	}
+	return cmds, nil
+}
+
+// Get reads one profile hash; ok is false when the key does not exist.
+func (s *Store) Get(ctx context.Context, userID int64) (p *ingest.Profile, ok bool, err error) {
+	h, err := s.rdb.HGetAll(ctx, s.Key(userID)).Result()
+	if err != nil || len(h) == 0 {
+		return nil, false, err
+	}
+	p, err = Decode(userID, h)
+	return p, err == nil, err
+}
+
+// Decode turns a profile hash back into a profile (the digest as stored).
+func Decode(userID int64, h map[string]string) (*ingest.Profile, error) {
+	p := &ingest.Profile{UserID: userID}
+	var err error
+	if p.Version, err = strconv.ParseInt(h[FieldVersion], 10, 64); err != nil {
+		return nil, fmt.Errorf("profile %d: bad version %q", userID, h[FieldVersion])
+	}
+	if p.Digest, err = strconv.ParseInt(h[FieldDigest], 10, 64); err != nil {
+		return nil, fmt.Errorf("profile %d: bad digest %q", userID, h[FieldDigest])
+	}
+	if u := h[FieldUpdatedAt]; u != "" {
+		us, err := strconv.ParseInt(u, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("profile %d: bad updated_at %q", userID, u)
+		}
+		p.UpdatedAt = time.UnixMicro(us).UTC()
+	}
+	for f, name := range ingest.FieldNames {
+		if v, ok := h[name]; ok {
+			p.Fields[f] = []byte(v)
+		}
+	}
+	return p, nil
+}
+
+// GetMany reads the hashes of ids in one pipeline; absent ids are not in
+// the result.
+func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.MapStringStringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGetAll(ctx, s.Key(id))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]*ingest.Profile, len(ids))
+	for i, c := range cmds {
+		if len(c.Val()) == 0 {
+			continue
+		}
+		p, err := Decode(ids[i], c.Val())
+		if err != nil {
+			return nil, err
+		}
+		out[ids[i]] = p
+	}
+	return out, nil
+}
