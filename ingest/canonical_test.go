@@ -71,3 +71,31 @@ func FuzzCanonicalJSON(f *testing.F) {
 		require.Equal(t, string(out), string(again))
 	})
 }
+
+// FuzzDecode: any input line is either a valid profile whose canonical
+// fields re-decode to the same profile, or a clear error; never a panic.
+func FuzzDecode(f *testing.F) {
+	g := NewGenerator(1)
+	f.Add(g.AppendJSONL(nil, 0), false)
+	tsv, _ := g.AppendTSV(nil, 1, &Decoder{})
+	f.Add(tsv, true)
+	f.Add([]byte("1\t2\t\t1"), true)
+	f.Add([]byte(`{"user_id": 1, "version": 2, "deleted": true}`), false)
+	f.Fuzz(func(t *testing.T, line []byte, isTSV bool) {
+		var d Decoder
+		format := FormatJSONL
+		if isTSV {
+			format = FormatTSV
+		}
+		p, err := d.Decode(format, line)
+		if err != nil {
+			return
+		}
+		require.Positive(t, p.UserID)
+		require.Positive(t, p.Version)
+		q, err := d.DecodeJSON(p.AppendRecord(nil))
+		require.NoError(t, err, "a decoded profile's record decodes")
+		require.True(t, p.Equal(q))
+		require.Equal(t, p.Digest, q.Digest)
+	})
+}
