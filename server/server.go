@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -22,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/server/auth"
 	"github.com/triad-dev/triad/web"
 )
@@ -39,6 +41,8 @@ type Options struct {
 	Auth         *auth.Authenticator
 	Tokens       *auth.Store
 	Version      string
+	// Profiles takes profile writes (batch, delete); nil answers 503.
+	Profiles *ingest.Pipeline
 }
 
 // Route is one registered API route and the least role it needs.
@@ -50,15 +54,16 @@ type Route struct {
 
 // Server serves the API, the dashboard, health and metrics.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	engine  *gin.Engine
-	http    *http.Server
-	ready   *readiness
-	authn   *auth.Authenticator
-	tokens  *auth.Store
-	version string
-	routes  []Route
+	cfg      Config
+	log      *slog.Logger
+	engine   *gin.Engine
+	http     *http.Server
+	ready    *readiness
+	authn    *auth.Authenticator
+	profiles atomic.Pointer[ingest.Pipeline]
+	tokens   *auth.Store
+	version  string
+	routes   []Route
 
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -108,10 +113,17 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/tokens", auth.RoleAdmin, s.listTokens)
 	s.handle(api, http.MethodPost, "/tokens", auth.RoleAdmin, s.createToken)
 	s.handle(api, http.MethodDelete, "/tokens/:id", auth.RoleAdmin, s.revokeToken)
+	s.handle(api, http.MethodPost, "/profiles/batch", auth.RoleOperator, s.profileBatch)
+	s.handle(api, http.MethodDelete, "/profiles/:id", auth.RoleOperator, s.deleteProfile)
 	s.engine = e
+	s.profiles.Store(o.Profiles)
 	s.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	return s
 }
+
+// SetProfiles installs the profile pipeline once it is built (serve builds
+// it after migrations and the Elasticsearch template are in place).
+func (s *Server) SetProfiles(p *ingest.Pipeline) { s.profiles.Store(p) }
 
 // handle registers an API route behind authentication and a least role.
 func (s *Server) handle(g *gin.RouterGroup, method, path string, role auth.Role, h handlerFunc) {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/oklog/run"
@@ -97,9 +98,29 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	a.group.Add(func() error { srv.RunProbes(runCtx); return nil }, func(error) { cancel() })
-	if o.Migrate {
-		a.group.Add(func() error { migrateWhenReachable(runCtx, set, log); <-runCtx.Done(); return nil }, func(error) { cancel() })
-	}
+	// The profile pipeline needs the schema and the index template: it is
+	// built once they are in place; until then its routes answer 503.
+	var pipe atomic.Pointer[Pipeline]
+	a.onStop("profile pipeline", func(context.Context) error {
+		if p := pipe.Load(); p != nil {
+			return p.Close()
+		}
+		return nil
+	})
+	a.group.Add(func() error {
+		if o.Migrate {
+			migrateWhenReachable(runCtx, set, log)
+		}
+		p := buildWhenReachable(runCtx, o.Config, set, log, reg)
+		if p == nil {
+			return nil
+		}
+		pipe.Store(p)
+		srv.SetProfiles(p.Pipeline)
+		go p.RunCatchup(runCtx)
+		purgeTombstones(runCtx, p, o.Config.Ingest.TombstoneRetention, log)
+		return nil
+	}, func(error) { cancel() })
 	a.group.Add(func() error { return srv.Serve(ln) }, func(error) {
 		// Shutdown under the configured timeout, detached from the caller's
 		// cancelled context so in-flight requests may drain.
@@ -135,6 +156,44 @@ func migrateWhenReachable(ctx context.Context, set *clients.Set, log *slog.Logge
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// buildWhenReachable builds the pipeline, retrying while a store is down;
+// nil when ctx ends first.
+func buildWhenReachable(ctx context.Context, c config.Config, set *clients.Set, log *slog.Logger, reg prometheus.Registerer) *Pipeline {
+	backoff := 500 * time.Millisecond
+	for {
+		p, err := BuildPipeline(ctx, c, set, log, reg)
+		if err == nil {
+			log.Info("profile pipeline started", "shards", c.Ingest.Shards)
+			return p
+		}
+		log.Warn("profile pipeline not started yet; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// purgeTombstones deletes expired tombstones hourly until ctx ends.
+func purgeTombstones(ctx context.Context, p *Pipeline, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := p.Postgres.PurgeTombstones(ctx, retention); err != nil && ctx.Err() == nil {
+			log.Warn("tombstone purge", "err", err)
+		} else if n > 0 {
+			log.Info("tombstones purged", "rows", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

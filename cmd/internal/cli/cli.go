@@ -33,6 +33,7 @@ const (
 	ExitOK    = 0
 	ExitError = 1
 	ExitUsage = 2
+	// ExitPartial (3, in ingest.go): finished, but something was left out.
 )
 
 type env struct {
@@ -49,6 +50,9 @@ Commands:
   migrate up|down|status      apply, roll back (one, or --all) or list Postgres migrations
   stack up|down|status        run the local Postgres, Redis, etcd and Elasticsearch stack
   token create|list|revoke    manage API tokens (talks to Postgres directly)
+  ingest [--format F] FILE|-  write profiles (TSV/JSONL, gzip) to Postgres, Redis, Elasticsearch
+  loadgen [--count N]         deterministic synthetic profiles to stdout, or --ingest
+  archive verify|cat|replay   check, print or replay ChunkedWriter archive files
   version                     print the version
 
 Every command takes --config FILE (or TRIAD_CONFIG) and --set key=value
@@ -77,6 +81,12 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.stack(ctx, args[1:])
 	case "token":
 		err = e.token(ctx, args[1:])
+	case "ingest":
+		err = e.ingest(ctx, args[1:])
+	case "loadgen":
+		err = e.loadgen(ctx, args[1:])
+	case "archive":
+		err = e.archive(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK
@@ -85,11 +95,15 @@ func (e env) main(ctx context.Context, args []string) int {
 		return ExitUsage
 	}
 	var ue usageError
+	var xe exitError
 	switch {
 	case err == nil:
 		return ExitOK
 	case errors.Is(err, flag.ErrHelp):
 		return ExitOK
+	case errors.As(err, &xe):
+		fmt.Fprintf(stderr, "triad %s: %v\n", args[0], err)
+		return xe.code
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "triad %s: %v\n", args[0], err)
 		return ExitUsage

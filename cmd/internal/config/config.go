@@ -20,6 +20,10 @@ import (
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/secret"
 	"github.com/triad-dev/triad/cmd/stack"
+	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/ingest/archive"
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
+	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/server"
 )
 
@@ -33,6 +37,11 @@ type Config struct {
 	Elasticsearch clients.Elasticsearch `yaml:"elasticsearch"`
 	Etcd          clients.Etcd          `yaml:"etcd"`
 	Stack         stack.Config          `yaml:"stack"`
+	Ingest        ingest.Config         `yaml:"ingest"`
+	Archive       archive.Config        `yaml:"archive"`
+	// ProfileCache is where profiles live in Redis; ProfileIndex in Elasticsearch.
+	ProfileCache redisstore.Config `yaml:"profile_cache"`
+	ProfileIndex esstore.Config    `yaml:"profile_index"`
 }
 
 // Log configures the slog handler.
@@ -59,6 +68,9 @@ func Default() Config {
 		Elasticsearch: clients.DefaultElasticsearch(),
 		Etcd:          clients.DefaultEtcd(),
 		Stack:         stack.DefaultConfig(),
+		Ingest:        ingest.DefaultConfig(),
+		Archive:       archive.DefaultConfig(),
+		ProfileCache:  redisstore.Config{TTL: 24 * time.Hour},
 	}
 }
 
@@ -79,7 +91,13 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("auth.admin_token: must be at least 16 characters"))
 	}
 	errs = append(errs, c.Server.Validate(), c.Postgres.Validate(), c.Redis.Validate(),
-		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate())
+		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate(), c.Ingest.Validate())
+	if c.Archive.Dir != "" {
+		errs = append(errs, c.Archive.Validate())
+	}
+	if c.ProfileCache.TTL < 0 {
+		errs = append(errs, fmt.Errorf("profile_cache.ttl: must not be negative, got %s", c.ProfileCache.TTL))
+	}
 	return errors.Join(errs...)
 }
 

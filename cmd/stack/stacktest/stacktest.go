@@ -135,6 +135,8 @@ func New(t testing.TB) *Namespace {
 
 	cfg := base
 	cfg.Postgres.Schema = id
+	cfg.ProfileCache.KeyPrefix = ns.RedisPrefix
+	cfg.ProfileIndex.IndexPrefix = ns.IndexPrefix
 	ns.Config = cfg
 	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
 	if err != nil {
