@@ -50,7 +50,9 @@ type resp struct {
 func call(t *testing.T, a *app.App, method, path, token string, body any) resp {
 	t.Helper()
 	var rd io.Reader
-	if body != nil {
+	if raw, ok := body.([]byte); ok {
+		rd = bytes.NewReader(raw)
+	} else if body != nil {
 		b, err := json.Marshal(body)
 		require.NoError(t, err)
 		rd = bytes.NewReader(b)
