@@ -166,7 +166,9 @@ func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest
 			body = append(AppendDocument(body, p), '\n')
 		}
 	}
-	res, err := esapi.BulkRequest{Body: bytes.NewReader(body)}.Do(ctx, s.es)
+	// filter_path trims the response to what is read: less for
+	// Elasticsearch to write and for triad to decode.
+	res, err := esapi.BulkRequest{Body: bytes.NewReader(body), FilterPath: []string{"errors", "items.*.status", "items.*.error.type", "items.*.error.reason"}}.Do(ctx, s.es)
 	if err != nil {
 		return fmt.Errorf("bulk of %d: %w", len(batch), err)
 	}

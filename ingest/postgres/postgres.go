@@ -39,10 +39,12 @@ ON CONFLICT (user_id) DO UPDATE SET
     deleted = EXCLUDED.deleted, deleted_at = EXCLUDED.deleted_at,
     tags = EXCLUDED.tags, interests = EXCLUDED.interests, devices = EXCLUDED.devices,
     behavior = EXCLUDED.behavior, props = EXCLUDED.props
-WHERE p.version < EXCLUDED.version`
+WHERE p.version < EXCLUDED.version
+RETURNING user_id`
 
-// held reads back what the table holds for the batch's users after the
-// upsert, so the caller knows which inputs are now the stored truth.
+// held reads back what the table holds for users whose upsert wrote
+// nothing, so the caller knows whether the input is already the stored
+// truth (a re-run) or lost to a newer version.
 const held = `SELECT user_id, version, deleted, digest FROM profiles WHERE user_id = ANY($1::bigint[])`
 
 // Apply implements ingest.Primary.
@@ -61,40 +63,62 @@ func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) 
 			fields[f][i] = string(p.Field(f))
 		}
 	}
-	b := &pgx.Batch{}
-	b.Queue(upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4])
-	b.Queue(held, ids)
-	res := s.pool.SendBatch(ctx, b)
-	defer res.Close()
-	if _, err := res.Exec(); err != nil {
+	rows, err := s.pool.Query(ctx, upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4])
+	if err != nil {
 		return fmt.Errorf("upsert %d profiles: %w", n, err)
 	}
-	rows, err := res.Query()
-	if err != nil {
-		return fmt.Errorf("read back %d profiles: %w", n, err)
+	written := make(map[int64]bool, n)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		written[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("upsert %d profiles: %w", n, err)
+	}
+	var rest []int64
+	for i, p := range batch {
+		out[i] = written[p.UserID]
+		if !out[i] {
+			rest = append(rest, p.UserID)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
 	}
 	type state struct {
 		version int64
 		deleted bool
 		digest  int64
 	}
-	got := make(map[int64]state, n)
+	got := make(map[int64]state, len(rest))
+	rows, err = s.pool.Query(ctx, held, rest)
+	if err != nil {
+		return fmt.Errorf("read back %d profiles: %w", len(rest), err)
+	}
 	for rows.Next() {
 		var id int64
 		var st state
 		if err := rows.Scan(&id, &st.version, &st.deleted, &st.digest); err != nil {
+			rows.Close()
 			return err
 		}
 		got[id] = st
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read back %d profiles: %w", n, err)
+		return fmt.Errorf("read back %d profiles: %w", len(rest), err)
 	}
 	for i, p := range batch {
+		if out[i] {
+			continue
+		}
 		st, ok := got[p.UserID]
 		out[i] = ok && st.version == p.Version && st.deleted == p.Deleted && (p.Deleted || st.digest == p.Digest)
 	}
-	return res.Close()
+	return nil
 }
 
 const columns = `user_id, version, updated_at, deleted, tags::text, interests::text, devices::text, behavior::text, props::text, digest`
