@@ -12,7 +12,13 @@ STATICCHECK_VERSION := v0.8.2
 # The demo's bootstrap admin token (git-ignored, created once, mode 0600).
 ADMIN_TOKEN_FILE := .triad/admin-token
 
-.PHONY: help build stack-up stack-down stack-status demo test test-short lint fmt clean
+# Demo data: loadgen profiles written through the pipeline (and archived).
+DEMO_ROWS    ?= 100000
+DEMO_ARCHIVE := .triad/archive
+# Rows for the store benchmarks (make bench).
+BENCH_ROWS   ?= 1000000
+
+.PHONY: help build stack-up stack-down stack-status demo demo-data test test-short bench lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -34,13 +40,17 @@ $(ADMIN_TOKEN_FILE):
 	@umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > $@
 	@echo "created bootstrap admin token in $@"
 
-demo: stack-up $(ADMIN_TOKEN_FILE) ## Stack up, serve the dashboard on http://127.0.0.1:8383 (serve applies migrations)
+demo-data: stack-up ## Load $(DEMO_ROWS) deterministic demo profiles into Postgres, Redis and Elasticsearch (idempotent)
+	$(BIN) migrate up
+	TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) loadgen --count $(DEMO_ROWS) --seed 1 --ingest
+
+demo: stack-up $(ADMIN_TOKEN_FILE) demo-data ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
 	@echo
 	@echo "  dashboard:    http://127.0.0.1:8383/"
 	@echo "  admin token:  $(ADMIN_TOKEN_FILE)   (curl -H \"Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))\" http://127.0.0.1:8383/api/v1/whoami)"
 	@echo "  stop with Ctrl-C; 'make stack-down' stops the servers"
 	@echo
-	TRIAD_ADMIN_TOKEN_FILE=$(ADMIN_TOKEN_FILE) $(BIN) serve
+	TRIAD_ADMIN_TOKEN_FILE=$(ADMIN_TOKEN_FILE) TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) serve
 
 test: stack-up ## Stack up, then every test against the real servers (none skipped)
 	@echo "== smoke test through the real clients =="
@@ -50,6 +60,15 @@ test: stack-up ## Stack up, then every test against the real servers (none skipp
 
 test-short: ## Unit tests only (no servers needed)
 	$(GO) test -short -count=1 ./...
+
+bench: stack-up ## Benchmarks: parser, archive (with a dd baseline), and $(BENCH_ROWS) rows end to end against raw store rates
+	@echo "== parser (per line, -benchmem) =="
+	$(GO) test -run '^$$' -bench 'Decode' -benchmem ./ingest
+	@echo "== archive: dd baseline to the same disk, then ChunkedWriter and verify =="
+	@mkdir -p /var/tmp/triad-bench && dd if=/dev/zero of=/var/tmp/triad-bench/dd.bin bs=1M count=256 conv=fdatasync 2>&1 | tail -1; rm -f /var/tmp/triad-bench/dd.bin
+	TRIAD_BENCH_DIR=/var/tmp/triad-bench $(GO) test -run '^$$' -bench 'WriteFile|Verify' -benchtime 5x ./ingest/archive
+	@echo "== stores: $(BENCH_ROWS) rows end to end, the Postgres stage, and raw rates of the same rows =="
+	TRIAD_BENCH_ROWS=$(BENCH_ROWS) $(GO) test -run '^$$' -bench 'Ingest|Raw' -benchtime 1x -timeout 60m ./ingest | grep -E '^(Benchmark|ok|FAIL)|rows in'
 
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)

@@ -413,3 +413,22 @@ func writeGzip(t *testing.T, path string, data []byte) {
 	require.NoError(t, zw.Close())
 	require.NoError(t, f.Close())
 }
+
+func TestTombstonesArePurgedAfterRetention(t *testing.T) {
+	r := newRig(t)
+	s := r.ingest(t, ingest.FormatJSONL, `{"user_id": 1, "version": 5, "deleted": true}`+"\n"+`{"user_id": 2, "version": 1}`+"\n", nil)
+	require.EqualValues(t, 2, s.Applied)
+	n, err := r.pg.PurgeTombstones(t.Context(), time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n, "a fresh tombstone is kept")
+	// Age the tombstone instead of waiting for the retention.
+	_, err = r.ns.Pool().Exec(t.Context(), `UPDATE profiles SET deleted_at = now() - interval '2 hours' WHERE user_id = 1`)
+	require.NoError(t, err)
+	n, err = r.pg.PurgeTombstones(t.Context(), time.Hour)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	rows, err := r.pg.Get(t.Context(), []int64{1, 2})
+	require.NoError(t, err)
+	require.Len(t, rows, 1, "only the live profile is left")
+	require.EqualValues(t, 2, rows[0].UserID)
+}
