@@ -53,6 +53,7 @@ func benchNamespace(b *testing.B) (*stacktest.Namespace, *esstore.Store) {
 	if _, err := m.Up(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	m.Close()
 	es := esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})
 	if err := es.Setup(context.Background()); err != nil {
 		b.Fatal(err)

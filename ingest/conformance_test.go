@@ -104,6 +104,7 @@ func TestDigestMatchesPostgres(t *testing.T) {
 	require.NoError(t, err)
 	_, err = m.Up(t.Context())
 	require.NoError(t, err)
+	require.NoError(t, m.Close())
 
 	lines := []string{
 		`{"user_id": 1, "version": 1}`,

@@ -73,6 +73,7 @@ func newRig(t *testing.T, opts ...rigOption) *rig {
 	require.NoError(t, err)
 	_, err = m.Up(t.Context())
 	require.NoError(t, err)
+	require.NoError(t, m.Close())
 	r := &rig{ns: ns, cfg: parts.cfg, pg: pgstore.New(ns.Pool()),
 		rs: redisstore.New(parts.rdb, redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
 		es: esstore.New(parts.es, esstore.Config{IndexPrefix: ns.IndexPrefix})}
