@@ -57,7 +57,9 @@ type Pending struct {
 // table), so they survive restarts and are replayed when the store is back.
 type CatchupLog interface {
 	Record(ctx context.Context, store string, batch []*Profile, reason string) error
-	Pending(ctx context.Context, store string, limit int) ([]Pending, error)
+	// Pending returns up to limit entries with user IDs above after, in
+	// user ID order.
+	Pending(ctx context.Context, store string, after int64, limit int) ([]Pending, error)
 	// Done removes entries whose recorded version is at most the written one.
 	Done(ctx context.Context, store string, written []*Profile) error
 	Count(ctx context.Context, store string) (int64, error)
@@ -529,8 +531,12 @@ func (p *Pipeline) ReplayCatchup(ctx context.Context) (int, error) {
 func (ds *derivedStore) replay(ctx context.Context) (int, error) {
 	p := ds.p
 	done := 0
+	// One pass walks the log in user ID order from a cursor, so an entry
+	// that cannot be removed (its recorded version is newer than what
+	// Postgres holds) is left for the next pass instead of blocking this one.
+	after := int64(0)
 	for {
-		pend, err := p.catchup.Pending(ctx, ds.name, catchupPage)
+		pend, err := p.catchup.Pending(ctx, ds.name, after, catchupPage)
 		if err != nil {
 			return done, fmt.Errorf("read catch-up log: %w", err)
 		}
@@ -538,6 +544,7 @@ func (ds *derivedStore) replay(ctx context.Context) (int, error) {
 			ds.setDown(false)
 			return done, nil
 		}
+		after = pend[len(pend)-1].UserID
 		ids := make([]int64, len(pend))
 		for i, e := range pend {
 			ids[i] = e.UserID

@@ -1,8 +1,10 @@
 package ingest
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -101,17 +103,17 @@ func (m *memCatchup) Record(ctx context.Context, store string, batch []*Profile,
 	return nil
 }
 
-func (m *memCatchup) Pending(ctx context.Context, store string, limit int) ([]Pending, error) {
+func (m *memCatchup) Pending(ctx context.Context, store string, after int64, limit int) ([]Pending, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Pending
 	for id, v := range m.log {
-		if len(out) == limit {
-			break
+		if id > after {
+			out = append(out, Pending{id, v})
 		}
-		out = append(out, Pending{id, v})
 	}
-	return out, nil
+	slices.SortFunc(out, func(a, b Pending) int { return cmp.Compare(a.UserID, b.UserID) })
+	return out[:min(limit, len(out))], nil
 }
 
 func (m *memCatchup) Done(ctx context.Context, store string, written []*Profile) error {

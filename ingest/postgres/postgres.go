@@ -207,8 +207,8 @@ func (s *Store) Record(ctx context.Context, store string, batch []*ingest.Profil
 }
 
 // Pending implements ingest.CatchupLog.
-func (s *Store) Pending(ctx context.Context, store string, limit int) ([]ingest.Pending, error) {
-	rows, err := s.pool.Query(ctx, `SELECT user_id, version FROM profile_catchup WHERE store = $1 ORDER BY user_id LIMIT $2`, store, limit)
+func (s *Store) Pending(ctx context.Context, store string, after int64, limit int) ([]ingest.Pending, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, version FROM profile_catchup WHERE store = $1 AND user_id > $2 ORDER BY user_id LIMIT $3`, store, after, limit)
 	if err != nil {
 		return nil, err
 	}

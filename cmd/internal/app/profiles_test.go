@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,7 +14,9 @@ import (
 
 func TestProfileBatchAndDeleteEndpoints(t *testing.T) {
 	ns := stacktest.New(t)
-	a := start(t, ns.Config)
+	cfg := ns.Config
+	cfg.Archive.Dir = t.TempDir()
+	a := start(t, cfg)
 	body := []byte(`{"user_id": 1, "version": 3, "tags": ["a"]}
 {"user_id": 2, "version": "x"}
 
@@ -47,6 +50,20 @@ func TestProfileBatchAndDeleteEndpoints(t *testing.T) {
 	require.Equal(t, "superseded", r.body["data"].(map[string]any)["outcome"], "an older tombstone loses")
 	r = call(t, a, http.MethodDelete, "/api/v1/profiles/abc", adminToken, nil)
 	require.Equal(t, http.StatusBadRequest, r.code)
+
+	// The pipeline's metrics are on /metrics, the seed's names exactly.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		m := call(t, a, http.MethodGet, "/metrics", "", nil)
+		if strings.Contains(m.raw, "redis_pipeline_latency_ms_bucket") || time.Now().After(deadline) {
+			for _, name := range []string{"redis_pipeline_latency_ms_bucket", "chunk_write_errors_total", `triad_ingest_shard_queue_depth{shard="63"}`,
+				`triad_ingest_rows_total{outcome="applied"}`, `triad_ingest_quarantined_total{reason="bad_version"} 1`, "triad_archive_chunks_total"} {
+				require.Contains(t, m.raw, name)
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 
 	rows, err := pgstore.New(ns.Pool()).Get(t.Context(), []int64{1, 3})
 	require.NoError(t, err)
