@@ -99,6 +99,12 @@ func benchIngest(b *testing.B, derived bool) {
 		if v := os.Getenv("TRIAD_BENCH_SHARDS"); v != "" {
 			cfg.Shards, _ = strconv.Atoi(v)
 		}
+		if v := os.Getenv("TRIAD_BENCH_DERIVED_WORKERS"); v != "" {
+			cfg.DerivedWorkers, _ = strconv.Atoi(v)
+		}
+		if v := os.Getenv("TRIAD_BENCH_DERIVED_BATCH"); v != "" {
+			cfg.DerivedBatchSize, _ = strconv.Atoi(v)
+		}
 		if v := os.Getenv("TRIAD_BENCH_BATCH_DELAY"); v != "" {
 			cfg.BatchDelay, _ = time.ParseDuration(v)
 		}

@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -98,4 +100,38 @@ func FuzzDecode(f *testing.F) {
 		require.True(t, p.Equal(q))
 		require.Equal(t, p.Digest, q.Digest)
 	})
+}
+
+func TestLineReader(t *testing.T) {
+	long := strings.Repeat("x", 200<<10) // longer than the 64 KiB buffer
+	in := "a\r\nbb\n" + long + "\n" + strings.Repeat("y", 3000) + "\nlast"
+	lr := NewLineReader(strings.NewReader(in), 250<<10)
+	var got []string
+	for {
+		line, no, err := lr.Next()
+		if err == io.EOF {
+			break
+		}
+		require.NoError(t, err)
+		require.EqualValues(t, len(got)+1, no)
+		got = append(got, string(line))
+	}
+	require.Equal(t, []string{"a", "bb", long, strings.Repeat("y", 3000), "last"}, got)
+
+	lr = NewLineReader(strings.NewReader("ok\n"+long+"\nnext\n"+strings.Repeat("z", 2000)+"\n"), 1024)
+	line, _, err := lr.Next()
+	require.NoError(t, err)
+	require.Equal(t, "ok", string(line))
+	line, no, err := lr.Next()
+	require.ErrorIs(t, err, ErrLineTooLong)
+	require.EqualValues(t, 2, no)
+	require.Len(t, line, 1024, "the first bytes of a long line are kept for the quarantine")
+	line, no, err = lr.Next()
+	require.NoError(t, err, "reading goes on after a long line")
+	require.Equal(t, "next", string(line))
+	require.EqualValues(t, 3, no)
+	_, _, err = lr.Next()
+	require.ErrorIs(t, err, ErrLineTooLong, "a long line within the buffer is caught too")
+	_, _, err = lr.Next()
+	require.Equal(t, io.EOF, err)
 }

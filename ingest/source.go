@@ -41,36 +41,58 @@ func NewLineReader(r io.Reader, max int) *LineReader {
 // number. A line over the limit returns its first bytes and ErrLineTooLong;
 // the end of input returns io.EOF.
 func (l *LineReader) Next() ([]byte, int64, error) {
-	l.buf = l.buf[:0]
-	tooLong := false
+	// Fast path: a whole line inside the bufio buffer is returned from it
+	// without a copy.
+	chunk, err := l.r.ReadSlice('\n')
+	if err == nil || (err == io.EOF && len(chunk) > 0) {
+		l.line++
+		line := trimEOL(chunk)
+		if len(line) > l.max {
+			return line[:l.max], l.line, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
+		}
+		return line, l.line, nil
+	}
+	if err == io.EOF {
+		return nil, l.line, io.EOF
+	}
+	if err != bufio.ErrBufferFull {
+		return nil, l.line, err
+	}
+	// A line longer than the buffer: gather it (up to the limit) in l.buf.
+	l.buf = append(l.buf[:0], chunk...)
+	tooLong := len(l.buf) > l.max+2 // +2: the line ending is not counted
+	if tooLong {
+		l.buf = l.buf[:l.max]
+	}
 	for {
-		chunk, err := l.r.ReadSlice('\n')
+		chunk, err = l.r.ReadSlice('\n')
 		if !tooLong {
-			if len(l.buf)+len(chunk) > l.max+2 { // +2: the line ending is not counted
-				keep := min(len(chunk), l.max-len(l.buf))
-				if keep > 0 {
-					l.buf = append(l.buf, chunk[:keep]...)
-				}
+			if len(l.buf)+len(chunk) > l.max+2 {
+				l.buf = append(l.buf, chunk[:max(0, l.max-len(l.buf))]...)
 				tooLong = true
 			} else {
 				l.buf = append(l.buf, chunk...)
 			}
 		}
-		switch {
-		case err == bufio.ErrBufferFull:
+		if err == bufio.ErrBufferFull {
 			continue
-		case err == io.EOF && len(l.buf) == 0 && !tooLong:
-			return nil, l.line, io.EOF
-		case err != nil && err != io.EOF:
+		}
+		if err != nil && err != io.EOF {
 			return nil, l.line, err
 		}
-		l.line++
-		line := bytes.TrimSuffix(bytes.TrimSuffix(l.buf, []byte("\n")), []byte("\r"))
-		if tooLong || len(line) > l.max {
-			return line[:min(len(line), l.max)], l.line, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
-		}
-		return line, l.line, nil
+		break
 	}
+	l.line++
+	line := trimEOL(l.buf)
+	if tooLong || len(line) > l.max {
+		return line[:min(len(line), l.max)], l.line, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, l.max)
+	}
+	return line, l.line, nil
+}
+
+func trimEOL(b []byte) []byte {
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	return bytes.TrimSuffix(b, []byte("\r"))
 }
 
 // countingReader counts the bytes read through it (for progress and ETA).

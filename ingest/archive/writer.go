@@ -90,26 +90,31 @@ func (cw *ChunkedWriter) Write(p []byte) (int, error) {
 		return 0, cw.err
 	}
 	cw.buf = append(cw.buf, p...)
-	for len(cw.buf) >= cw.chunkBytes {
+	// Cut chunks from start on, and move the rest to the front once at the
+	// end (moving it after every chunk is quadratic in a large Write).
+	start := 0
+	defer func() { cw.buf = append(cw.buf[:0], cw.buf[start:]...) }()
+	for len(cw.buf)-start >= cw.chunkBytes {
+		rest := cw.buf[start:]
 		// Cut after the last newline within the chunk size; a record longer
 		// than a chunk goes out whole at the next newline, and a run of bytes
 		// without any newline is cut at twice the chunk size.
-		cut := bytes.LastIndexByte(cw.buf[:cw.chunkBytes], '\n') + 1
+		cut := bytes.LastIndexByte(rest[:cw.chunkBytes], '\n') + 1
 		if cut == 0 {
-			next := bytes.IndexByte(cw.buf[cw.chunkBytes:], '\n')
+			next := bytes.IndexByte(rest[cw.chunkBytes:], '\n')
 			switch {
 			case next >= 0:
 				cut = cw.chunkBytes + next + 1
-			case len(cw.buf) >= 2*cw.chunkBytes:
+			case len(rest) >= 2*cw.chunkBytes:
 				cut = 2 * cw.chunkBytes
 			default:
 				return len(p), nil
 			}
 		}
-		if err := cw.writeChunk(cw.buf[:cut]); err != nil {
+		if err := cw.writeChunk(rest[:cut]); err != nil {
 			return len(p), err
 		}
-		cw.buf = append(cw.buf[:0], cw.buf[cut:]...)
+		start += cut
 	}
 	return len(p), nil
 }

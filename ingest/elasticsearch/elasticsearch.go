@@ -154,14 +154,21 @@ type bulkResponse struct {
 // newer version; a version conflict means the index already has this
 // version or a newer one and counts as stale.
 func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest.WriteResult) error {
-	var body []byte
+	// About 1 KiB per profile avoids regrowing the body while it is built.
+	body := make([]byte, 0, len(batch)*1024)
 	alias := s.Alias()
 	for _, p := range batch {
-		op := "index"
 		if p.Deleted {
-			op = "delete"
+			body = append(body, `{"delete":{"_index":`...)
+		} else {
+			body = append(body, `{"index":{"_index":`...)
 		}
-		body = fmt.Appendf(body, `{%q:{"_index":%q,"_id":"%d","version":%d,"version_type":"external"}}`+"\n", op, alias, p.UserID, p.Version)
+		body = strconv.AppendQuote(body, alias)
+		body = append(body, `,"_id":"`...)
+		body = strconv.AppendInt(body, p.UserID, 10)
+		body = append(body, `","version":`...)
+		body = strconv.AppendInt(body, p.Version, 10)
+		body = append(body, ",\"version_type\":\"external\"}}\n"...)
 		if !p.Deleted {
 			body = append(AppendDocument(body, p), '\n')
 		}
