@@ -94,7 +94,9 @@ func (s *postgresServer) prepare(ctx context.Context) error {
 }
 
 func (s *postgresServer) start(ctx context.Context) error {
-	opts := fmt.Sprintf("-p %d -c listen_addresses=%s -k %s -c max_connections=300 -c shared_buffers=256MB",
+	// max_wal_size: bulk loads of millions of profiles would otherwise force
+	// a checkpoint every 1 GB of WAL, each followed by full-page writes.
+	opts := fmt.Sprintf("-p %d -c listen_addresses=%s -k %s -c max_connections=300 -c shared_buffers=256MB -c max_wal_size=8GB -c checkpoint_timeout=15min",
 		s.c.PostgresPort, s.c.Host, s.dir)
 	// pg_ctl forks the postmaster into our detached session and returns.
 	return s.as.run(ctx, filepath.Join(s.bin, "pg_ctl"), "-D", s.data(), "-l", s.logPath(), "-o", opts, "start")
