@@ -40,7 +40,7 @@ $(ADMIN_TOKEN_FILE):
 	@umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > $@
 	@echo "created bootstrap admin token in $@"
 
-demo-data: stack-up ## Load $(DEMO_ROWS) deterministic demo profiles into Postgres, Redis and Elasticsearch (idempotent)
+demo-data: stack-up ## Load deterministic demo profiles (DEMO_ROWS, default 100000) into Postgres, Redis and Elasticsearch (idempotent)
 	$(BIN) migrate up
 	TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) loadgen --count $(DEMO_ROWS) --seed 1 --ingest
 
@@ -61,7 +61,7 @@ test: stack-up ## Stack up, then every test against the real servers (none skipp
 test-short: ## Unit tests only (no servers needed)
 	$(GO) test -short -count=1 ./...
 
-bench: stack-up ## Benchmarks: parser, archive (with a dd baseline), and $(BENCH_ROWS) rows end to end against raw store rates
+bench: stack-up ## Benchmarks: parser, archive vs dd, ingest end to end vs raw store rates (BENCH_ROWS, default 1000000)
 	@echo "== parser (per line, -benchmem) =="
 	$(GO) test -run '^$$' -bench 'Decode' -benchmem ./ingest
 	@echo "== archive: dd baseline to the same disk, then ChunkedWriter and verify =="
