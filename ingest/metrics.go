@@ -17,6 +17,7 @@ type metrics struct {
 	derived     *prometheus.CounterVec // store, outcome: written, stale, failed, catchup
 	storeUp     *prometheus.GaugeVec   // store
 	catchup     *prometheus.CounterVec // store, outcome: recorded, replayed, record_error
+	backlog     *prometheus.GaugeVec   // store
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,6 +51,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		catchup: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_ingest_catchup_total", Help: "Catch-up entries, by outcome: recorded, replayed, record_error (the entry could not be recorded).",
 		}, []string{"store", "outcome"}),
+		backlog: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "triad_ingest_catchup_backlog", Help: "Entries waiting in the catch-up log, per derived store (read after each replay pass).",
+		}, []string{"store"}),
 	}
 }
 

@@ -587,8 +587,12 @@ func (ds *derivedStore) replay(ctx context.Context) (int, error) {
 	}
 }
 
-// RunCatchup replays the catch-up log every CatchupInterval until ctx ends.
+// RunCatchup replays the catch-up log every CatchupInterval until ctx ends
+// and exports its backlog.
 func (p *Pipeline) RunCatchup(ctx context.Context) {
+	if p.catchup == nil {
+		return
+	}
 	t := time.NewTicker(p.cfg.CatchupInterval)
 	defer t.Stop()
 	for {
@@ -601,6 +605,11 @@ func (p *Pipeline) RunCatchup(ctx context.Context) {
 			p.log.Debug("catch-up replay incomplete", "replayed", n, "err", err)
 		} else if n > 0 {
 			p.log.Info("catch-up replayed", "profiles", n)
+		}
+		for _, ds := range p.derived {
+			if n, err := p.catchup.Count(ctx, ds.name); err == nil {
+				p.m.backlog.WithLabelValues(ds.name).Set(float64(n))
+			}
 		}
 	}
 }

@@ -61,7 +61,7 @@ func (c Config) Validate() error {
 }
 
 // Segments is the archive of a pipeline: profiles appended as JSONL records
-// to ChunkedWriter segment files named profiles-<start time>-<n>.tca in Dir,
+// to ChunkedWriter segment files named profiles-<start time>-<pid>-<n>.tca in Dir,
 // rotated by size. It implements ingest.Archiver and is safe for concurrent
 // use.
 type Segments struct {
@@ -180,7 +180,9 @@ func (s *Segments) rotateLocked() error {
 		return err
 	}
 	s.n++
-	path := filepath.Join(s.cfg.Dir, fmt.Sprintf("profiles-%s-%06d.tca", s.stamp, s.n))
+	// The process ID keeps two processes started in the same second (serve
+	// and a CLI ingest) from colliding in one directory.
+	path := filepath.Join(s.cfg.Dir, fmt.Sprintf("profiles-%s-%d-%06d.tca", s.stamp, os.Getpid(), s.n))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		if s.m != nil {
