@@ -73,12 +73,16 @@ func (c Config) Validate() error {
 	if c.MaxLineBytes < 1024 || c.MaxLineBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("ingest.max_line_bytes: must be from 1024 to 64MiB, got %d", c.MaxLineBytes))
 	}
-	for key, d := range map[string]time.Duration{
-		"batch_delay": c.BatchDelay, "derived_batch_delay": c.DerivedBatchDelay, "retry_backoff": c.RetryBackoff,
-		"catchup_interval": c.CatchupInterval, "primary_retry_for": c.PrimaryRetryFor, "tombstone_retention": c.TombstoneRetention,
+	// A slice, not a map, so errors come out in a stable order.
+	for _, kd := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"batch_delay", c.BatchDelay}, {"derived_batch_delay", c.DerivedBatchDelay}, {"retry_backoff", c.RetryBackoff},
+		{"catchup_interval", c.CatchupInterval}, {"primary_retry_for", c.PrimaryRetryFor}, {"tombstone_retention", c.TombstoneRetention},
 	} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("ingest.%s: must be positive, got %s", key, d))
+		if kd.d <= 0 {
+			errs = append(errs, fmt.Errorf("ingest.%s: must be positive, got %s", kd.key, kd.d))
 		}
 	}
 	return errors.Join(errs...)

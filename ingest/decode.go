@@ -31,6 +31,9 @@ func ParseFormat(s string) (Format, error) {
 // trailing columns may be left out (empty attributes).
 var TSVColumns = []string{"user_id", "version", "updated_at", "deleted", "tags", "interests", "devices", "behavior", "props"}
 
+// ErrInvalidUTF8 reports a line that is not valid UTF-8.
+var ErrInvalidUTF8 = errors.New("invalid UTF-8")
+
 // Decoder turns input lines into validated profiles. Its buffers are reused,
 // so one Decoder serves one goroutine; the Profiles it returns own their
 // memory.
@@ -43,7 +46,7 @@ type Decoder struct {
 // Decode decodes one line in format f.
 func (d *Decoder) Decode(f Format, line []byte) (*Profile, error) {
 	if !utf8.Valid(line) {
-		return nil, fmt.Errorf("invalid UTF-8 at byte %d", invalidUTF8At(line))
+		return nil, fmt.Errorf("%w at byte %d", ErrInvalidUTF8, invalidUTF8At(line))
 	}
 	if f == FormatTSV {
 		return d.DecodeTSV(line)

@@ -304,21 +304,20 @@ func (s *shard) flush() {
 		err = s.apply()
 	}
 	var forward []*Profile
-	held := map[*Profile]bool{}
 	if err == nil {
 		for i, pr := range s.uniq {
 			if s.held[i] {
-				held[pr] = true
 				forward = append(forward, pr)
 			}
 		}
 	}
 	for _, it := range s.batch {
 		var o Outcome
+		k := s.seen[it.p.UserID]
 		switch {
 		case err != nil:
 			o = Failed
-		case held[it.p]:
+		case s.uniq[k] == it.p && s.held[k]:
 			o = Applied
 		default:
 			o = Superseded

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -169,7 +168,7 @@ func reasonClass(err error) string {
 	switch {
 	case errors.Is(err, ErrLineTooLong):
 		return "too_long"
-	case strings.HasPrefix(err.Error(), "invalid UTF-8"):
+	case errors.Is(err, ErrInvalidUTF8):
 		return "invalid_utf8"
 	case errors.As(err, &fe):
 		if fe.Msg == "unknown field" {

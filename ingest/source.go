@@ -11,6 +11,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // DefaultMaxLineBytes is the default limit on one input line.
@@ -200,7 +201,7 @@ func (q *Quarantine) Add(source string, line int64, text []byte, reason error) e
 		rec.Truncated = true
 		text = text[:min(len(text), maxQuarantinedText)]
 	}
-	if isUTF8(text) {
+	if utf8.Valid(text) {
 		rec.Text = string(text)
 	} else {
 		rec.TextBase64 = text
@@ -235,5 +236,3 @@ func (q *Quarantine) Close() error {
 	}
 	return err
 }
-
-func isUTF8(b []byte) bool { return invalidUTF8At(b) < 0 }

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"bytes"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -81,5 +80,4 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err, rep.Bad)
 		}
 	}
-	_ = io.Discard
 }

@@ -160,7 +160,7 @@ func (r *Reader) decode(h chunkHeader) ([]byte, error) {
 func (r *Reader) seek() (int64, bool) {
 	var skipped int64
 	for {
-		b, err := r.r.Peek(chunkHeadLen)
+		b, _ := r.r.Peek(chunkHeadLen)
 		if len(b) < chunkHeadLen {
 			n, _ := r.r.Discard(len(b))
 			r.off += int64(n)
@@ -182,7 +182,6 @@ func (r *Reader) seek() (int64, bool) {
 		_, _ = r.r.Discard(1)
 		r.off++
 		skipped++
-		_ = err
 	}
 }
 

@@ -198,12 +198,11 @@ func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest
 			case r.Status == http.StatusNotFound && batch[i].Deleted:
 				// Already absent: the delete is recorded with its version.
 			case r.Status >= 300:
-				msg := r.Status
 				reason := ""
 				if r.Error != nil {
 					reason = r.Error.Type + ": " + r.Error.Reason
 				}
-				out[i] = ingest.WriteResult{Err: fmt.Errorf("elasticsearch item status %d: %s", msg, reason)}
+				out[i] = ingest.WriteResult{Err: fmt.Errorf("elasticsearch item status %d: %s", r.Status, reason)}
 			}
 		}
 	}
@@ -229,8 +228,7 @@ func (s *Store) Get(ctx context.Context, userID int64) (*ingest.Profile, bool, e
 		return nil, false, fmt.Errorf("get %d: %s", userID, res.Status())
 	}
 	var doc struct {
-		Version int64                      `json:"_version"`
-		Source  map[string]json.RawMessage `json:"_source"`
+		Source map[string]json.RawMessage `json:"_source"`
 	}
 	if err := json.NewDecoder(res.Body).Decode(&doc); err != nil {
 		return nil, false, err

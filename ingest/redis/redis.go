@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -94,7 +93,7 @@ func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest
 	var retry []int
 	for i, c := range cmds {
 		out[i] = result(c)
-		if out[i].Err != nil && strings.HasPrefix(out[i].Err.Error(), "NOSCRIPT") {
+		if out[i].Err != nil && goredis.HasErrorPrefix(out[i].Err, "NOSCRIPT") {
 			retry = append(retry, i)
 		}
 	}
