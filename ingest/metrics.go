@@ -18,6 +18,8 @@ type metrics struct {
 	storeUp     *prometheus.GaugeVec   // store
 	catchup     *prometheus.CounterVec // store, outcome: recorded, replayed, record_error
 	backlog     *prometheus.GaugeVec   // store
+
+	announceErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -54,6 +56,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		backlog: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "triad_ingest_catchup_backlog", Help: "Entries waiting in the catch-up log, per derived store (read after each replay pass).",
 		}, []string{"store"}),
+		announceErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "triad_ingest_announce_errors_total", Help: "Postgres batches whose change announcement to the read path's replicas failed after retries.",
+		}),
 	}
 }
 

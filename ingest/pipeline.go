@@ -104,6 +104,8 @@ type Pipeline struct {
 	catchup CatchupLog
 	shards  []*shard
 
+	announcer Announcer
+
 	mu     sync.RWMutex // guards closed against Submit
 	closed bool
 	wg     sync.WaitGroup
@@ -113,10 +115,13 @@ type Pipeline struct {
 
 // Deps are the pipeline's stores; Archive may be nil.
 type Deps struct {
-	Primary    Primary
-	Derived    []Derived
-	Archive    Archiver
-	Catchup    CatchupLog
+	Primary Primary
+	Derived []Derived
+	Archive Archiver
+	Catchup CatchupLog
+	// Announcer, when set, learns of every write Postgres took before the
+	// write is acknowledged (replicas' read paths follow it).
+	Announcer  Announcer
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -133,7 +138,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Pipeline{cfg: cfg, log: d.Logger.With("component", "ingest.pipeline"), m: newMetrics(d.Registerer),
-		primary: d.Primary, archive: d.Archive, catchup: d.Catchup}
+		primary: d.Primary, archive: d.Archive, catchup: d.Catchup, announcer: d.Announcer}
 	for _, st := range d.Derived {
 		ds := &derivedStore{p: p, store: st, name: st.Name()}
 		p.m.storeUp.WithLabelValues(ds.name).Set(1)
@@ -242,14 +247,15 @@ func backoff(ctx context.Context, base time.Duration, n int) bool {
 
 // shard is one writer: it batches its queue and applies batches to Postgres.
 type shard struct {
-	p     *Pipeline
-	id    int
-	label string
-	in    chan item
-	batch []item
-	seen  map[int64]int
-	uniq  []*Profile
-	held  []bool
+	p       *Pipeline
+	id      int
+	label   string
+	in      chan item
+	batch   []item
+	seen    map[int64]int
+	uniq    []*Profile
+	held    []bool
+	changes []Change
 }
 
 func (s *shard) run() {
@@ -310,6 +316,7 @@ func (s *shard) flush() {
 				forward = append(forward, pr)
 			}
 		}
+		s.announce(forward)
 	}
 	for _, it := range s.batch {
 		var o Outcome
@@ -341,6 +348,36 @@ func (s *shard) flush() {
 		for _, pr := range forward {
 			ds.workers[ShardOf(pr.UserID, len(ds.workers))].in <- pr
 		}
+	}
+}
+
+// announce tells the announcer about the profiles Postgres holds, before
+// their writers hear back, so that a write acknowledged to a caller is
+// already known to every replica's read path. A failure is logged and
+// counted; replicas notice a gap in the feed by themselves and stop
+// trusting their filters and caches until they resynchronise.
+func (s *shard) announce(held []*Profile) {
+	p := s.p
+	if p.announcer == nil || len(held) == 0 {
+		return
+	}
+	s.changes = s.changes[:0]
+	for _, pr := range held {
+		s.changes = append(s.changes, Change{UserID: pr.UserID, Version: pr.Version, Deleted: pr.Deleted})
+	}
+	for attempt := 0; attempt < 3; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := p.announcer.Announce(ctx, s.changes)
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == 2 {
+			p.m.announceErrors.Inc()
+			p.log.Warn("change announcement failed", "err", err, "shard", s.id, "profiles", len(held))
+			return
+		}
+		backoff(context.Background(), 20*time.Millisecond, attempt)
 	}
 }
 

@@ -156,3 +156,33 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
+
+// AppendJSON appends the profile's JSON form, as the search index stores it
+// and the profile API answers: identity, version, digest (and its
+// version), updated_at as RFC 3339 with microseconds (or null), then the
+// canonical attribute fields as they are.
+func (p *Profile) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"user_id":`...)
+	dst = strconv.AppendInt(dst, p.UserID, 10)
+	dst = append(dst, `,"version":`...)
+	dst = strconv.AppendInt(dst, p.Version, 10)
+	dst = append(dst, `,"digest":`...)
+	dst = strconv.AppendInt(dst, p.Digest, 10)
+	dst = append(dst, `,"digest_version":`...)
+	dst = strconv.AppendInt(dst, DigestVersion, 10)
+	dst = append(dst, `,"updated_at":`...)
+	if p.UpdatedAt.IsZero() {
+		dst = append(dst, "null"...)
+	} else {
+		dst = append(dst, '"')
+		dst = p.UpdatedAt.AppendFormat(dst, "2006-01-02T15:04:05.000000Z07:00")
+		dst = append(dst, '"')
+	}
+	for f, name := range FieldNames {
+		dst = append(dst, ',', '"')
+		dst = append(dst, name...)
+		dst = append(dst, '"', ':')
+		dst = append(dst, p.Field(f)...)
+	}
+	return append(dst, '}')
+}

@@ -68,6 +68,13 @@ func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
 			s.writeError(c, err)
 			return
 		}
+		if raw, ok := data.(rawJSON); ok {
+			body := make([]byte, 0, len(raw)+32)
+			body = append(body, `{"status":"success","data":`...)
+			body = append(append(body, raw...), '}')
+			c.Data(http.StatusOK, "application/json; charset=utf-8", body)
+			return
+		}
 		status := http.StatusOK
 		if c.Request.Method == http.MethodPost {
 			if code, ok := c.Get(createdKey); ok && code.(bool) {

@@ -14,6 +14,18 @@ import (
 type Dependency struct {
 	Name  string
 	Check func(ctx context.Context) (version string, err error)
+	// Optional dependencies are reported but do not make the server
+	// unready when down (etcd: replicas keep serving the last known
+	// dataset version).
+	Optional bool
+}
+
+// Component is a part of triad whose state /-/ready reports: Status
+// returns a JSON-able detail and whether the part is ready. It must be
+// cheap and safe to call concurrently.
+type Component struct {
+	Name   string
+	Status func() (detail any, ready bool)
 }
 
 // DependencyState is one dependency's last probe, as /-/ready reports it.
@@ -25,11 +37,14 @@ type DependencyState struct {
 	CheckedAt time.Time `json:"checked_at"`
 	// Since is when the dependency entered its current status.
 	Since time.Time `json:"since"`
+	// Optional: being down does not make the server unready.
+	Optional bool `json:"optional,omitempty"`
 }
 
 // readiness probes dependencies on an interval and remembers the last result.
 type readiness struct {
 	deps     []Dependency
+	parts    []Component
 	interval time.Duration
 	timeout  time.Duration
 	now      func() time.Time
@@ -43,10 +58,10 @@ type readiness struct {
 	stopping bool
 }
 
-func newReadiness(deps []Dependency, interval, timeout time.Duration, reg prometheus.Registerer) *readiness {
+func newReadiness(deps []Dependency, parts []Component, interval, timeout time.Duration, reg prometheus.Registerer) *readiness {
 	f := promauto.With(reg)
 	return &readiness{
-		deps: deps, interval: interval, timeout: timeout, now: time.Now,
+		deps: deps, parts: parts, interval: interval, timeout: timeout, now: time.Now,
 		state: map[string]DependencyState{},
 		up: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "triad_dependency_up", Help: "Whether the dependency answered its last readiness probe (1) or not (0).",
@@ -125,6 +140,13 @@ func (r *readiness) probe(ctx context.Context, d Dependency) {
 type ReadyReport struct {
 	Status       string                     `json:"status"` // ready, not_ready, starting or stopping
 	Dependencies map[string]DependencyState `json:"dependencies"`
+	Components   map[string]ComponentState  `json:"components,omitempty"`
+}
+
+// ComponentState is one component's state in /-/ready.
+type ComponentState struct {
+	Ready  bool `json:"ready"`
+	Detail any  `json:"detail"`
 }
 
 func (r *readiness) report() (ReadyReport, bool) {
@@ -137,9 +159,20 @@ func (r *readiness) report() (ReadyReport, bool) {
 		if !seen {
 			st = DependencyState{Status: "unknown"}
 		}
+		if d.Optional {
+			st.Optional = true
+		}
 		rep.Dependencies[d.Name] = st
-		if st.Status != "up" {
+		if st.Status != "up" && !d.Optional {
 			ok = false
+		}
+	}
+	if len(r.parts) > 0 {
+		rep.Components = make(map[string]ComponentState, len(r.parts))
+		for _, p := range r.parts {
+			detail, ready := p.Status()
+			rep.Components[p.Name] = ComponentState{Ready: ready, Detail: detail}
+			ok = ok && ready
 		}
 	}
 	switch {

@@ -43,6 +43,11 @@ type Options struct {
 	Version      string
 	// Profiles takes profile writes (batch, delete); nil answers 503.
 	Profiles *ingest.Pipeline
+	// Lookup answers profile reads; nil answers 503.
+	Lookup ProfileReader
+	// Components are parts of triad whose state /-/ready reports beside
+	// the dependencies (the read path's filter, the dataset follower).
+	Components []Component
 }
 
 // Route is one registered API route and the least role it needs.
@@ -61,6 +66,7 @@ type Server struct {
 	ready    *readiness
 	authn    *auth.Authenticator
 	profiles atomic.Pointer[ingest.Pipeline]
+	lookup   ProfileReader
 	tokens   *auth.Store
 	version  string
 	routes   []Route
@@ -75,7 +81,8 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		ready: newReadiness(o.Dependencies, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
+		lookup: o.Lookup,
+		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
 		}, []string{"method", "route", "code"}),
@@ -113,6 +120,8 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/tokens", auth.RoleAdmin, s.listTokens)
 	s.handle(api, http.MethodPost, "/tokens", auth.RoleAdmin, s.createToken)
 	s.handle(api, http.MethodDelete, "/tokens/:id", auth.RoleAdmin, s.revokeToken)
+	s.handle(api, http.MethodGet, "/profiles/:id", auth.RoleViewer, s.getProfile)
+	s.handle(api, http.MethodPost, "/profiles/lookup", auth.RoleViewer, s.lookupProfiles)
 	s.handle(api, http.MethodPost, "/profiles/batch", auth.RoleOperator, s.profileBatch)
 	s.handle(api, http.MethodDelete, "/profiles/:id", auth.RoleOperator, s.deleteProfile)
 	s.engine = e
@@ -222,9 +231,16 @@ func (s *Server) observe(c *gin.Context) {
 	if route == "/-/ready" || route == "/-/healthy" || route == "/metrics" {
 		return // polled constantly; metrics cover them
 	}
-	s.log.Info("request", "request_id", requestID(c), "method", c.Request.Method, "route", route,
+	level := slog.LevelInfo
+	if quietRoutes[route] && c.Writer.Status() < 500 {
+		level = slog.LevelDebug // thousands a second; metrics cover them
+	}
+	s.log.Log(c.Request.Context(), level, "request", "request_id", requestID(c), "method", c.Request.Method, "route", route,
 		"status", c.Writer.Status(), "duration_ms", took.Milliseconds(), "principal", c.GetString("triad.principal_name"))
 }
+
+// quietRoutes are logged at debug level unless they fail.
+var quietRoutes = map[string]bool{"/api/v1/profiles/:id": true, "/api/v1/profiles/lookup": true}
 
 func (s *Server) limitBody(c *gin.Context) {
 	if c.Request.ContentLength > s.cfg.MaxBodyBytes {

@@ -20,7 +20,11 @@ import (
 	"github.com/triad-dev/triad/server/auth"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// otter runs one clean-up goroutine per cache with expiry; it ends when
+	// the cache is garbage-collected, not when a test ends.
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/maypok86/otter/v2.periodicCleanUp[...]"))
+}
 
 func TestStatusOf(t *testing.T) {
 	for _, tc := range []struct {

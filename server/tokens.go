@@ -60,6 +60,7 @@ func (s *Server) revokeToken(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.authn.Forget()
 	s.log.Info("token revoked", "token_id", tok.ID, "name", tok.Name, "by", principal(c).Name)
 	return tok, nil
 }

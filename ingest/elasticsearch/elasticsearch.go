@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8"
@@ -35,20 +36,115 @@ type Config struct {
 
 // Store writes profiles to Elasticsearch. Safe for concurrent use.
 type Store struct {
-	es  *elasticsearch.Client
-	cfg Config
+	es       *elasticsearch.Client
+	cfg      Config
+	versions atomic.Pointer[ingest.Versions]
 }
 
-// New returns a store.
+// New returns a store. It writes dataset version 1's index until
+// SetVersions says otherwise; reads go through the alias.
 func New(es *elasticsearch.Client, cfg Config) *Store {
 	if cfg.Version == 0 {
 		cfg.Version = 1
 	}
-	return &Store{es: es, cfg: cfg}
+	s := &Store{es: es, cfg: cfg}
+	s.versions.Store(ingest.DefaultVersions())
+	return s
 }
 
 // Name implements ingest.Derived.
 func (s *Store) Name() string { return "elasticsearch" }
+
+// SetVersions sets the dataset versions whose indices Write writes.
+func (s *Store) SetVersions(v ingest.Versions) { s.versions.Store(&v) }
+
+// CreateIndex creates a dataset version's index (the template gives it
+// the mapping); an existing index is fine.
+func (s *Store) CreateIndex(ctx context.Context, version int) error {
+	res, err := esapi.IndicesCreateRequest{Index: s.Index(version)}.Do(ctx, s.es)
+	if err != nil {
+		return fmt.Errorf("create index %s: %w", s.Index(version), err)
+	}
+	defer drain(res)
+	if res.IsError() {
+		if body := readAll(res); !strings.Contains(body, "resource_already_exists_exception") {
+			return fmt.Errorf("create index %s: %s: %s", s.Index(version), res.Status(), body)
+		}
+	}
+	return nil
+}
+
+// DeleteIndex deletes a dataset version's index; a missing one is fine.
+func (s *Store) DeleteIndex(ctx context.Context, version int) error {
+	res, err := esapi.IndicesDeleteRequest{Index: []string{s.Index(version)}}.Do(ctx, s.es)
+	if err != nil {
+		return fmt.Errorf("delete index %s: %w", s.Index(version), err)
+	}
+	defer drain(res)
+	if res.IsError() && res.StatusCode != http.StatusNotFound {
+		return fmt.Errorf("delete index %s: %s: %s", s.Index(version), res.Status(), readAll(res))
+	}
+	return nil
+}
+
+// AliasVersion returns the dataset version the alias points at (0: the
+// alias does not exist or points at no profiles index of this prefix).
+func (s *Store) AliasVersion(ctx context.Context) (int, error) {
+	res, err := esapi.IndicesGetAliasRequest{Name: []string{s.Alias()}}.Do(ctx, s.es)
+	if err != nil {
+		return 0, fmt.Errorf("get alias %s: %w", s.Alias(), err)
+	}
+	defer drain(res)
+	if res.StatusCode == http.StatusNotFound {
+		return 0, nil
+	}
+	if res.IsError() {
+		return 0, fmt.Errorf("get alias %s: %s: %s", s.Alias(), res.Status(), readAll(res))
+	}
+	var body map[string]json.RawMessage
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return 0, fmt.Errorf("get alias %s: %w", s.Alias(), err)
+	}
+	best := 0
+	for index := range body {
+		if v, err := strconv.Atoi(strings.TrimPrefix(index, s.cfg.IndexPrefix+"profiles-v")); err == nil && v > best {
+			best = v
+		}
+	}
+	return best, nil
+}
+
+// PointAlias moves the alias to a dataset version's index in one atomic
+// _aliases call (remove from every other profiles index, add to this one
+// as the write index).
+func (s *Store) PointAlias(ctx context.Context, version int) error {
+	body := fmt.Sprintf(`{"actions":[{"remove":{"index":%q,"alias":%q,"must_exist":false}},{"add":{"index":%q,"alias":%q,"is_write_index":true}}]}`,
+		s.cfg.IndexPrefix+"profiles-v*", s.Alias(), s.Index(version), s.Alias())
+	return s.do(ctx, esapi.IndicesUpdateAliasesRequest{Body: strings.NewReader(body)}, "point alias "+s.Alias()+" at "+s.Index(version))
+}
+
+// Count returns the number of documents in a dataset version's index
+// (refreshed first, so recent writes count).
+func (s *Store) Count(ctx context.Context, version int) (int64, error) {
+	if err := s.do(ctx, esapi.IndicesRefreshRequest{Index: []string{s.Index(version)}}, "refresh"); err != nil {
+		return 0, err
+	}
+	res, err := esapi.CountRequest{Index: []string{s.Index(version)}}.Do(ctx, s.es)
+	if err != nil {
+		return 0, fmt.Errorf("count %s: %w", s.Index(version), err)
+	}
+	defer drain(res)
+	if res.IsError() {
+		return 0, fmt.Errorf("count %s: %s: %s", s.Index(version), res.Status(), readAll(res))
+	}
+	var c struct {
+		Count int64 `json:"count"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&c); err != nil {
+		return 0, fmt.Errorf("count %s: %w", s.Index(version), err)
+	}
+	return c.Count, nil
+}
 
 // Alias is what readers and writers address.
 func (s *Store) Alias() string { return s.cfg.IndexPrefix + "profiles" }
@@ -110,33 +206,9 @@ func readAll(res *esapi.Response) string {
 	return string(b)
 }
 
-// AppendDocument appends the document indexed for p: identity, version,
-// digest, time and the canonical attribute fields as they are.
-func AppendDocument(dst []byte, p *ingest.Profile) []byte {
-	dst = append(dst, `{"user_id":`...)
-	dst = strconv.AppendInt(dst, p.UserID, 10)
-	dst = append(dst, `,"version":`...)
-	dst = strconv.AppendInt(dst, p.Version, 10)
-	dst = append(dst, `,"digest":`...)
-	dst = strconv.AppendInt(dst, p.Digest, 10)
-	dst = append(dst, `,"digest_version":`...)
-	dst = strconv.AppendInt(dst, ingest.DigestVersion, 10)
-	dst = append(dst, `,"updated_at":`...)
-	if p.UpdatedAt.IsZero() {
-		dst = append(dst, "null"...)
-	} else {
-		dst = append(dst, '"')
-		dst = p.UpdatedAt.AppendFormat(dst, "2006-01-02T15:04:05.000000Z07:00")
-		dst = append(dst, '"')
-	}
-	for f, name := range ingest.FieldNames {
-		dst = append(dst, ',', '"')
-		dst = append(dst, name...)
-		dst = append(dst, '"', ':')
-		dst = append(dst, p.Field(f)...)
-	}
-	return append(dst, '}')
-}
+// AppendDocument appends the document indexed for p: the profile's JSON
+// form (ingest.Profile.AppendJSON).
+func AppendDocument(dst []byte, p *ingest.Profile) []byte { return p.AppendJSON(dst) }
 
 type bulkResponse struct {
 	Errors bool `json:"errors"`
@@ -152,26 +224,23 @@ type bulkResponse struct {
 // Write implements ingest.Derived with one _bulk request: index (or delete,
 // for a tombstone) with version_type external, so Elasticsearch keeps the
 // newer version; a version conflict means the index already has this
-// version or a newer one and counts as stale.
+// version or a newer one and counts as stale. Each profile goes to the
+// index of every dataset version being written; an item fails when it
+// fails in any of them.
 func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest.WriteResult) error {
+	return s.write(ctx, s.versions.Load().Writing, batch, out)
+}
+
+// WriteAt is Write to one dataset version's index.
+func (s *Store) WriteAt(ctx context.Context, version int, batch []*ingest.Profile, out []ingest.WriteResult) error {
+	return s.write(ctx, []int{version}, batch, out)
+}
+
+func (s *Store) write(ctx context.Context, versions []int, batch []*ingest.Profile, out []ingest.WriteResult) error {
 	// About 1 KiB per profile avoids regrowing the body while it is built.
-	body := make([]byte, 0, len(batch)*1024)
-	alias := s.Alias()
-	for _, p := range batch {
-		if p.Deleted {
-			body = append(body, `{"delete":{"_index":`...)
-		} else {
-			body = append(body, `{"index":{"_index":`...)
-		}
-		body = strconv.AppendQuote(body, alias)
-		body = append(body, `,"_id":"`...)
-		body = strconv.AppendInt(body, p.UserID, 10)
-		body = append(body, `","version":`...)
-		body = strconv.AppendInt(body, p.Version, 10)
-		body = append(body, ",\"version_type\":\"external\"}}\n"...)
-		if !p.Deleted {
-			body = append(AppendDocument(body, p), '\n')
-		}
+	body := make([]byte, 0, len(versions)*len(batch)*1024)
+	for _, v := range versions {
+		body = s.appendBulk(body, s.Index(v), batch)
 	}
 	// filter_path trims the response to what is read: less for
 	// Elasticsearch to write and for triad to decode.
@@ -187,14 +256,16 @@ func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest
 	if err := json.NewDecoder(res.Body).Decode(&br); err != nil {
 		return fmt.Errorf("bulk of %d: decode response: %w", len(batch), err)
 	}
-	if len(br.Items) != len(batch) {
-		return fmt.Errorf("bulk of %d: %d items in the response", len(batch), len(br.Items))
+	if len(br.Items) != len(versions)*len(batch) {
+		return fmt.Errorf("bulk of %d: %d items in the response", len(versions)*len(batch), len(br.Items))
 	}
-	for i, item := range br.Items {
+	for k, item := range br.Items {
+		i := k % len(batch)
 		for _, r := range item {
+			var res ingest.WriteResult
 			switch {
 			case r.Status == http.StatusConflict:
-				out[i] = ingest.WriteResult{Stale: true}
+				res = ingest.WriteResult{Stale: true}
 			case r.Status == http.StatusNotFound && batch[i].Deleted:
 				// Already absent: the delete is recorded with its version.
 			case r.Status >= 300:
@@ -202,11 +273,34 @@ func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest
 				if r.Error != nil {
 					reason = r.Error.Type + ": " + r.Error.Reason
 				}
-				out[i] = ingest.WriteResult{Err: fmt.Errorf("elasticsearch item status %d: %s", r.Status, reason)}
+				res = ingest.WriteResult{Err: fmt.Errorf("elasticsearch item status %d: %s", r.Status, reason)}
+			}
+			if k < len(batch) || (res.Err != nil && out[i].Err == nil) {
+				out[i] = res
 			}
 		}
 	}
 	return nil
+}
+
+func (s *Store) appendBulk(body []byte, index string, batch []*ingest.Profile) []byte {
+	for _, p := range batch {
+		if p.Deleted {
+			body = append(body, `{"delete":{"_index":`...)
+		} else {
+			body = append(body, `{"index":{"_index":`...)
+		}
+		body = strconv.AppendQuote(body, index)
+		body = append(body, `,"_id":"`...)
+		body = strconv.AppendInt(body, p.UserID, 10)
+		body = append(body, `","version":`...)
+		body = strconv.AppendInt(body, p.Version, 10)
+		body = append(body, ",\"version_type\":\"external\"}}\n"...)
+		if !p.Deleted {
+			body = append(AppendDocument(body, p), '\n')
+		}
+	}
+	return body
 }
 
 // Refresh makes recent writes visible to searches (tests, tools).
@@ -269,9 +363,18 @@ func Decode(src map[string]json.RawMessage) (*ingest.Profile, error) {
 	return p, nil
 }
 
-// GetMany reads the documents of ids with one _mget; absent ids are not in
-// the result.
+// GetMany reads the documents of ids through the alias with one _mget;
+// absent ids are not in the result.
 func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+	return s.getMany(ctx, s.Alias(), ids)
+}
+
+// GetManyAt is GetMany in one dataset version's index.
+func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (map[int64]*ingest.Profile, error) {
+	return s.getMany(ctx, s.Index(version), ids)
+}
+
+func (s *Store) getMany(ctx context.Context, index string, ids []int64) (map[int64]*ingest.Profile, error) {
 	body := []byte(`{"ids":[`)
 	for i, id := range ids {
 		if i > 0 {
@@ -282,7 +385,7 @@ func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Pro
 		body = append(body, '"')
 	}
 	body = append(body, "]}"...)
-	res, err := esapi.MgetRequest{Index: s.Alias(), Body: bytes.NewReader(body)}.Do(ctx, s.es)
+	res, err := esapi.MgetRequest{Index: index, Body: bytes.NewReader(body)}.Do(ctx, s.es)
 	if err != nil {
 		return nil, err
 	}

@@ -239,3 +239,78 @@ func (s *Store) Count(ctx context.Context, store string) (int64, error) {
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM profile_catchup WHERE store = $1`, store).Scan(&n)
 	return n, err
 }
+
+// EstimateRows is Postgres's estimate of the profiles table's row count
+// (pg_class.reltuples, kept by ANALYZE and autovacuum; 0 when never
+// analysed). Sizing the read path's filter needs no exact count.
+func (s *Store) EstimateRows(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'profiles'::regclass`).Scan(&n)
+	return n, err
+}
+
+// ScanIDs streams every user ID (tombstones included) to fn in slices of
+// up to 8192, in one query; fn must not keep the slice.
+func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
+	rows, err := s.pool.Query(ctx, `SELECT user_id FROM profiles`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	ids := make([]int64, 0, 8192)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		if ids = append(ids, id); len(ids) == cap(ids) {
+			if err := fn(ids); err != nil {
+				return err
+			}
+			ids = ids[:0]
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		return fn(ids)
+	}
+	return nil
+}
+
+// Head is a row's identity, version and digest without its content.
+type Head struct {
+	UserID  int64
+	Version int64
+	Digest  int64
+	Deleted bool
+}
+
+// ScanHeads calls fn with the heads of rows with user_id > after, in
+// user_id order, in pages of limit.
+func (s *Store) ScanHeads(ctx context.Context, after int64, limit int, fn func([]Head) error) error {
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT user_id, version, digest, deleted FROM profiles WHERE user_id > $1 ORDER BY user_id LIMIT $2`, after, limit)
+		if err != nil {
+			return err
+		}
+		var page []Head
+		for rows.Next() {
+			var h Head
+			if err := rows.Scan(&h.UserID, &h.Version, &h.Digest, &h.Deleted); err != nil {
+				rows.Close()
+				return err
+			}
+			page = append(page, h)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(page) == 0 {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].UserID
+	}
+}

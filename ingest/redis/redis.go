@@ -1,7 +1,9 @@
 // Package redis is the Redis store of the profile pipeline: each profile is
-// a hash at <prefix>profile:<id> holding its fields, version, digest and
-// update time, written in pipelines through Lua scripts that refuse to
-// replace a newer version.
+// a hash at <prefix>profile:<id> (dataset version 1) or
+// <prefix>v<N>:profile:<id> (dataset version N) holding its fields, version,
+// digest and update time, written in pipelines through Lua scripts that
+// refuse to replace a newer version. It also carries the change feed the
+// read path's replicas follow (changes.go).
 package redis
 
 import (
@@ -9,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,29 +67,78 @@ type Store struct {
 	rdb     *goredis.Client
 	cfg     Config
 	latency prometheus.Histogram
+	// versions are the dataset versions read (serving) and written.
+	versions atomic.Pointer[ingest.Versions]
 }
 
-// New returns a store; reg receives redis_pipeline_latency_ms.
+// New returns a store; reg receives redis_pipeline_latency_ms. It serves
+// and writes dataset version 1 until SetVersions says otherwise.
 func New(rdb *goredis.Client, cfg Config, reg prometheus.Registerer) *Store {
-	return &Store{rdb: rdb, cfg: cfg, latency: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
+	s := &Store{rdb: rdb, cfg: cfg, latency: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
 		// The seed's name, kept exactly.
 		Name:    "redis_pipeline_latency_ms",
 		Help:    "Time for one pipelined batch of profile writes to Redis, in milliseconds.",
 		Buckets: []float64{0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500},
 	})}
+	s.versions.Store(ingest.DefaultVersions())
+	return s
 }
 
 // Name implements ingest.Derived.
 func (s *Store) Name() string { return "redis" }
 
-// Key returns the key of a user's profile.
-func (s *Store) Key(userID int64) string {
-	return s.cfg.KeyPrefix + "profile:" + strconv.FormatInt(userID, 10)
+// SetVersions sets the dataset versions Get reads and Write writes.
+func (s *Store) SetVersions(v ingest.Versions) { s.versions.Store(&v) }
+
+// Prefix is the key prefix of a dataset version: the configured prefix for
+// version 1 (so data written before dataset versions existed stays in
+// place), <prefix>v<N>: after that.
+func (s *Store) Prefix(version int) string {
+	if version <= 1 {
+		return s.cfg.KeyPrefix
+	}
+	return s.cfg.KeyPrefix + "v" + strconv.Itoa(version) + ":"
 }
 
-// Write implements ingest.Derived: one pipeline for the batch.
+// Key returns the key of a user's profile in the serving dataset version.
+func (s *Store) Key(userID int64) string { return s.KeyAt(s.versions.Load().Serving, userID) }
+
+// KeyAt returns the key of a user's profile in a dataset version.
+func (s *Store) KeyAt(version int, userID int64) string {
+	return s.Prefix(version) + "profile:" + strconv.FormatInt(userID, 10)
+}
+
+// Write implements ingest.Derived: one pipeline per dataset version being
+// written (during a build, the active version and the new one). An item
+// fails when it fails in any version.
 func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest.WriteResult) error {
-	cmds, err := s.exec(ctx, batch)
+	writing := s.versions.Load().Writing
+	if len(writing) == 1 {
+		return s.WriteAt(ctx, writing[0], batch, out)
+	}
+	tmp := make([]ingest.WriteResult, len(batch))
+	for k, v := range writing {
+		clear(tmp)
+		if err := s.WriteAt(ctx, v, batch, tmp); err != nil {
+			return fmt.Errorf("dataset version %d: %w", v, err)
+		}
+		for i, r := range tmp {
+			switch {
+			case k == 0 || r.Err != nil:
+				if out[i].Err == nil {
+					out[i] = r
+				}
+			case !r.Stale:
+				out[i].Stale = false
+			}
+		}
+	}
+	return nil
+}
+
+// WriteAt writes batch to one dataset version's keys in one pipeline.
+func (s *Store) WriteAt(ctx context.Context, version int, batch []*ingest.Profile, out []ingest.WriteResult) error {
+	cmds, err := s.exec(ctx, version, batch)
 	if err != nil {
 		return err
 	}
@@ -109,7 +161,7 @@ func (s *Store) Write(ctx context.Context, batch []*ingest.Profile, out []ingest
 	for k, i := range retry {
 		again[k] = batch[i]
 	}
-	cmds, err = s.exec(ctx, again)
+	cmds, err = s.exec(ctx, version, again)
 	if err != nil {
 		return err
 	}
@@ -138,15 +190,15 @@ func (s *Store) load(ctx context.Context) error {
 
 // exec sends one pipeline. A transport error fails the whole batch; a
 // server error reply belongs to its own command.
-func (s *Store) exec(ctx context.Context, batch []*ingest.Profile) ([]*goredis.Cmd, error) {
+func (s *Store) exec(ctx context.Context, version int, batch []*ingest.Profile) ([]*goredis.Cmd, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*goredis.Cmd, len(batch))
 	ttl := strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10)
 	for i, p := range batch {
-		key := s.Key(p.UserID)
-		version := strconv.FormatInt(p.Version, 10)
+		key := s.KeyAt(version, p.UserID)
+		pv := strconv.FormatInt(p.Version, 10)
 		if p.Deleted {
-			cmds[i] = delScript.EvalSha(ctx, pipe, []string{key}, version)
+			cmds[i] = delScript.EvalSha(ctx, pipe, []string{key}, pv)
 			continue
 		}
 		args := make([]any, 0, 9+2*ingest.NumFields)
@@ -154,7 +206,7 @@ func (s *Store) exec(ctx context.Context, batch []*ingest.Profile) ([]*goredis.C
 		if !p.UpdatedAt.IsZero() {
 			updated = strconv.FormatInt(p.UpdatedAt.UnixMicro(), 10)
 		}
-		args = append(args, version, ttl,
+		args = append(args, pv, ttl,
 			FieldDigest, strconv.FormatInt(p.Digest, 10),
 			FieldDigestVersion, strconv.Itoa(ingest.DigestVersion),
 			FieldUpdatedAt, updated)
@@ -208,13 +260,18 @@ func Decode(userID int64, h map[string]string) (*ingest.Profile, error) {
 	return p, nil
 }
 
-// GetMany reads the hashes of ids in one pipeline; absent ids are not in
-// the result.
+// GetMany reads the hashes of ids in the serving dataset version in one
+// pipeline; absent ids are not in the result.
 func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+	return s.GetManyAt(ctx, s.versions.Load().Serving, ids)
+}
+
+// GetManyAt is GetMany in one dataset version.
+func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (map[int64]*ingest.Profile, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*goredis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.Key(id))
+		cmds[i] = pipe.HGetAll(ctx, s.KeyAt(version, id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, err
@@ -231,4 +288,28 @@ func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Pro
 		out[ids[i]] = p
 	}
 	return out, nil
+}
+
+// DeleteVersion removes every profile key of a dataset version (SCAN and
+// UNLINK in batches of 1000) and returns how many it removed.
+func (s *Store) DeleteVersion(ctx context.Context, version int) (int64, error) {
+	var cursor uint64
+	var n int64
+	match := s.Prefix(version) + "profile:*"
+	for {
+		keys, next, err := s.rdb.Scan(ctx, cursor, match, 1000).Result()
+		if err != nil {
+			return n, fmt.Errorf("scan %s: %w", match, err)
+		}
+		if len(keys) > 0 {
+			removed, err := s.rdb.Unlink(ctx, keys...).Result()
+			if err != nil {
+				return n, fmt.Errorf("unlink: %w", err)
+			}
+			n += removed
+		}
+		if cursor = next; cursor == 0 {
+			return n, nil
+		}
+	}
 }

@@ -18,7 +18,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/maypok86/otter/v2"
 )
+
+// CacheFor is how long a replica keeps a resolved token without asking
+// Postgres again: a token revoked elsewhere stops working within this long.
+const CacheFor = 5 * time.Second
 
 // Role orders what a token may do: each role may do everything the roles
 // below it may.
@@ -208,11 +213,17 @@ type Authenticator struct {
 
 	mu      sync.Mutex
 	touched map[int64]time.Time // last_used_at is written at most once a minute
+
+	// valid caches tokens Postgres accepted, by hash, for CacheFor; an
+	// expiry inside that window is still honoured.
+	valid *otter.Cache[string, Token]
 }
 
 // NewAuthenticator returns an Authenticator; bootstrapToken may be empty.
 func NewAuthenticator(store *Store, bootstrapToken string) *Authenticator {
-	a := &Authenticator{store: store, touched: map[int64]time.Time{}}
+	a := &Authenticator{store: store, touched: map[int64]time.Time{}, valid: otter.Must(&otter.Options[string, Token]{
+		MaximumSize: 10_000, ExpiryCalculator: otter.ExpiryWriting[string, Token](CacheFor),
+	})}
 	if bootstrapToken != "" {
 		a.bootstrap = Hash(bootstrapToken)
 	}
@@ -229,9 +240,17 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 	if a.bootstrap != nil && subtle.ConstantTimeCompare(h, a.bootstrap) == 1 {
 		return Principal{Name: "bootstrap-admin", Role: RoleAdmin}, nil
 	}
-	t, err := a.store.lookup(ctx, h)
-	if err != nil {
-		return Principal{}, err
+	t, ok := a.valid.GetIfPresent(string(h))
+	if ok && t.ExpiresAt != nil && !t.ExpiresAt.After(a.store.now()) {
+		a.valid.Invalidate(string(h))
+		ok = false
+	}
+	if !ok {
+		var err error
+		if t, err = a.store.lookup(ctx, h); err != nil {
+			return Principal{}, err
+		}
+		a.valid.Set(string(h), t)
 	}
 	role, err := ParseRole(t.Role)
 	if err != nil {
@@ -248,3 +267,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 	}
 	return Principal{TokenID: t.ID, Name: t.Name, Role: role}, nil
 }
+
+// Forget drops every cached token, so a revocation made through this
+// replica applies to its next request.
+func (a *Authenticator) Forget() { a.valid.InvalidateAll() }

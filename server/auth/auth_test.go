@@ -67,6 +67,9 @@ func TestStoreAgainstPostgres(t *testing.T) {
 	_, err = store.Revoke(ctx, "reader")
 	require.NoError(t, err)
 	_, err = a.Authenticate(ctx, secret)
+	require.NoError(t, err, "another replica keeps a resolved token for auth.CacheFor")
+	a.Forget() // what the revoking replica does
+	_, err = a.Authenticate(ctx, secret)
 	require.ErrorIs(t, err, auth.ErrInvalidToken, "revoked")
 	_, _, err = store.Create(ctx, "reader", auth.RoleViewer, 0)
 	require.NoError(t, err, "a revoked token's name may be reused")

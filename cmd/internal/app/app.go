@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,6 +19,9 @@ import (
 
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/ingest/dataset"
+	"github.com/triad-dev/triad/ingest/lookup"
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
@@ -39,9 +43,12 @@ type Options struct {
 
 // App is a running triad server.
 type App struct {
-	Addr    string
-	Clients *clients.Set
-	Server  *server.Server
+	Addr     string
+	Clients  *clients.Set
+	Server   *server.Server
+	Stores   *Stores
+	Reader   *lookup.Reader
+	Follower *dataset.Follower
 
 	log       *slog.Logger
 	teardowns []teardown
@@ -77,15 +84,6 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	a.Clients = set
 	a.onStop("clients", func(context.Context) error { return set.Close() })
 
-	tokens := auth.NewStore(set.Postgres)
-	srv := server.New(server.Options{
-		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
-		Dependencies: dependencies(set),
-		Auth:         auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
-		Tokens:       tokens, Version: o.Version,
-	})
-	a.Server = srv
-
 	ln := o.Listener
 	if ln == nil {
 		if ln, err = net.Listen("tcp", o.Config.Server.Listen); err != nil {
@@ -95,9 +93,42 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	}
 	a.Addr = ln.Addr().String()
 
+	// The read path and the dataset follower: the follower points the
+	// stores and the reader at the versions etcd says; the reader learns
+	// about writes from the Redis change feed.
+	stores := NewStores(c, set, reg)
+	a.Stores = stores
+	reader := lookup.New(c.Lookup, stores.Postgres, stores.Redis, log, reg)
+	a.Reader = reader
+	manager := stores.Manager(c, set, log)
+	aliasCheck := aliasReconciler(manager, log)
+	follower := dataset.NewFollower(c.Dataset, set.Etcd, dataset.FollowerOptions{
+		ID: MemberID(), Kind: "serve", Addr: a.Addr, Logger: log, Registerer: reg,
+		Apply: func(v ingest.Versions) {
+			stores.SetVersions(v)
+			reader.SetServing(v.Serving)
+		},
+		Applied: aliasCheck,
+	})
+	a.Follower = follower
+
+	tokens := auth.NewStore(set.Postgres)
+	srv := server.New(server.Options{
+		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
+		Dependencies: dependencies(set),
+		Components: []server.Component{
+			{Name: "profile_read_path", Status: func() (any, bool) { return reader.Status() }},
+			{Name: "dataset", Status: func() (any, bool) { return follower.Status() }},
+		},
+		Auth:   auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
+		Tokens: tokens, Version: o.Version, Lookup: reader,
+	})
+	a.Server = srv
+
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
 	a.group.Add(func() error { srv.RunProbes(runCtx); return nil }, func(error) { cancel() })
+	a.group.Add(func() error { follower.Run(runCtx); return nil }, func(error) { cancel() })
 	// The profile pipeline needs the schema and the index template: it is
 	// built once they are in place; until then its routes answer 503.
 	var pipe atomic.Pointer[Pipeline]
@@ -111,13 +142,18 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		if o.Migrate {
 			migrateWhenReachable(runCtx, set, log)
 		}
-		p := buildWhenReachable(runCtx, o.Config, set, log, reg)
+		p := buildWhenReachable(runCtx, o.Config, stores, log, reg)
 		if p == nil {
 			return nil
 		}
 		pipe.Store(p)
 		srv.SetProfiles(p.Pipeline)
+		// The read path starts once the schema exists: the first feed
+		// subscription triggers the first filter build.
+		go reader.Run(runCtx)
+		go stores.Redis.Follow(runCtx, reader, c.Lookup.FeedPingInterval)
 		go p.RunCatchup(runCtx)
+		go collectVersions(runCtx, manager, log)
 		purgeTombstones(runCtx, p, o.Config.Ingest.TombstoneRetention, log)
 		return nil
 	}, func(error) { cancel() })
@@ -161,10 +197,10 @@ func migrateWhenReachable(ctx context.Context, set *clients.Set, log *slog.Logge
 
 // buildWhenReachable builds the pipeline, retrying while a store is down;
 // nil when ctx ends first.
-func buildWhenReachable(ctx context.Context, c config.Config, set *clients.Set, log *slog.Logger, reg prometheus.Registerer) *Pipeline {
+func buildWhenReachable(ctx context.Context, c config.Config, st *Stores, log *slog.Logger, reg prometheus.Registerer) *Pipeline {
 	backoff := 500 * time.Millisecond
 	for {
-		p, err := BuildPipeline(ctx, c, set, log, reg)
+		p, err := BuildPipeline(ctx, c, st, log, reg)
 		if err == nil {
 			log.Info("profile pipeline started", "shards", c.Ingest.Shards)
 			return p
@@ -197,10 +233,66 @@ func purgeTombstones(ctx context.Context, p *Pipeline, retention time.Duration, 
 	}
 }
 
+// aliasReconciler returns the follower's after-apply hook: when the
+// Elasticsearch alias does not point at the served version (a switch died
+// between writing the active key and moving the alias), point it there
+// under the lock. It checks after every change and then every 30s while
+// it last found the alias wrong or could not check.
+func aliasReconciler(m *dataset.Manager, log *slog.Logger) func(context.Context, dataset.State) {
+	var mu sync.Mutex
+	var last time.Time
+	var lastServing int
+	dirty := true
+	return func(ctx context.Context, st dataset.State) {
+		mu.Lock()
+		defer mu.Unlock()
+		due := st.Serving() != lastServing || (dirty && time.Since(last) > 2*time.Second) || time.Since(last) > 30*time.Second
+		if !due {
+			return
+		}
+		last, lastServing = time.Now(), st.Serving()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		at, err := m.AliasVersion(cctx)
+		if err != nil {
+			dirty = true
+			log.Debug("alias check", "err", err)
+			return
+		}
+		if at == 0 || at == st.Serving() {
+			dirty = false // 0: no alias yet; the pipeline's setup creates it
+			return
+		}
+		fixed, err := m.ReconcileAlias(cctx)
+		dirty = err != nil || !fixed
+		if err != nil {
+			log.Warn("alias reconcile", "err", err)
+		}
+	}
+}
+
+// collectVersions removes retired dataset versions hourly.
+func collectVersions(ctx context.Context, m *dataset.Manager, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if removed, err := m.Collect(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("dataset gc", "err", err)
+		} else if len(removed) > 0 {
+			log.Info("dataset versions removed", "versions", removed)
+		}
+	}
+}
+
 func dependencies(set *clients.Set) []server.Dependency {
 	var deps []server.Dependency
 	for _, p := range set.Probes() {
-		deps = append(deps, server.Dependency(p))
+		deps = append(deps, server.Dependency{Name: p.Name, Check: p.Check, Optional: p.Name == "etcd"})
 	}
 	return deps
 }

@@ -53,6 +53,8 @@ Commands:
   ingest [--format F] FILE|-  write profiles (TSV/JSONL, gzip) to Postgres, Redis, Elasticsearch
   loadgen [--count N]         deterministic synthetic profiles to stdout, or --ingest
   archive verify|cat|replay   check, print or replay ChunkedWriter archive files
+  dataset status|build|switch|rollback|verify|gc
+                              dataset versions (Redis keyspace + ES index) through etcd
   version                     print the version
 
 Every command takes --config FILE (or TRIAD_CONFIG) and --set key=value
@@ -87,6 +89,8 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.loadgen(ctx, args[1:])
 	case "archive":
 		err = e.archive(ctx, args[1:])
+	case "dataset":
+		err = e.dataset(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK
@@ -167,7 +171,9 @@ func (e env) load(c common) (config.Config, *slog.Logger, error) {
 	if err != nil {
 		return cfg, nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
-	return cfg, newLogger(cfg.Log, e.stderr), nil
+	log := newLogger(cfg.Log, e.stderr)
+	applyRuntime(cfg.Runtime, e.environ, log)
+	return cfg, log, nil
 }
 
 // subcommand parses "VERB [flags] [args]" for a command group: define

@@ -21,6 +21,7 @@ import (
 	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/ingest/archive"
+	"github.com/triad-dev/triad/ingest/dataset"
 )
 
 // ExitPartial is the status of a run that finished but left something out:
@@ -35,10 +36,12 @@ type exitError struct {
 
 // pipelineRun is an open pipeline for a command, with its clients.
 type pipelineRun struct {
-	set  *clients.Set
-	pipe *app.Pipeline
-	log  *slog.Logger
-	cfg  config.Config
+	set    *clients.Set
+	pipe   *app.Pipeline
+	log    *slog.Logger
+	cfg    config.Config
+	cancel context.CancelFunc // stops the dataset follower
+	done   chan struct{}
 }
 
 func openPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (*pipelineRun, error) {
@@ -50,19 +53,47 @@ func openPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (*pi
 		set.Close()
 		return nil, err
 	}
-	p, err := app.BuildPipeline(ctx, cfg, set, log, prometheus.NewRegistry())
+	reg := prometheus.NewRegistry()
+	stores := app.NewStores(cfg, set, reg)
+	// Follow the dataset state like a serving replica, so writes go to
+	// every version being written (a build in progress included), and
+	// report under a lease so a build waits for this process too.
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	follower := dataset.NewFollower(cfg.Dataset, set.Etcd, dataset.FollowerOptions{
+		ID: app.MemberID(), Kind: "ingest", Logger: log, Registerer: reg, Apply: stores.SetVersions,
+	})
+	run := &pipelineRun{set: set, log: log, cfg: cfg, cancel: cancel, done: make(chan struct{})}
+	go func() { follower.Run(fctx); close(run.done) }()
+	select {
+	case <-follower.Known():
+	case <-time.After(cfg.Dataset.ConfirmTimeout):
+		run.stop()
+		return nil, fmt.Errorf("etcd (%v) did not answer within dataset.confirm_timeout (%s): without it triad cannot tell which dataset versions to write", cfg.Etcd.Endpoints, cfg.Dataset.ConfirmTimeout)
+	case <-ctx.Done():
+		run.stop()
+		return nil, ctx.Err()
+	}
+	p, err := app.BuildPipeline(ctx, cfg, stores, log, reg)
 	if err != nil {
-		set.Close()
+		run.stop()
 		return nil, err
 	}
-	return &pipelineRun{set: set, pipe: p, log: log, cfg: cfg}, nil
+	run.pipe = p
+	return run, nil
+}
+
+// stop ends the follower (revoking its report) and closes the clients.
+func (r *pipelineRun) stop() {
+	r.cancel()
+	<-r.done
+	r.set.Close()
 }
 
 // finish drains the pipeline, then replays the catch-up log for up to wait
 // (a derived store that was down may be back); what remains is left to a
 // running `triad serve`.
 func (r *pipelineRun) finish(ctx context.Context, stderr io.Writer, wait time.Duration) error {
-	defer r.set.Close()
+	defer r.stop()
 	err := r.pipe.Close()
 	deadline := time.Now().Add(wait)
 	for {

@@ -23,6 +23,7 @@ func TestIngestArchiveReplay(t *testing.T) {
 		"TRIAD_POSTGRES_SCHEMA=" + ns.Schema,
 		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + ns.RedisPrefix,
 		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + ns.IndexPrefix,
+		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
 		"TRIAD_ARCHIVE_DIR=" + filepath.Join(dir, "archive"),
 		"TRIAD_ARCHIVE_CHUNK_BYTES=65536",
 	}
@@ -56,6 +57,7 @@ func TestIngestArchiveReplay(t *testing.T) {
 		"TRIAD_POSTGRES_SCHEMA=" + other.Schema,
 		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + other.RedisPrefix,
 		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + other.IndexPrefix,
+		"TRIAD_DATASET_ETCD_PREFIX=" + other.EtcdPrefix,
 	}
 	code, _, errs = run(t, env2, "migrate", "up")
 	require.Equal(t, ExitOK, code, errs)

@@ -22,6 +22,8 @@ import (
 	"github.com/triad-dev/triad/cmd/stack"
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/ingest/archive"
+	"github.com/triad-dev/triad/ingest/dataset"
+	"github.com/triad-dev/triad/ingest/lookup"
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/server"
@@ -42,6 +44,26 @@ type Config struct {
 	// ProfileCache is where profiles live in Redis; ProfileIndex in Elasticsearch.
 	ProfileCache redisstore.Config `yaml:"profile_cache"`
 	ProfileIndex esstore.Config    `yaml:"profile_index"`
+	// Lookup is the profile read path (filter, cache); Dataset the dataset
+	// versions coordinated through etcd.
+	Lookup  lookup.Config  `yaml:"lookup"`
+	Dataset dataset.Config `yaml:"dataset"`
+	Runtime Runtime        `yaml:"runtime"`
+}
+
+// Runtime tunes the Go runtime. The GOMEMLIMIT and GOGC environment
+// variables, when set, win over these keys (the runtime reads them first).
+type Runtime struct {
+	// MemoryLimitBytes is a soft limit on the Go heap and runtime memory
+	// (debug.SetMemoryLimit): the collector runs harder as the process
+	// nears it instead of growing past it. 0 leaves the default (none).
+	// Set it to ~80-90% of the container's memory; the read path's cache
+	// (lookup.cache_max_bytes) and Bloom filter count against it.
+	MemoryLimitBytes int64 `yaml:"memory_limit_bytes"`
+	// GCPercent is GOGC (debug.SetGCPercent): the heap growth that
+	// triggers a collection; -1 turns it off (then only the memory limit
+	// triggers collections). 0 leaves the default (100).
+	GCPercent int `yaml:"gc_percent"`
 }
 
 // Log configures the slog handler.
@@ -71,6 +93,8 @@ func Default() Config {
 		Ingest:        ingest.DefaultConfig(),
 		Archive:       archive.DefaultConfig(),
 		ProfileCache:  redisstore.Config{TTL: 24 * time.Hour},
+		Lookup:        lookup.DefaultConfig(),
+		Dataset:       dataset.DefaultConfig(),
 	}
 }
 
@@ -91,7 +115,14 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("auth.admin_token: must be at least 16 characters"))
 	}
 	errs = append(errs, c.Server.Validate(), c.Postgres.Validate(), c.Redis.Validate(),
-		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate(), c.Ingest.Validate())
+		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate(), c.Ingest.Validate(),
+		c.Lookup.Validate(), c.Dataset.Validate())
+	if c.Runtime.MemoryLimitBytes < 0 {
+		errs = append(errs, fmt.Errorf("runtime.memory_limit_bytes: must not be negative, got %d", c.Runtime.MemoryLimitBytes))
+	}
+	if c.Runtime.GCPercent < -1 {
+		errs = append(errs, fmt.Errorf("runtime.gc_percent: must be -1 (off), 0 (default) or positive, got %d", c.Runtime.GCPercent))
+	}
 	if c.Archive.Dir != "" {
 		errs = append(errs, c.Archive.Validate())
 	}

@@ -137,6 +137,7 @@ func New(t testing.TB) *Namespace {
 	cfg.Postgres.Schema = id
 	cfg.ProfileCache.KeyPrefix = ns.RedisPrefix
 	cfg.ProfileIndex.IndexPrefix = ns.IndexPrefix
+	cfg.Dataset.EtcdPrefix = ns.EtcdPrefix
 	ns.Config = cfg
 	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
 	if err != nil {

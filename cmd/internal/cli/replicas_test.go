@@ -1,0 +1,421 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/internal/app"
+	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/internal/secret"
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+)
+
+const replicaToken = "replica-test-admin-token-0123"
+
+// replicaEnv is the environment a CLI run needs to share ns with the
+// replicas.
+func replicaEnv(ns *stacktest.Namespace) []string {
+	return []string{
+		"TRIAD_POSTGRES_SCHEMA=" + ns.Schema,
+		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + ns.RedisPrefix,
+		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + ns.IndexPrefix,
+		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
+		"TRIAD_DATASET_SESSION_TTL=2s",
+		"TRIAD_DATASET_CONFIRM_TIMEOUT=10s",
+	}
+}
+
+func replicaConfig(ns *stacktest.Namespace) config.Config {
+	cfg := ns.Config
+	cfg.Auth.AdminToken = secret.Value(replicaToken)
+	cfg.Server.ProbeInterval = 200 * time.Millisecond
+	cfg.Server.ProbeTimeout = 500 * time.Millisecond
+	cfg.Dataset.SessionTTL = 2 * time.Second
+	cfg.Dataset.ResyncInterval = 500 * time.Millisecond
+	return cfg
+}
+
+// startReplica runs a whole serving replica in-process on a free port.
+func startReplica(t *testing.T, cfg config.Config) *app.App {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	a, err := app.Start(t.Context(), app.Options{Config: cfg, Logger: stacktest.Logger(t), Listener: ln, Migrate: true, Version: "test"})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		require.NoError(t, a.Stop(ctx))
+	})
+	return a
+}
+
+type answer struct {
+	code    int
+	tier    string
+	version int64
+	dataset int
+	body    string
+}
+
+func get(t *testing.T, a *app.App, id int64) answer {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", a.Addr, id), nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+replicaToken)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	v, _ := strconv.ParseInt(res.Header.Get("X-Triad-Profile-Version"), 10, 64)
+	d, _ := strconv.Atoi(res.Header.Get("X-Triad-Dataset-Version"))
+	return answer{code: res.StatusCode, tier: res.Header.Get("X-Triad-Tier"), version: v, dataset: d, body: string(b)}
+}
+
+func post(t *testing.T, a *app.App, path string, body []byte) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.Addr+path, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+replicaToken)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// awaitReady waits until every replica's /-/ready is 200 (migrations
+// applied, pipeline built, filter built, dataset state read).
+func awaitReady(t *testing.T, replicas ...*app.App) {
+	t.Helper()
+	for _, a := range replicas {
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			res, err := http.Get("http://" + a.Addr + "/-/ready")
+			require.NoError(t, err)
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+			require.True(t, time.Now().Before(deadline), "replica %s not ready: %s", a.Addr, b)
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// until polls cond every 2ms and returns how long it took to hold; it
+// fails after limit (about 10x the promise).
+func until(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		require.Less(t, time.Since(start), limit, what)
+		time.Sleep(2 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func profileLine(id, version int64, tag string) string {
+	return fmt.Sprintf(`{"user_id": %d, "version": %d, "tags": [%q]}`, id, version, tag)
+}
+
+// TestReplicasReadEachOthersWrites: a profile written through replica A's
+// batch endpoint, or by `triad ingest`, is readable through replica B
+// within 1 s of the write returning and never 404s after that; an update
+// is visible through both within 1 s.
+func TestReplicasReadEachOthersWrites(t *testing.T) {
+	ns := stacktest.New(t)
+	cfg := replicaConfig(ns)
+	a := startReplica(t, cfg)
+	b := startReplica(t, cfg)
+	awaitReady(t, a, b)
+
+	// Unknown IDs stop at B's filter.
+	for _, id := range []int64{1001, 1002, 1003} {
+		r := get(t, b, id)
+		require.Equal(t, http.StatusNotFound, r.code, r.body)
+		require.Equal(t, "filter", r.tier)
+	}
+
+	var worst time.Duration
+	for i, id := range []int64{1001, 1002, 1003} {
+		code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(id, 1, "first")))
+		require.Equal(t, http.StatusOK, code, body)
+		took := until(t, 10*time.Second, "B reads the new profile", func() bool { return get(t, b, id).code == http.StatusOK })
+		t.Logf("measured: profile %d written through A readable through B after %s", id, took)
+		worst = max(worst, took)
+		// From then on it never 404s, on either replica.
+		for range 50 {
+			for _, r := range []*app.App{a, b} {
+				got := get(t, r, id)
+				require.Equal(t, http.StatusOK, got.code, "after it was readable once: %s", got.body)
+				require.EqualValues(t, 1, got.version)
+			}
+		}
+		// Update: version 2 visible through both within 1 s (B's cache
+		// holds version 1 now).
+		require.Equal(t, "cache", get(t, b, id).tier, "the second read is served from B's cache")
+		code, body = post(t, a, "/api/v1/profiles/batch", []byte(profileLine(id, 2, fmt.Sprint("update-", i))))
+		require.Equal(t, http.StatusOK, code, body)
+		took = until(t, 10*time.Second, "both replicas serve version 2", func() bool {
+			return get(t, a, id).version == 2 && get(t, b, id).version == 2
+		})
+		t.Logf("measured: update of %d visible through A and B after %s", id, took)
+		worst = max(worst, took)
+		require.Contains(t, get(t, b, id).body, "update-")
+	}
+
+	// Written by `triad ingest` (another process's pipeline).
+	input := filepath.Join(t.TempDir(), "in.jsonl")
+	require.NoError(t, os.WriteFile(input, []byte(profileLine(2001, 1, "cli")+"\n"+profileLine(2002, 1, "cli")+"\n"), 0o644))
+	require.Equal(t, http.StatusNotFound, get(t, b, 2001).code)
+	code, out, errs := run(t, replicaEnv(ns), "ingest", input)
+	require.Equal(t, ExitOK, code, out, errs)
+	took := until(t, 10*time.Second, "replicas read what triad ingest wrote", func() bool {
+		return get(t, a, 2001).code == http.StatusOK && get(t, b, 2002).code == http.StatusOK
+	})
+	t.Logf("measured: profiles from triad ingest readable through A and B %s after the command returned", took)
+	worst = max(worst, took)
+
+	// Deleted through B: 404 through A (the ID passes the filter).
+	code, body := post(t, b, "/api/v1/profiles/batch", []byte(`{"user_id": 1001, "version": 3, "deleted": true}`))
+	require.Equal(t, http.StatusOK, code, body)
+	took = until(t, 10*time.Second, "a deleted profile 404s on both", func() bool {
+		return get(t, a, 1001).code == http.StatusNotFound && get(t, b, 1001).code == http.StatusNotFound
+	})
+	require.NotEqual(t, "filter", get(t, a, 1001).tier, "a deleted ID passes the filter and 404s after the lookup")
+	t.Logf("measured: delete through B visible through both after %s; worst window overall %s (promise 1s)", took, worst)
+	require.Less(t, worst, time.Second, "every write was visible through every replica within 1s")
+}
+
+// TestDatasetSwitchAcrossReplicas builds version 2 while writes go on,
+// switches, rolls back and collects, then kills the lock holder mid-switch
+// at both dangerous points.
+func TestDatasetSwitchAcrossReplicas(t *testing.T) {
+	ns := stacktest.New(t)
+	env := replicaEnv(ns)
+	cfg := replicaConfig(ns)
+	a := startReplica(t, cfg)
+	b := startReplica(t, cfg)
+	awaitReady(t, a, b)
+
+	var lines []string
+	for id := int64(1); id <= 2000; id++ {
+		lines = append(lines, profileLine(id, 1, "v1"))
+	}
+	code, body := post(t, a, "/api/v1/profiles/batch", []byte(strings.Join(lines, "\n")))
+	require.Equal(t, http.StatusOK, code, body)
+	// The derived stores are written asynchronously; version 1 must be
+	// complete before it can be compared after a rollback.
+	until(t, 60*time.Second, "version 1 complete", func() bool {
+		code, _, _ := run(t, env, "dataset", "verify", "1")
+		return code == ExitOK
+	})
+
+	// Build version 2 while replica A keeps taking writes: they go to both
+	// versions, so the build verifies and the switch finds it complete.
+	stop := make(chan struct{})
+	writes := make(chan int, 1)
+	go func() {
+		n := 0
+		for id := int64(3000); ; id++ {
+			select {
+			case <-stop:
+				writes <- n
+				return
+			default:
+			}
+			if c, _ := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(id, 1, "during-build"))); c == http.StatusOK {
+				n++
+			}
+		}
+	}()
+	code, out, errs := run(t, env, "dataset", "build")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "built version 2")
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	t.Logf("writes through replica A during the build: %d", <-writes)
+
+	code, out, errs = run(t, env, "dataset", "status")
+	require.Equal(t, ExitOK, code, errs)
+	require.Contains(t, out, "ready")
+
+	// Switch: both replicas serve version 2 within 1 s of the active key.
+	took := switchAndMeasure(t, ns, []*app.App{a, b}, 2, func() {
+		code, out, errs := run(t, env, "dataset", "switch", "2")
+		require.Equal(t, ExitOK, code, out, errs)
+		require.Contains(t, out, "switched from version 1 to 2")
+		require.NotContains(t, out, "NOT serving")
+	})
+	t.Logf("measured: switch to 2 served by both replicas %s after the active key changed (promise 1s)", took)
+	require.Less(t, took, time.Second)
+	r := get(t, b, 1500)
+	require.Equal(t, http.StatusOK, r.code)
+	require.Equal(t, 2, r.dataset)
+	alias, err := app.NewStores(cfg, ns.Clients, nil).ES.AliasVersion(t.Context())
+	require.NoError(t, err)
+	require.Equal(t, 2, alias)
+
+	// Rollback to 1 (it was written all along as the previous version).
+	code, out, errs = run(t, env, "dataset", "rollback")
+	require.Equal(t, ExitOK, code, out, errs)
+	until(t, 10*time.Second, "both replicas back on 1", func() bool {
+		return get(t, a, 1500).dataset == 1 && get(t, b, 1500).dataset == 1
+	})
+
+	// Kill the lock holder after it wrote the active key, before it moved
+	// the alias: replicas follow the active key (3), and one of them
+	// points the alias at 3 once the dead holder's lease expires.
+	code, out, errs = run(t, env, "dataset", "build")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "built version 3")
+	killMidSwitch(t, env, 3, "before-alias")
+	took = until(t, 10*time.Second, "both replicas on 3 after the holder died", func() bool {
+		return get(t, a, 1500).dataset == 3 && get(t, b, 1500).dataset == 3
+	})
+	t.Logf("measured: after the holder was killed past the active key, both replicas served 3 within %s", took)
+	stores := app.NewStores(cfg, ns.Clients, nil)
+	took = until(t, 30*time.Second, "the alias is repaired", func() bool {
+		v, err := stores.ES.AliasVersion(t.Context())
+		return err == nil && v == 3
+	})
+	t.Logf("measured: alias repaired %s after the replicas moved (the dead holder's lease TTL is 2s)", took)
+
+	// Kill the lock holder before it wrote the active key: nothing changes;
+	// the next switch waits for the dead holder's lease, then succeeds.
+	code, out, errs = run(t, env, "dataset", "build")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "built version 4")
+	killMidSwitch(t, env, 4, "before-activate")
+	for range 20 {
+		require.Equal(t, 3, get(t, a, 1500).dataset)
+		require.Equal(t, 3, get(t, b, 1500).dataset)
+		time.Sleep(25 * time.Millisecond)
+	}
+	// (No grace period for the version this switch retires, so gc below
+	// removes it.)
+	code, out, errs = run(t, append(env, "TRIAD_DATASET_RETIRE_AFTER=0s"), "dataset", "switch", "4")
+	require.Equal(t, ExitOK, code, out, errs)
+	until(t, 10*time.Second, "both replicas on 4", func() bool {
+		return get(t, a, 1500).dataset == 4 && get(t, b, 1500).dataset == 4
+	})
+
+	// gc removes every version but the active one: the previous one's
+	// grace period is over, the older ones are retired.
+	code, out, errs = run(t, env, "dataset", "gc")
+	require.Equal(t, ExitOK, code, out, errs)
+	st, err := stores.Manager(cfg, ns.Clients, nil).State(t.Context())
+	require.NoError(t, err)
+	for v, info := range st.Versions {
+		if v != 4 {
+			require.Equal(t, "removed", info.State, "version %d: %+v", v, info)
+		}
+	}
+	keys, err := ns.Redis().Keys(t.Context(), ns.RedisPrefix+"profile:*").Result()
+	require.NoError(t, err)
+	require.Empty(t, keys, "version 1's Redis keys are removed")
+	res, err := ns.ES().Indices.Exists([]string{ns.IndexPrefix + "profiles-v1"})
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusNotFound, res.StatusCode, "version 1's index is removed")
+	r = get(t, a, 1500)
+	require.Equal(t, http.StatusOK, r.code, "the active version still serves")
+	require.Equal(t, 4, r.dataset)
+}
+
+// switchAndMeasure runs do and measures from the moment the active key
+// changes in etcd until every replica serves version n.
+func switchAndMeasure(t *testing.T, ns *stacktest.Namespace, replicas []*app.App, n int, do func()) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	changed := make(chan time.Time, 1)
+	wch := ns.Etcd().Watch(ctx, ns.EtcdPrefix+"dataset/active")
+	go func() {
+		for resp := range wch {
+			if len(resp.Events) > 0 {
+				changed <- time.Now()
+				return
+			}
+		}
+	}()
+	done := make(chan time.Time, 1)
+	go func() {
+		for {
+			all := true
+			for _, r := range replicas {
+				if get(t, r, 1500).dataset != n {
+					all = false
+				}
+			}
+			if all || ctx.Err() != nil {
+				done <- time.Now()
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	do()
+	at := <-changed
+	select {
+	case served := <-done:
+		return served.Sub(at)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("replicas did not serve version %d within 10s", n)
+		return 0
+	}
+}
+
+// killMidSwitch runs `triad dataset switch n` in a child process that
+// pauses at step, then kills it with SIGKILL.
+func killMidSwitch(t *testing.T, env []string, n int, step string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=dataset switch "+strconv.Itoa(n), pauseEnv+"="+step)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	sc := bufio.NewScanner(stderr)
+	paused := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "paused at "+step) {
+			paused = true
+			break
+		}
+	}
+	require.True(t, paused, "the switch reached %s", step)
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	t.Logf("killed `dataset switch %d` (pid %d) at %s", n, cmd.Process.Pid, step)
+}
+
+// TestHelperProcess runs the CLI in a child process for killMidSwitch; it
+// does nothing in a normal test run.
+func TestHelperProcess(t *testing.T) {
+	args := os.Getenv("TRIAD_HELPER_ARGS")
+	if args == "" {
+		return
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(Main(ctx, strings.Fields(args), os.Stdout, os.Stderr))
+}
