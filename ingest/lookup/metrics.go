@@ -8,8 +8,8 @@ import (
 
 type metrics struct {
 	lookups        map[Tier][2]prometheus.Counter // tier → missing, found
-	storeCalls     *prometheus.CounterVec // store
-	storeErrors    *prometheus.CounterVec // store
+	storeCalls     *prometheus.CounterVec         // store
+	storeErrors    *prometheus.CounterVec         // store
 	feedUp         prometheus.Gauge
 	filterLoaded   prometheus.Gauge
 	filterLoad     prometheus.Gauge

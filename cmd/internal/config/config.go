@@ -23,8 +23,8 @@ import (
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/ingest/archive"
 	"github.com/triad-dev/triad/ingest/dataset"
-	"github.com/triad-dev/triad/ingest/lookup"
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
+	"github.com/triad-dev/triad/ingest/lookup"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/server"
 )
