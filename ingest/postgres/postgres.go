@@ -314,3 +314,10 @@ func (s *Store) ScanHeads(ctx context.Context, after int64, limit int, fn func([
 		after = page[len(page)-1].UserID
 	}
 }
+
+// CountLive counts the live (not deleted) profiles.
+func (s *Store) CountLive(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM profiles WHERE NOT deleted`).Scan(&n)
+	return n, err
+}

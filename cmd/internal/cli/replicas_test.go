@@ -419,3 +419,64 @@ func TestHelperProcess(t *testing.T) {
 	defer stop()
 	os.Exit(Main(ctx, strings.Fields(args), os.Stdout, os.Stderr))
 }
+
+// TestServingWithoutEtcd: with etcd stopped, a replica keeps serving the
+// last known version and says so in /-/ready and metrics; when etcd
+// returns it follows the state again (a rollback made then reaches it).
+func TestServingWithoutEtcd(t *testing.T) {
+	ns := stacktest.New(t)
+	priv := stacktest.StartPrivate(t, "etcd")
+	cfg := replicaConfig(ns)
+	cfg.Etcd.Endpoints = []string{priv.Endpoints().EtcdEndpoint}
+	env := append(replicaEnv(ns), "TRIAD_ETCD_ENDPOINTS="+priv.Endpoints().EtcdEndpoint)
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(7, 1, "x")+"\n"+profileLine(8, 1, "y")))
+	require.Equal(t, http.StatusOK, code, body)
+	until(t, 60*time.Second, "version 1 complete", func() bool {
+		code, _, _ := run(t, env, "dataset", "verify", "1")
+		return code == ExitOK
+	})
+	code, out, errs := run(t, env, "dataset", "build")
+	require.Equal(t, ExitOK, code, out, errs)
+	code, out, errs = run(t, env, "dataset", "switch", "2")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Equal(t, 2, get(t, a, 7).dataset)
+
+	priv.Stop(t)
+	took := until(t, 30*time.Second, "ready says etcd is unreachable", func() bool {
+		res, err := http.Get("http://" + a.Addr + "/-/ready")
+		require.NoError(t, err)
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK && strings.Contains(string(b), "unreachable: serving the last known version")
+	})
+	t.Logf("measured: /-/ready reported etcd unreachable %s after it stopped (resync interval 500ms), still 200", took)
+	require.Contains(t, metrics(t, a), "triad_dataset_etcd_reachable 0")
+	for range 20 {
+		r := get(t, a, 8)
+		require.Equal(t, http.StatusOK, r.code)
+		require.Equal(t, 2, r.dataset, "the last known version")
+	}
+
+	priv.Start(t)
+	took = until(t, 30*time.Second, "etcd reachable again", func() bool {
+		return strings.Contains(metrics(t, a), "triad_dataset_etcd_reachable 1")
+	})
+	t.Logf("measured: follower reached etcd again %s after it restarted", took)
+	code, out, errs = run(t, env, "dataset", "rollback")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "switched from version 2 to 1")
+	require.NotContains(t, out, "NOT serving", "the replica reported the rollback under a fresh lease")
+	require.Equal(t, 1, get(t, a, 8).dataset)
+}
+
+func metrics(t *testing.T, a *app.App) string {
+	t.Helper()
+	res, err := http.Get("http://" + a.Addr + "/metrics")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return string(b)
+}
