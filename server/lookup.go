@@ -14,6 +14,7 @@ import (
 
 // ProfileReader answers profile lookups (ingest/lookup.Reader).
 type ProfileReader interface {
+	Get(ctx context.Context, id int64) (lookup.Result, error)
 	GetMany(ctx context.Context, ids []int64) ([]lookup.Result, error)
 	// Serving is the dataset version answers come from.
 	Serving() int
@@ -26,6 +27,11 @@ const (
 	HeaderProfileVersion = "X-Triad-Profile-Version" // the profile's version
 	HeaderDataset        = "X-Triad-Dataset-Version" // the dataset version served
 )
+
+var tierHeader = map[lookup.Tier][]string{
+	lookup.TierFilter: {string(lookup.TierFilter)}, lookup.TierCache: {string(lookup.TierCache)},
+	lookup.TierRedis: {string(lookup.TierRedis)}, lookup.TierPostgres: {string(lookup.TierPostgres)},
+}
 
 // rawJSON is handler data already encoded as JSON; wrap writes it as the
 // envelope's data without re-encoding.
@@ -57,17 +63,20 @@ func (s *Server) getProfile(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.GetMany(c.Request.Context(), []int64{id})
+	one, err := r.Get(c.Request.Context(), id)
 	if err != nil {
 		return nil, fmt.Errorf("%w: profile store: %w", ErrUnavailable, err)
 	}
+	res := [1]lookup.Result{one}
+	// The header keys are canonical already; assigning the map directly
+	// skips canonicalising them on every read.
 	h := c.Writer.Header()
-	h.Set(HeaderTier, string(res[0].Tier))
-	h.Set(HeaderDataset, strconv.Itoa(r.Serving()))
+	h[HeaderTier] = tierHeader[res[0].Tier]
+	h[HeaderDataset] = []string{strconv.Itoa(r.Serving())}
 	if !res[0].Found {
 		return nil, fmt.Errorf("%w: profile %d", ErrNotFound, id)
 	}
-	h.Set(HeaderProfileVersion, strconv.FormatInt(res[0].Version, 10))
+	h[HeaderProfileVersion] = []string{strconv.FormatInt(res[0].Version, 10)}
 	return rawJSON(res[0].Body), nil
 }
 

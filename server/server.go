@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,8 +72,9 @@ type Server struct {
 	version  string
 	routes   []Route
 
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	observers sync.Map // metricKey → routeObserver; routes and codes are bounded
 }
 
 // New builds a Server; it does not listen until Serve.
@@ -193,14 +195,14 @@ func requestID(c *gin.Context) string { return c.GetString(requestIDKey) }
 
 // requestID takes a sane X-Request-ID from the client or makes one.
 func (s *Server) requestID(c *gin.Context) {
-	id := c.GetHeader("X-Request-ID")
+	id := headerValue(c.Request.Header, "X-Request-Id")
 	if len(id) == 0 || len(id) > 64 || strings.ContainsFunc(id, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
 		id = hex.EncodeToString(b)
 	}
 	c.Set(requestIDKey, id)
-	c.Header("X-Request-ID", id)
+	c.Writer.Header()["X-Request-Id"] = []string{id} // canonical key: no canonicalisation per request
 	c.Next()
 }
 
@@ -225,9 +227,7 @@ func (s *Server) observe(c *gin.Context) {
 		route = "unmatched"
 	}
 	took := time.Since(start)
-	code := strconv.Itoa(c.Writer.Status())
-	s.requests.WithLabelValues(c.Request.Method, route, code).Inc()
-	s.duration.WithLabelValues(c.Request.Method, route).Observe(took.Seconds())
+	s.routeMetrics(c.Request.Method, route, c.Writer.Status()).observe(took)
 	if route == "/-/ready" || route == "/-/healthy" || route == "/metrics" {
 		return // polled constantly; metrics cover them
 	}
@@ -235,8 +235,41 @@ func (s *Server) observe(c *gin.Context) {
 	if quietRoutes[route] && c.Writer.Status() < 500 {
 		level = slog.LevelDebug // thousands a second; metrics cover them
 	}
+	if !s.log.Enabled(c.Request.Context(), level) {
+		return // the arguments below would cost allocations on every read
+	}
 	s.log.Log(c.Request.Context(), level, "request", "request_id", requestID(c), "method", c.Request.Method, "route", route,
-		"status", c.Writer.Status(), "duration_ms", took.Milliseconds(), "principal", c.GetString("triad.principal_name"))
+		"status", c.Writer.Status(), "duration_ms", took.Milliseconds(), "principal", principal(c).Name)
+}
+
+type metricKey struct {
+	method, route string
+	code          int
+}
+
+// routeObserver holds one route's metric children, resolved once: label
+// hashing on every request costs more than the rest of a cached read.
+type routeObserver struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
+}
+
+func (o routeObserver) observe(took time.Duration) {
+	o.requests.Inc()
+	o.duration.Observe(took.Seconds())
+}
+
+func (s *Server) routeMetrics(method, route string, code int) routeObserver {
+	k := metricKey{method, route, code}
+	if o, ok := s.observers.Load(k); ok {
+		return o.(routeObserver)
+	}
+	o := routeObserver{
+		requests: s.requests.WithLabelValues(method, route, strconv.Itoa(code)),
+		duration: s.duration.WithLabelValues(method, route),
+	}
+	s.observers.Store(k, o)
+	return o
 }
 
 // quietRoutes are logged at debug level unless they fail.
@@ -247,6 +280,10 @@ func (s *Server) limitBody(c *gin.Context) {
 		s.writeError(c, ErrTooLarge)
 		return
 	}
+	if c.Request.ContentLength == 0 && c.Request.Body == http.NoBody {
+		c.Next() // nothing to limit (most GETs)
+		return
+	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
 	c.Next()
 }
@@ -254,7 +291,7 @@ func (s *Server) limitBody(c *gin.Context) {
 // authenticate requires a bearer token whose role is at least min.
 func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		token, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		token, ok := strings.CutPrefix(headerValue(c.Request.Header, "Authorization"), "Bearer ")
 		if !ok {
 			s.writeError(c, auth.ErrNoToken)
 			return
@@ -270,7 +307,6 @@ func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
 			return
 		}
 		c.Set(principalKey, p)
-		c.Set("triad.principal_name", p.Name)
 		if p.Role < min {
 			s.writeError(c, fmt.Errorf("%w: this needs the %s role; the token has %s", ErrForbidden, min, p.Role))
 			return
@@ -284,4 +320,13 @@ func principal(c *gin.Context) auth.Principal {
 	p, _ := c.Get(principalKey)
 	pp, _ := p.(auth.Principal)
 	return pp
+}
+
+// headerValue reads a header by its canonical key without canonicalising
+// it again (Header.Get does, on every call).
+func headerValue(h http.Header, canonicalKey string) string {
+	if v := h[canonicalKey]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

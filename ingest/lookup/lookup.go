@@ -91,6 +91,11 @@ type Reader struct {
 
 	serving atomic.Int64
 	cache   *otter.Cache[int64, entry] // nil when off
+	// fromRedis and fromPG batch concurrent store reads; refills carries
+	// profiles read from Postgres to the Redis refill writer.
+	fromRedis, fromPG *batcher
+	refills           chan refill
+	refillDone        chan struct{}
 	// announced remembers the newest version announced per ID for a minute.
 	announced *otter.Cache[int64, int64]
 	epoch     atomic.Uint64 // bumped whenever the whole cache is dropped
@@ -168,7 +173,78 @@ func New(cfg Config, primary Primary, redis Cache, log *slog.Logger, reg prometh
 		ExpiryCalculator: otter.ExpiryWriting[int64, int64](time.Minute),
 	})
 	r.m = newMetrics(reg, r, rec)
+	if redis != nil {
+		r.fromRedis = newBatcher(4, 256, 2*time.Second, func(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+			r.m.storeCalls.WithLabelValues("redis").Inc()
+			r.m.storeIDs.WithLabelValues("redis").Add(float64(len(ids)))
+			return redis.GetManyAt(ctx, r.Serving(), ids)
+		})
+		r.refills, r.refillDone = make(chan refill, 4096), make(chan struct{})
+		go r.refillRedis()
+	}
+	r.fromPG = newBatcher(4, 256, 5*time.Second, func(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+		r.m.storeCalls.WithLabelValues("postgres").Inc()
+		r.m.storeIDs.WithLabelValues("postgres").Add(float64(len(ids)))
+		rows, err := primary.Get(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[int64]*ingest.Profile, len(rows))
+		for _, p := range rows {
+			out[p.UserID] = p
+		}
+		return out, nil
+	})
 	return r
+}
+
+// Close stops the reader's store batchers and refill writer; lookups
+// must have ended.
+func (r *Reader) Close() {
+	if r.fromRedis != nil {
+		r.fromRedis.close()
+		close(r.refills)
+		<-r.refillDone
+	}
+	r.fromPG.close()
+}
+
+type refill struct {
+	version int
+	p       *ingest.Profile
+}
+
+// refillRedis writes profiles read from Postgres back to Redis, batching
+// what is queued, version-guarded so a refill never replaces a newer
+// write. Refills are best effort: when the queue is full they are dropped
+// (counted) and the next read of the ID refills it.
+func (r *Reader) refillRedis() {
+	defer close(r.refillDone)
+	batch := map[int][]*ingest.Profile{}
+	for first := range r.refills {
+		batch[first.version] = append(batch[first.version], first.p)
+	drain:
+		for n := 1; n < 512; n++ {
+			select {
+			case f, ok := <-r.refills:
+				if !ok {
+					break drain
+				}
+				batch[f.version] = append(batch[f.version], f.p)
+			default:
+				break drain
+			}
+		}
+		for v, ps := range batch {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := r.redis.WriteAt(ctx, v, ps, make([]ingest.WriteResult, len(ps))); err != nil {
+				r.m.refillErrors.Add(float64(len(ps)))
+				r.log.Debug("redis refill failed", "err", err, "profiles", len(ps))
+			}
+			cancel()
+			delete(batch, v)
+		}
+	}
 }
 
 // Serving is the dataset version lookups read from Redis.
@@ -188,8 +264,22 @@ func (r *Reader) dropCache() {
 	}
 }
 
-// Get looks up one profile.
+// Get looks up one profile. The filter and cache tiers allocate nothing.
 func (r *Reader) Get(ctx context.Context, id int64) (Result, error) {
+	if r.trusted.Load() {
+		if f := r.filter.Load(); f != nil && !f.test(id) {
+			res := Result{UserID: id, Tier: TierFilter}
+			r.m.count(res)
+			return res, nil
+		}
+	}
+	if r.cache != nil && r.feedUp.Load() {
+		if e, ok := r.cache.GetIfPresent(id); ok {
+			res := Result{UserID: id, Found: true, Tier: TierCache, Version: e.version, Body: e.body}
+			r.m.count(res)
+			return res, nil
+		}
+	}
 	res, err := r.GetMany(ctx, []int64{id})
 	if err != nil {
 		return Result{}, err
@@ -241,10 +331,9 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 		want = append(want, ids[i])
 	}
 	var fromRedis map[int64]*ingest.Profile
-	if r.redis != nil {
-		r.m.storeCalls.WithLabelValues("redis").Inc()
+	if r.fromRedis != nil {
 		var err error
-		if fromRedis, err = r.redis.GetManyAt(ctx, serving, want); err != nil {
+		if fromRedis, err = r.fromRedis.get(ctx, want); err != nil {
 			r.m.storeErrors.WithLabelValues("redis").Inc()
 			r.log.Debug("redis read failed; reading postgres", "err", err, "ids", len(want))
 			fromRedis = nil
@@ -269,18 +358,15 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 	for _, i := range pgIdx {
 		want = append(want, ids[i])
 	}
-	r.m.storeCalls.WithLabelValues("postgres").Inc()
-	rows, err := r.primary.Get(ctx, want)
+	byID, err := r.fromPG.get(ctx, want)
 	if err != nil {
 		r.m.storeErrors.WithLabelValues("postgres").Inc()
 		return err
 	}
-	byID := make(map[int64]*ingest.Profile, len(rows))
-	var refill []*ingest.Profile
-	for _, p := range rows {
-		byID[p.UserID] = p
-		if !p.Deleted {
-			refill = append(refill, p)
+	var fill []*ingest.Profile
+	for _, id := range want {
+		if p, ok := byID[id]; ok && !p.Deleted {
+			fill = append(fill, p)
 		}
 	}
 	for _, i := range pgIdx {
@@ -291,11 +377,13 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 		}
 		out[i] = r.found(p, TierPostgres, useCache, epoch)
 	}
-	if len(refill) > 0 && r.redis != nil {
-		// Version-guarded: a refill never replaces a newer write.
-		res := make([]ingest.WriteResult, len(refill))
-		if err := r.redis.WriteAt(context.WithoutCancel(ctx), serving, refill, res); err != nil {
-			r.log.Debug("redis refill failed", "err", err, "profiles", len(refill))
+	if r.refills != nil {
+		for _, p := range fill {
+			select {
+			case r.refills <- refill{version: serving, p: p}:
+			default:
+				r.m.refillErrors.Inc()
+			}
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -96,6 +97,12 @@ func (m *memCache) WriteAt(_ context.Context, version int, batch []*ingest.Profi
 	return nil
 }
 
+func (m *memCache) set(key string, p *ingest.Profile) {
+	m.mu.Lock()
+	m.keys[key] = p
+	m.mu.Unlock()
+}
+
 func profile(id, version int64) *ingest.Profile {
 	p := &ingest.Profile{UserID: id, Version: version}
 	p.Fields[0] = []byte(fmt.Sprintf(`["v%d"]`, version))
@@ -112,6 +119,7 @@ func newTestReader(t *testing.T, rows ...int64) (*Reader, *memPrimary, *memCache
 	cfg := DefaultConfig()
 	cfg.BloomMinCapacity = 1000
 	r := New(cfg, pg, rd, nil, nil)
+	t.Cleanup(r.Close)
 	return r, pg, rd
 }
 
@@ -126,14 +134,18 @@ func TestTiersAndRefill(t *testing.T) {
 	res, err := r.Get(t.Context(), 1)
 	require.NoError(t, err)
 	require.Equal(t, TierPostgres, res.Tier)
-	require.Contains(t, rd.keys, "1:1", "postgres refilled redis")
+	require.Eventually(t, func() bool {
+		rd.mu.Lock()
+		defer rd.mu.Unlock()
+		return rd.keys["1:1"] != nil
+	}, 5*time.Second, time.Millisecond, "postgres refilled redis")
 
 	res, _ = r.Get(t.Context(), 1)
 	require.Equal(t, TierCache, res.Tier)
 	require.True(t, res.Found)
 	require.JSONEq(t, string(pg.rows[1].AppendJSON(nil)), string(res.Body))
 
-	rd.keys["1:2"] = profile(2, 1)
+	rd.set("1:2", profile(2, 1))
 	res, _ = r.Get(t.Context(), 2)
 	require.Equal(t, TierRedis, res.Tier)
 
@@ -149,7 +161,9 @@ func TestTiersAndRefill(t *testing.T) {
 	res, _ = r.Get(t.Context(), 3)
 	require.False(t, res.Found)
 	require.Equal(t, TierPostgres, res.Tier)
+	rd.mu.Lock()
 	require.NotContains(t, rd.keys, "1:3")
+	rd.mu.Unlock()
 }
 
 func TestFeedBreakBypassesFilterAndCache(t *testing.T) {
@@ -207,7 +221,7 @@ func TestChangesUpdateFilterCacheAndSkipStaleRedis(t *testing.T) {
 	// Cached version 1; version 2 announced while Redis still has 1: the
 	// cache entry goes and the stale Redis copy is skipped for Postgres.
 	_, _ = r.Get(t.Context(), 1)
-	rd.keys["1:1"] = profile(1, 1)
+	rd.set("1:1", profile(1, 1))
 	pg.put(profile(1, 2))
 	r.Changes([]ingest.Change{{UserID: 1, Version: 2}})
 	res, _ = r.Get(t.Context(), 1)
@@ -251,7 +265,7 @@ func TestSwitchDropsCache(t *testing.T) {
 	r.Subscribed()
 	require.NoError(t, r.Rebuild(t.Context()))
 	_, _ = r.Get(t.Context(), 1)
-	rd.keys["2:1"] = profile(1, 1)
+	rd.set("2:1", profile(1, 1))
 	r.SetServing(2)
 	res, _ := r.Get(t.Context(), 1)
 	require.Equal(t, TierRedis, res.Tier, "version 2's keyspace answers after the switch")

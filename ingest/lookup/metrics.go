@@ -7,9 +7,11 @@ import (
 )
 
 type metrics struct {
-	lookups        map[Tier][2]prometheus.Counter // tier → missing, found
-	storeCalls     *prometheus.CounterVec         // store
-	storeErrors    *prometheus.CounterVec         // store
+	lookups        [4][2]prometheus.Counter // tierIndex → missing, found
+	storeCalls     *prometheus.CounterVec   // store
+	storeIDs       *prometheus.CounterVec
+	refillErrors   prometheus.Counter
+	storeErrors    *prometheus.CounterVec // store
 	feedUp         prometheus.Gauge
 	filterLoaded   prometheus.Gauge
 	filterLoad     prometheus.Gauge
@@ -23,8 +25,14 @@ func newMetrics(reg prometheus.Registerer, r *Reader, rec *stats.Counter) *metri
 	f := promauto.With(reg)
 	m := &metrics{
 		storeCalls: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "triad_lookup_store_calls_total", Help: "Store round trips made by lookups (one per request and store, whatever the number of IDs).",
+			Name: "triad_lookup_store_calls_total", Help: "Store round trips made by lookups; concurrent lookups share one (a pipeline or one query).",
 		}, []string{"store"}),
+		storeIDs: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_lookup_store_ids_total", Help: "IDs the lookups asked a store for (what the Bloom filter and the cache did not answer).",
+		}, []string{"store"}),
+		refillErrors: f.NewCounter(prometheus.CounterOpts{
+			Name: "triad_lookup_refill_dropped_total", Help: "Profiles read from Postgres whose Redis refill failed or was dropped (queue full); the next read refills them.",
+		}),
 		storeErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_lookup_store_errors_total", Help: "Failed store round trips of lookups (Redis failures fall through to Postgres).",
 		}, []string{"store"}),
@@ -44,9 +52,8 @@ func newMetrics(reg prometheus.Registerer, r *Reader, rec *stats.Counter) *metri
 	lookups := f.NewCounterVec(prometheus.CounterOpts{
 		Name: "triad_lookup_ids_total", Help: "Profile IDs looked up, by the tier that answered (filter, cache, redis, postgres) and result (found, missing).",
 	}, []string{"tier", "result"})
-	m.lookups = map[Tier][2]prometheus.Counter{}
-	for _, t := range []Tier{TierFilter, TierCache, TierRedis, TierPostgres} {
-		m.lookups[t] = [2]prometheus.Counter{lookups.WithLabelValues(string(t), "missing"), lookups.WithLabelValues(string(t), "found")}
+	for i, t := range tiers {
+		m.lookups[i] = [2]prometheus.Counter{lookups.WithLabelValues(string(t), "missing"), lookups.WithLabelValues(string(t), "found")}
 	}
 	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "triad_lookup_filter_trusted", Help: "1 while the Bloom filter may answer unknown IDs; 0 while it loads or after a change-feed break.",
@@ -82,5 +89,19 @@ func (m *metrics) count(r Result) {
 	if r.Found {
 		i = 1
 	}
-	m.lookups[r.Tier][i].Inc()
+	m.lookups[tierIndex(r.Tier)][i].Inc()
+}
+
+var tiers = [4]Tier{TierFilter, TierCache, TierRedis, TierPostgres}
+
+func tierIndex(t Tier) int {
+	switch t {
+	case TierFilter:
+		return 0
+	case TierCache:
+		return 1
+	case TierRedis:
+		return 2
+	}
+	return 3
 }

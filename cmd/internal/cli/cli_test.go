@@ -10,7 +10,7 @@ import (
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 )
 
-func run(t *testing.T, environ []string, args ...string) (int, string, string) {
+func run(t testing.TB, environ []string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	e := env{stdout: &out, stderr: &errb, environ: environ}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -51,12 +52,18 @@ func replicaConfig(ns *stacktest.Namespace) config.Config {
 	return cfg
 }
 
-// startReplica runs a whole serving replica in-process on a free port.
-func startReplica(t *testing.T, cfg config.Config) *app.App {
+// startReplica runs a whole serving replica in-process on a free port,
+// logging to the test.
+func startReplica(t testing.TB, cfg config.Config) *app.App {
+	t.Helper()
+	return startReplicaLogging(t, cfg, stacktest.Logger(t))
+}
+
+func startReplicaLogging(t testing.TB, cfg config.Config, log *slog.Logger) *app.App {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	a, err := app.Start(t.Context(), app.Options{Config: cfg, Logger: stacktest.Logger(t), Listener: ln, Migrate: true, Version: "test"})
+	a, err := app.Start(t.Context(), app.Options{Config: cfg, Logger: log, Listener: ln, Migrate: true, Version: "test"})
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -74,7 +81,7 @@ type answer struct {
 	body    string
 }
 
-func get(t *testing.T, a *app.App, id int64) answer {
+func get(t testing.TB, a *app.App, id int64) answer {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", a.Addr, id), nil)
 	require.NoError(t, err)
@@ -88,7 +95,7 @@ func get(t *testing.T, a *app.App, id int64) answer {
 	return answer{code: res.StatusCode, tier: res.Header.Get("X-Triad-Tier"), version: v, dataset: d, body: string(b)}
 }
 
-func post(t *testing.T, a *app.App, path string, body []byte) (int, string) {
+func post(t testing.TB, a *app.App, path string, body []byte) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.Addr+path, bytes.NewReader(body))
 	require.NoError(t, err)
@@ -102,7 +109,7 @@ func post(t *testing.T, a *app.App, path string, body []byte) (int, string) {
 
 // awaitReady waits until every replica's /-/ready is 200 (migrations
 // applied, pipeline built, filter built, dataset state read).
-func awaitReady(t *testing.T, replicas ...*app.App) {
+func awaitReady(t testing.TB, replicas ...*app.App) {
 	t.Helper()
 	for _, a := range replicas {
 		deadline := time.Now().Add(90 * time.Second)
@@ -122,7 +129,7 @@ func awaitReady(t *testing.T, replicas ...*app.App) {
 
 // until polls cond every 2ms and returns how long it took to hold; it
 // fails after limit (about 10x the promise).
-func until(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+func until(t testing.TB, limit time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -471,7 +478,7 @@ func TestServingWithoutEtcd(t *testing.T) {
 	require.Equal(t, 1, get(t, a, 8).dataset)
 }
 
-func metrics(t *testing.T, a *app.App) string {
+func metrics(t testing.TB, a *app.App) string {
 	t.Helper()
 	res, err := http.Get("http://" + a.Addr + "/metrics")
 	require.NoError(t, err)
