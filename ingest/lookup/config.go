@@ -11,10 +11,14 @@ type Config struct {
 	// BloomFalsePositive is the filter's false-positive budget: the share of
 	// unknown IDs it lets through to the stores.
 	BloomFalsePositive float64 `yaml:"bloom_false_positive"`
-	// BloomMinCapacity is the least number of IDs a filter is sized for; a
-	// filter is sized for twice the table's rows, and rebuilt larger once
-	// more IDs than that were added.
+	// BloomMinCapacity is the least number of IDs a filter is sized for.
 	BloomMinCapacity int64 `yaml:"bloom_min_capacity"`
+	// BloomHeadroom sizes a filter for this many times the table's rows, so
+	// it can take new IDs before it is rebuilt; it is rebuilt larger once
+	// more IDs than its capacity were added (past that, its false-positive
+	// rate exceeds the budget). At 1 the filter is full at build time and
+	// answers at exactly its budget.
+	BloomHeadroom float64 `yaml:"bloom_headroom"`
 	// BloomRebuildInterval rebuilds the filter from Postgres periodically
 	// (dropping purged IDs, and covering writers outside triad); 0 never.
 	BloomRebuildInterval time.Duration `yaml:"bloom_rebuild_interval"`
@@ -35,7 +39,7 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		BloomFalsePositive: 0.01, BloomMinCapacity: 1_000_000, BloomRebuildInterval: time.Hour,
+		BloomFalsePositive: 0.01, BloomMinCapacity: 1_000_000, BloomHeadroom: 2, BloomRebuildInterval: time.Hour,
 		CacheMaxBytes: 256 << 20, CacheTTL: 5 * time.Minute, FeedPingInterval: time.Second, MaxBatch: 1000,
 	}
 }
@@ -48,6 +52,9 @@ func (c Config) Validate() error {
 	}
 	if c.BloomMinCapacity < 1000 {
 		errs = append(errs, fmt.Errorf("lookup.bloom_min_capacity: must be at least 1000, got %d", c.BloomMinCapacity))
+	}
+	if c.BloomHeadroom < 1 || c.BloomHeadroom > 100 {
+		errs = append(errs, fmt.Errorf("lookup.bloom_headroom: must be in [1, 100], got %g", c.BloomHeadroom))
 	}
 	if c.BloomRebuildInterval < 0 {
 		errs = append(errs, errors.New("lookup.bloom_rebuild_interval: must not be negative"))

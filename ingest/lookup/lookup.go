@@ -518,24 +518,37 @@ func (r *Reader) Rebuild(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	capacity := max(r.cfg.BloomMinCapacity, 2*rows)
+	// The estimate can lag (reltuples is updated by ANALYZE); an old
+	// filter's count is a floor, and a scan that finds more IDs than the
+	// filter was sized for is redone at the size it found.
 	if old := r.filter.Load(); old != nil {
-		capacity = max(capacity, 2*old.ids.Load())
+		rows = max(rows, old.ids.Load())
 	}
-	nf := &filter{f: bloom.NewWithEstimates(uint(capacity), r.cfg.BloomFalsePositive), capacity: capacity}
+	var nf *filter
 	var n int64
-	err = r.primary.ScanIDs(ctx, func(ids []int64) error {
-		for _, id := range ids {
-			k := key(id)
-			nf.f.Add(k[:])
+	for attempt := 0; ; attempt++ {
+		capacity := max(r.cfg.BloomMinCapacity, int64(float64(rows)*r.cfg.BloomHeadroom))
+		nf = &filter{f: bloom.NewWithEstimates(uint(capacity), r.cfg.BloomFalsePositive), capacity: capacity}
+		n = 0
+		err = r.primary.ScanIDs(ctx, func(ids []int64) error {
+			for _, id := range ids {
+				k := key(id)
+				nf.f.Add(k[:])
+			}
+			n += int64(len(ids))
+			r.m.filterLoaded.Set(float64(n))
+			return ctx.Err()
+		})
+		if err != nil {
+			return err
 		}
-		n += int64(len(ids))
-		r.m.filterLoaded.Set(float64(n))
-		return ctx.Err()
-	})
-	if err != nil {
-		return err
+		if n <= capacity || attempt == 1 {
+			break
+		}
+		r.log.Info("bloom filter undersized by a stale row estimate; building again", "estimate", rows, "ids", n)
+		rows = n
 	}
+	capacity := nf.capacity
 	nf.ids.Store(n)
 	r.mu.Lock()
 	nf.add(r.pending...)
