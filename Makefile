@@ -17,8 +17,11 @@ DEMO_ROWS    ?= 100000
 DEMO_ARCHIVE := .triad/archive
 # Rows for the store benchmarks (make bench).
 BENCH_ROWS   ?= 1000000
+# Profiles and wrk duration for the read path benchmark (make bench-read).
+BENCH_READ_ROWS ?= 100000
+BENCH_READ_DURATION ?= 10s
 
-.PHONY: help build stack-up stack-down stack-status demo demo-data test test-short bench lint fmt clean
+.PHONY: help build stack-up stack-down stack-status demo demo-data test test-short bench bench-read lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +72,12 @@ bench: stack-up ## Benchmarks: parser, archive vs dd, ingest end to end vs raw s
 	TRIAD_BENCH_DIR=/var/tmp/triad-bench $(GO) test -run '^$$' -bench 'WriteFile|Verify' -benchtime 5x ./ingest/archive
 	@echo "== stores: $(BENCH_ROWS) rows end to end, the Postgres stage, and raw rates of the same rows =="
 	TRIAD_BENCH_ROWS=$(BENCH_ROWS) $(GO) test -run '^$$' -bench 'Ingest|Raw' -benchtime 1x -timeout 60m ./ingest | grep -E '^(Benchmark|ok|FAIL)|rows in'
+
+bench-read: stack-up ## Read path: wrk at concurrency 64 per tier vs a no-op gin handler and redis-benchmark GET; unknown-ID share (BENCH_READ_ROWS, BENCH_READ_DURATION)
+	@command -v wrk >/dev/null || { [ -n "$$(ls /var/lib/apt/lists 2>/dev/null | head -1)" ] || apt-get update -qq; apt-get install -y -qq wrk >/dev/null; }
+	@command -v redis-benchmark >/dev/null || apt-get install -y -qq redis-tools >/dev/null
+	TRIAD_BENCH_READ_ROWS=$(BENCH_READ_ROWS) TRIAD_BENCH_READ_DURATION=$(BENCH_READ_DURATION) $(GO) test -run '^$$' -bench 'ReadPath' -benchtime 1x -timeout 30m ./cmd/internal/cli 2>&1 | grep -vE '^\s+handler.go|level=(INFO|DEBUG)'
+	$(GO) test -run '^$$' -bench 'CacheHit|UnknownID' -benchmem ./ingest/lookup
 
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/bin $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
