@@ -95,6 +95,7 @@ type Reader struct {
 	// profiles read from Postgres to the Redis refill writer.
 	fromRedis, fromPG *batcher
 	refills           chan refill
+	refillQuit        chan struct{}
 	refillDone        chan struct{}
 	// announced remembers the newest version announced per ID for a minute.
 	announced *otter.Cache[int64, int64]
@@ -179,7 +180,7 @@ func New(cfg Config, primary Primary, redis Cache, log *slog.Logger, reg prometh
 			r.m.storeIDs.WithLabelValues("redis").Add(float64(len(ids)))
 			return redis.GetManyAt(ctx, r.Serving(), ids)
 		})
-		r.refills, r.refillDone = make(chan refill, 4096), make(chan struct{})
+		r.refills, r.refillQuit, r.refillDone = make(chan refill, 4096), make(chan struct{}), make(chan struct{})
 		go r.refillRedis()
 	}
 	r.fromPG = newBatcher(4, 256, 5*time.Second, func(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
@@ -198,12 +199,13 @@ func New(cfg Config, primary Primary, redis Cache, log *slog.Logger, reg prometh
 	return r
 }
 
-// Close stops the reader's store batchers and refill writer; lookups
-// must have ended.
+// Close stops the reader's store batchers and refill writer (queued
+// refills are dropped). Lookups still running after Close wait for their
+// context; none panics.
 func (r *Reader) Close() {
 	if r.fromRedis != nil {
 		r.fromRedis.close()
-		close(r.refills)
+		close(r.refillQuit)
 		<-r.refillDone
 	}
 	r.fromPG.close()
@@ -221,15 +223,17 @@ type refill struct {
 func (r *Reader) refillRedis() {
 	defer close(r.refillDone)
 	batch := map[int][]*ingest.Profile{}
-	for first := range r.refills {
-		batch[first.version] = append(batch[first.version], first.p)
+	for {
+		select {
+		case first := <-r.refills:
+			batch[first.version] = append(batch[first.version], first.p)
+		case <-r.refillQuit:
+			return
+		}
 	drain:
 		for n := 1; n < 512; n++ {
 			select {
-			case f, ok := <-r.refills:
-				if !ok {
-					break drain
-				}
+			case f := <-r.refills:
 				batch[f.version] = append(batch[f.version], f.p)
 			default:
 				break drain

@@ -100,6 +100,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	a.Stores = stores
 	reader := lookup.New(c.Lookup, stores.Postgres, stores.Redis, log, reg)
 	a.Reader = reader
+	a.onStop("profile read path", func(context.Context) error { reader.Close(); return nil })
 	manager := stores.Manager(c, set, log)
 	aliasCheck := aliasReconciler(manager, log)
 	follower := dataset.NewFollower(c.Dataset, set.Etcd, dataset.FollowerOptions{

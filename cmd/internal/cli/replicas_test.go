@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/config"
@@ -486,4 +487,48 @@ func metrics(t testing.TB, a *app.App) string {
 	b, err := io.ReadAll(res.Body)
 	require.NoError(t, err)
 	return string(b)
+}
+
+// TestDeadMemberReportExpires: a process that writes profiles (here a long
+// `triad loadgen --ingest`) reports under its own lease; killed with
+// SIGKILL, its report disappears when the lease expires, and a switch
+// after that confirms every live replica without waiting for it.
+func TestDeadMemberReportExpires(t *testing.T) {
+	ns := stacktest.New(t)
+	env := replicaEnv(ns)
+	a := startReplica(t, replicaConfig(ns))
+	awaitReady(t, a)
+
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=loadgen --count 100000000 --ingest --progress never")
+	require.NoError(t, cmd.Start())
+	members := func() map[string]string {
+		res, err := ns.Etcd().Get(t.Context(), ns.EtcdPrefix+"dataset/members/", clientv3.WithPrefix())
+		require.NoError(t, err)
+		out := map[string]string{}
+		for _, kv := range res.Kvs {
+			out[string(kv.Key)] = string(kv.Value)
+		}
+		return out
+	}
+	until(t, 30*time.Second, "the ingest process reports", func() bool {
+		for _, v := range members() {
+			if strings.Contains(v, `"kind":"ingest"`) {
+				return true
+			}
+		}
+		return false
+	})
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	_ = cmd.Wait()
+	took := until(t, 30*time.Second, "the dead process's report expires", func() bool {
+		for _, v := range members() {
+			if strings.Contains(v, `"kind":"ingest"`) {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("measured: the killed ingest process's report disappeared %s after the kill (lease TTL 2s)", took)
+	require.Len(t, members(), 1, "only the serving replica is left")
 }
