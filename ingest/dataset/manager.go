@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -156,28 +159,36 @@ func (m *Manager) Build(ctx context.Context, progress BuildProgress) (Info, Veri
 	} else if len(lag) > 0 {
 		return fail(fmt.Errorf("members not writing version %d after %s: %v", n, m.cfg.ConfirmTimeout, lag))
 	}
-	var copied int64
-	err = m.pg.Scan(ctx, 0, m.cfg.BuildBatch, func(page []*ingest.Profile) error {
+	// Pages are copied four at a time while the scan reads on.
+	var copied atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	err = m.pg.Scan(gctx, 0, m.cfg.BuildBatch, func(page []*ingest.Profile) error {
 		select {
 		case <-s.Done():
 			return errors.New("the build's etcd lease expired; followers may have stopped writing the new version")
 		default:
 		}
-		live := page[:0]
+		live := make([]*ingest.Profile, 0, len(page))
 		for _, p := range page {
 			if !p.Deleted {
 				live = append(live, p)
 			}
 		}
-		if err := m.copy(ctx, n, live); err != nil {
-			return err
-		}
-		copied += int64(len(live))
-		if progress != nil {
-			progress(copied)
-		}
-		return nil
+		g.Go(func() error {
+			if err := m.copy(gctx, n, live); err != nil {
+				return err
+			}
+			if c := copied.Add(int64(len(live))); progress != nil {
+				progress(c)
+			}
+			return nil
+		})
+		return gctx.Err()
 	})
+	if werr := g.Wait(); err == nil || werr != nil {
+		err = werr
+	}
 	if err != nil {
 		return fail(err)
 	}

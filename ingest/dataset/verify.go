@@ -3,10 +3,15 @@ package dataset
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
-	"github.com/triad-dev/triad/ingest"
+	"golang.org/x/sync/errgroup"
+
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
+	redisstore "github.com/triad-dev/triad/ingest/redis"
 )
 
 // VerifyOptions tune Verify.
@@ -53,12 +58,27 @@ func (v Verification) Summary() string {
 func (m *Manager) Verify(ctx context.Context, n int, o VerifyOptions) (Verification, error) {
 	start := m.now()
 	v := Verification{Version: n}
+	// Pages are compared four at a time while the scan reads on: the
+	// figures are sums, so the order does not matter.
 	var suspects []int64
-	err := m.pg.ScanHeads(ctx, 0, 2000, func(page []pgstore.Head) error {
-		bad, err := m.compare(ctx, n, page, &v, o, false)
-		suspects = append(suspects, bad...)
-		return err
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	err := m.pg.ScanHeads(gctx, 0, 2000, func(page []pgstore.Head) error {
+		g.Go(func() error {
+			var part Verification
+			bad, err := m.compare(gctx, n, page, &part, o, false)
+			mu.Lock()
+			v.merge(part)
+			suspects = append(suspects, bad...)
+			mu.Unlock()
+			return err
+		})
+		return gctx.Err()
 	})
+	if werr := g.Wait(); err == nil || werr != nil {
+		err = werr
+	}
 	if err != nil {
 		return v, fmt.Errorf("verify version %d: %w", n, err)
 	}
@@ -76,6 +96,7 @@ func (m *Manager) Verify(ctx context.Context, n int, o VerifyOptions) (Verificat
 		if err != nil {
 			return v, err
 		}
+		slices.Sort(still)
 		v.Examples = still[:min(len(still), 10)]
 	}
 	// Extra documents (in the index, not live in Postgres) show only in a
@@ -125,13 +146,23 @@ func (m *Manager) compare(ctx context.Context, n int, page []pgstore.Head, v *Ve
 	for i, h := range page {
 		ids[i] = h.UserID
 	}
-	rd, err := m.redis.GetManyAt(ctx, n, ids)
-	if err != nil {
-		return nil, fmt.Errorf("redis: %w", err)
-	}
-	es, err := m.es.GetManyAt(ctx, n, ids)
+	var rd map[int64]redisstore.Head
+	var es map[int64]esstore.Head
+	var rerr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if rd, rerr = m.redis.HeadsAt(ctx, n, ids); rerr != nil {
+			rerr = fmt.Errorf("redis: %w", rerr)
+		}
+	}()
+	es, err := m.es.HeadsAt(ctx, n, ids)
+	<-done
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch: %w", err)
+	}
+	if rerr != nil {
+		return nil, rerr
 	}
 	var bad []int64
 	for _, h := range page {
@@ -148,7 +179,7 @@ func (m *Manager) compare(ctx context.Context, n int, page []pgstore.Head, v *Ve
 }
 
 // add counts one row into v and reports whether the stores differ from it.
-func (v *Verification) add(h pgstore.Head, rd, es map[int64]*ingest.Profile, o VerifyOptions) bool {
+func (v *Verification) add(h pgstore.Head, rd map[int64]redisstore.Head, es map[int64]esstore.Head, o VerifyOptions) bool {
 	r, inRedis := rd[h.UserID]
 	e, inES := es[h.UserID]
 	differs := false

@@ -415,3 +415,56 @@ func (s *Store) getMany(ctx context.Context, index string, ids []int64) (map[int
 	}
 	return out, nil
 }
+
+// Head is a document's version and digest.
+type Head struct{ Version, Digest int64 }
+
+// HeadsAt reads only the version and digest of ids in a dataset version's
+// index (one _mget with _source filtering); absent ids are not in the
+// result.
+func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
+	body := []byte(`{"ids":[`)
+	for i, id := range ids {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, '"')
+		body = strconv.AppendInt(body, id, 10)
+		body = append(body, '"')
+	}
+	body = append(body, "]}"...)
+	res, err := esapi.MgetRequest{Index: s.Index(version), Body: bytes.NewReader(body),
+		SourceIncludes: []string{"version", "digest"}, FilterPath: []string{"docs._id", "docs.found", "docs._source"}}.Do(ctx, s.es)
+	if err != nil {
+		return nil, err
+	}
+	defer drain(res)
+	if res.IsError() {
+		return nil, fmt.Errorf("mget: %s: %s", res.Status(), readAll(res))
+	}
+	var r struct {
+		Docs []struct {
+			ID     string `json:"_id"`
+			Found  bool   `json:"found"`
+			Source struct {
+				Version *int64 `json:"version"`
+				Digest  *int64 `json:"digest"`
+			} `json:"_source"`
+		} `json:"docs"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Head, len(r.Docs))
+	for _, d := range r.Docs {
+		if !d.Found {
+			continue
+		}
+		id, err := strconv.ParseInt(d.ID, 10, 64)
+		if err != nil || d.Source.Version == nil || d.Source.Digest == nil {
+			return nil, fmt.Errorf("document %q: no version or digest", d.ID)
+		}
+		out[id] = Head{Version: *d.Source.Version, Digest: *d.Source.Digest}
+	}
+	return out, nil
+}

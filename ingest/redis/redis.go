@@ -313,3 +313,38 @@ func (s *Store) DeleteVersion(ctx context.Context, version int) (int64, error) {
 		}
 	}
 }
+
+// Head is a stored profile's version and digest.
+type Head struct{ Version, Digest int64 }
+
+// HeadsAt reads only the version and digest of ids in a dataset version
+// (HMGET in one pipeline); absent ids are not in the result.
+func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, s.KeyAt(version, id), FieldVersion, FieldDigest)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Head, len(ids))
+	for i, c := range cmds {
+		vals := c.Val()
+		v, ok1 := vals[0].(string)
+		d, ok2 := vals[1].(string)
+		if !ok1 || !ok2 {
+			continue // absent
+		}
+		var h Head
+		var err error
+		if h.Version, err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("profile %d: bad version %q", ids[i], v)
+		}
+		if h.Digest, err = strconv.ParseInt(d, 10, 64); err != nil {
+			return nil, fmt.Errorf("profile %d: bad digest %q", ids[i], d)
+		}
+		out[ids[i]] = h
+	}
+	return out, nil
+}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -115,9 +116,14 @@ func (e env) dataset(ctx context.Context, args []string) error {
 			func() { e.printDatasetStatus(st, alias, aerr) })
 	case "build":
 		start := time.Now()
-		info, ver, err := m.Build(ctx, func(n int64) {
-			if n%100_000 == 0 {
+		var mu sync.Mutex
+		next := int64(100_000)
+		info, ver, err := m.Build(ctx, func(n int64) { // called from the copy workers
+			mu.Lock()
+			defer mu.Unlock()
+			if n >= next {
 				fmt.Fprintf(e.stderr, "copied %d profiles (%s)\n", n, time.Since(start).Round(time.Second))
+				next = (n/100_000 + 1) * 100_000
 			}
 		})
 		if err != nil {

@@ -266,6 +266,29 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 	require.Equal(t, ExitOK, code, errs)
 	require.Contains(t, out, "ready")
 
+	// A version that differs from Postgres is refused: one Redis key with
+	// a wrong digest and one document missing from the index.
+	key := ns.RedisPrefix + "v2:profile:77"
+	good, err := ns.Redis().HGet(t.Context(), key, "d").Result()
+	require.NoError(t, err)
+	require.NoError(t, ns.Redis().HSet(t.Context(), key, "d", "12345").Err())
+	del, err := ns.ES().Delete(ns.IndexPrefix+"profiles-v2", "78", ns.ES().Delete.WithRefresh("true"))
+	require.NoError(t, err)
+	del.Body.Close()
+	code, out, _ = run(t, env, "dataset", "verify", "2")
+	require.Equal(t, ExitPartial, code, out)
+	require.Contains(t, out, "redis 0 missing, 1 stale")
+	require.Contains(t, out, "1 missing, 0 stale")
+	require.Contains(t, out, "examples [77 78]")
+	code, _, errs = run(t, env, "dataset", "switch", "2")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errs, "not complete")
+	require.Equal(t, 1, get(t, a, 1500).dataset, "nothing switched")
+	// Put them back (what a repair would do), then the switch goes ahead.
+	require.NoError(t, ns.Redis().HSet(t.Context(), key, "d", good).Err())
+	code, _, errs = run(t, env, "loadgen", "--count", "1", "--first-id", "78", "--revision", "99999999", "--ingest", "--progress", "never")
+	require.Equal(t, ExitOK, code, errs)
+
 	// Switch: both replicas serve version 2 within 1 s of the active key.
 	took := switchAndMeasure(t, ns, []*app.App{a, b}, 2, func() {
 		code, out, errs := run(t, env, "dataset", "switch", "2")
