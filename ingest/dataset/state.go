@@ -178,7 +178,6 @@ func (k keys) lock() string            { return k.root + "lock" }
 func (k keys) version(n int) string    { return fmt.Sprintf("%sversions/%08d", k.root, n) }
 func (k keys) build(n int) string      { return fmt.Sprintf("%sbuilds/%08d", k.root, n) }
 func (k keys) member(id string) string { return k.root + "members/" + id }
-func (k keys) members() string         { return k.root + "members/" }
 
 // load reads the whole state in one Get.
 func load(ctx context.Context, cli *clientv3.Client, k keys) (State, error) {
