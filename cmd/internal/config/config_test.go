@@ -19,6 +19,7 @@ var badWant = map[string]string{
 	"bad-es-url.bad.yaml":          "elasticsearch.addresses[0]: must not carry credentials",
 	"missing-secret-file.bad.yaml": "etcd.password_file",
 	"bad-stack-ports.bad.yaml":     "stack.redis_port: port 15432 already used by stack.postgres_port",
+	"bad-read-path.bad.yaml":       "lookup.bloom_false_positive: must be in (0, 0.5), got 2",
 }
 
 func TestLoadFiles(t *testing.T) {
@@ -49,6 +50,14 @@ func TestFullFile(t *testing.T) {
 	require.Equal(t, "pg-s3cret", c.Postgres.Password.Reveal())
 	require.Equal(t, "correct-horse-battery-staple", c.Auth.AdminToken.Reveal())
 	require.Equal(t, []string{"etcd1:2379", "etcd2:2379"}, c.Etcd.Endpoints)
+	require.Equal(t, 0.001, c.Lookup.BloomFalsePositive)
+	require.Equal(t, int64(1<<30), c.Lookup.CacheMaxBytes)
+	require.Equal(t, time.Minute, c.Lookup.CacheTTL)
+	require.Equal(t, 1000, c.Lookup.MaxBatch, "unset keys keep their defaults")
+	require.Equal(t, "/prod/triad/", c.Dataset.EtcdPrefix)
+	require.Equal(t, 72*time.Hour, c.Dataset.RetireAfter)
+	require.Equal(t, int64(8<<30), c.Runtime.MemoryLimitBytes)
+	require.Equal(t, 200, c.Runtime.GCPercent)
 }
 
 func TestPrecedenceDefaultsFileEnvFlags(t *testing.T) {
