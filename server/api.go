@@ -6,6 +6,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/triad-dev/triad/ingest/dataset"
 	"github.com/triad-dev/triad/server/auth"
 )
 
@@ -44,8 +45,11 @@ func statusOf(err error) (int, string) {
 		return http.StatusBadRequest, "bad_request"
 	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound):
 		return http.StatusNotFound, "not_found"
-	case errors.Is(err, ErrConflict), errors.Is(err, auth.ErrNameTaken):
+	case errors.Is(err, ErrConflict), errors.Is(err, auth.ErrNameTaken),
+		errors.Is(err, dataset.ErrBusy), errors.Is(err, dataset.ErrState), errors.Is(err, dataset.ErrIncomplete):
 		return http.StatusConflict, "conflict"
+	case errors.Is(err, dataset.ErrLostLock):
+		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, ErrUnauthorized), errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrInvalidToken):
 		return http.StatusUnauthorized, "unauthorized"
 	case errors.Is(err, ErrForbidden):

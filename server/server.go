@@ -46,6 +46,8 @@ type Options struct {
 	Profiles *ingest.Pipeline
 	// Lookup answers profile reads; nil answers 503.
 	Lookup ProfileReader
+	// Dataset runs dataset switches and rollbacks; nil answers 503.
+	Dataset DatasetAdmin
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -68,6 +70,7 @@ type Server struct {
 	authn    *auth.Authenticator
 	profiles atomic.Pointer[ingest.Pipeline]
 	lookup   ProfileReader
+	dataset  DatasetAdmin
 	tokens   *auth.Store
 	version  string
 	routes   []Route
@@ -83,8 +86,8 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup,
-		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
+		lookup: o.Lookup, dataset: o.Dataset,
+		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
 		}, []string{"method", "route", "code"}),
@@ -126,6 +129,9 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/profiles/lookup", auth.RoleViewer, s.lookupProfiles)
 	s.handle(api, http.MethodPost, "/profiles/batch", auth.RoleOperator, s.profileBatch)
 	s.handle(api, http.MethodDelete, "/profiles/:id", auth.RoleOperator, s.deleteProfile)
+	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
+	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
+	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)
 	s.engine = e
 	s.profiles.Store(o.Profiles)
 	s.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}

@@ -122,7 +122,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			{Name: "dataset", Status: func() (any, bool) { return follower.Status() }},
 		},
 		Auth:   auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
-		Tokens: tokens, Version: o.Version, Lookup: reader,
+		Tokens: tokens, Version: o.Version, Lookup: reader, Dataset: manager,
 	})
 	a.Server = srv
 

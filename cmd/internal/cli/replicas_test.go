@@ -289,12 +289,13 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 	code, _, errs = run(t, env, "loadgen", "--count", "1", "--first-id", "78", "--revision", "99999999", "--ingest", "--progress", "never")
 	require.Equal(t, ExitOK, code, errs)
 
-	// Switch: both replicas serve version 2 within 1 s of the active key.
+	// Switch through replica A's API: both replicas serve version 2 within
+	// 1 s of the active key.
 	took := switchAndMeasure(t, ns, []*app.App{a, b}, 2, func() {
-		code, out, errs := run(t, env, "dataset", "switch", "2")
-		require.Equal(t, ExitOK, code, out, errs)
-		require.Contains(t, out, "switched from version 1 to 2")
-		require.NotContains(t, out, "NOT serving")
+		code, body := post(t, a, "/api/v1/dataset/switch", []byte(`{"version": 2}`))
+		require.Equal(t, http.StatusOK, code, body)
+		require.Contains(t, body, `"From":1,"To":2`)
+		require.Contains(t, body, `"Lagging":null`)
 	})
 	t.Logf("measured: switch to 2 served by both replicas %s after the active key changed (promise 1s)", took)
 	require.Less(t, took, time.Second)
@@ -305,9 +306,13 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, alias)
 
-	// Rollback to 1 (it was written all along as the previous version).
-	code, out, errs = run(t, env, "dataset", "rollback")
-	require.Equal(t, ExitOK, code, out, errs)
+	// Rollback to 1 through replica B (1 was written all along as the
+	// previous version); a second switch to 1 is refused.
+	code, body = post(t, b, "/api/v1/dataset/rollback", nil)
+	require.Equal(t, http.StatusOK, code, body)
+	code, body = post(t, a, "/api/v1/dataset/switch", []byte(`{"version": 1}`))
+	require.Equal(t, http.StatusConflict, code, body)
+	require.Contains(t, body, "already active")
 	until(t, 10*time.Second, "both replicas back on 1", func() bool {
 		return get(t, a, 1500).dataset == 1 && get(t, b, 1500).dataset == 1
 	})
