@@ -3,6 +3,7 @@ package dataset_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,12 +38,22 @@ func TestFollowerCoalescesBursts(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	<-f.Known()
 
+	// Eight writers put 200 records as fast as etcd takes them: 200
+	// revisions, each its own watch event.
 	const burst = 200
-	for n := 2; n < 2+burst; n++ {
-		_, err := ns.Etcd().Put(t.Context(), fmt.Sprintf("%sdataset/versions/%08d", ns.EtcdPrefix, n),
-			fmt.Sprintf(`{"version":%d,"state":"ready"}`, n))
-		require.NoError(t, err)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 2 + w; n < 2+burst; n += 8 {
+				_, err := ns.Etcd().Put(t.Context(), fmt.Sprintf("%sdataset/versions/%08d", ns.EtcdPrefix, n),
+					fmt.Sprintf(`{"version":%d,"state":"ready"}`, n))
+				require.NoError(t, err)
+			}
+		}()
 	}
+	wg.Wait()
 	require.Eventually(t, func() bool { return len(f.Versions().Writing) == 1+burst }, 10*time.Second, 5*time.Millisecond)
 	mu.Lock()
 	applies := len(applied)
@@ -60,15 +71,18 @@ func TestFollowerCoalescesBursts(t *testing.T) {
 	st, ready := f.Status()
 	require.True(t, ready)
 	require.Equal(t, 7, st.Serving)
-	res, err := ns.Etcd().Get(t.Context(), ns.EtcdPrefix+"dataset/members/t1")
-	require.NoError(t, err)
-	require.Len(t, res.Kvs, 1)
-	require.NotZero(t, res.Kvs[0].Lease, "the member report is bound to a lease")
-	require.Contains(t, string(res.Kvs[0].Value), `"serving":7`)
+	// The report follows the apply.
+	require.Eventually(t, func() bool {
+		res, err := ns.Etcd().Get(t.Context(), ns.EtcdPrefix+"dataset/members/t1")
+		require.NoError(t, err)
+		require.Len(t, res.Kvs, 1)
+		require.NotZero(t, res.Kvs[0].Lease, "the member report is bound to a lease")
+		return strings.Contains(string(res.Kvs[0].Value), `"serving":7`)
+	}, 10*time.Second, 5*time.Millisecond)
 
 	cancel()
 	<-done
-	res, err = ns.Etcd().Get(t.Context(), ns.EtcdPrefix+"dataset/members/t1")
+	res, err := ns.Etcd().Get(t.Context(), ns.EtcdPrefix+"dataset/members/t1")
 	require.NoError(t, err)
 	require.Empty(t, res.Kvs, "a stopped follower's report goes with its lease")
 }
