@@ -26,6 +26,7 @@ import (
 	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/cmd/internal/secret"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/server"
 )
 
 const replicaToken = "replica-test-admin-token-0123"
@@ -251,8 +252,19 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 				return
 			default:
 			}
-			if c, _ := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(id, 1, "during-build"))); c == http.StatusOK {
-				n++
+			// Not post(): require must not run outside the test goroutine.
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch",
+				strings.NewReader(profileLine(id, 1, "during-build")))
+			if err != nil {
+				continue
+			}
+			req.Header.Set("Authorization", "Bearer "+replicaToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					n++
+				}
 			}
 		}
 	}()
@@ -398,7 +410,7 @@ func switchAndMeasure(t *testing.T, ns *stacktest.Namespace, replicas []*app.App
 		for {
 			all := true
 			for _, r := range replicas {
-				if get(t, r, 1500).dataset != n {
+				if servedDataset(ctx, r, 1500) != n {
 					all = false
 				}
 			}
@@ -418,6 +430,24 @@ func switchAndMeasure(t *testing.T, ns *stacktest.Namespace, replicas []*app.App
 		t.Fatalf("replicas did not serve version %d within 10s", n)
 		return 0
 	}
+}
+
+// servedDataset is the dataset version a replica answers id from (0 on
+// any error); safe outside the test goroutine.
+func servedDataset(ctx context.Context, a *app.App, id int64) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", a.Addr, id), nil)
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+replicaToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	d, _ := strconv.Atoi(res.Header.Get(server.HeaderDataset))
+	return d
 }
 
 // killMidSwitch runs `triad dataset switch n` in a child process that
