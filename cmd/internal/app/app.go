@@ -23,6 +23,7 @@ import (
 	"github.com/triad-dev/triad/ingest/dataset"
 	"github.com/triad-dev/triad/ingest/lookup"
 	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/repair/leader"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
 )
@@ -49,6 +50,7 @@ type App struct {
 	Stores   *Stores
 	Reader   *lookup.Reader
 	Follower *dataset.Follower
+	Elector  *leader.Elector
 
 	log       *slog.Logger
 	teardowns []teardown
@@ -112,6 +114,8 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		Applied: aliasCheck,
 	})
 	a.Follower = follower
+	elector := leader.New(set.Etcd, c.Dataset.EtcdPrefix, MemberID()+"@"+a.Addr, c.Dataset.SessionTTL, log, reg)
+	a.Elector = elector
 
 	tokens := auth.NewStore(set.Postgres)
 	srv := server.New(server.Options{
@@ -120,6 +124,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		Components: []server.Component{
 			{Name: "profile_read_path", Status: func() (any, bool) { return reader.Status() }},
 			{Name: "dataset", Status: func() (any, bool) { return follower.Status() }},
+			{Name: "leader", Status: func() (any, bool) { return elector.Status() }},
 		},
 		Auth:   auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
 		Tokens: tokens, Version: o.Version, Lookup: reader, Dataset: manager,
@@ -153,9 +158,14 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		// subscription triggers the first filter build.
 		go reader.Run(runCtx)
 		go stores.Redis.Follow(runCtx, reader, c.Lookup.FeedPingInterval)
-		go p.RunCatchup(runCtx)
-		go collectVersions(runCtx, manager, log)
-		purgeTombstones(runCtx, p, o.Config.Ingest.TombstoneRetention, log)
+		// Singleton jobs run on the elected leader only.
+		elector.Run(runCtx, func(ctx context.Context) {
+			var wg sync.WaitGroup
+			wg.Go(func() { p.RunCatchup(ctx) })
+			wg.Go(func() { collectVersions(ctx, manager, log) })
+			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
+			wg.Wait()
+		})
 		return nil
 	}, func(error) { cancel() })
 	a.group.Add(func() error { return srv.Serve(ln) }, func(error) {
@@ -272,7 +282,7 @@ func aliasReconciler(m *dataset.Manager, log *slog.Logger) func(context.Context,
 	}
 }
 
-// collectVersions removes retired dataset versions hourly.
+// collectVersions removes retired dataset versions hourly (on the leader).
 func collectVersions(ctx context.Context, m *dataset.Manager, log *slog.Logger) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -589,4 +590,57 @@ func TestDeadMemberReportExpires(t *testing.T) {
 	})
 	t.Logf("measured: the killed ingest process's report disappeared %s after the kill (lease TTL 2s)", took)
 	require.Len(t, members(), 1, "only the serving replica is left")
+}
+
+// TestLeaderFailover: one replica leads (runs the singleton jobs); killed
+// with SIGKILL, its lease expires and the other replica takes over.
+func TestLeaderFailover(t *testing.T) {
+	ns := stacktest.New(t)
+	env := replicaEnv(ns)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	// Replica A: a real `triad serve` process, started first so it leads.
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=serve", "TRIAD_SERVER_LISTEN="+addr,
+		"TRIAD_ADMIN_TOKEN="+replicaToken, "TRIAD_LOG_LEVEL=warn")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	leading := func(base string) (bool, string) {
+		res, err := http.Get("http://" + base + "/-/ready")
+		if err != nil {
+			return false, ""
+		}
+		defer res.Body.Close()
+		var rep struct {
+			Components map[string]struct {
+				Detail struct {
+					Leading bool   `json:"leading"`
+					Leader  string `json:"leader"`
+				} `json:"detail"`
+			} `json:"components"`
+		}
+		if json.NewDecoder(res.Body).Decode(&rep) != nil {
+			return false, ""
+		}
+		d := rep.Components["leader"].Detail
+		return d.Leading, d.Leader
+	}
+	until(t, 60*time.Second, "the serve process leads", func() bool { l, _ := leading(addr); return l })
+
+	b := startReplica(t, replicaConfig(ns))
+	awaitReady(t, b)
+	until(t, 10*time.Second, "B sees A as the leader", func() bool { _, who := leading(b.Addr); return strings.HasSuffix(who, "@"+addr) })
+	for range 10 {
+		l, _ := leading(b.Addr)
+		require.False(t, l, "one leader at a time")
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+	took := until(t, 30*time.Second, "B takes over", func() bool { l, _ := leading(b.Addr); return l })
+	t.Logf("measured: B led %s after the leader was killed (lease TTL 2s)", took)
+	require.Contains(t, metrics(t, b), "triad_leader 1")
 }
