@@ -7,6 +7,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/triad-dev/triad/ingest/dataset"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/server/auth"
 )
 
@@ -41,9 +42,10 @@ func statusOf(err error) (int, string) {
 	switch {
 	case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, "too_large"
-	case errors.Is(err, ErrBadRequest), errors.Is(err, auth.ErrInvalidInput):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, auth.ErrInvalidInput),
+		errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
 		return http.StatusBadRequest, "bad_request"
-	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound):
+	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound), errors.Is(err, repair.ErrUnknownEntity):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, ErrConflict), errors.Is(err, auth.ErrNameTaken),
 		errors.Is(err, dataset.ErrBusy), errors.Is(err, dataset.ErrState), errors.Is(err, dataset.ErrIncomplete):

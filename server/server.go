@@ -48,6 +48,8 @@ type Options struct {
 	Lookup ProfileReader
 	// Dataset runs dataset switches and rollbacks; nil answers 503.
 	Dataset DatasetAdmin
+	// Checks checks records by key; nil answers 503.
+	Checks Checker
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -71,6 +73,7 @@ type Server struct {
 	profiles atomic.Pointer[ingest.Pipeline]
 	lookup   ProfileReader
 	dataset  DatasetAdmin
+	checks   Checker
 	tokens   *auth.Store
 	version  string
 	routes   []Route
@@ -86,7 +89,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -129,6 +132,8 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/profiles/lookup", auth.RoleViewer, s.lookupProfiles)
 	s.handle(api, http.MethodPost, "/profiles/batch", auth.RoleOperator, s.profileBatch)
 	s.handle(api, http.MethodDelete, "/profiles/:id", auth.RoleOperator, s.deleteProfile)
+	s.handle(api, http.MethodPost, "/checks", auth.RoleViewer, s.postChecks)
+	s.handle(api, http.MethodGet, "/checks/:entity/:id", auth.RoleViewer, s.getCheck)
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)

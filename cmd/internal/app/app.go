@@ -23,6 +23,7 @@ import (
 	"github.com/triad-dev/triad/ingest/dataset"
 	"github.com/triad-dev/triad/ingest/lookup"
 	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
@@ -128,6 +129,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		},
 		Auth:   auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
 		Tokens: tokens, Version: o.Version, Lookup: reader, Dataset: manager,
+		Checks: repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES)),
 	})
 	a.Server = srv
 

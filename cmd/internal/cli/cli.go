@@ -53,6 +53,7 @@ Commands:
   ingest [--format F] FILE|-  write profiles (TSV/JSONL, gzip) to Postgres, Redis, Elasticsearch
   loadgen [--count N]         deterministic synthetic profiles to stdout, or --ingest
   archive verify|cat|replay   check, print or replay ChunkedWriter archive files
+  check [--entity E] KEY...    check records across the three stores (asks a running triad)
   dataset status|build|switch|rollback|verify|gc
                               dataset versions (Redis keyspace + ES index) through etcd
   version                     print the version
@@ -91,6 +92,8 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.archive(ctx, args[1:])
 	case "dataset":
 		err = e.dataset(ctx, args[1:])
+	case "check":
+		err = e.check(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK

@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/triad-dev/triad/repair"
+)
+
+const checkHelp = `Usage: triad check [--entity profile] [--server URL] [--token T] [--json] KEY...
+
+Asks a running triad (its API, with a token: as etcdctl asks etcd) to check
+records by key across Postgres, Redis and Elasticsearch, and prints each
+store's copy and class: ok, absent, absent_allowed, missing, stale, ahead,
+orphan, orphan_deleted, field_mismatch (with the fields that differ).
+
+The token comes from --token, TRIAD_TOKEN, or --token-file (default
+.triad/admin-token when it exists). Exit status: 0 every key consistent, 3
+some key inconsistent, 1 the check could not run, 2 usage.
+`
+
+// apiClient talks to a running triad's API.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// apiFlags registers --server, --token and --token-file.
+func apiFlags(fs *flag.FlagSet) (server, token, tokenFile *string) {
+	return fs.String("server", "", "triad API base URL (default: http://<server.listen>)"),
+		fs.String("token", "", "API token (default: TRIAD_TOKEN, then --token-file)"),
+		fs.String("token-file", ".triad/admin-token", "file holding the API token")
+}
+
+func (e env) newAPIClient(serverURL, token, tokenFile, listen string) (*apiClient, error) {
+	if serverURL == "" {
+		serverURL = "http://" + listen
+	}
+	if token == "" {
+		for _, kv := range e.environ {
+			if v, ok := strings.CutPrefix(kv, "TRIAD_TOKEN="); ok {
+				token = v
+			}
+		}
+	}
+	if token == "" && tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		return nil, usagef("no API token: pass --token, set TRIAD_TOKEN or --token-file (create one with `triad token create`)")
+	}
+	return &apiClient{base: strings.TrimSuffix(serverURL, "/"), token: token, http: &http.Client{Timeout: 5 * time.Minute}}, nil
+}
+
+// do sends a request and decodes the envelope's data into out; an error
+// envelope becomes an error carrying its message.
+func (a *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := a.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("triad API at %s: %w", a.base, err)
+	}
+	defer res.Body.Close()
+	var env struct {
+		Status string          `json:"status"`
+		Data   json.RawMessage `json:"data"`
+		Error  *struct {
+			Code, Message string
+		} `json:"error"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&env); err != nil {
+		return fmt.Errorf("triad API at %s: %s: %w", a.base, res.Status, err)
+	}
+	if env.Error != nil {
+		err := fmt.Errorf("%s (%s)", env.Error.Message, res.Status)
+		if res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != http.StatusUnauthorized && res.StatusCode != http.StatusForbidden {
+			return usageError{err}
+		}
+		return err
+	}
+	return json.Unmarshal(env.Data, out)
+}
+
+func (e env) check(ctx context.Context, args []string) error {
+	var c common
+	fs := e.flags("check", &c)
+	fs.Usage = func() { fmt.Fprint(e.stderr, checkHelp); fs.PrintDefaults() }
+	entity := fs.String("entity", "profile", "entity to check")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	server, token, tokenFile := apiFlags(fs)
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return usagef("give one or more keys")
+	}
+	cfg, _, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	api, err := e.newAPIClient(*server, *token, *tokenFile, cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Checked      int             `json:"checked"`
+		Inconsistent int             `json:"inconsistent"`
+		Results      []repair.Result `json:"results"`
+	}
+	if err := api.do(ctx, http.MethodPost, "/api/v1/checks", map[string]any{"entity": *entity, "ids": fs.Args()}, &out); err != nil {
+		return err
+	}
+	if *asJSON {
+		if err := json.NewEncoder(e.stdout).Encode(out); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "KEY\tSTORE\tPRESENT\tVERSION\tDIGEST\tCLASS\tDIFF")
+		for _, r := range out.Results {
+			for _, st := range []string{"postgres", "redis", "elasticsearch"} {
+				v, ok := r.Stores[st]
+				if !ok {
+					continue
+				}
+				present := "no"
+				switch {
+				case v.Deleted:
+					present = "tombstone"
+				case v.Present:
+					present = "yes"
+				}
+				class := string(v.Class)
+				if st == "postgres" {
+					class = "(truth)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.Key, st, present, v.Version, v.Digest, class, strings.Join(v.Diff, ","))
+			}
+		}
+		_ = tw.Flush()
+		fmt.Fprintf(e.stdout, "%d checked, %d inconsistent\n", out.Checked, out.Inconsistent)
+	}
+	if out.Inconsistent > 0 {
+		return exitError{ExitPartial, fmt.Errorf("%d of %d keys inconsistent", out.Inconsistent, out.Checked)}
+	}
+	return nil
+}

@@ -1,0 +1,76 @@
+package cli
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+)
+
+// TestCheckThroughTheAPI: `triad check` asks a running replica; a document
+// deleted behind triad's back comes out as missing, an unknown key as
+// absent; bad requests are 4xx with a clear message.
+func TestCheckThroughTheAPI(t *testing.T) {
+	ns := stacktest.New(t)
+	a := startReplica(t, replicaConfig(ns))
+	awaitReady(t, a)
+	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(1, 3, "a")+"\n"+profileLine(2, 3, "b")))
+	require.Equal(t, http.StatusOK, code, body)
+	flags := []string{"--server", "http://" + a.Addr, "--token", replicaToken}
+	until(t, 30*time.Second, "derived stores written", func() bool {
+		code, _, _ := run(t, nil, append(append([]string{"check"}, flags...), "1", "2")...)
+		return code == ExitOK
+	})
+
+	res, err := ns.ES().Delete(ns.IndexPrefix+"profiles-v1", "2", ns.ES().Delete.WithRefresh("true"))
+	require.NoError(t, err)
+	res.Body.Close()
+	code, out, errs := run(t, nil, append(append([]string{"check"}, flags...), "1", "2", "999")...)
+	require.Equal(t, ExitPartial, code, out, errs)
+	require.Contains(t, out, "3 checked, 1 inconsistent")
+	require.Regexp(t, `2\s+elasticsearch\s+no\s+0\s+0\s+missing`, out)
+	require.Regexp(t, `999\s+redis\s+no\s+0\s+0\s+absent`, out)
+
+	code, out, _ = run(t, nil, append(append([]string{"check", "--json"}, flags...), "1")...)
+	require.Equal(t, ExitOK, code)
+	require.Contains(t, out, `"class":"ok"`)
+
+	code, _, errs = run(t, nil, append(append([]string{"check", "--entity", "orders"}, flags...), "1")...)
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errs, `unknown entity "orders"`)
+	code, _, errs = run(t, nil, append(append([]string{"check"}, flags...), "1", "-5")...)
+	require.Equal(t, ExitUsage, code)
+	require.Contains(t, errs, "keys[1]")
+	code, _, errs = run(t, nil, "check", "--server", "http://"+a.Addr, "--token", "wrong-token-0000000000", "1")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errs, "401")
+
+	// The API directly.
+	r := get(t, a, 1) // a profile read, to be sure the route table is live
+	require.Equal(t, http.StatusOK, r.code)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("http://%s/api/v1/checks/profile/2", a.Addr), nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+replicaToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "1", resp.Header.Get("X-Triad-Inconsistent"))
+	ids := make([]string, 1001)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i + 1)
+	}
+	code, body = post(t, a, "/api/v1/checks", []byte(`{"entity":"profile","ids":[`+strings.Join(ids, ",")+`]}`))
+	require.Equal(t, http.StatusBadRequest, code)
+	require.Contains(t, body, "1 to 1000 keys, got 1001")
+	code, body = post(t, a, "/api/v1/checks", []byte(`{"entity":"profile","ids":[1.5]}`))
+	require.Equal(t, http.StatusBadRequest, code, body)
+	code, body = post(t, a, "/api/v1/checks", []byte(`{"entity":"nope","ids":[1]}`))
+	require.Equal(t, http.StatusNotFound, code, body)
+	require.Contains(t, body, "known: [profile]")
+}

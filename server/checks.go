@@ -1,0 +1,97 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/triad-dev/triad/repair"
+)
+
+// Checker checks records by key across the stores (repair.Checker).
+type Checker interface {
+	Check(ctx context.Context, entity string, keys []string) ([]repair.Result, error)
+}
+
+func (s *Server) checker() (Checker, error) {
+	if s.checks == nil {
+		return nil, fmt.Errorf("%w: checks are not configured", ErrUnavailable)
+	}
+	return s.checks, nil
+}
+
+type checkRequest struct {
+	Entity string            `json:"entity"`
+	IDs    []json.RawMessage `json:"ids"`
+}
+
+type checkResponse struct {
+	Checked      int             `json:"checked"`
+	Inconsistent int             `json:"inconsistent"`
+	Results      []repair.Result `json:"results"`
+}
+
+// postChecks checks up to 1000 keys of one entity: {"entity", "ids"}; IDs
+// may be JSON numbers or strings.
+func (s *Server) postChecks(c *gin.Context) (any, error) {
+	ch, err := s.checker()
+	if err != nil {
+		return nil, err
+	}
+	var req checkRequest
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Entity == "" {
+		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "ids": [42, 43]}`, ErrBadRequest)
+	}
+	keys := make([]string, len(req.IDs))
+	for i, raw := range req.IDs {
+		var str string
+		if json.Unmarshal(raw, &str) == nil {
+			keys[i] = str
+			continue
+		}
+		var n json.Number
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return nil, fmt.Errorf("%w: ids[%d]: want a number or a string, got %s", ErrBadRequest, i, raw)
+		}
+		keys[i] = n.String()
+	}
+	return s.runCheck(c, ch, req.Entity, keys)
+}
+
+// getCheck checks one key: GET /api/v1/checks/{entity}/{id}.
+func (s *Server) getCheck(c *gin.Context) (any, error) {
+	ch, err := s.checker()
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.runCheck(c, ch, c.Param("entity"), []string{c.Param("id")})
+	if err != nil {
+		return nil, err
+	}
+	return res.Results[0], nil
+}
+
+func (s *Server) runCheck(c *gin.Context, ch Checker, entity string, keys []string) (checkResponse, error) {
+	res, err := ch.Check(c.Request.Context(), entity, keys)
+	switch {
+	case err == nil:
+	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
+		return checkResponse{}, err
+	default: // a store could not be read: say which, do not guess
+		return checkResponse{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	out := checkResponse{Checked: len(res), Results: res}
+	for _, r := range res {
+		if !r.Consistent {
+			out.Inconsistent++
+		}
+	}
+	c.Header("X-Triad-Inconsistent", strconv.Itoa(out.Inconsistent))
+	return out, nil
+}
