@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/server/auth"
 	"github.com/triad-dev/triad/web"
 )
@@ -50,6 +51,8 @@ type Options struct {
 	Dataset DatasetAdmin
 	// Checks checks records by key; nil answers 503.
 	Checks Checker
+	// RepairLog lists repairs; nil answers 503.
+	RepairLog repair.Log
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -64,19 +67,20 @@ type Route struct {
 
 // Server serves the API, the dashboard, health and metrics.
 type Server struct {
-	cfg      Config
-	log      *slog.Logger
-	engine   *gin.Engine
-	http     *http.Server
-	ready    *readiness
-	authn    *auth.Authenticator
-	profiles atomic.Pointer[ingest.Pipeline]
-	lookup   ProfileReader
-	dataset  DatasetAdmin
-	checks   Checker
-	tokens   *auth.Store
-	version  string
-	routes   []Route
+	cfg       Config
+	log       *slog.Logger
+	engine    *gin.Engine
+	http      *http.Server
+	ready     *readiness
+	authn     *auth.Authenticator
+	profiles  atomic.Pointer[ingest.Pipeline]
+	lookup    ProfileReader
+	dataset   DatasetAdmin
+	checks    Checker
+	repairLog repair.Log
+	tokens    *auth.Store
+	version   string
+	routes    []Route
 
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
@@ -89,7 +93,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -134,6 +138,8 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodDelete, "/profiles/:id", auth.RoleOperator, s.deleteProfile)
 	s.handle(api, http.MethodPost, "/checks", auth.RoleViewer, s.postChecks)
 	s.handle(api, http.MethodGet, "/checks/:entity/:id", auth.RoleViewer, s.getCheck)
+	s.handle(api, http.MethodGet, "/repairs", auth.RoleViewer, s.listRepairs)
+	s.handle(api, http.MethodGet, "/repairs/runs", auth.RoleViewer, s.listRepairRuns)
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)

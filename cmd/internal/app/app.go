@@ -25,6 +25,7 @@ import (
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
 )
@@ -119,6 +120,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	a.Elector = elector
 
 	tokens := auth.NewStore(set.Postgres)
+	repairLog := repairpg.NewLog(set.Postgres)
 	srv := server.New(server.Options{
 		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
 		Dependencies: dependencies(set),
@@ -129,7 +131,8 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		},
 		Auth:   auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
 		Tokens: tokens, Version: o.Version, Lookup: reader, Dataset: manager,
-		Checks: repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES)),
+		Checks:    repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES)),
+		RepairLog: repairLog,
 	})
 	a.Server = srv
 
@@ -166,6 +169,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { p.RunCatchup(ctx) })
 			wg.Go(func() { collectVersions(ctx, manager, log) })
 			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
+			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
 			wg.Wait()
 		})
 		return nil
@@ -280,6 +284,28 @@ func aliasReconciler(m *dataset.Manager, log *slog.Logger) func(context.Context,
 		dirty = err != nil || !fixed
 		if err != nil {
 			log.Warn("alias reconcile", "err", err)
+		}
+	}
+}
+
+// purgeRepairLog deletes repair log entries and runs older than retention,
+// daily (on the leader); retention 0 keeps them.
+func purgeRepairLog(ctx context.Context, l repair.Log, retention time.Duration, log *slog.Logger) {
+	if retention <= 0 {
+		return
+	}
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := l.Purge(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Warn("repair log purge", "err", err)
+		} else if n > 0 {
+			log.Info("repair log purged", "rows", n, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
 }

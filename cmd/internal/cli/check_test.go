@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -73,4 +74,22 @@ func TestCheckThroughTheAPI(t *testing.T) {
 	code, body = post(t, a, "/api/v1/checks", []byte(`{"entity":"nope","ids":[1]}`))
 	require.Equal(t, http.StatusNotFound, code, body)
 	require.Contains(t, body, "known: [profile]")
+
+	// The repair log is served (empty so far); bad parameters are named.
+	for path, want := range map[string]int{
+		"/api/v1/repairs?entity=profile&limit=10": http.StatusOK, "/api/v1/repairs/runs": http.StatusOK,
+		"/api/v1/repairs?limit=5000": http.StatusBadRequest, "/api/v1/repairs?since=yesterday": http.StatusBadRequest,
+	} {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+a.Addr+path, nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+replicaToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, "%s: %s", path, b)
+		if want == http.StatusOK && strings.Contains(path, "entity") {
+			require.Contains(t, string(b), `"entries":[]`)
+		}
+	}
 }

@@ -26,6 +26,7 @@ import (
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	"github.com/triad-dev/triad/ingest/lookup"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/server"
 )
 
@@ -48,6 +49,7 @@ type Config struct {
 	// versions coordinated through etcd.
 	Lookup  lookup.Config  `yaml:"lookup"`
 	Dataset dataset.Config `yaml:"dataset"`
+	Repair  repair.Config  `yaml:"repair"`
 	Runtime Runtime        `yaml:"runtime"`
 }
 
@@ -95,6 +97,7 @@ func Default() Config {
 		ProfileCache:  redisstore.Config{TTL: 24 * time.Hour},
 		Lookup:        lookup.DefaultConfig(),
 		Dataset:       dataset.DefaultConfig(),
+		Repair:        repair.DefaultConfig(),
 	}
 }
 
@@ -116,7 +119,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Server.Validate(), c.Postgres.Validate(), c.Redis.Validate(),
 		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate(), c.Ingest.Validate(),
-		c.Lookup.Validate(), c.Dataset.Validate())
+		c.Lookup.Validate(), c.Dataset.Validate(), c.Repair.Validate())
 	if c.Runtime.MemoryLimitBytes < 0 {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_bytes: must not be negative, got %d", c.Runtime.MemoryLimitBytes))
 	}

@@ -1,0 +1,110 @@
+package postgres_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/postgres"
+)
+
+func TestRepairLog(t *testing.T) {
+	ns := stacktest.New(t)
+	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
+	require.NoError(t, err)
+	_, err = m.Up(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+	ctx := t.Context()
+	l := postgres.NewLog(ns.Pool())
+
+	run := &repair.Run{Trigger: repair.TriggerCLI, Actor: "ops", Entity: "profile"}
+	require.NoError(t, l.StartRun(ctx, run))
+	require.NotZero(t, run.ID)
+	entry := func(key string, store string, outcome string) repair.Entry {
+		return repair.Entry{RunID: run.ID, Entity: "profile", Key: key, Store: store, Class: repair.ClassStale, Action: "write",
+			Priority: "high", Before: &repair.State{Version: 1, Digest: 11}, After: &repair.State{Version: 2, Digest: 22}, Outcome: outcome}
+	}
+	var batch []repair.Entry
+	for i := 1; i <= 25; i++ {
+		batch = append(batch, entry(fmt.Sprint(i), "redis", repair.OutcomeRepaired))
+	}
+	batch = append(batch, entry("7", "elasticsearch", repair.OutcomeFailed))
+	batch[len(batch)-1].Error = "elasticsearch item status 500"
+	require.NoError(t, l.Record(ctx, batch))
+	for _, e := range batch {
+		run.Count(e.Outcome)
+	}
+	require.NoError(t, l.FinishRun(ctx, run))
+
+	// The same repair again (another run): one entry, attempts 2.
+	again := &repair.Run{Trigger: repair.TriggerAPI, Actor: "ops", Entity: "profile"}
+	require.NoError(t, l.StartRun(ctx, again))
+	e := entry("3", "redis", repair.OutcomeNoop)
+	e.RunID = again.ID
+	require.NoError(t, l.Record(ctx, []repair.Entry{e}))
+	got, _, err := l.List(ctx, repair.LogFilter{Key: "3"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, 2, got[0].Attempts)
+	require.Equal(t, repair.OutcomeNoop, got[0].Outcome)
+	require.Equal(t, again.ID, got[0].RunID)
+	require.Equal(t, &repair.State{Version: 1, Digest: 11}, got[0].Before)
+
+	// A dry run of the same repair is its own entry.
+	dry := &repair.Run{Trigger: repair.TriggerCLI, Actor: "ops", Entity: "profile", DryRun: true}
+	require.NoError(t, l.StartRun(ctx, dry))
+	e = entry("3", "redis", repair.OutcomePlanned)
+	e.RunID = dry.ID
+	require.NoError(t, l.Record(ctx, []repair.Entry{e}))
+	got, _, err = l.List(ctx, repair.LogFilter{Key: "3"})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+
+	// Filters and keyset pages.
+	var all []repair.Entry
+	var after int64
+	for {
+		page, next, err := l.List(ctx, repair.LogFilter{Store: "redis", Outcome: repair.OutcomeRepaired, Limit: 10, After: after})
+		require.NoError(t, err)
+		all = append(all, page...)
+		if next == 0 {
+			break
+		}
+		after = next
+	}
+	require.Len(t, all, 24, "25 repaired in redis, one of them since repeated as a noop")
+	for i := 1; i < len(all); i++ {
+		require.Less(t, all[i].ID, all[i-1].ID, "newest first, no duplicates across pages")
+	}
+	failed, _, err := l.List(ctx, repair.LogFilter{Outcome: repair.OutcomeFailed})
+	require.NoError(t, err)
+	require.Len(t, failed, 1)
+	require.Equal(t, "elasticsearch item status 500", failed[0].Error)
+
+	runs, err := l.Runs(ctx, 10, 0)
+	require.NoError(t, err)
+	require.Len(t, runs, 3)
+	require.Equal(t, 25, runs[2].Repaired)
+	require.Equal(t, 1, runs[2].Failed)
+	require.NotNil(t, runs[2].FinishedAt)
+
+	// Retention: nothing is older than an hour ago; everything is older
+	// than an hour from now (finished runs go, unfinished ones stay).
+	n, err := l.Purge(ctx, time.Now().Add(-time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.NoError(t, l.FinishRun(ctx, again))
+	require.NoError(t, l.FinishRun(ctx, dry))
+	n, err = l.Purge(ctx, time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 27+3, n, "27 entries (26 of the first run, one of them repeated, and the dry run's) and 3 runs")
+	got, _, err = l.List(ctx, repair.LogFilter{})
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
