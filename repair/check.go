@@ -3,6 +3,7 @@ package repair
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -91,10 +92,31 @@ func (c *Checker) Check(ctx context.Context, entity string, raw []string) ([]Res
 	if len(raw) == 0 || len(raw) > c.MaxKeys {
 		return nil, fmt.Errorf("%w: a check takes 1 to %d keys, got %d", ErrTooMany, c.MaxKeys, len(raw))
 	}
+	recs, err := c.read(ctx, e, raw)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(recs.keys))
+	for i, k := range recs.keys {
+		out[i] = Classify(e, k, recs.primary[k], derivedRecords(recs.derived, k))
+	}
+	return out, nil
+}
+
+// records are the stores' copies of keys.
+type records struct {
+	keys    []string
+	primary map[string]Record
+	derived []map[string]Record // per e.Derived()
+}
+
+// read reads keys (canonical) from every store of e in parallel.
+func (c *Checker) read(ctx context.Context, e Entity, raw []string) (records, error) {
 	keys := make([]string, len(raw))
 	for i, k := range raw {
+		var err error
 		if keys[i], err = e.ParseKey(k); err != nil {
-			return nil, fmt.Errorf("keys[%d]: %w", i, err)
+			return records{}, fmt.Errorf("keys[%d]: %w", i, err)
 		}
 	}
 	readers := append([]Reader{e.Primary()}, derivedReaders(e)...)
@@ -110,16 +132,10 @@ func (c *Checker) Check(ctx context.Context, entity string, raw []string) ([]Res
 		})
 	}
 	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
+	if err := errors.Join(errs...); err != nil {
+		return records{}, err
 	}
-	out := make([]Result, len(keys))
-	for i, k := range keys {
-		out[i] = Classify(e, k, got[0][k], derivedRecords(e, got[1:], k))
-	}
-	return out, nil
+	return records{keys: keys, primary: got[0], derived: got[1:]}, nil
 }
 
 func derivedReaders(e Entity) []Reader {
@@ -130,7 +146,7 @@ func derivedReaders(e Entity) []Reader {
 	return rs
 }
 
-func derivedRecords(e Entity, got []map[string]Record, key string) []Record {
+func derivedRecords(got []map[string]Record, key string) []Record {
 	out := make([]Record, len(got))
 	for i := range got {
 		out[i] = got[i][key]

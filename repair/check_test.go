@@ -67,15 +67,13 @@ func (s *stores) write(t *testing.T, p *ingest.Profile, where ...string) {
 	}
 }
 
-// esForce replaces a document whatever its external version (delete, then
-// an internally versioned index of doc), to plant an older or altered copy.
+// esForce plants other content at the document's own version
+// (external_gte): what a buggy writer leaves behind.
 func (s *stores) esForce(t *testing.T, p *ingest.Profile) {
 	t.Helper()
-	id := fmt.Sprint(p.UserID)
-	res, err := s.ns.ES().Delete(s.es.Alias(), id)
-	require.NoError(t, err)
-	res.Body.Close()
-	res, err = s.ns.ES().Index(s.es.Index(1), strings.NewReader(string(p.AppendJSON(nil))), s.ns.ES().Index.WithDocumentID(id))
+	v := int(p.Version)
+	res, err := s.ns.ES().Index(s.es.Alias(), strings.NewReader(string(p.AppendJSON(nil))), s.ns.ES().Index.WithDocumentID(fmt.Sprint(p.UserID)),
+		s.ns.ES().Index.WithVersion(v), s.ns.ES().Index.WithVersionType("external_gte"))
 	require.NoError(t, err)
 	res.Body.Close()
 	require.False(t, res.IsError(), res.String())
@@ -85,8 +83,56 @@ func (s *stores) esForce(t *testing.T, p *ingest.Profile) {
 // check-by-ID names it exactly, per store.
 func TestCheckClassifiesEveryCase(t *testing.T) {
 	s := newStores(t)
+	cases := plantAll(t, s)
+	ctx := t.Context()
+
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	keys := make([]string, 0, len(cases))
+	for id := range cases {
+		keys = append(keys, fmt.Sprint(id))
+	}
+	res, err := c.Check(ctx, "profile", keys)
+	require.NoError(t, err)
+	require.Len(t, res, len(cases))
+	for _, r := range res {
+		var id int64
+		fmt.Sscan(r.Key, &id)
+		w := cases[id]
+		require.Equal(t, w.redis, r.Stores["redis"].Class, "profile %d in redis: %+v", id, r)
+		require.Equal(t, w.es, r.Stores["elasticsearch"].Class, "profile %d in elasticsearch: %+v", id, r)
+		require.Equal(t, !w.redis.Drift() && !w.es.Drift(), r.Consistent, "profile %d", id)
+	}
+	five := res[indexOf(res, "5")]
+	require.Equal(t, []string{"tags"}, five.Stores["redis"].Diff, "the field that differs is named")
+	require.Equal(t, []string{"tags"}, five.Stores["elasticsearch"].Diff)
+	require.NotEqual(t, five.Stores["redis"].Digest, five.Stores["redis"].Computed, "the stored digest no longer matches the data")
+	seven := res[indexOf(res, "7")]
+	require.True(t, seven.Stores["postgres"].Deleted)
+
+	// Bad input: unknown entity, malformed keys, too many.
+	_, err = c.Check(ctx, "order", []string{"1"})
+	require.ErrorIs(t, err, repair.ErrUnknownEntity)
+	require.ErrorContains(t, err, `known: [profile]`)
+	_, err = c.Check(ctx, "profile", []string{"1", "x"})
+	require.ErrorIs(t, err, repair.ErrBadKey)
+	require.ErrorContains(t, err, "keys[1]")
+	_, err = c.Check(ctx, "profile", make([]string, 1001))
+	require.ErrorIs(t, err, repair.ErrTooMany)
+
+	// A store that cannot be read fails the check, naming it.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = c.Check(cctx, "profile", []string{"1"})
+	require.Error(t, err)
+}
+
+type want struct{ redis, es repair.Class }
+
+// plantAll plants one profile per kind of drift and returns what each
+// store's class must be.
+func plantAll(t *testing.T, s *stores) map[int64]want {
+	t.Helper()
 	all := []string{"postgres", "redis", "elasticsearch"}
-	type want struct{ redis, es repair.Class }
 	cases := map[int64]want{}
 	plant := func(id int64, w want, setup func()) {
 		setup()
@@ -128,44 +174,7 @@ func TestCheckClassifiesEveryCase(t *testing.T) {
 	})
 	require.NoError(t, s.es.Refresh(ctx))
 
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	keys := make([]string, 0, len(cases))
-	for id := range cases {
-		keys = append(keys, fmt.Sprint(id))
-	}
-	res, err := c.Check(ctx, "profile", keys)
-	require.NoError(t, err)
-	require.Len(t, res, len(cases))
-	for _, r := range res {
-		var id int64
-		fmt.Sscan(r.Key, &id)
-		w := cases[id]
-		require.Equal(t, w.redis, r.Stores["redis"].Class, "profile %d in redis: %+v", id, r)
-		require.Equal(t, w.es, r.Stores["elasticsearch"].Class, "profile %d in elasticsearch: %+v", id, r)
-		require.Equal(t, !w.redis.Drift() && !w.es.Drift(), r.Consistent, "profile %d", id)
-	}
-	five := res[indexOf(res, "5")]
-	require.Equal(t, []string{"tags"}, five.Stores["redis"].Diff, "the field that differs is named")
-	require.Equal(t, []string{"tags"}, five.Stores["elasticsearch"].Diff)
-	require.NotEqual(t, five.Stores["redis"].Digest, five.Stores["redis"].Computed, "the stored digest no longer matches the data")
-	seven := res[indexOf(res, "7")]
-	require.True(t, seven.Stores["postgres"].Deleted)
-
-	// Bad input: unknown entity, malformed keys, too many.
-	_, err = c.Check(ctx, "order", []string{"1"})
-	require.ErrorIs(t, err, repair.ErrUnknownEntity)
-	require.ErrorContains(t, err, `known: [profile]`)
-	_, err = c.Check(ctx, "profile", []string{"1", "x"})
-	require.ErrorIs(t, err, repair.ErrBadKey)
-	require.ErrorContains(t, err, "keys[1]")
-	_, err = c.Check(ctx, "profile", make([]string, 1001))
-	require.ErrorIs(t, err, repair.ErrTooMany)
-
-	// A store that cannot be read fails the check, naming it.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err = c.Check(cctx, "profile", []string{"1"})
-	require.Error(t, err)
+	return cases
 }
 
 func indexOf(res []repair.Result, key string) int {

@@ -25,6 +25,8 @@ type Record struct {
 	// Fields (equal unless the record was changed behind the writer).
 	Digest, Computed int64
 	Fields           map[string][]byte
+	// Raw is the store adapter's own value (what a Fixer writes back).
+	Raw any
 }
 
 // Reader reads records by key from one store. Absent keys are absent from
@@ -41,6 +43,23 @@ type Derived struct {
 	// CacheAside: keys may legitimately be absent (a TTL cache written on
 	// ingest and refilled on reads); a present key must match.
 	CacheAside bool
+	// Priority of its repairs: high for the cache (reads see it first),
+	// medium for the index (the seed's matrix).
+	Priority string
+	// Fixer repairs it; nil: report only.
+	Fixer Fixer
+}
+
+// Fixer repairs one derived store's copy of a record, guarded: it writes
+// only if the store still holds what the repair observed, and never
+// replaces a newer version. Safe for concurrent use.
+type Fixer interface {
+	// Put makes the store hold the primary's record p (p.Raw) where it
+	// held observed (observed.Present false: nothing). ok is false when the
+	// store changed since it was observed; nothing was written then.
+	Put(ctx context.Context, key string, observed, p Record) (ok bool, err error)
+	// Delete removes the store's copy if it still is observed.
+	Delete(ctx context.Context, key string, observed Record) (ok bool, err error)
 }
 
 // Entity is a kind of record triad checks: its source of truth and the

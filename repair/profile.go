@@ -2,6 +2,7 @@ package repair
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -61,8 +62,8 @@ func (p *Profile) Primary() Reader {
 // Derived implements Entity.
 func (p *Profile) Derived() []Derived {
 	return []Derived{
-		{Reader: profileReader{store: "redis", read: p.redis.GetMany}, CacheAside: true},
-		{Reader: profileReader{store: "elasticsearch", read: p.es.GetMany}},
+		{Reader: profileReader{store: "redis", read: p.redis.GetMany}, CacheAside: true, Priority: "high", Fixer: redisFixer{p.redis}},
+		{Reader: profileReader{store: "elasticsearch", read: p.es.GetMany}, Priority: "medium", Fixer: esFixer{p.es}},
 	}
 }
 
@@ -97,7 +98,7 @@ func (r profileReader) Read(ctx context.Context, keys []string) (map[string]Reco
 // counts as microseconds since the epoch (null when unknown), as in the
 // digest document.
 func profileRecord(p *ingest.Profile) Record {
-	rec := Record{Present: true, Deleted: p.Deleted, Version: p.Version, Digest: p.Digest, Fields: map[string][]byte{}}
+	rec := Record{Present: true, Deleted: p.Deleted, Version: p.Version, Digest: p.Digest, Fields: map[string][]byte{}, Raw: p}
 	rec.Computed, _ = p.ComputeDigest(nil)
 	if p.UpdatedAt.IsZero() {
 		rec.Fields["updated_at"] = []byte("null")
@@ -110,4 +111,86 @@ func profileRecord(p *ingest.Profile) Record {
 		}
 	}
 	return rec
+}
+
+func userID(key string) (int64, error) {
+	id, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q", ErrBadKey, key)
+	}
+	return id, nil
+}
+
+// redisFixer compares and sets the served version's hash in one Lua call:
+// it writes only if the hash still has the observed version and digest
+// (or is still absent).
+type redisFixer struct{ s *redisstore.Store }
+
+func (f redisFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+	id, err := userID(key)
+	if err != nil {
+		return false, err
+	}
+	want, ok := p.Raw.(*ingest.Profile)
+	if !ok {
+		return false, fmt.Errorf("profile %s: no record to write", key)
+	}
+	return f.s.CompareAndSet(ctx, id, redisHead(observed), want)
+}
+
+func (f redisFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+	id, err := userID(key)
+	if err != nil {
+		return false, err
+	}
+	return f.s.CompareAndSet(ctx, id, redisHead(observed), nil)
+}
+
+func redisHead(r Record) *redisstore.Head {
+	if !r.Present {
+		return nil
+	}
+	return &redisstore.Head{Version: r.Version, Digest: r.Digest}
+}
+
+// esFixer writes through external versions (a repair can never replace a
+// newer version; the same version is rewritten with external_gte) and
+// deletes only the document it observed (if_seq_no/if_primary_term).
+type esFixer struct{ s *esstore.Store }
+
+func (f esFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+	want, ok := p.Raw.(*ingest.Profile)
+	if !ok {
+		return false, fmt.Errorf("profile %s: no record to write", key)
+	}
+	// Same version, other content: rewrite that version; otherwise only a
+	// newer version goes in.
+	ok, err := f.s.IndexVersioned(ctx, want, observed.Present && observed.Version == want.Version)
+	if err != nil || ok || observed.Present {
+		return ok, err
+	}
+	// Refused although the document was absent: either a newer version was
+	// written meanwhile (a real conflict), or a delete made behind triad's
+	// back left a tombstone with a higher version, which Elasticsearch
+	// keeps for index.gc_deletes (60 s by default).
+	m, merr := f.s.GetMeta(ctx, want.UserID)
+	if merr == nil && !m.Found {
+		return false, errors.New("elasticsearch refused the version: a recent delete's tombstone blocks it until index.gc_deletes (60 s) expires; a later repair will write it")
+	}
+	return false, nil
+}
+
+func (f esFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+	id, err := userID(key)
+	if err != nil {
+		return false, err
+	}
+	m, err := f.s.GetMeta(ctx, id)
+	if err != nil || !m.Found {
+		return false, err
+	}
+	if m.Version != observed.Version || m.Digest != observed.Digest {
+		return false, nil // changed since the check
+	}
+	return f.s.DeleteIf(ctx, id, m)
 }

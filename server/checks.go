@@ -48,18 +48,9 @@ func (s *Server) postChecks(c *gin.Context) (any, error) {
 	if err := dec.Decode(&req); err != nil || req.Entity == "" {
 		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "ids": [42, 43]}`, ErrBadRequest)
 	}
-	keys := make([]string, len(req.IDs))
-	for i, raw := range req.IDs {
-		var str string
-		if json.Unmarshal(raw, &str) == nil {
-			keys[i] = str
-			continue
-		}
-		var n json.Number
-		if err := json.Unmarshal(raw, &n); err != nil {
-			return nil, fmt.Errorf("%w: ids[%d]: want a number or a string, got %s", ErrBadRequest, i, raw)
-		}
-		keys[i] = n.String()
+	keys, err := rawKeys(req.IDs)
+	if err != nil {
+		return nil, err
 	}
 	return s.runCheck(c, ch, req.Entity, keys)
 }

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -84,4 +87,85 @@ func (s *Server) listRepairRuns(c *gin.Context) (any, error) {
 		runs = []repair.Run{}
 	}
 	return runs, nil
+}
+
+// Repairer repairs records by key (repair.Repairer).
+type Repairer interface {
+	Repair(ctx context.Context, req repair.Request) (repair.Run, []repair.Entry, error)
+}
+
+type repairRequest struct {
+	Entity  string            `json:"entity"`
+	IDs     []json.RawMessage `json:"ids"`
+	DryRun  bool              `json:"dry_run"`
+	Budget  int               `json:"budget"`
+	Trigger string            `json:"trigger"` // api (default), cli or ui
+}
+
+type repairResponse struct {
+	Run     repair.Run     `json:"run"`
+	Entries []repair.Entry `json:"entries"`
+}
+
+// postRepairs repairs records by key from Postgres, or with dry_run plans
+// it; every entry goes to the repair log.
+func (s *Server) postRepairs(c *gin.Context) (any, error) {
+	if s.repairer == nil {
+		return nil, fmt.Errorf("%w: repairs are not configured", ErrUnavailable)
+	}
+	var req repairRequest
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.Budget < 0 {
+		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "ids": [42], "dry_run": false, "budget": 0}`, ErrBadRequest)
+	}
+	switch req.Trigger {
+	case "":
+		req.Trigger = repair.TriggerAPI
+	case repair.TriggerAPI, repair.TriggerCLI, repair.TriggerUI:
+	default:
+		return nil, fmt.Errorf("%w: trigger must be api, cli or ui, got %q", ErrBadRequest, req.Trigger)
+	}
+	keys, err := rawKeys(req.IDs)
+	if err != nil {
+		return nil, err
+	}
+	// A repair that started finishes (and is logged) even if the client
+	// goes away.
+	run, entries, err := s.repairer.Repair(context.WithoutCancel(c.Request.Context()), repair.Request{
+		Entity: req.Entity, Keys: keys, DryRun: req.DryRun, Budget: req.Budget, Trigger: req.Trigger, Actor: principal(c).Name,
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
+		return nil, err
+	case run.ID != 0: // the run exists and says why it stopped
+		return nil, fmt.Errorf("%w: repair run %d: %w", ErrUnavailable, run.ID, err)
+	default:
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if entries == nil {
+		entries = []repair.Entry{}
+	}
+	s.log.Info("repair run", "run", run.ID, "entity", run.Entity, "dry_run", run.DryRun, "repaired", run.Repaired,
+		"planned", run.Planned, "conflicts", run.Conflicts, "failed", run.Failed, "by", principal(c).Name)
+	return repairResponse{Run: run, Entries: entries}, nil
+}
+
+// rawKeys turns JSON numbers or strings into keys.
+func rawKeys(ids []json.RawMessage) ([]string, error) {
+	keys := make([]string, len(ids))
+	for i, raw := range ids {
+		var str string
+		if json.Unmarshal(raw, &str) == nil {
+			keys[i] = str
+			continue
+		}
+		var n json.Number
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return nil, fmt.Errorf("%w: ids[%d]: want a number or a string, got %s", ErrBadRequest, i, raw)
+		}
+		keys[i] = n.String()
+	}
+	return keys, nil
 }

@@ -53,6 +53,8 @@ type Options struct {
 	Checks Checker
 	// RepairLog lists repairs; nil answers 503.
 	RepairLog repair.Log
+	// Repairer repairs records by key; nil answers 503.
+	Repairer Repairer
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -78,6 +80,7 @@ type Server struct {
 	dataset   DatasetAdmin
 	checks    Checker
 	repairLog repair.Log
+	repairer  Repairer
 	tokens    *auth.Store
 	version   string
 	routes    []Route
@@ -93,7 +96,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -139,6 +142,7 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/checks", auth.RoleViewer, s.postChecks)
 	s.handle(api, http.MethodGet, "/checks/:entity/:id", auth.RoleViewer, s.getCheck)
 	s.handle(api, http.MethodGet, "/repairs", auth.RoleViewer, s.listRepairs)
+	s.handle(api, http.MethodPost, "/repairs", auth.RoleOperator, s.postRepairs)
 	s.handle(api, http.MethodGet, "/repairs/runs", auth.RoleViewer, s.listRepairRuns)
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)

@@ -468,3 +468,87 @@ func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int6
 	}
 	return out, nil
 }
+
+// Meta is a document's concurrency state for guarded repairs.
+type Meta struct {
+	Found       bool
+	SeqNo       int64
+	PrimaryTerm int64
+	Version     int64 // the profile version (the external _version)
+	Digest      int64
+}
+
+// GetMeta reads a document's sequence number, primary term, version and
+// digest through the alias.
+func (s *Store) GetMeta(ctx context.Context, userID int64) (Meta, error) {
+	res, err := esapi.GetRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(userID, 10), SourceIncludes: []string{"version", "digest"}}.Do(ctx, s.es)
+	if err != nil {
+		return Meta{}, err
+	}
+	defer drain(res)
+	if res.StatusCode == http.StatusNotFound {
+		return Meta{}, nil
+	}
+	if res.IsError() {
+		return Meta{}, fmt.Errorf("get %d: %s", userID, res.Status())
+	}
+	var doc struct {
+		Found       bool  `json:"found"`
+		SeqNo       int64 `json:"_seq_no"`
+		PrimaryTerm int64 `json:"_primary_term"`
+		Source      struct {
+			Version int64 `json:"version"`
+			Digest  int64 `json:"digest"`
+		} `json:"_source"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&doc); err != nil {
+		return Meta{}, err
+	}
+	return Meta{Found: doc.Found, SeqNo: doc.SeqNo, PrimaryTerm: doc.PrimaryTerm, Version: doc.Source.Version, Digest: doc.Source.Digest}, nil
+}
+
+// DeleteIf deletes a document only if it is still at seqNo/primaryTerm;
+// ok is false when it changed (or vanished) since.
+func (s *Store) DeleteIf(ctx context.Context, userID int64, m Meta) (ok bool, err error) {
+	seq, term := int(m.SeqNo), int(m.PrimaryTerm)
+	res, err := esapi.DeleteRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(userID, 10),
+		IfSeqNo: &seq, IfPrimaryTerm: &term, Refresh: "true"}.Do(ctx, s.es)
+	if err != nil {
+		return false, err
+	}
+	defer drain(res)
+	switch {
+	case res.StatusCode == http.StatusConflict || res.StatusCode == http.StatusNotFound:
+		return false, nil
+	case res.IsError():
+		return false, fmt.Errorf("delete %d: %s: %s", userID, res.Status(), readAll(res))
+	}
+	return true, nil
+}
+
+// IndexVersioned indexes p with its version as the external version; with
+// gte, an equal stored version is replaced too (a same-version content
+// repair). ok is false when the index holds a newer version.
+func (s *Store) IndexVersioned(ctx context.Context, p *ingest.Profile, gte bool) (ok bool, err error) {
+	vt := "external"
+	if gte {
+		vt = "external_gte"
+	}
+	v := int(p.Version)
+	if int64(v) != p.Version {
+		return false, fmt.Errorf("version %d does not fit", p.Version)
+	}
+	res, err := esapi.IndexRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(p.AppendJSON(nil)),
+		Version: &v, VersionType: vt, Refresh: "true"}.Do(ctx, s.es)
+	if err != nil {
+		return false, err
+	}
+	defer drain(res)
+	switch {
+	case res.StatusCode == http.StatusConflict:
+		return false, nil
+	case res.IsError():
+		return false, fmt.Errorf("index %d: %s: %s", p.UserID, res.Status(), readAll(res))
+	}
+	return true, nil
+}

@@ -348,3 +348,51 @@ func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int6
 	}
 	return out, nil
 }
+
+// casScript replaces or deletes a profile hash only if it still holds what
+// a check observed: KEYS[1] = key; ARGV[1] = observed version ("" when the
+// key was absent), ARGV[2] = observed digest, ARGV[3] = "put" or "del",
+// for put ARGV[4] = TTL ms and ARGV[5..] = field, value pairs (version
+// included). Returns 1 done, 0 changed since observed (nothing written).
+var casScript = goredis.NewScript(`
+local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
+if ARGV[1] == '' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+elseif cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+if ARGV[3] == 'put' then
+  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+  if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+end
+return 1`)
+
+// CompareAndSet makes the serving version's hash of userID hold want (nil:
+// no hash) if it still holds observed (nil: it was absent), atomically. ok
+// is false when the hash changed since it was observed; nothing was
+// written then (a repair never overwrites a newer write).
+func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed *Head, want *ingest.Profile) (ok bool, err error) {
+	key := s.Key(userID)
+	args := []any{"", "", "del"}
+	if observed != nil {
+		args[0], args[1] = strconv.FormatInt(observed.Version, 10), strconv.FormatInt(observed.Digest, 10)
+	}
+	if want != nil {
+		args[2] = "put"
+		updated := ""
+		if !want.UpdatedAt.IsZero() {
+			updated = strconv.FormatInt(want.UpdatedAt.UnixMicro(), 10)
+		}
+		args = append(args, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10),
+			FieldVersion, strconv.FormatInt(want.Version, 10),
+			FieldDigest, strconv.FormatInt(want.Digest, 10),
+			FieldDigestVersion, strconv.Itoa(ingest.DigestVersion),
+			FieldUpdatedAt, updated)
+		for f, name := range ingest.FieldNames {
+			args = append(args, name, want.Field(f))
+		}
+	}
+	n, err := casScript.Run(ctx, s.rdb, []string{key}, args...).Int()
+	return n == 1, err
+}

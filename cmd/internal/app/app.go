@@ -121,6 +121,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 
 	tokens := auth.NewStore(set.Postgres)
 	repairLog := repairpg.NewLog(set.Postgres)
+	checker := repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES))
 	srv := server.New(server.Options{
 		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
 		Dependencies: dependencies(set),
@@ -131,8 +132,9 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		},
 		Auth:   auth.NewAuthenticator(tokens, o.Config.Auth.AdminToken.Reveal()),
 		Tokens: tokens, Version: o.Version, Lookup: reader, Dataset: manager,
-		Checks:    repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES)),
+		Checks:    checker,
 		RepairLog: repairLog,
+		Repairer:  repair.NewRepairer(checker, repairLog),
 	})
 	a.Server = srv
 

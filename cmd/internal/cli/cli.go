@@ -54,6 +54,7 @@ Commands:
   loadgen [--count N]         deterministic synthetic profiles to stdout, or --ingest
   archive verify|cat|replay   check, print or replay ChunkedWriter archive files
   check [--entity E] KEY...    check records across the three stores (asks a running triad)
+  repair [--dry-run] KEY...    repair records from Postgres, guarded and logged (asks a running triad)
   dataset status|build|switch|rollback|verify|gc
                               dataset versions (Redis keyspace + ES index) through etcd
   version                     print the version
@@ -94,6 +95,8 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.dataset(ctx, args[1:])
 	case "check":
 		err = e.check(ctx, args[1:])
+	case "repair":
+		err = e.repairCmd(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK

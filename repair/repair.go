@@ -1,0 +1,166 @@
+package repair
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Actions.
+const (
+	ActionWrite  = "write"
+	ActionDelete = "delete"
+	ActionNone   = "none"
+)
+
+// ErrAhead is why a store holding a newer version than the primary is not
+// repaired automatically: the primary may have lost a write, and lowering
+// the store's version would defeat its version guard.
+var ErrAhead = errors.New("the store holds a newer version than the primary; not lowered automatically (investigate: was a write lost in the primary?)")
+
+// Plan is the repair matrix for one derived store: what to do about a
+// class of drift. The table is docs/repair-matrix.md; a test covers each
+// cell.
+func Plan(c Class, cacheAside bool) (action string, reason error) {
+	switch c {
+	case ClassMissing, ClassStale, ClassFieldMismatch:
+		return ActionWrite, nil
+	case ClassOrphan, ClassOrphanDeleted:
+		return ActionDelete, nil
+	case ClassAhead:
+		if cacheAside {
+			// A cache holds no version guard history: compare-and-set it
+			// back to the primary's record.
+			return ActionWrite, nil
+		}
+		return ActionNone, ErrAhead
+	}
+	return ActionNone, nil // ok, absent, absent_allowed
+}
+
+// Request is a repair by key.
+type Request struct {
+	Entity  string
+	Keys    []string
+	DryRun  bool
+	Budget  int // most writes (and deletes) in the run; 0: no limit
+	Trigger string
+	Actor   string
+}
+
+// Repairer repairs records from the primary and logs every step.
+type Repairer struct {
+	checker *Checker
+	log     Log
+}
+
+// NewRepairer returns a repairer over the checker's entities.
+func NewRepairer(c *Checker, l Log) *Repairer { return &Repairer{checker: c, log: l} }
+
+// Repair checks the keys again (the primary is re-read at repair time),
+// then for each derived store of each key plans by the matrix and, unless
+// it is a dry run, applies the plan through the store's guarded Fixer. A
+// dry run records exactly the entries a real run would, as planned. A
+// key already consistent is recorded as a no-op, so repeating a repair
+// writes nothing. The run and its entries go to the log.
+func (r *Repairer) Repair(ctx context.Context, req Request) (Run, []Entry, error) {
+	e, err := r.checker.Entity(req.Entity)
+	if err != nil {
+		return Run{}, nil, err
+	}
+	run := Run{Trigger: req.Trigger, Actor: req.Actor, Entity: req.Entity, DryRun: req.DryRun}
+	if req.Budget > 0 {
+		b := req.Budget
+		run.Budget = &b
+	}
+	// Validate before the run exists: a bad request leaves no trace.
+	for i, k := range req.Keys {
+		if _, err := e.ParseKey(k); err != nil {
+			return Run{}, nil, fmt.Errorf("keys[%d]: %w", i, err)
+		}
+	}
+	if len(req.Keys) == 0 || len(req.Keys) > r.checker.MaxKeys {
+		return Run{}, nil, fmt.Errorf("%w: a repair takes 1 to %d keys, got %d", ErrTooMany, r.checker.MaxKeys, len(req.Keys))
+	}
+	if err := r.log.StartRun(ctx, &run); err != nil {
+		return Run{}, nil, fmt.Errorf("repair log: %w", err)
+	}
+	finish := func(entries []Entry, cause error) (Run, []Entry, error) {
+		if cause != nil {
+			run.Error = cause.Error()
+		}
+		lerr := r.log.Record(context.WithoutCancel(ctx), entries)
+		if lerr == nil {
+			lerr = r.log.FinishRun(context.WithoutCancel(ctx), &run)
+		}
+		if lerr != nil {
+			return run, entries, errors.Join(cause, fmt.Errorf("repair log: %w", lerr))
+		}
+		return run, entries, cause
+	}
+	records, err := r.checker.read(ctx, e, req.Keys)
+	if err != nil {
+		// The primary (or a store) cannot be read: nothing is repaired.
+		return finish(nil, fmt.Errorf("read the stores: %w", err))
+	}
+	writes := 0
+	var entries []Entry
+	for _, k := range records.keys {
+		p := records.primary[k]
+		for i, d := range e.Derived() {
+			obs := records.derived[i][k]
+			class, _ := classify(e, p, obs, d.CacheAside)
+			action, reason := Plan(class, d.CacheAside)
+			en := Entry{RunID: run.ID, Entity: e.Name(), Key: k, Store: d.Store(), Class: class, Action: action, Priority: d.Priority,
+				Before: state(obs), Outcome: OutcomeNoop}
+			switch {
+			case reason != nil:
+				en.Outcome, en.Error = OutcomeSkipped, reason.Error()
+			case action == ActionNone:
+				en.After = state(obs)
+			case d.Fixer == nil:
+				en.Outcome, en.Error = OutcomeSkipped, "this store has no repairer"
+			case req.Budget > 0 && writes >= req.Budget:
+				en.Outcome, en.Error = OutcomeSkipped, fmt.Sprintf("the run's budget of %d writes is spent", req.Budget)
+			default:
+				writes++
+				if action == ActionWrite {
+					en.After = state(p)
+				}
+				if req.DryRun {
+					en.Outcome = OutcomePlanned
+					break
+				}
+				var ok bool
+				var err error
+				if action == ActionWrite {
+					ok, err = d.Fixer.Put(ctx, k, obs, p)
+				} else {
+					ok, err = d.Fixer.Delete(ctx, k, obs)
+				}
+				switch {
+				case err != nil:
+					en.Outcome, en.Error = OutcomeFailed, err.Error()
+				case !ok:
+					en.Outcome = OutcomeConflict
+					en.Error = "the record changed since it was read; the newer write was kept"
+				default:
+					en.Outcome = OutcomeRepaired
+				}
+			}
+			run.Count(en.Outcome)
+			entries = append(entries, en)
+		}
+	}
+	return finish(entries, nil)
+}
+
+// state is what the log records of a copy: its version and the digest of
+// its content as it is (recomputed; a stored digest can lie about content
+// changed behind the writer).
+func state(r Record) *State {
+	if !r.Present || r.Deleted {
+		return nil
+	}
+	return &State{Version: r.Version, Digest: r.Computed}
+}

@@ -1,0 +1,138 @@
+package repair_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	redisstore "github.com/triad-dev/triad/ingest/redis"
+	"github.com/triad-dev/triad/repair"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
+)
+
+// TestRepairFixesEveryPlantedDrift: a dry run plans exactly what a real run
+// then does; the real run leaves every key consistent; a second run writes
+// nothing (every entry a no-op); a budget stops writes; the log has it all.
+func TestRepairFixesEveryPlantedDrift(t *testing.T) {
+	s := newStores(t)
+	cases := plantAll(t, s)
+	ctx := t.Context()
+	require.NoError(t, s.es.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	log := repairpg.NewLog(s.ns.Pool())
+	r := repair.NewRepairer(c, log)
+	var keys []string
+	drift := 0
+	for id, w := range cases {
+		keys = append(keys, fmt.Sprint(id))
+		for _, cl := range []repair.Class{w.redis, w.es} {
+			if cl.Drift() {
+				drift++
+			}
+		}
+	}
+	req := repair.Request{Entity: "profile", Keys: keys, Trigger: repair.TriggerCLI, Actor: "test"}
+
+	// Dry run: a plan, no writes.
+	dry := req
+	dry.DryRun = true
+	run, plan, err := r.Repair(ctx, dry)
+	require.NoError(t, err)
+	require.Equal(t, drift, run.Planned, "one planned entry per drifted store: %+v", plan)
+	before, err := c.Check(ctx, "profile", keys)
+	require.NoError(t, err)
+	for _, res := range before {
+		var id int64
+		fmt.Sscan(res.Key, &id)
+		require.Equal(t, cases[id].redis, res.Stores["redis"].Class, "a dry run changes nothing (%d)", id)
+	}
+
+	// Budget: one write, the rest skipped.
+	one := req
+	one.Budget = 1
+	run, _, err = r.Repair(ctx, one)
+	require.NoError(t, err)
+	require.Equal(t, 1, run.Repaired)
+	require.Equal(t, drift-1, run.Skipped)
+
+	// The real run fixes the rest.
+	run, entries, err := r.Repair(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, drift-1, run.Repaired, "%+v", entries)
+	require.Zero(t, run.Failed+run.Conflicts+run.Skipped, "%+v", entries)
+	var planned, done []string
+	for _, e := range plan {
+		if e.Outcome == repair.OutcomePlanned {
+			planned = append(planned, e.Key+"/"+e.Store+"/"+e.Action)
+		}
+	}
+	for _, e := range entries {
+		if e.Outcome == repair.OutcomeRepaired {
+			done = append(done, e.Key+"/"+e.Store+"/"+e.Action)
+		}
+	}
+	require.Subset(t, planned, done, "the real run did only what the dry run planned")
+	require.NoError(t, s.es.Refresh(ctx))
+	after, err := c.Check(ctx, "profile", keys)
+	require.NoError(t, err)
+	for _, res := range after {
+		require.True(t, res.Consistent, "after repair: %+v", res)
+	}
+
+	// Again: nothing to write, every entry a no-op.
+	run, entries, err = r.Repair(ctx, req)
+	require.NoError(t, err)
+	require.Zero(t, run.Repaired+run.Planned+run.Failed+run.Conflicts+run.Skipped, "%+v", entries)
+	require.Equal(t, 2*len(keys), run.Noop)
+
+	// The log: the runs and their entries, filterable.
+	runs, err := log.Runs(ctx, 10, 0)
+	require.NoError(t, err)
+	require.Len(t, runs, 4)
+	repaired, _, err := log.List(ctx, repair.LogFilter{Entity: "profile", Outcome: repair.OutcomeRepaired})
+	require.NoError(t, err)
+	require.Len(t, repaired, drift)
+	for _, e := range repaired {
+		require.NotEqual(t, e.Before, e.After, "before and after recorded: %+v", e)
+	}
+}
+
+// TestGuardsNeverOverwriteANewerWrite: the store-level guards a repair
+// writes through refuse when the record changed since it was read.
+func TestGuardsNeverOverwriteANewerWrite(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.write(t, profile(t, 1, 5, "a"), "redis", "elasticsearch")
+	// Someone writes version 6 after the repair read version 5.
+	s.write(t, profile(t, 1, 6, "newer"), "redis", "elasticsearch")
+	old := profile(t, 1, 5, "a")
+
+	ok, err := s.rs.CompareAndSet(ctx, 1, &redisstore.Head{Version: 5, Digest: old.Digest}, old)
+	require.NoError(t, err)
+	require.False(t, ok, "redis: the hash is no longer what was observed")
+	got, _, err := s.rs.Get(ctx, 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 6, got.Version)
+	ok, err = s.rs.CompareAndSet(ctx, 2, &redisstore.Head{Version: 1, Digest: 1}, nil)
+	require.NoError(t, err)
+	require.False(t, ok, "deleting a key that is not there as observed")
+
+	ok, err = s.es.IndexVersioned(ctx, old, false)
+	require.NoError(t, err)
+	require.False(t, ok, "elasticsearch: an older version is refused")
+	ok, err = s.es.IndexVersioned(ctx, old, true)
+	require.NoError(t, err)
+	require.False(t, ok, "external_gte still refuses an older version")
+	m, err := s.es.GetMeta(ctx, 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 6, m.Version)
+	stale := m
+	stale.SeqNo--
+	ok, err = s.es.DeleteIf(ctx, 1, stale)
+	require.NoError(t, err)
+	require.False(t, ok, "a delete of another sequence number is refused")
+	ok, err = s.es.DeleteIf(ctx, 1, m)
+	require.NoError(t, err)
+	require.True(t, ok)
+}
