@@ -194,3 +194,71 @@ func (f esFixer) Delete(ctx context.Context, key string, observed Record) (bool,
 	}
 	return f.s.DeleteIf(ctx, id, m)
 }
+
+// Profile implements Ranged.
+var _ Ranged = (*Profile)(nil)
+
+// maxSegmentDocs bounds one Elasticsearch range read (the default
+// index.max_result_window).
+const maxSegmentDocs = 10000
+
+// NextBound implements Ranged.
+func (p *Profile) NextBound(ctx context.Context, after int64, size int) (int64, int, error) {
+	return p.pg.NextBound(ctx, after, min(size, maxSegmentDocs/2))
+}
+
+// PrimaryHeads implements Ranged.
+func (p *Profile) PrimaryHeads(ctx context.Context, lo, hi int64) (map[int64]Head, error) {
+	rows, err := p.pg.HeadsBetween(ctx, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Head, len(rows))
+	for _, r := range rows {
+		out[r.UserID] = Head{Present: true, Deleted: r.Deleted, Version: r.Version, Digest: r.Digest}
+	}
+	return out, nil
+}
+
+// DerivedHeads implements Ranged: Redis (0) by the primary's keys,
+// Elasticsearch (1) by range.
+func (p *Profile) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]Head, error) {
+	out := map[int64]Head{}
+	switch i {
+	case 0:
+		if len(keys) == 0 {
+			return out, nil
+		}
+		got, err := p.redis.Heads(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		for k, h := range got {
+			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest}
+		}
+	case 1:
+		got, err := p.es.HeadsBetween(ctx, lo, hi, maxSegmentDocs)
+		if err != nil {
+			return nil, err
+		}
+		for k, h := range got {
+			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest}
+		}
+	default:
+		return nil, fmt.Errorf("profile has no derived store %d", i)
+	}
+	return out, nil
+}
+
+// ScanDerived implements Ranged: Redis keys are listed with SCAN.
+func (p *Profile) ScanDerived(ctx context.Context, i int, fn func(keys []int64) error) (bool, error) {
+	if i != 0 {
+		return false, nil
+	}
+	return true, p.redis.ScanIDs(ctx, fn)
+}
+
+// PrimaryExisting implements Ranged.
+func (p *Profile) PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error) {
+	return p.pg.Existing(ctx, keys)
+}

@@ -68,6 +68,9 @@ func (r *Repairer) Repair(ctx context.Context, req Request) (Run, []Entry, error
 	if err != nil {
 		return Run{}, nil, err
 	}
+	if req.Trigger == "" {
+		req.Trigger = TriggerAPI
+	}
 	run := Run{Trigger: req.Trigger, Actor: req.Actor, Entity: req.Entity, DryRun: req.DryRun}
 	if req.Budget > 0 {
 		b := req.Budget

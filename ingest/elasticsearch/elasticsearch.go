@@ -552,3 +552,44 @@ func (s *Store) IndexVersioned(ctx context.Context, p *ingest.Profile, gte bool)
 	}
 	return true, nil
 }
+
+// HeadsBetween returns the version and digest of every document with
+// lo <= user_id <= hi, through the alias (one search, at most max
+// documents; more is an error: make segments smaller).
+func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64, max int) (map[int64]Head, error) {
+	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"_source":["user_id","version","digest"],"query":{"range":{"user_id":{"gte":%d,"lte":%d}}}}`, max, lo, hi)
+	res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: strings.NewReader(body),
+		FilterPath: []string{"hits.total.value", "hits.hits._source"}}.Do(ctx, s.es)
+	if err != nil {
+		return nil, err
+	}
+	defer drain(res)
+	if res.IsError() {
+		return nil, fmt.Errorf("search %d..%d: %s: %s", lo, hi, res.Status(), readAll(res))
+	}
+	var r struct {
+		Hits struct {
+			Total struct {
+				Value int `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				Source struct {
+					UserID  int64 `json:"user_id"`
+					Version int64 `json:"version"`
+					Digest  int64 `json:"digest"`
+				} `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	if r.Hits.Total.Value > max {
+		return nil, fmt.Errorf("search %d..%d: %d documents, more than %d", lo, hi, r.Hits.Total.Value, max)
+	}
+	out := make(map[int64]Head, len(r.Hits.Hits))
+	for _, h := range r.Hits.Hits {
+		out[h.Source.UserID] = Head{Version: h.Source.Version, Digest: h.Source.Digest}
+	}
+	return out, nil
+}

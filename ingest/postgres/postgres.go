@@ -321,3 +321,49 @@ func (s *Store) CountLive(ctx context.Context) (int64, error) {
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM profiles WHERE NOT deleted`).Scan(&n)
 	return n, err
 }
+
+// NextBound returns the upper bound (inclusive) of the next segment after
+// `after`: the user_id of the size-th row above it (tombstones count), and
+// how many rows that segment holds; n is 0 past the last row.
+func (s *Store) NextBound(ctx context.Context, after int64, size int) (hi int64, n int, err error) {
+	err = s.pool.QueryRow(ctx, `SELECT coalesce(max(user_id), 0), count(*) FROM (SELECT user_id FROM profiles WHERE user_id > $1 ORDER BY user_id LIMIT $2) s`,
+		after, size).Scan(&hi, &n)
+	return hi, n, err
+}
+
+// HeadsBetween returns the heads of rows with lo <= user_id <= hi,
+// tombstones included.
+func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64) ([]Head, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, version, digest, deleted FROM profiles WHERE user_id BETWEEN $1 AND $2`, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Head
+	for rows.Next() {
+		var h Head
+		if err := rows.Scan(&h.UserID, &h.Version, &h.Digest, &h.Deleted); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+// Existing returns which of ids have a row (live or tombstone).
+func (s *Store) Existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id FROM profiles WHERE user_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[int64]bool, len(ids))
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out[id] = true
+	}
+	return out, rows.Err()
+}

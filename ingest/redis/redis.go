@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -395,4 +396,37 @@ func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed *Head,
 	}
 	n, err := casScript.Run(ctx, s.rdb, []string{key}, args...).Int()
 	return n == 1, err
+}
+
+// Heads is HeadsAt in the serving dataset version.
+func (s *Store) Heads(ctx context.Context, ids []int64) (map[int64]Head, error) {
+	return s.HeadsAt(ctx, s.versions.Load().Serving, ids)
+}
+
+// ScanIDs walks every profile key of the serving dataset version with SCAN
+// (COUNT 1000, so memory stays bounded) and hands the user IDs to fn in
+// batches.
+func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
+	prefix := s.Prefix(s.versions.Load().Serving) + "profile:"
+	var cursor uint64
+	for {
+		keys, next, err := s.rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return fmt.Errorf("scan %s*: %w", prefix, err)
+		}
+		ids := make([]int64, 0, len(keys))
+		for _, k := range keys {
+			if id, err := strconv.ParseInt(strings.TrimPrefix(k, prefix), 10, 64); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			if err := fn(ids); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
 }
