@@ -29,8 +29,8 @@ type Ranged interface {
 	// the end).
 	NextBound(ctx context.Context, after int64, size int) (hi int64, n int, err error)
 	PrimaryHeads(ctx context.Context, lo, hi int64) (map[int64]Head, error)
-	// DerivedHeads reads derived store i: by range, or (byKeys) for the
-	// primary's keys.
+	// DerivedHeads reads derived store i: by range, or for the primary's
+	// keys.
 	DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]Head, error)
 	// ScanDerived lists the keys of derived store i in bounded batches; ok
 	// is false for stores read by range (their orphans show in ranges).
@@ -48,14 +48,21 @@ type SweepOptions struct {
 	DryRun      bool          // with Repair: plan only
 	Trigger     string
 	Actor       string
-	// Progress, when set, hears about every finished segment.
-	Progress func(SweepProgress)
 }
 
-// SweepProgress is a sweep's state after a segment.
-type SweepProgress struct {
-	Segments, Records, Suspects int
-	Hi                          int64 // the last segment's upper bound
+func (o *SweepOptions) defaults() {
+	if o.SegmentSize <= 0 {
+		o.SegmentSize = 1000
+	}
+	if o.Recheck <= 0 {
+		o.Recheck = 2 * time.Second
+	}
+	if o.Trigger == "" {
+		o.Trigger = TriggerSchedule
+	}
+	if o.Actor == "" {
+		o.Actor = "sweep"
+	}
 }
 
 // Finding is drift a sweep confirmed.
@@ -89,82 +96,109 @@ type Sweeper struct {
 // NewSweeper returns a sweeper; repairer may be nil (no repairs).
 func NewSweeper(c *Checker, r *Repairer) *Sweeper { return &Sweeper{checker: c, repairer: r} }
 
-// Sweep walks the entity in key-range segments, compares each record's
-// head across the stores, lists every key of stores that cannot be read by
-// range (orphans there), reads the suspects again after o.Recheck (so
-// records written during the sweep are not reported), classifies what
-// still differs and, with o.Repair, repairs it.
-func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error) {
-	start := time.Now()
-	e, err := s.checker.Entity(o.Entity)
+func (s *Sweeper) ranged(name string) (Ranged, error) {
+	e, err := s.checker.Entity(name)
 	if err != nil {
-		return SweepReport{}, err
+		return nil, err
 	}
 	r, ok := e.(Ranged)
 	if !ok {
-		return SweepReport{}, fmt.Errorf("entity %s cannot be swept by range", o.Entity)
+		return nil, fmt.Errorf("entity %s cannot be swept by range", name)
 	}
-	if o.SegmentSize <= 0 {
-		o.SegmentSize = 1000
-	}
-	if o.Recheck <= 0 {
-		o.Recheck = 2 * time.Second
-	}
-	if o.Trigger == "" {
-		o.Trigger = TriggerSchedule
-	}
-	if o.Actor == "" {
-		o.Actor = "sweep"
+	return r, nil
+}
+
+// Sweep runs a whole sweep in this process, without persisting it: walk
+// the entity in key-range segments, compare each record's head across the
+// stores, list every key of stores that cannot be read by range (orphans
+// there), read the suspects again after o.Recheck (records written during
+// the sweep are not reported), classify what still differs and, with
+// o.Repair, repair it. Run is the persisted, resumable form.
+func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error) {
+	start := time.Now()
+	o.defaults()
+	r, err := s.ranged(o.Entity)
+	if err != nil {
+		return SweepReport{}, err
 	}
 	rep := SweepReport{Entity: o.Entity}
-	// suspects maps each suspect key to its primary head in the first
-	// pass; a key whose primary head changed by the recheck was written
-	// during the sweep and is not judged (its writes are in flight).
 	suspects := map[int64]Head{}
-	derived := e.Derived()
 	var after int64
-	for last := false; !last; {
-		hi, n, err := r.NextBound(ctx, after, o.SegmentSize)
+	for done := false; !done; {
+		seg, err := s.segment(ctx, r, after, o.SegmentSize)
 		if err != nil {
-			return rep, fmt.Errorf("segment after %d: %w", after, err)
-		}
-		if n < o.SegmentSize {
-			hi, last = math.MaxInt64, true // the last segment is open: orphans above every row
-		}
-		lo := after + 1
-		ph, err := r.PrimaryHeads(ctx, lo, hi)
-		if err != nil {
-			return rep, fmt.Errorf("segment %d..%d: %s: %w", lo, hi, e.Primary().Store(), err)
-		}
-		keys := make([]int64, 0, len(ph))
-		for k := range ph {
-			keys = append(keys, k)
-		}
-		for i, d := range derived {
-			dh, err := r.DerivedHeads(ctx, i, lo, hi, keys)
-			if err != nil {
-				return rep, fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
-			}
-			for k, p := range ph {
-				if headDrift(p, dh[k], d.CacheAside) {
-					suspects[k] = p
-				}
-			}
-			for k := range dh {
-				if _, ok := ph[k]; !ok {
-					suspects[k] = Head{} // an orphan
-				}
-			}
+			return rep, err
 		}
 		rep.Segments++
-		rep.Records += len(ph)
-		after = hi
-		if o.Progress != nil {
-			o.Progress(SweepProgress{Segments: rep.Segments, Records: rep.Records, Suspects: len(suspects), Hi: hi})
+		rep.Records += seg.records
+		for k, h := range seg.suspects {
+			suspects[k] = h
+		}
+		after, done = seg.hi, seg.last
+	}
+	if err := s.scanOrphans(ctx, r, suspects); err != nil {
+		return rep, err
+	}
+	rep.Suspects = len(suspects)
+	if err := s.finish(ctx, r, o, suspects, &rep); err != nil {
+		return rep, err
+	}
+	rep.Took = time.Since(start)
+	return rep, nil
+}
+
+type segmentResult struct {
+	hi       int64
+	last     bool
+	records  int
+	suspects map[int64]Head
+}
+
+// segment compares the segment after `after`. Each suspect keeps the
+// primary's head as the first pass saw it.
+func (s *Sweeper) segment(ctx context.Context, r Ranged, after int64, size int) (segmentResult, error) {
+	hi, n, err := r.NextBound(ctx, after, size)
+	if err != nil {
+		return segmentResult{}, fmt.Errorf("segment after %d: %w", after, err)
+	}
+	res := segmentResult{hi: hi, records: n, suspects: map[int64]Head{}}
+	if n < size {
+		// The last segment is open: orphans above every primary row.
+		res.hi, res.last = math.MaxInt64, true
+	}
+	lo := after + 1
+	ph, err := r.PrimaryHeads(ctx, lo, res.hi)
+	if err != nil {
+		return res, fmt.Errorf("segment %d..%d: %s: %w", lo, res.hi, r.Primary().Store(), err)
+	}
+	res.records = len(ph)
+	keys := make([]int64, 0, len(ph))
+	for k := range ph {
+		keys = append(keys, k)
+	}
+	for i, d := range r.Derived() {
+		dh, err := r.DerivedHeads(ctx, i, lo, res.hi, keys)
+		if err != nil {
+			return res, fmt.Errorf("segment %d..%d: %s: %w", lo, res.hi, d.Store(), err)
+		}
+		for k, p := range ph {
+			if headDrift(p, dh[k], d.CacheAside) {
+				res.suspects[k] = p
+			}
+		}
+		for k := range dh {
+			if _, ok := ph[k]; !ok {
+				res.suspects[k] = Head{} // an orphan
+			}
 		}
 	}
-	// Orphans in stores read by key: every key they hold, in bounded batches.
-	for i := range derived {
+	return res, nil
+}
+
+// scanOrphans lists every key of the stores read by key, in bounded
+// batches, and adds those without a primary row to suspects.
+func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, suspects map[int64]Head) error {
+	for i, d := range r.Derived() {
 		_, err := r.ScanDerived(ctx, i, func(keys []int64) error {
 			exist, err := r.PrimaryExisting(ctx, keys)
 			if err != nil {
@@ -178,16 +212,22 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 			return nil
 		})
 		if err != nil {
-			return rep, fmt.Errorf("scan %s: %w", derived[i].Store(), err)
+			return fmt.Errorf("scan %s: %w", d.Store(), err)
 		}
 	}
-	rep.Suspects = len(suspects)
-	if len(suspects) > 0 {
-		select {
-		case <-ctx.Done():
-			return rep, ctx.Err()
-		case <-time.After(o.Recheck):
-		}
+	return nil
+}
+
+// finish rechecks the suspects after o.Recheck, records findings and
+// in-flight counts in rep, and repairs with o.Repair.
+func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects map[int64]Head, rep *SweepReport) error {
+	if len(suspects) == 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(o.Recheck):
 	}
 	ids := make([]int64, 0, len(suspects))
 	for k := range suspects {
@@ -200,50 +240,50 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		for i, k := range chunk {
 			keys[i] = strconv.FormatInt(k, 10)
 		}
-		res, err := s.checker.Check(ctx, o.Entity, keys)
+		res, err := s.checker.Check(ctx, r.Name(), keys)
 		if err != nil {
-			return rep, fmt.Errorf("recheck: %w", err)
+			return fmt.Errorf("recheck: %w", err)
 		}
 		for _, x := range res {
 			if x.Consistent {
 				continue // it caught up (a write was in flight): not drift
 			}
 			k, _ := strconv.ParseInt(x.Key, 10, 64)
-			was, now := suspects[k], x.Stores[e.Primary().Store()]
+			was, now := suspects[k], x.Stores[r.Primary().Store()]
 			if was.Present != now.Present || was.Deleted != now.Deleted || was.Version != now.Version {
 				rep.InFlight++ // written since the first pass: judged by a later sweep
 				continue
 			}
 			drifted = append(drifted, x.Key)
-			for _, d := range derived {
+			for _, d := range r.Derived() {
 				if v := x.Stores[d.Store()]; v.Class.Drift() {
 					rep.Findings = append(rep.Findings, Finding{Key: x.Key, Store: d.Store(), Class: v.Class})
 				}
 			}
 		}
 	}
-	if o.Repair && len(drifted) > 0 {
-		if s.repairer == nil {
-			return rep, errors.New("sweep: repairs asked for but no repairer")
-		}
-		total := &Run{DryRun: o.DryRun}
-		for chunk := range slices.Chunk(drifted, s.checker.MaxKeys) {
-			run, _, err := s.repairer.Repair(ctx, Request{Entity: o.Entity, Keys: chunk, DryRun: o.DryRun, Trigger: o.Trigger, Actor: o.Actor})
-			if err != nil {
-				return rep, fmt.Errorf("repair: %w", err)
-			}
-			total.ID = run.ID
-			total.Planned += run.Planned
-			total.Repaired += run.Repaired
-			total.Noop += run.Noop
-			total.Conflicts += run.Conflicts
-			total.Failed += run.Failed
-			total.Skipped += run.Skipped
-		}
-		rep.Repair = total
+	if !o.Repair || len(drifted) == 0 {
+		return nil
 	}
-	rep.Took = time.Since(start)
-	return rep, nil
+	if s.repairer == nil {
+		return errors.New("sweep: repairs asked for but no repairer")
+	}
+	total := &Run{DryRun: o.DryRun}
+	for chunk := range slices.Chunk(drifted, s.checker.MaxKeys) {
+		run, _, err := s.repairer.Repair(ctx, Request{Entity: o.Entity, Keys: chunk, DryRun: o.DryRun, Trigger: o.Trigger, Actor: o.Actor})
+		if err != nil {
+			return fmt.Errorf("repair: %w", err)
+		}
+		total.ID = run.ID
+		total.Planned += run.Planned
+		total.Repaired += run.Repaired
+		total.Noop += run.Noop
+		total.Conflicts += run.Conflicts
+		total.Failed += run.Failed
+		total.Skipped += run.Skipped
+	}
+	rep.Repair = total
+	return nil
 }
 
 // headDrift is a cheap first-pass comparison of heads; what it flags is

@@ -1,6 +1,7 @@
 package repair_test
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"testing"
@@ -144,4 +145,99 @@ func TestSweepDuringLiveIngest(t *testing.T) {
 	for _, r := range res {
 		require.True(t, r.Consistent, "%+v", r)
 	}
+}
+
+// TestPersistedSweepPausesResumesAndIsTakenOver: a persisted sweep pauses
+// and resumes on request; its runner is stopped mid-sweep (as if killed);
+// another owner takes it over from its cursor and finds exactly the
+// planted drift, with no segment done twice.
+func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
+	s := newStores(t)
+	cases := plantAll(t, s)
+	ctx := t.Context()
+	var bulk []*ingest.Profile
+	for id := int64(100); id < 2100; id++ {
+		bulk = append(bulk, profile(t, id, 1, "ok"))
+	}
+	require.NoError(t, s.pg.Apply(ctx, bulk, make([]bool, len(bulk))))
+	out := make([]ingest.WriteResult, len(bulk))
+	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
+	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
+	require.NoError(t, s.es.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	sw := repair.NewSweeper(c, nil)
+	st := repairpg.NewSweeps(s.ns.Pool())
+
+	rec := repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test", Owner: "a"}
+	require.NoError(t, st.CreateSweep(ctx, &rec))
+	// Paused before it runs: the runner waits.
+	_, err := st.SetState(ctx, rec.ID, repair.SweepPaused)
+	require.NoError(t, err)
+	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
+	require.ErrorIs(t, err, repair.ErrSweepState, "pausing a paused sweep")
+
+	// Runner A: killed (its context cancelled) after a few segments.
+	actx, kill := context.WithCancel(ctx)
+	aDone := make(chan error, 1)
+	go func() { _, err := sw.Run(actx, st, rec, "a", 100*time.Millisecond); aDone <- err }()
+	time.Sleep(700 * time.Millisecond)
+	got, err := st.GetSweep(ctx, rec.ID)
+	require.NoError(t, err)
+	require.Zero(t, got.Segments, "nothing runs while paused")
+	resumed := time.Now()
+	_, err = st.SetState(ctx, rec.ID, repair.SweepRunning)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		got, err := st.GetSweep(ctx, rec.ID)
+		return err == nil && got.Segments >= 3
+	}, 20*time.Second, 5*time.Millisecond)
+	t.Logf("measured: resumed sweep saved its third segment %s after the resume", time.Since(resumed).Round(time.Millisecond))
+	kill()
+	require.ErrorIs(t, <-aDone, context.Canceled)
+	mid, err := st.GetSweep(ctx, rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, repair.SweepRunning, mid.State, "a killed runner leaves the sweep running, as saved")
+
+	// Replica B takes it over once A's heartbeat is stale, and finishes.
+	taken, err := st.TakeOver(ctx, "b", time.Hour)
+	require.NoError(t, err)
+	require.Empty(t, taken, "not while the heartbeat is fresh")
+	time.Sleep(1100 * time.Millisecond)
+	taken, err = st.TakeOver(ctx, "b", time.Second)
+	require.NoError(t, err)
+	require.Len(t, taken, 1)
+	require.Equal(t, mid.Cursor, taken[0].Cursor, "resumes at the saved cursor")
+	end, err := sw.Run(ctx, st, taken[0], "b", 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, repair.SweepDone, end.State)
+	require.EqualValues(t, 2000+8, end.Records, "every row compared exactly once across both runners")
+
+	var want, found []string
+	for id, w := range cases {
+		if w.redis.Drift() {
+			want = append(want, fmt.Sprintf("%d/redis/%s", id, w.redis))
+		}
+		if w.es.Drift() {
+			want = append(want, fmt.Sprintf("%d/elasticsearch/%s", id, w.es))
+		}
+	}
+	fs, err := st.Findings(ctx, rec.ID, 0)
+	require.NoError(t, err)
+	for _, f := range fs {
+		found = append(found, fmt.Sprintf("%s/%s/%s", f.Key, f.Store, f.Class))
+	}
+	sort.Strings(want)
+	sort.Strings(found)
+	require.Equal(t, want, found)
+
+	// Cancel: a finished sweep cannot be cancelled; a running one can.
+	_, err = st.SetState(ctx, rec.ID, repair.SweepCancelled)
+	require.ErrorIs(t, err, repair.ErrSweepState)
+	rec2 := repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test", Owner: "a"}
+	require.NoError(t, st.CreateSweep(ctx, &rec2))
+	_, err = st.SetState(ctx, rec2.ID, repair.SweepCancelled)
+	require.NoError(t, err)
+	end, err = sw.Run(ctx, st, rec2, "a", 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, repair.SweepCancelled, end.State)
 }
