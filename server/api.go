@@ -45,7 +45,7 @@ func statusOf(err error) (int, string) {
 	case errors.Is(err, ErrBadRequest), errors.Is(err, auth.ErrInvalidInput),
 		errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
 		return http.StatusBadRequest, "bad_request"
-	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound), errors.Is(err, repair.ErrUnknownEntity):
+	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound), errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, ErrNoSweep):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, ErrConflict), errors.Is(err, auth.ErrNameTaken),
 		errors.Is(err, dataset.ErrBusy), errors.Is(err, dataset.ErrState), errors.Is(err, dataset.ErrIncomplete):

@@ -55,6 +55,8 @@ type Options struct {
 	RepairLog repair.Log
 	// Repairer repairs records by key; nil answers 503.
 	Repairer Repairer
+	// Sweeps starts and controls sweeps; nil answers 503.
+	Sweeps SweepAdmin
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -81,6 +83,7 @@ type Server struct {
 	checks    Checker
 	repairLog repair.Log
 	repairer  Repairer
+	sweeps    SweepAdmin
 	tokens    *auth.Store
 	version   string
 	routes    []Route
@@ -96,7 +99,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -144,6 +147,12 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/repairs", auth.RoleViewer, s.listRepairs)
 	s.handle(api, http.MethodPost, "/repairs", auth.RoleOperator, s.postRepairs)
 	s.handle(api, http.MethodGet, "/repairs/runs", auth.RoleViewer, s.listRepairRuns)
+	s.handle(api, http.MethodGet, "/sweeps", auth.RoleViewer, s.listSweeps)
+	s.handle(api, http.MethodPost, "/sweeps", auth.RoleOperator, s.startSweep)
+	s.handle(api, http.MethodGet, "/sweeps/:id", auth.RoleViewer, s.getSweep)
+	s.handle(api, http.MethodPost, "/sweeps/:id/pause", auth.RoleOperator, s.sweepControl(repair.SweepPaused))
+	s.handle(api, http.MethodPost, "/sweeps/:id/resume", auth.RoleOperator, s.sweepControl(repair.SweepRunning))
+	s.handle(api, http.MethodPost, "/sweeps/:id/cancel", auth.RoleOperator, s.sweepControl(repair.SweepCancelled))
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)

@@ -122,6 +122,12 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	tokens := auth.NewStore(set.Postgres)
 	repairLog := repairpg.NewLog(set.Postgres)
 	checker := repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES))
+	repairer := repair.NewRepairer(checker, repairLog)
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	sweeps := &sweepRunner{sw: repair.NewSweeper(checker, repairer), checker: checker, st: repairpg.NewSweeps(set.Postgres),
+		owner: MemberID() + "@" + a.Addr, log: log.With("component", "repair.sweep"), ctx: runCtx, recheck: 2 * time.Second}
+	a.onStop("sweeps", func(context.Context) error { cancel(); sweeps.wg.Wait(); return nil })
 	srv := server.New(server.Options{
 		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
 		Dependencies: dependencies(set),
@@ -134,12 +140,11 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		Tokens: tokens, Version: o.Version, Lookup: reader, Dataset: manager,
 		Checks:    checker,
 		RepairLog: repairLog,
-		Repairer:  repair.NewRepairer(checker, repairLog),
+		Repairer:  repairer,
+		Sweeps:    sweeps,
 	})
 	a.Server = srv
 
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	a.cancel = cancel
 	a.group.Add(func() error { srv.RunProbes(runCtx); return nil }, func(error) { cancel() })
 	a.group.Add(func() error { follower.Run(runCtx); return nil }, func(error) { cancel() })
 	// The profile pipeline needs the schema and the index template: it is
@@ -172,6 +177,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { collectVersions(ctx, manager, log) })
 			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
+			wg.Go(func() { sweeps.takeOver(ctx) })
 			wg.Wait()
 		})
 		return nil

@@ -246,3 +246,159 @@ func (e env) repairCmd(ctx context.Context, args []string) error {
 	}
 	return nil
 }
+
+const sweepHelp = `Usage: triad sweep <command> [flags]
+
+  start [--entity profile] [--repair] [--dry-run] [--segment-size N] [--wait]
+                 start a sweep on the replica the API answers from
+  status [ID]    one sweep (progress, findings) or the latest sweeps
+  pause ID | resume ID | cancel ID
+                 takes effect after the current segment
+
+Talks to a running triad's API (--server, --token; operator role to start
+or control). Exit status of start --wait and status ID: 0 no drift found,
+3 drift found, 1 the sweep failed.
+`
+
+func (e env) sweep(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(e.stdout, sweepHelp)
+		if len(args) == 0 {
+			return usagef("want start, status, pause, resume or cancel")
+		}
+		return nil
+	}
+	verb := args[0]
+	var c common
+	fs := e.flags("sweep "+verb, &c)
+	entity := fs.String("entity", "profile", "start: entity to sweep")
+	doRepair := fs.Bool("repair", false, "start: repair what the sweep finds")
+	dryRun := fs.Bool("dry-run", false, "start: with --repair, plan only")
+	segment := fs.Int("segment-size", 1000, "start: primary rows per segment")
+	wait := fs.Bool("wait", false, "start: wait until the sweep ends and print its findings")
+	asJSON := fs.Bool("json", false, "print the API's JSON")
+	server, token, tokenFile := apiFlags(fs)
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	cfg, _, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	api, err := e.newAPIClient(*server, *token, *tokenFile, cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	type detail struct {
+		repair.SweepRecord
+		FindingsList []repair.Finding `json:"findings_list"`
+	}
+	show := func(d detail) error {
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(d)
+		}
+		fmt.Fprintf(e.stdout, "sweep %d (%s): %s; %d segments, %d records, %d suspects, %d in flight, %d findings, %d repaired\n",
+			d.ID, d.Entity, d.State, d.Segments, d.Records, d.Suspects, d.InFlight, d.Findings, d.Repaired)
+		if d.Error != "" {
+			fmt.Fprintf(e.stdout, "error: %s\n", d.Error)
+		}
+		for _, f := range d.FindingsList {
+			fmt.Fprintf(e.stdout, "  %s\t%s\t%s\n", f.Key, f.Store, f.Class)
+		}
+		return nil
+	}
+	get := func(id int64) (detail, error) {
+		var d detail
+		err := api.do(ctx, http.MethodGet, fmt.Sprintf("/api/v1/sweeps/%d", id), nil, &d)
+		return d, err
+	}
+	outcome := func(d detail) error {
+		switch {
+		case d.State == repair.SweepFailed:
+			return fmt.Errorf("sweep %d failed: %s", d.ID, d.Error)
+		case d.Findings > 0:
+			return exitError{ExitPartial, fmt.Errorf("sweep %d found %d drifted copies", d.ID, d.Findings)}
+		}
+		return nil
+	}
+	id := func() (int64, error) {
+		var n int64
+		if fs.NArg() != 1 {
+			return 0, usagef("%s takes one sweep ID", verb)
+		}
+		if _, err := fmt.Sscan(fs.Arg(0), &n); err != nil || n <= 0 {
+			return 0, usagef("sweep ID must be a positive integer, got %q", fs.Arg(0))
+		}
+		return n, nil
+	}
+	switch verb {
+	case "start":
+		var rec repair.SweepRecord
+		body := map[string]any{"entity": *entity, "repair": *doRepair, "dry_run": *dryRun, "segment_size": *segment, "trigger": repair.TriggerCLI}
+		if err := api.do(ctx, http.MethodPost, "/api/v1/sweeps", body, &rec); err != nil {
+			return err
+		}
+		if !*wait {
+			return show(detail{SweepRecord: rec})
+		}
+		for {
+			d, err := get(rec.ID)
+			if err != nil {
+				return err
+			}
+			if d.FinishedAt != nil {
+				if err := show(d); err != nil {
+					return err
+				}
+				return outcome(d)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(250 * time.Millisecond):
+			}
+		}
+	case "status":
+		if fs.NArg() == 0 {
+			var recs []repair.SweepRecord
+			if err := api.do(ctx, http.MethodGet, "/api/v1/sweeps?limit=20", nil, &recs); err != nil {
+				return err
+			}
+			if *asJSON {
+				return json.NewEncoder(e.stdout).Encode(recs)
+			}
+			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tENTITY\tSTATE\tSEGMENTS\tRECORDS\tFINDINGS\tREPAIRED\tOWNER\tSTARTED")
+			for _, r := range recs {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.Entity, r.State, r.Segments, r.Records, r.Findings, r.Repaired, r.Owner, r.CreatedAt.Format(time.RFC3339))
+			}
+			return tw.Flush()
+		}
+		n, err := id()
+		if err != nil {
+			return err
+		}
+		d, err := get(n)
+		if err != nil {
+			return err
+		}
+		if err := show(d); err != nil {
+			return err
+		}
+		if d.FinishedAt != nil {
+			return outcome(d)
+		}
+		return nil
+	case "pause", "resume", "cancel":
+		n, err := id()
+		if err != nil {
+			return err
+		}
+		var rec repair.SweepRecord
+		if err := api.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/sweeps/%d/%s", n, verb), nil, &rec); err != nil {
+			return err
+		}
+		return show(detail{SweepRecord: rec})
+	}
+	return usagef("unknown sweep command %q: want start, status, pause, resume or cancel", verb)
+}

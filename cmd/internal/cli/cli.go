@@ -55,6 +55,8 @@ Commands:
   archive verify|cat|replay   check, print or replay ChunkedWriter archive files
   check [--entity E] KEY...    check records across the three stores (asks a running triad)
   repair [--dry-run] KEY...    repair records from Postgres, guarded and logged (asks a running triad)
+  sweep start|status|pause|resume|cancel
+                              compare a whole entity across the stores (asks a running triad)
   dataset status|build|switch|rollback|verify|gc
                               dataset versions (Redis keyspace + ES index) through etcd
   version                     print the version
@@ -97,6 +99,8 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.check(ctx, args[1:])
 	case "repair":
 		err = e.repairCmd(ctx, args[1:])
+	case "sweep":
+		err = e.sweep(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK

@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/triad-dev/triad/repair"
+)
+
+// ErrNoSweep is an unknown sweep (mapped to 404).
+var ErrNoSweep = errors.New("no such sweep")
+
+// SweepAdmin starts and controls sweeps (cmd/internal/app's sweep runner).
+type SweepAdmin interface {
+	StartSweep(ctx context.Context, rec repair.SweepRecord) (repair.SweepRecord, error)
+	GetSweep(ctx context.Context, id int64) (repair.SweepRecord, error)
+	ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecord, error)
+	SetSweepState(ctx context.Context, id int64, to string) (repair.SweepRecord, error)
+	SweepFindings(ctx context.Context, id int64, limit int) ([]repair.Finding, error)
+}
+
+func (s *Server) sweepAdmin() (SweepAdmin, error) {
+	if s.sweeps == nil {
+		return nil, fmt.Errorf("%w: sweeps are not configured", ErrUnavailable)
+	}
+	return s.sweeps, nil
+}
+
+type sweepRequest struct {
+	Entity      string `json:"entity"`
+	Repair      bool   `json:"repair"`
+	DryRun      bool   `json:"dry_run"`
+	SegmentSize int    `json:"segment_size"`
+	Trigger     string `json:"trigger"`
+}
+
+// startSweep starts a sweep on this replica and answers at once (201);
+// follow it with GET /api/v1/sweeps/{id}.
+func (s *Server) startSweep(c *gin.Context) (any, error) {
+	sa, err := s.sweepAdmin()
+	if err != nil {
+		return nil, err
+	}
+	var req sweepRequest
+	dec := json.NewDecoder(c.Request.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > 5000 {
+		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000)}`, ErrBadRequest)
+	}
+	if req.SegmentSize == 0 {
+		req.SegmentSize = 1000
+	}
+	switch req.Trigger {
+	case "":
+		req.Trigger = repair.TriggerAPI
+	case repair.TriggerAPI, repair.TriggerCLI, repair.TriggerUI:
+	default:
+		return nil, fmt.Errorf("%w: trigger must be api, cli or ui, got %q", ErrBadRequest, req.Trigger)
+	}
+	rec, err := sa.StartSweep(c.Request.Context(), repair.SweepRecord{Entity: req.Entity, Repair: req.Repair, DryRun: req.DryRun,
+		SegmentSize: req.SegmentSize, Trigger: req.Trigger, Actor: principal(c).Name})
+	if err != nil {
+		return nil, sweepError(err)
+	}
+	s.log.Info("sweep started", "sweep", rec.ID, "entity", rec.Entity, "repair", rec.Repair, "by", principal(c).Name)
+	created(c)
+	return rec, nil
+}
+
+func sweepError(err error) error {
+	switch {
+	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, ErrNoSweep):
+		return err
+	case errors.Is(err, repair.ErrSweepState):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return fmt.Errorf("%w: sweeps: %w", ErrUnavailable, err)
+}
+
+func sweepID(c *gin.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: sweep id must be a positive integer, got %q", ErrBadRequest, c.Param("id"))
+	}
+	return id, nil
+}
+
+type sweepDetail struct {
+	repair.SweepRecord
+	FindingsList []repair.Finding `json:"findings_list"`
+}
+
+// getSweep reports a sweep's progress and, once done, its findings (up
+// to 1000).
+func (s *Server) getSweep(c *gin.Context) (any, error) {
+	sa, err := s.sweepAdmin()
+	if err != nil {
+		return nil, err
+	}
+	id, err := sweepID(c)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := sa.GetSweep(c.Request.Context(), id)
+	if err != nil {
+		return nil, sweepError(err)
+	}
+	fs, err := sa.SweepFindings(c.Request.Context(), id, 1000)
+	if err != nil {
+		return nil, sweepError(err)
+	}
+	if fs == nil {
+		fs = []repair.Finding{}
+	}
+	return sweepDetail{SweepRecord: rec, FindingsList: fs}, nil
+}
+
+// listSweeps lists sweeps newest first.
+func (s *Server) listSweeps(c *gin.Context) (any, error) {
+	sa, err := s.sweepAdmin()
+	if err != nil {
+		return nil, err
+	}
+	limit, _ := strconv.Atoi(c.Query("limit"))
+	recs, err := sa.ListSweeps(c.Request.Context(), limit)
+	if err != nil {
+		return nil, sweepError(err)
+	}
+	if recs == nil {
+		recs = []repair.SweepRecord{}
+	}
+	return recs, nil
+}
+
+// sweepControl pauses, resumes or cancels a sweep; the runner obeys after
+// its current segment.
+func (s *Server) sweepControl(to string) handlerFunc {
+	return func(c *gin.Context) (any, error) {
+		sa, err := s.sweepAdmin()
+		if err != nil {
+			return nil, err
+		}
+		id, err := sweepID(c)
+		if err != nil {
+			return nil, err
+		}
+		rec, err := sa.SetSweepState(c.Request.Context(), id, to)
+		if err != nil {
+			return nil, sweepError(err)
+		}
+		s.log.Info("sweep state", "sweep", id, "state", to, "by", principal(c).Name)
+		return rec, nil
+	}
+}
