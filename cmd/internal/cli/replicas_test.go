@@ -302,6 +302,17 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 	require.NoError(t, ns.Redis().HSet(t.Context(), key, "d", good).Err())
 	code, _, errs = run(t, env, "loadgen", "--count", "1", "--first-id", "78", "--revision", "99999999", "--ingest", "--progress", "never")
 	require.Equal(t, ExitOK, code, errs)
+	// A document with no row in Postgres shows in the count.
+	ires, err := ns.ES().Index(ns.IndexPrefix+"profiles-v2", strings.NewReader(`{"user_id":999999,"version":1,"digest":1,"digest_version":1,"updated_at":null,"tags":[],"interests":{},"devices":[],"behavior":[],"props":{}}`),
+		ns.ES().Index.WithDocumentID("999999"), ns.ES().Index.WithRefresh("true"))
+	require.NoError(t, err)
+	ires.Body.Close()
+	code, out, _ = run(t, env, "dataset", "verify", "2")
+	require.Equal(t, ExitPartial, code, out)
+	require.Regexp(t, `elasticsearch (\d+) docs \(postgres (\d+) live then\)`, out)
+	dres, err := ns.ES().Delete(ns.IndexPrefix+"profiles-v2", "999999", ns.ES().Delete.WithRefresh("true"))
+	require.NoError(t, err)
+	dres.Body.Close()
 
 	// Switch through replica A's API: both replicas serve version 2 within
 	// 1 s of the active key.
