@@ -262,3 +262,7 @@ func (p *Profile) ScanDerived(ctx context.Context, i int, fn func(keys []int64) 
 func (p *Profile) PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error) {
 	return p.pg.Existing(ctx, keys)
 }
+
+// Prepare implements Preparer: refresh the index so recent documents are
+// searchable by range.
+func (p *Profile) Prepare(ctx context.Context) error { return p.es.Refresh(ctx) }

@@ -122,6 +122,9 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		return SweepReport{}, err
 	}
 	rep := SweepReport{Entity: o.Entity}
+	if err := prepare(ctx, r); err != nil {
+		return rep, err
+	}
 	suspects := map[int64]Head{}
 	var after int64
 	for done := false; !done; {
@@ -145,6 +148,20 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 	}
 	rep.Took = time.Since(start)
 	return rep, nil
+}
+
+// Preparer is an optional part of a Ranged entity: Prepare runs once
+// before a sweep's first segment (profile: refresh the index, so documents
+// written in the last second are searchable rather than suspects).
+type Preparer interface {
+	Prepare(ctx context.Context) error
+}
+
+func prepare(ctx context.Context, r Ranged) error {
+	if p, ok := r.(Preparer); ok {
+		return p.Prepare(ctx)
+	}
+	return nil
 }
 
 type segmentResult struct {

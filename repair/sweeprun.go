@@ -123,6 +123,9 @@ func (s *Sweeper) Run(ctx context.Context, st SweepStore, rec SweepRecord, owner
 		}
 		return state, nil
 	}
+	if err := prepare(ctx, r); err != nil {
+		return end(SweepFailed, nil, err)
+	}
 	for done := rec.Cursor == -1; !done; {
 		state, err := st.Heartbeat(ctx, rec.ID, owner)
 		if err == nil {

@@ -139,10 +139,11 @@ func TestSweepThroughTheAPI(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	flags := []string{"--server", "http://" + a.Addr, "--token", replicaToken}
 	until(t, 30*time.Second, "derived stores written", func() bool {
-		code, _, _ := run(t, nil, append(append([]string{"check"}, flags...), "1", "300", "600")...)
+		code, _, _ := run(t, nil, append(append([]string{"check"}, flags...), "1", "9", "300", "600")...)
 		return code == ExitOK
 	})
-	// Drift: profile 9's cache copy is an older version.
+	// Drift: profile 9's cache copy is an older version (planted after the
+	// pipeline wrote it, so no late write undoes it).
 	require.NoError(t, ns.Redis().HSet(t.Context(), ns.RedisPrefix+"profile:9", "v", "2").Err())
 
 	code, out, errs := run(t, nil, append([]string{"sweep", "start", "--repair", "--wait", "--segment-size", "100"}, flags...)...)
