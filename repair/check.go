@@ -55,6 +55,8 @@ type Checker struct {
 	entities map[string]Entity
 	// MaxKeys bounds one check.
 	MaxKeys int
+	// Metrics, when set, count checks and the drift they find.
+	Metrics *Metrics
 }
 
 // NewChecker returns a checker of the given entities.
@@ -85,6 +87,16 @@ func (c *Checker) Entity(name string) (Entity, error) {
 // validated first; an error reading any store fails the check (a check
 // that cannot see a store says so rather than guessing).
 func (c *Checker) Check(ctx context.Context, entity string, raw []string) ([]Result, error) {
+	out, err := c.check(ctx, entity, raw)
+	for _, r := range out {
+		c.Metrics.checked(r)
+	}
+	return out, err
+}
+
+// check is Check without metrics (a sweep's recheck counts only what it
+// confirms).
+func (c *Checker) check(ctx context.Context, entity string, raw []string) ([]Result, error) {
 	e, err := c.Entity(entity)
 	if err != nil {
 		return nil, err

@@ -152,6 +152,7 @@ func (r *Repairer) Repair(ctx context.Context, req Request) (Run, []Entry, error
 				}
 			}
 			run.Count(en.Outcome)
+			r.checker.Metrics.repaired(en)
 			entries = append(entries, en)
 		}
 	}

@@ -134,6 +134,7 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		}
 		rep.Segments++
 		rep.Records += seg.records
+		s.checker.Metrics.segment(o.Entity, seg.records)
 		for k, h := range seg.suspects {
 			suspects[k] = h
 		}
@@ -147,6 +148,7 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		return rep, err
 	}
 	rep.Took = time.Since(start)
+	s.checker.Metrics.swept(o.Entity, int64(rep.Records), &rep)
 	return rep, nil
 }
 
@@ -257,7 +259,7 @@ func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects
 		for i, k := range chunk {
 			keys[i] = strconv.FormatInt(k, 10)
 		}
-		res, err := s.checker.Check(ctx, r.Name(), keys)
+		res, err := s.checker.check(ctx, r.Name(), keys)
 		if err != nil {
 			return fmt.Errorf("recheck: %w", err)
 		}
@@ -275,6 +277,9 @@ func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects
 			for _, d := range r.Derived() {
 				if v := x.Stores[d.Store()]; v.Class.Drift() {
 					rep.Findings = append(rep.Findings, Finding{Key: x.Key, Store: d.Store(), Class: v.Class})
+					if m := s.checker.Metrics; m != nil {
+						m.drift.WithLabelValues(r.Name(), d.Store(), string(v.Class)).Inc()
+					}
 				}
 			}
 		}

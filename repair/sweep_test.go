@@ -3,6 +3,9 @@ package repair_test
 import (
 	"context"
 	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"sort"
 	"testing"
 	"time"
@@ -32,6 +35,8 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
 	require.NoError(t, s.es.Refresh(ctx))
 	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	reg := prometheus.NewRegistry()
+	c.Metrics = repair.NewMetrics(reg)
 	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
 
 	// Every planted drift. (Profile 5's Redis hash had a field changed
@@ -63,6 +68,15 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	require.Equal(t, 1000+8, rep.Records, "every Postgres row: 1000, and 8 planted ones (6 and 9 have none; 7 and 10 are tombstones)")
 	require.NotNil(t, rep.Repair)
 	require.Equal(t, len(want), rep.Repair.Repaired, "%+v", rep.Repair)
+	// The metrics say the same.
+	require.Equal(t, float64(len(want)), testutil.ToFloat64(sumOf(t, reg, "triad_repair_drift_total")))
+	require.Equal(t, float64(len(want)), testutil.ToFloat64(sumOf(t, reg, "triad_repair_repairs_total", "outcome", "repaired")))
+	require.EqualValues(t, 1008, testutil.ToFloat64(sumOf(t, reg, "triad_repair_sweep_records_total")))
+	drifted := map[string]bool{}
+	for _, f := range rep.Findings {
+		drifted[f.Key] = true
+	}
+	require.InDelta(t, 1-float64(len(drifted))/1008, testutil.ToFloat64(sumOf(t, reg, "triad_repair_consistency_ratio")), 1e-9)
 	t.Logf("measured: sweep of %d records in %d segments took %s (%d suspects)", rep.Records, rep.Segments, rep.Took, rep.Suspects)
 
 	require.NoError(t, s.es.Refresh(ctx))
@@ -240,4 +254,35 @@ func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
 	end, err = sw.Run(ctx, st, rec2, "a", 100*time.Millisecond)
 	require.NoError(t, err)
 	require.Equal(t, repair.SweepCancelled, end.State)
+}
+
+// sumOf sums a metric's samples (optionally those with label = value) into
+// a gauge testutil can read.
+func sumOf(t *testing.T, reg *prometheus.Registry, name string, label ...string) prometheus.Gauge {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sum"})
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			if len(label) == 2 {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == label[0] && lp.GetValue() != label[1] {
+						continue metrics
+					}
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				g.Add(m.GetCounter().GetValue())
+			case m.GetGauge() != nil:
+				g.Add(m.GetGauge().GetValue())
+			}
+		}
+	}
+	return g
 }

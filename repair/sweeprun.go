@@ -149,6 +149,7 @@ func (s *Sweeper) Run(ctx context.Context, st SweepStore, rec SweepRecord, owner
 			return rec, err
 		}
 		rec.Cursor, rec.Segments, rec.Records = cursor, rec.Segments+1, rec.Records+int64(seg.records)
+		s.checker.Metrics.segment(rec.Entity, seg.records)
 		done = seg.last
 	}
 	suspects, err := st.Suspects(ctx, rec.ID)
@@ -164,5 +165,7 @@ func (s *Sweeper) Run(ctx context.Context, st SweepStore, rec SweepRecord, owner
 		return end(SweepFailed, &rep, err)
 	}
 	rep.Took = time.Since(start)
+	// After a take-over, Took covers this runner's part only.
+	s.checker.Metrics.swept(rec.Entity, rec.Records, &rep)
 	return end(SweepDone, &rep, nil)
 }

@@ -122,6 +122,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	tokens := auth.NewStore(set.Postgres)
 	repairLog := repairpg.NewLog(set.Postgres)
 	checker := repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES))
+	checker.Metrics = repair.NewMetrics(reg)
 	repairer := repair.NewRepairer(checker, repairLog)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel

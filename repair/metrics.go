@@ -1,0 +1,102 @@
+package repair
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Metrics are the consistency engine's metrics; one set per process,
+// shared by the checker, the repairer and the sweeper.
+type Metrics struct {
+	checks      *prometheus.CounterVec // entity, result: consistent, inconsistent
+	drift       *prometheus.CounterVec // entity, store, class: drift found (checks and sweeps)
+	repairs     *prometheus.CounterVec // entity, store, outcome
+	segments    *prometheus.CounterVec // entity
+	records     *prometheus.CounterVec // entity
+	duration    *prometheus.HistogramVec
+	consistency *prometheus.GaugeVec // entity
+	suspects    *prometheus.CounterVec
+	inFlight    *prometheus.CounterVec
+}
+
+// NewMetrics registers the engine's metrics on reg (nil: unregistered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	f := promauto.With(reg)
+	return &Metrics{
+		checks: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_checks_total", Help: "Keys checked by ID, by entity and result (consistent, inconsistent).",
+		}, []string{"entity", "result"}),
+		drift: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_drift_total", Help: "Drifted copies found, by entity, derived store and class (checks by ID and sweep findings).",
+		}, []string{"entity", "store", "class"}),
+		repairs: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_repairs_total", Help: "Repair entries, by entity, store and outcome (planned, repaired, noop, conflict, failed, skipped).",
+		}, []string{"entity", "store", "outcome"}),
+		segments: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_sweep_segments_total", Help: "Sweep segments compared, by entity.",
+		}, []string{"entity"}),
+		records: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_sweep_records_total", Help: "Primary records compared by sweeps, by entity.",
+		}, []string{"entity"}),
+		suspects: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_sweep_suspects_total", Help: "Keys a sweep's first pass suspected, by entity.",
+		}, []string{"entity"}),
+		inFlight: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_sweep_in_flight_total", Help: "Suspects written during the sweep (not judged), by entity.",
+		}, []string{"entity"}),
+		duration: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "triad_repair_sweep_duration_seconds", Help: "Duration of finished sweeps, by entity.",
+			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16),
+		}, []string{"entity"}),
+		consistency: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "triad_repair_consistency_ratio", Help: "Share of the records the last finished sweep compared that were consistent in every store, by entity.",
+		}, []string{"entity"}),
+	}
+}
+
+func (m *Metrics) checked(r Result) {
+	if m == nil {
+		return
+	}
+	if r.Consistent {
+		m.checks.WithLabelValues(r.Entity, "consistent").Inc()
+		return
+	}
+	m.checks.WithLabelValues(r.Entity, "inconsistent").Inc()
+	for store, v := range r.Stores {
+		if v.Class.Drift() {
+			m.drift.WithLabelValues(r.Entity, store, string(v.Class)).Inc()
+		}
+	}
+}
+
+func (m *Metrics) repaired(e Entry) {
+	if m != nil {
+		m.repairs.WithLabelValues(e.Entity, e.Store, e.Outcome).Inc()
+	}
+}
+
+func (m *Metrics) segment(entity string, records int) {
+	if m != nil {
+		m.segments.WithLabelValues(entity).Inc()
+		m.records.WithLabelValues(entity).Add(float64(records))
+	}
+}
+
+// swept records a finished sweep: its duration, suspects, and the share
+// of compared records with no finding.
+func (m *Metrics) swept(entity string, records int64, rep *SweepReport) {
+	if m == nil {
+		return
+	}
+	m.duration.WithLabelValues(entity).Observe(rep.Took.Seconds())
+	m.suspects.WithLabelValues(entity).Add(float64(rep.Suspects))
+	m.inFlight.WithLabelValues(entity).Add(float64(rep.InFlight))
+	drifted := map[string]bool{}
+	for _, f := range rep.Findings {
+		drifted[f.Key] = true
+	}
+	if records > 0 {
+		m.consistency.WithLabelValues(entity).Set(1 - float64(len(drifted))/float64(records))
+	}
+}
