@@ -76,10 +76,13 @@ func privateConfig(t *testing.T, c stack.Config) stack.Config {
 	t.Helper()
 	dir := stacktest.PrivateDir(t)
 	c.Dir, c.Mode = dir, stack.ModeLocal
-	for _, p := range []*int{&c.PostgresPort, &c.RedisPort, &c.EtcdPort, &c.EtcdPeerPort, &c.ESPort, &c.ESTransportPort} {
-		port, err := stack.FreePort()
-		require.NoError(t, err)
-		*p = port
+	targets := []*int{&c.PostgresPort, &c.RedisPort, &c.EtcdPort, &c.EtcdPeerPort, &c.ESPort, &c.ESTransportPort}
+	ports, err := stack.FreePorts(len(targets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range targets {
+		*p = ports[i]
 	}
 	return c
 }

@@ -242,12 +242,13 @@ func StartPrivate(t testing.TB, name string) *Private {
 	dir := PrivateDir(t)
 	c := base
 	c.Dir, c.Mode = dir, stack.ModeLocal
-	for _, p := range []*int{&c.PostgresPort, &c.RedisPort, &c.EtcdPort, &c.EtcdPeerPort, &c.ESPort, &c.ESTransportPort} {
-		port, err := stack.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		*p = port
+	targets := []*int{&c.PostgresPort, &c.RedisPort, &c.EtcdPort, &c.EtcdPeerPort, &c.ESPort, &c.ESTransportPort}
+	ports, err := stack.FreePorts(len(targets))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range targets {
+		*p = ports[i]
 	}
 	st, err := stack.New(c, Logger(t))
 	if err != nil {
