@@ -25,14 +25,7 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	cases := plantAll(t, s)
 	// Many consistent profiles around them, so there are several segments.
 	ctx := t.Context()
-	var bulk []*ingest.Profile
-	for id := int64(100); id < 1100; id++ {
-		bulk = append(bulk, profile(t, id, 1, "ok"))
-	}
-	require.NoError(t, s.pg.Apply(ctx, bulk, make([]bool, len(bulk))))
-	out := make([]ingest.WriteResult, len(bulk))
-	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
-	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
+	s.consistent(t, 100, 1099, "ok")
 	require.NoError(t, s.es.Refresh(ctx))
 	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
 	reg := prometheus.NewRegistry()
@@ -93,14 +86,7 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 func TestSweepDuringLiveIngest(t *testing.T) {
 	s := newStores(t)
 	ctx := t.Context()
-	var bulk []*ingest.Profile
-	for id := int64(1); id <= 3000; id++ {
-		bulk = append(bulk, profile(t, id, 1, "v1"))
-	}
-	require.NoError(t, s.pg.Apply(ctx, bulk, make([]bool, len(bulk))))
-	out := make([]ingest.WriteResult, len(bulk))
-	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
-	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
+	s.consistent(t, 1, 3000, "v1")
 	// The planted drift: 5000's index copy is missing (never written).
 	drifted := profile(t, 5000, 1, "x")
 	s.write(t, drifted, "postgres", "redis")
@@ -169,14 +155,7 @@ func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
 	s := newStores(t)
 	cases := plantAll(t, s)
 	ctx := t.Context()
-	var bulk []*ingest.Profile
-	for id := int64(100); id < 2100; id++ {
-		bulk = append(bulk, profile(t, id, 1, "ok"))
-	}
-	require.NoError(t, s.pg.Apply(ctx, bulk, make([]bool, len(bulk))))
-	out := make([]ingest.WriteResult, len(bulk))
-	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
-	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
+	s.consistent(t, 100, 2099, "ok")
 	require.NoError(t, s.es.Refresh(ctx))
 	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
 	sw := repair.NewSweeper(c, nil)
@@ -285,4 +264,19 @@ func sumOf(t *testing.T, reg *prometheus.Registry, name string, label ...string)
 		}
 	}
 	return g
+}
+
+// consistent writes profiles first..last at version 1 into all three
+// stores in one batch each.
+func (s *stores) consistent(t *testing.T, first, last int64, tag string) {
+	t.Helper()
+	var bulk []*ingest.Profile
+	for id := first; id <= last; id++ {
+		bulk = append(bulk, profile(t, id, 1, tag))
+	}
+	ctx := t.Context()
+	require.NoError(t, s.pg.Apply(ctx, bulk, make([]bool, len(bulk))))
+	out := make([]ingest.WriteResult, len(bulk))
+	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
+	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
 }

@@ -375,16 +375,7 @@ func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (map[in
 }
 
 func (s *Store) getMany(ctx context.Context, index string, ids []int64) (map[int64]*ingest.Profile, error) {
-	body := []byte(`{"ids":[`)
-	for i, id := range ids {
-		if i > 0 {
-			body = append(body, ',')
-		}
-		body = append(body, '"')
-		body = strconv.AppendInt(body, id, 10)
-		body = append(body, '"')
-	}
-	body = append(body, "]}"...)
+	body := idsBody(ids)
 	res, err := esapi.MgetRequest{Index: index, Body: bytes.NewReader(body)}.Do(ctx, s.es)
 	if err != nil {
 		return nil, err
@@ -416,13 +407,8 @@ func (s *Store) getMany(ctx context.Context, index string, ids []int64) (map[int
 	return out, nil
 }
 
-// Head is a document's version and digest.
-type Head struct{ Version, Digest int64 }
-
-// HeadsAt reads only the version and digest of ids in a dataset version's
-// index (one _mget with _source filtering); absent ids are not in the
-// result.
-func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
+// idsBody is the _mget body for ids.
+func idsBody(ids []int64) []byte {
 	body := []byte(`{"ids":[`)
 	for i, id := range ids {
 		if i > 0 {
@@ -432,7 +418,17 @@ func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int6
 		body = strconv.AppendInt(body, id, 10)
 		body = append(body, '"')
 	}
-	body = append(body, "]}"...)
+	return append(body, "]}"...)
+}
+
+// Head is a document's version and digest.
+type Head struct{ Version, Digest int64 }
+
+// HeadsAt reads only the version and digest of ids in a dataset version's
+// index (one _mget with _source filtering); absent ids are not in the
+// result.
+func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
+	body := idsBody(ids)
 	res, err := esapi.MgetRequest{Index: s.Index(version), Body: bytes.NewReader(body),
 		SourceIncludes: []string{"version", "digest"}, FilterPath: []string{"docs._id", "docs.found", "docs._source"}}.Do(ctx, s.es)
 	if err != nil {

@@ -37,6 +37,19 @@ func scanSweep(row pgx.Row) (repair.SweepRecord, error) {
 	return r, err
 }
 
+func collectSweeps(rows pgx.Rows) ([]repair.SweepRecord, error) {
+	defer rows.Close()
+	var out []repair.SweepRecord
+	for rows.Next() {
+		r, err := scanSweep(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
 // CreateSweep implements repair.SweepStore (state running).
 func (s *Sweeps) CreateSweep(ctx context.Context, r *repair.SweepRecord) error {
 	rec, err := scanSweep(s.pool.QueryRow(ctx, `INSERT INTO sweeps (entity, state, repair, dry_run, segment_size, trigger, actor, owner)
@@ -61,16 +74,7 @@ func (s *Sweeps) ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecor
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []repair.SweepRecord
-	for rows.Next() {
-		r, err := scanSweep(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collectSweeps(rows)
 }
 
 // SaveSegment implements repair.SweepStore in one transaction.
@@ -201,14 +205,5 @@ func (s *Sweeps) TakeOver(ctx context.Context, owner string, staleAfter time.Dur
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []repair.SweepRecord
-	for rows.Next() {
-		r, err := scanSweep(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return collectSweeps(rows)
 }

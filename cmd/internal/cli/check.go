@@ -36,11 +36,23 @@ type apiClient struct {
 	http  *http.Client
 }
 
-// apiFlags registers --server, --token and --token-file.
-func apiFlags(fs *flag.FlagSet) (server, token, tokenFile *string) {
-	return fs.String("server", "", "triad API base URL (default: http://<server.listen>)"),
+// apiFlags are --server, --token and --token-file.
+type apiFlags struct{ server, token, tokenFile *string }
+
+func newAPIFlags(fs *flag.FlagSet) apiFlags {
+	return apiFlags{fs.String("server", "", "triad API base URL (default: http://<server.listen>)"),
 		fs.String("token", "", "API token (default: TRIAD_TOKEN, then --token-file)"),
-		fs.String("token-file", ".triad/admin-token", "file holding the API token")
+		fs.String("token-file", ".triad/admin-token", "file holding the API token")}
+}
+
+// connect loads the configuration (for server.listen) and returns a client
+// of the API the flags name.
+func (e env) connect(c common, f apiFlags) (*apiClient, error) {
+	cfg, _, err := e.load(c)
+	if err != nil {
+		return nil, err
+	}
+	return e.newAPIClient(*f.server, *f.token, *f.tokenFile, cfg.Server.Listen)
 }
 
 func (e env) newAPIClient(serverURL, token, tokenFile, listen string) (*apiClient, error) {
@@ -115,18 +127,14 @@ func (e env) check(ctx context.Context, args []string) error {
 	fs.Usage = func() { fmt.Fprint(e.stderr, checkHelp); fs.PrintDefaults() }
 	entity := fs.String("entity", "profile", "entity to check")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	server, token, tokenFile := apiFlags(fs)
+	af := newAPIFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usagef("give one or more keys")
 	}
-	cfg, _, err := e.load(c)
-	if err != nil {
-		return err
-	}
-	api, err := e.newAPIClient(*server, *token, *tokenFile, cfg.Server.Listen)
+	api, err := e.connect(c, af)
 	if err != nil {
 		return err
 	}
@@ -194,18 +202,14 @@ func (e env) repairCmd(ctx context.Context, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "plan only: print what a real run would do")
 	budget := fs.Int("budget", 0, "most writes in the run (0: no limit)")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	server, token, tokenFile := apiFlags(fs)
+	af := newAPIFlags(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usagef("give one or more keys")
 	}
-	cfg, _, err := e.load(c)
-	if err != nil {
-		return err
-	}
-	api, err := e.newAPIClient(*server, *token, *tokenFile, cfg.Server.Listen)
+	api, err := e.connect(c, af)
 	if err != nil {
 		return err
 	}
@@ -277,15 +281,11 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	segment := fs.Int("segment-size", 1000, "start: primary rows per segment")
 	wait := fs.Bool("wait", false, "start: wait until the sweep ends and print its findings")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
-	server, token, tokenFile := apiFlags(fs)
+	af := newAPIFlags(fs)
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	cfg, _, err := e.load(c)
-	if err != nil {
-		return err
-	}
-	api, err := e.newAPIClient(*server, *token, *tokenFile, cfg.Server.Listen)
+	api, err := e.connect(c, af)
 	if err != nil {
 		return err
 	}
