@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"strconv"
 	"time"
 )
@@ -111,6 +112,34 @@ func (p *Profile) ComputeDigest(scratch []byte) (int64, []byte) {
 	scratch = p.AppendDocument(scratch[:0])
 	sum := sha256.Sum256(scratch)
 	return int64(binary.BigEndian.Uint64(sum[:8])), scratch
+}
+
+// SegmentHash is the value a sweep adds up per segment of records to
+// compare whole segments across stores: the content digest with the
+// version rotated into it (so a stale version with equal content still
+// changes the sum). Postgres computes the same from its columns as
+// digest # ((version << 32) | ((version >> 32) & 4294967295)) (repair's
+// segment aggregate), and the search index stores its two 32-bit halves.
+func SegmentHash(version, digest int64) uint64 {
+	return uint64(digest) ^ bits.RotateLeft64(uint64(version), 32)
+}
+
+// SegmentSum is one store's summary of a segment of records: how many it
+// holds, how many of those carry a stored segment hash (Hashed < Records:
+// some were written without one, e.g. by an older triad, and must be read
+// record by record), and the sums of the two 32-bit halves of their
+// SegmentHash. Two stores agree on a segment when all four are equal.
+type SegmentSum struct {
+	Records, Hashed int64
+	H0, H1          uint64
+}
+
+// Add adds one record's hash to the sum.
+func (s *SegmentSum) Add(h uint64) {
+	s.Records++
+	s.Hashed++
+	s.H0 += h & 0xFFFFFFFF
+	s.H1 += h >> 32
 }
 
 // AppendRecord appends the profile as one JSONL input line (without the

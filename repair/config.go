@@ -1,8 +1,11 @@
 package repair
 
 import (
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // Config configures the consistency engine (key `repair`).
@@ -10,15 +13,100 @@ type Config struct {
 	// LogRetention is how long repair log entries and finished runs are
 	// kept; the leader purges older ones daily. 0 keeps them forever.
 	LogRetention time.Duration `yaml:"log_retention"`
+	Sweep        SweepConfig   `yaml:"sweep"`
+	// Schedules start sweeps on the leader.
+	Schedules []Schedule `yaml:"schedules"`
+}
+
+// SweepConfig configures how every replica runs sweeps (key
+// `repair.sweep`).
+type SweepConfig struct {
+	// Recheck is how long a sweep waits before it reads its suspects
+	// again, so records written during the sweep are not reported.
+	Recheck time.Duration `yaml:"recheck"`
+	// RangeSegments is how many segments make a range, the unit one
+	// replica claims (under an etcd lease) and saves progress for.
+	RangeSegments int `yaml:"range_segments"`
+	// StuckAfter flags a running sweep with no progress for this long.
+	StuckAfter time.Duration `yaml:"stuck_after"`
+}
+
+// Schedule starts a sweep of an entity on an interval or a cron
+// expression (one of the two), unless one of that entity is still
+// running.
+type Schedule struct {
+	Name   string        `yaml:"name"`
+	Entity string        `yaml:"entity"`
+	Every  time.Duration `yaml:"every"`
+	// Cron is a standard 5-field expression (minute hour dom month dow)
+	// or a descriptor such as @daily, in UTC.
+	Cron        string `yaml:"cron"`
+	Mode        string `yaml:"mode"`
+	Repair      bool   `yaml:"repair"`
+	DryRun      bool   `yaml:"dry_run"`
+	SegmentSize int    `yaml:"segment_size"`
+	// Rate limits each runner to this many records per second (0: none).
+	Rate int `yaml:"rate"`
 }
 
 // DefaultConfig returns the defaults.
-func DefaultConfig() Config { return Config{LogRetention: 90 * 24 * time.Hour} }
+func DefaultConfig() Config {
+	return Config{LogRetention: 90 * 24 * time.Hour,
+		Sweep: SweepConfig{Recheck: 2 * time.Second, RangeSegments: 32, StuckAfter: 5 * time.Minute}}
+}
 
 // Validate reports an invalid key.
 func (c Config) Validate() error {
 	if c.LogRetention < 0 {
 		return fmt.Errorf("repair.log_retention: must not be negative, got %s", c.LogRetention)
 	}
+	if c.Sweep.Recheck < 0 || c.Sweep.Recheck > time.Hour {
+		return fmt.Errorf("repair.sweep.recheck: must be between 0 and 1h, got %s", c.Sweep.Recheck)
+	}
+	if c.Sweep.RangeSegments < 1 || c.Sweep.RangeSegments > 10000 {
+		return fmt.Errorf("repair.sweep.range_segments: must be between 1 and 10000, got %d", c.Sweep.RangeSegments)
+	}
+	if c.Sweep.StuckAfter < 10*time.Second {
+		return fmt.Errorf("repair.sweep.stuck_after: must be at least 10s, got %s", c.Sweep.StuckAfter)
+	}
+	names := map[string]bool{}
+	for i, s := range c.Schedules {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("repair.schedules[%d]: %w", i, err)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("repair.schedules[%d]: name %q is used twice", i, s.Name)
+		}
+		names[s.Name] = true
+	}
 	return nil
 }
+
+func (s Schedule) validate() error {
+	switch {
+	case s.Name == "":
+		return errors.New("name: required")
+	case s.Entity == "":
+		return errors.New("entity: required")
+	case (s.Every > 0) == (s.Cron != ""):
+		return errors.New("give exactly one of every and cron")
+	case s.Every < 0 || (s.Every > 0 && s.Every < time.Minute):
+		return fmt.Errorf("every: at least 1m, got %s", s.Every)
+	case !ValidMode(s.Mode):
+		return fmt.Errorf("mode: records, digest or auto, got %q", s.Mode)
+	case s.SegmentSize < 0 || s.SegmentSize > maxSegmentRows:
+		return fmt.Errorf("segment_size: between 1 and %d, got %d", maxSegmentRows, s.SegmentSize)
+	case s.Rate < 0:
+		return fmt.Errorf("rate: must not be negative, got %d", s.Rate)
+	case s.DryRun && !s.Repair:
+		return errors.New("dry_run: only with repair")
+	}
+	if s.Cron != "" {
+		if _, err := cronParser.Parse(s.Cron); err != nil {
+			return fmt.Errorf("cron %q: %w", s.Cron, err)
+		}
+	}
+	return nil
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

@@ -17,6 +17,7 @@ type Metrics struct {
 	consistency *prometheus.GaugeVec // entity
 	suspects    *prometheus.CounterVec
 	inFlight    *prometheus.CounterVec
+	stuckSweeps prometheus.Gauge
 }
 
 // NewMetrics registers the engine's metrics on reg (nil: unregistered).
@@ -33,8 +34,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "triad_repair_repairs_total", Help: "Repair entries, by entity, store and outcome (planned, repaired, noop, conflict, failed, skipped).",
 		}, []string{"entity", "store", "outcome"}),
 		segments: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "triad_repair_sweep_segments_total", Help: "Sweep segments compared, by entity.",
-		}, []string{"entity"}),
+			Name: "triad_repair_sweep_segments_total", Help: "Sweep segments compared, by entity and result (clean: every store agreed; dirty: records were read).",
+		}, []string{"entity", "result"}),
 		records: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_repair_sweep_records_total", Help: "Primary records compared by sweeps, by entity.",
 		}, []string{"entity"}),
@@ -44,6 +45,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		inFlight: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_repair_sweep_in_flight_total", Help: "Suspects written during the sweep (not judged), by entity.",
 		}, []string{"entity"}),
+		stuckSweeps: f.NewGauge(prometheus.GaugeOpts{
+			Name: "triad_repair_sweeps_stuck", Help: "Running sweeps that made no progress for repair.sweep.stuck_after (set by the leader).",
+		}),
 		duration: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "triad_repair_sweep_duration_seconds", Help: "Duration of finished sweeps, by entity.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16),
@@ -76,9 +80,16 @@ func (m *Metrics) repaired(e Entry) {
 	}
 }
 
-func (m *Metrics) segment(entity string, records int) {
+func (m *Metrics) stuck(n int) {
 	if m != nil {
-		m.segments.WithLabelValues(entity).Inc()
+		m.stuckSweeps.Set(float64(n))
+	}
+}
+
+func (m *Metrics) segment(entity string, segments, dirty, records int) {
+	if m != nil {
+		m.segments.WithLabelValues(entity, "clean").Add(float64(segments - dirty))
+		m.segments.WithLabelValues(entity, "dirty").Add(float64(dirty))
 		m.records.WithLabelValues(entity).Add(float64(records))
 	}
 }

@@ -198,13 +198,52 @@ func (f esFixer) Delete(ctx context.Context, key string, observed Record) (bool,
 // Profile implements Ranged.
 var _ Ranged = (*Profile)(nil)
 
-// maxSegmentDocs bounds one Elasticsearch range read (the default
-// index.max_result_window).
-const maxSegmentDocs = 10000
+// Bounds implements Ranged.
+func (p *Profile) Bounds(ctx context.Context, after, hi int64, size, n int) ([]int64, error) {
+	b, err := p.pg.Bounds(ctx, after, size, n)
+	if err != nil {
+		return nil, err
+	}
+	for i, x := range b {
+		if x >= hi {
+			return append(b[:i], hi), nil
+		}
+	}
+	return b, nil
+}
 
-// NextBound implements Ranged.
-func (p *Profile) NextBound(ctx context.Context, after int64, size int) (int64, int, error) {
-	return p.pg.NextBound(ctx, after, min(size, maxSegmentDocs/2))
+// Profile implements Digested: Postgres and Elasticsearch sum segments
+// themselves; Redis, read by key, compares the primary's heads in Lua.
+var _ Digested = (*Profile)(nil)
+
+// PrimarySums implements Digested.
+func (p *Profile) PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error) {
+	return p.pg.SegmentSums(ctx, b)
+}
+
+// DerivedSums implements Digested.
+func (p *Profile) DerivedSums(ctx context.Context, i int, b []int64) ([]ingest.SegmentSum, bool, error) {
+	if i != 1 {
+		return nil, false, nil
+	}
+	sums, err := p.es.SegmentSums(ctx, b)
+	return sums, true, err
+}
+
+// Compare implements Digested (Redis).
+func (p *Profile) Compare(ctx context.Context, i int, want map[int64]Head, allowAbsent bool) ([]int64, error) {
+	if i != 0 {
+		return nil, fmt.Errorf("profile store %d is not compared by key", i)
+	}
+	heads := make(map[int64]redisstore.Head, len(want))
+	for k, h := range want {
+		if h.Present && !h.Deleted {
+			heads[k] = redisstore.Head{Version: h.Version, Digest: h.Digest}
+		} else {
+			heads[k] = redisstore.Head{} // a tombstone: the key must be absent
+		}
+	}
+	return p.redis.Compare(ctx, heads, allowAbsent)
 }
 
 // PrimaryHeads implements Ranged.
@@ -237,7 +276,7 @@ func (p *Profile) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []
 			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest}
 		}
 	case 1:
-		got, err := p.es.HeadsBetween(ctx, lo, hi, maxSegmentDocs)
+		got, err := p.es.HeadsBetween(ctx, lo, hi, 2*maxSegmentRows)
 		if err != nil {
 			return nil, err
 		}

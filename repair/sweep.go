@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/triad-dev/triad/ingest"
 )
 
 // Head is a record's version and digest in one store.
@@ -17,17 +20,17 @@ type Head struct {
 }
 
 // Ranged is an entity with int64 keys that can be swept by key range: the
-// primary splits the key space into segments of about a given number of
+// primary cuts the key space into segments of about a given number of
 // rows, and each store reads the heads (version, digest) of a range.
 // Stores that cannot read by range (a cache keyed by ID) are asked for the
 // primary's keys and list their own keys with a bounded scan, which finds
 // their orphans.
 type Ranged interface {
 	Entity
-	// NextBound is the upper bound (inclusive) of the segment after
-	// `after` holding up to size primary rows, and its row count (0 past
-	// the end).
-	NextBound(ctx context.Context, after int64, size int) (hi int64, n int, err error)
+	// Bounds returns the upper bounds (inclusive) of up to n consecutive
+	// segments of size primary rows each within (after, hi]; fewer than n
+	// means the rows ran out before hi.
+	Bounds(ctx context.Context, after, hi int64, size, n int) ([]int64, error)
 	PrimaryHeads(ctx context.Context, lo, hi int64) (map[int64]Head, error)
 	// DerivedHeads reads derived store i: by range, or for the primary's
 	// keys.
@@ -39,13 +42,56 @@ type Ranged interface {
 	PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error)
 }
 
+// Digested is a Ranged entity whose stores compute segment digests
+// themselves (ingest.SegmentSum), so consistent segments are compared
+// without moving their records. Every method takes segment bounds b:
+// segment j is the key range (b[j], b[j+1]].
+type Digested interface {
+	Ranged
+	PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error)
+	// DerivedSums computes derived store i's sums; ok is false for stores
+	// that cannot (read by key), which Compare instead.
+	DerivedSums(ctx context.Context, i int, b []int64) (sums []ingest.SegmentSum, ok bool, err error)
+	// Compare checks derived store i (one read by key) against the
+	// primary's heads inside the store and returns the keys that differ
+	// (a tombstone's key must be absent; an absent key is fine when
+	// allowAbsent).
+	Compare(ctx context.Context, i int, want map[int64]Head, allowAbsent bool) ([]int64, error)
+}
+
+// Sweep modes.
+const (
+	// ModeRecords reads every record's head from every store: the
+	// baseline, and the fallback where drift is dense.
+	ModeRecords = "records"
+	// ModeDigest compares per-segment digests computed inside each store
+	// and reads records only in segments that differ.
+	ModeDigest = "digest"
+	// ModeAuto starts with digests and falls back to records once most
+	// segments turn out dirty (AutoDenseShare).
+	ModeAuto = "auto"
+)
+
+// AutoDenseShare is the share of dirty segments (after AutoMinSegments)
+// above which an auto sweep stops computing digests: narrowing nearly
+// every segment costs what reading every record costs, plus the digests.
+const (
+	AutoDenseShare  = 0.75
+	AutoMinSegments = 64
+)
+
+// ValidMode reports whether m names a sweep mode ("" is auto).
+func ValidMode(m string) bool { return m == "" || m == ModeRecords || m == ModeDigest || m == ModeAuto }
+
 // SweepOptions configure one sweep.
 type SweepOptions struct {
 	Entity      string
+	Mode        string        // records, digest or auto (default)
 	SegmentSize int           // primary rows per segment (default 1000)
 	Recheck     time.Duration // wait before suspects are read again (default 2s)
 	Repair      bool          // repair the findings
 	DryRun      bool          // with Repair: plan only
+	Rate        int           // records per second per runner (0: unlimited)
 	Trigger     string
 	Actor       string
 }
@@ -53,6 +99,10 @@ type SweepOptions struct {
 func (o *SweepOptions) defaults() {
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = 1000
+	}
+	o.SegmentSize = min(o.SegmentSize, maxSegmentRows)
+	if o.Mode == "" {
+		o.Mode = ModeAuto
 	}
 	if o.Recheck <= 0 {
 		o.Recheck = 2 * time.Second
@@ -75,7 +125,9 @@ type Finding struct {
 // SweepReport is what a sweep found (and repaired).
 type SweepReport struct {
 	Entity   string        `json:"entity"`
+	Mode     string        `json:"mode"` // what the walk used (auto: digest, or digest→records)
 	Segments int           `json:"segments"`
+	Dirty    int           `json:"dirty_segments"`
 	Records  int           `json:"records"`   // primary rows compared
 	Suspects int           `json:"suspects"`  // keys that differed in the first pass
 	InFlight int           `json:"in_flight"` // suspects whose primary row changed before the recheck: written meanwhile, not judged
@@ -109,11 +161,11 @@ func (s *Sweeper) ranged(name string) (Ranged, error) {
 }
 
 // Sweep runs a whole sweep in this process, without persisting it: walk
-// the entity in key-range segments, compare each record's head across the
-// stores, list every key of stores that cannot be read by range (orphans
-// there), read the suspects again after o.Recheck (records written during
-// the sweep are not reported), classify what still differs and, with
-// o.Repair, repair it. Run is the persisted, resumable form.
+// the entity in batches of key-range segments (in o.Mode), list every key
+// of stores that cannot be read by range (orphans there), read the
+// suspects again after o.Recheck (records written during the sweep are
+// not reported), classify what still differs and, with o.Repair, repair
+// it. Worker runs the persisted form, spread over replicas.
 func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error) {
 	start := time.Now()
 	o.defaults()
@@ -121,25 +173,24 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 	if err != nil {
 		return SweepReport{}, err
 	}
-	rep := SweepReport{Entity: o.Entity}
+	rep := SweepReport{Entity: o.Entity, Mode: o.Mode}
 	if err := prepare(ctx, r); err != nil {
 		return rep, err
 	}
+	w := s.walker(r, o)
 	suspects := map[int64]Head{}
-	var after int64
-	for done := false; !done; {
-		seg, err := s.segment(ctx, r, after, o.SegmentSize)
+	for after, done := int64(0), false; !done; {
+		b, err := w.next(ctx, after, math.MaxInt64)
 		if err != nil {
 			return rep, err
 		}
-		rep.Segments++
-		rep.Records += seg.records
-		s.checker.Metrics.segment(o.Entity, seg.records)
-		for k, h := range seg.suspects {
-			suspects[k] = h
-		}
-		after, done = seg.hi, seg.last
+		rep.Segments += b.segments
+		rep.Dirty += b.dirty
+		rep.Records += b.records
+		maps.Copy(suspects, b.suspects)
+		after, done = b.hi, b.last
 	}
+	rep.Mode = w.used()
 	if err := s.scanOrphans(ctx, r, suspects); err != nil {
 		return rep, err
 	}
@@ -166,52 +217,242 @@ func prepare(ctx context.Context, r Ranged) error {
 	return nil
 }
 
-type segmentResult struct {
-	hi       int64
-	last     bool
-	records  int
-	suspects map[int64]Head
+// batchSegments is how many segments one batch compares: one bounds
+// query, one digest query per store and one heads read per batch.
+const batchSegments = 16
+
+// maxSegmentRows bounds a segment: Elasticsearch range reads return at
+// most index.max_result_window (10 000) documents, and a segment may
+// grow by writes made while it is read.
+const maxSegmentRows = 5000
+
+// walker compares key ranges batch by batch and decides, in auto mode,
+// when digests stop paying off. Not safe for concurrent use.
+type walker struct {
+	s          *Sweeper
+	r          Ranged
+	d          Digested // nil: the entity has no segment digests
+	o          SweepOptions
+	mode       string // records or digest: what the next batch uses
+	fellBack   bool
+	segs, dirt int
+	// pacing (o.Rate records/s)
+	paceStart time.Time
+	paced     int
 }
 
-// segment compares the segment after `after`. Each suspect keeps the
-// primary's head as the first pass saw it.
-func (s *Sweeper) segment(ctx context.Context, r Ranged, after int64, size int) (segmentResult, error) {
-	hi, n, err := r.NextBound(ctx, after, size)
+func (s *Sweeper) walker(r Ranged, o SweepOptions) *walker {
+	w := &walker{s: s, r: r, o: o, mode: ModeRecords}
+	if d, ok := r.(Digested); ok && o.Mode != ModeRecords {
+		w.d, w.mode = d, ModeDigest
+	}
+	return w
+}
+
+// used names the mode the walk used: records, digest, or auto:
+// digest then records.
+func (w *walker) used() string {
+	if w.fellBack {
+		return "digest→records"
+	}
+	return w.mode
+}
+
+type batchResult struct {
+	hi              int64 // the upper bound of the batch's last segment
+	last            bool  // nothing is left in the range
+	segments, dirty int
+	records         int // live primary records compared
+	suspects        map[int64]Head
+}
+
+// next compares the batch of segments after `after` within (after, hi].
+// Each suspect keeps the primary's head as this pass saw it.
+func (w *walker) next(ctx context.Context, after, hi int64) (batchResult, error) {
+	bounds, err := w.r.Bounds(ctx, after, hi, w.o.SegmentSize, batchSegments)
 	if err != nil {
-		return segmentResult{}, fmt.Errorf("segment after %d: %w", after, err)
+		return batchResult{}, fmt.Errorf("segments after %d: %s: %w", after, w.r.Primary().Store(), err)
 	}
-	res := segmentResult{hi: hi, records: n, suspects: map[int64]Head{}}
-	if n < size {
-		// The last segment is open: orphans above every primary row.
-		res.hi, res.last = math.MaxInt64, true
+	b := append([]int64{after}, bounds...)
+	res := batchResult{suspects: map[int64]Head{}}
+	if len(bounds) < batchSegments && b[len(b)-1] < hi {
+		// The rows ran out: one last segment up to hi holds what derived
+		// stores have above the last primary row (orphans).
+		b = append(b, hi)
 	}
-	lo := after + 1
-	ph, err := r.PrimaryHeads(ctx, lo, res.hi)
+	res.hi = b[len(b)-1]
+	res.last = res.hi >= hi
+	res.segments = len(b) - 1
+	if res.segments == 0 {
+		res.hi, res.last = hi, true
+		return res, nil
+	}
+	if w.mode == ModeDigest {
+		err = w.digestBatch(ctx, b, &res)
+	} else {
+		err = w.recordBatch(ctx, b, &res)
+	}
 	if err != nil {
-		return res, fmt.Errorf("segment %d..%d: %s: %w", lo, res.hi, r.Primary().Store(), err)
+		return res, err
 	}
-	res.records = len(ph)
-	keys := make([]int64, 0, len(ph))
-	for k := range ph {
-		keys = append(keys, k)
+	w.segs += res.segments
+	w.dirt += res.dirty
+	if w.o.Mode == ModeAuto && w.mode == ModeDigest && w.segs >= AutoMinSegments && float64(w.dirt) > AutoDenseShare*float64(w.segs) {
+		w.mode, w.fellBack = ModeRecords, true
 	}
-	for i, d := range r.Derived() {
-		dh, err := r.DerivedHeads(ctx, i, lo, res.hi, keys)
+	w.s.checker.Metrics.segment(w.o.Entity, res.segments, res.dirty, res.records)
+	return res, w.pace(ctx, res.records)
+}
+
+// pace holds the walk to o.Rate records per second (the sweep's
+// intensity; 0: as fast as the stores answer).
+func (w *walker) pace(ctx context.Context, records int) error {
+	if w.o.Rate <= 0 {
+		return nil
+	}
+	if w.paceStart.IsZero() {
+		w.paceStart = time.Now()
+	}
+	w.paced += records
+	wait := time.Duration(float64(w.paced)/float64(w.o.Rate)*float64(time.Second)) - time.Since(w.paceStart)
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
+}
+
+// recordBatch reads every record's head from every store, segment by
+// segment.
+func (w *walker) recordBatch(ctx context.Context, b []int64, res *batchResult) error {
+	for j := range len(b) - 1 {
+		lo, hi := b[j]+1, b[j+1]
+		ph, err := w.r.PrimaryHeads(ctx, lo, hi)
 		if err != nil {
-			return res, fmt.Errorf("segment %d..%d: %s: %w", lo, res.hi, d.Store(), err)
+			return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
 		}
+		keys := make([]int64, 0, len(ph))
 		for k, p := range ph {
-			if headDrift(p, dh[k], d.CacheAside) {
-				res.suspects[k] = p
+			keys = append(keys, k)
+			if p.Present && !p.Deleted {
+				res.records++
 			}
 		}
-		for k := range dh {
-			if _, ok := ph[k]; !ok {
-				res.suspects[k] = Head{} // an orphan
+		dirty := false
+		for i, d := range w.r.Derived() {
+			dh, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+			if err != nil {
+				return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
+			}
+			dirty = compareHeads(ph, dh, d.CacheAside, res.suspects) || dirty
+		}
+		if dirty {
+			res.dirty++
+		}
+	}
+	return nil
+}
+
+// digestBatch compares segment sums computed inside each store, asks
+// stores read by key to compare the primary's heads themselves, and reads
+// record heads only in the segments whose sums differ.
+func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) error {
+	n := len(b) - 1
+	lo, hi := b[0]+1, b[n]
+	ps, err := w.d.PrimarySums(ctx, b)
+	if err != nil {
+		return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
+	}
+	for _, s := range ps {
+		res.records += int(s.Records)
+	}
+	derived := w.r.Derived()
+	dirty := make([][]bool, len(derived)) // by store, segment; nil: a store read by key
+	anyDirty, byKey := false, false
+	for i, d := range derived {
+		ds, ok, err := w.d.DerivedSums(ctx, i, b)
+		if err != nil {
+			return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, d.Store(), err)
+		}
+		if !ok {
+			byKey = true
+			continue
+		}
+		dirty[i] = make([]bool, n)
+		for j := range n {
+			// Documents without a stored segment hash are read by record,
+			// not taken for drift.
+			if ds[j] != ps[j] || ds[j].Hashed != ds[j].Records {
+				dirty[i][j], anyDirty = true, true
 			}
 		}
 	}
-	return res, nil
+	if !byKey && !anyDirty {
+		return nil
+	}
+	ph, err := w.r.PrimaryHeads(ctx, lo, hi)
+	if err != nil {
+		return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
+	}
+	for i, d := range derived {
+		if dirty[i] != nil {
+			continue
+		}
+		keys, err := w.d.Compare(ctx, i, ph, d.CacheAside)
+		if err != nil {
+			return fmt.Errorf("compare %d..%d: %s: %w", lo, hi, d.Store(), err)
+		}
+		for _, k := range keys {
+			res.suspects[k] = ph[k]
+		}
+	}
+	for j := range n {
+		segDirty := false
+		for i, d := range derived {
+			if dirty[i] == nil || !dirty[i][j] {
+				continue
+			}
+			segDirty = true
+			slo, shi := b[j]+1, b[j+1]
+			dh, err := w.r.DerivedHeads(ctx, i, slo, shi, nil)
+			if err != nil {
+				return fmt.Errorf("segment %d..%d: %s: %w", slo, shi, d.Store(), err)
+			}
+			seg := make(map[int64]Head, len(dh))
+			for k, p := range ph {
+				if k >= slo && k <= shi {
+					seg[k] = p
+				}
+			}
+			compareHeads(seg, dh, d.CacheAside, res.suspects)
+		}
+		if segDirty {
+			res.dirty++
+		}
+	}
+	return nil
+}
+
+// compareHeads adds to suspects the keys whose heads differ between the
+// primary (ph) and a derived store (dh), orphans included; it reports
+// whether any did.
+func compareHeads(ph, dh map[int64]Head, cacheAside bool, suspects map[int64]Head) bool {
+	found := false
+	for k, p := range ph {
+		if headDrift(p, dh[k], cacheAside) {
+			suspects[k], found = p, true
+		}
+	}
+	for k := range dh {
+		if _, ok := ph[k]; !ok {
+			suspects[k], found = Head{}, true // an orphan
+		}
+	}
+	return found
 }
 
 // scanOrphans lists every key of the stores read by key, in bounded

@@ -3,24 +3,32 @@ package repair_test
 import (
 	"context"
 	"fmt"
-
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"sort"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 )
 
-// TestSweepFindsExactlyThePlantedDrift: a record-mode sweep over the
-// planted set finds every drifted (key, store) and nothing else, repairs
-// it, and a second sweep finds nothing.
+// TestSweepFindsExactlyThePlantedDrift: a sweep over the planted set, in
+// record mode and in digest mode, finds every drifted (key, store) and
+// nothing else, repairs it, and a second sweep finds nothing.
 func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
+	for _, mode := range []string{repair.ModeRecords, repair.ModeDigest} {
+		t.Run(mode, func(t *testing.T) { testSweepFindsPlanted(t, mode) })
+	}
+}
+
+func testSweepFindsPlanted(t *testing.T, mode string) {
 	s := newStores(t)
 	cases := plantAll(t, s)
 	// Many consistent profiles around them, so there are several segments.
@@ -48,7 +56,7 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	}
 	sort.Strings(want)
 
-	rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", SegmentSize: 200, Recheck: 100 * time.Millisecond,
+	rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 100 * time.Millisecond,
 		Repair: true, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
 	var got []string
@@ -58,22 +66,28 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	sort.Strings(got)
 	require.Equal(t, want, got, "no misses, no false positives")
 	require.GreaterOrEqual(t, rep.Segments, 5)
-	require.Equal(t, 1000+8, rep.Records, "every Postgres row: 1000, and 8 planted ones (6 and 9 have none; 7 and 10 are tombstones)")
+	require.Equal(t, mode, rep.Mode)
+	require.Equal(t, 1000+6, rep.Records, "every live Postgres row: 1000, and 6 planted ones (6 and 9 have none; 7 and 10 are tombstones)")
+	if mode == repair.ModeDigest {
+		// The planted keys sit in the first segment; the 1000 consistent
+		// rows fill five clean ones the index sums alone vouch for.
+		require.Equal(t, 1, rep.Dirty, "only the segment with the planted drift is read by record")
+	}
 	require.NotNil(t, rep.Repair)
 	require.Equal(t, len(want), rep.Repair.Repaired, "%+v", rep.Repair)
 	// The metrics say the same.
 	require.Equal(t, float64(len(want)), testutil.ToFloat64(sumOf(t, reg, "triad_repair_drift_total")))
 	require.Equal(t, float64(len(want)), testutil.ToFloat64(sumOf(t, reg, "triad_repair_repairs_total", "outcome", "repaired")))
-	require.EqualValues(t, 1008, testutil.ToFloat64(sumOf(t, reg, "triad_repair_sweep_records_total")))
+	require.EqualValues(t, 1006, testutil.ToFloat64(sumOf(t, reg, "triad_repair_sweep_records_total")))
 	drifted := map[string]bool{}
 	for _, f := range rep.Findings {
 		drifted[f.Key] = true
 	}
-	require.InDelta(t, 1-float64(len(drifted))/1008, testutil.ToFloat64(sumOf(t, reg, "triad_repair_consistency_ratio")), 1e-9)
-	t.Logf("measured: sweep of %d records in %d segments took %s (%d suspects)", rep.Records, rep.Segments, rep.Took, rep.Suspects)
+	require.InDelta(t, 1-float64(len(drifted))/1006, testutil.ToFloat64(sumOf(t, reg, "triad_repair_consistency_ratio")), 1e-9)
+	t.Logf("measured: %s sweep of %d records in %d segments (%d dirty) took %s (%d suspects)", mode, rep.Records, rep.Segments, rep.Dirty, rep.Took, rep.Suspects)
 
 	require.NoError(t, s.es.Refresh(ctx))
-	rep, err = sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", SegmentSize: 200, Recheck: 100 * time.Millisecond, Repair: true})
+	rep, err = sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 100 * time.Millisecond, Repair: true})
 	require.NoError(t, err)
 	require.Empty(t, rep.Findings, "a second sweep finds nothing")
 	require.Nil(t, rep.Repair, "and repairs nothing")
@@ -147,11 +161,13 @@ func TestSweepDuringLiveIngest(t *testing.T) {
 	}
 }
 
-// TestPersistedSweepPausesResumesAndIsTakenOver: a persisted sweep pauses
-// and resumes on request; its runner is stopped mid-sweep (as if killed);
-// another owner takes it over from its cursor and finds exactly the
-// planted drift, with no segment done twice.
-func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
+// TestPersistedSweepAcrossWorkers: a persisted sweep is planned into
+// ranges; paused, no range moves; resumed, worker A claims ranges under
+// its etcd lease; A is stopped mid-range as if killed (its lease is not
+// revoked: the claim lapses after the TTL) and worker B resumes that range
+// from its cursor and finishes the sweep: every row compared exactly once,
+// the findings exactly the planted set. Cancel and bad options too.
+func TestPersistedSweepAcrossWorkers(t *testing.T) {
 	s := newStores(t)
 	cases := plantAll(t, s)
 	ctx := t.Context()
@@ -160,23 +176,37 @@ func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
 	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
 	sw := repair.NewSweeper(c, nil)
 	st := repairpg.NewSweeps(s.ns.Pool())
+	claimsA := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "a", time.Second)
+	claimsB := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "b", time.Second)
+	t.Cleanup(func() { claimsB.Close() })
+	cfg := repair.WorkerConfig{Owner: "a", Recheck: 100 * time.Millisecond, Poll: 50 * time.Millisecond, RangeSegments: 20}
+	a := repair.NewWorker(sw, st, claimsA, cfg, stacktest.Logger(t))
+	cfg.Owner = "b"
+	b := repair.NewWorker(sw, st, claimsB, cfg, stacktest.Logger(t))
 
-	rec := repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test", Owner: "a"}
-	require.NoError(t, st.CreateSweep(ctx, &rec))
-	// Paused before it runs: the runner waits.
-	_, err := st.SetState(ctx, rec.ID, repair.SweepPaused)
+	_, err := a.Start(ctx, repair.SweepRecord{Entity: "profile", Mode: "sideways", Trigger: repair.TriggerAPI, Actor: "test"})
+	require.ErrorIs(t, err, repair.ErrBadOption)
+	_, err = a.Start(ctx, repair.SweepRecord{Entity: "order", Trigger: repair.TriggerAPI, Actor: "test"})
+	require.ErrorIs(t, err, repair.ErrUnknownEntity)
+	// 2008 rows in segments of 25, ranges of 20 segments (500 rows, two
+	// batches of segments each), at most 1000 records/s per worker: a
+	// batch takes about 0.4 s.
+	rec, err := a.Start(ctx, repair.SweepRecord{Entity: "profile", Mode: repair.ModeDigest, SegmentSize: 25, Rate: 1000,
+		Trigger: repair.TriggerAPI, Actor: "test"})
+	require.NoError(t, err)
+	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
 	require.NoError(t, err)
 	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
 	require.ErrorIs(t, err, repair.ErrSweepState, "pausing a paused sweep")
 
-	// Runner A: killed (its context cancelled) after a few segments.
 	actx, kill := context.WithCancel(ctx)
-	aDone := make(chan error, 1)
-	go func() { _, err := sw.Run(actx, st, rec, "a", 100*time.Millisecond); aDone <- err }()
+	aDone := make(chan struct{})
+	go func() { a.Run(actx); close(aDone) }()
 	time.Sleep(700 * time.Millisecond)
 	got, err := st.GetSweep(ctx, rec.ID)
 	require.NoError(t, err)
 	require.Zero(t, got.Segments, "nothing runs while paused")
+	require.Equal(t, 5, got.Ranges, "planned: 2008 rows in ranges of 500: four, and the open one above with the last 8")
 	resumed := time.Now()
 	_, err = st.SetState(ctx, rec.ID, repair.SweepRunning)
 	require.NoError(t, err)
@@ -184,26 +214,68 @@ func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
 		got, err := st.GetSweep(ctx, rec.ID)
 		return err == nil && got.Segments >= 3
 	}, 20*time.Second, 5*time.Millisecond)
-	t.Logf("measured: resumed sweep saved its third segment %s after the resume", time.Since(resumed).Round(time.Millisecond))
-	kill()
-	require.ErrorIs(t, <-aDone, context.Canceled)
-	mid, err := st.GetSweep(ctx, rec.ID)
+	t.Logf("measured: the resumed sweep saved its third segment %s after the resume", time.Since(resumed).Round(time.Millisecond))
+	// Pause takes effect within 2 s: no segment is saved after that.
+	paused := time.Now()
+	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
 	require.NoError(t, err)
-	require.Equal(t, repair.SweepRunning, mid.State, "a killed runner leaves the sweep running, as saved")
-
-	// Replica B takes it over once A's heartbeat is stale, and finishes.
-	taken, err := st.TakeOver(ctx, "b", time.Hour)
+	require.Eventually(t, func() bool {
+		g1, _ := st.GetSweep(ctx, rec.ID)
+		time.Sleep(600 * time.Millisecond)
+		g2, _ := st.GetSweep(ctx, rec.ID)
+		return g1.Segments == g2.Segments
+	}, 20*time.Second, 10*time.Millisecond)
+	t.Logf("measured: paused (no progress for 600 ms) %s after the pause", time.Since(paused).Round(time.Millisecond))
+	_, err = st.SetState(ctx, rec.ID, repair.SweepRunning)
 	require.NoError(t, err)
-	require.Empty(t, taken, "not while the heartbeat is fresh")
-	time.Sleep(1100 * time.Millisecond)
-	taken, err = st.TakeOver(ctx, "b", time.Second)
+	a.Wake()
+	// A dies mid-range (one batch of a range saved, the next not): its
+	// claim stays in etcd until the lease lapses.
+	var left repair.Range
+	require.Eventually(t, func() bool {
+		rs, err := st.Ranges(ctx, rec.ID)
+		if err != nil {
+			return false
+		}
+		for _, r := range rs {
+			if r.State == repair.RangeRunning && r.Segments > 0 {
+				left = r
+				kill()
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 2*time.Millisecond)
+	<-aDone
+	require.Equal(t, "a", left.Owner)
+	require.Greater(t, left.Cursor, left.Lo, "A saved progress inside the range")
+	t.Logf("A stopped with range (%d, %d] at cursor %d (%d segments saved)", left.Lo, left.Hi, left.Cursor, left.Segments)
+	killed := time.Now()
+	bctx, stopB := context.WithCancel(ctx)
+	defer stopB()
+	go b.Run(bctx)
+	require.Eventually(t, func() bool {
+		got, err := st.GetSweep(ctx, rec.ID)
+		return err == nil && got.FinishedAt != nil
+	}, 60*time.Second, 20*time.Millisecond)
+	t.Logf("measured: B finished the sweep %s after A stopped", time.Since(killed).Round(time.Millisecond))
+	end, err := st.GetSweep(ctx, rec.ID)
 	require.NoError(t, err)
-	require.Len(t, taken, 1)
-	require.Equal(t, mid.Cursor, taken[0].Cursor, "resumes at the saved cursor")
-	end, err := sw.Run(ctx, st, taken[0], "b", 100*time.Millisecond)
+	require.Equal(t, repair.SweepDone, end.State, end.Error)
+	require.EqualValues(t, 2000+6, end.Records, "every live row compared exactly once across both workers (8 planted, 2 of them tombstones)")
+	require.Equal(t, end.Ranges, end.RangesDone)
+	ranges, err := st.Ranges(ctx, rec.ID)
 	require.NoError(t, err)
-	require.Equal(t, repair.SweepDone, end.State)
-	require.EqualValues(t, 2000+8, end.Records, "every row compared exactly once across both runners")
+	for _, r := range ranges {
+		require.Equal(t, repair.RangeDone, r.State)
+		if r.Lo == left.Lo {
+			require.Equal(t, "b", r.Owner, "B took over A's range")
+			require.Equal(t, 2, r.Attempts)
+			require.Equal(t, 20, r.Segments, "B resumed at A's cursor: no segment compared twice")
+		} else {
+			require.Equal(t, 1, r.Attempts, "range %d ran once", r.Lo)
+		}
+	}
 
 	var want, found []string
 	for id, w := range cases {
@@ -223,16 +295,17 @@ func TestPersistedSweepPausesResumesAndIsTakenOver(t *testing.T) {
 	sort.Strings(found)
 	require.Equal(t, want, found)
 
-	// Cancel: a finished sweep cannot be cancelled; a running one can.
+	// Cancel: a finished sweep cannot be cancelled; a running one can, and
+	// no worker touches it after.
 	_, err = st.SetState(ctx, rec.ID, repair.SweepCancelled)
 	require.ErrorIs(t, err, repair.ErrSweepState)
-	rec2 := repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test", Owner: "a"}
-	require.NoError(t, st.CreateSweep(ctx, &rec2))
-	_, err = st.SetState(ctx, rec2.ID, repair.SweepCancelled)
+	stopB()
+	rec2, err := b.Start(ctx, repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
-	end, err = sw.Run(ctx, st, rec2, "a", 100*time.Millisecond)
+	end, err = st.SetState(ctx, rec2.ID, repair.SweepCancelled)
 	require.NoError(t, err)
 	require.Equal(t, repair.SweepCancelled, end.State)
+	require.NotNil(t, end.FinishedAt)
 }
 
 // sumOf sums a metric's samples (optionally those with label = value) into

@@ -4,168 +4,498 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
 	"time"
 )
 
 // Sweep states.
 const (
-	SweepRunning   = "running"
-	SweepPaused    = "paused"
-	SweepCancelled = "cancelled"
-	SweepDone      = "done"
-	SweepFailed    = "failed"
+	SweepRunning    = "running"
+	SweepPaused     = "paused"
+	SweepCancelled  = "cancelled"
+	SweepDone       = "done"
+	SweepFailed     = "failed"
+	SweepSuperseded = "superseded" // the dataset version switched: a successor sweeps the new one
 )
+
+// Range states.
+const (
+	RangePending = "pending"
+	RangeRunning = "running"
+	RangeDone    = "done"
+)
+
+// ErrBadOption is a sweep option out of range.
+var ErrBadOption = errors.New("bad sweep option")
 
 // ErrSweepState is a pause, resume or cancel the sweep's state does not allow.
 var ErrSweepState = errors.New("sweep state does not allow this")
 
 // SweepRecord is a persisted sweep.
 type SweepRecord struct {
-	ID          int64      `json:"id"`
-	Entity      string     `json:"entity"`
-	Mode        string     `json:"mode"`
-	State       string     `json:"state"`
-	Repair      bool       `json:"repair"`
-	DryRun      bool       `json:"dry_run"`
-	SegmentSize int        `json:"segment_size"`
-	Trigger     string     `json:"trigger"`
-	Actor       string     `json:"actor"`
-	CreatedAt   time.Time  `json:"created_at"`
-	UpdatedAt   time.Time  `json:"updated_at"`
-	FinishedAt  *time.Time `json:"finished_at,omitempty"`
-	Cursor      int64      `json:"cursor"` // the upper key of the last finished segment
-	Segments    int        `json:"segments"`
-	Records     int64      `json:"records"`
-	Suspects    int        `json:"suspects"`
-	InFlight    int        `json:"in_flight"`
-	Findings    int        `json:"findings"`
-	Repaired    int        `json:"repaired"`
-	RepairRun   *int64     `json:"repair_run,omitempty"`
-	Owner       string     `json:"owner"`
-	HeartbeatAt time.Time  `json:"heartbeat_at"`
-	Error       string     `json:"error,omitempty"`
+	ID             int64      `json:"id"`
+	Entity         string     `json:"entity"`
+	Mode           string     `json:"mode"`
+	State          string     `json:"state"`
+	Repair         bool       `json:"repair"`
+	DryRun         bool       `json:"dry_run"`
+	SegmentSize    int        `json:"segment_size"`
+	Rate           int        `json:"rate"` // records/s per runner; 0 unlimited
+	DatasetVersion int        `json:"dataset_version"`
+	Trigger        string     `json:"trigger"`
+	Actor          string     `json:"actor"`
+	Schedule       string     `json:"schedule,omitempty"`
+	Supersedes     *int64     `json:"supersedes,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	FinishedAt     *time.Time `json:"finished_at,omitempty"`
+	Ranges         int        `json:"ranges"` // 0 until planned
+	RangesDone     int        `json:"ranges_done"`
+	Segments       int        `json:"segments"`
+	Dirty          int        `json:"dirty_segments"`
+	Records        int64      `json:"records"`
+	Suspects       int        `json:"suspects"`
+	InFlight       int        `json:"in_flight"`
+	Findings       int        `json:"findings"`
+	Repaired       int        `json:"repaired"`
+	RepairRun      *int64     `json:"repair_run,omitempty"`
+	// Stuck: running, but no range made progress for the stuck threshold.
+	Stuck bool   `json:"stuck"`
+	Error string `json:"error,omitempty"`
 }
 
-// SweepStore persists sweeps (repair/postgres). Safe for concurrent use.
+// Range is a persisted part of a sweep: the key range (Lo, Hi], claimed by
+// one replica at a time, with its progress (Cursor: the upper bound of the
+// last finished batch of segments).
+type Range struct {
+	SweepID    int64      `json:"sweep_id"`
+	Lo         int64      `json:"lo"`
+	Hi         int64      `json:"hi"`
+	State      string     `json:"state"`
+	Owner      string     `json:"owner,omitempty"`
+	Attempts   int        `json:"attempts"`
+	Cursor     int64      `json:"cursor"`
+	Mode       string     `json:"mode,omitempty"`
+	Segments   int        `json:"segments"`
+	Dirty      int        `json:"dirty_segments"`
+	Records    int64      `json:"records"`
+	UpdatedAt  time.Time  `json:"updated_at"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+}
+
+// Progress is one batch of a range, saved with its suspects.
+type Progress struct {
+	Cursor           int64
+	Segments, Dirty  int
+	Records          int
+	Mode             string
+	Done             bool
+	Suspects         map[int64]Head
+	Owner            string
+	SweepID, RangeLo int64
+}
+
+// SweepStore persists sweeps and their ranges (repair/postgres). Safe for
+// concurrent use by every replica.
 type SweepStore interface {
 	CreateSweep(ctx context.Context, r *SweepRecord) error
 	GetSweep(ctx context.Context, id int64) (SweepRecord, error)
 	ListSweeps(ctx context.Context, limit int) ([]SweepRecord, error)
-	// SaveSegment records a finished segment (cursor, counts, its
-	// suspects) and a heartbeat from owner, and returns the sweep's
-	// state (an operator may have paused or cancelled it).
-	SaveSegment(ctx context.Context, id int64, owner string, cursor int64, records int, suspects map[int64]Head) (string, error)
-	// Heartbeat records that owner still runs the sweep and returns its state.
-	Heartbeat(ctx context.Context, id int64, owner string) (string, error)
+	// Plan cuts a sweep into ranges once: under a lock on the sweep, if it
+	// has no ranges yet, cut returns their upper bounds and they are saved.
+	Plan(ctx context.Context, id int64, cut func() ([]int64, error)) error
+	Ranges(ctx context.Context, id int64) ([]Range, error)
+	// Work lists the running sweeps with work left: unplanned ones, their
+	// unfinished ranges (pending, or running under an owner whose claim
+	// may have lapsed), and planned sweeps whose ranges are all done but
+	// which are not finished.
+	Work(ctx context.Context) (unplanned []SweepRecord, ranges []Range, finishable []SweepRecord, err error)
+	// StartRange records that owner runs the range (one more attempt).
+	StartRange(ctx context.Context, id, lo int64, owner string) (Range, error)
+	// SaveProgress records a batch (suspects, counts, cursor; done) and
+	// returns the sweep's state, which an operator may have changed.
+	SaveProgress(ctx context.Context, p Progress) (string, error)
 	// SetState moves a sweep between running and paused, or to cancelled.
 	SetState(ctx context.Context, id int64, to string) (SweepRecord, error)
+	// Supersede ends a running or paused sweep as superseded; ok is false
+	// when it already ended (another replica superseded it).
+	Supersede(ctx context.Context, id int64, reason string) (ok bool, err error)
 	Suspects(ctx context.Context, id int64) (map[int64]Head, error)
 	// Finish records the end: state, counts, findings, error.
 	Finish(ctx context.Context, r *SweepRecord, findings []Finding) error
 	Findings(ctx context.Context, id int64, limit int) ([]Finding, error)
-	// TakeOver gives owner the running or paused sweeps whose owner has
-	// not sent a heartbeat for staleAfter (it died).
-	TakeOver(ctx context.Context, owner string, staleAfter time.Duration) ([]SweepRecord, error)
+	// MarkStuck flags running sweeps with no progress for stuckAfter
+	// (and clears the flag of those moving again); it returns the ones
+	// flagged now.
+	MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]SweepRecord, error)
 }
 
-// Run runs (or resumes, from its cursor) a persisted sweep as owner:
-// segments are compared and saved one by one, so a pause or cancel takes
-// effect after the current segment, and a sweep whose runner dies is taken
-// over where it stopped (TakeOver). While paused, Run waits, sending
-// heartbeats. It returns the sweep as it ended.
-func (s *Sweeper) Run(ctx context.Context, st SweepStore, rec SweepRecord, owner string, recheck time.Duration) (SweepRecord, error) {
-	start := time.Now()
-	o := SweepOptions{Entity: rec.Entity, SegmentSize: rec.SegmentSize, Recheck: recheck, Repair: rec.Repair, DryRun: rec.DryRun,
-		Trigger: rec.Trigger, Actor: rec.Actor}
-	o.defaults()
-	end := func(state string, rep *SweepReport, cause error) (SweepRecord, error) {
-		if ctx.Err() != nil {
-			// This runner is stopping (shutdown, or killed): the sweep stays
-			// as saved, and a live replica takes it over from its cursor.
-			return rec, ctx.Err()
-		}
-		rec.State = state
-		if cause != nil {
-			rec.Error = cause.Error()
-		}
-		var findings []Finding
-		if rep != nil {
-			rec.InFlight, findings = rep.InFlight, rep.Findings
-			rec.Findings = len(rep.Findings)
-			if rep.Repair != nil {
-				rec.Repaired = rep.Repair.Repaired
-				id := rep.Repair.ID
-				rec.RepairRun = &id
-			}
-		}
-		if err := st.Finish(context.WithoutCancel(ctx), &rec, findings); err != nil {
-			return rec, errors.Join(cause, fmt.Errorf("save sweep %d: %w", rec.ID, err))
-		}
-		return rec, cause
+// Claims hands a unit of work to one replica at a time, under a lease that
+// ends with the replica (repair/leader, over etcd).
+type Claims interface {
+	// Claim takes key; ok is false when another live replica holds it.
+	Claim(ctx context.Context, key string) (c Claim, ok bool, err error)
+}
+
+// Claim is held work.
+type Claim interface {
+	// Lost is closed when the claim lapsed (the lease expired): another
+	// replica may hold the work now, so stop before writing more.
+	Lost() <-chan struct{}
+	Release(ctx context.Context) error
+}
+
+// WorkerConfig configures a sweep worker.
+type WorkerConfig struct {
+	Owner string // this replica
+	// Recheck is the wait before suspects are read again (default 2s).
+	Recheck time.Duration
+	// Poll is how often the worker looks for work (default 1s; Wake
+	// shortens it).
+	Poll time.Duration
+	// RangeSegments is how many segments a range (the unit a replica
+	// claims) holds (default 32).
+	RangeSegments int
+	// Serving returns the dataset version this replica serves (0:
+	// unknown); a sweep ends when it differs from the one it began on.
+	Serving func() int
+}
+
+// Worker runs persisted sweeps on one replica: it plans new sweeps into
+// ranges, claims ranges no live replica holds (a killed replica's range
+// is claimed again once its lease expires, and resumes from its cursor),
+// and claims the finish of sweeps whose ranges are all done: scan for
+// orphans, recheck the suspects, repair. Every replica runs one; any mix
+// of them finishes a sweep.
+type Worker struct {
+	sw     *Sweeper
+	st     SweepStore
+	claims Claims
+	cfg    WorkerConfig
+	log    *slog.Logger
+	wake   chan struct{}
+}
+
+// NewWorker returns a worker.
+func NewWorker(sw *Sweeper, st SweepStore, claims Claims, cfg WorkerConfig, log *slog.Logger) *Worker {
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = 2 * time.Second
 	}
-	r, err := s.ranged(rec.Entity)
-	if err != nil {
-		return end(SweepFailed, nil, err)
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
 	}
-	// waitWhile holds the runner while the sweep is paused; it returns the
-	// state that ended the wait.
-	waitWhile := func(state string) (string, error) {
-		for state == SweepPaused {
-			select {
-			case <-ctx.Done():
-				return "", ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-			var err error
-			if state, err = st.Heartbeat(ctx, rec.ID, owner); err != nil {
-				return "", err
-			}
-		}
-		return state, nil
+	if cfg.RangeSegments <= 0 {
+		cfg.RangeSegments = 32
 	}
-	if err := prepare(ctx, r); err != nil {
-		return end(SweepFailed, nil, err)
+	if cfg.Serving == nil {
+		cfg.Serving = func() int { return 0 }
 	}
-	for done := rec.Cursor == -1; !done; {
-		state, err := st.Heartbeat(ctx, rec.ID, owner)
-		if err == nil {
-			state, err = waitWhile(state)
-		}
-		if err != nil {
-			return rec, err // the store or ctx failed: the sweep stays as saved; TakeOver resumes it
-		}
-		if state == SweepCancelled {
-			return end(SweepCancelled, nil, nil)
-		}
-		seg, err := s.segment(ctx, r, rec.Cursor, o.SegmentSize)
-		if err != nil {
-			return end(SweepFailed, nil, err)
-		}
-		cursor := seg.hi
-		if seg.last {
-			cursor = -1 // every segment done
-		}
-		if _, err := st.SaveSegment(ctx, rec.ID, owner, cursor, seg.records, seg.suspects); err != nil {
-			return rec, err
-		}
-		rec.Cursor, rec.Segments, rec.Records = cursor, rec.Segments+1, rec.Records+int64(seg.records)
-		s.checker.Metrics.segment(rec.Entity, seg.records)
-		done = seg.last
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	suspects, err := st.Suspects(ctx, rec.ID)
-	if err != nil {
+	return &Worker{sw: sw, st: st, claims: claims, cfg: cfg, log: log.With("component", "repair.sweep"), wake: make(chan struct{}, 1)}
+}
+
+// Start creates a sweep on the dataset version this replica serves and
+// wakes the worker.
+func (w *Worker) Start(ctx context.Context, rec SweepRecord) (SweepRecord, error) {
+	if _, err := w.sw.ranged(rec.Entity); err != nil {
 		return rec, err
 	}
-	if err := s.scanOrphans(ctx, r, suspects); err != nil {
-		return end(SweepFailed, nil, err)
+	if !ValidMode(rec.Mode) {
+		return rec, fmt.Errorf("%w: mode %q (records, digest or auto)", ErrBadOption, rec.Mode)
+	}
+	if rec.Mode == "" {
+		rec.Mode = ModeAuto
+	}
+	if rec.SegmentSize <= 0 {
+		rec.SegmentSize = 1000
+	}
+	if rec.SegmentSize > maxSegmentRows {
+		return rec, fmt.Errorf("%w: segment_size %d is above %d", ErrBadOption, rec.SegmentSize, maxSegmentRows)
+	}
+	rec.DatasetVersion = w.cfg.Serving()
+	if err := w.st.CreateSweep(ctx, &rec); err != nil {
+		return rec, err
+	}
+	w.Wake()
+	return rec, nil
+}
+
+// Wake makes the worker look for work now.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run works until ctx ends.
+func (w *Worker) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		worked, err := w.step(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("sweep worker", "err", err)
+		}
+		if worked {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-w.wake:
+		case <-time.After(w.cfg.Poll):
+		}
+	}
+}
+
+// step does one unit of work, if there is one it can claim.
+func (w *Worker) step(ctx context.Context) (bool, error) {
+	unplanned, ranges, finishable, err := w.st.Work(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, rec := range unplanned {
+		if err := w.plan(ctx, rec); err != nil {
+			return false, fmt.Errorf("plan sweep %d: %w", rec.ID, err)
+		}
+		return true, nil
+	}
+	for _, rg := range ranges {
+		ok, err := w.runRange(ctx, rg)
+		if ok || err != nil {
+			return ok, err
+		}
+	}
+	for _, rec := range finishable {
+		ok, err := w.finishSweep(ctx, rec)
+		if ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// plan cuts the key space into ranges of cfg.RangeSegments segments.
+func (w *Worker) plan(ctx context.Context, rec SweepRecord) error {
+	r, err := w.sw.ranged(rec.Entity)
+	if err != nil {
+		return w.fail(ctx, rec, err)
+	}
+	return w.st.Plan(ctx, rec.ID, func() ([]int64, error) {
+		size := rec.SegmentSize * w.cfg.RangeSegments
+		var his []int64
+		for after := int64(0); ; {
+			b, err := r.Bounds(ctx, after, math.MaxInt64, size, 256)
+			if err != nil {
+				return nil, err
+			}
+			his = append(his, b...)
+			if len(b) < 256 {
+				break
+			}
+			after = b[len(b)-1]
+		}
+		if len(his) == 0 || his[len(his)-1] != math.MaxInt64 {
+			his = append(his, math.MaxInt64) // keys above the last row (orphans, new rows)
+		}
+		return his, nil
+	})
+}
+
+func (w *Worker) fail(ctx context.Context, rec SweepRecord, cause error) error {
+	rec.State, rec.Error = SweepFailed, cause.Error()
+	return errors.Join(cause, w.st.Finish(context.WithoutCancel(ctx), &rec, nil))
+}
+
+// current reports whether rec still sweeps the served dataset version;
+// if not, it ends rec as superseded and (once, across replicas) starts
+// its successor on the new version.
+func (w *Worker) current(ctx context.Context, rec SweepRecord) (bool, error) {
+	now := w.cfg.Serving()
+	if rec.DatasetVersion == 0 || now == 0 || now == rec.DatasetVersion {
+		return true, nil
+	}
+	ok, err := w.st.Supersede(ctx, rec.ID, fmt.Sprintf("dataset version switched from %d to %d: sweep %d continues on v%d", rec.DatasetVersion, now, rec.ID, now))
+	if err != nil || !ok {
+		return false, err
+	}
+	next := SweepRecord{Entity: rec.Entity, Mode: rec.Mode, Repair: rec.Repair, DryRun: rec.DryRun, SegmentSize: rec.SegmentSize, Rate: rec.Rate,
+		Trigger: rec.Trigger, Actor: rec.Actor, Schedule: rec.Schedule, Supersedes: &rec.ID, DatasetVersion: now}
+	if err := w.st.CreateSweep(ctx, &next); err != nil {
+		return false, err
+	}
+	w.log.Info("dataset version switched during a sweep: ended it, started its successor", "sweep", rec.ID, "successor", next.ID,
+		"from", rec.DatasetVersion, "to", now)
+	return false, nil
+}
+
+func rangeKey(rg Range) string {
+	return "sweeps/" + strconv.FormatInt(rg.SweepID, 10) + "/ranges/" + strconv.FormatInt(rg.Lo, 10)
+}
+
+// runRange claims a range and compares it batch by batch from its
+// cursor, saving each batch. ok is false when another replica holds it.
+func (w *Worker) runRange(ctx context.Context, rg Range) (bool, error) {
+	rec, err := w.st.GetSweep(ctx, rg.SweepID)
+	if err != nil || rec.State != SweepRunning {
+		return false, err
+	}
+	if cur, err := w.current(ctx, rec); err != nil || !cur {
+		return err == nil, err
+	}
+	cl, ok, err := w.claims.Claim(ctx, rangeKey(rg))
+	if err != nil || !ok {
+		return false, err
+	}
+	defer func() { _ = cl.Release(context.WithoutCancel(ctx)) }()
+	if rg, err = w.st.StartRange(ctx, rg.SweepID, rg.Lo, w.cfg.Owner); err != nil || rg.State == RangeDone {
+		return err == nil, err
+	}
+	if rg.Attempts > 1 {
+		w.log.Warn("resuming a range another runner left", "sweep", rg.SweepID, "range", rg.Lo, "cursor", rg.Cursor, "attempt", rg.Attempts)
+	}
+	r, err := w.sw.ranged(rec.Entity)
+	if err != nil {
+		return true, w.fail(ctx, rec, err)
+	}
+	if err := prepare(ctx, r); err != nil {
+		return true, err
+	}
+	o := SweepOptions{Entity: rec.Entity, Mode: rec.Mode, SegmentSize: rec.SegmentSize, Rate: rec.Rate}
+	o.defaults()
+	wk := w.sw.walker(r, o)
+	if rg.Mode == ModeRecords {
+		wk.mode = ModeRecords
+	}
+	for after, done := rg.Cursor, false; !done; {
+		select {
+		case <-cl.Lost():
+			return true, fmt.Errorf("sweep %d range %d: the claim lapsed; another replica resumes it", rg.SweepID, rg.Lo)
+		default:
+		}
+		b, err := wk.next(ctx, after, rg.Hi)
+		if err != nil {
+			return true, fmt.Errorf("sweep %d: %w", rg.SweepID, err) // the range stays claimable: a retry resumes it
+		}
+		state, err := w.st.SaveProgress(ctx, Progress{SweepID: rg.SweepID, RangeLo: rg.Lo, Owner: w.cfg.Owner, Cursor: b.hi,
+			Segments: b.segments, Dirty: b.dirty, Records: b.records, Mode: wk.mode, Done: b.last, Suspects: b.suspects})
+		if err != nil {
+			return true, err
+		}
+		after, done = b.hi, b.last
+		for state == SweepPaused && !done {
+			// Hold the claim and wait; resume, cancel or a switch ends it.
+			select {
+			case <-ctx.Done():
+				return true, ctx.Err()
+			case <-cl.Lost():
+				return true, nil
+			case <-time.After(250 * time.Millisecond):
+			}
+			if rec, err = w.st.GetSweep(ctx, rg.SweepID); err != nil {
+				return true, err
+			}
+			state = rec.State
+		}
+		if state != SweepRunning && !done {
+			return true, nil // cancelled or superseded: stop here
+		}
+		if cur, err := w.current(ctx, rec); err != nil || !cur {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// finishSweep claims the end of a sweep whose ranges are all done: scan
+// the stores read by key for orphans, recheck the suspects, classify,
+// repair, and save the findings. A replica killed here leaves the claim to
+// lapse; the next one starts the finish again (repairs of records already
+// repaired find them consistent: nothing is written twice).
+func (w *Worker) finishSweep(ctx context.Context, rec SweepRecord) (bool, error) {
+	cl, ok, err := w.claims.Claim(ctx, "sweeps/"+strconv.FormatInt(rec.ID, 10)+"/finish")
+	if err != nil || !ok {
+		return false, err
+	}
+	defer func() { _ = cl.Release(context.WithoutCancel(ctx)) }()
+	if rec, err = w.st.GetSweep(ctx, rec.ID); err != nil || rec.State != SweepRunning || rec.FinishedAt != nil {
+		return err == nil, err
+	}
+	r, err := w.sw.ranged(rec.Entity)
+	if err != nil {
+		return true, w.fail(ctx, rec, err)
+	}
+	suspects, err := w.st.Suspects(ctx, rec.ID)
+	if err != nil {
+		return true, err
+	}
+	if err := w.sw.scanOrphans(ctx, r, suspects); err != nil {
+		return true, w.fail(ctx, rec, err)
 	}
 	rec.Suspects = len(suspects)
-	rep := SweepReport{Entity: rec.Entity}
-	if err := s.finish(ctx, r, o, suspects, &rep); err != nil {
-		return end(SweepFailed, &rep, err)
+	o := SweepOptions{Entity: rec.Entity, Mode: rec.Mode, Recheck: w.cfg.Recheck, Repair: rec.Repair, DryRun: rec.DryRun, Trigger: rec.Trigger, Actor: rec.Actor}
+	o.defaults()
+	rep := SweepReport{Entity: rec.Entity, Mode: rec.Mode}
+	if err := w.sw.finish(ctx, r, o, suspects, &rep); err != nil {
+		if ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+		return true, w.fail(ctx, rec, err)
 	}
-	rep.Took = time.Since(start)
-	// After a take-over, Took covers this runner's part only.
-	s.checker.Metrics.swept(rec.Entity, rec.Records, &rep)
-	return end(SweepDone, &rep, nil)
+	select {
+	case <-cl.Lost():
+		return true, fmt.Errorf("sweep %d: the finish claim lapsed; another replica finishes it", rec.ID)
+	default:
+	}
+	rec.State = SweepDone
+	rec.InFlight, rec.Findings = rep.InFlight, len(rep.Findings)
+	if rep.Repair != nil {
+		rec.Repaired = rep.Repair.Repaired
+		id := rep.Repair.ID
+		rec.RepairRun = &id
+	}
+	if err := w.st.Finish(context.WithoutCancel(ctx), &rec, rep.Findings); err != nil {
+		return true, fmt.Errorf("save sweep %d: %w", rec.ID, err)
+	}
+	rep.Records, rep.Suspects = int(rec.Records), rec.Suspects
+	rep.Took = rec.FinishedAt.Sub(rec.CreatedAt)
+	w.sw.checker.Metrics.swept(rec.Entity, rec.Records, &rep)
+	w.log.Info("sweep finished", "sweep", rec.ID, "records", rec.Records, "segments", rec.Segments, "dirty_segments", rec.Dirty,
+		"findings", rec.Findings, "repaired", rec.Repaired, "took", rep.Took)
+	return true, nil
+}
+
+// WatchStuck runs on the leader: every interval it flags running sweeps
+// that made no progress for stuckAfter (logged once; the API and the
+// triad_repair_sweeps_stuck gauge show the flag) and clears the flag of
+// those moving again.
+func (w *Worker) WatchStuck(ctx context.Context, interval, stuckAfter time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	logged := map[int64]bool{}
+	for {
+		recs, err := w.st.MarkStuck(ctx, stuckAfter)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("stuck sweeps", "err", err)
+		}
+		if err == nil {
+			now := map[int64]bool{}
+			for _, r := range recs {
+				now[r.ID] = true
+				if !logged[r.ID] {
+					w.log.Warn("sweep stuck: no progress", "sweep", r.ID, "entity", r.Entity, "since", r.UpdatedAt,
+						"ranges_done", r.RangesDone, "ranges", r.Ranges)
+				}
+			}
+			logged = now
+			w.sw.checker.Metrics.stuck(len(recs))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

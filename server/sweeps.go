@@ -19,6 +19,7 @@ var ErrNoSweep = errors.New("no such sweep")
 type SweepAdmin interface {
 	StartSweep(ctx context.Context, rec repair.SweepRecord) (repair.SweepRecord, error)
 	GetSweep(ctx context.Context, id int64) (repair.SweepRecord, error)
+	SweepRanges(ctx context.Context, id int64) ([]repair.Range, error)
 	ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecord, error)
 	SetSweepState(ctx context.Context, id int64, to string) (repair.SweepRecord, error)
 	SweepFindings(ctx context.Context, id int64, limit int) ([]repair.Finding, error)
@@ -36,6 +37,8 @@ type sweepRequest struct {
 	Repair      bool   `json:"repair"`
 	DryRun      bool   `json:"dry_run"`
 	SegmentSize int    `json:"segment_size"`
+	Mode        string `json:"mode"`
+	Rate        int    `json:"rate"`
 	Trigger     string `json:"trigger"`
 }
 
@@ -49,8 +52,11 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 	var req sweepRequest
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > 5000 {
-		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000)}`, ErrBadRequest)
+	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > 5000 || !repair.ValidMode(req.Mode) || req.Rate < 0 {
+		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000), "mode": "auto" (records, digest or auto), "rate": 0 (records/s per replica, 0 unlimited)}`, ErrBadRequest)
+	}
+	if req.DryRun && !req.Repair {
+		return nil, fmt.Errorf("%w: dry_run needs repair: true", ErrBadRequest)
 	}
 	if req.SegmentSize == 0 {
 		req.SegmentSize = 1000
@@ -63,11 +69,11 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: trigger must be api, cli or ui, got %q", ErrBadRequest, req.Trigger)
 	}
 	rec, err := sa.StartSweep(c.Request.Context(), repair.SweepRecord{Entity: req.Entity, Repair: req.Repair, DryRun: req.DryRun,
-		SegmentSize: req.SegmentSize, Trigger: req.Trigger, Actor: principal(c).Name})
+		SegmentSize: req.SegmentSize, Mode: req.Mode, Rate: req.Rate, Trigger: req.Trigger, Actor: principal(c).Name})
 	if err != nil {
 		return nil, sweepError(err)
 	}
-	s.log.Info("sweep started", "sweep", rec.ID, "entity", rec.Entity, "repair", rec.Repair, "by", principal(c).Name)
+	s.log.Info("sweep started", "sweep", rec.ID, "entity", rec.Entity, "mode", rec.Mode, "repair", rec.Repair, "by", principal(c).Name)
 	created(c)
 	return rec, nil
 }
@@ -76,6 +82,8 @@ func sweepError(err error) error {
 	switch {
 	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, ErrNoSweep):
 		return err
+	case errors.Is(err, repair.ErrBadOption):
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	case errors.Is(err, repair.ErrSweepState):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
@@ -93,6 +101,8 @@ func sweepID(c *gin.Context) (int64, error) {
 type sweepDetail struct {
 	repair.SweepRecord
 	FindingsList []repair.Finding `json:"findings_list"`
+	// RangesList is each range's progress (the dashboard's per-range bar).
+	RangesList []repair.Range `json:"ranges_list"`
 }
 
 // getSweep reports a sweep's progress and, once done, its findings (up
@@ -117,7 +127,14 @@ func (s *Server) getSweep(c *gin.Context) (any, error) {
 	if fs == nil {
 		fs = []repair.Finding{}
 	}
-	return sweepDetail{SweepRecord: rec, FindingsList: fs}, nil
+	rs, err := sa.SweepRanges(c.Request.Context(), id)
+	if err != nil {
+		return nil, sweepError(err)
+	}
+	if rs == nil {
+		rs = []repair.Range{}
+	}
+	return sweepDetail{SweepRecord: rec, FindingsList: fs, RangesList: rs}, nil
 }
 
 // listSweeps lists sweeps newest first.
@@ -137,8 +154,8 @@ func (s *Server) listSweeps(c *gin.Context) (any, error) {
 	return recs, nil
 }
 
-// sweepControl pauses, resumes or cancels a sweep; the runner obeys after
-// its current segment.
+// sweepControl pauses, resumes or cancels a sweep; runners obey after
+// their current batch of segments.
 func (s *Server) sweepControl(to string) handlerFunc {
 	return func(c *gin.Context) (any, error) {
 		sa, err := s.sweepAdmin()

@@ -164,7 +164,22 @@ func (s *Store) Setup(ctx context.Context) error {
 	if err := s.do(ctx, esapi.IndicesPutIndexTemplateRequest{Name: s.templateName(), Body: strings.NewReader(body)}, "put template"); err != nil {
 		return err
 	}
-	res, err := esapi.IndicesExistsAliasRequest{Name: []string{s.Alias()}}.Do(ctx, s.es)
+	// Indices created under template version 1 lack the segment hash
+	// fields, and their strict mapping would refuse documents carrying
+	// them: add the fields (adding is allowed; idempotent). Their old
+	// documents stay without the fields until rewritten, and sweeps read
+	// such segments record by record instead of calling them drift.
+	res, err := esapi.IndicesPutMappingRequest{Index: []string{s.cfg.IndexPrefix + "profiles-v*"},
+		Body: strings.NewReader(`{"properties":{"sweep_h0":{"type":"long"},"sweep_h1":{"type":"long"}}}`)}.Do(ctx, s.es)
+	if err != nil {
+		return fmt.Errorf("put mapping: %w", err)
+	}
+	if res.IsError() && res.StatusCode != http.StatusNotFound {
+		defer drain(res)
+		return fmt.Errorf("put mapping on %sprofiles-v*: %s: %s", s.cfg.IndexPrefix, res.Status(), readAll(res))
+	}
+	drain(res)
+	res, err = esapi.IndicesExistsAliasRequest{Name: []string{s.Alias()}}.Do(ctx, s.es)
 	if err != nil {
 		return fmt.Errorf("check alias: %w", err)
 	}
@@ -207,8 +222,20 @@ func readAll(res *esapi.Response) string {
 }
 
 // AppendDocument appends the document indexed for p: the profile's JSON
-// form (ingest.Profile.AppendJSON).
-func AppendDocument(dst []byte, p *ingest.Profile) []byte { return p.AppendJSON(dst) }
+// form (ingest.Profile.AppendJSON) plus the two 32-bit halves of its
+// segment hash (ingest.SegmentHash), which sweeps add up per segment with
+// sum aggregations: Elasticsearch sums in doubles, exact for these halves
+// over up to 2^21 documents, and this distribution has no scripting to
+// split a 64-bit value at query time.
+func AppendDocument(dst []byte, p *ingest.Profile) []byte {
+	dst = p.AppendJSON(dst)
+	h := ingest.SegmentHash(p.Version, p.Digest)
+	dst = append(dst[:len(dst)-1], `,"sweep_h0":`...)
+	dst = strconv.AppendUint(dst, h&0xFFFFFFFF, 10)
+	dst = append(dst, `,"sweep_h1":`...)
+	dst = strconv.AppendUint(dst, h>>32, 10)
+	return append(dst, '}')
+}
 
 type bulkResponse struct {
 	Errors bool `json:"errors"`
@@ -534,7 +561,7 @@ func (s *Store) IndexVersioned(ctx context.Context, p *ingest.Profile, gte bool)
 	if int64(v) != p.Version {
 		return false, fmt.Errorf("version %d does not fit", p.Version)
 	}
-	res, err := esapi.IndexRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(p.AppendJSON(nil)),
+	res, err := esapi.IndexRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(AppendDocument(nil, p)),
 		Version: &v, VersionType: vt, Refresh: "true"}.Do(ctx, s.es)
 	if err != nil {
 		return false, err
@@ -547,6 +574,64 @@ func (s *Store) IndexVersioned(ctx context.Context, p *ingest.Profile, gte bool)
 		return false, fmt.Errorf("index %d: %s: %s", p.UserID, res.Status(), readAll(res))
 	}
 	return true, nil
+}
+
+// SegmentSums computes, inside Elasticsearch, the ingest.SegmentSum of
+// each segment (bounds[i], bounds[i+1]] of user IDs through the alias:
+// one search with a filters aggregation (exact range filters) and sums of
+// the stored segment hash halves. Documents without them (indexed before
+// template version 2) count in Records but not in Hashed.
+func (s *Store) SegmentSums(ctx context.Context, bounds []int64) ([]ingest.SegmentSum, error) {
+	n := len(bounds) - 1
+	if n < 1 {
+		return nil, nil
+	}
+	body := make([]byte, 0, 128+80*n)
+	body = fmt.Appendf(body, `{"size":0,"query":{"range":{"user_id":{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, bounds[0], bounds[n])
+	for i := range n {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = fmt.Appendf(body, `{"range":{"user_id":{"gt":%d,"lte":%d}}}`, bounds[i], bounds[i+1])
+	}
+	body = append(body, `]},"aggs":{"h0":{"sum":{"field":"sweep_h0"}},"h1":{"sum":{"field":"sweep_h1"}},"n":{"value_count":{"field":"sweep_h0"}}}}}}`...)
+	res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: bytes.NewReader(body),
+		FilterPath: []string{"aggregations.seg.buckets"}}.Do(ctx, s.es)
+	if err != nil {
+		return nil, err
+	}
+	defer drain(res)
+	if res.IsError() {
+		return nil, fmt.Errorf("segment sums %d..%d: %s: %s", bounds[0], bounds[n], res.Status(), readAll(res))
+	}
+	type value struct {
+		Value float64 `json:"value"`
+	}
+	var r struct {
+		Aggregations struct {
+			Seg struct {
+				Buckets []struct {
+					DocCount int64 `json:"doc_count"`
+					H0       value `json:"h0"`
+					H1       value `json:"h1"`
+					N        value `json:"n"`
+				} `json:"buckets"`
+			} `json:"seg"`
+		} `json:"aggregations"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, fmt.Errorf("segment sums: %w", err)
+	}
+	out := make([]ingest.SegmentSum, n)
+	if len(r.Aggregations.Seg.Buckets) != n && len(r.Aggregations.Seg.Buckets) != 0 {
+		return nil, fmt.Errorf("segment sums: %d buckets for %d segments", len(r.Aggregations.Seg.Buckets), n)
+	}
+	for i, b := range r.Aggregations.Seg.Buckets {
+		// Sums of 32-bit halves over fewer than 2^21 documents stay below
+		// 2^53: exact in the doubles Elasticsearch sums in.
+		out[i] = ingest.SegmentSum{Records: b.DocCount, Hashed: int64(b.N.Value), H0: uint64(b.H0.Value), H1: uint64(b.H1.Value)}
+	}
+	return out, nil
 }
 
 // HeadsBetween returns the version and digest of every document with

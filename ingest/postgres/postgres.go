@@ -331,6 +331,60 @@ func (s *Store) NextBound(ctx context.Context, after int64, size int) (hi int64,
 	return hi, n, err
 }
 
+// Bounds returns the upper bounds of up to n consecutive segments of
+// size rows each (tombstones included) after the key `after`, in one
+// index-only pass; fewer than n means the rows ran out (the rest after the
+// last bound is a partial segment, which the caller closes).
+func (s *Store) Bounds(ctx context.Context, after int64, size, n int) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id FROM (
+	    SELECT user_id, row_number() OVER (ORDER BY user_id) AS rn
+	    FROM (SELECT user_id FROM profiles WHERE user_id > $1 ORDER BY user_id LIMIT $2) s) t
+	WHERE rn % $3 = 0 ORDER BY user_id`, after, size*n, size)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// SegmentSums computes, inside Postgres, the ingest.SegmentSum of the
+// live rows of each segment (bounds[i], bounds[i+1]]: one grouped
+// aggregate over the key range, the segment hash computed from the digest
+// and version columns exactly as ingest.SegmentHash does.
+func (s *Store) SegmentSums(ctx context.Context, bounds []int64) ([]ingest.SegmentSum, error) {
+	n := len(bounds) - 1
+	if n < 1 {
+		return nil, nil
+	}
+	thresholds := make([]int64, n)
+	for i := range thresholds {
+		thresholds[i] = bounds[i] + 1 // width_bucket's buckets are [t_j, t_j+1)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT width_bucket(user_id, $1::bigint[]), count(*),
+	    sum(h & 4294967295)::bigint, sum((h >> 32) & 4294967295)::bigint
+	FROM (SELECT user_id, digest # ((version << 32) | ((version >> 32) & 4294967295)) AS h
+	      FROM profiles WHERE user_id > $2 AND user_id <= $3 AND NOT deleted) t
+	GROUP BY 1`, thresholds, bounds[0], bounds[n])
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]ingest.SegmentSum, n)
+	for rows.Next() {
+		var b int
+		var sum ingest.SegmentSum
+		var h0, h1 int64
+		if err := rows.Scan(&b, &sum.Records, &h0, &h1); err != nil {
+			return nil, err
+		}
+		if b < 1 || b > n {
+			return nil, fmt.Errorf("segment sums: bucket %d outside 1..%d", b, n)
+		}
+		sum.Hashed, sum.H0, sum.H1 = sum.Records, uint64(h0), uint64(h1)
+		out[b-1] = sum
+	}
+	return out, rows.Err()
+}
+
 // HeadsBetween returns the heads of rows with lo <= user_id <= hi,
 // tombstones included.
 func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64) ([]Head, error) {

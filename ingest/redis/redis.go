@@ -398,6 +398,91 @@ func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed *Head,
 	return n == 1, err
 }
 
+// compareScript compares stored heads with expected ones inside Redis, so
+// only the keys that differ cross the network: KEYS = keys; ARGV[2i-1],
+// ARGV[2i] = expected version and digest of KEYS[i] (version "": the key
+// must be absent, a tombstone's); the last ARGV is "1"
+// when an absent key is allowed. Returns the 1-based positions of keys
+// that differ.
+var compareScript = goredis.NewScript(`
+local out = {}
+local allowAbsent = ARGV[#ARGV] == '1'
+for i, k in ipairs(KEYS) do
+  local cur = redis.call('HMGET', k, 'v', 'd')
+  if cur[1] then
+    if cur[1] ~= ARGV[2*i-1] or cur[2] ~= ARGV[2*i] then out[#out+1] = i end
+  elseif ARGV[2*i-1] ~= '' and not allowAbsent then
+    out[#out+1] = i
+  end
+end
+return out`)
+
+// CompareBatch is the most keys one compare script call checks; Compare
+// splits larger sets, so a call holds Redis for about a millisecond.
+const CompareBatch = 500
+
+// Compare checks the serving version's hashes of want's ids against the
+// expected heads inside Redis (a Lua script over batches of CompareBatch
+// keys, pipelined) and returns the ids that differ: another version or
+// digest, absent unless allowAbsent, or present where want's head has
+// version 0 (a tombstone: the key must be absent).
+func (s *Store) Compare(ctx context.Context, want map[int64]Head, allowAbsent bool) ([]int64, error) {
+	if len(want) == 0 {
+		return nil, nil
+	}
+	version := s.versions.Load().Serving
+	ids := make([]int64, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	absent := "0"
+	if allowAbsent {
+		absent = "1"
+	}
+	var cmds []*goredis.Cmd
+	send := func() error {
+		pipe := s.rdb.Pipeline()
+		cmds = cmds[:0]
+		for lo := 0; lo < len(ids); lo += CompareBatch {
+			batch := ids[lo:min(lo+CompareBatch, len(ids))]
+			keys := make([]string, len(batch))
+			args := make([]any, 0, 2*len(batch)+1)
+			for i, id := range batch {
+				keys[i] = s.KeyAt(version, id)
+				if h := want[id]; h.Version == 0 {
+					args = append(args, "", "")
+				} else {
+					args = append(args, strconv.FormatInt(h.Version, 10), strconv.FormatInt(h.Digest, 10))
+				}
+			}
+			cmds = append(cmds, compareScript.EvalSha(ctx, pipe, keys, append(args, absent)...))
+		}
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	err := send()
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// First use on this server (or after SCRIPT FLUSH): load it, once.
+		if err = compareScript.Load(ctx, s.rdb).Err(); err == nil {
+			err = send()
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("compare %d keys: %w", len(ids), err)
+	}
+	var out []int64
+	for b, c := range cmds {
+		pos, err := c.Int64Slice()
+		if err != nil {
+			return nil, fmt.Errorf("compare: %w", err)
+		}
+		for _, p := range pos {
+			out = append(out, ids[b*CompareBatch+int(p)-1])
+		}
+	}
+	return out, nil
+}
+
 // Heads is HeadsAt in the serving dataset version.
 func (s *Store) Heads(ctx context.Context, ids []int64) (map[int64]Head, error) {
 	return s.HeadsAt(ctx, s.versions.Load().Serving, ids)

@@ -12,8 +12,8 @@ import (
 	"github.com/triad-dev/triad/repair"
 )
 
-// Sweeps implements repair.SweepStore (tables sweeps, sweep_suspects,
-// sweep_findings; migration 00005).
+// Sweeps implements repair.SweepStore (tables sweeps, sweep_ranges,
+// sweep_suspects, sweep_findings; migrations 00005 and 00006).
 type Sweeps struct{ pool *pgxpool.Pool }
 
 // NewSweeps returns the sweep store on pool.
@@ -24,15 +24,21 @@ var _ repair.SweepStore = (*Sweeps)(nil)
 // ErrNoSweep is an unknown sweep ID.
 var ErrNoSweep = errors.New("no such sweep")
 
-const sweepCols = `id, entity, mode, state, repair, dry_run, segment_size, trigger, actor, created_at, updated_at, finished_at,
-	cursor, segments, records, suspects, in_flight, findings, repaired, repair_run, owner, heartbeat_at, coalesce(error, '')`
+const sweepCols = `id, entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes,
+	created_at, updated_at, finished_at, ranges, ranges_done, segments, dirty, records, suspects, in_flight, findings, repaired, repair_run,
+	stuck, coalesce(error, '')`
 
 func scanSweep(row pgx.Row) (repair.SweepRecord, error) {
 	var r repair.SweepRecord
-	err := row.Scan(&r.ID, &r.Entity, &r.Mode, &r.State, &r.Repair, &r.DryRun, &r.SegmentSize, &r.Trigger, &r.Actor, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt,
-		&r.Cursor, &r.Segments, &r.Records, &r.Suspects, &r.InFlight, &r.Findings, &r.Repaired, &r.RepairRun, &r.Owner, &r.HeartbeatAt, &r.Error)
+	var schedule *string
+	err := row.Scan(&r.ID, &r.Entity, &r.Mode, &r.State, &r.Repair, &r.DryRun, &r.SegmentSize, &r.Rate, &r.DatasetVersion, &r.Trigger, &r.Actor,
+		&schedule, &r.Supersedes, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Ranges, &r.RangesDone, &r.Segments, &r.Dirty, &r.Records,
+		&r.Suspects, &r.InFlight, &r.Findings, &r.Repaired, &r.RepairRun, &r.Stuck, &r.Error)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNoSweep
+	}
+	if schedule != nil {
+		r.Schedule = *schedule
 	}
 	return r, err
 }
@@ -52,8 +58,9 @@ func collectSweeps(rows pgx.Rows) ([]repair.SweepRecord, error) {
 
 // CreateSweep implements repair.SweepStore (state running).
 func (s *Sweeps) CreateSweep(ctx context.Context, r *repair.SweepRecord) error {
-	rec, err := scanSweep(s.pool.QueryRow(ctx, `INSERT INTO sweeps (entity, state, repair, dry_run, segment_size, trigger, actor, owner)
-		VALUES ($1, 'running', $2, $3, $4, $5, $6, $7) RETURNING `+sweepCols, r.Entity, r.Repair, r.DryRun, r.SegmentSize, r.Trigger, r.Actor, r.Owner))
+	rec, err := scanSweep(s.pool.QueryRow(ctx, `INSERT INTO sweeps (entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes)
+		VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, nullif($10, ''), $11) RETURNING `+sweepCols,
+		r.Entity, r.Mode, r.Repair, r.DryRun, r.SegmentSize, r.Rate, r.DatasetVersion, r.Trigger, r.Actor, r.Schedule, r.Supersedes))
 	if err == nil {
 		*r = rec
 	}
@@ -77,38 +84,151 @@ func (s *Sweeps) ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecor
 	return collectSweeps(rows)
 }
 
-// SaveSegment implements repair.SweepStore in one transaction.
-func (s *Sweeps) SaveSegment(ctx context.Context, id int64, owner string, cursor int64, records int, suspects map[int64]repair.Head) (string, error) {
+// Plan implements repair.SweepStore: the sweep row is locked, so of two
+// replicas planning at once the second finds the ranges saved.
+func (s *Sweeps) Plan(ctx context.Context, id int64, cut func() ([]int64, error)) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var planned bool
+		if err := tx.QueryRow(ctx, `SELECT planned FROM sweeps WHERE id = $1 FOR UPDATE`, id).Scan(&planned); err != nil {
+			return err
+		}
+		if planned {
+			return nil
+		}
+		his, err := cut()
+		if err != nil {
+			return err
+		}
+		los := make([]int64, len(his))
+		for i := range his {
+			if i > 0 {
+				los[i] = his[i-1]
+			}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO sweep_ranges (sweep_id, lo, hi, cursor) SELECT $1, lo, hi, lo FROM unnest($2::bigint[], $3::bigint[]) AS t(lo, hi)`,
+			id, los, his); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE sweeps SET planned = true, ranges = $2, updated_at = now() WHERE id = $1`, id, len(his))
+		return err
+	})
+}
+
+const rangeCols = `sweep_id, lo, hi, state, coalesce(owner, ''), attempts, cursor, coalesce(mode, ''), segments, dirty, records, updated_at, finished_at`
+
+func collectRanges(rows pgx.Rows, err error) ([]repair.Range, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (repair.Range, error) {
+		var r repair.Range
+		err := row.Scan(&r.SweepID, &r.Lo, &r.Hi, &r.State, &r.Owner, &r.Attempts, &r.Cursor, &r.Mode, &r.Segments, &r.Dirty, &r.Records, &r.UpdatedAt, &r.FinishedAt)
+		return r, err
+	})
+}
+
+// Ranges implements repair.SweepStore, in key order.
+func (s *Sweeps) Ranges(ctx context.Context, id int64) ([]repair.Range, error) {
+	return collectRanges(s.pool.Query(ctx, `SELECT `+rangeCols+` FROM sweep_ranges WHERE sweep_id = $1 ORDER BY lo`, id))
+}
+
+// Work implements repair.SweepStore: the oldest running sweeps first;
+// within a sweep, pending ranges before running ones (whose owner is
+// probably alive), then in key order.
+func (s *Sweeps) Work(ctx context.Context) (unplanned []repair.SweepRecord, ranges []repair.Range, finishable []repair.SweepRecord, err error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+sweepCols+` FROM sweeps WHERE state IN ('running', 'paused') AND NOT planned ORDER BY id LIMIT 10`)
+	if unplanned, err = collectSweeps2(rows, err); err != nil {
+		return nil, nil, nil, err
+	}
+	if ranges, err = collectRanges(s.pool.Query(ctx, `SELECT `+rangeCols+` FROM sweep_ranges r
+		WHERE state <> 'done' AND sweep_id IN (SELECT id FROM sweeps WHERE state = 'running')
+		ORDER BY sweep_id, state = 'running', lo LIMIT 64`)); err != nil {
+		return nil, nil, nil, err
+	}
+	rows, err = s.pool.Query(ctx, `SELECT `+sweepCols+` FROM sweeps WHERE state = 'running' AND planned AND ranges_done = ranges ORDER BY id LIMIT 10`)
+	if finishable, err = collectSweeps2(rows, err); err != nil {
+		return nil, nil, nil, err
+	}
+	return unplanned, ranges, finishable, nil
+}
+
+func collectSweeps2(rows pgx.Rows, err error) ([]repair.SweepRecord, error) {
+	if err != nil {
+		return nil, err
+	}
+	return collectSweeps(rows)
+}
+
+// StartRange implements repair.SweepStore.
+func (s *Sweeps) StartRange(ctx context.Context, id, lo int64, owner string) (repair.Range, error) {
+	rs, err := collectRanges(s.pool.Query(ctx, `UPDATE sweep_ranges SET
+		state = CASE WHEN state = 'done' THEN state ELSE 'running' END,
+		attempts = attempts + CASE WHEN state = 'done' THEN 0 ELSE 1 END,
+		owner = CASE WHEN state = 'done' THEN owner ELSE $3 END, updated_at = now()
+		WHERE sweep_id = $1 AND lo = $2 RETURNING `+rangeCols, id, lo, owner))
+	if err != nil {
+		return repair.Range{}, err
+	}
+	if len(rs) == 0 {
+		return repair.Range{}, fmt.Errorf("sweep %d has no range at %d", id, lo)
+	}
+	return rs[0], nil
+}
+
+// SaveProgress implements repair.SweepStore in one transaction: the
+// suspects, the range's cursor and counts, the sweep's totals.
+func (s *Sweeps) SaveProgress(ctx context.Context, p repair.Progress) (string, error) {
 	var state string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if len(suspects) > 0 {
-			keys := make([]int64, 0, len(suspects))
-			present, deleted := make([]bool, 0, len(suspects)), make([]bool, 0, len(suspects))
-			versions := make([]int64, 0, len(suspects))
-			for k, h := range suspects {
+		if len(p.Suspects) > 0 {
+			keys := make([]int64, 0, len(p.Suspects))
+			present, deleted := make([]bool, 0, len(p.Suspects)), make([]bool, 0, len(p.Suspects))
+			versions := make([]int64, 0, len(p.Suspects))
+			for k, h := range p.Suspects {
 				keys, present, deleted, versions = append(keys, k), append(present, h.Present), append(deleted, h.Deleted), append(versions, h.Version)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO sweep_suspects (sweep_id, key, primary_present, primary_deleted, primary_version)
 				SELECT $1, * FROM unnest($2::bigint[], $3::boolean[], $4::boolean[], $5::bigint[])
-				ON CONFLICT (sweep_id, key) DO NOTHING`, id, keys, present, deleted, versions); err != nil {
+				ON CONFLICT (sweep_id, key) DO NOTHING`, p.SweepID, keys, present, deleted, versions); err != nil {
 				return err
 			}
 		}
-		return tx.QueryRow(ctx, `UPDATE sweeps SET cursor = $3, segments = segments + 1, records = records + $4,
-			suspects = (SELECT count(*) FROM sweep_suspects WHERE sweep_id = $1), owner = $2, heartbeat_at = now(), updated_at = now()
-			WHERE id = $1 RETURNING state`, id, owner, cursor, records).Scan(&state)
+		tag, err := tx.Exec(ctx, `UPDATE sweep_ranges SET cursor = $3, segments = segments + $4, dirty = dirty + $5, records = records + $6,
+			mode = $7, state = CASE WHEN $8 THEN 'done' ELSE state END, finished_at = CASE WHEN $8 THEN now() END, updated_at = now()
+			WHERE sweep_id = $1 AND lo = $2 AND state = 'running' AND owner = $9`,
+			p.SweepID, p.RangeLo, p.Cursor, p.Segments, p.Dirty, p.Records, p.Mode, p.Done, p.Owner)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("sweep %d range %d: no longer run by %s", p.SweepID, p.RangeLo, p.Owner)
+		}
+		done := 0
+		if p.Done {
+			done = 1
+		}
+		return tx.QueryRow(ctx, `UPDATE sweeps SET segments = segments + $2, dirty = dirty + $3, records = records + $4, ranges_done = ranges_done + $5,
+			suspects = (SELECT count(*) FROM sweep_suspects WHERE sweep_id = $1), stuck = false, updated_at = now()
+			WHERE id = $1 RETURNING state`, p.SweepID, p.Segments, p.Dirty, p.Records, done).Scan(&state)
 	})
 	return state, err
 }
 
-// Heartbeat implements repair.SweepStore.
-func (s *Sweeps) Heartbeat(ctx context.Context, id int64, owner string) (string, error) {
-	var state string
-	err := s.pool.QueryRow(ctx, `UPDATE sweeps SET heartbeat_at = now(), owner = $2 WHERE id = $1 RETURNING state`, id, owner).Scan(&state)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "", ErrNoSweep
+// Supersede implements repair.SweepStore.
+func (s *Sweeps) Supersede(ctx context.Context, id int64, reason string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `UPDATE sweeps SET state = 'superseded', error = $2, finished_at = now(), updated_at = now()
+		WHERE id = $1 AND state IN ('running', 'paused')`, id, reason)
+	return tag.RowsAffected() == 1, err
+}
+
+// MarkStuck implements repair.SweepStore.
+func (s *Sweeps) MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]repair.SweepRecord, error) {
+	if _, err := s.pool.Exec(ctx, `UPDATE sweeps SET stuck = (updated_at < now() - make_interval(secs => $1))
+		WHERE state = 'running' AND stuck <> (updated_at < now() - make_interval(secs => $1))`, stuckAfter.Seconds()); err != nil {
+		return nil, err
 	}
-	return state, err
+	rows, err := s.pool.Query(ctx, `SELECT `+sweepCols+` FROM sweeps WHERE state = 'running' AND stuck ORDER BY id`)
+	return collectSweeps2(rows, err)
 }
 
 // SetState implements repair.SweepStore: pause (running → paused), resume
@@ -125,7 +245,7 @@ func (s *Sweeps) SetState(ctx context.Context, id int64, to string) (repair.Swee
 	default:
 		return repair.SweepRecord{}, fmt.Errorf("%w: unknown target state %q", repair.ErrSweepState, to)
 	}
-	rec, err := scanSweep(s.pool.QueryRow(ctx, `UPDATE sweeps SET state = $2, updated_at = now() WHERE id = $1 AND state = ANY($3) RETURNING `+sweepCols, id, to, from))
+	rec, err := scanSweep(s.pool.QueryRow(ctx, `UPDATE sweeps SET state = $2, updated_at = now(), finished_at = CASE WHEN $2 = 'cancelled' THEN now() END WHERE id = $1 AND state = ANY($3) RETURNING `+sweepCols, id, to, from))
 	if errors.Is(err, ErrNoSweep) {
 		cur, gerr := s.GetSweep(ctx, id)
 		if gerr != nil {
@@ -166,8 +286,8 @@ func (s *Sweeps) Finish(ctx context.Context, r *repair.SweepRecord, findings []r
 		}
 		now := time.Now().UTC()
 		r.FinishedAt = &now
-		// A sweep cancelled meanwhile stays cancelled.
-		_, err := tx.Exec(ctx, `UPDATE sweeps SET state = CASE WHEN state = 'cancelled' THEN state ELSE $2 END, finished_at = $3, updated_at = $3,
+		// A sweep cancelled or superseded meanwhile stays so.
+		_, err := tx.Exec(ctx, `UPDATE sweeps SET state = CASE WHEN state IN ('cancelled', 'superseded') THEN state ELSE $2 END, finished_at = $3, updated_at = $3,
 			suspects = $4, in_flight = $5, findings = $6, repaired = $7, repair_run = $8, error = nullif($9, '') WHERE id = $1`,
 			r.ID, r.State, now, r.Suspects, r.InFlight, r.Findings, r.Repaired, r.RepairRun, r.Error)
 		return err
@@ -197,13 +317,28 @@ func (s *Sweeps) Findings(ctx context.Context, id int64, limit int) ([]repair.Fi
 	return out, rows.Err()
 }
 
-// TakeOver implements repair.SweepStore.
-func (s *Sweeps) TakeOver(ctx context.Context, owner string, staleAfter time.Duration) ([]repair.SweepRecord, error) {
-	rows, err := s.pool.Query(ctx, `UPDATE sweeps SET owner = $1, heartbeat_at = now(), updated_at = now()
-		WHERE state IN ('running', 'paused') AND finished_at IS NULL AND heartbeat_at < now() - make_interval(secs => $2) AND owner <> $1
-		RETURNING `+sweepCols, owner, staleAfter.Seconds())
-	if err != nil {
-		return nil, err
+var _ repair.ScheduleStore = (*Sweeps)(nil)
+
+// LastStart implements repair.ScheduleStore.
+func (s *Sweeps) LastStart(ctx context.Context, name string) (time.Time, error) {
+	var t time.Time
+	err := s.pool.QueryRow(ctx, `SELECT last_start FROM sweep_schedules WHERE name = $1`, name).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
 	}
-	return collectSweeps(rows)
+	return t, err
+}
+
+// Started implements repair.ScheduleStore (sweep 0: skipped).
+func (s *Sweeps) Started(ctx context.Context, name string, at time.Time, sweep int64) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO sweep_schedules (name, last_start, last_sweep) VALUES ($1, $2, nullif($3, 0))
+		ON CONFLICT (name) DO UPDATE SET last_start = excluded.last_start, last_sweep = coalesce(excluded.last_sweep, sweep_schedules.last_sweep)`, name, at, sweep)
+	return err
+}
+
+// Active implements repair.ScheduleStore.
+func (s *Sweeps) Active(ctx context.Context, entity string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sweeps WHERE entity = $1 AND state IN ('running', 'paused'))`, entity).Scan(&ok)
+	return ok, err
 }

@@ -126,9 +126,18 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	repairer := repair.NewRepairer(checker, repairLog)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
-	sweeps := &sweepRunner{sw: repair.NewSweeper(checker, repairer), checker: checker, st: repairpg.NewSweeps(set.Postgres),
-		owner: MemberID() + "@" + a.Addr, log: log.With("component", "repair.sweep"), ctx: runCtx, recheck: 2 * time.Second}
-	a.onStop("sweeps", func(context.Context) error { cancel(); sweeps.wg.Wait(); return nil })
+	sweepStore := repairpg.NewSweeps(set.Postgres)
+	claims := leader.NewClaims(set.Etcd, c.Dataset.EtcdPrefix, MemberID()+"@"+a.Addr, c.Dataset.SessionTTL)
+	worker := repair.NewWorker(repair.NewSweeper(checker, repairer), sweepStore, claims, repair.WorkerConfig{
+		Owner: MemberID() + "@" + a.Addr, Recheck: c.Repair.Sweep.Recheck, RangeSegments: c.Repair.Sweep.RangeSegments,
+		Serving: func() int { return follower.Versions().Serving },
+	}, log)
+	sweeps := sweepAdmin{w: worker, st: sweepStore}
+	scheduler := repair.NewScheduler(c.Repair.Schedules, worker, sweepStore, log)
+	// 1. stop the worker (its context), 2. revoke the lease so its claims
+	// go at once rather than after the TTL.
+	var workerRuns sync.WaitGroup
+	a.onStop("sweeps", func(context.Context) error { cancel(); workerRuns.Wait(); return claims.Close() })
 	srv := server.New(server.Options{
 		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
 		Dependencies: dependencies(set),
@@ -171,6 +180,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		// subscription triggers the first filter build.
 		go reader.Run(runCtx)
 		go stores.Redis.Follow(runCtx, reader, c.Lookup.FeedPingInterval)
+		workerRuns.Go(func() { worker.Run(runCtx) })
 		// Singleton jobs run on the elected leader only.
 		elector.Run(runCtx, func(ctx context.Context) {
 			var wg sync.WaitGroup
@@ -178,7 +188,8 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { collectVersions(ctx, manager, log) })
 			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
-			wg.Go(func() { sweeps.takeOver(ctx) })
+			wg.Go(func() { worker.WatchStuck(ctx, c.Repair.Sweep.StuckAfter/10, c.Repair.Sweep.StuckAfter) })
+			wg.Go(func() { scheduler.Run(ctx) })
 			wg.Wait()
 		})
 		return nil

@@ -279,6 +279,8 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	doRepair := fs.Bool("repair", false, "start: repair what the sweep finds")
 	dryRun := fs.Bool("dry-run", false, "start: with --repair, plan only")
 	segment := fs.Int("segment-size", 1000, "start: primary rows per segment")
+	mode := fs.String("mode", "auto", "start: records (read every record), digest (per-segment digests computed in the stores) or auto (digest, falling back to records where drift is dense)")
+	rate := fs.Int("rate", 0, "start: at most this many records per second per replica (0: unlimited)")
 	wait := fs.Bool("wait", false, "start: wait until the sweep ends and print its findings")
 	asJSON := fs.Bool("json", false, "print the API's JSON")
 	af := newAPIFlags(fs)
@@ -292,13 +294,18 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	type detail struct {
 		repair.SweepRecord
 		FindingsList []repair.Finding `json:"findings_list"`
+		RangesList   []repair.Range   `json:"ranges_list"`
 	}
 	show := func(d detail) error {
 		if *asJSON {
 			return json.NewEncoder(e.stdout).Encode(d)
 		}
-		fmt.Fprintf(e.stdout, "sweep %d (%s): %s; %d segments, %d records, %d suspects, %d in flight, %d findings, %d repaired\n",
-			d.ID, d.Entity, d.State, d.Segments, d.Records, d.Suspects, d.InFlight, d.Findings, d.Repaired)
+		stuck := ""
+		if d.Stuck {
+			stuck = " (STUCK: no progress)"
+		}
+		fmt.Fprintf(e.stdout, "sweep %d (%s, %s, dataset v%d): %s%s; ranges %d/%d, %d segments (%d dirty), %d records, %d suspects, %d in flight, %d findings, %d repaired\n",
+			d.ID, d.Entity, d.Mode, d.DatasetVersion, d.State, stuck, d.RangesDone, d.Ranges, d.Segments, d.Dirty, d.Records, d.Suspects, d.InFlight, d.Findings, d.Repaired)
 		if d.Error != "" {
 			fmt.Fprintf(e.stdout, "error: %s\n", d.Error)
 		}
@@ -334,7 +341,7 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	switch verb {
 	case "start":
 		var rec repair.SweepRecord
-		body := map[string]any{"entity": *entity, "repair": *doRepair, "dry_run": *dryRun, "segment_size": *segment, "trigger": repair.TriggerCLI}
+		body := map[string]any{"entity": *entity, "repair": *doRepair, "dry_run": *dryRun, "segment_size": *segment, "mode": *mode, "rate": *rate, "trigger": repair.TriggerCLI}
 		if err := api.do(ctx, http.MethodPost, "/api/v1/sweeps", body, &rec); err != nil {
 			return err
 		}
@@ -368,9 +375,14 @@ func (e env) sweep(ctx context.Context, args []string) error {
 				return json.NewEncoder(e.stdout).Encode(recs)
 			}
 			tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tENTITY\tSTATE\tSEGMENTS\tRECORDS\tFINDINGS\tREPAIRED\tOWNER\tSTARTED")
+			fmt.Fprintln(tw, "ID\tENTITY\tMODE\tSTATE\tRANGES\tSEGMENTS\tRECORDS\tFINDINGS\tREPAIRED\tTRIGGER\tSTARTED")
 			for _, r := range recs {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.Entity, r.State, r.Segments, r.Records, r.Findings, r.Repaired, r.Owner, r.CreatedAt.Format(time.RFC3339))
+				state := r.State
+				if r.Stuck {
+					state += " (stuck)"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d/%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.ID, r.Entity, r.Mode, state, r.RangesDone, r.Ranges, r.Segments, r.Records,
+					r.Findings, r.Repaired, r.Trigger, r.CreatedAt.Format(time.RFC3339))
 			}
 			return tw.Flush()
 		}
