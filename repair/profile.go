@@ -213,7 +213,7 @@ func (p *Profile) Bounds(ctx context.Context, after, hi int64, size, n int) ([]i
 }
 
 // Profile implements Digested: Postgres and Elasticsearch sum segments
-// themselves; Redis, read by key, compares the primary's heads in Lua.
+// themselves; Redis, a cache read by key, is read in pipelines.
 var _ Digested = (*Profile)(nil)
 
 // PrimarySums implements Digested.
@@ -222,28 +222,12 @@ func (p *Profile) PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentS
 }
 
 // DerivedSums implements Digested.
-func (p *Profile) DerivedSums(ctx context.Context, i int, b []int64) ([]ingest.SegmentSum, bool, error) {
+func (p *Profile) DerivedSums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.SegmentSum, bool, error) {
 	if i != 1 {
 		return nil, false, nil
 	}
-	sums, err := p.es.SegmentSums(ctx, b)
+	sums, err := p.es.RangeSums(ctx, ranges)
 	return sums, true, err
-}
-
-// Compare implements Digested (Redis).
-func (p *Profile) Compare(ctx context.Context, i int, want map[int64]Head, allowAbsent bool) ([]int64, error) {
-	if i != 0 {
-		return nil, fmt.Errorf("profile store %d is not compared by key", i)
-	}
-	heads := make(map[int64]redisstore.Head, len(want))
-	for k, h := range want {
-		if h.Present && !h.Deleted {
-			heads[k] = redisstore.Head{Version: h.Version, Digest: h.Digest}
-		} else {
-			heads[k] = redisstore.Head{} // a tombstone: the key must be absent
-		}
-	}
-	return p.redis.Compare(ctx, heads, allowAbsent)
 }
 
 // PrimaryHeads implements Ranged.

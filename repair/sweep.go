@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/triad-dev/triad/ingest"
 )
 
@@ -44,19 +46,17 @@ type Ranged interface {
 
 // Digested is a Ranged entity whose stores compute segment digests
 // themselves (ingest.SegmentSum), so consistent segments are compared
-// without moving their records. Every method takes segment bounds b:
-// segment j is the key range (b[j], b[j+1]].
+// without moving their records.
 type Digested interface {
 	Ranged
+	// PrimarySums sums the segments of bounds b: segment j is the key
+	// range (b[j], b[j+1]].
 	PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error)
 	// DerivedSums computes derived store i's sums; ok is false for stores
-	// that cannot (read by key), which Compare instead.
-	DerivedSums(ctx context.Context, i int, b []int64) (sums []ingest.SegmentSum, ok bool, err error)
-	// Compare checks derived store i (one read by key) against the
-	// primary's heads inside the store and returns the keys that differ
-	// (a tombstone's key must be absent; an absent key is fine when
-	// allowAbsent).
-	Compare(ctx context.Context, i int, want map[int64]Head, allowAbsent bool) ([]int64, error)
+	// that cannot (a cache read by key, a store without stored segment
+	// hashes): their records are read (pipelined, a batch at a time).
+	// Each range is (lo, hi].
+	DerivedSums(ctx context.Context, i int, ranges [][2]int64) (sums []ingest.SegmentSum, ok bool, err error)
 }
 
 // Sweep modes.
@@ -178,10 +178,15 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		return rep, err
 	}
 	w := s.walker(r, o)
+	// The stores read by key are scanned for orphans while the walk runs.
+	orphans := map[int64]Head{}
+	scan := make(chan error, 1)
+	go func() { scan <- s.scanOrphans(ctx, r, orphans) }()
 	suspects := map[int64]Head{}
 	for after, done := int64(0), false; !done; {
 		b, err := w.next(ctx, after, math.MaxInt64)
 		if err != nil {
+			<-scan
 			return rep, err
 		}
 		rep.Segments += b.segments
@@ -191,8 +196,13 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		after, done = b.hi, b.last
 	}
 	rep.Mode = w.used()
-	if err := s.scanOrphans(ctx, r, suspects); err != nil {
+	if err := <-scan; err != nil {
 		return rep, err
+	}
+	for k, h := range orphans {
+		if _, ok := suspects[k]; !ok {
+			suspects[k] = h
+		}
 	}
 	rep.Suspects = len(suspects)
 	if err := s.finish(ctx, r, o, suspects, &rep); err != nil {
@@ -357,82 +367,155 @@ func (w *walker) recordBatch(ctx context.Context, b []int64, res *batchResult) e
 	return nil
 }
 
-// digestBatch compares segment sums computed inside each store, asks
-// stores read by key to compare the primary's heads themselves, and reads
-// record heads only in the segments whose sums differ.
+// digestBatch compares segment sums computed inside each store and reads
+// record heads only where they cannot be summed (a cache read by key,
+// pipelined a batch at a time) or where the sums differ. The primary's
+// sums and heads and the derived sums are read concurrently.
 func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) error {
 	n := len(b) - 1
 	lo, hi := b[0]+1, b[n]
-	ps, err := w.d.PrimarySums(ctx, b)
-	if err != nil {
-		return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
+	derived := w.r.Derived()
+	segs := make([][2]int64, n)
+	for j := range n {
+		segs[j] = [2]int64{b[j], b[j+1]}
+	}
+	var (
+		ps []ingest.SegmentSum
+		ds = make([][]ingest.SegmentSum, len(derived)) // nil: not summed
+		ph map[int64]Head
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		if ps, err = w.d.PrimarySums(gctx, b); err != nil {
+			return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
+		}
+		return nil
+	})
+	for i, d := range derived {
+		g.Go(func() error {
+			sums, ok, err := w.d.DerivedSums(gctx, i, segs)
+			if err != nil {
+				return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, d.Store(), err)
+			}
+			if ok {
+				ds[i] = sums
+			}
+			return nil
+		})
+	}
+	// The primary's heads are needed unless every store sums and agrees;
+	// reading them meanwhile costs less than waiting to know.
+	g.Go(func() (err error) {
+		if ph, err = w.r.PrimaryHeads(gctx, lo, hi); err != nil {
+			return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	for _, s := range ps {
 		res.records += int(s.Records)
 	}
-	derived := w.r.Derived()
-	dirty := make([][]bool, len(derived)) // by store, segment; nil: a store read by key
-	anyDirty, byKey := false, false
+	keys := make([]int64, 0, len(ph))
+	for k := range ph {
+		keys = append(keys, k)
+	}
+	dirty := make([]bool, n)
 	for i, d := range derived {
-		ds, ok, err := w.d.DerivedSums(ctx, i, b)
-		if err != nil {
-			return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, d.Store(), err)
-		}
-		if !ok {
-			byKey = true
+		if ds[i] == nil {
+			// Not summed: read every record of the batch.
+			dh, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+			if err != nil {
+				return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
+			}
+			compareHeads(ph, dh, d.CacheAside, res.suspects)
 			continue
 		}
-		dirty[i] = make([]bool, n)
+		var bad []int
 		for j := range n {
 			// Documents without a stored segment hash are read by record,
 			// not taken for drift.
-			if ds[j] != ps[j] || ds[j].Hashed != ds[j].Records {
-				dirty[i][j], anyDirty = true, true
+			if ds[i][j] != ps[j] || ds[i][j].Hashed != ds[i][j].Records {
+				bad = append(bad, j)
+				dirty[j] = true
 			}
 		}
-	}
-	if !byKey && !anyDirty {
-		return nil
-	}
-	ph, err := w.r.PrimaryHeads(ctx, lo, hi)
-	if err != nil {
-		return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
-	}
-	for i, d := range derived {
-		if dirty[i] != nil {
-			continue
-		}
-		keys, err := w.d.Compare(ctx, i, ph, d.CacheAside)
-		if err != nil {
-			return fmt.Errorf("compare %d..%d: %s: %w", lo, hi, d.Store(), err)
-		}
-		for _, k := range keys {
-			res.suspects[k] = ph[k]
+		if err := w.narrow(ctx, i, d, b, bad, ph, res.suspects); err != nil {
+			return err
 		}
 	}
-	for j := range n {
-		segDirty := false
-		for i, d := range derived {
-			if dirty[i] == nil || !dirty[i][j] {
-				continue
-			}
-			segDirty = true
-			slo, shi := b[j]+1, b[j+1]
-			dh, err := w.r.DerivedHeads(ctx, i, slo, shi, nil)
-			if err != nil {
-				return fmt.Errorf("segment %d..%d: %s: %w", slo, shi, d.Store(), err)
-			}
-			seg := make(map[int64]Head, len(dh))
-			for k, p := range ph {
-				if k >= slo && k <= shi {
-					seg[k] = p
-				}
-			}
-			compareHeads(seg, dh, d.CacheAside, res.suspects)
-		}
-		if segDirty {
+	for _, d := range dirty {
+		if d {
 			res.dirty++
 		}
+	}
+	return nil
+}
+
+// narrowSplit is how many sub-ranges a dirty segment is cut into before
+// records are read: sparse drift (one bad record in a segment) then costs
+// one more aggregation and one small read rather than the whole segment.
+const narrowSplit = 16
+
+// narrow finds the records behind dirty segments (indexes into b) of
+// derived store i: each is cut into narrowSplit sub-ranges by the
+// primary's keys, the store sums them (one request for all), the primary's
+// sums come from its heads, and only the sub-ranges that still differ are
+// read record by record.
+func (w *walker) narrow(ctx context.Context, i int, d Derived, b []int64, bad []int, ph map[int64]Head, suspects map[int64]Head) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	var subs [][2]int64
+	var want []ingest.SegmentSum
+	for _, j := range bad {
+		lo, hi := b[j], b[j+1]
+		var keys []int64
+		for k, h := range ph {
+			if k > lo && k <= hi && h.Present && !h.Deleted {
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		step := max(1, (len(keys)+narrowSplit-1)/narrowSplit)
+		from := lo
+		for x := step - 1; x < len(keys); x += step {
+			if keys[x] < hi {
+				subs = append(subs, [2]int64{from, keys[x]})
+				from = keys[x]
+			}
+		}
+		subs = append(subs, [2]int64{from, hi})
+	}
+	for _, r := range subs {
+		var sum ingest.SegmentSum
+		for k, h := range ph {
+			if k > r[0] && k <= r[1] && h.Present && !h.Deleted {
+				sum.Add(ingest.SegmentHash(h.Version, h.Digest))
+			}
+		}
+		want = append(want, sum)
+	}
+	got, _, err := w.d.DerivedSums(ctx, i, subs)
+	if err != nil {
+		return fmt.Errorf("narrow %d ranges: %s: %w", len(subs), d.Store(), err)
+	}
+	for x, r := range subs {
+		if got[x] == want[x] && got[x].Hashed == got[x].Records {
+			continue
+		}
+		dh, err := w.r.DerivedHeads(ctx, i, r[0]+1, r[1], nil)
+		if err != nil {
+			return fmt.Errorf("segment %d..%d: %s: %w", r[0]+1, r[1], d.Store(), err)
+		}
+		seg := make(map[int64]Head, len(dh))
+		for k, p := range ph {
+			if k > r[0] && k <= r[1] {
+				seg[k] = p
+			}
+		}
+		compareHeads(seg, dh, d.CacheAside, suspects)
 	}
 	return nil
 }

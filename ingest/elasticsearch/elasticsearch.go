@@ -586,13 +586,31 @@ func (s *Store) SegmentSums(ctx context.Context, bounds []int64) ([]ingest.Segme
 	if n < 1 {
 		return nil, nil
 	}
-	body := make([]byte, 0, 128+80*n)
-	body = fmt.Appendf(body, `{"size":0,"query":{"range":{"user_id":{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, bounds[0], bounds[n])
+	ranges := make([][2]int64, n)
 	for i := range n {
+		ranges[i] = [2]int64{bounds[i], bounds[i+1]}
+	}
+	return s.RangeSums(ctx, ranges)
+}
+
+// RangeSums is SegmentSums over any key ranges (lo, hi], in one search:
+// the narrowing of dirty segments into sub-ranges.
+func (s *Store) RangeSums(ctx context.Context, ranges [][2]int64) ([]ingest.SegmentSum, error) {
+	n := len(ranges)
+	if n == 0 {
+		return nil, nil
+	}
+	lo, hi := ranges[0][0], ranges[0][1]
+	for _, r := range ranges {
+		lo, hi = min(lo, r[0]), max(hi, r[1])
+	}
+	body := make([]byte, 0, 128+80*n)
+	body = fmt.Appendf(body, `{"size":0,"query":{"range":{"user_id":{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, lo, hi)
+	for i, r := range ranges {
 		if i > 0 {
 			body = append(body, ',')
 		}
-		body = fmt.Appendf(body, `{"range":{"user_id":{"gt":%d,"lte":%d}}}`, bounds[i], bounds[i+1])
+		body = fmt.Appendf(body, `{"range":{"user_id":{"gt":%d,"lte":%d}}}`, r[0], r[1])
 	}
 	body = append(body, `]},"aggs":{"h0":{"sum":{"field":"sweep_h0"}},"h1":{"sum":{"field":"sweep_h1"}},"n":{"value_count":{"field":"sweep_h0"}}}}}}`...)
 	res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: bytes.NewReader(body),
@@ -602,7 +620,7 @@ func (s *Store) SegmentSums(ctx context.Context, bounds []int64) ([]ingest.Segme
 	}
 	defer drain(res)
 	if res.IsError() {
-		return nil, fmt.Errorf("segment sums %d..%d: %s: %s", bounds[0], bounds[n], res.Status(), readAll(res))
+		return nil, fmt.Errorf("segment sums %d..%d: %s: %s", lo, hi, res.Status(), readAll(res))
 	}
 	type value struct {
 		Value float64 `json:"value"`

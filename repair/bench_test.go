@@ -1,0 +1,229 @@
+package repair_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/ingest"
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
+	pgstore "github.com/triad-dev/triad/ingest/postgres"
+	redisstore "github.com/triad-dev/triad/ingest/redis"
+	"github.com/triad-dev/triad/migrations"
+	"github.com/triad-dev/triad/repair"
+)
+
+// BenchmarkSweep (make bench-sweep): TRIAD_BENCH_SWEEP_ROWS consistent
+// loadgen profiles (default 1M) in all three stores; a record-mode sweep
+// (the naive full compare: every record's head from every store) and a
+// digest-mode sweep of the same data in the same run; then 0.1% of the
+// records drifted at random (half in Redis, half in Elasticsearch) and
+// an auto sweep and a digest sweep again, with their recall. Peak RSS of
+// this process is sampled during each sweep.
+func BenchmarkSweep(b *testing.B) {
+	n := int64(1_000_000)
+	if v := os.Getenv("TRIAD_BENCH_SWEEP_ROWS"); v != "" {
+		n, _ = strconv.ParseInt(v, 10, 64)
+	}
+	ctx := context.Background()
+	ns := stacktest.New(b)
+	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		b.Fatal(err)
+	}
+	m.Close()
+	pg := pgstore.New(ns.Pool())
+	rs := redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
+	es := esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})
+	if err := es.Setup(ctx); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	load(b, n, pg, rs, es)
+	b.Logf("loaded %d profiles into the three stores in %s", n, time.Since(start).Round(time.Second))
+	if _, err := ns.Pool().Exec(ctx, `VACUUM ANALYZE profiles`); err != nil {
+		b.Fatal(err)
+	}
+	if err := es.Refresh(ctx); err != nil {
+		b.Fatal(err)
+	}
+	// Merge the index's segments as a long-lived index would be.
+	if res, err := ns.ES().Indices.Forcemerge(ns.ES().Indices.Forcemerge.WithIndex(es.Alias()), ns.ES().Indices.Forcemerge.WithMaxNumSegments(1)); err == nil {
+		res.Body.Close()
+	}
+	c := repair.NewChecker(repair.NewProfile(pg, rs, es))
+	sw := repair.NewSweeper(c, nil)
+	sweep := func(name, mode string) repair.SweepReport {
+		runtime.GC()
+		debug.FreeOSMemory()
+		base := rssBytes()
+		var peak atomic.Int64
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				if r := rssBytes(); r > peak.Load() {
+					peak.Store(r)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+		rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, Recheck: time.Millisecond})
+		close(stop)
+		wg.Wait()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("%-22s mode=%-15s %8d records %6d segments %6d dirty %5d suspects %5d findings  took %8s  (%.0f records/s)  RSS before %d MiB, peak %d MiB",
+			name, rep.Mode, rep.Records, rep.Segments, rep.Dirty, rep.Suspects, len(rep.Findings), rep.Took.Round(time.Millisecond),
+			float64(rep.Records)/rep.Took.Seconds(), base>>20, peak.Load()>>20)
+		return rep
+	}
+	b.ResetTimer()
+	for range b.N {
+		naive := sweep("consistent", repair.ModeRecords)
+		digest := sweep("consistent", repair.ModeDigest)
+		b.Logf("digest sweep %.2fx faster than the naive full compare (%s vs %s)", naive.Took.Seconds()/digest.Took.Seconds(),
+			digest.Took.Round(time.Millisecond), naive.Took.Round(time.Millisecond))
+		drifted := drift(b, ns, rs, es, n)
+		if err := es.Refresh(ctx); err != nil {
+			b.Fatal(err)
+		}
+		for _, mode := range []string{repair.ModeAuto, repair.ModeDigest, repair.ModeRecords} {
+			rep := sweep("0.1% drift", mode)
+			found := map[string]bool{}
+			for _, f := range rep.Findings {
+				found[f.Key+"/"+f.Store] = true
+			}
+			hit := 0
+			for k := range drifted {
+				if found[k] {
+					hit++
+				}
+			}
+			b.Logf("  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent digest sweep",
+				hit, len(drifted), 100*float64(hit)/float64(len(drifted)), len(found)-hit, rep.Took.Seconds()/digest.Took.Seconds())
+		}
+	}
+}
+
+// load writes n loadgen profiles into the three stores directly, in
+// batches of 5000, two batches in flight.
+func load(b *testing.B, n int64, pg *pgstore.Store, rs *redisstore.Store, es *esstore.Store) {
+	ctx := context.Background()
+	g := ingest.NewGenerator(1)
+	batches := make(chan []*ingest.Profile, 4)
+	go func() {
+		defer close(batches)
+		var d ingest.Decoder
+		var line []byte
+		for lo := int64(0); lo < n; lo += 5000 {
+			batch := make([]*ingest.Profile, 0, 5000)
+			for i := lo; i < min(lo+5000, n); i++ {
+				line = g.AppendJSONL(line[:0], i)
+				p, err := d.DecodeJSON(line)
+				if err != nil {
+					panic(err)
+				}
+				batch = append(batch, p)
+			}
+			batches <- batch
+		}
+	}()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 2 {
+		wg.Go(func() {
+			for batch := range batches {
+				if err := pg.Apply(ctx, batch, make([]bool, len(batch))); err != nil {
+					errs <- err
+					return
+				}
+				out := make([]ingest.WriteResult, len(batch))
+				var dw sync.WaitGroup
+				dw.Go(func() {
+					if err := rs.WriteAt(ctx, 1, batch, make([]ingest.WriteResult, len(batch))); err != nil {
+						errs <- err
+					}
+				})
+				if err := es.WriteAt(ctx, 1, batch, out); err != nil {
+					errs <- err
+				}
+				dw.Wait()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// drift changes 0.1% of the records, uniformly at random: half get
+// another digest in Redis (the hash's content changed behind the
+// writer, digest updated), half lose their index document. It returns
+// the planted "key/store" set.
+func drift(b *testing.B, ns *stacktest.Namespace, rs *redisstore.Store, es *esstore.Store, n int64) map[string]bool {
+	ctx := context.Background()
+	g := ingest.NewGenerator(1)
+	r := rand.New(rand.NewPCG(7, 7))
+	out := map[string]bool{}
+	var bulk bytes.Buffer
+	for len(out) < int(n/1000) {
+		id := g.ID(r.Int64N(n))
+		k := strconv.FormatInt(id, 10)
+		if out[k+"/redis"] || out[k+"/elasticsearch"] {
+			continue
+		}
+		if len(out)%2 == 0 {
+			if err := ns.Redis().HSet(ctx, rs.Key(id), redisstore.FieldDigest, "12345").Err(); err != nil {
+				b.Fatal(err)
+			}
+			out[k+"/redis"] = true
+		} else {
+			fmt.Fprintf(&bulk, `{"delete":{"_index":%q,"_id":"%d"}}`+"\n", es.Index(1), id)
+			out[k+"/elasticsearch"] = true
+		}
+	}
+	res, err := ns.ES().Bulk(bytes.NewReader(bulk.Bytes()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.Body.Close()
+	return out
+}
+
+// rssBytes is this process's resident set size.
+func rssBytes() int64 {
+	f, err := os.Open("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var size, rss int64
+	if _, err := fmt.Fscan(bufio.NewReader(f), &size, &rss); err != nil {
+		return 0
+	}
+	return rss * int64(os.Getpagesize())
+}
