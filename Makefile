@@ -17,11 +17,15 @@ DEMO_ROWS    ?= 100000
 DEMO_ARCHIVE := .triad/archive
 # Rows for the store benchmarks (make bench).
 BENCH_ROWS   ?= 1000000
+# Orders for the demo (make demo).
+DEMO_ORDERS ?= 20000
+# Profiles for the sweep benchmark (make bench-sweep).
+BENCH_SWEEP_ROWS ?= 1000000
 # Profiles and wrk duration for the read path benchmark (make bench-read).
 BENCH_READ_ROWS ?= 100000
 BENCH_READ_DURATION ?= 10s
 
-.PHONY: help build stack-up stack-down stack-status demo demo-data test test-short bench bench-read lint fmt clean
+.PHONY: help build stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,9 +47,10 @@ $(ADMIN_TOKEN_FILE):
 	@umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' > $@
 	@echo "created bootstrap admin token in $@"
 
-demo-data: stack-up ## Load deterministic demo profiles (DEMO_ROWS, default 100000) into Postgres, Redis and Elasticsearch (idempotent)
+demo-data: stack-up ## Load deterministic demo profiles (DEMO_ROWS, default 100000) and orders (DEMO_ORDERS, 20000) into Postgres, Redis and Elasticsearch (idempotent)
 	$(BIN) migrate up
 	TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) loadgen --count $(DEMO_ROWS) --seed 1 --ingest
+	$(BIN) loadgen --entity order --count $(DEMO_ORDERS) --seed 1 --ingest
 
 demo: stack-up $(ADMIN_TOKEN_FILE) demo-data ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
 	@echo
@@ -72,6 +77,9 @@ bench: stack-up ## Benchmarks: parser, archive vs dd, ingest end to end vs raw s
 	TRIAD_BENCH_DIR=/var/tmp/triad-bench $(GO) test -run '^$$' -bench 'WriteFile|Verify' -benchtime 5x ./ingest/archive
 	@echo "== stores: $(BENCH_ROWS) rows end to end, the Postgres stage, and raw rates of the same rows =="
 	TRIAD_BENCH_ROWS=$(BENCH_ROWS) $(GO) test -run '^$$' -bench 'Ingest|Raw' -benchtime 1x -timeout 60m ./ingest | grep -E '^(Benchmark|ok|FAIL)|rows in'
+
+bench-sweep: stack-up ## Sweeps: naive full compare vs segment digests on consistent data, then 0.1% drift: time, recall, peak RSS (BENCH_SWEEP_ROWS, default 1000000)
+	TRIAD_BENCH_SWEEP_ROWS=$(BENCH_SWEEP_ROWS) $(GO) test -run '^$$' -bench 'Sweep' -benchtime 1x -timeout 120m ./repair 2>&1 | grep -vE '^\s+handler.go|level=(INFO|DEBUG)'
 
 bench-read: stack-up ## Read path: wrk at concurrency 64 per tier vs a no-op gin handler and redis-benchmark GET; unknown-ID share (BENCH_READ_ROWS, BENCH_READ_DURATION)
 	@command -v wrk >/dev/null || { [ -n "$$(ls /var/lib/apt/lists 2>/dev/null | head -1)" ] || apt-get update -qq; apt-get install -y -qq wrk >/dev/null; }

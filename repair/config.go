@@ -16,6 +16,8 @@ type Config struct {
 	Sweep        SweepConfig   `yaml:"sweep"`
 	// Schedules start sweeps on the leader.
 	Schedules []Schedule `yaml:"schedules"`
+	// Entities are checked besides the built-in profile (default: order).
+	Entities []EntityConfig `yaml:"entities"`
 }
 
 // SweepConfig configures how every replica runs sweeps (key
@@ -52,7 +54,8 @@ type Schedule struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{LogRetention: 90 * 24 * time.Hour,
-		Sweep: SweepConfig{Recheck: 2 * time.Second, RangeSegments: 32, StuckAfter: 5 * time.Minute}}
+		Sweep:    SweepConfig{Recheck: 2 * time.Second, RangeSegments: 32, StuckAfter: 5 * time.Minute},
+		Entities: []EntityConfig{OrderEntity()}}
 }
 
 // Validate reports an invalid key.
@@ -69,10 +72,23 @@ func (c Config) Validate() error {
 	if c.Sweep.StuckAfter < 10*time.Second {
 		return fmt.Errorf("repair.sweep.stuck_after: must be at least 10s, got %s", c.Sweep.StuckAfter)
 	}
+	entities := map[string]bool{"profile": true}
+	for i, e := range c.Entities {
+		if err := e.validate(); err != nil {
+			return fmt.Errorf("repair.entities[%d]: %w", i, err)
+		}
+		if entities[e.Name] {
+			return fmt.Errorf("repair.entities[%d]: entity %q is defined twice", i, e.Name)
+		}
+		entities[e.Name] = true
+	}
 	names := map[string]bool{}
 	for i, s := range c.Schedules {
 		if err := s.validate(); err != nil {
 			return fmt.Errorf("repair.schedules[%d]: %w", i, err)
+		}
+		if !entities[s.Entity] {
+			return fmt.Errorf("repair.schedules[%d]: unknown entity %q", i, s.Entity)
 		}
 		if names[s.Name] {
 			return fmt.Errorf("repair.schedules[%d]: name %q is used twice", i, s.Name)

@@ -121,7 +121,11 @@ func Start(ctx context.Context, o Options) (*App, error) {
 
 	tokens := auth.NewStore(set.Postgres)
 	repairLog := repairpg.NewLog(set.Postgres)
-	checker := repair.NewChecker(repair.NewProfile(stores.Postgres, stores.Redis, stores.ES))
+	entities, err := stores.Entities(c, set)
+	if err != nil {
+		return nil, err
+	}
+	checker := repair.NewChecker(entities...)
 	checker.Metrics = repair.NewMetrics(reg)
 	repairer := repair.NewRepairer(checker, repairLog)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

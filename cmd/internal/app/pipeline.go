@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/triad-dev/triad/repair"
 	"log/slog"
 	"os"
 
@@ -47,6 +48,25 @@ func (s *Stores) Manager(c config.Config, set *clients.Set, log *slog.Logger) *d
 	m := dataset.NewManager(c.Dataset, set.Etcd, s.Postgres, s.Redis, s.ES, log)
 	m.Name = MemberID()
 	return m
+}
+
+// Entities returns every entity the consistency engine checks: the
+// built-in profile and the configured ones (repair.entities), whose Redis
+// keys and indices take the profile stores' prefixes.
+func (s *Stores) Entities(c config.Config, set *clients.Set) ([]repair.Entity, error) {
+	out := []repair.Entity{repair.NewProfile(s.Postgres, s.Redis, s.ES)}
+	for _, ec := range c.Repair.Entities {
+		var idx *repair.TableIndex
+		if ec.Elasticsearch.Index != "" {
+			idx = repair.NewTableIndex(set.Elasticsearch, c.ProfileIndex.IndexPrefix+ec.Elasticsearch.Index, ec.Postgres.Key)
+		}
+		t, err := repair.NewTable(ec, set.Postgres, set.Redis, c.ProfileCache.KeyPrefix, idx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // MemberID names this process in etcd: host and pid.

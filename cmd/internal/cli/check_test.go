@@ -42,6 +42,18 @@ func TestCheckThroughTheAPI(t *testing.T) {
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, `"class":"ok"`)
 
+	// Orders: loadgen writes them into their own stores; check by order ID.
+	code, _, errs = run(t, replicaEnv(ns), "loadgen", "--entity", "order", "--count", "300", "--ingest")
+	require.Equal(t, ExitOK, code, errs)
+	require.Contains(t, errs, "orders: 300 written")
+	code, out, errs = run(t, nil, append(append([]string{"check", "--entity", "order"}, flags...), "1", "150", "300")...)
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "3 checked, 0 inconsistent")
+	require.NoError(t, ns.Redis().Del(t.Context(), ns.RedisPrefix+"order:150").Err())
+	code, out, _ = run(t, nil, append(append([]string{"check", "--entity", "order"}, flags...), "150")...)
+	require.Equal(t, ExitPartial, code, out)
+	require.Regexp(t, `150\s+redis\s+no\s+0\s+0\s+missing`, out)
+
 	code, _, errs = run(t, nil, append(append([]string{"check", "--entity", "orders"}, flags...), "1")...)
 	require.Equal(t, ExitUsage, code)
 	require.Contains(t, errs, `unknown entity "orders"`)
@@ -74,7 +86,7 @@ func TestCheckThroughTheAPI(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, code, body)
 	code, body = post(t, a, "/api/v1/checks", []byte(`{"entity":"nope","ids":[1]}`))
 	require.Equal(t, http.StatusNotFound, code, body)
-	require.Contains(t, body, "known: [profile]")
+	require.Contains(t, body, "known: [order profile]")
 
 	// A document deleted behind triad's back leaves a tombstone that blocks
 	// re-indexing its version for index.gc_deletes (60 s): the repair says

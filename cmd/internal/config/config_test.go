@@ -20,6 +20,9 @@ var badWant = map[string]string{
 	"missing-secret-file.bad.yaml": "etcd.password_file",
 	"bad-stack-ports.bad.yaml":     "stack.redis_port: port 15432 already used by stack.postgres_port",
 	"bad-read-path.bad.yaml":       "lookup.bloom_false_positive: must be in (0, 0.5), got 2",
+	"bad-schedule.bad.yaml":        `repair.schedules[0]: unknown entity "orders"`,
+	"bad-cron.bad.yaml":            `repair.schedules[0]: cron "61 * * * *"`,
+	"bad-entity.bad.yaml":          `repair.entities[0]: postgres.table: want a lower-case identifier`,
 }
 
 func TestLoadFiles(t *testing.T) {

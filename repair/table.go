@@ -1,0 +1,796 @@
+package repair
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/triad-dev/triad/ingest"
+)
+
+// EntityConfig describes an entity checked by configuration (key
+// `repair.entities`): where its records live in each store and which
+// fields count. Keys are positive 64-bit integers.
+type EntityConfig struct {
+	Name     string `yaml:"name"`
+	Postgres struct {
+		Table   string `yaml:"table"`
+		Key     string `yaml:"key"`
+		Version string `yaml:"version"`
+		// Deleted names a boolean tombstone column ("": rows are deleted).
+		Deleted string `yaml:"deleted"`
+	} `yaml:"postgres"`
+	// Fields are the columns that count; type time compares timestamps as
+	// microseconds since the epoch whatever their text form in each store.
+	Fields []FieldConfig `yaml:"fields"`
+	Redis  struct {
+		// Key is the key template; {id} is replaced by the key, and the
+		// Redis key prefix (profile_cache.key_prefix) is prepended.
+		Key string `yaml:"key"`
+		// Encoding: json (a JSON object string) or hash (one hash field per
+		// field, values JSON or plain strings).
+		Encoding string `yaml:"encoding"`
+		// CacheAside: keys may be absent (a cache filled on reads).
+		CacheAside bool          `yaml:"cache_aside"`
+		TTL        time.Duration `yaml:"ttl"` // repairs set it on keys they write
+	} `yaml:"redis"`
+	Elasticsearch struct {
+		// Index is the index or alias (the index prefix is prepended).
+		Index string `yaml:"index"`
+		// SegmentHash: documents carry sweep_h0/sweep_h1 (written by
+		// triad), so sweeps sum segments inside Elasticsearch.
+		SegmentHash bool `yaml:"segment_hash"`
+	} `yaml:"elasticsearch"`
+}
+
+// FieldConfig is one counted field.
+type FieldConfig struct {
+	Name string `yaml:"name"`
+	Type string `yaml:"type"` // json (default) or time
+}
+
+var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+func (c EntityConfig) validate() error {
+	for what, v := range map[string]string{"name": c.Name, "postgres.table": c.Postgres.Table, "postgres.key": c.Postgres.Key, "postgres.version": c.Postgres.Version} {
+		if !identifier.MatchString(v) {
+			return fmt.Errorf("%s: want a lower-case identifier, got %q", what, v)
+		}
+	}
+	if c.Postgres.Deleted != "" && !identifier.MatchString(c.Postgres.Deleted) {
+		return fmt.Errorf("postgres.deleted: want a lower-case identifier, got %q", c.Postgres.Deleted)
+	}
+	if c.Name == "profile" {
+		return errors.New("name: profile is built in")
+	}
+	if len(c.Fields) == 0 {
+		return errors.New("fields: at least one")
+	}
+	seen := map[string]bool{c.Postgres.Key: true, c.Postgres.Version: true}
+	for i, f := range c.Fields {
+		if !identifier.MatchString(f.Name) || seen[f.Name] {
+			return fmt.Errorf("fields[%d]: want a distinct lower-case identifier other than the key and version, got %q", i, f.Name)
+		}
+		seen[f.Name] = true
+		if f.Type != "" && f.Type != "json" && f.Type != "time" {
+			return fmt.Errorf("fields[%d].type: json or time, got %q", i, f.Type)
+		}
+	}
+	if c.Redis.Key != "" && !strings.Contains(c.Redis.Key, "{id}") {
+		return fmt.Errorf("redis.key: the template needs {id}, got %q", c.Redis.Key)
+	}
+	if c.Redis.Key != "" && c.Redis.Encoding != "json" && c.Redis.Encoding != "hash" {
+		return fmt.Errorf("redis.encoding: json or hash, got %q", c.Redis.Encoding)
+	}
+	if c.Redis.Key == "" && c.Elasticsearch.Index == "" {
+		return errors.New("no derived store: give redis.key or elasticsearch.index")
+	}
+	return nil
+}
+
+// OrderEntity is the configuration of the `order` entity (migration
+// 00007_orders.sql, `triad loadgen --entity order`), which repair.entities
+// lists by default: a store layout unlike the profile's (a JSON string in
+// Redis written on every change, not a cache; its own index).
+func OrderEntity() EntityConfig {
+	var c EntityConfig
+	c.Name = "order"
+	c.Postgres.Table, c.Postgres.Key, c.Postgres.Version, c.Postgres.Deleted = "orders", "order_id", "version", "deleted"
+	c.Fields = []FieldConfig{{Name: "user_id"}, {Name: "status"}, {Name: "total_cents"}, {Name: "currency"}, {Name: "items"}, {Name: "updated_at", Type: "time"}}
+	c.Redis.Key, c.Redis.Encoding = "order:{id}", "json"
+	c.Elasticsearch.Index, c.Elasticsearch.SegmentHash = "orders", true
+	return c
+}
+
+// Table is an entity described by an EntityConfig: a Postgres table, a
+// Redis key template and an Elasticsearch index. Derived stores hold no
+// digest of their own: it is computed from their data (digest version 1
+// of the canonical record: the first 8 bytes of SHA-256 over the jsonb
+// text of {version, fields...}, which Postgres computes in SQL too).
+type Table struct {
+	cfg         EntityConfig
+	pool        *pgxpool.Pool
+	rdb         *goredis.Client
+	redisPrefix string
+	es          *TableIndex
+	names       []string // counted field names
+	digestSQL   string   // the digest as a SQL expression over the row
+	liveSQL     string   // a WHERE condition: the row is live
+}
+
+// NewTable returns the configured entity; rdb or es may be nil when the
+// entity has no such store.
+func NewTable(cfg EntityConfig, pool *pgxpool.Pool, rdb *goredis.Client, redisPrefix string, es *TableIndex) (*Table, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("entity %s: %w", cfg.Name, err)
+	}
+	t := &Table{cfg: cfg, pool: pool, rdb: rdb, redisPrefix: redisPrefix, es: es, liveSQL: "true"}
+	if cfg.Postgres.Deleted != "" {
+		t.liveSQL = "NOT " + cfg.Postgres.Deleted
+	}
+	parts := []string{"'version'", cfg.Postgres.Version}
+	for _, f := range cfg.Fields {
+		t.names = append(t.names, f.Name)
+		parts = append(parts, "'"+f.Name+"'", t.column(f))
+	}
+	t.digestSQL = `('x' || left(encode(sha256(convert_to(jsonb_build_object(` + strings.Join(parts, ", ") + `)::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint`
+	return t, nil
+}
+
+// column is the SQL expression of a field's canonical value.
+func (t *Table) column(f FieldConfig) string {
+	if f.Type == "time" {
+		return "(extract(epoch from " + f.Name + ") * 1000000)::bigint"
+	}
+	return f.Name
+}
+
+// Name implements Entity.
+func (t *Table) Name() string { return t.cfg.Name }
+
+// ParseKey implements Entity.
+func (t *Table) ParseKey(s string) (string, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id <= 0 {
+		return "", fmt.Errorf("%w: a %s key is a positive 64-bit integer, got %q", ErrBadKey, t.cfg.Name, s)
+	}
+	return strconv.FormatInt(id, 10), nil
+}
+
+// FieldNames implements Entity.
+func (t *Table) FieldNames() []string { return t.names }
+
+// Digest computes digest version 1 of a canonical record.
+func (t *Table) Digest(version int64, fields map[string][]byte) int64 {
+	obj := make([]byte, 0, 256)
+	obj = append(obj, `{"version":`...)
+	obj = strconv.AppendInt(obj, version, 10)
+	for _, n := range t.names {
+		obj = append(obj, ',')
+		obj = strconv.AppendQuote(obj, n)
+		obj = append(obj, ':')
+		if v, ok := fields[n]; ok {
+			obj = append(obj, v...)
+		} else {
+			obj = append(obj, "null"...)
+		}
+	}
+	obj = append(obj, '}')
+	c, err := ingest.CanonicalJSON(nil, obj)
+	if err != nil {
+		return 0
+	}
+	sum := sha256.Sum256(c)
+	return int64(binary.BigEndian.Uint64(sum[:8]))
+}
+
+// canonical turns a store's value of field f into its canonical form: a
+// time as microseconds since the epoch, anything else as canonical JSON
+// (a value that is not JSON, as hash fields often are, is a string).
+func canonical(f FieldConfig, raw []byte) ([]byte, error) {
+	if raw == nil {
+		return []byte("null"), nil
+	}
+	if f.Type == "time" {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			raw = []byte(s)
+		}
+		if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+			return strconv.AppendInt(nil, n, 10), nil
+		}
+		if string(raw) == "null" {
+			return []byte("null"), nil
+		}
+		ts, err := time.Parse(time.RFC3339Nano, string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("field %s: not a time: %q", f.Name, raw)
+		}
+		return strconv.AppendInt(nil, ts.UnixMicro(), 10), nil
+	}
+	if c, err := ingest.CanonicalJSON(nil, raw); err == nil {
+		return c, nil
+	}
+	return ingest.CanonicalJSON(nil, strconv.AppendQuote(nil, string(raw)))
+}
+
+// record builds the canonical record of a JSON object holding the version
+// (under the version column's name) and the fields.
+func (t *Table) record(obj map[string]json.RawMessage, raw any) (Record, error) {
+	rec := Record{Present: true, Fields: map[string][]byte{}, Raw: raw}
+	if v, ok := obj[t.cfg.Postgres.Version]; ok {
+		if err := json.Unmarshal(v, &rec.Version); err != nil {
+			var s string
+			if json.Unmarshal(v, &s) != nil {
+				return rec, fmt.Errorf("version: %s", v)
+			}
+			if rec.Version, err = strconv.ParseInt(s, 10, 64); err != nil {
+				return rec, fmt.Errorf("version: %s", v)
+			}
+		}
+	}
+	for _, f := range t.cfg.Fields {
+		c, err := canonical(f, obj[f.Name])
+		if err != nil {
+			return rec, err
+		}
+		rec.Fields[f.Name] = c
+	}
+	rec.Digest = t.Digest(rec.Version, rec.Fields)
+	rec.Computed = rec.Digest
+	return rec, nil
+}
+
+// Primary implements Entity.
+func (t *Table) Primary() Reader { return tableReader{"postgres", t.readPG} }
+
+// Derived implements Entity: Redis (priority high), then Elasticsearch.
+func (t *Table) Derived() []Derived {
+	var out []Derived
+	if t.rdb != nil && t.cfg.Redis.Key != "" {
+		d := Derived{Reader: tableReader{"redis", t.readRedis}, CacheAside: t.cfg.Redis.CacheAside, Priority: "high"}
+		if t.cfg.Redis.Encoding == "json" {
+			d.Fixer = tableRedisFixer{t}
+		}
+		out = append(out, d)
+	}
+	if t.es != nil && t.cfg.Elasticsearch.Index != "" {
+		out = append(out, Derived{Reader: tableReader{"elasticsearch", t.readES}, Priority: "medium", Fixer: tableESFixer{t}})
+	}
+	return out
+}
+
+type tableReader struct {
+	store string
+	read  func(ctx context.Context, ids []int64) (map[string]Record, error)
+}
+
+func (r tableReader) Store() string { return r.store }
+
+func (r tableReader) Read(ctx context.Context, keys []string) (map[string]Record, error) {
+	ids := make([]int64, len(keys))
+	for i, k := range keys {
+		id, err := strconv.ParseInt(k, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %q", ErrBadKey, k)
+		}
+		ids[i] = id
+	}
+	return r.read(ctx, ids)
+}
+
+// selectSQL reads rows as (key, version, deleted, digest, fields as jsonb).
+func (t *Table) selectSQL(where string) string {
+	parts := make([]string, 0, 2*len(t.cfg.Fields))
+	for _, f := range t.cfg.Fields {
+		parts = append(parts, "'"+f.Name+"'", t.column(f))
+	}
+	deleted := "false"
+	if t.cfg.Postgres.Deleted != "" {
+		deleted = t.cfg.Postgres.Deleted
+	}
+	return fmt.Sprintf(`SELECT %s, %s, %s, %s, jsonb_build_object(%s)::text FROM %s WHERE %s`,
+		t.cfg.Postgres.Key, t.cfg.Postgres.Version, deleted, t.digestSQL, strings.Join(parts, ", "), pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), where)
+}
+
+func (t *Table) readPG(ctx context.Context, ids []int64) (map[string]Record, error) {
+	rows, err := t.pool.Query(ctx, t.selectSQL(t.cfg.Postgres.Key+" = ANY($1)"), ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]Record{}
+	for rows.Next() {
+		var id int64
+		var fields string
+		rec := Record{Present: true, Fields: map[string][]byte{}}
+		if err := rows.Scan(&id, &rec.Version, &rec.Deleted, &rec.Digest, &fields); err != nil {
+			return nil, err
+		}
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(fields), &obj); err != nil {
+			return nil, err
+		}
+		for _, f := range t.cfg.Fields {
+			c, err := ingest.CanonicalJSON(nil, obj[f.Name])
+			if err != nil {
+				return nil, err
+			}
+			rec.Fields[f.Name] = c
+		}
+		rec.Computed = t.Digest(rec.Version, rec.Fields)
+		out[strconv.FormatInt(id, 10)] = rec
+	}
+	return out, rows.Err()
+}
+
+// RedisKey is the Redis key of id.
+func (t *Table) RedisKey(id int64) string {
+	return t.redisPrefix + strings.ReplaceAll(t.cfg.Redis.Key, "{id}", strconv.FormatInt(id, 10))
+}
+
+func (t *Table) readRedis(ctx context.Context, ids []int64) (map[string]Record, error) {
+	pipe := t.rdb.Pipeline()
+	var gets []*goredis.StringCmd
+	var hashes []*goredis.MapStringStringCmd
+	for _, id := range ids {
+		if t.cfg.Redis.Encoding == "json" {
+			gets = append(gets, pipe.Get(ctx, t.RedisKey(id)))
+		} else {
+			hashes = append(hashes, pipe.HGetAll(ctx, t.RedisKey(id)))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	out := map[string]Record{}
+	for i, id := range ids {
+		key := strconv.FormatInt(id, 10)
+		var obj map[string]json.RawMessage
+		var raw string
+		if t.cfg.Redis.Encoding == "json" {
+			s, err := gets[i].Result()
+			if errors.Is(err, goredis.Nil) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			raw = s
+			if err := json.Unmarshal([]byte(s), &obj); err != nil {
+				return nil, fmt.Errorf("%s %s: not a JSON object: %w", t.cfg.Name, key, err)
+			}
+		} else {
+			h := hashes[i].Val()
+			if len(h) == 0 {
+				continue
+			}
+			obj = make(map[string]json.RawMessage, len(h))
+			for k, v := range h {
+				obj[k] = json.RawMessage(v)
+			}
+		}
+		rec, err := t.record(obj, raw)
+		if err != nil {
+			return nil, fmt.Errorf("%s %s in redis: %w", t.cfg.Name, key, err)
+		}
+		out[key] = rec
+	}
+	return out, nil
+}
+
+func (t *Table) readES(ctx context.Context, ids []int64) (map[string]Record, error) {
+	docs, err := t.es.get(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Record, len(docs))
+	for id, d := range docs {
+		rec, err := t.record(d.source, d.meta)
+		if err != nil {
+			return nil, fmt.Errorf("%s %d in elasticsearch: %w", t.cfg.Name, id, err)
+		}
+		out[strconv.FormatInt(id, 10)] = rec
+	}
+	return out, nil
+}
+
+// Document is the JSON object written to Redis and Elasticsearch for the
+// primary's record: the key, the version and the fields (times as
+// RFC 3339), plus, for the index, the segment hash halves.
+func (t *Table) Document(key int64, rec Record, index bool) []byte {
+	obj := make([]byte, 0, 256)
+	obj = append(obj, '{')
+	obj = strconv.AppendQuote(obj, t.cfg.Postgres.Key)
+	obj = append(obj, ':')
+	obj = strconv.AppendInt(obj, key, 10)
+	obj = append(obj, ',')
+	obj = strconv.AppendQuote(obj, t.cfg.Postgres.Version)
+	obj = append(obj, ':')
+	obj = strconv.AppendInt(obj, rec.Version, 10)
+	for _, f := range t.cfg.Fields {
+		obj = append(obj, ',')
+		obj = strconv.AppendQuote(obj, f.Name)
+		obj = append(obj, ':')
+		v := rec.Fields[f.Name]
+		if f.Type == "time" && string(v) != "null" {
+			us, _ := strconv.ParseInt(string(v), 10, 64)
+			obj = strconv.AppendQuote(obj, time.UnixMicro(us).UTC().Format("2006-01-02T15:04:05.000000Z07:00"))
+			continue
+		}
+		obj = append(obj, v...)
+	}
+	if index && t.cfg.Elasticsearch.SegmentHash {
+		h := ingest.SegmentHash(rec.Version, rec.Digest)
+		obj = fmt.Appendf(obj, `,"sweep_h0":%d,"sweep_h1":%d`, h&0xFFFFFFFF, h>>32)
+	}
+	return append(obj, '}')
+}
+
+// tableRedisFixer replaces a JSON string only if it is still the one a
+// check read (or still absent), in one Lua call.
+type tableRedisFixer struct{ t *Table }
+
+var tableCAS = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '0' then
+  if cur then return 0 end
+elseif cur ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == '' then
+  redis.call('DEL', KEYS[1])
+elseif tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1`)
+
+func (f tableRedisFixer) cas(ctx context.Context, key string, observed Record, value string) (bool, error) {
+	id, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return false, fmt.Errorf("%w: %q", ErrBadKey, key)
+	}
+	present, raw := "0", ""
+	if observed.Present {
+		present, _ = "1", ""
+		raw, _ = observed.Raw.(string)
+	}
+	n, err := tableCAS.Run(ctx, f.t.rdb, []string{f.t.RedisKey(id)}, present, raw, value, f.t.cfg.Redis.TTL.Milliseconds()).Int()
+	return n == 1, err
+}
+
+func (f tableRedisFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+	id, _ := strconv.ParseInt(key, 10, 64)
+	return f.cas(ctx, key, observed, string(f.t.Document(id, p, false)))
+}
+
+func (f tableRedisFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+	return f.cas(ctx, key, observed, "")
+}
+
+// tableESFixer writes through external versions (never over a newer
+// version) and deletes only the document a check read (its sequence
+// number and primary term).
+type tableESFixer struct{ t *Table }
+
+func (f tableESFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+	id, _ := strconv.ParseInt(key, 10, 64)
+	// Same version, other content: rewrite that version; otherwise only a
+	// newer version goes in.
+	ok, err := f.t.es.put(ctx, id, f.t.Document(id, p, true), p.Version, observed.Present && observed.Version == p.Version)
+	if err != nil || ok || observed.Present {
+		return ok, err
+	}
+	// Refused although absent: a newer version was written meanwhile, or
+	// a delete made behind triad's back left a tombstone with a higher
+	// version (kept for index.gc_deletes, 60 s by default).
+	if docs, gerr := f.t.es.get(ctx, []int64{id}); gerr == nil && len(docs) == 0 {
+		return false, errors.New("elasticsearch refused the version: a recent delete's tombstone blocks it until index.gc_deletes (60 s) expires; a later repair will write it")
+	}
+	return false, nil
+}
+
+func (f tableESFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+	id, _ := strconv.ParseInt(key, 10, 64)
+	m, _ := observed.Raw.(docMeta)
+	return f.t.es.del(ctx, id, m)
+}
+
+// Table implements Digested.
+var _ Digested = (*Table)(nil)
+
+// Bounds implements Ranged.
+func (t *Table) Bounds(ctx context.Context, after, hi int64, size, n int) ([]int64, error) {
+	k := pgx.Identifier{t.cfg.Postgres.Key}.Sanitize()
+	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %[1]s FROM (
+	    SELECT %[1]s, row_number() OVER (ORDER BY %[1]s) AS rn
+	    FROM (SELECT %[1]s FROM %[2]s WHERE %[1]s > $1 AND %[1]s <= $4 ORDER BY %[1]s LIMIT $2) s) x
+	WHERE rn %% $3 = 0 ORDER BY %[1]s`, k, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()), after, size*n, size, hi)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int64])
+}
+
+// PrimaryHeads implements Ranged.
+func (t *Table) PrimaryHeads(ctx context.Context, lo, hi int64) (map[int64]Head, error) {
+	deleted := "false"
+	if t.cfg.Postgres.Deleted != "" {
+		deleted = t.cfg.Postgres.Deleted
+	}
+	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %s, %s, %s, %s FROM %s WHERE %s BETWEEN $1 AND $2`,
+		t.cfg.Postgres.Key, t.cfg.Postgres.Version, deleted, t.digestSQL, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), t.cfg.Postgres.Key), lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int64]Head{}
+	for rows.Next() {
+		var id int64
+		h := Head{Present: true}
+		if err := rows.Scan(&id, &h.Version, &h.Deleted, &h.Digest); err != nil {
+			return nil, err
+		}
+		out[id] = h
+	}
+	return out, rows.Err()
+}
+
+// DerivedHeads implements Ranged: Redis by the primary's keys, the index
+// by range.
+func (t *Table) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]Head, error) {
+	d := t.Derived()
+	if i >= len(d) {
+		return nil, fmt.Errorf("%s has no derived store %d", t.cfg.Name, i)
+	}
+	var recs map[string]Record
+	var err error
+	switch d[i].Store() {
+	case "redis":
+		if len(keys) == 0 {
+			return map[int64]Head{}, nil
+		}
+		recs, err = t.readRedis(ctx, keys)
+	default:
+		var docs map[int64]esDoc
+		if docs, err = t.es.between(ctx, lo, hi, 2*maxSegmentRows); err == nil {
+			recs = make(map[string]Record, len(docs))
+			for id, doc := range docs {
+				rec, rerr := t.record(doc.source, doc.meta)
+				if rerr != nil {
+					return nil, fmt.Errorf("%s %d in elasticsearch: %w", t.cfg.Name, id, rerr)
+				}
+				recs[strconv.FormatInt(id, 10)] = rec
+			}
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Head, len(recs))
+	for k, r := range recs {
+		id, _ := strconv.ParseInt(k, 10, 64)
+		out[id] = Head{Present: true, Version: r.Version, Digest: r.Digest}
+	}
+	return out, nil
+}
+
+// ScanDerived implements Ranged: Redis keys are listed with SCAN.
+func (t *Table) ScanDerived(ctx context.Context, i int, fn func(keys []int64) error) (bool, error) {
+	d := t.Derived()
+	if i >= len(d) || d[i].Store() != "redis" {
+		return false, nil
+	}
+	prefix, suffix, _ := strings.Cut(t.redisPrefix+t.cfg.Redis.Key, "{id}")
+	var cursor uint64
+	for {
+		keys, next, err := t.rdb.Scan(ctx, cursor, prefix+"*"+suffix, 1000).Result()
+		if err != nil {
+			return true, err
+		}
+		ids := make([]int64, 0, len(keys))
+		for _, k := range keys {
+			if id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(k, prefix), suffix), 10, 64); err == nil {
+				ids = append(ids, id)
+			}
+		}
+		if len(ids) > 0 {
+			if err := fn(ids); err != nil {
+				return true, err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return true, nil
+		}
+	}
+}
+
+// PrimaryExisting implements Ranged.
+func (t *Table) PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error) {
+	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s = ANY($1)`, t.cfg.Postgres.Key, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), t.cfg.Postgres.Key), keys)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	out := make(map[int64]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, err
+}
+
+// PrimarySums implements Digested: one grouped aggregate, the digest
+// computed by Postgres from the row.
+func (t *Table) PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error) {
+	n := len(b) - 1
+	if n < 1 {
+		return nil, nil
+	}
+	thresholds := make([]int64, n)
+	for i := range thresholds {
+		thresholds[i] = b[i] + 1
+	}
+	k := t.cfg.Postgres.Key
+	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT width_bucket(k, $1::bigint[]), count(*), sum(h & 4294967295)::bigint, sum((h >> 32) & 4294967295)::bigint
+	FROM (SELECT %s AS k, d # ((v << 32) | ((v >> 32) & 4294967295)) AS h
+	      FROM (SELECT %s, %s AS v, %s AS d FROM %s WHERE %s > $2 AND %s <= $3 AND %s) r) t
+	GROUP BY 1`, k, k, t.cfg.Postgres.Version, t.digestSQL, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), k, k, t.liveSQL), thresholds, b[0], b[n])
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]ingest.SegmentSum, n)
+	for rows.Next() {
+		var j int
+		var s ingest.SegmentSum
+		var h0, h1 int64
+		if err := rows.Scan(&j, &s.Records, &h0, &h1); err != nil {
+			return nil, err
+		}
+		if j < 1 || j > n {
+			return nil, fmt.Errorf("segment sums: bucket %d outside 1..%d", j, n)
+		}
+		s.Hashed, s.H0, s.H1 = s.Records, uint64(h0), uint64(h1)
+		out[j-1] = s
+	}
+	return out, rows.Err()
+}
+
+// DerivedSums implements Digested: the index sums its stored segment
+// hashes when configured to carry them.
+func (t *Table) DerivedSums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.SegmentSum, bool, error) {
+	d := t.Derived()
+	if i >= len(d) || d[i].Store() != "elasticsearch" || !t.cfg.Elasticsearch.SegmentHash {
+		return nil, false, nil
+	}
+	sums, err := t.es.sums(ctx, ranges)
+	return sums, true, err
+}
+
+// Prepare implements Preparer.
+func (t *Table) Prepare(ctx context.Context) error {
+	if t.es == nil {
+		return nil
+	}
+	return t.es.refresh(ctx)
+}
+
+// tablePut writes a JSON document into Redis unless the stored one has a
+// newer version (compared as decimal strings, read from the stored JSON's
+// version member). KEYS[1]; ARGV[1] = the version member's name,
+// ARGV[2] = the version, ARGV[3] = the document, ARGV[4] = TTL ms.
+var tablePut = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = string.match(cur, '"' .. ARGV[1] .. '"%s*:%s*"?(%d+)')
+  if v and (#v > #ARGV[2] or (#v == #ARGV[2] and v > ARGV[2])) then return 0 end
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+return 1`)
+
+// WriteResult counts a Write.
+type WriteResult struct {
+	Applied, Stale int
+}
+
+// Write writes documents (JSON objects with the key, the version and the
+// fields, as Document makes them) into every store of the entity, each
+// write version-guarded: Postgres first (an upsert that applies only a
+// newer version), then Redis (Lua: not over a newer version) and the index
+// (external versions) for the rows Postgres took. For loadgen and demos:
+// the platform's own services write their entities.
+func (t *Table) Write(ctx context.Context, docs [][]byte) (WriteResult, error) {
+	var res WriteResult
+	if len(docs) == 0 {
+		return res, nil
+	}
+	cols := []string{t.cfg.Postgres.Key, t.cfg.Postgres.Version}
+	for _, f := range t.cfg.Fields {
+		cols = append(cols, f.Name)
+	}
+	set := make([]string, 0, len(cols))
+	for _, c := range cols[1:] {
+		set = append(set, c+" = excluded."+c)
+	}
+	if t.cfg.Postgres.Deleted != "" {
+		set = append(set, t.cfg.Postgres.Deleted+" = false")
+	}
+	table := pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()
+	arr := append([]byte{'['}, bytes.Join(docs, []byte{','})...)
+	arr = append(arr, ']')
+	rows, err := t.pool.Query(ctx, fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s) SELECT %[2]s FROM jsonb_populate_recordset(null::%[1]s, $1::jsonb)
+		ON CONFLICT (%[3]s) DO UPDATE SET %[4]s WHERE t.%[5]s < excluded.%[5]s RETURNING %[3]s`,
+		table, strings.Join(cols, ", "), t.cfg.Postgres.Key, strings.Join(set, ", "), t.cfg.Postgres.Version), string(arr))
+	if err != nil {
+		return res, fmt.Errorf("write %s: postgres: %w", t.cfg.Name, err)
+	}
+	took, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return res, fmt.Errorf("write %s: postgres: %w", t.cfg.Name, err)
+	}
+	applied := make(map[int64]bool, len(took))
+	for _, id := range took {
+		applied[id] = true
+	}
+	res.Applied, res.Stale = len(took), len(docs)-len(took)
+	var ids, versions []int64
+	var index [][]byte
+	pipe := t.rdbPipe()
+	for _, doc := range docs {
+		var obj map[string]json.RawMessage
+		if err := json.Unmarshal(doc, &obj); err != nil {
+			return res, err
+		}
+		var id int64
+		if err := json.Unmarshal(obj[t.cfg.Postgres.Key], &id); err != nil || !applied[id] {
+			continue
+		}
+		rec, err := t.record(obj, nil)
+		if err != nil {
+			return res, err
+		}
+		if pipe != nil {
+			tablePut.EvalSha(ctx, pipe, []string{t.RedisKey(id)}, t.cfg.Postgres.Version, rec.Version, t.Document(id, rec, false), t.cfg.Redis.TTL.Milliseconds())
+		}
+		ids, versions, index = append(ids, id), append(versions, rec.Version), append(index, t.Document(id, rec, true))
+	}
+	if pipe != nil && len(ids) > 0 {
+		if err := tablePut.Load(ctx, t.rdb).Err(); err != nil {
+			return res, err
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return res, fmt.Errorf("write %s: redis: %w", t.cfg.Name, err)
+		}
+	}
+	if t.es != nil && len(ids) > 0 {
+		if _, err := t.es.bulk(ctx, ids, versions, index); err != nil {
+			return res, fmt.Errorf("write %s: elasticsearch: %w", t.cfg.Name, err)
+		}
+	}
+	return res, nil
+}
+
+func (t *Table) rdbPipe() goredis.Pipeliner {
+	if t.rdb == nil || t.cfg.Redis.Key == "" || t.cfg.Redis.Encoding != "json" {
+		return nil
+	}
+	return t.rdb.Pipeline()
+}

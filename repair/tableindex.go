@@ -1,0 +1,285 @@
+package repair
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/triad-dev/triad/ingest"
+)
+
+// TableIndex is a configured entity's Elasticsearch index (or alias):
+// documents by key, their sequence numbers for guarded writes, range
+// reads and segment sums over the key field.
+type TableIndex struct {
+	es    *elasticsearch.Client
+	index string
+	key   string // the key field
+}
+
+// NewTableIndex returns the index of a configured entity.
+func NewTableIndex(es *elasticsearch.Client, index, keyField string) *TableIndex {
+	return &TableIndex{es: es, index: index, key: keyField}
+}
+
+// Name is the index or alias.
+func (x *TableIndex) Name() string { return x.index }
+
+type docMeta struct {
+	SeqNo       int64
+	PrimaryTerm int64
+}
+
+type esDoc struct {
+	source map[string]json.RawMessage
+	meta   docMeta
+}
+
+func esError(res *esapi.Response, what string) error {
+	body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+	return fmt.Errorf("%s: %s: %s", what, res.Status(), body)
+}
+
+func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, error) {
+	var body bytes.Buffer
+	body.WriteString(`{"ids":[`)
+	for i, id := range ids {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `"%d"`, id)
+	}
+	body.WriteString(`]}`)
+	res, err := esapi.MgetRequest{Index: x.index, Body: &body}.Do(ctx, x.es)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode == http.StatusNotFound {
+		return map[int64]esDoc{}, nil
+	}
+	if res.IsError() {
+		return nil, esError(res, "mget "+x.index)
+	}
+	var r struct {
+		Docs []struct {
+			ID          string                     `json:"_id"`
+			Found       bool                       `json:"found"`
+			SeqNo       int64                      `json:"_seq_no"`
+			PrimaryTerm int64                      `json:"_primary_term"`
+			Source      map[string]json.RawMessage `json:"_source"`
+		} `json:"docs"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	out := make(map[int64]esDoc, len(r.Docs))
+	for _, d := range r.Docs {
+		if !d.Found {
+			continue
+		}
+		id, err := strconv.ParseInt(d.ID, 10, 64)
+		if err != nil {
+			continue
+		}
+		out[id] = esDoc{source: d.Source, meta: docMeta{SeqNo: d.SeqNo, PrimaryTerm: d.PrimaryTerm}}
+	}
+	return out, nil
+}
+
+func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[int64]esDoc, error) {
+	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"seq_no_primary_term":true,"query":{"range":{%q:{"gte":%d,"lte":%d}}}}`, max, x.key, lo, hi)
+	res, err := esapi.SearchRequest{Index: []string{x.index}, Body: strings.NewReader(body)}.Do(ctx, x.es)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return nil, esError(res, fmt.Sprintf("search %s %d..%d", x.index, lo, hi))
+	}
+	var r struct {
+		Hits struct {
+			Total struct {
+				Value int `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				ID          string                     `json:"_id"`
+				SeqNo       int64                      `json:"_seq_no"`
+				PrimaryTerm int64                      `json:"_primary_term"`
+				Source      map[string]json.RawMessage `json:"_source"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	if r.Hits.Total.Value > max {
+		return nil, fmt.Errorf("search %s %d..%d: %d documents, more than %d", x.index, lo, hi, r.Hits.Total.Value, max)
+	}
+	out := make(map[int64]esDoc, len(r.Hits.Hits))
+	for _, h := range r.Hits.Hits {
+		id, err := strconv.ParseInt(h.ID, 10, 64)
+		if err != nil {
+			continue
+		}
+		out[id] = esDoc{source: h.Source, meta: docMeta{SeqNo: h.SeqNo, PrimaryTerm: h.PrimaryTerm}}
+	}
+	return out, nil
+}
+
+func (x *TableIndex) sums(ctx context.Context, ranges [][2]int64) ([]ingest.SegmentSum, error) {
+	if len(ranges) == 0 {
+		return nil, nil
+	}
+	lo, hi := ranges[0][0], ranges[0][1]
+	for _, r := range ranges {
+		lo, hi = min(lo, r[0]), max(hi, r[1])
+	}
+	var body bytes.Buffer
+	fmt.Fprintf(&body, `{"size":0,"query":{"range":{%q:{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, x.key, lo, hi)
+	for i, r := range ranges {
+		if i > 0 {
+			body.WriteByte(',')
+		}
+		fmt.Fprintf(&body, `{"range":{%q:{"gt":%d,"lte":%d}}}`, x.key, r[0], r[1])
+	}
+	body.WriteString(`]},"aggs":{"h0":{"sum":{"field":"sweep_h0"}},"h1":{"sum":{"field":"sweep_h1"}},"n":{"value_count":{"field":"sweep_h0"}}}}}}`)
+	res, err := esapi.SearchRequest{Index: []string{x.index}, Body: &body, FilterPath: []string{"aggregations.seg.buckets"}}.Do(ctx, x.es)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return nil, esError(res, "segment sums "+x.index)
+	}
+	type value struct {
+		Value float64 `json:"value"`
+	}
+	var r struct {
+		Aggregations struct {
+			Seg struct {
+				Buckets []struct {
+					DocCount int64 `json:"doc_count"`
+					H0       value `json:"h0"`
+					H1       value `json:"h1"`
+					N        value `json:"n"`
+				} `json:"buckets"`
+			} `json:"seg"`
+		} `json:"aggregations"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, err
+	}
+	out := make([]ingest.SegmentSum, len(ranges))
+	if n := len(r.Aggregations.Seg.Buckets); n != 0 && n != len(ranges) {
+		return nil, fmt.Errorf("segment sums: %d buckets for %d ranges", n, len(ranges))
+	}
+	for i, b := range r.Aggregations.Seg.Buckets {
+		out[i] = ingest.SegmentSum{Records: b.DocCount, Hashed: int64(b.N.Value), H0: uint64(b.H0.Value), H1: uint64(b.H1.Value)}
+	}
+	return out, nil
+}
+
+// put writes a document at the record's version through external
+// versioning (gte: the same version may be rewritten), so it never
+// replaces a newer version; ok is false when the index holds one.
+func (x *TableIndex) put(ctx context.Context, id int64, doc []byte, version int64, gte bool) (bool, error) {
+	v := int(version)
+	req := esapi.IndexRequest{Index: x.index, DocumentID: strconv.FormatInt(id, 10), Body: bytes.NewReader(doc), Version: &v, VersionType: "external"}
+	if gte {
+		req.VersionType = "external_gte"
+	}
+	res, err := req.Do(ctx, x.es)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	switch {
+	case res.StatusCode == http.StatusConflict:
+		return false, nil
+	case res.IsError():
+		return false, esError(res, fmt.Sprintf("index %s/%d", x.index, id))
+	}
+	return true, nil
+}
+
+// bulk writes documents at their versions (external versioning: an
+// older version is refused and counted in stale).
+func (x *TableIndex) bulk(ctx context.Context, ids, versions []int64, docs [][]byte) (stale int, err error) {
+	var body bytes.Buffer
+	for i, doc := range docs {
+		fmt.Fprintf(&body, `{"index":{"_index":%q,"_id":"%d","version":%d,"version_type":"external"}}`+"\n", x.index, ids[i], versions[i])
+		body.Write(doc)
+		body.WriteByte('\n')
+	}
+	res, err := esapi.BulkRequest{Body: &body}.Do(ctx, x.es)
+	if err != nil {
+		return 0, err
+	}
+	defer res.Body.Close()
+	if res.IsError() {
+		return 0, esError(res, "bulk "+x.index)
+	}
+	var r struct {
+		Items []map[string]struct {
+			Status int `json:"status"`
+			Error  *struct {
+				Reason string `json:"reason"`
+			} `json:"error"`
+		} `json:"items"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return 0, err
+	}
+	for i, it := range r.Items {
+		for _, v := range it {
+			switch {
+			case v.Status == http.StatusConflict:
+				stale++
+			case v.Status >= 300:
+				reason := ""
+				if v.Error != nil {
+					reason = v.Error.Reason
+				}
+				return stale, fmt.Errorf("bulk %s: document %d: %d %s", x.index, ids[i], v.Status, reason)
+			}
+		}
+	}
+	return stale, nil
+}
+
+func (x *TableIndex) del(ctx context.Context, id int64, m docMeta) (bool, error) {
+	seq, term := int(m.SeqNo), int(m.PrimaryTerm)
+	res, err := esapi.DeleteRequest{Index: x.index, DocumentID: strconv.FormatInt(id, 10), IfSeqNo: &seq, IfPrimaryTerm: &term}.Do(ctx, x.es)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	switch {
+	case res.StatusCode == http.StatusConflict, res.StatusCode == http.StatusNotFound:
+		return false, nil
+	case res.IsError():
+		return false, esError(res, fmt.Sprintf("delete %s/%d", x.index, id))
+	}
+	return true, nil
+}
+
+func (x *TableIndex) refresh(ctx context.Context) error {
+	res, err := esapi.IndicesRefreshRequest{Index: []string{x.index}}.Do(ctx, x.es)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.IsError() && res.StatusCode != http.StatusNotFound {
+		return esError(res, "refresh "+x.index)
+	}
+	return nil
+}
