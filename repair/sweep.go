@@ -183,17 +183,16 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 	scan := make(chan error, 1)
 	go func() { scan <- s.scanOrphans(ctx, r, orphans) }()
 	suspects := map[int64]Head{}
-	for after, done := int64(0), false; !done; {
-		b, err := w.next(ctx, after, math.MaxInt64)
-		if err != nil {
-			<-scan
-			return rep, err
-		}
+	err = w.walk(ctx, 0, math.MaxInt64, func(b batchResult) (bool, error) {
 		rep.Segments += b.segments
 		rep.Dirty += b.dirty
 		rep.Records += b.records
 		maps.Copy(suspects, b.suspects)
-		after, done = b.hi, b.last
+		return true, nil
+	})
+	if err != nil {
+		<-scan
+		return rep, err
 	}
 	rep.Mode = w.used()
 	if err := <-scan; err != nil {
@@ -276,42 +275,101 @@ type batchResult struct {
 	suspects        map[int64]Head
 }
 
-// next compares the batch of segments after `after` within (after, hi].
-// Each suspect keeps the primary's head as this pass saw it.
-func (w *walker) next(ctx context.Context, after, hi int64) (batchResult, error) {
+// plan cuts the next batch of segments after `after` within (after, hi]:
+// its bounds b (segment j is (b[j], b[j+1]]) and whether it ends the range.
+func (w *walker) plan(ctx context.Context, after, hi int64) ([]int64, bool, error) {
 	bounds, err := w.r.Bounds(ctx, after, hi, w.o.SegmentSize, batchSegments)
 	if err != nil {
-		return batchResult{}, fmt.Errorf("segments after %d: %s: %w", after, w.r.Primary().Store(), err)
+		return nil, false, fmt.Errorf("segments after %d: %s: %w", after, w.r.Primary().Store(), err)
 	}
 	b := append([]int64{after}, bounds...)
-	res := batchResult{suspects: map[int64]Head{}}
 	if len(bounds) < batchSegments && b[len(b)-1] < hi {
 		// The rows ran out: one last segment up to hi holds what derived
 		// stores have above the last primary row (orphans).
 		b = append(b, hi)
 	}
-	res.hi = b[len(b)-1]
-	res.last = res.hi >= hi
-	res.segments = len(b) - 1
+	return b, b[len(b)-1] >= hi, nil
+}
+
+// compare compares one planned batch in the given mode. Each suspect
+// keeps the primary's head as this pass saw it. Safe to run beside
+// another batch's compare.
+func (w *walker) compare(ctx context.Context, b []int64, mode string) (batchResult, error) {
+	res := batchResult{hi: b[len(b)-1], segments: len(b) - 1, suspects: map[int64]Head{}}
 	if res.segments == 0 {
-		res.hi, res.last = hi, true
 		return res, nil
 	}
-	if w.mode == ModeDigest {
+	var err error
+	if mode == ModeDigest {
 		err = w.digestBatch(ctx, b, &res)
 	} else {
 		err = w.recordBatch(ctx, b, &res)
 	}
-	if err != nil {
-		return res, err
+	return res, err
+}
+
+// walkDepth is how many batches are compared at once: one batch's reads
+// of the cache overlap the next one's sums and primary reads.
+const walkDepth = 2
+
+// walk compares (after, hi] batch by batch, walkDepth batches in flight,
+// and hands each result to fn in key order (fn returning false stops the
+// walk). Auto fallback, metrics and pacing are applied in that order.
+func (w *walker) walk(ctx context.Context, after, hi int64, fn func(batchResult) (bool, error)) error {
+	type job struct {
+		res  batchResult
+		last bool
+		err  error
+		done chan struct{}
 	}
-	w.segs += res.segments
-	w.dirt += res.dirty
-	if w.o.Mode == ModeAuto && w.mode == ModeDigest && w.segs >= AutoMinSegments && float64(w.dirt) > AutoDenseShare*float64(w.segs) {
-		w.mode, w.fellBack = ModeRecords, true
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var pending []*job
+	defer func() {
+		cancel()
+		for _, j := range pending {
+			<-j.done
+		}
+	}()
+	planned := false // the last batch is planned
+	for !planned || len(pending) > 0 {
+		for len(pending) < walkDepth && !planned {
+			b, last, err := w.plan(ctx, after, hi)
+			if err != nil {
+				return err
+			}
+			j := &job{last: last, done: make(chan struct{})}
+			mode := w.mode
+			go func() {
+				defer close(j.done)
+				j.res, j.err = w.compare(ctx, b, mode)
+			}()
+			pending = append(pending, j)
+			after, planned = b[len(b)-1], last
+		}
+		j := pending[0]
+		<-j.done
+		pending = pending[1:]
+		if j.err != nil {
+			return j.err
+		}
+		j.res.last = j.last
+		res := j.res
+		w.segs += res.segments
+		w.dirt += res.dirty
+		if w.o.Mode == ModeAuto && w.mode == ModeDigest && w.segs >= AutoMinSegments && float64(w.dirt) > AutoDenseShare*float64(w.segs) {
+			w.mode, w.fellBack = ModeRecords, true
+		}
+		w.s.checker.Metrics.segment(w.o.Entity, res.segments, res.dirty, res.records)
+		if err := w.pace(ctx, res.records); err != nil {
+			return err
+		}
+		more, err := fn(res)
+		if err != nil || !more {
+			return err
+		}
 	}
-	w.s.checker.Metrics.segment(w.o.Entity, res.segments, res.dirty, res.records)
-	return res, w.pace(ctx, res.records)
+	return nil
 }
 
 // pace holds the walk to o.Rate records per second (the sweep's

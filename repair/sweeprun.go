@@ -369,44 +369,41 @@ func (w *Worker) runRange(ctx context.Context, rg Range) (bool, error) {
 	if rg.Mode == ModeRecords {
 		wk.mode = ModeRecords
 	}
-	for after, done := rg.Cursor, false; !done; {
+	err = wk.walk(ctx, rg.Cursor, rg.Hi, func(b batchResult) (bool, error) {
 		select {
 		case <-cl.Lost():
-			return true, fmt.Errorf("sweep %d range %d: the claim lapsed; another replica resumes it", rg.SweepID, rg.Lo)
+			return false, fmt.Errorf("sweep %d range %d: the claim lapsed; another replica resumes it", rg.SweepID, rg.Lo)
 		default:
-		}
-		b, err := wk.next(ctx, after, rg.Hi)
-		if err != nil {
-			return true, fmt.Errorf("sweep %d: %w", rg.SweepID, err) // the range stays claimable: a retry resumes it
 		}
 		state, err := w.st.SaveProgress(ctx, Progress{SweepID: rg.SweepID, RangeLo: rg.Lo, Owner: w.cfg.Owner, Cursor: b.hi,
 			Segments: b.segments, Dirty: b.dirty, Records: b.records, Mode: wk.mode, Done: b.last, Suspects: b.suspects})
-		if err != nil {
-			return true, err
+		if err != nil || b.last {
+			return false, err
 		}
-		after, done = b.hi, b.last
-		for state == SweepPaused && !done {
+		for state == SweepPaused {
 			// Hold the claim and wait; resume, cancel or a switch ends it.
 			select {
 			case <-ctx.Done():
-				return true, ctx.Err()
+				return false, ctx.Err()
 			case <-cl.Lost():
-				return true, nil
+				return false, nil
 			case <-time.After(250 * time.Millisecond):
 			}
 			if rec, err = w.st.GetSweep(ctx, rg.SweepID); err != nil {
-				return true, err
+				return false, err
 			}
 			state = rec.State
 		}
-		if state != SweepRunning && !done {
-			return true, nil // cancelled or superseded: stop here
+		if state != SweepRunning {
+			return false, nil // cancelled or superseded: stop here
 		}
-		if cur, err := w.current(ctx, rec); err != nil || !cur {
-			return true, err
-		}
+		cur, err := w.current(ctx, rec)
+		return cur, err
+	})
+	if err != nil && ctx.Err() == nil {
+		err = fmt.Errorf("sweep %d: %w", rg.SweepID, err) // the range stays claimable: a retry resumes it
 	}
-	return true, nil
+	return true, err
 }
 
 // finishSweep claims the end of a sweep whose ranges are all done: scan
