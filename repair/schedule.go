@@ -24,7 +24,8 @@ type Scheduler struct {
 	w         *Worker
 	st        ScheduleStore
 	log       *slog.Logger
-	now       func() time.Time
+	// Now is the clock (tests move it).
+	Now func() time.Time
 	// Tick is how often due schedules are looked for (default 5s).
 	Tick time.Duration
 }
@@ -34,7 +35,7 @@ func NewScheduler(schedules []Schedule, w *Worker, st ScheduleStore, log *slog.L
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Scheduler{schedules: schedules, w: w, st: st, log: log.With("component", "repair.schedule"), now: time.Now, Tick: 5 * time.Second}
+	return &Scheduler{schedules: schedules, w: w, st: st, log: log.With("component", "repair.schedule"), Now: time.Now, Tick: 5 * time.Second}
 }
 
 // Next is when s is due after last (zero: never ran; an interval is due
@@ -82,7 +83,7 @@ func (sc *Scheduler) due(ctx context.Context, s Schedule) error {
 	if err != nil {
 		return err
 	}
-	now := sc.now()
+	now := sc.Now()
 	next := s.Next(last, now)
 	if next.IsZero() || now.Before(next) {
 		return nil

@@ -406,15 +406,21 @@ func Keys() [][3]string {
 	var out [][3]string
 	d := Default()
 	_ = walk(reflect.ValueOf(&d).Elem(), "", func(key string, f reflect.Value, _ reflect.StructField) error {
-		def := fmt.Sprint(f.Interface())
+		def, env := fmt.Sprint(f.Interface()), envName(key)
 		if f.Kind() == reflect.Slice {
 			parts := make([]string, f.Len())
 			for i := range parts {
 				parts[i] = fmt.Sprint(f.Index(i).Interface())
+				if e := f.Index(i); e.Kind() == reflect.Struct && e.FieldByName("Name").IsValid() {
+					parts[i] = e.FieldByName("Name").String() // lists of objects: their names
+				}
 			}
 			def = strings.Join(parts, ",")
+			if f.Type().Elem().Kind() == reflect.Struct {
+				env = "— (YAML only)"
+			}
 		}
-		out = append(out, [3]string{key, envName(key), def})
+		out = append(out, [3]string{key, env, def})
 		return nil
 	})
 	return out
