@@ -281,9 +281,9 @@ func (p *Profile) ScanDerived(ctx context.Context, i int, fn func(keys []int64) 
 	return true, p.redis.ScanIDs(ctx, fn)
 }
 
-// PrimaryExisting implements Ranged.
-func (p *Profile) PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error) {
-	return p.pg.Existing(ctx, keys)
+// PrimaryKeys implements Ranged.
+func (p *Profile) PrimaryKeys(ctx context.Context, fn func(keys []int64) error) error {
+	return p.pg.ScanIDs(ctx, fn)
 }
 
 // Prepare implements Preparer: refresh the index so recent documents are

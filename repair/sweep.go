@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2/roaring64"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/triad-dev/triad/ingest"
@@ -40,8 +41,9 @@ type Ranged interface {
 	// ScanDerived lists the keys of derived store i in bounded batches; ok
 	// is false for stores read by range (their orphans show in ranges).
 	ScanDerived(ctx context.Context, i int, fn func(keys []int64) error) (ok bool, err error)
-	// PrimaryExisting reports which keys have a primary row.
-	PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error)
+	// PrimaryKeys streams every primary key (tombstones included) to fn
+	// in bounded slices fn must not keep.
+	PrimaryKeys(ctx context.Context, fn func(keys []int64) error) error
 }
 
 // Digested is a Ranged entity whose stores compute segment digests
@@ -597,16 +599,27 @@ func compareHeads(ph, dh map[int64]Head, cacheAside bool, suspects map[int64]Hea
 }
 
 // scanOrphans lists every key of the stores read by key, in bounded
-// batches, and adds those without a primary row to suspects.
+// batches, and adds those without a primary row to suspects. The
+// primary's keys are read once, in one streaming query, into a compressed
+// bitmap (roaring: about 2 bytes a key, far less for dense ID ranges)
+// rather than asking the primary about each scanned batch.
 func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, suspects map[int64]Head) error {
+	var known *roaring64.Bitmap
 	for i, d := range r.Derived() {
 		_, err := r.ScanDerived(ctx, i, func(keys []int64) error {
-			exist, err := r.PrimaryExisting(ctx, keys)
-			if err != nil {
-				return err
+			if known == nil {
+				known = roaring64.New()
+				if err := r.PrimaryKeys(ctx, func(ids []int64) error {
+					for _, id := range ids {
+						known.Add(uint64(id))
+					}
+					return nil
+				}); err != nil {
+					return fmt.Errorf("%s keys: %w", r.Primary().Store(), err)
+				}
 			}
 			for _, k := range keys {
-				if !exist[k] {
+				if !known.Contains(uint64(k)) {
 					suspects[k] = Head{}
 				}
 			}

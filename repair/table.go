@@ -619,18 +619,33 @@ func (t *Table) ScanDerived(ctx context.Context, i int, fn func(keys []int64) er
 	}
 }
 
-// PrimaryExisting implements Ranged.
-func (t *Table) PrimaryExisting(ctx context.Context, keys []int64) (map[int64]bool, error) {
-	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s WHERE %s = ANY($1)`, t.cfg.Postgres.Key, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), t.cfg.Postgres.Key), keys)
+// PrimaryKeys implements Ranged.
+func (t *Table) PrimaryKeys(ctx context.Context, fn func(keys []int64) error) error {
+	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s`, t.cfg.Postgres.Key, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	out := make(map[int64]bool, len(ids))
-	for _, id := range ids {
-		out[id] = true
+	defer rows.Close()
+	ids := make([]int64, 0, 8192)
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return err
+		}
+		if ids = append(ids, id); len(ids) == cap(ids) {
+			if err := fn(ids); err != nil {
+				return err
+			}
+			ids = ids[:0]
+		}
 	}
-	return out, err
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		return fn(ids)
+	}
+	return nil
 }
 
 // PrimarySums implements Digested: one grouped aggregate, the digest

@@ -404,20 +404,3 @@ func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64) ([]Head, error) 
 	return out, rows.Err()
 }
 
-// Existing returns which of ids have a row (live or tombstone).
-func (s *Store) Existing(ctx context.Context, ids []int64) (map[int64]bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT user_id FROM profiles WHERE user_id = ANY($1)`, ids)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make(map[int64]bool, len(ids))
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out[id] = true
-	}
-	return out, rows.Err()
-}
