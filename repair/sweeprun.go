@@ -256,9 +256,10 @@ func (w *Worker) step(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, rec := range unplanned {
-		if err := w.plan(ctx, rec); err != nil {
-			return false, fmt.Errorf("plan sweep %d: %w", rec.ID, err)
+	if len(unplanned) > 0 {
+		// One at a time: planning the oldest is this step's work.
+		if err := w.plan(ctx, unplanned[0]); err != nil {
+			return false, fmt.Errorf("plan sweep %d: %w", unplanned[0].ID, err)
 		}
 		return true, nil
 	}

@@ -403,4 +403,3 @@ func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64) ([]Head, error) 
 	}
 	return out, rows.Err()
 }
-
