@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -32,7 +33,9 @@ import (
 // digest-mode sweep of the same data in the same run; then 0.1% of the
 // records drifted at random (half in Redis, half in Elasticsearch) and
 // an auto sweep and a digest sweep again, with their recall. Peak RSS of
-// this process is sampled during each sweep.
+// this process is sampled during each sweep. TRIAD_BENCH_SWEEP_DIGEST_ONLY
+// runs only the consistent digest sweep (for 10M rows);
+// TRIAD_BENCH_SWEEP_CPUPROFILE writes a CPU profile of the digest sweep.
 func BenchmarkSweep(b *testing.B) {
 	n := int64(1_000_000)
 	if v := os.Getenv("TRIAD_BENCH_SWEEP_ROWS"); v != "" {
@@ -101,8 +104,23 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	b.ResetTimer()
 	for range b.N {
+		if os.Getenv("TRIAD_BENCH_SWEEP_DIGEST_ONLY") != "" {
+			// The 10M run: the digest sweep of consistent data only.
+			sweep("consistent", repair.ModeDigest)
+			continue
+		}
 		naive := sweep("consistent", repair.ModeRecords)
+		if f := os.Getenv("TRIAD_BENCH_SWEEP_CPUPROFILE"); f != "" {
+			out, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(out); err != nil {
+				b.Fatal(err)
+			}
+		}
 		digest := sweep("consistent", repair.ModeDigest)
+		pprof.StopCPUProfile()
 		b.Logf("digest sweep %.2fx faster than the naive full compare (%s vs %s)", naive.Took.Seconds()/digest.Took.Seconds(),
 			digest.Took.Round(time.Millisecond), naive.Took.Round(time.Millisecond))
 		drifted := drift(b, ns, rs, es, n)
