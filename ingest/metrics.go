@@ -18,6 +18,9 @@ type metrics struct {
 	storeUp     *prometheus.GaugeVec   // store
 	catchup     *prometheus.CounterVec // store, outcome: recorded, replayed, record_error
 	backlog     *prometheus.GaugeVec   // store
+	// consistentAfter: seconds from the Postgres commit until a derived
+	// store holds the write (Polaris' "consistent within M").
+	consistentAfter *prometheus.HistogramVec // store
 
 	announceErrors prometheus.Counter
 }
@@ -55,6 +58,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"store", "outcome"}),
 		backlog: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "triad_ingest_catchup_backlog", Help: "Entries waiting in the catch-up log, per derived store (read after each replay pass).",
+		}, []string{"store"}),
+		consistentAfter: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "triad_ingest_consistent_after_seconds",
+			Help: "Seconds from a write's Postgres commit until the derived store held it (directly, or by catch-up replay after a failure), per store. " +
+				"The share of writes consistent within M is the le=M bucket over the count (Polaris' \"N nines within M\").",
+			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
 		}, []string{"store"}),
 		announceErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "triad_ingest_announce_errors_total", Help: "Postgres batches whose change announcement to the read path's replicas failed after retries.",

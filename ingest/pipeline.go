@@ -51,6 +51,8 @@ type Derived interface {
 type Pending struct {
 	UserID  int64
 	Version int64
+	// Since is when the write first failed (soon after its commit).
+	Since time.Time
 }
 
 // CatchupLog durably records derived-store writes that failed (a Postgres
@@ -143,7 +145,7 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 		ds := &derivedStore{p: p, store: st, name: st.Name()}
 		p.m.storeUp.WithLabelValues(ds.name).Set(1)
 		for i := range cfg.DerivedWorkers {
-			w := &derivedWorker{ds: ds, id: i, in: make(chan *Profile, cfg.DerivedBatchSize)}
+			w := &derivedWorker{ds: ds, id: i, in: make(chan derivedItem, cfg.DerivedBatchSize)}
 			ds.workers = append(ds.workers, w)
 			p.dwg.Add(1)
 			go w.run()
@@ -344,9 +346,10 @@ func (s *shard) flush() {
 			p.log.Error("archive append", "err", err, "shard", s.id, "profiles", len(forward))
 		}
 	}
+	committed := time.Now()
 	for _, ds := range p.derived {
 		for _, pr := range forward {
-			ds.workers[ShardOf(pr.UserID, len(ds.workers))].in <- pr
+			ds.workers[ShardOf(pr.UserID, len(ds.workers))].in <- derivedItem{pr, committed}
 		}
 	}
 }
@@ -429,11 +432,19 @@ func (ds *derivedStore) setDown(down bool) {
 	}
 }
 
+// derivedItem is a profile Postgres holds, on its way to a derived store,
+// with when Postgres committed it.
+type derivedItem struct {
+	p         *Profile
+	committed time.Time
+}
+
 type derivedWorker struct {
 	ds    *derivedStore
 	id    int
-	in    chan *Profile
+	in    chan derivedItem
 	batch []*Profile
+	at    []time.Time // committed, parallel to batch
 }
 
 func (w *derivedWorker) run() {
@@ -443,12 +454,13 @@ func (w *derivedWorker) run() {
 	timer.Stop()
 	for {
 		select {
-		case pr, ok := <-w.in:
+		case it, ok := <-w.in:
 			if !ok {
 				w.flush()
 				return
 			}
-			w.batch = append(w.batch, pr)
+			w.batch = append(w.batch, it.p)
+			w.at = append(w.at, it.committed)
 			if len(w.batch) == 1 {
 				timer.Reset(cfg.DerivedBatchDelay)
 			}
@@ -466,13 +478,13 @@ func (w *derivedWorker) flush() {
 	if len(w.batch) == 0 {
 		return
 	}
-	defer func() { w.batch = w.batch[:0] }()
+	defer func() { w.batch, w.at = w.batch[:0], w.at[:0] }()
 	ds, p := w.ds, w.ds.p
 	if ds.down.Load() {
 		ds.record(w.batch, "store marked down after failed retries")
 		return
 	}
-	pending := w.batch
+	pending, at := w.batch, w.at
 	var lastErr error
 	out := make([]WriteResult, len(pending))
 	for attempt := 0; attempt < p.cfg.DerivedAttempts; attempt++ {
@@ -488,21 +500,25 @@ func (w *derivedWorker) flush() {
 			continue
 		}
 		var retry []*Profile
+		var retryAt []time.Time
+		lag := p.m.consistentAfter.WithLabelValues(ds.name)
 		for i, r := range out {
 			switch {
 			case r.Err != nil:
 				lastErr = r.Err
-				retry = append(retry, pending[i])
+				retry, retryAt = append(retry, pending[i]), append(retryAt, at[i])
+				continue
 			case r.Stale:
 				p.m.derived.WithLabelValues(ds.name, "stale").Inc()
 			default:
 				p.m.derived.WithLabelValues(ds.name, "written").Inc()
 			}
+			lag.Observe(time.Since(at[i]).Seconds())
 		}
 		if len(retry) > 0 {
 			p.m.derived.WithLabelValues(ds.name, "failed").Add(float64(len(retry)))
 		}
-		pending = retry
+		pending, at = retry, retryAt
 		if len(pending) == 0 {
 			return
 		}
@@ -603,14 +619,22 @@ func (ds *derivedStore) replay(ctx context.Context) (int, error) {
 			ds.setDown(true)
 			return done, err
 		}
+		since := make(map[int64]time.Time, len(pend))
+		for _, e := range pend {
+			since[e.UserID] = e.Since
+		}
 		var ok []*Profile
 		var itemErr error
+		lag := p.m.consistentAfter.WithLabelValues(ds.name)
 		for i, r := range out {
 			if r.Err != nil {
 				itemErr = r.Err
 				continue
 			}
 			ok = append(ok, rows[i])
+			if t := since[rows[i].UserID]; !t.IsZero() {
+				lag.Observe(time.Since(t).Seconds())
+			}
 		}
 		if err := p.catchup.Done(ctx, ds.name, ok); err != nil {
 			return done, fmt.Errorf("update catch-up log: %w", err)

@@ -35,6 +35,7 @@ type rig struct {
 	es  *esstore.Store
 	cfg ingest.Config
 	pl  *ingest.Pipeline
+	reg *prometheus.Registry // the current pipeline's metrics
 }
 
 type rigOption func(*rigParts)
@@ -85,7 +86,8 @@ func newRig(t *testing.T, opts ...rigOption) *rig {
 // start builds a fresh pipeline on the rig's stores.
 func (r *rig) start(t *testing.T) {
 	t.Helper()
-	pl, err := ingest.New(r.cfg, ingest.Deps{Primary: r.pg, Derived: []ingest.Derived{r.rs, r.es}, Catchup: r.pg, Logger: stacktest.Logger(t)})
+	r.reg = prometheus.NewRegistry()
+	pl, err := ingest.New(r.cfg, ingest.Deps{Primary: r.pg, Derived: []ingest.Derived{r.rs, r.es}, Catchup: r.pg, Logger: stacktest.Logger(t), Registerer: r.reg})
 	require.NoError(t, err)
 	r.pl = pl
 	t.Cleanup(func() { _ = pl.Close() })
@@ -357,6 +359,37 @@ func stopMidIngest(t *testing.T, r *rig, priv *stacktest.Private, store string) 
 	}
 	t.Logf("catch-up drained %d entries %.1fs after the restart began", pending, time.Since(start).Seconds())
 	r.requireAgree(t, want)
+	// The replayed writes count in the consistent-after histogram with
+	// their real delay: from the failure to the replay, seconds.
+	n, under1s := consistentAfter(t, r.reg, store)
+	require.GreaterOrEqual(t, int64(n), int64(pending), "every replayed write observed")
+	require.Less(t, under1s, n, "replayed writes took longer than 1 s to become consistent")
+	t.Logf("measured: %d of %d replayed %s writes consistent within 1 s of their failure", under1s, n, store)
+}
+
+// consistentAfter reads triad_ingest_consistent_after_seconds for store:
+// its count and the count within 1 s.
+func consistentAfter(t *testing.T, reg *prometheus.Registry, store string) (n, under1s uint64) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != "triad_ingest_consistent_after_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() != store {
+				continue
+			}
+			n = m.GetHistogram().GetSampleCount()
+			for _, b := range m.GetHistogram().GetBucket() {
+				if b.GetUpperBound() == 1 {
+					under1s = b.GetCumulativeCount()
+				}
+			}
+		}
+	}
+	return n, under1s
 }
 
 func TestRedisStoppedMidIngestCatchesUp(t *testing.T) {

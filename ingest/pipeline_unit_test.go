@@ -109,7 +109,7 @@ func (m *memCatchup) Pending(ctx context.Context, store string, after int64, lim
 	var out []Pending
 	for id, v := range m.log {
 		if id > after {
-			out = append(out, Pending{id, v})
+			out = append(out, Pending{UserID: id, Version: v})
 		}
 	}
 	slices.SortFunc(out, func(a, b Pending) int { return cmp.Compare(a.UserID, b.UserID) })

@@ -208,13 +208,13 @@ func (s *Store) Record(ctx context.Context, store string, batch []*ingest.Profil
 
 // Pending implements ingest.CatchupLog.
 func (s *Store) Pending(ctx context.Context, store string, after int64, limit int) ([]ingest.Pending, error) {
-	rows, err := s.pool.Query(ctx, `SELECT user_id, version FROM profile_catchup WHERE store = $1 AND user_id > $2 ORDER BY user_id LIMIT $3`, store, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT user_id, version, first_failed_at FROM profile_catchup WHERE store = $1 AND user_id > $2 ORDER BY user_id LIMIT $3`, store, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (ingest.Pending, error) {
 		var p ingest.Pending
-		return p, r.Scan(&p.UserID, &p.Version)
+		return p, r.Scan(&p.UserID, &p.Version, &p.Since)
 	})
 }
 
