@@ -110,8 +110,8 @@ func (s Schedule) validate() error {
 		return fmt.Errorf("every: at least 1m, got %s", s.Every)
 	case !ValidMode(s.Mode):
 		return fmt.Errorf("mode: records, digest or auto, got %q", s.Mode)
-	case s.SegmentSize < 0 || s.SegmentSize > maxSegmentRows:
-		return fmt.Errorf("segment_size: between 1 and %d, got %d", maxSegmentRows, s.SegmentSize)
+	case s.SegmentSize < 0 || s.SegmentSize > MaxSegmentRows:
+		return fmt.Errorf("segment_size: between 1 and %d, got %d", MaxSegmentRows, s.SegmentSize)
 	case s.Rate < 0:
 		return fmt.Errorf("rate: must not be negative, got %d", s.Rate)
 	case s.DryRun && !s.Repair:

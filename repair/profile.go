@@ -260,7 +260,7 @@ func (p *Profile) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []
 			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest}
 		}
 	case 1:
-		got, err := p.es.HeadsBetween(ctx, lo, hi, 2*maxSegmentRows)
+		got, err := p.es.HeadsBetween(ctx, lo, hi, 2*MaxSegmentRows)
 		if err != nil {
 			return nil, err
 		}

@@ -102,7 +102,7 @@ func (o *SweepOptions) defaults() {
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = 1000
 	}
-	o.SegmentSize = min(o.SegmentSize, maxSegmentRows)
+	o.SegmentSize = min(o.SegmentSize, MaxSegmentRows)
 	if o.Mode == "" {
 		o.Mode = ModeAuto
 	}
@@ -232,10 +232,10 @@ func prepare(ctx context.Context, r Ranged) error {
 // query, one digest query per store and one heads read per batch.
 const batchSegments = 16
 
-// maxSegmentRows bounds a segment: Elasticsearch range reads return at
+// MaxSegmentRows bounds a segment: Elasticsearch range reads return at
 // most index.max_result_window (10 000) documents, and a segment may
 // grow by writes made while it is read.
-const maxSegmentRows = 5000
+const MaxSegmentRows = 5000
 
 // walker compares key ranges batch by batch and decides, in auto mode,
 // when digests stop paying off. Not safe for concurrent use.

@@ -213,8 +213,8 @@ func (w *Worker) Start(ctx context.Context, rec SweepRecord) (SweepRecord, error
 	if rec.SegmentSize <= 0 {
 		rec.SegmentSize = 1000
 	}
-	if rec.SegmentSize > maxSegmentRows {
-		return rec, fmt.Errorf("%w: segment_size %d is above %d", ErrBadOption, rec.SegmentSize, maxSegmentRows)
+	if rec.SegmentSize > MaxSegmentRows {
+		return rec, fmt.Errorf("%w: segment_size %d is above %d", ErrBadOption, rec.SegmentSize, MaxSegmentRows)
 	}
 	rec.DatasetVersion = w.cfg.Serving()
 	if err := w.st.CreateSweep(ctx, &rec); err != nil {

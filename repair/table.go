@@ -18,6 +18,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/triad-dev/triad/ingest"
+	pgstore "github.com/triad-dev/triad/ingest/postgres"
 )
 
 // EntityConfig describes an entity checked by configuration (key
@@ -128,6 +129,7 @@ type Table struct {
 	names       []string // counted field names
 	digestSQL   string   // the digest as a SQL expression over the row
 	liveSQL     string   // a WHERE condition: the row is live
+	derived     []Derived
 }
 
 // NewTable returns the configured entity; rdb or es may be nil when the
@@ -145,6 +147,7 @@ func NewTable(cfg EntityConfig, pool *pgxpool.Pool, rdb *goredis.Client, redisPr
 		t.names = append(t.names, f.Name)
 		parts = append(parts, "'"+f.Name+"'", t.column(f))
 	}
+	t.derived = t.derivedStores()
 	t.digestSQL = `('x' || left(encode(sha256(convert_to(jsonb_build_object(` + strings.Join(parts, ", ") + `)::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint`
 	return t, nil
 }
@@ -257,7 +260,9 @@ func (t *Table) record(obj map[string]json.RawMessage, raw any) (Record, error) 
 func (t *Table) Primary() Reader { return tableReader{"postgres", t.readPG} }
 
 // Derived implements Entity: Redis (priority high), then Elasticsearch.
-func (t *Table) Derived() []Derived {
+func (t *Table) Derived() []Derived { return t.derived }
+
+func (t *Table) derivedStores() []Derived {
 	var out []Derived
 	if t.rdb != nil && t.cfg.Redis.Key != "" {
 		d := Derived{Reader: tableReader{"redis", t.readRedis}, CacheAside: t.cfg.Redis.CacheAside, Priority: "high"}
@@ -466,7 +471,7 @@ func (f tableRedisFixer) cas(ctx context.Context, key string, observed Record, v
 	}
 	present, raw := "0", ""
 	if observed.Present {
-		present, _ = "1", ""
+		present = "1"
 		raw, _ = observed.Raw.(string)
 	}
 	n, err := tableCAS.Run(ctx, f.t.rdb, []string{f.t.RedisKey(id)}, present, raw, value, f.t.cfg.Redis.TTL.Milliseconds()).Int()
@@ -567,7 +572,7 @@ func (t *Table) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []in
 		recs, err = t.readRedis(ctx, keys)
 	default:
 		var docs map[int64]esDoc
-		if docs, err = t.es.between(ctx, lo, hi, 2*maxSegmentRows); err == nil {
+		if docs, err = t.es.between(ctx, lo, hi, 2*MaxSegmentRows); err == nil {
 			recs = make(map[string]Record, len(docs))
 			for id, doc := range docs {
 				rec, rerr := t.record(doc.source, doc.meta)
@@ -621,31 +626,7 @@ func (t *Table) ScanDerived(ctx context.Context, i int, fn func(keys []int64) er
 
 // PrimaryKeys implements Ranged.
 func (t *Table) PrimaryKeys(ctx context.Context, fn func(keys []int64) error) error {
-	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %s FROM %s`, t.cfg.Postgres.Key, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()))
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	ids := make([]int64, 0, 8192)
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return err
-		}
-		if ids = append(ids, id); len(ids) == cap(ids) {
-			if err := fn(ids); err != nil {
-				return err
-			}
-			ids = ids[:0]
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if len(ids) > 0 {
-		return fn(ids)
-	}
-	return nil
+	return pgstore.StreamIDs(ctx, t.pool, fmt.Sprintf(`SELECT %s FROM %s`, t.cfg.Postgres.Key, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()), fn)
 }
 
 // PrimarySums implements Digested: one grouped aggregate, the digest

@@ -14,6 +14,7 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/triad-dev/triad/ingest"
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 )
 
 // TableIndex is a configured entity's Elasticsearch index (or alias):
@@ -136,56 +137,7 @@ func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[in
 }
 
 func (x *TableIndex) sums(ctx context.Context, ranges [][2]int64) ([]ingest.SegmentSum, error) {
-	if len(ranges) == 0 {
-		return nil, nil
-	}
-	lo, hi := ranges[0][0], ranges[0][1]
-	for _, r := range ranges {
-		lo, hi = min(lo, r[0]), max(hi, r[1])
-	}
-	var body bytes.Buffer
-	fmt.Fprintf(&body, `{"size":0,"query":{"range":{%q:{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, x.key, lo, hi)
-	for i, r := range ranges {
-		if i > 0 {
-			body.WriteByte(',')
-		}
-		fmt.Fprintf(&body, `{"range":{%q:{"gt":%d,"lte":%d}}}`, x.key, r[0], r[1])
-	}
-	body.WriteString(`]},"aggs":{"h0":{"sum":{"field":"sweep_h0"}},"h1":{"sum":{"field":"sweep_h1"}},"n":{"value_count":{"field":"sweep_h0"}}}}}}`)
-	res, err := esapi.SearchRequest{Index: []string{x.index}, Body: &body, FilterPath: []string{"aggregations.seg.buckets"}}.Do(ctx, x.es)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
-	if res.IsError() {
-		return nil, esError(res, "segment sums "+x.index)
-	}
-	type value struct {
-		Value float64 `json:"value"`
-	}
-	var r struct {
-		Aggregations struct {
-			Seg struct {
-				Buckets []struct {
-					DocCount int64 `json:"doc_count"`
-					H0       value `json:"h0"`
-					H1       value `json:"h1"`
-					N        value `json:"n"`
-				} `json:"buckets"`
-			} `json:"seg"`
-		} `json:"aggregations"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
-		return nil, err
-	}
-	out := make([]ingest.SegmentSum, len(ranges))
-	if n := len(r.Aggregations.Seg.Buckets); n != 0 && n != len(ranges) {
-		return nil, fmt.Errorf("segment sums: %d buckets for %d ranges", n, len(ranges))
-	}
-	for i, b := range r.Aggregations.Seg.Buckets {
-		out[i] = ingest.SegmentSum{Records: b.DocCount, Hashed: int64(b.N.Value), H0: uint64(b.H0.Value), H1: uint64(b.H1.Value)}
-	}
-	return out, nil
+	return esstore.RangeSums(ctx, x.es, x.index, x.key, ranges)
 }
 
 // put writes a document at the record's version through external

@@ -596,6 +596,16 @@ func (s *Store) SegmentSums(ctx context.Context, bounds []int64) ([]ingest.Segme
 // RangeSums is SegmentSums over any key ranges (lo, hi], in one search:
 // the narrowing of dirty segments into sub-ranges.
 func (s *Store) RangeSums(ctx context.Context, ranges [][2]int64) ([]ingest.SegmentSum, error) {
+	return RangeSums(ctx, s.es, s.Alias(), "user_id", ranges)
+}
+
+// RangeSums computes, inside Elasticsearch, the ingest.SegmentSum of each
+// range (lo, hi] of the long field key in index (an index or alias): one
+// search with a filters aggregation (exact range filters) summing the
+// stored segment hash halves sweep_h0 and sweep_h1. Documents without them
+// count in Records but not in Hashed. Any entity whose documents carry the
+// halves is summed with it (the profile index, configured entities).
+func RangeSums(ctx context.Context, es *elasticsearch.Client, index, key string, ranges [][2]int64) ([]ingest.SegmentSum, error) {
 	n := len(ranges)
 	if n == 0 {
 		return nil, nil
@@ -605,22 +615,22 @@ func (s *Store) RangeSums(ctx context.Context, ranges [][2]int64) ([]ingest.Segm
 		lo, hi = min(lo, r[0]), max(hi, r[1])
 	}
 	body := make([]byte, 0, 128+80*n)
-	body = fmt.Appendf(body, `{"size":0,"query":{"range":{"user_id":{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, lo, hi)
+	body = fmt.Appendf(body, `{"size":0,"query":{"range":{%q:{"gt":%d,"lte":%d}}},"aggs":{"seg":{"filters":{"filters":[`, key, lo, hi)
 	for i, r := range ranges {
 		if i > 0 {
 			body = append(body, ',')
 		}
-		body = fmt.Appendf(body, `{"range":{"user_id":{"gt":%d,"lte":%d}}}`, r[0], r[1])
+		body = fmt.Appendf(body, `{"range":{%q:{"gt":%d,"lte":%d}}}`, key, r[0], r[1])
 	}
 	body = append(body, `]},"aggs":{"h0":{"sum":{"field":"sweep_h0"}},"h1":{"sum":{"field":"sweep_h1"}},"n":{"value_count":{"field":"sweep_h0"}}}}}}`...)
-	res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: bytes.NewReader(body),
-		FilterPath: []string{"aggregations.seg.buckets"}}.Do(ctx, s.es)
+	res, err := esapi.SearchRequest{Index: []string{index}, Body: bytes.NewReader(body),
+		FilterPath: []string{"aggregations.seg.buckets"}}.Do(ctx, es)
 	if err != nil {
 		return nil, err
 	}
 	defer drain(res)
 	if res.IsError() {
-		return nil, fmt.Errorf("segment sums %d..%d: %s: %s", lo, hi, res.Status(), readAll(res))
+		return nil, fmt.Errorf("segment sums %s %d..%d: %s: %s", index, lo, hi, res.Status(), readAll(res))
 	}
 	type value struct {
 		Value float64 `json:"value"`
@@ -642,7 +652,7 @@ func (s *Store) RangeSums(ctx context.Context, ranges [][2]int64) ([]ingest.Segm
 	}
 	out := make([]ingest.SegmentSum, n)
 	if len(r.Aggregations.Seg.Buckets) != n && len(r.Aggregations.Seg.Buckets) != 0 {
-		return nil, fmt.Errorf("segment sums: %d buckets for %d segments", len(r.Aggregations.Seg.Buckets), n)
+		return nil, fmt.Errorf("segment sums: %d buckets for %d ranges", len(r.Aggregations.Seg.Buckets), n)
 	}
 	for i, b := range r.Aggregations.Seg.Buckets {
 		// Sums of 32-bit halves over fewer than 2^21 documents stay below

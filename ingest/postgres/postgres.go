@@ -252,7 +252,13 @@ func (s *Store) EstimateRows(ctx context.Context) (int64, error) {
 // ScanIDs streams every user ID (tombstones included) to fn in slices of
 // up to 8192, in one query; fn must not keep the slice.
 func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
-	rows, err := s.pool.Query(ctx, `SELECT user_id FROM profiles`)
+	return StreamIDs(ctx, s.pool, `SELECT user_id FROM profiles`, fn)
+}
+
+// StreamIDs runs query, whose rows are one bigint each, and streams the
+// values to fn in slices of up to 8192; fn must not keep the slice.
+func StreamIDs(ctx context.Context, pool *pgxpool.Pool, query string, fn func(ids []int64) error, args ...any) error {
+	rows, err := pool.Query(ctx, query, args...)
 	if err != nil {
 		return err
 	}

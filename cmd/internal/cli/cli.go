@@ -424,6 +424,20 @@ func (e env) token(ctx context.Context, args []string) error {
 	return usagef("unknown token command %q: want create, list or revoke", verb)
 }
 
+// openMigrated connects to every store of cfg and checks that the schema
+// is migrated; the caller closes the set.
+func openMigrated(ctx context.Context, cfg config.Config) (*clients.Set, error) {
+	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
+	if err != nil {
+		return nil, err
+	}
+	if err := requireSchema(ctx, set.Postgres); err != nil {
+		set.Close()
+		return nil, err
+	}
+	return set, nil
+}
+
 // requireSchema turns "relation does not exist" into advice.
 func requireSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	var exists bool

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/triad-dev/triad/cmd/internal/app"
-	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/ingest/dataset"
 )
@@ -68,14 +67,11 @@ func (e env) dataset(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
+	set, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-	if err := requireSchema(ctx, set.Postgres); err != nil {
-		return err
-	}
 	m := app.NewStores(cfg, set, nil).Manager(cfg, set, log)
 	for _, kv := range e.environ {
 		if step, ok := strings.CutPrefix(kv, pauseEnv+"="); ok && step != "" {

@@ -46,12 +46,8 @@ type pipelineRun struct {
 }
 
 func openPipeline(ctx context.Context, cfg config.Config, log *slog.Logger) (*pipelineRun, error) {
-	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
+	set, err := openMigrated(ctx, cfg)
 	if err != nil {
-		return nil, err
-	}
-	if err := requireSchema(ctx, set.Postgres); err != nil {
-		set.Close()
 		return nil, err
 	}
 	reg := prometheus.NewRegistry()
@@ -362,14 +358,11 @@ func (e env) loadgenOrders(ctx context.Context, c common, count int64, seed uint
 	if err != nil {
 		return err
 	}
-	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
+	set, err := openMigrated(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer set.Close()
-	if err := requireSchema(ctx, set.Postgres); err != nil {
-		return err
-	}
 	entities, err := app.NewStores(cfg, set, prometheus.NewRegistry()).Entities(cfg, set)
 	if err != nil {
 		return err

@@ -486,6 +486,18 @@ func killMidSwitch(t *testing.T, env []string, n int, step string) {
 	t.Logf("killed `dataset switch %d` (pid %d) at %s", n, cmd.Process.Pid, step)
 }
 
+// startServeProcess runs `triad serve` on addr in a child process (killed
+// at the end of the test), with env and the replicas' admin token.
+func startServeProcess(t *testing.T, env []string, addr string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=serve", "TRIAD_SERVER_LISTEN="+addr,
+		"TRIAD_ADMIN_TOKEN="+replicaToken, "TRIAD_LOG_LEVEL=warn")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd
+}
+
 // TestHelperProcess runs the CLI in a child process for killMidSwitch; it
 // does nothing in a normal test run.
 func TestHelperProcess(t *testing.T) {
@@ -614,11 +626,7 @@ func TestLeaderFailover(t *testing.T) {
 	require.NoError(t, ln.Close())
 
 	// Replica A: a real `triad serve` process, started first so it leads.
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=serve", "TRIAD_SERVER_LISTEN="+addr,
-		"TRIAD_ADMIN_TOKEN="+replicaToken, "TRIAD_LOG_LEVEL=warn")
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd := startServeProcess(t, env, addr)
 	leading := func(base string) (bool, string) {
 		res, err := http.Get("http://" + base + "/-/ready")
 		if err != nil {

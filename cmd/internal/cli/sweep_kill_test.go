@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"testing"
@@ -39,11 +37,7 @@ func TestSweepSurvivesAKilledReplica(t *testing.T) {
 	require.NoError(t, err)
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
-	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=serve", "TRIAD_SERVER_LISTEN="+addr,
-		"TRIAD_ADMIN_TOKEN="+replicaToken, "TRIAD_LOG_LEVEL=warn")
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	cmd := startServeProcess(t, env, addr)
 	until(t, 60*time.Second, "A is ready", func() bool {
 		res, err := http.Get("http://" + addr + "/-/ready")
 		if err != nil {
