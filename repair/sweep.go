@@ -428,9 +428,17 @@ func (w *walker) recordBatch(ctx context.Context, b []int64, res *batchResult) e
 }
 
 // digestBatch compares segment sums computed inside each store and reads
-// record heads only where they cannot be summed (a cache read by key,
-// pipelined a batch at a time) or where the sums differ. The primary's
-// sums and heads and the derived sums are read concurrently.
+// record heads only where the sums differ or cannot be had.
+//
+//  1. The primary and every store that can sum do so, concurrently.
+//  2. A store read by key (a cache) is summed here, in Go, over segments
+//     the primary holds densely (every key of the range is a live row, so
+//     the keys are known without asking for them), read in one pipelined
+//     batch; a segment whose cache holds every key with equal sums is
+//     consistent.
+//  3. Only the segments left (sums differ, cache keys absent, keys not
+//     dense) cost the primary's heads: the cache is compared record by
+//     record there and the summing stores are narrowed.
 func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) error {
 	n := len(b) - 1
 	lo, hi := b[0]+1, b[n]
@@ -441,8 +449,7 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 	}
 	var (
 		ps []ingest.SegmentSum
-		ds = make([][]ingest.SegmentSum, len(derived)) // nil: not summed
-		ph map[int64]Head
+		ds = make([][]ingest.SegmentSum, len(derived)) // nil: read by key
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
@@ -463,46 +470,101 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 			return nil
 		})
 	}
-	// The primary's heads are needed unless every store sums and agrees;
-	// reading them meanwhile costs less than waiting to know.
-	g.Go(func() (err error) {
-		if ph, err = w.r.PrimaryHeads(gctx, lo, hi); err != nil {
-			return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
-		}
-		return nil
-	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	for _, s := range ps {
+	dense := make([]bool, n)
+	for j, s := range ps {
 		res.records += int(s.Records)
+		dense[j] = s.Records == b[j+1]-b[j]
 	}
-	keys := make([]int64, 0, len(ph))
-	for k := range ph {
-		keys = append(keys, k)
+	need := make([]bool, n)            // the segment's primary heads are needed
+	bad := make([][]int, len(derived)) // segments a summing store disagrees on
+	keyed := make([]map[int64]Head, len(derived))
+	for i, d := range derived {
+		if ds[i] != nil {
+			for j := range n {
+				// Documents without a stored segment hash are read by
+				// record, not taken for drift.
+				if ds[i][j] != ps[j] || ds[i][j].Hashed != ds[i][j].Records {
+					bad[i] = append(bad[i], j)
+					need[j] = true
+				}
+			}
+			continue
+		}
+		var keys []int64
+		for j := range n {
+			if !dense[j] {
+				need[j] = true
+				continue
+			}
+			for k := b[j] + 1; k <= b[j+1]; k++ {
+				keys = append(keys, k)
+			}
+		}
+		dh, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+		if err != nil {
+			return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
+		}
+		keyed[i] = dh
+		for j := range n {
+			if !dense[j] {
+				continue
+			}
+			var sum ingest.SegmentSum
+			for k := b[j] + 1; k <= b[j+1]; k++ {
+				if h, ok := dh[k]; ok && h.Present {
+					sum.Add(ingest.SegmentHash(h.Version, h.Digest))
+				}
+			}
+			if sum != ps[j] {
+				need[j] = true // drift, or cache keys legitimately absent
+			}
+		}
+	}
+	ph, err := w.primaryHeads(ctx, b, need)
+	if err != nil {
+		return err
 	}
 	dirty := make([]bool, n)
 	for i, d := range derived {
-		if ds[i] == nil {
-			// Not summed: read every record of the batch.
-			dh, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+		if ds[i] != nil {
+			for _, j := range bad[i] {
+				dirty[j] = true
+			}
+			if err := w.narrow(ctx, i, d, b, bad[i], ph, res.suspects); err != nil {
+				return err
+			}
+			continue
+		}
+		// The cache, record by record, where its sums did not settle it:
+		// dense segments' heads are at hand; the others are read for the
+		// primary's keys.
+		var keys []int64
+		for j := range n {
+			if need[j] && !dense[j] {
+				for k := range within(ph, b[j], b[j+1]) {
+					keys = append(keys, k)
+				}
+			}
+		}
+		dh := keyed[i]
+		if len(keys) > 0 {
+			more, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
 			if err != nil {
 				return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
 			}
-			compareHeads(ph, dh, d.CacheAside, res.suspects)
-			continue
-		}
-		var bad []int
-		for j := range n {
-			// Documents without a stored segment hash are read by record,
-			// not taken for drift.
-			if ds[i][j] != ps[j] || ds[i][j].Hashed != ds[i][j].Records {
-				bad = append(bad, j)
-				dirty[j] = true
+			if dh == nil {
+				dh = more
+			} else {
+				maps.Copy(dh, more)
 			}
 		}
-		if err := w.narrow(ctx, i, d, b, bad, ph, res.suspects); err != nil {
-			return err
+		for j := range n {
+			if need[j] && compareHeads(within(ph, b[j], b[j+1]), within(dh, b[j], b[j+1]), d.CacheAside, res.suspects) {
+				dirty[j] = true
+			}
 		}
 	}
 	for _, d := range dirty {
@@ -511,6 +573,50 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 		}
 	}
 	return nil
+}
+
+// primaryHeads reads the primary's heads of the segments marked in need,
+// one query per run of consecutive segments.
+func (w *walker) primaryHeads(ctx context.Context, b []int64, need []bool) (map[int64]Head, error) {
+	ph := map[int64]Head{}
+	for j := 0; j < len(need); {
+		if !need[j] {
+			j++
+			continue
+		}
+		end := j
+		for end+1 < len(need) && need[end+1] {
+			end++
+		}
+		lo, hi := b[j]+1, b[end+1]
+		got, err := w.r.PrimaryHeads(ctx, lo, hi)
+		if err != nil {
+			return nil, fmt.Errorf("segment %d..%d: %s: %w", lo, hi, w.r.Primary().Store(), err)
+		}
+		maps.Copy(ph, got)
+		j = end + 1
+	}
+	return ph, nil
+}
+
+// within returns the heads of m with keys in (lo, hi], walking the
+// range or the map, whichever is shorter.
+func within(m map[int64]Head, lo, hi int64) map[int64]Head {
+	out := map[int64]Head{}
+	if hi-lo <= int64(len(m)) {
+		for k := lo + 1; k <= hi; k++ {
+			if h, ok := m[k]; ok {
+				out[k] = h
+			}
+		}
+		return out
+	}
+	for k, h := range m {
+		if k > lo && k <= hi {
+			out[k] = h
+		}
+	}
+	return out
 }
 
 // narrowSplit is how many sub-ranges a dirty segment is cut into before

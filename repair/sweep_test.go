@@ -353,3 +353,31 @@ func (s *stores) consistent(t *testing.T, first, last int64, tag string) {
 	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
 	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
 }
+
+// TestDigestSweepDenseCache: where Postgres holds every key of a segment,
+// the digest sweep sums the Redis cache over those keys without reading
+// Postgres's records; drift there is still found exactly, and an expired
+// (absent) cache key is not drift.
+func TestDigestSweepDenseCache(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 1000, "ok")
+	// 250: a stale cache copy; 650: a cache copy ahead of Postgres; 450:
+	// expired from the cache.
+	s.write(t, profile(t, 250, 2, "new"), "postgres", "elasticsearch")
+	s.write(t, profile(t, 650, 9, "ahead"), "redis")
+	require.NoError(t, s.ns.Redis().Del(ctx, s.rs.Key(450)).Err())
+	require.NoError(t, s.es.Refresh(ctx))
+
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	rep, err := repair.NewSweeper(c, nil).Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: repair.ModeDigest, SegmentSize: 200, Recheck: 50 * time.Millisecond})
+	require.NoError(t, err)
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, fmt.Sprintf("%s/%s/%s", f.Key, f.Store, f.Class))
+	}
+	sort.Strings(got)
+	require.Equal(t, []string{"250/redis/stale", "650/redis/ahead"}, got)
+	require.Equal(t, 1000, rep.Records)
+	require.Equal(t, 2, rep.Dirty, "the segment with only an expired key is not dirty")
+}
