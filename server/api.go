@@ -74,6 +74,10 @@ func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
 			s.writeError(c, err)
 			return
 		}
+		if rb, ok := data.(rawBody); ok {
+			c.Data(http.StatusOK, rb.contentType, rb.body)
+			return
+		}
 		if raw, ok := data.(rawJSON); ok {
 			// Written in three parts into the response buffer: no copy of
 			// the body (net/http still sets Content-Length for small ones).
@@ -95,6 +99,13 @@ func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
 }
 
 const createdKey = "triad.created"
+
+// rawBody is handler data written as is, without the envelope (an
+// export in another format).
+type rawBody struct {
+	contentType string
+	body        []byte
+}
 
 var (
 	jsonContentType = []string{"application/json; charset=utf-8"}

@@ -57,6 +57,8 @@ type Options struct {
 	Repairer Repairer
 	// Sweeps starts and controls sweeps; nil answers 503.
 	Sweeps SweepAdmin
+	// Traces answers trace lookups and searches; nil answers 503.
+	Traces *Traces
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -84,6 +86,7 @@ type Server struct {
 	repairLog repair.Log
 	repairer  Repairer
 	sweeps    SweepAdmin
+	traces    *Traces
 	tokens    *auth.Store
 	version   string
 	routes    []Route
@@ -99,7 +102,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -153,6 +156,8 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/sweeps/:id/pause", auth.RoleOperator, s.sweepControl(repair.SweepPaused))
 	s.handle(api, http.MethodPost, "/sweeps/:id/resume", auth.RoleOperator, s.sweepControl(repair.SweepRunning))
 	s.handle(api, http.MethodPost, "/sweeps/:id/cancel", auth.RoleOperator, s.sweepControl(repair.SweepCancelled))
+	s.handle(api, http.MethodGet, "/traces", auth.RoleViewer, s.searchTraces)
+	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)

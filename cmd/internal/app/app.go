@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
@@ -28,6 +30,8 @@ import (
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
+	"github.com/triad-dev/triad/trace"
+	tracepg "github.com/triad-dev/triad/trace/postgres"
 )
 
 // Options configure Run.
@@ -53,6 +57,9 @@ type App struct {
 	Reader   *lookup.Reader
 	Follower *dataset.Follower
 	Elector  *leader.Elector
+	// OTLPHTTPAddr and OTLPGRPCAddr are where the OTLP receivers listen
+	// ("" when off).
+	OTLPHTTPAddr, OTLPGRPCAddr string
 
 	log       *slog.Logger
 	teardowns []teardown
@@ -142,6 +149,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	// go at once rather than after the TTL.
 	var workerRuns sync.WaitGroup
 	a.onStop("sweeps", func(context.Context) error { cancel(); workerRuns.Wait(); return claims.Close() })
+	traceStore := tracepg.New(set.Postgres)
 	srv := server.New(server.Options{
 		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
 		Dependencies: dependencies(set),
@@ -156,6 +164,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		RepairLog: repairLog,
 		Repairer:  repairer,
 		Sweeps:    sweeps,
+		Traces:    &server.Traces{Store: traceStore, MaxSpans: c.Trace.MaxTraceSpans, Languages: c.Trace.Languages},
 	})
 	a.Server = srv
 
@@ -194,6 +203,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
 			wg.Go(func() { worker.WatchStuck(ctx, c.Repair.Sweep.StuckAfter/10, c.Repair.Sweep.StuckAfter) })
 			wg.Go(func() { scheduler.Run(ctx) })
+			wg.Go(func() { retainSpans(ctx, traceStore, c.Trace.Retention, log) })
 			wg.Wait()
 		})
 		return nil
@@ -207,6 +217,12 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			log.Warn("http shutdown", "err", err)
 		}
 	})
+	if c.Trace.Enabled {
+		if err := a.startOTLP(c.Trace, traceStore, log, reg); err != nil {
+			a.stopAll(ctx)
+			return nil, err
+		}
+	}
 	a.group.Add(func() error { <-runCtx.Done(); return nil }, func(error) { cancel() })
 	go func() { a.done <- a.group.Run() }()
 	log.Info("triad serving", "addr", a.Addr, "version", o.Version)
@@ -253,6 +269,85 @@ func buildWhenReachable(ctx context.Context, c config.Config, st *Stores, log *s
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 10*time.Second)
+	}
+}
+
+// startOTLP starts the OTLP receivers (HTTP and gRPC) and the batcher
+// behind them. Shutdown order:
+//  1. the run group stops the receivers (HTTP drains, gRPC stops
+//     gracefully, both under the server's shutdown timeout);
+//  2. the "otlp batcher" teardown then writes what they accepted.
+func (a *App) startOTLP(c trace.Config, store trace.Store, log *slog.Logger, reg prometheus.Registerer) error {
+	m := trace.NewMetrics(reg)
+	batcher := trace.NewBatcher(store, c, log, m)
+	bctx, bcancel := context.WithCancel(context.Background())
+	bdone := make(chan struct{})
+	go func() { defer close(bdone); _ = batcher.Run(bctx) }()
+	a.onStop("otlp batcher", func(ctx context.Context) error {
+		bcancel()
+		select {
+		case <-bdone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	rcv := trace.NewReceiver(batcher, c, log, m)
+	if c.HTTPAddr != "" {
+		ln, err := net.Listen("tcp", c.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("otlp http: listen %s: %w", c.HTTPAddr, err)
+		}
+		a.OTLPHTTPAddr = ln.Addr().String()
+		hs := &http.Server{Handler: rcv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		a.group.Add(func() error {
+			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("otlp http: %w", err)
+			}
+			return nil
+		}, func(error) {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = hs.Shutdown(sctx)
+		})
+	}
+	if c.GRPCAddr != "" {
+		ln, err := net.Listen("tcp", c.GRPCAddr)
+		if err != nil {
+			return fmt.Errorf("otlp grpc: listen %s: %w", c.GRPCAddr, err)
+		}
+		a.OTLPGRPCAddr = ln.Addr().String()
+		gs := grpc.NewServer(rcv.GRPCServerOptions()...)
+		rcv.RegisterGRPC(gs)
+		a.group.Add(func() error { return gs.Serve(ln) }, func(error) {
+			done := make(chan struct{})
+			go func() { gs.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				gs.Stop()
+			}
+		})
+	}
+	log.Info("otlp receivers listening", "http", a.OTLPHTTPAddr, "grpc", a.OTLPGRPCAddr)
+	return nil
+}
+
+// retainSpans drops spans older than retention hourly (on the leader).
+func retainSpans(ctx context.Context, st trace.Store, retention time.Duration, log *slog.Logger) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if parts, rows, err := st.Retain(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Warn("span retention", "err", err)
+		} else if parts > 0 || rows > 0 {
+			log.Info("spans dropped", "partitions", parts, "rows", rows, "retention", retention)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

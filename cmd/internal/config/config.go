@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,7 @@ import (
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/server"
+	"github.com/triad-dev/triad/trace"
 )
 
 // Config is the whole of triad's configuration.
@@ -50,6 +52,7 @@ type Config struct {
 	Lookup  lookup.Config  `yaml:"lookup"`
 	Dataset dataset.Config `yaml:"dataset"`
 	Repair  repair.Config  `yaml:"repair"`
+	Trace   trace.Config   `yaml:"trace"`
 	Runtime Runtime        `yaml:"runtime"`
 }
 
@@ -98,6 +101,7 @@ func Default() Config {
 		Lookup:        lookup.DefaultConfig(),
 		Dataset:       dataset.DefaultConfig(),
 		Repair:        repair.DefaultConfig(),
+		Trace:         trace.DefaultConfig(),
 	}
 }
 
@@ -119,7 +123,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Server.Validate(), c.Postgres.Validate(), c.Redis.Validate(),
 		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate(), c.Ingest.Validate(),
-		c.Lookup.Validate(), c.Dataset.Validate(), c.Repair.Validate())
+		c.Lookup.Validate(), c.Dataset.Validate(), c.Repair.Validate(), c.Trace.Validate())
 	if c.Runtime.MemoryLimitBytes < 0 {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_bytes: must not be negative, got %d", c.Runtime.MemoryLimitBytes))
 	}
@@ -394,6 +398,22 @@ func setValue(f reflect.Value, raw string) error {
 			}
 		}
 		f.Set(reflect.ValueOf(items))
+	case reflect.Map:
+		if f.Type().Key().Kind() != reflect.String || f.Type().Elem().Kind() != reflect.String {
+			return fmt.Errorf("unsupported map type %s", f.Type())
+		}
+		m := map[string]string{}
+		for _, p := range strings.Split(raw, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(p, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				return fmt.Errorf("invalid pair %q (want key=value,key=value)", p)
+			}
+			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+		f.Set(reflect.ValueOf(m))
 	default:
 		return fmt.Errorf("unsupported type %s", f.Type())
 	}
@@ -419,6 +439,15 @@ func Keys() [][3]string {
 			if f.Type().Elem().Kind() == reflect.Struct {
 				env = "— (YAML only)"
 			}
+		}
+		if f.Kind() == reflect.Map {
+			var pairs []string
+			for _, k := range f.MapKeys() {
+				pairs = append(pairs, fmt.Sprintf("%s=%v", k, f.MapIndex(k)))
+			}
+			slices.Sort(pairs)
+			def = strings.Join(pairs, ",")
+			env += " (key=value,...)"
 		}
 		out = append(out, [3]string{key, env, def})
 		return nil

@@ -47,6 +47,8 @@ func Config(t testing.TB) config.Config {
 	integration(t)
 	loadOnce.Do(func() {
 		loaded, loadErr = config.Load(os.Getenv("TRIAD_CONFIG"), os.Environ(), nil)
+		// Apps started by tests listen for OTLP on free ports.
+		loaded.Trace.HTTPAddr, loaded.Trace.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
 	})
 	if loadErr != nil {
 		t.Fatalf("stacktest: configuration: %v", loadErr)

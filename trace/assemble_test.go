@@ -1,0 +1,174 @@
+package trace
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func sid(b byte) SpanID { return SpanID{7, 7, 7, 7, 7, 7, 7, b} }
+
+var tid = TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
+
+func span(id, parent byte, service string, start, end int64) Span {
+	var p SpanID
+	if parent != 0 {
+		p = sid(parent)
+	}
+	return Span{TraceID: tid, SpanID: sid(id), ParentID: p, Service: service, Name: service + "-op", Start: start, End: end}
+}
+
+func names(a *Assembled) []string {
+	var out []string
+	for _, n := range a.Nodes {
+		s := n.Name
+		if n.Placeholder {
+			s = "[" + s + "]"
+		}
+		out = append(out, string(rune('0'+n.Depth))+":"+s)
+	}
+	return out
+}
+
+func TestAssembleTree(t *testing.T) {
+	// Out of order, one duplicate.
+	spans := []Span{
+		span(3, 2, "scala", 30, 60),
+		span(1, 0, "go", 0, 100),
+		span(2, 1, "python", 10, 90),
+		span(4, 1, "go-db", 91, 95),
+		span(2, 1, "python", 10, 90),
+	}
+	a := Assemble(tid, spans, AssembleOptions{})
+	require.Equal(t, []string{"0:go-op", "1:python-op", "2:scala-op", "1:go-db-op"}, names(a))
+	s := a.Summary
+	require.Equal(t, 4, s.Spans)
+	require.Equal(t, 1, s.Duplicates)
+	require.Equal(t, 1, s.Roots)
+	require.Zero(t, s.Orphans)
+	require.Equal(t, int64(100), s.Duration)
+	require.Equal(t, []string{"go", "go-db", "python", "scala"}, s.Services)
+	require.Equal(t, "complete", s.Status)
+	// Parents and children are indexes into Nodes.
+	require.Equal(t, -1, a.Nodes[0].Parent)
+	require.Equal(t, []int{1, 3}, a.Nodes[0].Children)
+	require.Equal(t, 1, a.Nodes[2].Parent)
+	// Critical path: the root waited for db (ends last, 95), then python
+	// (ended at 90, before db started), then scala inside python.
+	for _, n := range a.Nodes {
+		require.True(t, n.Critical, n.Name)
+	}
+}
+
+func TestAssembleCriticalPathSkipsOverlappedChildren(t *testing.T) {
+	spans := []Span{
+		span(1, 0, "a", 0, 100),
+		span(2, 1, "b", 10, 50), // overlapped by 3, which ends later
+		span(3, 1, "c", 20, 90),
+	}
+	a := Assemble(tid, spans, AssembleOptions{})
+	crit := map[string]bool{}
+	for _, n := range a.Nodes {
+		crit[n.Name] = n.Critical
+	}
+	require.Equal(t, map[string]bool{"a-op": true, "b-op": true, "c-op": true}, crit, "c ends last; b started before c (10 < 20), so the path runs through b up to c's start")
+	require.Equal(t, 3, a.Summary.CriticalPath)
+
+	// A child entirely inside the span of a later-ending sibling is off
+	// the path.
+	spans = []Span{
+		span(1, 0, "a", 0, 100),
+		span(2, 1, "b", 30, 40),
+		span(3, 1, "c", 20, 90),
+	}
+	a = Assemble(tid, spans, AssembleOptions{})
+	for _, n := range a.Nodes {
+		require.Equal(t, n.Name != "b-op", n.Critical, n.Name)
+	}
+}
+
+func TestAssembleOrphansAndRoots(t *testing.T) {
+	spans := []Span{
+		span(1, 0, "go", 0, 100),
+		span(2, 1, "python", 10, 90),
+		span(5, 9, "scala", 40, 50), // parent 9 never arrived
+		span(6, 9, "scala", 55, 60), // same missing parent
+		span(7, 0, "batch", 200, 300),
+	}
+	a := Assemble(tid, spans, AssembleOptions{})
+	require.Equal(t, []string{
+		"0:[(trace with several roots or missing parents)]",
+		"1:go-op", "2:python-op",
+		"1:[(missing span)]", "2:scala-op", "2:scala-op",
+		"1:batch-op",
+	}, names(a))
+	s := a.Summary
+	require.Equal(t, 5, s.Spans, "placeholders are not spans")
+	require.Equal(t, 2, s.Roots)
+	require.Equal(t, 2, s.Orphans)
+	require.Equal(t, 1, s.MissingParents)
+	ph := a.Nodes[3]
+	require.True(t, ph.Placeholder)
+	require.Equal(t, sid(9), ph.SpanID, "the placeholder carries the ID the orphans name")
+	require.Equal(t, int64(40), ph.Start)
+	require.Equal(t, int64(60), ph.End)
+	require.True(t, a.Nodes[4].Orphan)
+}
+
+func TestAssembleCycle(t *testing.T) {
+	// 2 and 3 name each other: reached from no root; cut loose, counted.
+	spans := []Span{span(1, 0, "a", 0, 10), span(2, 3, "b", 1, 2), span(3, 2, "c", 3, 4)}
+	a := Assemble(tid, spans, AssembleOptions{})
+	require.Len(t, a.Nodes, 4) // trace placeholder + 3
+	require.Equal(t, 3, a.Summary.Spans)
+	require.Equal(t, 1, a.Summary.Orphans)
+}
+
+func TestAssembleSkew(t *testing.T) {
+	// python's clock is 1000 ahead: its span (and its scala child, same
+	// host assumptions aside) sit after the go parent ends.
+	spans := []Span{
+		span(1, 0, "go", 0, 100),
+		span(2, 1, "python", 1010, 1090),
+		span(3, 2, "scala", 1020, 1080),
+	}
+	off := Assemble(tid, spans, AssembleOptions{})
+	require.Zero(t, off.Summary.SkewAdjusted, "off by default")
+	require.Equal(t, int64(1010), off.Nodes[1].Start)
+
+	on := Assemble(tid, spans, AssembleOptions{AdjustSkew: true})
+	require.Equal(t, 1, on.Summary.SkewAdjusted)
+	py, sc := on.Nodes[1], on.Nodes[2]
+	require.Equal(t, int64(10), py.Start, "centred in the parent: 0 + (100-80)/2")
+	require.Equal(t, int64(90), py.End)
+	require.Equal(t, int64(-1000), py.SkewNs)
+	require.Equal(t, int64(20), sc.Start, "the subtree moves with it")
+	require.Zero(t, sc.SkewNs, "scala fits its (moved) parent: not adjusted itself")
+	require.Equal(t, int64(1010), spans[1].Start, "the stored spans are not changed")
+}
+
+func TestLanguages(t *testing.T) {
+	l := Languages{Services: map[string]string{"legacy": "Perl"}, Attribute: "service.language"}
+	cases := []struct {
+		service  string
+		res      map[string]any
+		scope    string
+		want     string
+		wantFrom string
+	}{
+		{"legacy", map[string]any{"telemetry.sdk.language": "go"}, "", "perl", "config"},
+		{"x", map[string]any{"service.language": "Rust", "telemetry.sdk.language": "cpp"}, "", "rust", "attribute"},
+		{"x", map[string]any{"telemetry.sdk.language": "python"}, "", "python", "sdk"},
+		{"x", map[string]any{"telemetry.sdk.language": "java"}, "", "java", "sdk"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_line": "/usr/bin/java -cp /app/lib/scala-library-2.13.14.jar:/app/svc.jar Main"}, "", "scala", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_args": []any{"java", "-cp", "kotlin-stdlib-2.0.jar"}}, "", "kotlin", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java"}, "akka.http", "scala", "heuristic"},
+		{"x", map[string]any{"process.runtime.name": "CPython"}, "", "python", "heuristic"},
+		{"x", map[string]any{}, "", "", ""},
+	}
+	for _, c := range cases {
+		got, from := l.Language(c.service, c.res, c.scope)
+		require.Equal(t, c.want, got, "%v", c.res)
+		require.Equal(t, c.wantFrom, from, "%v", c.res)
+	}
+}

@@ -1,0 +1,97 @@
+package trace
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// Config is the trace aggregator's configuration (key `trace`).
+type Config struct {
+	// Enabled starts the OTLP receivers with serve.
+	Enabled bool `yaml:"enabled"`
+	// HTTPAddr and GRPCAddr are the OTLP receivers' listen addresses
+	// (the OpenTelemetry defaults 4318 and 4317; "" turns one off).
+	HTTPAddr string `yaml:"http_addr"`
+	GRPCAddr string `yaml:"grpc_addr"`
+	// MaxBodyBytes bounds one export request, after decompression
+	// (larger: 413, or gRPC RESOURCE_EXHAUSTED).
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// MaxConcurrent bounds the requests being decoded at once; more wait
+	// up to QueueWait, then get 429 (gRPC UNAVAILABLE).
+	MaxConcurrent int           `yaml:"max_concurrent"`
+	QueueWait     time.Duration `yaml:"queue_wait"`
+	// MaxPendingSpans bounds the spans decoded but not yet written; above
+	// it requests get 503 with Retry-After.
+	MaxPendingSpans int `yaml:"max_pending_spans"`
+	// BatchSpans and BatchDelay cut store batches from the spans of
+	// concurrent requests (whichever comes first); Writers write batches
+	// in parallel.
+	BatchSpans int           `yaml:"batch_spans"`
+	BatchDelay time.Duration `yaml:"batch_delay"`
+	Writers    int           `yaml:"writers"`
+	// Retention is how long spans are kept; the leader drops older day
+	// partitions hourly.
+	Retention time.Duration `yaml:"retention"`
+	// MaxTraceSpans bounds an assembled trace; a larger one is answered
+	// as a partial view that says so.
+	MaxTraceSpans int `yaml:"max_trace_spans"`
+	// Languages names each span's language (see Languages).
+	Languages Languages `yaml:"languages"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Enabled:         true,
+		HTTPAddr:        "127.0.0.1:4318",
+		GRPCAddr:        "127.0.0.1:4317",
+		MaxBodyBytes:    16 << 20,
+		MaxConcurrent:   8,
+		QueueWait:       time.Second,
+		MaxPendingSpans: 200000,
+		BatchSpans:      5000,
+		BatchDelay:      20 * time.Millisecond,
+		Writers:         2,
+		Retention:       7 * 24 * time.Hour,
+		MaxTraceSpans:   50000,
+		Languages:       Languages{Attribute: "service.language"},
+	}
+}
+
+// Validate reports every invalid key.
+func (c Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ key, addr string }{{"http_addr", c.HTTPAddr}, {"grpc_addr", c.GRPCAddr}} {
+		if a.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.addr); err != nil {
+			errs = append(errs, fmt.Errorf("trace.%s: %w", a.key, err))
+		}
+	}
+	positive := func(key string, v, max int) {
+		if v < 1 || v > max {
+			errs = append(errs, fmt.Errorf("trace.%s: must be from 1 to %d, got %d", key, max, v))
+		}
+	}
+	positive("max_body_bytes", c.MaxBodyBytes, 1<<30)
+	positive("max_concurrent", c.MaxConcurrent, 1024)
+	positive("max_pending_spans", c.MaxPendingSpans, 1<<26)
+	positive("batch_spans", c.BatchSpans, 1<<20)
+	positive("writers", c.Writers, 64)
+	positive("max_trace_spans", c.MaxTraceSpans, 1<<22)
+	for _, kd := range []struct {
+		key string
+		d   time.Duration
+	}{{"queue_wait", c.QueueWait}, {"batch_delay", c.BatchDelay}} {
+		if kd.d <= 0 {
+			errs = append(errs, fmt.Errorf("trace.%s: must be positive, got %s", kd.key, kd.d))
+		}
+	}
+	if c.Retention < time.Hour {
+		errs = append(errs, fmt.Errorf("trace.retention: must be at least 1h, got %s", c.Retention))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,456 @@
+// Package postgres stores spans in Postgres (migration 00008): a table
+// partitioned by day of start time, resources stored once by hash.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/triad-dev/triad/trace"
+)
+
+// Store implements trace.Store. Safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+	// Now is the clock (partition windows); tests may set it.
+	Now func() time.Time
+	// Window is how far from Now a span's day gets its own partition;
+	// spans outside land in the default partition.
+	Window time.Duration
+
+	mu        sync.Mutex
+	days      map[int64]bool // day partitions known to exist (Unix day)
+	resources map[uint64]bool
+}
+
+// New returns the store on pool.
+func New(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, Now: time.Now, Window: 8 * 24 * time.Hour, days: map[int64]bool{}, resources: map[uint64]bool{}}
+}
+
+var _ trace.Store = (*Store)(nil)
+
+const day = int64(24 * time.Hour)
+
+// Write implements trace.Store: new resources, then the spans by COPY,
+// in one transaction.
+func (s *Store) Write(ctx context.Context, spans []trace.Span) error {
+	if len(spans) == 0 {
+		return nil
+	}
+	if err := s.partitions(ctx, spans); err != nil {
+		return err
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	newRes, err := s.writeResources(ctx, tx, spans)
+	if err != nil {
+		return err
+	}
+	rows := make([][]any, len(spans))
+	for i := range spans {
+		sp := &spans[i]
+		var parent any
+		if !sp.ParentID.IsZero() {
+			parent = sp.ParentID[:]
+		}
+		attrs, events, links := jsonOrNil(sp.Attributes, len(sp.Attributes)), jsonOrNil(sp.Events, len(sp.Events)), jsonOrNil(sp.Links, len(sp.Links))
+		var dropped any
+		if sp.DroppedAttributes+sp.DroppedEvents+sp.DroppedLinks > 0 {
+			dropped = []int32{int32(sp.DroppedAttributes), int32(sp.DroppedEvents), int32(sp.DroppedLinks)}
+		}
+		rows[i] = []any{sp.TraceID[:], sp.SpanID[:], parent, time.Unix(0, sp.Start).UTC(), sp.Start, sp.Duration(),
+			sp.Service, sp.Name, int16(sp.Kind), int16(sp.StatusCode), nullString(sp.StatusMessage), int64(sp.ResourceKey),
+			nullString(sp.Scope.Name), nullString(sp.Scope.Version), nullString(sp.TraceState), int64(sp.Flags),
+			attrs, events, links, dropped}
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("copy %d spans: %w", len(spans), err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	for _, k := range newRes {
+		s.resources[k] = true
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+var spanColumns = []string{"trace_id", "span_id", "parent_span_id", "start_time", "start_ns", "duration_ns",
+	"service", "name", "kind", "status_code", "status_message", "resource_id",
+	"scope_name", "scope_version", "trace_state", "flags", "attributes", "events", "links", "dropped"}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// jsonOrNil encodes v for a jsonb column (pgx would encode it too; doing
+// it here keeps the encoding json.Marshal's, with sorted keys).
+func jsonOrNil(v any, n int) any {
+	if n == 0 {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return string(b)
+}
+
+// writeResources inserts the resources of spans this process has not
+// written yet and returns their keys (remembered once the batch commits).
+func (s *Store) writeResources(ctx context.Context, tx pgx.Tx, spans []trace.Span) ([]uint64, error) {
+	s.mu.Lock()
+	if len(s.resources) > 100000 {
+		s.resources = map[uint64]bool{} // bounded; re-inserting is harmless
+	}
+	var ids []int64
+	var services, attrs []string
+	var keys []uint64
+	seen := map[uint64]bool{}
+	for i := range spans {
+		k := spans[i].ResourceKey
+		if s.resources[k] || seen[k] {
+			continue
+		}
+		seen[k] = true
+		b, err := json.Marshal(spans[i].Resource)
+		if err != nil {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("resource of %s: %w", spans[i].Service, err)
+		}
+		keys = append(keys, k)
+		ids = append(ids, int64(k))
+		services = append(services, spans[i].Service)
+		attrs = append(attrs, string(b))
+	}
+	s.mu.Unlock()
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO span_resources (id, service, attributes)
+		SELECT * FROM unnest($1::bigint[], $2::text[], $3::jsonb[]) ON CONFLICT (id) DO NOTHING`, ids, services, attrs)
+	if err != nil {
+		return nil, fmt.Errorf("write %d resources: %w", len(ids), err)
+	}
+	return keys, nil
+}
+
+// partitions makes sure the day partitions of spans exist (for days
+// within Window of now).
+func (s *Store) partitions(ctx context.Context, spans []trace.Span) error {
+	now := s.Now().UnixNano()
+	lo, hi := (now-int64(s.Window))/day, (now+int64(s.Window))/day
+	var need []int64
+	s.mu.Lock()
+	for i := range spans {
+		d := floorDiv(spans[i].Start, day)
+		if d < lo || d > hi || s.days[d] || containsDay(need, d) {
+			continue
+		}
+		need = append(need, d)
+	}
+	s.mu.Unlock()
+	for _, d := range need {
+		if err := s.createDay(ctx, d); err != nil {
+			return fmt.Errorf("partition for %s: %w", time.Unix(d*day/1e9, 0).UTC().Format(time.DateOnly), err)
+		}
+		s.mu.Lock()
+		s.days[d] = true
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func containsDay(ds []int64, d int64) bool {
+	for _, x := range ds {
+		if x == d {
+			return true
+		}
+	}
+	return false
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}
+
+func partitionName(d int64) string {
+	return "spans_" + time.Unix(d*day/1e9, 0).UTC().Format("20060102")
+}
+
+// createDay creates day d's partition if it is missing. Spans of that day
+// already in the default partition (written while the day was outside the
+// window) are moved into it first, as attaching requires.
+func (s *Store) createDay(ctx context.Context, d int64) error {
+	name := partitionName(d)
+	from, to := time.Unix(d*day/1e9, 0).UTC(), time.Unix((d+1)*day/1e9, 0).UTC()
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// Concurrent replicas: one creates the partition, the others wait here
+	// and find it made.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('triad.spans.partition'))`); err != nil {
+		return err
+	}
+	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil || exists {
+		return err
+	}
+	id := pgx.Identifier{name}.Sanitize()
+	stmts := []string{
+		`CREATE TABLE ` + id + ` (LIKE spans INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`,
+		`WITH moved AS (DELETE FROM spans_default WHERE start_time >= $1 AND start_time < $2 RETURNING *) INSERT INTO ` + id + ` SELECT * FROM moved`,
+		`ALTER TABLE spans ATTACH PARTITION ` + id + ` FOR VALUES FROM ('` + from.Format(time.RFC3339) + `') TO ('` + to.Format(time.RFC3339) + `')`,
+	}
+	for i, q := range stmts {
+		var err error
+		if i == 1 {
+			_, err = tx.Exec(ctx, q, from, to)
+		} else {
+			_, err = tx.Exec(ctx, q)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return tx.Commit(ctx)
+}
+
+// Trace implements trace.Store.
+func (s *Store) Trace(ctx context.Context, id trace.TraceID, limit int) ([]trace.Span, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM spans WHERE trace_id = $1 ORDER BY start_ns, span_id LIMIT $2`, id[:], limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	spans, err := s.scan(ctx, rows)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(spans) > limit
+	if more {
+		spans = spans[:limit]
+	}
+	return spans, more, nil
+}
+
+const selectColumns = `trace_id, span_id, parent_span_id, start_ns, duration_ns, service, name, kind, status_code,
+	coalesce(status_message, ''), resource_id, coalesce(scope_name, ''), coalesce(scope_version, ''), coalesce(trace_state, ''), flags,
+	attributes, events, links, dropped`
+
+// scan reads span rows and attaches their resources (read once each).
+func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
+	defer rows.Close()
+	var out []trace.Span
+	resIDs := map[int64]bool{}
+	for rows.Next() {
+		var sp trace.Span
+		var tid, sid, pid []byte
+		var dur, resID, flags int64
+		var kind, code int16
+		var attrs, events, links []byte
+		var dropped []int32
+		if err := rows.Scan(&tid, &sid, &pid, &sp.Start, &dur, &sp.Service, &sp.Name, &kind, &code,
+			&sp.StatusMessage, &resID, &sp.Scope.Name, &sp.Scope.Version, &sp.TraceState, &flags,
+			&attrs, &events, &links, &dropped); err != nil {
+			return nil, err
+		}
+		copy(sp.TraceID[:], tid)
+		copy(sp.SpanID[:], sid)
+		copy(sp.ParentID[:], pid)
+		sp.End = sp.Start + dur
+		sp.Kind, sp.StatusCode, sp.Flags, sp.ResourceKey = int(kind), int(code), uint32(flags), uint64(resID)
+		if err := unmarshalIf(attrs, &sp.Attributes); err != nil {
+			return nil, err
+		}
+		if err := unmarshalIf(events, &sp.Events); err != nil {
+			return nil, err
+		}
+		if err := unmarshalIf(links, &sp.Links); err != nil {
+			return nil, err
+		}
+		if len(dropped) == 3 {
+			sp.DroppedAttributes, sp.DroppedEvents, sp.DroppedLinks = uint32(dropped[0]), uint32(dropped[1]), uint32(dropped[2])
+		}
+		resIDs[resID] = true
+		out = append(out, sp)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, 0, len(resIDs))
+	for id := range resIDs {
+		ids = append(ids, id)
+	}
+	res := make(map[int64]map[string]any, len(ids))
+	rrows, err := s.pool.Query(ctx, `SELECT id, attributes FROM span_resources WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rrows.Close()
+	for rrows.Next() {
+		var id int64
+		var raw []byte
+		if err := rrows.Scan(&id, &raw); err != nil {
+			return nil, err
+		}
+		var m map[string]any
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return nil, fmt.Errorf("resource %d: %w", id, err)
+		}
+		res[id] = m
+	}
+	if err := rrows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Resource = res[int64(out[i].ResourceKey)]
+	}
+	return out, nil
+}
+
+func unmarshalIf(raw []byte, v any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	return json.Unmarshal(raw, v)
+}
+
+// Search implements trace.Store.
+func (s *Store) Search(ctx context.Context, q trace.Query) ([]trace.Found, error) {
+	if q.Limit <= 0 {
+		q.Limit = 20
+	}
+	q.Limit = min(q.Limit, trace.MaxSearchLimit)
+	to := q.To
+	if to.IsZero() {
+		to = s.Now()
+	}
+	from := q.From
+	if from.IsZero() {
+		from = to.Add(-time.Hour)
+	}
+	if !from.Before(to) {
+		return nil, errors.New("search: from must be before to")
+	}
+	where := []string{"start_time >= $1", "start_time <= $2"}
+	args := []any{from, to}
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", fmt.Sprintf("$%d", len(args))))
+	}
+	if q.Service != "" {
+		add("service = ?", q.Service)
+	}
+	if q.Operation != "" {
+		add("name = ?", q.Operation)
+	}
+	if q.MinDuration > 0 {
+		add("duration_ns >= ?", q.MinDuration.Nanoseconds())
+	}
+	if q.MaxDuration > 0 {
+		add("duration_ns <= ?", q.MaxDuration.Nanoseconds())
+	}
+	if q.ErrorsOnly {
+		where = append(where, "status_code = 2")
+	}
+	for k, v := range q.Attributes {
+		args = append(args, k, v)
+		kn, vn := len(args)-1, len(args)
+		where = append(where, fmt.Sprintf(`(attributes->>$%d = $%d OR resource_id IN (SELECT id FROM span_resources WHERE attributes->>$%d = $%d))`, kn, vn, kn, vn))
+	}
+	args = append(args, q.Limit)
+	sql := `WITH hits AS (
+		SELECT trace_id, max(start_time) AS last FROM spans WHERE ` + strings.Join(where, " AND ") + `
+		GROUP BY trace_id ORDER BY last DESC LIMIT $` + fmt.Sprint(len(args)) + `)
+	SELECT s.trace_id, count(*), min(s.start_ns), max(s.start_ns + s.duration_ns),
+		count(*) FILTER (WHERE s.status_code = 2), array_agg(DISTINCT s.service),
+		(array_agg(s.service ORDER BY s.parent_span_id IS NOT NULL, s.start_ns))[1],
+		(array_agg(s.name ORDER BY s.parent_span_id IS NOT NULL, s.start_ns))[1], max(h.last)
+	FROM spans s JOIN hits h USING (trace_id)
+	GROUP BY s.trace_id ORDER BY max(h.last) DESC`
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []trace.Found
+	for rows.Next() {
+		var f trace.Found
+		var tid []byte
+		var end int64
+		var last time.Time
+		if err := rows.Scan(&tid, &f.Spans, &f.Start, &end, &f.Errors, &f.Services, &f.RootService, &f.RootName, &last); err != nil {
+			return nil, err
+		}
+		var id trace.TraceID
+		copy(id[:], tid)
+		f.TraceID, f.Duration = id.String(), end-f.Start
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+// Retain implements trace.Store: day partitions wholly before cutoff are
+// dropped; the default partition is trimmed row by row.
+func (s *Store) Retain(ctx context.Context, cutoff time.Time) (int, int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'spans'::regclass AND c.relname ~ '^spans_[0-9]{8}$'`)
+	if err != nil {
+		return 0, 0, err
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, 0, err
+	}
+	dropped := 0
+	for _, n := range names {
+		d, err := time.Parse("20060102", strings.TrimPrefix(n, "spans_"))
+		if err != nil || !d.Add(24*time.Hour).Before(cutoff) && !d.Add(24*time.Hour).Equal(cutoff) {
+			continue
+		}
+		if _, err := s.pool.Exec(ctx, `DROP TABLE `+pgx.Identifier{n}.Sanitize()); err != nil {
+			return dropped, 0, fmt.Errorf("drop %s: %w", n, err)
+		}
+		dropped++
+		s.mu.Lock()
+		delete(s.days, d.UnixNano()/day)
+		s.mu.Unlock()
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM spans_default WHERE start_time < $1`, cutoff)
+	if err != nil {
+		return dropped, 0, err
+	}
+	return dropped, tag.RowsAffected(), nil
+}

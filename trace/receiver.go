@@ -1,0 +1,268 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	_ "google.golang.org/grpc/encoding/gzip" // gzip-compressed gRPC requests
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+)
+
+// Submitter takes decoded spans and answers once they are stored
+// (Batcher).
+type Submitter interface {
+	Submit(ctx context.Context, spans []Span) error
+}
+
+// Receiver is the OTLP/HTTP and OTLP/gRPC trace receiver, as the OTLP
+// specification describes them: protobuf and JSON bodies, gzip, partial
+// success for rejected spans, 400 for malformed bodies, 413 for bodies
+// over the limit, 415 for other media types, 429 (too many requests in
+// flight) and 503 (writes backed up or the store down) with Retry-After.
+// It never answers 500: every failure says whether to retry.
+type Receiver struct {
+	sub  Submitter
+	cfg  Config
+	log  *slog.Logger
+	m    *Metrics
+	slot chan struct{} // decoding slots (Config.MaxConcurrent)
+}
+
+// NewReceiver returns a receiver handing spans to sub.
+func NewReceiver(sub Submitter, cfg Config, log *slog.Logger, m *Metrics) *Receiver {
+	return &Receiver{sub: sub, cfg: cfg, log: log.With("component", "trace.receiver"), m: m, slot: make(chan struct{}, cfg.MaxConcurrent)}
+}
+
+// Retry-After values, in seconds.
+const (
+	retryBusy       = 1 // too many requests decoding
+	retryBackedUp   = 2 // write queue full
+	retryStoreError = 5 // the store failed
+)
+
+// acquire takes a decoding slot, waiting up to QueueWait.
+func (r *Receiver) acquire(ctx context.Context) bool {
+	select {
+	case r.slot <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(r.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case r.slot <- struct{}{}:
+		return true
+	case <-t.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (r *Receiver) release() { <-r.slot }
+
+// Handler serves POST /v1/traces.
+func (r *Receiver) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/traces", r.serveHTTP)
+	return mux
+}
+
+type httpAnswer struct {
+	code    int
+	retry   int // seconds; 0: no Retry-After
+	message string
+}
+
+func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
+	encoding := "protobuf"
+	mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type"))
+	switch mt {
+	case "application/x-protobuf", "application/protobuf":
+	case "application/json":
+		encoding = "json"
+	default:
+		r.answerHTTP(w, "unknown", encoding, httpAnswer{http.StatusUnsupportedMediaType, 0,
+			fmt.Sprintf("Content-Type %q: OTLP/HTTP takes application/x-protobuf or application/json", req.Header.Get("Content-Type"))}, nil)
+		return
+	}
+	if req.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		r.answerHTTP(w, encoding, encoding, httpAnswer{http.StatusMethodNotAllowed, 0, "OTLP/HTTP exports are POST requests"}, nil)
+		return
+	}
+	if !r.acquire(req.Context()) {
+		r.answerHTTP(w, encoding, encoding, httpAnswer{http.StatusTooManyRequests, retryBusy, "too many export requests in flight; retry later"}, nil)
+		return
+	}
+	defer r.release()
+	ans, resp := r.export(req, encoding)
+	r.answerHTTP(w, encoding, encoding, ans, resp)
+}
+
+// export reads, decodes and stores one request.
+func (r *Receiver) export(req *http.Request, encoding string) (httpAnswer, *ptraceotlp.ExportResponse) {
+	limit := int64(r.cfg.MaxBodyBytes)
+	if req.ContentLength > limit {
+		return httpAnswer{http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body of %d bytes is over the limit of %d", req.ContentLength, limit)}, nil
+	}
+	var body io.Reader = io.LimitReader(req.Body, limit+1)
+	switch ce := req.Header.Get("Content-Encoding"); ce {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(body)
+		if err != nil {
+			return httpAnswer{http.StatusBadRequest, 0, "gzip body: " + err.Error()}, nil
+		}
+		defer zr.Close()
+		body = io.LimitReader(zr, limit+1) // the limit holds after decompression too
+	default:
+		return httpAnswer{http.StatusUnsupportedMediaType, 0, fmt.Sprintf("Content-Encoding %q: gzip or none", ce)}, nil
+	}
+	raw, err := io.ReadAll(body)
+	switch {
+	case err != nil:
+		return httpAnswer{http.StatusBadRequest, 0, "read body: " + err.Error()}, nil
+	case int64(len(raw)) > limit:
+		return httpAnswer{http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body is over the limit of %d bytes (after decompression)", limit)}, nil
+	}
+	er := ptraceotlp.NewExportRequest()
+	if encoding == "json" {
+		err = er.UnmarshalJSON(raw)
+	} else {
+		err = er.UnmarshalProto(raw)
+	}
+	if err != nil {
+		return httpAnswer{http.StatusBadRequest, 0, fmt.Sprintf("malformed OTLP %s: %v", encoding, err)}, nil
+	}
+	resp, code, msg := r.store(req.Context(), "http", er)
+	switch code {
+	case codes.OK:
+		return httpAnswer{code: http.StatusOK}, &resp
+	case codes.ResourceExhausted:
+		return httpAnswer{http.StatusServiceUnavailable, retryBackedUp, msg}, nil
+	default:
+		return httpAnswer{http.StatusServiceUnavailable, retryStoreError, msg}, nil
+	}
+}
+
+// store converts and submits one request's spans; the code is OK,
+// ResourceExhausted (backed up) or Unavailable (the store failed).
+func (r *Receiver) store(ctx context.Context, protocol string, er ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, codes.Code, string) {
+	d := FromOTLP(er.Traces())
+	resp := ptraceotlp.NewExportResponse()
+	if d.Rejected > 0 {
+		resp.PartialSuccess().SetRejectedSpans(int64(d.Rejected))
+		resp.PartialSuccess().SetErrorMessage(d.Message())
+		r.m.spans.WithLabelValues(protocol, "rejected").Add(float64(d.Rejected))
+	}
+	err := r.sub.Submit(ctx, d.Spans)
+	switch {
+	case err == nil:
+		r.m.spans.WithLabelValues(protocol, "accepted").Add(float64(len(d.Spans)))
+		return resp, codes.OK, ""
+	case errors.Is(err, ErrOverloaded):
+		r.m.spans.WithLabelValues(protocol, "refused").Add(float64(len(d.Spans)))
+		return resp, codes.ResourceExhausted, err.Error()
+	default:
+		r.m.spans.WithLabelValues(protocol, "refused").Add(float64(len(d.Spans)))
+		r.log.Warn("spans not stored", "spans", len(d.Spans), "err", err)
+		return resp, codes.Unavailable, "the span store is unavailable; retry later"
+	}
+}
+
+// answerHTTP writes a response body in the request's encoding: the
+// export response, or a google.rpc.Status with the message.
+func (r *Receiver) answerHTTP(w http.ResponseWriter, label, encoding string, a httpAnswer, resp *ptraceotlp.ExportResponse) {
+	r.m.requests.WithLabelValues("http", label, strconv.Itoa(a.code)).Inc()
+	var body []byte
+	var err error
+	switch {
+	case resp != nil && encoding == "json":
+		body, err = resp.MarshalJSON()
+	case resp != nil:
+		body, err = resp.MarshalProto()
+	default:
+		st := &statuspb.Status{Code: int32(httpToCode(a.code)), Message: a.message}
+		if encoding == "json" {
+			body, err = protojson.Marshal(st)
+		} else {
+			body, err = proto.Marshal(st)
+		}
+	}
+	if err != nil {
+		r.log.Error("encode answer", "err", err)
+	}
+	if encoding == "json" {
+		w.Header().Set("Content-Type", "application/json")
+	} else {
+		w.Header().Set("Content-Type", "application/x-protobuf")
+	}
+	if a.retry > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(a.retry))
+	}
+	w.WriteHeader(a.code)
+	_, _ = w.Write(body)
+}
+
+func httpToCode(status int) codes.Code {
+	switch status {
+	case http.StatusOK:
+		return codes.OK
+	case http.StatusBadRequest:
+		return codes.InvalidArgument
+	case http.StatusRequestEntityTooLarge:
+		return codes.ResourceExhausted
+	case http.StatusUnsupportedMediaType, http.StatusMethodNotAllowed:
+		return codes.Unimplemented
+	case http.StatusTooManyRequests:
+		return codes.ResourceExhausted
+	}
+	return codes.Unavailable
+}
+
+// RegisterGRPC registers the OTLP trace service on s.
+func (r *Receiver) RegisterGRPC(s *grpc.Server) { ptraceotlp.RegisterGRPCServer(s, &grpcService{r: r}) }
+
+// GRPCServerOptions are the options the gRPC server should be built with:
+// the body limit (larger messages get RESOURCE_EXHAUSTED).
+func (r *Receiver) GRPCServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(r.cfg.MaxBodyBytes)}
+}
+
+type grpcService struct {
+	ptraceotlp.UnimplementedGRPCServer
+	r *Receiver
+}
+
+// Export implements the OTLP trace service. Overload and store failures
+// are UNAVAILABLE, which OTLP senders retry with back-off.
+func (g *grpcService) Export(ctx context.Context, er ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
+	r := g.r
+	if !r.acquire(ctx) {
+		r.m.requests.WithLabelValues("grpc", "protobuf", codes.Unavailable.String()).Inc()
+		return ptraceotlp.NewExportResponse(), status.Error(codes.Unavailable, "too many export requests in flight; retry later")
+	}
+	defer r.release()
+	resp, code, msg := r.store(ctx, "grpc", er)
+	if code != codes.OK {
+		r.m.requests.WithLabelValues("grpc", "protobuf", codes.Unavailable.String()).Inc()
+		return resp, status.Error(codes.Unavailable, msg)
+	}
+	r.m.requests.WithLabelValues("grpc", "protobuf", code.String()).Inc()
+	return resp, nil
+}

@@ -1,0 +1,121 @@
+package trace
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+)
+
+// TraceID is a W3C / OTLP trace ID. The zero value is invalid.
+type TraceID [16]byte
+
+// SpanID is a W3C / OTLP span ID. The zero value means "none".
+type SpanID [8]byte
+
+// String returns the ID as 32 lowercase hex digits.
+func (t TraceID) String() string { return hex.EncodeToString(t[:]) }
+
+// IsZero reports whether the ID is all zero (invalid in OTLP).
+func (t TraceID) IsZero() bool { return t == TraceID{} }
+
+// String returns the ID as 16 lowercase hex digits.
+func (s SpanID) String() string { return hex.EncodeToString(s[:]) }
+
+// IsZero reports whether the ID is all zero (no parent).
+func (s SpanID) IsZero() bool { return s == SpanID{} }
+
+// ErrBadTraceID is a trace ID that is not 32 hex digits or is all zero.
+var ErrBadTraceID = errors.New("a trace ID is 32 hex digits, not all zero")
+
+// ParseTraceID parses 32 hex digits (either case).
+func ParseTraceID(s string) (TraceID, error) {
+	var t TraceID
+	if len(s) != 32 {
+		return t, fmt.Errorf("%w: got %q", ErrBadTraceID, s)
+	}
+	if _, err := hex.Decode(t[:], []byte(s)); err != nil || t.IsZero() {
+		return TraceID{}, fmt.Errorf("%w: got %q", ErrBadTraceID, s)
+	}
+	return t, nil
+}
+
+// ParseSpanID parses 16 hex digits (either case; zero is allowed and
+// means none).
+func ParseSpanID(s string) (SpanID, error) {
+	var id SpanID
+	if len(s) != 16 {
+		return id, fmt.Errorf("a span ID is 16 hex digits, got %q", s)
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return SpanID{}, fmt.Errorf("a span ID is 16 hex digits, got %q", s)
+	}
+	return id, nil
+}
+
+// Span kinds, as OTLP numbers them.
+const (
+	KindUnspecified = iota
+	KindInternal
+	KindServer
+	KindClient
+	KindProducer
+	KindConsumer
+)
+
+// Status codes, as OTLP numbers them.
+const (
+	StatusUnset = iota
+	StatusOK
+	StatusError
+)
+
+// Span is one stored span. Attribute values keep their OTLP types as JSON
+// values (string, number, bool, array, object).
+type Span struct {
+	TraceID       TraceID
+	SpanID        SpanID
+	ParentID      SpanID // zero: a root
+	TraceState    string
+	Flags         uint32
+	Name          string
+	Kind          int
+	Start, End    int64 // Unix nanoseconds
+	StatusCode    int
+	StatusMessage string
+	Service       string // the resource's service.name ("unknown_service" if absent)
+	Scope         Scope
+	Attributes    map[string]any
+	Events        []Event
+	Links         []Link
+	// Resource is the resource's attributes; spans of one resource share
+	// the map. ResourceKey is a hash of them (ResourceHash): equal keys,
+	// equal resources.
+	Resource    map[string]any
+	ResourceKey uint64
+	// Dropped counts what the sender dropped (attributes, events, links).
+	DroppedAttributes, DroppedEvents, DroppedLinks uint32
+}
+
+// Duration is End - Start in nanoseconds (0 when End is before Start).
+func (s *Span) Duration() int64 { return max(0, s.End-s.Start) }
+
+// Scope is the instrumentation scope that made a span.
+type Scope struct {
+	Name    string `json:"name,omitempty"`
+	Version string `json:"version,omitempty"`
+}
+
+// Event is a span event.
+type Event struct {
+	Time       int64          `json:"time_unix_nano"`
+	Name       string         `json:"name"`
+	Attributes map[string]any `json:"attributes,omitempty"`
+}
+
+// Link is a span link to a span of this or another trace.
+type Link struct {
+	TraceID    string         `json:"trace_id"`
+	SpanID     string         `json:"span_id"`
+	TraceState string         `json:"trace_state,omitempty"`
+	Attributes map[string]any `json:"attributes,omitempty"`
+}

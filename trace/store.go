@@ -1,0 +1,56 @@
+package trace
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Store keeps spans (trace/postgres is the implementation).
+type Store interface {
+	// Write stores spans in one batch: all or none. Safe for concurrent
+	// use.
+	Write(ctx context.Context, spans []Span) error
+	// Trace returns up to limit spans of a trace by start time, and
+	// whether it holds more; no spans and no error when it is unknown.
+	Trace(ctx context.Context, id TraceID, limit int) (spans []Span, more bool, err error)
+	// Search lists traces with a span matching q, the most recent first.
+	Search(ctx context.Context, q Query) ([]Found, error)
+	// Retain drops spans that started before cutoff and reports how
+	// many partitions and rows went.
+	Retain(ctx context.Context, cutoff time.Time) (partitions int, rows int64, err error)
+}
+
+// Query selects traces that have at least one span matching every set
+// field.
+type Query struct {
+	Service     string
+	Operation   string
+	MinDuration time.Duration
+	MaxDuration time.Duration // 0: no bound
+	ErrorsOnly  bool
+	From, To    time.Time // span start times; zero To: now
+	// Attributes must all match a span's attributes or its resource's
+	// (compared as text: "200" matches the number 200).
+	Attributes map[string]string
+	Limit      int // traces (default 20, at most MaxSearchLimit)
+}
+
+// MaxSearchLimit bounds Query.Limit.
+const MaxSearchLimit = 1000
+
+// Found is one trace a search found, summarised.
+type Found struct {
+	TraceID     string   `json:"trace_id"`
+	RootService string   `json:"root_service"`
+	RootName    string   `json:"root_name"`
+	Start       int64    `json:"start_unix_nano"`
+	Duration    int64    `json:"duration_ns"`
+	Spans       int      `json:"spans"`
+	Errors      int      `json:"errors"`
+	Services    []string `json:"services"`
+}
+
+// ErrOverloaded is returned while the write queue is full: senders are
+// told to retry later (HTTP 429/503 with Retry-After, gRPC UNAVAILABLE).
+var ErrOverloaded = errors.New("span writes are backed up; retry later")

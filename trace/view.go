@@ -1,0 +1,204 @@
+package trace
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// View is an assembled trace as the API answers it and the CLI and the
+// dashboard render it: spans in depth-first order, each naming its
+// parent by index, resources once each.
+type View struct {
+	Summary   Summary                   `json:"summary"`
+	Spans     []ViewSpan                `json:"spans"`
+	Resources map[string]map[string]any `json:"resources"`
+}
+
+// ViewSpan is one node of a View.
+type ViewSpan struct {
+	SpanID        string         `json:"span_id"`
+	ParentSpanID  string         `json:"parent_span_id,omitempty"`
+	Parent        int            `json:"parent"` // index in spans; -1 at the top
+	Depth         int            `json:"depth"`
+	Service       string         `json:"service"`
+	Name          string         `json:"name"`
+	Kind          int            `json:"kind"`
+	Start         int64          `json:"start_unix_nano"`
+	End           int64          `json:"end_unix_nano"`
+	StatusCode    int            `json:"status_code"`
+	StatusMessage string         `json:"status_message,omitempty"`
+	Language      string         `json:"language,omitempty"`
+	LanguageFrom  string         `json:"language_from,omitempty"`
+	Placeholder   bool           `json:"placeholder,omitempty"`
+	Orphan        bool           `json:"orphan,omitempty"`
+	Critical      bool           `json:"critical,omitempty"`
+	SkewNs        int64          `json:"skew_ns,omitempty"`
+	Resource      string         `json:"resource,omitempty"` // key into resources
+	Scope         *Scope         `json:"scope,omitempty"`
+	Attributes    map[string]any `json:"attributes,omitempty"`
+	Events        []Event        `json:"events,omitempty"`
+	Links         []Link         `json:"links,omitempty"`
+}
+
+// View returns the trace as a View.
+func (a *Assembled) View() *View {
+	v := &View{Summary: a.Summary, Spans: make([]ViewSpan, len(a.Nodes)), Resources: map[string]map[string]any{}}
+	for i := range a.Nodes {
+		n := &a.Nodes[i]
+		s := ViewSpan{
+			SpanID: n.SpanID.String(), Parent: n.Parent, Depth: n.Depth, Service: n.Service, Name: n.Name, Kind: n.Kind,
+			Start: n.Start, End: n.End, StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
+			Language: n.Language, LanguageFrom: n.LanguageFrom, Placeholder: n.Placeholder, Orphan: n.Orphan,
+			Critical: n.Critical, SkewNs: n.SkewNs, Attributes: n.Attributes, Events: n.Events, Links: n.Links,
+		}
+		if n.SpanID.IsZero() {
+			s.SpanID = ""
+		}
+		if !n.ParentID.IsZero() {
+			s.ParentSpanID = n.ParentID.String()
+		}
+		if n.Scope != (Scope{}) {
+			sc := n.Scope
+			s.Scope = &sc
+		}
+		if n.Resource != nil {
+			k := strconv.FormatUint(n.ResourceKey, 16)
+			s.Resource = k
+			v.Resources[k] = n.Resource
+		}
+		v.Spans[i] = s
+	}
+	return v
+}
+
+// TextOptions shape RenderText.
+type TextOptions struct {
+	Width int // the timeline's columns (default 40)
+	// Color adds ANSI colours: red for errors, bold for the critical path.
+	Color bool
+}
+
+// RenderText prints the trace as an indented tree with an ASCII timeline:
+// one row per span, a bar where it ran on the trace's time axis.
+func RenderText(w io.Writer, v *View, o TextOptions) error {
+	if o.Width <= 0 {
+		o.Width = 40
+	}
+	s := v.Summary
+	langs := strings.Join(s.Languages, ", ")
+	if langs == "" {
+		langs = "unknown"
+	}
+	if _, err := fmt.Fprintf(w, "trace %s  %d spans  %d services  languages: %s  %s", s.TraceID, s.Spans, len(s.Services), langs, fmtDuration(s.Duration)); err != nil {
+		return err
+	}
+	extra := []string{}
+	if s.Orphans > 0 {
+		extra = append(extra, fmt.Sprintf("%d orphans under %d missing parents", s.Orphans, s.MissingParents))
+	}
+	if s.Roots > 1 {
+		extra = append(extra, fmt.Sprintf("%d roots", s.Roots))
+	}
+	if s.Errors > 0 {
+		extra = append(extra, fmt.Sprintf("%d errors", s.Errors))
+	}
+	if s.SkewAdjusted > 0 {
+		extra = append(extra, fmt.Sprintf("%d spans skew-adjusted (~)", s.SkewAdjusted))
+	}
+	if s.Partial {
+		extra = append(extra, "PARTIAL: "+s.Status)
+	}
+	if len(extra) > 0 {
+		fmt.Fprintf(w, "  [%s]", strings.Join(extra, "; "))
+	}
+	fmt.Fprintln(w)
+	// Column widths: the name column fits the deepest, longest label up
+	// to a bound.
+	labels := make([]string, len(v.Spans))
+	nameW := len("SERVICE OPERATION")
+	for i, sp := range v.Spans {
+		l := strings.Repeat("  ", sp.Depth) + spanLabel(sp)
+		if r := []rune(l); len(r) > 60 {
+			l = string(r[:59]) + "…"
+		}
+		labels[i] = l
+		nameW = max(nameW, len([]rune(l)))
+	}
+	fmt.Fprintf(w, "%-*s  %-8s  %10s  %s\n", nameW, "SERVICE OPERATION", "LANGUAGE", "DURATION", "TIMELINE")
+	total := max(s.Duration, 1)
+	var b strings.Builder
+	for i, sp := range v.Spans {
+		b.Reset()
+		from := int((sp.Start - s.Start) * int64(o.Width) / total)
+		to := int((sp.End - s.Start) * int64(o.Width) / total)
+		from = min(max(from, 0), o.Width-1)
+		to = min(max(to, from+1), o.Width)
+		bar := '█'
+		switch {
+		case sp.Placeholder:
+			bar = '░'
+		case sp.StatusCode == StatusError:
+			bar = '▓'
+		}
+		b.WriteByte('|')
+		for c := range o.Width {
+			if c >= from && c < to {
+				b.WriteRune(bar)
+			} else {
+				b.WriteByte(' ')
+			}
+		}
+		b.WriteByte('|')
+		lang := sp.Language
+		if lang == "" {
+			lang = "-"
+		}
+		mark := " "
+		switch {
+		case sp.SkewNs != 0:
+			mark = "~"
+		case sp.Critical && !sp.Placeholder:
+			mark = "*"
+		}
+		label := labels[i]
+		pad := nameW - len([]rune(label))
+		line := fmt.Sprintf("%s%s  %-8s  %10s %s%s", label, strings.Repeat(" ", pad), lang, fmtDuration(sp.End-sp.Start), mark, b.String())
+		if o.Color {
+			switch {
+			case sp.StatusCode == StatusError:
+				line = "\x1b[31m" + line + "\x1b[0m"
+			case sp.Critical && !sp.Placeholder:
+				line = "\x1b[1m" + line + "\x1b[0m"
+			}
+		}
+		if _, err := fmt.Fprintln(w, line); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintln(w, "* critical path  ~ skew-adjusted  ▓ error  ░ placeholder (span never received)")
+	return err
+}
+
+func spanLabel(sp ViewSpan) string {
+	if sp.Placeholder {
+		return sp.Name
+	}
+	return sp.Service + " " + sp.Name
+}
+
+// fmtDuration prints nanoseconds with 3 significant digits.
+func fmtDuration(ns int64) string {
+	d := time.Duration(ns)
+	switch {
+	case d < time.Microsecond:
+		return fmt.Sprintf("%dns", ns)
+	case d < time.Millisecond:
+		return fmt.Sprintf("%.3gµs", float64(ns)/1e3)
+	case d < time.Second:
+		return fmt.Sprintf("%.3gms", float64(ns)/1e6)
+	}
+	return fmt.Sprintf("%.3gs", d.Seconds())
+}
