@@ -25,7 +25,12 @@ BENCH_SWEEP_ROWS ?= 1000000
 BENCH_READ_ROWS ?= 100000
 BENCH_READ_DURATION ?= 10s
 
-.PHONY: help build stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep lint fmt clean
+# The cross-language sample services (trace/testdata).
+TRACE_SVC := trace/testdata
+PY_STAMP := $(TRACE_SVC)/pysvc/.venv/.installed
+SCALA_JAR := $(TRACE_SVC)/scalasvc/target/price-scala-1.0.0.jar
+
+.PHONY: help build trace-services stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,15 +57,31 @@ demo-data: stack-up ## Load deterministic demo profiles (DEMO_ROWS, default 1000
 	TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) loadgen --count $(DEMO_ROWS) --seed 1 --ingest
 	$(BIN) loadgen --entity order --count $(DEMO_ORDERS) --seed 1 --ingest
 
-demo: stack-up $(ADMIN_TOKEN_FILE) demo-data ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
+$(PY_STAMP): $(TRACE_SVC)/pysvc/requirements.txt
+	test -x $(TRACE_SVC)/pysvc/.venv/bin/python || python3 -m venv $(TRACE_SVC)/pysvc/.venv
+	$(TRACE_SVC)/pysvc/.venv/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+$(SCALA_JAR): $(TRACE_SVC)/scalasvc/pom.xml $(wildcard $(TRACE_SVC)/scalasvc/src/main/scala/triad/*.scala)
+	rm -rf $(TRACE_SVC)/scalasvc/target/lib
+	mvn -q -B -f $(TRACE_SVC)/scalasvc/pom.xml package
+
+bin/gosvc: $(TRACE_SVC)/gosvc/main.go $(TRACE_SVC)/gosvc/go.mod $(TRACE_SVC)/gosvc/go.sum
+	cd $(TRACE_SVC)/gosvc && $(GO) build -o ../../../bin/gosvc .
+
+trace-services: $(PY_STAMP) $(SCALA_JAR) bin/gosvc ## Build the Go, Python (pip venv) and Scala (Maven) sample services (cross-language trace test, demo)
+
+demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
 	@echo
 	@echo "  dashboard:    http://127.0.0.1:8383/"
 	@echo "  admin token:  $(ADMIN_TOKEN_FILE)   (curl -H \"Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))\" http://127.0.0.1:8383/api/v1/whoami)"
 	@echo "  stop with Ctrl-C; 'make stack-down' stops the servers"
 	@echo
+	@echo "  traces:       Go → Python → Scala sample services send a trace every 5s; bin/triad trace search"
+	$(TRACE_SVC)/demo.sh & demo=$$!; trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
 	TRIAD_ADMIN_TOKEN_FILE=$(ADMIN_TOKEN_FILE) TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) serve
 
-test: stack-up ## Stack up, then every test against the real servers (none skipped)
+test: stack-up trace-services ## Stack up, build the sample services, then every test against the real servers (none skipped)
 	@echo "== smoke test through the real clients =="
 	$(GO) test -count=1 -run '^TestSmoke$$' -v ./cmd/internal/clients | grep -E 'smoke:|^(--- |ok|FAIL|PASS)'
 	@echo "== all tests =="

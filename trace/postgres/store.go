@@ -205,8 +205,12 @@ func partitionName(d int64) string {
 func (s *Store) createDay(ctx context.Context, d int64) error {
 	name := partitionName(d)
 	from, to := time.Unix(d*day/1e9, 0).UTC(), time.Unix((d+1)*day/1e9, 0).UTC()
+	// pg_class is read with the statement's snapshot, not the catalog
+	// cache (to_regclass may miss a table another session just created).
+	const existsSQL = `SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relname = $1 AND n.nspname = current_schema())`
 	var exists bool
-	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
+	if err := s.pool.QueryRow(ctx, existsSQL, name).Scan(&exists); err != nil {
 		return err
 	}
 	if exists {
@@ -222,7 +226,7 @@ func (s *Store) createDay(ctx context.Context, d int64) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('triad.spans.partition'))`); err != nil {
 		return err
 	}
-	if err := tx.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil || exists {
+	if err := tx.QueryRow(ctx, existsSQL, name).Scan(&exists); err != nil || exists {
 		return err
 	}
 	id := pgx.Identifier{name}.Sanitize()

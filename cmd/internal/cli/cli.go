@@ -57,6 +57,8 @@ Commands:
   repair [--dry-run] KEY...    repair records from Postgres, guarded and logged (asks a running triad)
   sweep start|status|pause|resume|cancel
                               compare a whole entity across the stores (asks a running triad)
+  trace TRACE_ID | trace search
+                              one trace as a tree with an ASCII timeline (json, otlp), or find traces
   dataset status|build|switch|rollback|verify|gc
                               dataset versions (Redis keyspace + ES index) through etcd
   version                     print the version
@@ -101,6 +103,8 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.repairCmd(ctx, args[1:])
 	case "sweep":
 		err = e.sweep(ctx, args[1:])
+	case "trace":
+		err = e.traceCmd(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK

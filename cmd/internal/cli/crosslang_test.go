@@ -1,0 +1,210 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/trace"
+)
+
+// serviceDir is where the sample services live (built by `make
+// trace-services`, which `make test` runs first).
+var serviceDir = filepath.Join("..", "..", "..", "trace", "testdata")
+
+// startService runs a sample service and returns its address, read from
+// the "listening on ADDR" line it prints first. It is stopped with
+// SIGTERM (each service flushes its spans) at the end of the test.
+func startService(t *testing.T, env []string, name string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	cmd.Stderr = testWriter{t, filepath.Base(name)}
+	require.NoError(t, cmd.Start(), "start %s", name)
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	})
+	lines := make(chan string, 1)
+	go func() {
+		defer close(lines) // stdout closed: the service ended
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+	}()
+	select {
+	case l, ok := <-lines:
+		require.True(t, ok, "%s exited before it listened (its stderr is above)", name)
+		m := regexp.MustCompile(`listening on (\S+)`).FindStringSubmatch(l)
+		require.NotNil(t, m, "%s said %q", name, l)
+		return m[1]
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not start within 60s", name)
+		return ""
+	}
+}
+
+type testWriter struct {
+	t    *testing.T
+	name string
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Logf("%s: %s", w.name, strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// TestCrossLanguageTrace is the proof with real services: a Go service
+// (otel-go) calls a Python service (opentelemetry-sdk from PyPI) which
+// calls a Scala service (the OpenTelemetry Java SDK, compiled with
+// Maven), over HTTP with W3C traceparent, all exporting OTLP to a running
+// triad. One trace comes back, with correct parents across the three
+// processes, languages go, python and scala (Scala told apart from Java by
+// its class path), and every child inside its parent's time.
+func TestCrossLanguageTrace(t *testing.T) {
+	python := filepath.Join(serviceDir, "pysvc", ".venv", "bin", "python")
+	scalaJar := filepath.Join(serviceDir, "scalasvc", "target", "price-scala-1.0.0.jar")
+	for _, f := range []string{python, scalaJar} {
+		_, err := os.Stat(f)
+		require.NoError(t, err, "the sample services are not built: run `make trace-services` (make test does)")
+	}
+	gosvc := filepath.Join(t.TempDir(), "gosvc")
+	build := exec.Command("go", "build", "-o", gosvc, ".")
+	build.Dir = filepath.Join(serviceDir, "gosvc")
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "build the Go service: %s", out)
+
+	ns := stacktest.New(t)
+	a := startReplica(t, replicaConfig(ns))
+	awaitReady(t, a)
+	require.NotEmpty(t, a.OTLPHTTPAddr)
+	env := []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" + a.OTLPHTTPAddr + "/v1/traces", "OTEL_TRACES_SAMPLER=always_on"}
+
+	// The Scala class path names each jar (as a packaged service's does).
+	jars, err := filepath.Glob(filepath.Join(serviceDir, "scalasvc", "target", "lib", "*.jar"))
+	require.NoError(t, err)
+	cp := strings.Join(append([]string{scalaJar}, jars...), string(os.PathListSeparator))
+	scala := startService(t, env, "java", "-Xmx128m", "-cp", cp, "triad.Price", "0")
+	py := startService(t, env, python, filepath.Join(serviceDir, "pysvc", "app.py"), "0", "http://"+scala)
+	goAddr := startService(t, env, gosvc, "-listen", "127.0.0.1:0", "-quote", "http://"+py)
+
+	resp, err := http.Get("http://" + goAddr + "/checkout")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var answer struct {
+		TraceID string          `json:"trace_id"`
+		Quote   json.RawMessage `json:"quote"`
+	}
+	require.NoError(t, json.Unmarshal(body, &answer))
+	require.Contains(t, string(answer.Quote), "total", "the call went through all three services")
+
+	// Spans are exported in batches every 200ms: poll the API (10x that
+	// and then some; the JVM's first export is the slowest).
+	var v trace.View
+	var last string
+	start := time.Now()
+	for {
+		code, got := apiGet(t, a.Addr, "/api/v1/traces/"+answer.TraceID)
+		last = fmt.Sprintf("%d %s", code, got)
+		if code == http.StatusOK {
+			v = trace.View{}
+			require.NoError(t, json.Unmarshal(got, &v))
+			if v.Summary.Spans >= 8 {
+				break
+			}
+		}
+		require.Less(t, time.Since(start), 60*time.Second, "all 8 spans of the trace; last answer: %s", last)
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(start)
+	t.Logf("all spans stored %s after the request returned", took)
+
+	s := v.Summary
+	require.Equal(t, 8, s.Spans, "go: 3 spans, python: 3, scala: 2")
+	require.Equal(t, []string{"go", "python", "scala"}, s.Languages)
+	require.Equal(t, []string{"checkout-go", "price-scala", "quote-py"}, s.Services)
+	require.Equal(t, 1, s.Roots)
+	require.Zero(t, s.Orphans)
+	require.False(t, s.Partial)
+
+	byName := map[string]trace.ViewSpan{}
+	for _, sp := range v.Spans {
+		require.False(t, sp.Placeholder, "no placeholders: every parent arrived")
+		byName[sp.Name] = sp
+		lang := map[string]string{"checkout-go": "go", "quote-py": "python", "price-scala": "scala"}[sp.Service]
+		require.Equal(t, lang, sp.Language, "%s %s", sp.Service, sp.Name)
+		if sp.Parent >= 0 {
+			p := v.Spans[sp.Parent]
+			require.Equal(t, p.SpanID, sp.ParentSpanID)
+			require.GreaterOrEqual(t, sp.Start, p.Start, "%s starts inside %s", sp.Name, p.Name)
+			require.LessOrEqual(t, sp.End, p.End, "%s ends inside %s", sp.Name, p.Name)
+		}
+	}
+	require.Equal(t, "heuristic", byName["GET /price"].LanguageFrom, "the Java SDK says java; the class path says scala")
+	require.Equal(t, "sdk", byName["GET /quote"].LanguageFrom)
+	parentOf := func(name string) string { return v.Spans[byName[name].Parent].Name }
+	require.Equal(t, -1, byName["GET /checkout"].Parent)
+	require.Equal(t, "GET quote", parentOf("GET /quote"), "python's server span under go's client span")
+	require.Equal(t, "GET price", parentOf("GET /price"), "scala's server span under python's client span")
+	require.Equal(t, "GET /price", parentOf("price lookup"))
+	require.Equal(t, "GET /quote", parentOf("validate basket"))
+
+	// The CLI renders the same trace.
+	code, text, errs := run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, answer.TraceID)
+	require.Equal(t, ExitOK, code, errs)
+	t.Logf("triad trace %s:\n%s", answer.TraceID, text)
+	require.Contains(t, text, "languages: go, python, scala")
+	require.Regexp(t, `price-scala GET /price\s+scala`, text)
+	require.Regexp(t, `\n    quote-py GET /quote\s+python`, text, "indented under the go client span (depth 2)")
+
+	code, raw, errs := run(t, nil, "trace", "--format", "otlp", "--server", "http://"+a.Addr, "--token", replicaToken, answer.TraceID)
+	require.Equal(t, ExitOK, code, errs)
+	require.Contains(t, raw, `"resourceSpans"`)
+	require.Contains(t, raw, answer.TraceID)
+}
+
+func apiGet(t *testing.T, addr, path string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("http://%s%s", addr, path), nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+replicaToken)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var env struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.Unmarshal(b, &env))
+		return resp.StatusCode, env.Data
+	}
+	return resp.StatusCode, b
+}
