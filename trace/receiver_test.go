@@ -69,8 +69,10 @@ func newReceiver(t *testing.T, cfg trace.Config) *receiver {
 	return r
 }
 
-func traceID(b byte) pcommon.TraceID { return pcommon.TraceID{b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15} }
-func spanID(b byte) pcommon.SpanID   { return pcommon.SpanID{b, 1, 2, 3, 4, 5, 6, 7} }
+func traceID(b byte) pcommon.TraceID {
+	return pcommon.TraceID{b, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
+}
+func spanID(b byte) pcommon.SpanID { return pcommon.SpanID{b, 1, 2, 3, 4, 5, 6, 7} }
 
 // request builds one export: service svc's spans of trace tb, parent
 // chain 1 ← 2 ← 3, plus span 4 whose parent (9) is never sent, plus one
