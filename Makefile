@@ -30,7 +30,7 @@ TRACE_SVC := trace/testdata
 PY_STAMP := $(TRACE_SVC)/pysvc/.venv/.installed
 SCALA_JAR := $(TRACE_SVC)/scalasvc/target/price-scala-1.0.0.jar
 
-.PHONY: help build trace-services stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep lint fmt clean
+.PHONY: help build trace-services e2e-deps stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,15 @@ $(SCALA_JAR): $(TRACE_SVC)/scalasvc/pom.xml $(wildcard $(TRACE_SVC)/scalasvc/src
 bin/gosvc: $(TRACE_SVC)/gosvc/main.go $(TRACE_SVC)/gosvc/go.mod $(TRACE_SVC)/gosvc/go.sum
 	cd $(TRACE_SVC)/gosvc && $(GO) build -o ../../../bin/gosvc .
 
+E2E_STAMP := web/e2e/node_modules/.installed
+
+$(E2E_STAMP): web/e2e/package.json web/e2e/package-lock.json
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+	cd web/e2e && npm ci --no-audit --no-fund --silent
+	touch $@
+
+e2e-deps: $(E2E_STAMP) ## Install the browser tests' needs: Debian chromium and npm playwright-core (no browser download)
+
 trace-services: $(PY_STAMP) $(SCALA_JAR) bin/gosvc ## Build the Go, Python (pip venv) and Scala (Maven) sample services (cross-language trace test, demo)
 
 demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
@@ -81,7 +90,7 @@ demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load de
 	$(TRACE_SVC)/demo.sh & demo=$$!; trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
 	TRIAD_ADMIN_TOKEN_FILE=$(ADMIN_TOKEN_FILE) TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) serve
 
-test: stack-up trace-services ## Stack up, build the sample services, then every test against the real servers (none skipped)
+test: stack-up trace-services e2e-deps ## Stack up, build the sample services, then every test against the real servers (none skipped)
 	@echo "== smoke test through the real clients =="
 	$(GO) test -count=1 -run '^TestSmoke$$' -v ./cmd/internal/clients | grep -E 'smoke:|^(--- |ok|FAIL|PASS)'
 	@echo "== all tests =="

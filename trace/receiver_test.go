@@ -38,7 +38,7 @@ type receiver struct {
 	grpc  string
 }
 
-func newReceiver(t *testing.T, cfg trace.Config) *receiver {
+func newReceiver(t testing.TB, cfg trace.Config) *receiver {
 	t.Helper()
 	ns := stacktest.New(t)
 	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))

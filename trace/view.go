@@ -19,15 +19,19 @@ type View struct {
 
 // ViewSpan is one node of a View.
 type ViewSpan struct {
-	SpanID        string         `json:"span_id"`
-	ParentSpanID  string         `json:"parent_span_id,omitempty"`
-	Parent        int            `json:"parent"` // index in spans; -1 at the top
-	Depth         int            `json:"depth"`
-	Service       string         `json:"service"`
-	Name          string         `json:"name"`
-	Kind          int            `json:"kind"`
-	Start         int64          `json:"start_unix_nano"`
-	End           int64          `json:"end_unix_nano"`
+	SpanID       string `json:"span_id"`
+	ParentSpanID string `json:"parent_span_id,omitempty"`
+	Parent       int    `json:"parent"` // index in spans; -1 at the top
+	Depth        int    `json:"depth"`
+	Service      string `json:"service"`
+	Name         string `json:"name"`
+	Kind         int    `json:"kind"`
+	Start        int64  `json:"start_unix_nano"`
+	End          int64  `json:"end_unix_nano"`
+	// Offset (from the trace's start) and Duration are exact where a
+	// JavaScript number cannot hold Start: renderers use these.
+	Offset        int64          `json:"offset_ns"`
+	Duration      int64          `json:"duration_ns"`
 	StatusCode    int            `json:"status_code"`
 	StatusMessage string         `json:"status_message,omitempty"`
 	Language      string         `json:"language,omitempty"`
@@ -50,7 +54,7 @@ func (a *Assembled) View() *View {
 		n := &a.Nodes[i]
 		s := ViewSpan{
 			SpanID: n.SpanID.String(), Parent: n.Parent, Depth: n.Depth, Service: n.Service, Name: n.Name, Kind: n.Kind,
-			Start: n.Start, End: n.End, StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
+			Start: n.Start, End: n.End, Offset: n.Start - a.Summary.Start, Duration: n.Duration(), StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
 			Language: n.Language, LanguageFrom: n.LanguageFrom, Placeholder: n.Placeholder, Orphan: n.Orphan,
 			Critical: n.Critical, SkewNs: n.SkewNs, Attributes: n.Attributes, Events: n.Events, Links: n.Links,
 		}

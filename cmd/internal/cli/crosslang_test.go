@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/trace"
@@ -188,6 +190,40 @@ func TestCrossLanguageTrace(t *testing.T) {
 	require.Equal(t, ExitOK, code, errs)
 	require.Contains(t, raw, `"resourceSpans"`)
 	require.Contains(t, raw, answer.TraceID)
+
+	// A 10k-span trace, sent over OTLP/HTTP like any other.
+	big := trace.TraceID{0xb1, 0x6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
+	payload, err := ptraceotlp.NewExportRequestFromTraces(trace.SyntheticTrace(big, 10000, time.Now().Add(-time.Minute))).MarshalProto()
+	require.NoError(t, err)
+	resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// The browser: Debian's Chromium driven by playwright-core renders the
+	// flame timeline of both and saves screenshots.
+	e2e := filepath.Join("..", "..", "..", "web", "e2e")
+	_, err = os.Stat(filepath.Join(e2e, "node_modules", "playwright-core"))
+	require.NoError(t, err, "playwright-core is not installed: run `make e2e-deps` (make test does)")
+	artifacts, err := filepath.Abs(filepath.Join(e2e, "artifacts"))
+	require.NoError(t, err)
+	node := exec.Command("node", "trace.mjs")
+	node.Dir = e2e
+	node.Env = append(os.Environ(), "BASE_URL=http://"+a.Addr, "TOKEN="+replicaToken, "TRACE_ID="+answer.TraceID,
+		"BIG_TRACE_ID="+big.String(), "ARTIFACTS="+artifacts)
+	got, err := node.CombinedOutput()
+	require.NoError(t, err, "browser test: %s", got)
+	t.Logf("browser (first render measured in the page; screenshots in %s): %s", artifacts, got)
+	var measured struct {
+		Big struct{ Spans int } `json:"big"`
+	}
+	require.NoError(t, json.Unmarshal(bytes.TrimSpace(got[bytes.LastIndexByte(bytes.TrimSpace(got), '\n')+1:]), &measured))
+	require.Equal(t, 10000, measured.Big.Spans, "the page drew all 10k spans")
+	for _, f := range []string{"trace-flame.png", "trace-flame-big.png"} {
+		st, err := os.Stat(filepath.Join(artifacts, f))
+		require.NoError(t, err)
+		require.Greater(t, st.Size(), int64(1000), f)
+	}
 }
 
 func apiGet(t *testing.T, addr, path string) (int, []byte) {

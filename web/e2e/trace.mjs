@@ -1,0 +1,96 @@
+// Browser test of the trace view, run by TestCrossLanguageTrace with a
+// running triad: renders the cross-language trace's flame timeline in
+// Debian's Chromium, checks what it shows, hovers and selects the Scala
+// span, and saves a screenshot. With BIG_TRACE_ID it also loads a large
+// trace and reports how long the first render took, measured in the page.
+//
+// Env: BASE_URL, TOKEN, TRACE_ID, [BIG_TRACE_ID], ARTIFACTS (screenshot dir).
+// Prints one JSON line of measurements; exits non-zero on any failure.
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+
+const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, ARTIFACTS = "artifacts" } = process.env;
+assert.ok(BASE_URL && TOKEN && TRACE_ID, "BASE_URL, TOKEN and TRACE_ID are required");
+mkdirSync(ARTIFACTS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const out = {};
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
+
+  async function show(id) {
+    await page.fill("#token", TOKEN);
+    await page.fill("#trace-id", id);
+    await page.click("button[type=submit]");
+    await page.waitForFunction((want) => {
+      const c = document.getElementById("flame");
+      return c.dataset.spans && location.hash === "#" + want;
+    }, id, { timeout: 30000 });
+    return page.$eval("#flame", (c) => ({ spans: Number(c.dataset.spans), fetchMs: Number(c.dataset.fetchMs), renderMs: Number(c.dataset.renderMs) }));
+  }
+
+  await page.goto(BASE_URL + "/ui/trace.html");
+  const small = await show(TRACE_ID);
+  assert.equal(small.spans, 8);
+  out.small = small;
+  const summary = await page.textContent("#summary");
+  assert.match(summary, /8 spans · 3 services · languages: go, python, scala/);
+  const legend = await page.textContent("#legend");
+  for (const l of ["go", "python", "scala"]) assert.ok(legend.includes(l), "legend shows " + l);
+
+  // Rows are 20px.
+  const box = await page.locator("#flame").boundingBox();
+  const at = (row, frac) => ({ x: box.x + box.width * frac, y: box.y + 2 + row * 20 + 8 });
+  let p = at(0, 0.5);
+  await page.mouse.move(p.x, p.y);
+  await page.waitForSelector("#tooltip:not([hidden])");
+  assert.match(await page.textContent("#tooltip"), /checkout-go · GET \/checkout/);
+  await page.screenshot({ path: ARTIFACTS + "/trace-flame.png", fullPage: true });
+  // Where the Scala server span is, from the same API the page reads.
+  const where = await page.evaluate(async ([id, token]) => {
+    const r = await fetch("/api/v1/traces/" + id, { headers: { Authorization: "Bearer " + token } });
+    const v = (await r.json()).data;
+    const sp = v.spans.find((s) => s.service === "price-scala" && s.name === "GET /price");
+    return { depth: sp.depth, frac: (sp.offset_ns + sp.duration_ns / 2) / v.summary.duration_ns };
+  }, [TRACE_ID, TOKEN]);
+  p = at(where.depth, where.frac);
+  await page.mouse.move(p.x, p.y);
+  assert.match(await page.textContent("#tooltip"), /price-scala · GET \/price/);
+  assert.match(await page.textContent("#tooltip"), /language: scala \(heuristic\)/);
+  await page.mouse.click(p.x, p.y);
+  const detail = await page.textContent("#detail");
+  assert.match(detail, /price-scala · GET \/price/);
+  assert.match(detail, /scala \(heuristic\)/);
+  assert.match(detail, /scala-library/, "the resource's command line shows why it is Scala");
+  await page.screenshot({ path: ARTIFACTS + "/trace-flame-selected.png", fullPage: true });
+  // Zoomed into the Scala span: Escape zooms out again; c collapses it.
+  await page.keyboard.press("Escape");
+  const tall = await page.$eval("#flame", (c) => c.clientHeight);
+  await page.keyboard.press("c");
+  assert.ok((await page.$eval("#flame", (c) => c.clientHeight)) < tall, "collapsing the Scala span hid its child's row");
+  await page.keyboard.press("c");
+
+  if (BIG_TRACE_ID) {
+    await page.goto(BASE_URL + "/ui/trace.html");
+    const t0 = Date.now();
+    const big = await show(BIG_TRACE_ID);
+    out.big = { ...big, wallMs: Date.now() - t0 };
+    await page.screenshot({ path: ARTIFACTS + "/trace-flame-big.png" });
+    // Hovering stays responsive: time 50 mouse moves across the canvas.
+    const bb = await page.locator("#flame").boundingBox();
+    const h0 = Date.now();
+    for (let i = 0; i < 50; i++) await page.mouse.move(bb.x + (bb.width * i) / 50, bb.y + 30);
+    out.big.hover50Ms = Date.now() - h0;
+  }
+  assert.deepEqual(errors, [], "no errors in the page");
+  console.log(JSON.stringify(out));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,342 @@
+// Trace view: fetches /api/v1/traces/{id} and draws a flame timeline on a
+// canvas (x = time, rows by depth), so 10k spans draw in one pass. Text from
+// spans (names, attributes) is only ever drawn on the canvas or set with
+// textContent: nothing a sender wrote is interpreted as HTML.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const form = $("lookup"), idInput = $("trace-id"), tokenInput = $("token"), skewInput = $("skew");
+  const colorBy = $("color-by"), status = $("status"), section = $("trace");
+  const canvas = $("flame"), tooltip = $("tooltip"), detail = $("detail"), legend = $("legend");
+  const ctx = canvas.getContext("2d");
+  const ROW = 20;
+  const LANG = { go: "#00add8", python: "#f2c94c", scala: "#dc322f", java: "#b07219", kotlin: "#a97bff",
+    javascript: "#e8d44d", rust: "#dea584", "c++": "#f34b7d", ruby: "#cc342d", dotnet: "#512bd4", php: "#777bb4" };
+  const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+
+  let view = null;        // the API's answer
+  let spans = [];         // view.spans with layout fields
+  let collapsed = new Set();
+  let visible = [];       // indexes drawn, by row
+  let rows = [];          // rows[depth] = indexes of visible spans at that depth, by start
+  let win = { start: 0, dur: 1 };
+  let selected = -1;
+  let hover = -1;
+
+  tokenInput.value = sessionStorage.getItem("triad.token") || "";
+  if (location.hash.length === 33) idInput.value = location.hash.slice(1);
+
+  function hashColor(s) {
+    let h = 0;
+    for (let i = 0; i < s.length; i++) h = (h * 31 + s.charCodeAt(i)) | 0;
+    return PALETTE[Math.abs(h) % PALETTE.length];
+  }
+  function colorOf(sp) {
+    if (sp.placeholder) return "#c8c8c8";
+    if (colorBy.value === "service") return hashColor(sp.service);
+    return LANG[sp.language] || hashColor(sp.language || "?");
+  }
+  function fmtDur(ns) {
+    if (ns < 1e3) return ns + " ns";
+    if (ns < 1e6) return (ns / 1e3).toPrecision(3) + " µs";
+    if (ns < 1e9) return (ns / 1e6).toPrecision(3) + " ms";
+    return (ns / 1e9).toPrecision(3) + " s";
+  }
+
+  async function load(id) {
+    const t0 = performance.now();
+    status.textContent = "Loading " + id + "…";
+    const token = tokenInput.value.trim();
+    sessionStorage.setItem("triad.token", token);
+    const q = skewInput.checked ? "?adjust_skew=true" : "";
+    let res;
+    try {
+      res = await fetch("/api/v1/traces/" + encodeURIComponent(id) + q, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+    } catch (e) {
+      status.textContent = "triad unreachable: " + e;
+      return;
+    }
+    const body = await res.json().catch(() => null);
+    if (!res.ok || !body || body.status !== "success") {
+      status.textContent = (body && body.error ? body.error.message : res.statusText) + " (" + res.status + ")";
+      section.hidden = true;
+      return;
+    }
+    const t1 = performance.now();
+    view = body.data;
+    spans = view.spans;
+    collapsed = new Set();
+    selected = -1;
+    win = { start: 0, dur: Math.max(1, view.summary.duration_ns) };
+    section.hidden = false;
+    renderSummary();
+    layout();
+    draw();
+    showDetail(-1);
+    const t2 = performance.now();
+    canvas.dataset.fetchMs = (t1 - t0).toFixed(1);
+    canvas.dataset.renderMs = (t2 - t1).toFixed(1);
+    canvas.dataset.spans = String(view.summary.spans);
+    status.textContent = "Drawn " + view.summary.spans + " spans in " + (t2 - t1).toFixed(0) + " ms (fetched in " + (t1 - t0).toFixed(0) + " ms).";
+    history.replaceState(null, "", "#" + id);
+  }
+
+  function renderSummary() {
+    const s = view.summary;
+    const parts = [s.spans + " spans", s.services.length + " services", "languages: " + (s.languages.join(", ") || "unknown"), fmtDur(s.duration_ns)];
+    if (s.errors) parts.push(s.errors + " errors");
+    if (s.orphans) parts.push(s.orphans + " orphans under " + s.missing_parents + " missing parents");
+    if (s.roots > 1) parts.push(s.roots + " roots");
+    if (s.duplicates) parts.push(s.duplicates + " duplicates dropped");
+    if (s.skew_adjusted) parts.push(s.skew_adjusted + " spans skew-adjusted");
+    $("summary").textContent = "Trace " + s.trace_id + " — " + parts.join(" · ");
+    if (s.partial) $("summary").textContent += " — " + s.status;
+    legend.replaceChildren();
+    const keys = colorBy.value === "service" ? s.services : s.languages;
+    for (const k of keys) {
+      const item = document.createElement("span");
+      item.className = "key";
+      const sw = document.createElement("i");
+      sw.style.background = colorBy.value === "service" ? hashColor(k) : (LANG[k] || hashColor(k));
+      item.append(sw, document.createTextNode(k));
+      legend.append(item);
+    }
+  }
+
+  // layout computes the visible spans (not under a collapsed one) and
+  // their rows: each depth gets as many rows (lanes) as its spans overlap
+  // (parallel calls), up to MAX_LANES, so siblings never hide each other.
+  const MAX_LANES = 16;
+  let rowOf = [];
+  function layout() {
+    visible = [];
+    const byDepth = [];
+    let skipBelow = Infinity;
+    for (let i = 0; i < spans.length; i++) {
+      const sp = spans[i];
+      if (sp.depth > skipBelow) continue;
+      skipBelow = Infinity;
+      visible.push(i);
+      (byDepth[sp.depth] ||= []).push(i);
+      if (collapsed.has(i)) skipBelow = sp.depth;
+    }
+    rows = [];
+    rowOf = new Array(spans.length).fill(-1);
+    for (const list of byDepth) {
+      if (!list) continue;
+      list.sort((a, b) => spans[a].offset_ns - spans[b].offset_ns);
+      const ends = []; // per lane, where its last span ends
+      const base = rows.length;
+      for (const i of list) {
+        const sp = spans[i];
+        let lane = ends.findIndex((e) => e <= sp.offset_ns);
+        if (lane < 0) lane = ends.length < MAX_LANES ? ends.length : MAX_LANES - 1;
+        ends[lane] = Math.max(ends[lane] || 0, sp.offset_ns + sp.duration_ns);
+        rowOf[i] = base + lane;
+        (rows[base + lane] ||= []).push(i);
+      }
+    }
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.parentElement.clientWidth;
+    const h = Math.max(1, rows.length) * ROW + 4;
+    canvas.width = Math.floor(w * dpr);
+    canvas.height = Math.floor(h * dpr);
+    canvas.style.width = w + "px";
+    canvas.style.height = h + "px";
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  }
+
+  function xOf(ns, w) { return ((ns - win.start) / win.dur) * w; }
+
+  function draw() {
+    const w = canvas.clientWidth;
+    ctx.clearRect(0, 0, w, canvas.clientHeight);
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.textBaseline = "middle";
+    for (const i of visible) {
+      const sp = spans[i];
+      let x0 = xOf(sp.offset_ns, w), x1 = xOf(sp.offset_ns + sp.duration_ns, w);
+      if (x1 < 0 || x0 > w) continue;
+      x0 = Math.max(x0, -1);
+      x1 = Math.min(x1, w + 1);
+      const bw = Math.max(1, x1 - x0), y = rowOf[i] * ROW + 2;
+      ctx.fillStyle = colorOf(sp);
+      ctx.fillRect(x0, y, bw, ROW - 3);
+      if (sp.status_code === 2) {
+        ctx.strokeStyle = "#b3261e";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(x0 + 1, y + 1, bw - 2, ROW - 5);
+      }
+      if (sp.critical && !sp.placeholder) {
+        ctx.fillStyle = "#202124";
+        ctx.fillRect(x0, y + ROW - 5, bw, 2);
+      }
+      if (i === selected || i === hover) {
+        ctx.strokeStyle = i === selected ? "#1a73e8" : "#202124";
+        ctx.lineWidth = 2;
+        ctx.strokeRect(x0, y, bw, ROW - 3);
+      }
+      if (bw > 40) {
+        const label = (collapsed.has(i) ? "▸ " : "") + (sp.placeholder ? sp.name : sp.service + " " + sp.name) + (sp.skew_ns ? " ~" : "");
+        ctx.save();
+        ctx.beginPath();
+        ctx.rect(x0, y, bw, ROW - 3);
+        ctx.clip();
+        ctx.fillStyle = sp.language === "python" || sp.language === "javascript" || sp.placeholder ? "#1f1f1f" : "#fff";
+        ctx.fillText(label, Math.max(x0, 0) + 4, y + (ROW - 3) / 2);
+        ctx.restore();
+      }
+    }
+  }
+
+  function spanAt(px, py) {
+    const row = rows[Math.floor((py - 2) / ROW)];
+    if (!row) return -1;
+    const w = canvas.clientWidth;
+    const ns = win.start + (px / w) * win.dur;
+    const slack = (3 / w) * win.dur; // a few pixels, so 1-px spans can be hit
+    let best = -1;
+    for (const i of row) {
+      const sp = spans[i];
+      if (sp.offset_ns - slack <= ns && ns <= sp.offset_ns + sp.duration_ns + slack) best = i;
+      if (sp.offset_ns - slack > ns) break;
+    }
+    return best;
+  }
+
+  function showTooltip(i, ev) {
+    if (i < 0) { tooltip.hidden = true; return; }
+    const sp = spans[i];
+    tooltip.replaceChildren();
+    const title = document.createElement("strong");
+    title.textContent = sp.placeholder ? sp.name : sp.service + " · " + sp.name;
+    const lines = [
+      sp.placeholder ? "span never received (" + (sp.span_id || "trace") + ")" : "language: " + (sp.language || "unknown") + (sp.language_from ? " (" + sp.language_from + ")" : ""),
+      "duration " + fmtDur(sp.duration_ns) + " at +" + fmtDur(sp.offset_ns),
+    ];
+    if (sp.status_code === 2) lines.push("ERROR " + (sp.status_message || ""));
+    if (sp.critical && !sp.placeholder) lines.push("on the critical path");
+    if (sp.orphan) lines.push("orphan: its parent never arrived");
+    if (sp.skew_ns) lines.push("moved " + fmtDur(Math.abs(sp.skew_ns)) + (sp.skew_ns < 0 ? " earlier" : " later") + " by skew adjustment");
+    tooltip.append(title);
+    for (const l of lines) {
+      const d = document.createElement("div");
+      d.textContent = l;
+      tooltip.append(d);
+    }
+    tooltip.hidden = false;
+    const r = canvas.getBoundingClientRect();
+    tooltip.style.left = Math.min(ev.clientX - r.left + 12, r.width - 260) + "px";
+    tooltip.style.top = ev.clientY - r.top + 16 + "px";
+  }
+
+  function table(title, obj) {
+    const keys = Object.keys(obj || {}).sort();
+    if (!keys.length) return null;
+    const box = document.createElement("div");
+    const h = document.createElement("h3");
+    h.textContent = title;
+    const t = document.createElement("table");
+    for (const k of keys) {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = k;
+      const td = document.createElement("td");
+      const v = obj[k];
+      td.textContent = typeof v === "string" ? v : JSON.stringify(v);
+      tr.append(th, td);
+      t.append(tr);
+    }
+    box.append(h, t);
+    return box;
+  }
+
+  function showDetail(i) {
+    detail.replaceChildren();
+    if (i < 0) return;
+    const sp = spans[i];
+    const h = document.createElement("h3");
+    h.textContent = sp.placeholder ? sp.name : sp.service + " · " + sp.name;
+    const facts = {
+      "span id": sp.span_id || "—", "parent span id": sp.parent_span_id || "—", language: (sp.language || "unknown") + (sp.language_from ? " (" + sp.language_from + ")" : ""),
+      duration: fmtDur(sp.duration_ns), "starts at": "+" + fmtDur(sp.offset_ns), status: ["unset", "ok", "error"][sp.status_code] + (sp.status_message ? ": " + sp.status_message : ""),
+    };
+    if (sp.scope) facts.scope = sp.scope.name + (sp.scope.version ? " " + sp.scope.version : "");
+    detail.append(h);
+    for (const part of [table("Span", facts), table("Attributes", sp.attributes), table("Resource", view.resources[sp.resource])]) if (part) detail.append(part);
+    if (sp.events && sp.events.length) {
+      const ev = {};
+      for (const e of sp.events) ev["+" + fmtDur(Math.max(0, e.time_unix_nano - (view.summary.start_unix_nano + sp.offset_ns))) + " " + e.name] = e.attributes || {};
+      detail.append(table("Events", ev));
+    }
+    if (sp.links && sp.links.length) {
+      const ln = {};
+      sp.links.forEach((l, n) => { ln["link " + (n + 1)] = l.trace_id + "/" + l.span_id; });
+      detail.append(table("Links", ln));
+    }
+  }
+
+  function select(i, zoom) {
+    selected = i;
+    if (zoom && i >= 0) {
+      const sp = spans[i];
+      const pad = sp.duration_ns * 0.02;
+      win = { start: sp.offset_ns - pad, dur: Math.max(1, sp.duration_ns + 2 * pad) };
+    }
+    showDetail(i);
+    draw();
+  }
+  function toggle(i) {
+    if (i < 0 || !spans.some((s) => s.parent === i)) return;
+    if (collapsed.has(i)) collapsed.delete(i); else collapsed.add(i);
+    layout();
+    draw();
+  }
+  function resetZoom() {
+    win = { start: 0, dur: Math.max(1, view.summary.duration_ns) };
+    draw();
+  }
+
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    load(idInput.value.trim().toLowerCase());
+  });
+  colorBy.addEventListener("change", () => { if (view) { renderSummary(); draw(); } });
+  canvas.addEventListener("mousemove", (e) => {
+    const r = canvas.getBoundingClientRect();
+    const i = spanAt(e.clientX - r.left, e.clientY - r.top);
+    if (i !== hover) { hover = i; draw(); }
+    showTooltip(i, e);
+  });
+  canvas.addEventListener("mouseleave", () => { hover = -1; tooltip.hidden = true; draw(); });
+  canvas.addEventListener("click", (e) => {
+    const r = canvas.getBoundingClientRect();
+    const i = spanAt(e.clientX - r.left, e.clientY - r.top);
+    if (e.shiftKey) toggle(i); else select(i, i >= 0);
+  });
+  canvas.addEventListener("dblclick", resetZoom);
+  canvas.addEventListener("keydown", (e) => {
+    if (!view) return;
+    const sp = spans[selected];
+    let next = -1;
+    switch (e.key) {
+      case "Escape": resetZoom(); return;
+      case "c": toggle(selected); return;
+      case "Enter": select(selected, true); return;
+      case "ArrowUp": next = sp ? sp.parent : 0; break;
+      case "ArrowDown": next = sp ? spans.findIndex((s) => s.parent === selected) : 0; if (collapsed.has(selected)) next = -1; break;
+      case "ArrowLeft": case "ArrowRight": {
+        const row = sp ? rows[rowOf[selected]] : rows[0];
+        const at = row.indexOf(selected);
+        next = row[at + (e.key === "ArrowLeft" ? -1 : 1)] ?? -1;
+        break;
+      }
+      default: return;
+    }
+    e.preventDefault();
+    if (next >= 0) select(next, false);
+  });
+  window.addEventListener("resize", () => { if (view) { layout(); draw(); } });
+  if (idInput.value && tokenInput.value) load(idInput.value);
+})();
