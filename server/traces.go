@@ -60,7 +60,11 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: trace %s has no spans", ErrNotFound, id)
 	}
 	if format == "otlp" {
-		body, err := ptraceotlp.NewExportRequestFromTraces(trace.ToOTLP(spans)).MarshalJSON()
+		td, err := trace.ToOTLP(spans)
+		if err != nil {
+			return nil, err
+		}
+		body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalJSON()
 		if err != nil {
 			return nil, err
 		}

@@ -138,8 +138,9 @@ func ResourceHash(attrs map[string]any) uint64 {
 }
 
 // ToOTLP converts spans back into OTLP traces (the raw export): one
-// resource per distinct resource, one scope per distinct scope.
-func ToOTLP(spans []Span) ptrace.Traces {
+// resource per distinct resource, one scope per distinct scope. Stored
+// JSON is decoded (see Span.Decode).
+func ToOTLP(spans []Span) (ptrace.Traces, error) {
 	td := ptrace.NewTraces()
 	type scopeKey struct {
 		res   uint64
@@ -149,6 +150,9 @@ func ToOTLP(spans []Span) ptrace.Traces {
 	scopes := map[scopeKey]ptrace.SpanSlice{}
 	for i := range spans {
 		s := &spans[i]
+		if err := s.Decode(); err != nil {
+			return td, err
+		}
 		rs, ok := resources[s.ResourceKey]
 		if !ok {
 			rs = td.ResourceSpans().AppendEmpty()
@@ -198,5 +202,5 @@ func ToOTLP(spans []Span) ptrace.Traces {
 			_ = pl.Attributes().FromRaw(l.Attributes)
 		}
 	}
-	return td
+	return td, nil
 }

@@ -211,6 +211,7 @@ func TestReceiverStoresAndReportsPartialSuccess(t *testing.T) {
 			}
 		}
 		require.NotNil(t, child)
+		require.NoError(t, child.Decode())
 		require.EqualValues(t, 500, child.Attributes["http.status_code"])
 		require.Equal(t, "<script>alert(1)</script>", child.Events[0].Attributes["exception.message"])
 		require.Equal(t, "svc", child.Resource["service.name"])

@@ -2,6 +2,7 @@ package trace
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 )
@@ -94,6 +95,30 @@ type Span struct {
 	ResourceKey uint64
 	// Dropped counts what the sender dropped (attributes, events, links).
 	DroppedAttributes, DroppedEvents, DroppedLinks uint32
+	// Stored holds attributes, events and links as JSON where a store read
+	// them (the maps above are nil until Decode): a trace that is only
+	// shown is never decoded and encoded again.
+	Stored StoredJSON
+}
+
+// StoredJSON is a span's attributes, events and links as stored.
+type StoredJSON struct{ Attributes, Events, Links json.RawMessage }
+
+// Decode fills Attributes, Events and Links from Stored.
+func (s *Span) Decode() error {
+	for _, p := range []struct {
+		raw json.RawMessage
+		dst any
+	}{{s.Stored.Attributes, &s.Attributes}, {s.Stored.Events, &s.Events}, {s.Stored.Links, &s.Links}} {
+		if len(p.raw) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(p.raw, p.dst); err != nil {
+			return fmt.Errorf("span %s: %w", s.SpanID, err)
+		}
+	}
+	s.Stored = StoredJSON{}
+	return nil
 }
 
 // Duration is End - Start in nanoseconds (0 when End is before Start).

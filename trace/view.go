@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -30,24 +31,26 @@ type ViewSpan struct {
 	End          int64  `json:"end_unix_nano"`
 	// Offset (from the trace's start) and Duration are exact where a
 	// JavaScript number cannot hold Start: renderers use these.
-	Offset        int64          `json:"offset_ns"`
-	Duration      int64          `json:"duration_ns"`
-	StatusCode    int            `json:"status_code"`
-	StatusMessage string         `json:"status_message,omitempty"`
-	Language      string         `json:"language,omitempty"`
-	LanguageFrom  string         `json:"language_from,omitempty"`
-	Placeholder   bool           `json:"placeholder,omitempty"`
-	Orphan        bool           `json:"orphan,omitempty"`
-	Critical      bool           `json:"critical,omitempty"`
-	SkewNs        int64          `json:"skew_ns,omitempty"`
-	Resource      string         `json:"resource,omitempty"` // key into resources
-	Scope         *Scope         `json:"scope,omitempty"`
-	Attributes    map[string]any `json:"attributes,omitempty"`
-	Events        []Event        `json:"events,omitempty"`
-	Links         []Link         `json:"links,omitempty"`
+	Offset        int64  `json:"offset_ns"`
+	Duration      int64  `json:"duration_ns"`
+	StatusCode    int    `json:"status_code"`
+	StatusMessage string `json:"status_message,omitempty"`
+	Language      string `json:"language,omitempty"`
+	LanguageFrom  string `json:"language_from,omitempty"`
+	Placeholder   bool   `json:"placeholder,omitempty"`
+	Orphan        bool   `json:"orphan,omitempty"`
+	Critical      bool   `json:"critical,omitempty"`
+	SkewNs        int64  `json:"skew_ns,omitempty"`
+	Resource      string `json:"resource,omitempty"` // key into resources
+	Scope         *Scope `json:"scope,omitempty"`
+	// Attributes is an object, Events and Links arrays of Event and Link.
+	Attributes json.RawMessage `json:"attributes,omitempty"`
+	Events     json.RawMessage `json:"events,omitempty"`
+	Links      json.RawMessage `json:"links,omitempty"`
 }
 
-// View returns the trace as a View.
+// View returns the trace as a View. Attributes, events and links are
+// passed through as stored, or encoded once.
 func (a *Assembled) View() *View {
 	v := &View{Summary: a.Summary, Spans: make([]ViewSpan, len(a.Nodes)), Resources: map[string]map[string]any{}}
 	for i := range a.Nodes {
@@ -56,7 +59,10 @@ func (a *Assembled) View() *View {
 			SpanID: n.SpanID.String(), Parent: n.Parent, Depth: n.Depth, Service: n.Service, Name: n.Name, Kind: n.Kind,
 			Start: n.Start, End: n.End, Offset: n.Start - a.Summary.Start, Duration: n.Duration(), StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
 			Language: n.Language, LanguageFrom: n.LanguageFrom, Placeholder: n.Placeholder, Orphan: n.Orphan,
-			Critical: n.Critical, SkewNs: n.SkewNs, Attributes: n.Attributes, Events: n.Events, Links: n.Links,
+			Critical: n.Critical, SkewNs: n.SkewNs,
+			Attributes: rawOr(n.Stored.Attributes, n.Attributes, len(n.Attributes)),
+			Events:     rawOr(n.Stored.Events, n.Events, len(n.Events)),
+			Links:      rawOr(n.Stored.Links, n.Links, len(n.Links)),
 		}
 		if n.SpanID.IsZero() {
 			s.SpanID = ""
@@ -76,6 +82,22 @@ func (a *Assembled) View() *View {
 		v.Spans[i] = s
 	}
 	return v
+}
+
+// rawOr returns stored JSON, or v encoded when there is none (nil when
+// empty).
+func rawOr(stored json.RawMessage, v any, n int) json.RawMessage {
+	if len(stored) > 0 {
+		return stored
+	}
+	if n == 0 {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // TextOptions shape RenderText.

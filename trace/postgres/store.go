@@ -292,15 +292,7 @@ func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
 		copy(sp.ParentID[:], pid)
 		sp.End = sp.Start + dur
 		sp.Kind, sp.StatusCode, sp.Flags, sp.ResourceKey = int(kind), int(code), uint32(flags), uint64(resID)
-		if err := unmarshalIf(attrs, &sp.Attributes); err != nil {
-			return nil, err
-		}
-		if err := unmarshalIf(events, &sp.Events); err != nil {
-			return nil, err
-		}
-		if err := unmarshalIf(links, &sp.Links); err != nil {
-			return nil, err
-		}
+		sp.Stored = trace.StoredJSON{Attributes: attrs, Events: events, Links: links}
 		if len(dropped) == 3 {
 			sp.DroppedAttributes, sp.DroppedEvents, sp.DroppedLinks = uint32(dropped[0]), uint32(dropped[1]), uint32(dropped[2])
 		}
@@ -342,13 +334,6 @@ func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
 		out[i].Resource = res[int64(out[i].ResourceKey)]
 	}
 	return out, nil
-}
-
-func unmarshalIf(raw []byte, v any) error {
-	if len(raw) == 0 {
-		return nil
-	}
-	return json.Unmarshal(raw, v)
 }
 
 // Search implements trace.Store.

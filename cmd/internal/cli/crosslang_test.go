@@ -200,6 +200,14 @@ func TestCrossLanguageTrace(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// The CLI renders it whole (the time is logged, not asserted).
+	t0 := time.Now()
+	code, text, errs = run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, big.String())
+	took = time.Since(t0)
+	require.Equal(t, ExitOK, code, errs)
+	require.Equal(t, 10000+3, strings.Count(text, "\n"), "a header, a column line, a row per span and the legend")
+	t.Logf("triad trace of 10000 spans: %s (API, assembly, render)", took)
+
 	// The browser: Debian's Chromium driven by playwright-core renders the
 	// flame timeline of both and saves screenshots.
 	e2e := filepath.Join("..", "..", "..", "web", "e2e")
