@@ -33,3 +33,7 @@ func Mount(e *gin.Engine) {
 		files.ServeHTTP(c.Writer, c.Request)
 	})
 }
+
+// Asset returns an embedded dashboard file by name (e.g. "trace.js"), for
+// exports that carry the dashboard's code with them.
+func Asset(name string) ([]byte, error) { return static.ReadFile("static/" + name) }

@@ -4,13 +4,14 @@
 // span, and saves a screenshot. With BIG_TRACE_ID it also loads a large
 // trace and reports how long the first render took, measured in the page.
 //
-// Env: BASE_URL, TOKEN, TRACE_ID, [BIG_TRACE_ID], ARTIFACTS (screenshot dir).
+// Env: BASE_URL, TOKEN, TRACE_ID, [BIG_TRACE_ID], [HTML_FILE] (an exported
+// page), ARTIFACTS (screenshot dir).
 // Prints one JSON line of measurements; exits non-zero on any failure.
 import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
-const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, ARTIFACTS = "artifacts" } = process.env;
+const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, HTML_FILE, ARTIFACTS = "artifacts" } = process.env;
 assert.ok(BASE_URL && TOKEN && TRACE_ID, "BASE_URL, TOKEN and TRACE_ID are required");
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -88,6 +89,13 @@ try {
     const h0 = Date.now();
     for (let i = 0; i < 50; i++) await page.mouse.move(bb.x + (bb.width * i) / 50, bb.y + 30);
     out.big.hover50Ms = Date.now() - h0;
+  }
+  if (HTML_FILE) {
+    // `triad trace --format html`: the same view from a file, no server.
+    await page.goto("file://" + HTML_FILE);
+    await page.waitForFunction(() => document.getElementById("flame").dataset.spans === "8");
+    assert.match(await page.textContent("#summary"), /languages: go, python, scala/);
+    await page.screenshot({ path: ARTIFACTS + "/trace-export.png", fullPage: true });
   }
   assert.deepEqual(errors, [], "no errors in the page");
   console.log(JSON.stringify(out));

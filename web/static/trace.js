@@ -23,8 +23,13 @@
   let selected = -1;
   let hover = -1;
 
-  tokenInput.value = sessionStorage.getItem("triad.token") || "";
-  if (location.hash.length === 33) idInput.value = location.hash.slice(1);
+  // A page written by `triad trace --format html` carries its trace and
+  // has no lookup form.
+  const embedded = $("trace-data");
+  if (form) {
+    tokenInput.value = sessionStorage.getItem("triad.token") || "";
+    if (location.hash.length === 33) idInput.value = location.hash.slice(1);
+  }
 
   function hashColor(s) {
     let h = 0;
@@ -63,7 +68,16 @@
       return;
     }
     const t1 = performance.now();
-    view = body.data;
+    show(body.data);
+    const t2 = performance.now();
+    canvas.dataset.fetchMs = (t1 - t0).toFixed(1);
+    canvas.dataset.renderMs = (t2 - t1).toFixed(1);
+    status.textContent = "Drawn " + view.summary.spans + " spans in " + (t2 - t1).toFixed(0) + " ms (fetched in " + (t1 - t0).toFixed(0) + " ms).";
+    history.replaceState(null, "", "#" + id);
+  }
+
+  function show(data) {
+    view = data;
     spans = view.spans;
     collapsed = new Set();
     selected = -1;
@@ -73,12 +87,7 @@
     layout();
     draw();
     showDetail(-1);
-    const t2 = performance.now();
-    canvas.dataset.fetchMs = (t1 - t0).toFixed(1);
-    canvas.dataset.renderMs = (t2 - t1).toFixed(1);
     canvas.dataset.spans = String(view.summary.spans);
-    status.textContent = "Drawn " + view.summary.spans + " spans in " + (t2 - t1).toFixed(0) + " ms (fetched in " + (t1 - t0).toFixed(0) + " ms).";
-    history.replaceState(null, "", "#" + id);
   }
 
   function renderSummary() {
@@ -298,10 +307,12 @@
     draw();
   }
 
-  form.addEventListener("submit", (e) => {
-    e.preventDefault();
-    load(idInput.value.trim().toLowerCase());
-  });
+  if (form) {
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      load(idInput.value.trim().toLowerCase());
+    });
+  }
   colorBy.addEventListener("change", () => { if (view) { renderSummary(); draw(); } });
   canvas.addEventListener("mousemove", (e) => {
     const r = canvas.getBoundingClientRect();
@@ -338,5 +349,6 @@
     if (next >= 0) select(next, false);
   });
   window.addEventListener("resize", () => { if (view) { layout(); draw(); } });
-  if (idInput.value && tokenInput.value) load(idInput.value);
+  if (embedded) show(JSON.parse(embedded.textContent));
+  else if (idInput.value && tokenInput.value) load(idInput.value);
 })();

@@ -191,6 +191,20 @@ func TestCrossLanguageTrace(t *testing.T) {
 	require.Contains(t, raw, `"resourceSpans"`)
 	require.Contains(t, raw, answer.TraceID)
 
+	// Exports: speedscope (valid JSON, a profile per track) and a
+	// self-contained HTML page (opened by the browser test below).
+	code, raw, errs = run(t, nil, "trace", "--format", "speedscope", "--server", "http://"+a.Addr, "--token", replicaToken, answer.TraceID)
+	require.Equal(t, ExitOK, code, errs)
+	var ss struct {
+		Profiles []json.RawMessage `json:"profiles"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(raw), &ss))
+	require.NotEmpty(t, ss.Profiles)
+	code, page, errs := run(t, nil, "trace", "--format", "html", "--server", "http://"+a.Addr, "--token", replicaToken, answer.TraceID)
+	require.Equal(t, ExitOK, code, errs)
+	htmlFile := filepath.Join(t.TempDir(), "trace.html")
+	require.NoError(t, os.WriteFile(htmlFile, []byte(page), 0o644))
+
 	// A 10k-span trace, sent over OTLP/HTTP like any other.
 	big := trace.TraceID{0xb1, 0x6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
 	payload, err := ptraceotlp.NewExportRequestFromTraces(trace.SyntheticTrace(big, 10000, time.Now().Add(-time.Minute))).MarshalProto()
@@ -218,7 +232,7 @@ func TestCrossLanguageTrace(t *testing.T) {
 	node := exec.Command("node", "trace.mjs")
 	node.Dir = e2e
 	node.Env = append(os.Environ(), "BASE_URL=http://"+a.Addr, "TOKEN="+replicaToken, "TRACE_ID="+answer.TraceID,
-		"BIG_TRACE_ID="+big.String(), "ARTIFACTS="+artifacts)
+		"BIG_TRACE_ID="+big.String(), "HTML_FILE="+htmlFile, "ARTIFACTS="+artifacts)
 	got, err := node.CombinedOutput()
 	require.NoError(t, err, "browser test: %s", got)
 	t.Logf("browser (first render measured in the page; screenshots in %s): %s", artifacts, got)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/triad-dev/triad/trace"
+	"github.com/triad-dev/triad/web"
 )
 
 const traceHelp = `Usage: triad trace [flags] TRACE_ID
@@ -26,7 +27,10 @@ a bar where it ran on the trace's time axis. '*' marks the critical path,
 span that never arrived (its children are counted as orphans).
 
 --format json prints the API's assembled tree; --format otlp the raw spans
-as an OTLP/JSON export request (which any OTLP/HTTP receiver accepts).
+as an OTLP/JSON export request (which any OTLP/HTTP receiver accepts);
+--format speedscope a file for https://www.speedscope.app (parallel spans
+on separate tracks); --format html a self-contained page with the
+dashboard's flame timeline.
 
 'search' lists traces with a span matching every filter, newest first.
 `
@@ -38,7 +42,7 @@ func (e env) traceCmd(ctx context.Context, args []string) error {
 	var c common
 	fs := e.flags("trace", &c)
 	fs.Usage = func() { fmt.Fprint(e.stderr, traceHelp); fs.PrintDefaults() }
-	format := fs.String("format", "text", "text, json or otlp")
+	format := fs.String("format", "text", "text, json, otlp, speedscope or html")
 	skew := fs.Bool("adjust-skew", false, "shift spans of other hosts into their parents' time (marked ~)")
 	width := fs.Int("width", 60, "timeline columns")
 	color := fs.Bool("color", false, "ANSI colours (errors red, critical path bold)")
@@ -69,16 +73,33 @@ func (e env) traceCmd(ctx context.Context, args []string) error {
 	case "otlp":
 		q.Set("format", "otlp")
 		return api.raw(ctx, path+"?"+q.Encode(), e.stdout)
-	case "json", "text":
+	case "json", "text", "speedscope", "html":
 	default:
-		return usagef("--format is text, json or otlp, got %q", *format)
+		return usagef("--format is text, json, otlp, speedscope or html, got %q", *format)
 	}
 	var v trace.View
 	if err := api.do(ctx, http.MethodGet, path+"?"+q.Encode(), nil, &v); err != nil {
 		return err
 	}
-	if *format == "json" {
+	switch *format {
+	case "json":
 		return json.NewEncoder(e.stdout).Encode(v)
+	case "speedscope":
+		return trace.Speedscope(e.stdout, &v)
+	case "html":
+		var css []string
+		for _, f := range []string{"app.css", "trace.css"} {
+			b, err := web.Asset(f)
+			if err != nil {
+				return err
+			}
+			css = append(css, string(b))
+		}
+		js, err := web.Asset("trace.js")
+		if err != nil {
+			return err
+		}
+		return trace.HTML(e.stdout, &v, css, string(js))
 	}
 	return trace.RenderText(e.stdout, &v, trace.TextOptions{Width: *width, Color: *color})
 }
