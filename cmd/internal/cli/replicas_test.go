@@ -42,6 +42,9 @@ func replicaEnv(ns *stacktest.Namespace) []string {
 		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
 		"TRIAD_DATASET_SESSION_TTL=2s",
 		"TRIAD_DATASET_CONFIRM_TIMEOUT=10s",
+		// Several serve processes at once: OTLP on free ports.
+		"TRIAD_TRACE_HTTP_ADDR=127.0.0.1:0",
+		"TRIAD_TRACE_GRPC_ADDR=127.0.0.1:0",
 	}
 }
 
