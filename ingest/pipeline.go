@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -307,10 +309,13 @@ func (s *shard) flush() {
 	}
 	s.held = append(s.held[:0], make([]bool, len(s.uniq))...)
 
+	_, span := tracer.Start(context.Background(), "ingest.batch", oteltrace.WithAttributes(
+		attribute.Int("triad.shard", s.id), attribute.Int("triad.profiles", len(s.batch)), attribute.Int("triad.users", len(s.uniq))))
 	err := p.Err()
 	if err == nil {
 		err = s.apply()
 	}
+	defer func() { endSpan(span, err) }()
 	var forward []*Profile
 	if err == nil {
 		for i, pr := range s.uniq {
@@ -484,8 +489,17 @@ func (w *derivedWorker) flush() {
 		ds.record(w.batch, "store marked down after failed retries")
 		return
 	}
+	_, span := tracer.Start(context.Background(), "ingest.derived_write", oteltrace.WithAttributes(
+		attribute.String("triad.store", ds.name), attribute.Int("triad.profiles", len(w.batch))))
 	pending, at := w.batch, w.at
 	var lastErr error
+	defer func() {
+		span.SetAttributes(attribute.Int("triad.recorded_for_catchup", len(pending)))
+		if len(pending) == 0 {
+			lastErr = nil
+		}
+		endSpan(span, lastErr)
+	}()
 	out := make([]WriteResult, len(pending))
 	for attempt := 0; attempt < p.cfg.DerivedAttempts; attempt++ {
 		if attempt > 0 {

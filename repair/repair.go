@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 // Actions.
@@ -64,6 +66,18 @@ func NewRepairer(c *Checker, l Log) *Repairer { return &Repairer{checker: c, log
 // key already consistent is recorded as a no-op, so repeating a repair
 // writes nothing. The run and its entries go to the log.
 func (r *Repairer) Repair(ctx context.Context, req Request) (Run, []Entry, error) {
+	ctx, span := tracer.Start(ctx, "repair.run", oteltrace.WithAttributes(
+		attribute.String("triad.entity", req.Entity), attribute.Int("triad.keys", len(req.Keys)),
+		attribute.Bool("triad.dry_run", req.DryRun), attribute.String("triad.trigger", req.Trigger)))
+	run, entries, err := r.repair(ctx, req)
+	span.SetAttributes(attribute.Int64("triad.run_id", run.ID), attribute.Int("triad.planned", run.Planned),
+		attribute.Int("triad.repaired", run.Repaired), attribute.Int("triad.noop", run.Noop),
+		attribute.Int("triad.conflicts", run.Conflicts), attribute.Int("triad.failed", run.Failed))
+	endSpan(span, err)
+	return run, entries, err
+}
+
+func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error) {
 	e, err := r.checker.Entity(req.Entity)
 	if err != nil {
 		return Run{}, nil, err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"math"
 	"strconv"
@@ -339,6 +341,15 @@ func rangeKey(rg Range) string {
 // runRange claims a range and compares it batch by batch from its
 // cursor, saving each batch. ok is false when another replica holds it.
 func (w *Worker) runRange(ctx context.Context, rg Range) (bool, error) {
+	ctx, span := tracer.Start(ctx, "sweep.range", oteltrace.WithAttributes(attribute.Int64("triad.sweep_id", rg.SweepID),
+		attribute.Int64("triad.range.lo", rg.Lo), attribute.Int64("triad.range.hi", rg.Hi), attribute.Int64("triad.range.cursor", rg.Cursor)))
+	ok, err := w.runRangeClaimed(ctx, rg)
+	span.SetAttributes(attribute.Bool("triad.claimed", ok))
+	endSpan(span, err)
+	return ok, err
+}
+
+func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 	rec, err := w.st.GetSweep(ctx, rg.SweepID)
 	if err != nil || rec.State != SweepRunning {
 		return false, err
@@ -413,6 +424,14 @@ func (w *Worker) runRange(ctx context.Context, rg Range) (bool, error) {
 // lapse; the next one starts the finish again (repairs of records already
 // repaired find them consistent: nothing is written twice).
 func (w *Worker) finishSweep(ctx context.Context, rec SweepRecord) (bool, error) {
+	ctx, span := tracer.Start(ctx, "sweep.finish", oteltrace.WithAttributes(attribute.Int64("triad.sweep_id", rec.ID), attribute.String("triad.entity", rec.Entity)))
+	ok, err := w.finishClaimed(ctx, rec)
+	span.SetAttributes(attribute.Bool("triad.claimed", ok))
+	endSpan(span, err)
+	return ok, err
+}
+
+func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, error) {
 	cl, ok, err := w.claims.Claim(ctx, "sweeps/"+strconv.FormatInt(rec.ID, 10)+"/finish")
 	if err != nil || !ok {
 		return false, err

@@ -1,7 +1,12 @@
 package trace
 
 import (
+	"bytes"
+	"log/slog"
+	"strings"
 	"testing"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/stretchr/testify/require"
 )
@@ -171,4 +176,18 @@ func TestLanguages(t *testing.T) {
 		require.Equal(t, c.want, got, "%v", c.res)
 		require.Equal(t, c.wantFrom, from, "%v", c.res)
 	}
+}
+
+func TestLogHandlerAddsTraceID(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(LogHandler(slog.NewTextHandler(&buf, nil)))
+	tid, _ := oteltrace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	sid, _ := oteltrace.SpanIDFromHex("b7ad6b7169203331")
+	ctx := oteltrace.ContextWithSpanContext(t.Context(), oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	log.With("component", "x").InfoContext(ctx, "with a span")
+	log.Info("without")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	require.Len(t, lines, 2)
+	require.Contains(t, lines[0], "trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331")
+	require.NotContains(t, lines[1], "trace_id")
 }

@@ -39,6 +39,8 @@ type Config struct {
 	MaxTraceSpans int `yaml:"max_trace_spans"`
 	// Languages names each span's language (see Languages).
 	Languages Languages `yaml:"languages"`
+	// Self configures triad's own spans.
+	Self SelfConfig `yaml:"self"`
 }
 
 // DefaultConfig returns the defaults.
@@ -57,6 +59,7 @@ func DefaultConfig() Config {
 		Retention:       7 * 24 * time.Hour,
 		MaxTraceSpans:   50000,
 		Languages:       Languages{Attribute: "service.language"},
+		Self:            SelfConfig{SampleRatio: 1},
 	}
 }
 
@@ -89,6 +92,12 @@ func (c Config) Validate() error {
 		if kd.d <= 0 {
 			errs = append(errs, fmt.Errorf("trace.%s: must be positive, got %s", kd.key, kd.d))
 		}
+	}
+	if err := c.Self.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Self.Endpoint == "self" && (!c.Enabled || c.HTTPAddr == "") {
+		errs = append(errs, errors.New("trace.self.endpoint: self needs the OTLP/HTTP receiver (trace.enabled, trace.http_addr)"))
 	}
 	if c.Retention < time.Hour {
 		errs = append(errs, fmt.Errorf("trace.retention: must be at least 1h, got %s", c.Retention))

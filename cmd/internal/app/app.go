@@ -223,6 +223,21 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			return nil, err
 		}
 	}
+	if ep := c.Trace.Self.Endpoint; ep != "" {
+		if ep == "self" {
+			ep = "http://" + a.OTLPHTTPAddr + "/v1/traces"
+		}
+		// Stopped before the receivers' batcher (teardowns run in reverse),
+		// though after the receivers themselves: spans still buffered then
+		// are dropped.
+		shutdown, err := trace.StartSelf(ctx, ep, c.Trace.Self.SampleRatio, "triad", o.Version)
+		if err != nil {
+			a.stopAll(ctx)
+			return nil, err
+		}
+		a.onStop("own spans", shutdown)
+		log.Info("own spans exported", "endpoint", ep)
+	}
 	a.group.Add(func() error { <-runCtx.Done(); return nil }, func(error) { cancel() })
 	go func() { a.done <- a.group.Run() }()
 	log.Info("triad serving", "addr", a.Addr, "version", o.Version)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/triad-dev/triad/trace"
 	"io"
 	"log/slog"
 	"os"
@@ -211,9 +212,9 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	_ = lvl.UnmarshalText([]byte(c.Level))
 	opts := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		return slog.New(trace.LogHandler(slog.NewJSONHandler(w, opts)))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(trace.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
 // ---- serve ----

@@ -266,3 +266,38 @@ func apiGet(t *testing.T, addr, path string) (int, []byte) {
 	}
 	return resp.StatusCode, b
 }
+
+// TestOwnSpans: with trace.self.endpoint "self", triad's own ingest
+// batches, derived-store writes and repair runs arrive at its own
+// receiver as spans of service "triad".
+func TestOwnSpans(t *testing.T) {
+	ns := stacktest.New(t)
+	cfg := replicaConfig(ns)
+	cfg.Trace.Self.Endpoint = "self"
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(1, 3, "a")+"\n"+profileLine(2, 3, "b")))
+	require.Equal(t, http.StatusOK, code, body)
+	code, body = post(t, a, "/api/v1/repairs", []byte(`{"entity": "profile", "ids": ["1", "2"], "dry_run": true}`))
+	require.Equal(t, http.StatusOK, code, body)
+
+	// Spans are exported every second: poll (10x and more).
+	for _, op := range []string{"ingest.batch", "ingest.derived_write", "repair.run"} {
+		var found []trace.Found
+		took := until(t, 30*time.Second, op+" spans of service triad", func() bool {
+			code, got := apiGet(t, a.Addr, "/api/v1/traces?service=triad&operation="+op)
+			if code != http.StatusOK {
+				return false
+			}
+			var out struct{ Traces []trace.Found }
+			require.NoError(t, json.Unmarshal(got, &out))
+			found = out.Traces
+			return len(found) > 0
+		})
+		t.Logf("%s: %d traces, the first after %s", op, len(found), took)
+		require.Equal(t, "triad", found[0].RootService)
+	}
+	code, got := apiGet(t, a.Addr, "/api/v1/traces?service=triad&operation=repair.run&attr=triad.dry_run=true&attr=triad.keys=2")
+	require.Equal(t, http.StatusOK, code)
+	require.Contains(t, string(got), `"root_name":"repair.run"`, "found by its attributes")
+}
