@@ -134,3 +134,36 @@ func BenchmarkTraceByID(b *testing.B) {
 	b.ReportMetric(float64(times[len(times)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(times[len(times)*99/100].Microseconds())/1000, "p99-ms")
 }
+
+// BenchmarkSpanStoreWrite is the baseline for BenchmarkOTLPIngest: the
+// same spans, already decoded, written by two writers in batches of 5000
+// straight into the Postgres store (no HTTP, no decoding).
+func BenchmarkSpanStoreWrite(b *testing.B) {
+	r := newReceiver(b, trace.DefaultConfig())
+	batches := make([][]trace.Span, 64)
+	for i := range batches {
+		batches[i] = trace.FromOTLP(batch(uint64(1000+i), 5000)).Spans
+	}
+	var next atomic.Int64
+	total := max(b.N, 4)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(total) {
+					return
+				}
+				if err := r.store.Write(context.Background(), batches[i%int64(len(batches))]); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Zero(b, failed.Load(), "every batch written")
+	b.ReportMetric(float64(total*5000)/time.Since(start).Seconds(), "spans/s")
+}
