@@ -29,7 +29,8 @@ func (s *Server) traceStore() (*Traces, error) {
 }
 
 // getTrace answers one trace, assembled (?adjust_skew=true shifts spans
-// of other hosts into their parents' time and marks them), or with
+// of other hosts into their parents' time and marks them; ?detail=false
+// leaves out attributes, events, links and resources), or with
 // ?format=otlp its spans as an OTLP/JSON export request, as received.
 // A trace over MaxSpans answers its first MaxSpans spans by start time
 // with summary.partial set.
@@ -46,10 +47,15 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 	if format != "tree" && format != "otlp" {
 		return nil, fmt.Errorf("%w: format is tree or otlp, got %q", ErrBadRequest, format)
 	}
-	skew := false
-	if v := c.Query("adjust_skew"); v != "" {
-		if skew, err = strconv.ParseBool(v); err != nil {
-			return nil, fmt.Errorf("%w: adjust_skew is true or false, got %q", ErrBadRequest, v)
+	skew, detail := false, true
+	for _, b := range []struct {
+		name string
+		dst  *bool
+	}{{"adjust_skew", &skew}, {"detail", &detail}} {
+		if v := c.Query(b.name); v != "" {
+			if *b.dst, err = strconv.ParseBool(v); err != nil {
+				return nil, fmt.Errorf("%w: %s is true or false, got %q", ErrBadRequest, b.name, v)
+			}
 		}
 	}
 	spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans)
@@ -75,7 +81,11 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 		a.Summary.Partial = true
 		a.Summary.Status = fmt.Sprintf("partial: the trace has more than %d spans (trace.max_trace_spans); these are the first %d by start time", tr.MaxSpans, tr.MaxSpans)
 	}
-	return a.View(), nil
+	v := a.View()
+	if !detail {
+		v.Lean()
+	}
+	return v, nil
 }
 
 // searchTraces lists traces with a span matching every given filter:

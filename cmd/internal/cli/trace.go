@@ -73,7 +73,9 @@ func (e env) traceCmd(ctx context.Context, args []string) error {
 	case "otlp":
 		q.Set("format", "otlp")
 		return api.raw(ctx, path+"?"+q.Encode(), e.stdout)
-	case "json", "text", "speedscope", "html":
+	case "text", "speedscope":
+		q.Set("detail", "false") // a timeline needs no attributes
+	case "json", "html":
 	default:
 		return usagef("--format is text, json, otlp, speedscope or html, got %q", *format)
 	}
