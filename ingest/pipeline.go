@@ -309,7 +309,7 @@ func (s *shard) flush() {
 	}
 	s.held = append(s.held[:0], make([]bool, len(s.uniq))...)
 
-	_, span := tracer.Start(context.Background(), "ingest.batch", oteltrace.WithAttributes(
+	sctx, span := tracer.Start(context.Background(), "ingest.batch", oteltrace.WithAttributes(
 		attribute.Int("triad.shard", s.id), attribute.Int("triad.profiles", len(s.batch)), attribute.Int("triad.users", len(s.uniq))))
 	err := p.Err()
 	if err == nil {
@@ -348,7 +348,7 @@ func (s *shard) flush() {
 	}
 	if p.archive != nil {
 		if err := p.archive.Append(forward); err != nil {
-			p.log.Error("archive append", "err", err, "shard", s.id, "profiles", len(forward))
+			p.log.ErrorContext(sctx, "archive append", "err", err, "shard", s.id, "profiles", len(forward))
 		}
 	}
 	committed := time.Now()
@@ -489,7 +489,7 @@ func (w *derivedWorker) flush() {
 		ds.record(w.batch, "store marked down after failed retries")
 		return
 	}
-	_, span := tracer.Start(context.Background(), "ingest.derived_write", oteltrace.WithAttributes(
+	sctx, span := tracer.Start(context.Background(), "ingest.derived_write", oteltrace.WithAttributes(
 		attribute.String("triad.store", ds.name), attribute.Int("triad.profiles", len(w.batch))))
 	pending, at := w.batch, w.at
 	var lastErr error
@@ -537,7 +537,7 @@ func (w *derivedWorker) flush() {
 			return
 		}
 	}
-	p.log.Warn("derived write failed after retries; recording for catch-up", "store", ds.name, "profiles", len(pending), "err", lastErr)
+	p.log.WarnContext(sctx, "derived write failed after retries; recording for catch-up", "store", ds.name, "profiles", len(pending), "err", lastErr)
 	if len(pending) == len(w.batch) {
 		ds.setDown(true)
 	}

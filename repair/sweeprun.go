@@ -329,7 +329,7 @@ func (w *Worker) current(ctx context.Context, rec SweepRecord) (bool, error) {
 	if err := w.st.CreateSweep(ctx, &next); err != nil {
 		return false, err
 	}
-	w.log.Info("dataset version switched during a sweep: ended it, started its successor", "sweep", rec.ID, "successor", next.ID,
+	w.log.InfoContext(ctx, "dataset version switched during a sweep: ended it, started its successor", "sweep", rec.ID, "successor", next.ID,
 		"from", rec.DatasetVersion, "to", now)
 	return false, nil
 }
@@ -366,7 +366,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 		return err == nil, err
 	}
 	if rg.Attempts > 1 {
-		w.log.Warn("resuming a range another runner left", "sweep", rg.SweepID, "range", rg.Lo, "cursor", rg.Cursor, "attempt", rg.Attempts)
+		w.log.WarnContext(ctx, "resuming a range another runner left", "sweep", rg.SweepID, "range", rg.Lo, "cursor", rg.Cursor, "attempt", rg.Attempts)
 	}
 	r, err := w.sw.ranged(rec.Entity)
 	if err != nil {
@@ -479,7 +479,7 @@ func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, erro
 	rep.Records, rep.Suspects = int(rec.Records), rec.Suspects
 	rep.Took = rec.FinishedAt.Sub(rec.CreatedAt)
 	w.sw.checker.Metrics.swept(rec.Entity, rec.Records, &rep)
-	w.log.Info("sweep finished", "sweep", rec.ID, "records", rec.Records, "segments", rec.Segments, "dirty_segments", rec.Dirty,
+	w.log.InfoContext(ctx, "sweep finished", "sweep", rec.ID, "records", rec.Records, "segments", rec.Segments, "dirty_segments", rec.Dirty,
 		"findings", rec.Findings, "repaired", rec.Repaired, "took", rep.Took)
 	return true, nil
 }

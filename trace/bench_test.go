@@ -5,7 +5,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -104,6 +107,7 @@ func BenchmarkOTLPIngest(b *testing.B) {
 			b.StopTimer()
 			require.Zero(b, failed.Load(), "every request stored")
 			b.ReportMetric(float64(requests*perRequest)/took.Seconds(), "spans/s")
+			b.ReportMetric(float64(peakRSS())/(1<<20), "peak-RSS-MiB")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
@@ -166,4 +170,21 @@ func BenchmarkSpanStoreWrite(b *testing.B) {
 	wg.Wait()
 	require.Zero(b, failed.Load(), "every batch written")
 	b.ReportMetric(float64(total*5000)/time.Since(start).Seconds(), "spans/s")
+}
+
+// peakRSS is this process's peak resident set (VmHWM): the receiver, the
+// batcher, the store's client and the senders with their 64 prepared
+// bodies; 0 where /proc is missing.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }
