@@ -9,7 +9,9 @@ root="$(cd "$here/../.." && pwd)"
 export OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="${OTEL_EXPORTER_OTLP_TRACES_ENDPOINT:-http://127.0.0.1:4318/v1/traces}"
 every="${DEMO_TRACE_EVERY:-5}"
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT INT TERM
+stop() { kill "${pids[@]}" 2>/dev/null || true; }
+trap stop EXIT
+trap 'exit 0' INT TERM # runs the EXIT trap
 
 cp="$here/scalasvc/target/price-scala-1.0.0.jar"
 for j in "$here"/scalasvc/target/lib/*.jar; do cp="$cp:$j"; done
