@@ -29,7 +29,6 @@ import (
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
-	"github.com/triad-dev/triad/migrations"
 )
 
 func benchRows(b *testing.B) int64 {
@@ -46,14 +45,7 @@ func benchRows(b *testing.B) int64 {
 // benchNamespace is a migrated namespace with the index template applied.
 func benchNamespace(b *testing.B) (*stacktest.Namespace, *esstore.Store) {
 	ns := stacktest.New(b)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := m.Up(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	m.Close()
+	ns.Migrate(b)
 	es := esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})
 	if err := es.Setup(context.Background()); err != nil {
 		b.Fatal(err)

@@ -11,7 +11,6 @@ import (
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
-	"github.com/triad-dev/triad/migrations"
 )
 
 // randomJSON writes a random JSON value meant to exercise every canonical
@@ -100,11 +99,7 @@ func TestCanonicalMatchesPostgres(t *testing.T) {
 // service might write them.
 func TestDigestMatchesPostgres(t *testing.T) {
 	ns := stacktest.New(t)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, m.Close())
+	ns.Migrate(t)
 
 	lines := []string{
 		`{"user_id": 1, "version": 1}`,

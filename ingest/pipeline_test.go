@@ -24,7 +24,6 @@ import (
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
-	"github.com/triad-dev/triad/migrations"
 )
 
 // rig is a pipeline on a test namespace of the real servers.
@@ -70,11 +69,7 @@ func newRig(t *testing.T, opts ...rigOption) *rig {
 	for _, o := range opts {
 		o(&parts)
 	}
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, m.Close())
+	ns.Migrate(t)
 	r := &rig{ns: ns, cfg: parts.cfg, pg: pgstore.New(ns.Pool()),
 		rs: redisstore.New(parts.rdb, redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
 		es: esstore.New(parts.es, esstore.Config{IndexPrefix: ns.IndexPrefix})}

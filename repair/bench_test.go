@@ -23,7 +23,6 @@ import (
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
-	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
 )
 
@@ -43,14 +42,7 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	ctx := context.Background()
 	ns := stacktest.New(b)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(b))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		b.Fatal(err)
-	}
-	m.Close()
+	ns.Migrate(b)
 	pg := pgstore.New(ns.Pool())
 	rs := redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
 	es := esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})

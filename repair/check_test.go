@@ -15,7 +15,6 @@ import (
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
-	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
 )
 
@@ -29,11 +28,7 @@ type stores struct {
 func newStores(t *testing.T) *stores {
 	t.Helper()
 	ns := stacktest.New(t)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, m.Close())
+	ns.Migrate(t)
 	s := &stores{ns: ns, pg: pgstore.New(ns.Pool()),
 		rs: redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
 		es: esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})}

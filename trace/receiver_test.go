@@ -25,7 +25,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
-	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/trace"
 	tracepg "github.com/triad-dev/triad/trace/postgres"
 )
@@ -41,11 +40,7 @@ type receiver struct {
 func newReceiver(t testing.TB, cfg trace.Config) *receiver {
 	t.Helper()
 	ns := stacktest.New(t)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, m.Close())
+	ns.Migrate(t)
 	r := &receiver{store: tracepg.New(ns.Pool())}
 	metrics := trace.NewMetrics(nil)
 	b := trace.NewBatcher(r.store, cfg, stacktest.Logger(t), metrics)

@@ -8,18 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
-	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/postgres"
 )
 
 func TestRepairLog(t *testing.T) {
 	ns := stacktest.New(t)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, m.Close())
+	ns.Migrate(t)
 	ctx := t.Context()
 	l := postgres.NewLog(ns.Pool())
 

@@ -7,7 +7,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
-	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/server/auth"
 )
 
@@ -25,11 +24,7 @@ func TestParseRole(t *testing.T) {
 
 func TestStoreAgainstPostgres(t *testing.T) {
 	ns := stacktest.New(t)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	m.Close()
+	ns.Migrate(t)
 
 	store := auth.NewStore(ns.Pool())
 	a := auth.NewAuthenticator(store, "")

@@ -9,7 +9,6 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
-	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/trace"
 	tracepg "github.com/triad-dev/triad/trace/postgres"
 )
@@ -17,11 +16,7 @@ import (
 func newStore(t *testing.T) (*tracepg.Store, *stacktest.Namespace) {
 	t.Helper()
 	ns := stacktest.New(t)
-	m, err := migrations.New(ns.Pool(), ns.ID, stacktest.Logger(t))
-	require.NoError(t, err)
-	_, err = m.Up(t.Context())
-	require.NoError(t, err)
-	require.NoError(t, m.Close())
+	ns.Migrate(t)
 	return tracepg.New(ns.Pool()), ns
 }
 

@@ -32,6 +32,7 @@ import (
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/cmd/stack"
+	"github.com/triad-dev/triad/migrations"
 )
 
 var (
@@ -225,6 +226,20 @@ func (ns *Namespace) ES() *elasticsearch.Client { return ns.Clients.Elasticsearc
 
 // Etcd is shorthand for the namespace's etcd client.
 func (ns *Namespace) Etcd() *clientv3.Client { return ns.Clients.Etcd }
+
+// Migrate applies every migration to the namespace's schema; the test
+// fails if one does not apply.
+func (ns *Namespace) Migrate(t testing.TB) {
+	t.Helper()
+	m, err := migrations.New(ns.Pool(), ns.ID, Logger(t))
+	if err != nil {
+		t.Fatalf("stacktest: migrations: %v", err)
+	}
+	defer m.Close()
+	if _, err := m.Up(context.Background()); err != nil {
+		t.Fatalf("stacktest: migrate schema %s: %v", ns.ID, err)
+	}
+}
 
 // Private is a server instance of the test's own, started by the stack code
 // on free ports in a temporary directory, which the test may stop, restart
