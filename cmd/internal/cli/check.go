@@ -112,13 +112,19 @@ func (a *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return fmt.Errorf("triad API at %s: %s: %w", a.base, res.Status, err)
 	}
 	if env.Error != nil {
-		err := fmt.Errorf("%s (%s)", env.Error.Message, res.Status)
-		if res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != http.StatusUnauthorized && res.StatusCode != http.StatusForbidden {
-			return usageError{err}
-		}
-		return err
+		return answerError(res, env.Error.Message)
 	}
 	return json.Unmarshal(env.Data, out)
+}
+
+// answerError is the error for an API answer that is not a success: a
+// usage error for a 4xx the caller can fix (not 401 or 403).
+func answerError(res *http.Response, message string) error {
+	err := fmt.Errorf("%s (%s)", message, res.Status)
+	if res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != http.StatusUnauthorized && res.StatusCode != http.StatusForbidden {
+		return usageError{err}
+	}
+	return err
 }
 
 func (e env) check(ctx context.Context, args []string) error {

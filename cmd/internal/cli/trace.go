@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -120,17 +121,10 @@ func (a *apiClient) raw(ctx context.Context, path string, w io.Writer) error {
 	defer res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		var env struct {
-			Error *struct{ Message string } `json:"error"`
+			Error struct{ Message string } `json:"error"`
 		}
 		_ = json.NewDecoder(res.Body).Decode(&env)
-		msg := res.Status
-		if env.Error != nil {
-			msg = env.Error.Message + " (" + res.Status + ")"
-		}
-		if res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != http.StatusUnauthorized && res.StatusCode != http.StatusForbidden {
-			return usageError{fmt.Errorf("%s", msg)}
-		}
-		return fmt.Errorf("%s", msg)
+		return answerError(res, cmp.Or(env.Error.Message, "no answer"))
 	}
 	_, err = io.Copy(w, res.Body)
 	return err
