@@ -3,6 +3,7 @@ package trace
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -62,16 +63,11 @@ func (b *Batcher) Submit(ctx context.Context, spans []Span) error {
 // Run writes batches with Config.Writers writers until ctx ends, then
 // writes what is queued (receivers are stopped first) and returns.
 func (b *Batcher) Run(ctx context.Context) error {
-	done := make(chan struct{})
+	var wg sync.WaitGroup
 	for range b.cfg.Writers {
-		go func() {
-			defer func() { done <- struct{}{} }()
-			b.writer(ctx)
-		}()
+		wg.Go(func() { b.writer(ctx) })
 	}
-	for range b.cfg.Writers {
-		<-done
-	}
+	wg.Wait()
 	return nil
 }
 

@@ -3,7 +3,8 @@ package trace
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
+	"math"
+	"strconv"
 
 	"github.com/cespare/xxhash/v2"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -58,7 +59,7 @@ func FromOTLP(td ptrace.Traces) Decoded {
 	rss := td.ResourceSpans()
 	for r := range rss.Len() {
 		rs := rss.At(r)
-		res := rs.Resource().Attributes().AsRaw()
+		res := rawOrNil(rs.Resource().Attributes())
 		key := ResourceHash(res)
 		service, _ := res["service.name"].(string)
 		if service == "" {
@@ -89,9 +90,7 @@ func FromOTLP(td ptrace.Traces) Decoded {
 					Service: service, Scope: scope, Resource: res, ResourceKey: key,
 					DroppedAttributes: sp.DroppedAttributesCount(), DroppedEvents: sp.DroppedEventsCount(), DroppedLinks: sp.DroppedLinksCount(),
 				}
-				if a := sp.Attributes(); a.Len() > 0 {
-					s.Attributes = a.AsRaw()
-				}
+				s.Attributes = rawOrNil(sp.Attributes())
 				if ev := sp.Events(); ev.Len() > 0 {
 					s.Events = make([]Event, ev.Len())
 					for j := range ev.Len() {
@@ -114,26 +113,43 @@ func FromOTLP(td ptrace.Traces) Decoded {
 	return d
 }
 
+// rawOrNil is m as plain values (nil when empty). Doubles that JSON
+// cannot hold (NaN, ±Inf: a sender may send them) become the strings
+// "NaN", "+Inf" and "-Inf", so every attribute can be stored and shown.
 func rawOrNil(m pcommon.Map) map[string]any {
 	if m.Len() == 0 {
 		return nil
 	}
-	return m.AsRaw()
+	out := m.AsRaw()
+	for k, v := range out {
+		out[k] = finite(v)
+	}
+	return out
+}
+
+func finite(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return strconv.FormatFloat(x, 'g', -1, 64)
+		}
+	case []any:
+		for i := range x {
+			x[i] = finite(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = finite(x[k])
+		}
+	}
+	return v
 }
 
 // ResourceHash is a stable 64-bit hash of resource attributes (their JSON
-// with sorted keys): equal attributes, equal hash.
+// with sorted keys): equal attributes, equal hash. Attributes from
+// FromOTLP always encode.
 func ResourceHash(attrs map[string]any) uint64 {
-	b, err := json.Marshal(attrs)
-	if err != nil {
-		// Not reachable for AsRaw output; hash the sorted keys alone.
-		keys := make([]string, 0, len(attrs))
-		for k := range attrs {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		b = fmt.Append(nil, keys)
-	}
+	b, _ := json.Marshal(attrs)
 	return xxhash.Sum64(b)
 }
 

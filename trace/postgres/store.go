@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -161,7 +162,7 @@ func (s *Store) partitions(ctx context.Context, spans []trace.Span) error {
 	s.mu.Lock()
 	for i := range spans {
 		d := floorDiv(spans[i].Start, day)
-		if d < lo || d > hi || s.days[d] || containsDay(need, d) {
+		if d < lo || d > hi || s.days[d] || slices.Contains(need, d) {
 			continue
 		}
 		need = append(need, d)
@@ -176,15 +177,6 @@ func (s *Store) partitions(ctx context.Context, spans []trace.Span) error {
 		s.mu.Unlock()
 	}
 	return nil
-}
-
-func containsDay(ds []int64, d int64) bool {
-	for _, x := range ds {
-		if x == d {
-			return true
-		}
-	}
-	return false
 }
 
 func floorDiv(a, b int64) int64 {
@@ -426,7 +418,7 @@ func (s *Store) Retain(ctx context.Context, cutoff time.Time) (int, int64, error
 	dropped := 0
 	for _, n := range names {
 		d, err := time.Parse("20060102", strings.TrimPrefix(n, "spans_"))
-		if err != nil || !d.Add(24*time.Hour).Before(cutoff) && !d.Add(24*time.Hour).Equal(cutoff) {
+		if err != nil || d.Add(24*time.Hour).After(cutoff) {
 			continue
 		}
 		if _, err := s.pool.Exec(ctx, `DROP TABLE `+pgx.Identifier{n}.Sanitize()); err != nil {
