@@ -20,6 +20,7 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	ErrTooLarge     = errors.New("request body too large")
 	ErrUnavailable  = errors.New("unavailable")
+	ErrRateLimited  = errors.New("rate limited")
 )
 
 // apiError is the error half of the envelope.
@@ -58,6 +59,8 @@ func statusOf(err error) (int, string) {
 		return http.StatusForbidden, "forbidden"
 	case errors.Is(err, ErrUnavailable):
 		return http.StatusServiceUnavailable, "unavailable"
+	case errors.Is(err, ErrRateLimited):
+		return http.StatusTooManyRequests, "rate_limited"
 	}
 	return http.StatusInternalServerError, "internal"
 }
@@ -125,6 +128,9 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	}
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Bearer realm="triad"`)
+	}
+	if ra, ok := errors.AsType[retryAfter](err); ok {
+		c.Header("Retry-After", retryAfterSeconds(ra.wait))
 	}
 	c.AbortWithStatusJSON(status, envelope{Status: "error", Error: &apiError{Code: code, Message: msg}, RequestID: requestID(c)})
 }

@@ -21,6 +21,18 @@ type Config struct {
 	// ProbeInterval is how often dependencies are probed for /-/ready.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 	ProbeTimeout  time.Duration `yaml:"probe_timeout"`
+	// SessionTTL is how long a dashboard login lasts.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// CookieSecure marks the session cookie Secure (sent over HTTPS only);
+	// set it when triad is reached through a TLS proxy. Requests that
+	// arrive over TLS get Secure cookies regardless.
+	CookieSecure bool `yaml:"cookie_secure"`
+	// RateLimit is API requests per second per principal (token or
+	// session), with bursts of RateBurst; 0 turns the limit off.
+	RateLimit float64 `yaml:"rate_limit"`
+	RateBurst int     `yaml:"rate_burst"`
+	// LoginRateLimit is login attempts per minute per client address.
+	LoginRateLimit int `yaml:"login_rate_limit"`
 }
 
 // DefaultConfig returns the server defaults.
@@ -32,6 +44,10 @@ func DefaultConfig() Config {
 		MaxBodyBytes:    8 << 20,
 		ProbeInterval:   time.Second,
 		ProbeTimeout:    time.Second,
+		SessionTTL:      12 * time.Hour,
+		RateLimit:       100,
+		RateBurst:       200,
+		LoginRateLimit:  10,
 	}
 }
 
@@ -55,6 +71,15 @@ func (c Config) Validate() error {
 	}
 	if c.ProbeTimeout <= 0 || c.ProbeTimeout > c.ProbeInterval*10 {
 		errs = append(errs, fmt.Errorf("server.probe_timeout: must be positive and at most 10x probe_interval, got %s", c.ProbeTimeout))
+	}
+	if c.SessionTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("server.session_ttl: must be at least 1m, got %s", c.SessionTTL))
+	}
+	if c.RateLimit < 0 || (c.RateLimit > 0 && c.RateBurst < 1) {
+		errs = append(errs, fmt.Errorf("server.rate_limit: must not be negative, and needs server.rate_burst ≥ 1 (got %g and %d)", c.RateLimit, c.RateBurst))
+	}
+	if c.LoginRateLimit < 1 {
+		errs = append(errs, fmt.Errorf("server.login_rate_limit: must be at least 1, got %d", c.LoginRateLimit))
 	}
 	return errors.Join(errs...)
 }

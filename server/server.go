@@ -9,7 +9,6 @@ import (
 	_ "embed"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/repair"
@@ -90,6 +90,8 @@ type Server struct {
 	tokens    *auth.Store
 	version   string
 	routes    []Route
+	rate      *limiters // per principal; nil: no limit
+	logins    *limiters // per client address
 
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
@@ -112,6 +114,10 @@ func New(o Options) *Server {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
 	}
+	if o.Config.RateLimit > 0 {
+		s.rate = newLimiters(rate.Limit(o.Config.RateLimit), o.Config.RateBurst)
+	}
+	s.logins = newLimiters(rate.Limit(float64(max(o.Config.LoginRateLimit, 1))/60), max(o.Config.LoginRateLimit, 1))
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.Use(s.requestID, s.recover, s.observe, s.limitBody)
@@ -138,6 +144,10 @@ func New(o Options) *Server {
 
 	api := e.Group("/api/v1")
 	s.handle(api, http.MethodGet, "/whoami", auth.RoleViewer, s.whoami)
+	s.handle(api, http.MethodPost, "/session", auth.RoleNone, s.login)
+	s.handle(api, http.MethodGet, "/session", auth.RoleViewer, s.session)
+	s.handle(api, http.MethodDelete, "/session", auth.RoleViewer, s.logout)
+	s.handle(api, http.MethodGet, "/audit", auth.RoleAdmin, s.listAudit)
 	s.handle(api, http.MethodGet, "/tokens", auth.RoleAdmin, s.listTokens)
 	s.handle(api, http.MethodPost, "/tokens", auth.RoleAdmin, s.createToken)
 	s.handle(api, http.MethodDelete, "/tokens/:id", auth.RoleAdmin, s.revokeToken)
@@ -172,9 +182,18 @@ func New(o Options) *Server {
 func (s *Server) SetProfiles(p *ingest.Pipeline) { s.profiles.Store(p) }
 
 // handle registers an API route behind authentication and a least role.
+// Mutations are audited (audit runs first so it sees the final answer,
+// refusals included); RoleNone routes (login) need no principal.
 func (s *Server) handle(g *gin.RouterGroup, method, path string, role auth.Role, h handlerFunc) {
 	s.routes = append(s.routes, Route{Method: method, Path: g.BasePath() + path, Role: role})
-	g.Handle(method, path, s.authenticate(role), s.wrap(h))
+	var chain []gin.HandlerFunc
+	if !safeMethod(method) {
+		chain = append(chain, s.audit)
+	}
+	if role > auth.RoleNone {
+		chain = append(chain, s.authenticate(role))
+	}
+	g.Handle(method, path, append(chain, s.wrap(h))...)
 }
 
 // Routes lists the registered API routes.
@@ -321,33 +340,6 @@ func (s *Server) limitBody(c *gin.Context) {
 	}
 	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
 	c.Next()
-}
-
-// authenticate requires a bearer token whose role is at least min.
-func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		token, ok := strings.CutPrefix(headerValue(c.Request.Header, "Authorization"), "Bearer ")
-		if !ok {
-			s.writeError(c, auth.ErrNoToken)
-			return
-		}
-		p, err := s.authn.Authenticate(c.Request.Context(), strings.TrimSpace(token))
-		switch {
-		case errors.Is(err, auth.ErrInvalidToken), errors.Is(err, auth.ErrNoToken):
-			s.writeError(c, err)
-			return
-		case err != nil:
-			s.log.Warn("token lookup failed", "request_id", requestID(c), "err", err)
-			s.writeError(c, fmt.Errorf("%w: token store unavailable", ErrUnavailable))
-			return
-		}
-		c.Set(principalKey, p)
-		if p.Role < min {
-			s.writeError(c, fmt.Errorf("%w: this needs the %s role; the token has %s", ErrForbidden, min, p.Role))
-			return
-		}
-		c.Next()
-	}
 }
 
 // principal returns the authenticated caller.

@@ -90,9 +90,26 @@ type Token struct {
 
 // Principal is who made a request.
 type Principal struct {
-	TokenID int64  // 0 for the bootstrap admin token
-	Name    string // token name
-	Role    Role
+	TokenID int64  `json:"token_id"` // 0 for the bootstrap admin token
+	Name    string `json:"name"`     // token name
+	Role    Role   `json:"role"`
+	Via     string `json:"via"` // ViaToken or ViaSession
+}
+
+// How a principal authenticated.
+const (
+	ViaToken   = "token"   // a bearer token in the Authorization header
+	ViaSession = "session" // the dashboard's session cookie
+)
+
+// MarshalText writes a role as its name.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText reads a role's name.
+func (r *Role) UnmarshalText(b []byte) error {
+	v, err := ParseRole(string(b))
+	*r = v
+	return err
 }
 
 // Hash returns the stored form of a token.
@@ -217,12 +234,16 @@ type Authenticator struct {
 	// valid caches tokens Postgres accepted, by hash, for CacheFor; an
 	// expiry inside that window is still honoured.
 	valid *otter.Cache[string, Token]
+	// sessions caches live dashboard sessions the same way.
+	sessions *otter.Cache[string, Session]
 }
 
 // NewAuthenticator returns an Authenticator; bootstrapToken may be empty.
 func NewAuthenticator(store *Store, bootstrapToken string) *Authenticator {
 	a := &Authenticator{store: store, touched: map[int64]time.Time{}, valid: otter.Must(&otter.Options[string, Token]{
 		MaximumSize: 10_000, ExpiryCalculator: otter.ExpiryWriting[string, Token](CacheFor),
+	}), sessions: otter.Must(&otter.Options[string, Session]{
+		MaximumSize: 10_000, ExpiryCalculator: otter.ExpiryWriting[string, Session](CacheFor),
 	})}
 	if bootstrapToken != "" {
 		a.bootstrap = Hash(bootstrapToken)
@@ -238,7 +259,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 	}
 	h := Hash(token)
 	if a.bootstrap != nil && subtle.ConstantTimeCompare(h, a.bootstrap) == 1 {
-		return Principal{Name: "bootstrap-admin", Role: RoleAdmin}, nil
+		return Principal{Name: "bootstrap-admin", Role: RoleAdmin, Via: ViaToken}, nil
 	}
 	t, ok := a.valid.GetIfPresent(string(h))
 	if ok && t.ExpiresAt != nil && !t.ExpiresAt.After(a.store.now()) {
@@ -265,9 +286,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 	if due {
 		_ = a.store.touch(context.WithoutCancel(ctx), t.ID) // best effort: a failed touch must not fail the request
 	}
-	return Principal{TokenID: t.ID, Name: t.Name, Role: role}, nil
+	return Principal{TokenID: t.ID, Name: t.Name, Role: role, Via: ViaToken}, nil
 }
 
-// Forget drops every cached token, so a revocation made through this
-// replica applies to its next request.
-func (a *Authenticator) Forget() { a.valid.InvalidateAll() }
+// Forget drops every cached token and session, so a revocation made
+// through this replica applies to its next request.
+func (a *Authenticator) Forget() { a.valid.InvalidateAll(); a.sessions.InvalidateAll() }

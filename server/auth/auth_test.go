@@ -69,3 +69,56 @@ func TestStoreAgainstPostgres(t *testing.T) {
 	_, _, err = store.Create(ctx, "reader", auth.RoleViewer, 0)
 	require.NoError(t, err, "a revoked token's name may be reused")
 }
+
+// TestSessionsAgainstPostgres: a session lives until its expiry, ends with
+// its token, is purged once expired, and one opened with the bootstrap
+// token ends when no bootstrap token is configured any more.
+func TestSessionsAgainstPostgres(t *testing.T) {
+	ns := stacktest.New(t)
+	ns.Migrate(t)
+	store := auth.NewStore(ns.Pool())
+	a := auth.NewAuthenticator(store, "bootstrap-token-0123456789")
+	ctx := t.Context()
+
+	tok, _, err := store.Create(ctx, "ui", auth.RoleOperator, 0)
+	require.NoError(t, err)
+	secret, sess, err := a.Login(ctx, tok, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, auth.ViaSession, sess.Via)
+	require.NotEqual(t, tok, secret)
+	got, err := a.Session(ctx, secret)
+	require.NoError(t, err)
+	require.Equal(t, "ui", got.Name)
+	require.Equal(t, auth.RoleOperator, got.Role)
+	require.Equal(t, sess.CSRF, got.CSRF)
+	_, err = a.Session(ctx, secret+"x")
+	require.ErrorIs(t, err, auth.ErrInvalidToken)
+	_, _, err = a.Login(ctx, "triad_nope", time.Hour)
+	require.ErrorIs(t, err, auth.ErrInvalidToken)
+
+	_, err = store.Revoke(ctx, "ui")
+	require.NoError(t, err)
+	a.Forget()
+	_, err = a.Session(ctx, secret)
+	require.ErrorIs(t, err, auth.ErrInvalidToken, "the token was revoked")
+
+	boot, _, err := a.Login(ctx, "bootstrap-token-0123456789", time.Hour)
+	require.NoError(t, err)
+	_, err = a.Session(ctx, boot)
+	require.NoError(t, err)
+	_, err = auth.NewAuthenticator(store, "").Session(ctx, boot)
+	require.ErrorIs(t, err, auth.ErrInvalidToken, "bootstrap token no longer configured")
+
+	short, _, err := a.Login(ctx, "bootstrap-token-0123456789", time.Millisecond)
+	require.NoError(t, err)
+	time.Sleep(20 * time.Millisecond)
+	_, err = a.Session(ctx, short)
+	require.ErrorIs(t, err, auth.ErrInvalidToken, "expired")
+	n, err := store.PurgeSessions(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+
+	require.NoError(t, a.Logout(ctx, boot))
+	_, err = a.Session(ctx, boot)
+	require.ErrorIs(t, err, auth.ErrInvalidToken, "logged out")
+}

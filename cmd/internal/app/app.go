@@ -201,6 +201,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { collectVersions(ctx, manager, log) })
 			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
+			wg.Go(func() { purgeSessions(ctx, tokens, log) })
 			wg.Go(func() { worker.WatchStuck(ctx, c.Repair.Sweep.StuckAfter/10, c.Repair.Sweep.StuckAfter) })
 			wg.Go(func() { scheduler.Run(ctx) })
 			wg.Go(func() { retainSpans(ctx, traceStore, c.Trace.Retention, log) })
@@ -428,14 +429,32 @@ func purgeRepairLog(ctx context.Context, l repair.Log, retention time.Duration, 
 	if retention <= 0 {
 		return
 	}
-	t := time.NewTicker(24 * time.Hour)
-	defer t.Stop()
-	for {
+	periodically(ctx, 24*time.Hour, func(ctx context.Context) {
 		if n, err := l.Purge(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
 			log.Warn("repair log purge", "err", err)
 		} else if n > 0 {
 			log.Info("repair log purged", "rows", n, "retention", retention)
 		}
+	})
+}
+
+// purgeSessions deletes expired dashboard sessions hourly (on the leader).
+func purgeSessions(ctx context.Context, tokens *auth.Store, log *slog.Logger) {
+	periodically(ctx, time.Hour, func(ctx context.Context) {
+		if n, err := tokens.PurgeSessions(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("session purge", "err", err)
+		} else if n > 0 {
+			log.Info("expired sessions purged", "sessions", n)
+		}
+	})
+}
+
+// periodically runs fn at once, then every d, until ctx ends.
+func periodically(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		fn(ctx)
 		select {
 		case <-ctx.Done():
 			return

@@ -22,6 +22,7 @@ var badWant = map[string]string{
 	"bad-read-path.bad.yaml":       "lookup.bloom_false_positive: must be in (0, 0.5), got 2",
 	"bad-schedule.bad.yaml":        `repair.schedules[0]: unknown entity "orders"`,
 	"bad-cron.bad.yaml":            `repair.schedules[0]: cron "61 * * * *"`,
+	"bad-rate-limit.bad.yaml":      "server.rate_limit: must not be negative, and needs server.rate_burst ≥ 1",
 	"bad-entity.bad.yaml":          `repair.entities[0]: postgres.table: want a lower-case identifier`,
 }
 
@@ -50,6 +51,9 @@ func TestFullFile(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "0.0.0.0:9000", c.Server.Listen)
 	require.Equal(t, 2*time.Second, c.Server.DrainDelay)
+	require.Equal(t, 8*time.Hour, c.Server.SessionTTL)
+	require.True(t, c.Server.CookieSecure)
+	require.Equal(t, 20.0, c.Server.RateLimit)
 	require.Equal(t, "pg-s3cret", c.Postgres.Password.Reveal())
 	require.Equal(t, "correct-horse-battery-staple", c.Auth.AdminToken.Reveal())
 	require.Equal(t, []string{"etcd1:2379", "etcd2:2379"}, c.Etcd.Endpoints)
