@@ -193,3 +193,17 @@ func (r *readiness) setStopping() {
 	r.stopping = true
 	r.mu.Unlock()
 }
+
+// DependenciesDown returns the dependencies whose last probe failed, with
+// since when (the alert rules' store_unreachable facts).
+func (s *Server) DependenciesDown() map[string]time.Time {
+	s.ready.mu.RLock()
+	defer s.ready.mu.RUnlock()
+	out := map[string]time.Time{}
+	for name, st := range s.ready.state {
+		if st.Status == "down" {
+			out[name] = st.Since
+		}
+	}
+	return out
+}

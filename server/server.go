@@ -59,6 +59,8 @@ type Options struct {
 	Sweeps SweepAdmin
 	// Traces answers trace lookups and searches; nil answers 503.
 	Traces *Traces
+	// Alerts manages webhooks and lists alerts; nil answers 503.
+	Alerts Alerter
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -87,6 +89,7 @@ type Server struct {
 	repairer  Repairer
 	sweeps    SweepAdmin
 	traces    *Traces
+	alerts    Alerter
 	tokens    *auth.Store
 	version   string
 	routes    []Route
@@ -104,7 +107,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -168,6 +171,12 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/sweeps/:id/cancel", auth.RoleOperator, s.sweepControl(repair.SweepCancelled))
 	s.handle(api, http.MethodGet, "/traces", auth.RoleViewer, s.searchTraces)
 	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
+	s.handle(api, http.MethodGet, "/alerts", auth.RoleViewer, s.listAlerts)
+	s.handle(api, http.MethodGet, "/alerts/deliveries", auth.RoleViewer, s.listDeliveries)
+	s.handle(api, http.MethodGet, "/webhooks", auth.RoleAdmin, s.listWebhooks)
+	s.handle(api, http.MethodPost, "/webhooks", auth.RoleAdmin, s.createWebhook)
+	s.handle(api, http.MethodDelete, "/webhooks/:id", auth.RoleAdmin, s.deleteWebhook)
+	s.handle(api, http.MethodPost, "/webhooks/:id/test", auth.RoleAdmin, s.testWebhook)
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,8 @@ import (
 	"github.com/triad-dev/triad/ingest/lookup"
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/alert"
+	alertpg "github.com/triad-dev/triad/repair/alert/postgres"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/server"
@@ -150,7 +153,15 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	var workerRuns sync.WaitGroup
 	a.onStop("sweeps", func(context.Context) error { cancel(); workerRuns.Wait(); return claims.Close() })
 	traceStore := tracepg.New(set.Postgres)
-	srv := server.New(server.Options{
+	alertStore := alertpg.New(set.Postgres)
+	var srv *server.Server
+	alerts := alert.NewManager(c.Alert, alertStore, func(ctx context.Context, now time.Time, windows []time.Duration, sweepWindow time.Duration) (alert.Facts, error) {
+		f, err := alertStore.Facts(ctx, now, windows, sweepWindow)
+		f.StoresDown = srv.DependenciesDown()
+		f.TraceRefused = counterSum(reg, "triad_trace_spans_total", "result", "rejected", "refused")
+		return f, err
+	}, alert.NewSender(alert.NewGuard(c.Alert.AllowCIDRs, c.Alert.DenyCIDRs), c.Alert.Timeout, "triad/"+o.Version), log, alert.NewMetrics(reg))
+	srv = server.New(server.Options{
 		Config: o.Config.Server, Logger: log, Registerer: reg, Gatherer: reg,
 		Dependencies: dependencies(set),
 		Components: []server.Component{
@@ -165,6 +176,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		Repairer:  repairer,
 		Sweeps:    sweeps,
 		Traces:    &server.Traces{Store: traceStore, MaxSpans: c.Trace.MaxTraceSpans, Languages: c.Trace.Languages},
+		Alerts:    alerts,
 	})
 	a.Server = srv
 
@@ -202,6 +214,9 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
 			wg.Go(func() { purgeSessions(ctx, tokens, log) })
+			if c.Alert.Enabled {
+				wg.Go(func() { alerts.Run(ctx) })
+			}
 			wg.Go(func() { worker.WatchStuck(ctx, c.Repair.Sweep.StuckAfter/10, c.Repair.Sweep.StuckAfter) })
 			wg.Go(func() { scheduler.Run(ctx) })
 			wg.Go(func() { retainSpans(ctx, traceStore, c.Trace.Retention, log) })
@@ -447,6 +462,30 @@ func purgeSessions(ctx context.Context, tokens *auth.Store, log *slog.Logger) {
 			log.Info("expired sessions purged", "sessions", n)
 		}
 	})
+}
+
+// counterSum adds up the counter name's series whose label has one of
+// values (read from the registry, so no component hands its counters
+// around).
+func counterSum(g prometheus.Gatherer, name, label string, values ...string) float64 {
+	mfs, err := g.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && slices.Contains(values, lp.GetValue()) {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
 
 // periodically runs fn at once, then every d, until ctx ends.

@@ -28,6 +28,7 @@ import (
 	"github.com/triad-dev/triad/ingest/lookup"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/alert"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/trace"
 )
@@ -53,6 +54,7 @@ type Config struct {
 	Dataset dataset.Config `yaml:"dataset"`
 	Repair  repair.Config  `yaml:"repair"`
 	Trace   trace.Config   `yaml:"trace"`
+	Alert   alert.Config   `yaml:"alert"`
 	Runtime Runtime        `yaml:"runtime"`
 }
 
@@ -102,6 +104,7 @@ func Default() Config {
 		Dataset:       dataset.DefaultConfig(),
 		Repair:        repair.DefaultConfig(),
 		Trace:         trace.DefaultConfig(),
+		Alert:         alert.DefaultConfig(),
 	}
 }
 
@@ -123,7 +126,7 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, c.Server.Validate(), c.Postgres.Validate(), c.Redis.Validate(),
 		c.Elasticsearch.Validate(), c.Etcd.Validate(), c.Stack.Validate(), c.Ingest.Validate(),
-		c.Lookup.Validate(), c.Dataset.Validate(), c.Repair.Validate(), c.Trace.Validate())
+		c.Lookup.Validate(), c.Dataset.Validate(), c.Repair.Validate(), c.Trace.Validate(), c.Alert.Validate())
 	if c.Runtime.MemoryLimitBytes < 0 {
 		errs = append(errs, fmt.Errorf("runtime.memory_limit_bytes: must not be negative, got %d", c.Runtime.MemoryLimitBytes))
 	}

@@ -1,0 +1,201 @@
+package app_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/repair/alert"
+)
+
+// receiver is a webhook endpoint that verifies every signature and
+// fails the first failFirst requests with 500.
+type receiver struct {
+	t         *testing.T
+	secret    string
+	mu        sync.Mutex
+	failFirst int
+	requests  []received
+}
+
+type received struct {
+	delivery, event string
+	body            map[string]any
+	verified        error
+	at              time.Time
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(r.Body)
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	x := received{delivery: r.Header.Get(alert.DeliveryHeader), event: r.Header.Get(alert.EventHeader), at: time.Now(),
+		verified: alert.Verify(rc.secret, r.Header.Get(alert.SignatureHeader), raw, time.Now(), 5*time.Minute)}
+	_ = json.Unmarshal(raw, &x.body)
+	rc.requests = append(rc.requests, x)
+	if x.verified != nil {
+		http.Error(w, x.verified.Error(), http.StatusUnauthorized)
+		return
+	}
+	if rc.failFirst > 0 {
+		rc.failFirst--
+		http.Error(w, "try again", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (rc *receiver) snapshot() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.requests...)
+}
+
+// TestAlertWebhooks runs two replicas against one namespace and a local
+// receiver that verifies signatures: a failed sweep fires the rule,
+// the leader alone delivers it (retried after two 500s, one delivery id),
+// nothing is sent again while nothing changes, the resolution is sent,
+// a test-fire arrives signed; SSRF targets and viewers are refused.
+func TestAlertWebhooks(t *testing.T) {
+	ns := stacktest.New(t)
+	cfg := ns.Config
+	cfg.Alert.Interval = 200 * time.Millisecond
+	cfg.Alert.Rules = []alert.Rule{
+		{Name: "Backlog", Kind: alert.KindCatchupBacklog, Threshold: 2, Severity: "warning"},
+		{Name: "SweepFailed", Kind: alert.KindSweepFailed, Window: time.Hour},
+	}
+	a := start(t, cfg)
+	b := start(t, cfg)
+	waitReady(t, a, http.StatusOK, 30*time.Second)
+	waitReady(t, b, http.StatusOK, 30*time.Second)
+	require.Eventually(t, func() bool {
+		return call(t, a, http.MethodGet, "/api/v1/webhooks", adminToken, nil).code == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond)
+
+	rc := &receiver{t: t, failFirst: 2}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+
+	t.Run("refused targets and roles", func(t *testing.T) {
+		for url, msg := range map[string]string{
+			"http://169.254.169.254/latest/meta-data/": "refused for webhooks",
+			"http://[fe80::1]/x":                       "refused for webhooks",
+			"file:///etc/passwd":                       "must be http(s)",
+		} {
+			r := call(t, a, http.MethodPost, "/api/v1/webhooks", adminToken, map[string]any{"name": "bad", "url": url})
+			require.Equal(t, http.StatusBadRequest, r.code, url)
+			require.Contains(t, errMessage(r), msg, url)
+		}
+		r := call(t, a, http.MethodPost, "/api/v1/webhooks", adminToken, map[string]any{"name": "x", "url": srv.URL, "rules": []string{"Nope"}})
+		require.Equal(t, http.StatusBadRequest, r.code)
+		require.Contains(t, errMessage(r), `no rule named "Nope"`)
+		viewer := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": "alert-viewer", "role": "viewer"})
+		vt := viewer.body["data"].(map[string]any)["secret"].(string)
+		require.Equal(t, http.StatusForbidden, call(t, a, http.MethodPost, "/api/v1/webhooks", vt, map[string]any{"name": "v", "url": srv.URL}).code)
+		require.Equal(t, http.StatusForbidden, call(t, a, http.MethodGet, "/api/v1/webhooks", vt, nil).code)
+		require.Equal(t, http.StatusOK, call(t, a, http.MethodGet, "/api/v1/alerts", vt, nil).code)
+	})
+
+	r := call(t, b, http.MethodPost, "/api/v1/webhooks", adminToken, map[string]any{"name": "pager", "url": srv.URL + "/hook"})
+	require.Equal(t, http.StatusCreated, r.code, r.raw)
+	hook := r.body["data"].(map[string]any)
+	rc.mu.Lock()
+	rc.secret = hook["secret"].(string)
+	rc.mu.Unlock()
+	require.Equal(t, "alertmanager", hook["format"])
+	list := call(t, a, http.MethodGet, "/api/v1/webhooks", adminToken, nil)
+	require.NotContains(t, list.raw, rc.secret, "the secret is shown once")
+
+	// A sweep fails (a row as the worker writes it; nothing else in triad
+	// touches a failed sweep, unlike the catch-up log, which the leader
+	// drains).
+	var sweepID int64
+	require.NoError(t, ns.Pool().QueryRow(t.Context(), `INSERT INTO sweeps (entity, state, segment_size, trigger, actor, finished_at, error)
+		VALUES ('profile', 'failed', 1000, 'api', 'test', now(), 'redis: connection refused') RETURNING id`).Scan(&sweepID))
+	began := time.Now()
+
+	var firing []received
+	require.Eventually(t, func() bool {
+		firing = nil
+		for _, x := range rc.snapshot() {
+			if x.event == "firing" {
+				firing = append(firing, x)
+			}
+		}
+		return len(firing) == 3
+	}, 60*time.Second, 50*time.Millisecond, "two 500s then a delivery")
+	t.Logf("firing notification delivered %s after the sweep failed (two retries, back-off 1s then 2s)", firing[2].at.Sub(began).Round(time.Millisecond))
+	for _, x := range firing {
+		require.NoError(t, x.verified)
+		require.Equal(t, firing[0].delivery, x.delivery, "retries carry the same delivery id")
+	}
+	msg := firing[2].body
+	require.Equal(t, "4", msg["version"])
+	require.Equal(t, "firing", msg["status"])
+	require.Equal(t, "pager", msg["receiver"])
+	require.Equal(t, `{}:{alertname="SweepFailed"}`, msg["groupKey"])
+	alerts := msg["alerts"].([]any)
+	require.Len(t, alerts, 1)
+	first := alerts[0].(map[string]any)
+	require.Equal(t, map[string]any{"alertname": "SweepFailed", "kind": "sweep_failed", "severity": "warning", "entity": "profile",
+		"sweep": strconv.FormatInt(sweepID, 10)}, first["labels"])
+	require.Contains(t, first["annotations"].(map[string]any)["summary"], "failed: redis: connection refused")
+
+	// Nothing changes: nothing more is sent (several evaluation rounds on
+	// two replicas), and the log shows one delivery with three attempts.
+	time.Sleep(2 * time.Second)
+	require.Len(t, rc.snapshot(), 3, "no duplicate pages from two replicas")
+	ds := call(t, a, http.MethodGet, "/api/v1/alerts/deliveries", adminToken, nil).body["data"].([]any)
+	require.Len(t, ds, 1)
+	d := ds[0].(map[string]any)
+	require.Equal(t, "delivered", d["state"])
+	require.EqualValues(t, 3, d["attempts"])
+	require.EqualValues(t, 204, d["last_status"])
+
+	st := call(t, a, http.MethodGet, "/api/v1/alerts", adminToken, nil).body["data"].(map[string]any)
+	require.Len(t, st["rules"], 2)
+	as := st["alerts"].([]any)
+	require.Len(t, as, 1)
+	require.NotEmpty(t, as[0].(map[string]any)["fired_at"])
+
+	// The failure leaves the rule's window: a resolved notification.
+	_, err := ns.Pool().Exec(t.Context(), `UPDATE sweeps SET finished_at = now() - interval '2 hours' WHERE id = $1`, sweepID)
+	require.NoError(t, err)
+	var resolved received
+	require.Eventually(t, func() bool {
+		for _, x := range rc.snapshot() {
+			if x.event == "resolved" {
+				resolved = x
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, resolved.verified)
+	require.Equal(t, "resolved", resolved.body["status"])
+	ra := resolved.body["alerts"].([]any)[0].(map[string]any)
+	require.Equal(t, "resolved", ra["status"])
+	require.NotEqual(t, "0001-01-01T00:00:00Z", ra["endsAt"])
+	time.Sleep(time.Second)
+	n := len(rc.snapshot())
+
+	// Test-fire from either replica: delivered at once, signed.
+	r = call(t, a, http.MethodPost, "/api/v1/webhooks/pager/test", adminToken, nil)
+	require.Equal(t, http.StatusOK, r.code, r.raw)
+	require.Equal(t, "delivered", r.body["data"].(map[string]any)["state"])
+	got := rc.snapshot()
+	require.Len(t, got, n+1)
+	last := got[len(got)-1]
+	require.Equal(t, "test", last.event)
+	require.NoError(t, last.verified)
+	require.Equal(t, "TriadTest", last.body["groupLabels"].(map[string]any)["alertname"])
+	require.Equal(t, http.StatusNotFound, call(t, a, http.MethodPost, "/api/v1/webhooks/nope/test", adminToken, nil).code)
+}

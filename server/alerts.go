@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/triad-dev/triad/repair/alert"
+)
+
+// Alerter is what the alert routes need: the rules, the store, webhook
+// creation with its checks, and test-fire.
+type Alerter interface {
+	Config() alert.Config
+	Store() alert.Store
+	CreateWebhook(ctx context.Context, w alert.Webhook) (alert.Webhook, error)
+	Test(ctx context.Context, idOrName, actor string) (alert.Delivery, error)
+}
+
+func (s *Server) alerter() (Alerter, error) {
+	if s.alerts == nil {
+		return nil, fmt.Errorf("%w: alerting is not configured", ErrUnavailable)
+	}
+	return s.alerts, nil
+}
+
+// alertErr maps the alert package's errors onto the API's.
+func alertErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, alert.ErrInvalid):
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	case errors.Is(err, alert.ErrNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case errors.Is(err, alert.ErrNameUsed):
+		return fmt.Errorf("%w: %w", ErrConflict, err)
+	}
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+type alertsResponse struct {
+	Rules  []alert.Rule  `json:"rules"`
+	Alerts []alert.State `json:"alerts"`
+}
+
+func (s *Server) listAlerts(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	states, err := a.Store().Alerts(c.Request.Context(), 200)
+	if err != nil {
+		return nil, alertErr(err)
+	}
+	if states == nil {
+		states = []alert.State{}
+	}
+	return alertsResponse{Rules: a.Config().Rules, Alerts: states}, nil
+}
+
+func (s *Server) listWebhooks(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	hooks, err := a.Store().Webhooks(c.Request.Context())
+	if hooks == nil {
+		hooks = []alert.Webhook{}
+	}
+	return hooks, alertErr(err)
+}
+
+type createWebhookRequest struct {
+	Name   string   `json:"name"`
+	URL    string   `json:"url"`
+	Format string   `json:"format"`
+	Secret string   `json:"secret"`
+	Rules  []string `json:"rules"`
+	// SendResolved defaults to true.
+	SendResolved *bool `json:"send_resolved"`
+}
+
+type createWebhookResponse struct {
+	alert.Webhook
+	// Secret is the HMAC key receivers verify X-Triad-Signature with;
+	// shown once.
+	Secret string `json:"secret"`
+}
+
+func (s *Server) createWebhook(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	var req createWebhookRequest
+	if err := c.ShouldBindJSON(&req); err != nil {
+		return nil, fmt.Errorf(`%w: body must be {"name", "url", "format": "alertmanager"|"json", "secret", "rules": [...], "send_resolved"}: %w`, ErrBadRequest, err)
+	}
+	w := alert.Webhook{Name: req.Name, URL: req.URL, Format: req.Format, Secret: req.Secret, Rules: req.Rules,
+		SendResolved: req.SendResolved == nil || *req.SendResolved, CreatedBy: principal(c).Name}
+	w, err = a.CreateWebhook(c.Request.Context(), w)
+	if err != nil {
+		return nil, alertErr(err)
+	}
+	s.log.Info("webhook created", "webhook", w.Name, "format", w.Format, "by", principal(c).Name)
+	created(c)
+	return createWebhookResponse{Webhook: w, Secret: w.Secret}, nil
+}
+
+func (s *Server) deleteWebhook(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	w, err := a.Store().DeleteWebhook(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		return nil, alertErr(err)
+	}
+	s.log.Info("webhook deleted", "webhook", w.Name, "by", principal(c).Name)
+	return w, nil
+}
+
+func (s *Server) testWebhook(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	d, err := a.Test(context.WithoutCancel(c.Request.Context()), c.Param("id"), principal(c).Name)
+	return d, alertErr(err)
+}
+
+func (s *Server) listDeliveries(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	f := alert.DeliveryFilter{State: c.Query("state")}
+	if f.State != "" && f.State != "pending" && f.State != "delivered" && f.State != "expired" {
+		return nil, fmt.Errorf("%w: state must be pending, delivered or expired, got %q", ErrBadRequest, f.State)
+	}
+	for key, dst := range map[string]*int64{"webhook": &f.WebhookID, "before": &f.Before} {
+		if v := c.Query(key); v != "" {
+			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil || *dst <= 0 {
+				return nil, fmt.Errorf("%w: %s must be a positive id, got %q", ErrBadRequest, key, v)
+			}
+		}
+	}
+	if v := c.Query("limit"); v != "" {
+		if f.Limit, err = strconv.Atoi(v); err != nil || f.Limit <= 0 || f.Limit > 1000 {
+			return nil, fmt.Errorf("%w: limit must be 1..1000, got %q", ErrBadRequest, v)
+		}
+	}
+	ds, err := a.Store().Deliveries(c.Request.Context(), f)
+	if ds == nil {
+		ds = []alert.Delivery{}
+	}
+	return ds, alertErr(err)
+}
