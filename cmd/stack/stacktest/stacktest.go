@@ -92,7 +92,10 @@ type Namespace struct {
 	Clients *clients.Set
 }
 
-var nonWord = regexp.MustCompile(`[^a-z0-9]+`)
+var (
+	nonWord = regexp.MustCompile(`[^a-z0-9]+`)
+	keptID  = regexp.MustCompile(`^[a-z0-9_]{1,40}$`)
+)
 
 func newID(t testing.TB) string {
 	name := nonWord.ReplaceAllString(strings.ToLower(t.Name()), "_")
@@ -108,8 +111,24 @@ func newID(t testing.TB) string {
 // Each server must answer, or the test fails naming the server.
 func New(t testing.TB) *Namespace {
 	t.Helper()
+	return open(t, newID(t), false)
+}
+
+// Kept opens the namespace id (lowercase letters, digits and _), creating
+// it if it does not exist, and leaves it in place when the test ends: a
+// benchmark whose data takes half an hour to load (the 10M sweep) loads
+// it once and is run again on it. Remove it with DropKept.
+func Kept(t testing.TB, id string) *Namespace {
+	t.Helper()
+	if !keptID.MatchString(id) {
+		t.Fatalf("stacktest: kept namespace %q: want lowercase letters, digits and _", id)
+	}
+	return open(t, "k_"+id, true)
+}
+
+func open(t testing.TB, id string, keep bool) *Namespace {
+	t.Helper()
 	base := Config(t)
-	id := newID(t)
 	ns := &Namespace{ID: id, Schema: id, RedisPrefix: id + ":", IndexPrefix: strings.ReplaceAll(id, "_", "-") + "-", EtcdPrefix: "/" + id + "/"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -120,21 +139,16 @@ func New(t testing.TB) *Namespace {
 		t.Fatalf("stacktest: postgres config: %v", err)
 	}
 	defer admin.Close()
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+pgx.Identifier{id}.Sanitize()); err != nil {
+	create := "CREATE SCHEMA "
+	if keep {
+		create += "IF NOT EXISTS "
+	}
+	if _, err := admin.Exec(ctx, create+pgx.Identifier{id}.Sanitize()); err != nil {
 		fail(t, "postgres", base.Postgres.Host, base.Postgres.Port, err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		pool, err := clients.NewPostgres(base.Postgres)
-		if err != nil {
-			return
-		}
-		defer pool.Close()
-		if _, err := pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{id}.Sanitize()+" CASCADE"); err != nil {
-			t.Logf("stacktest: drop schema %s: %v", id, err)
-		}
-	})
+	if !keep {
+		t.Cleanup(func() { dropSchema(t, base, id) })
+	}
 
 	cfg := base
 	cfg.Postgres.Schema = id
@@ -147,7 +161,11 @@ func New(t testing.TB) *Namespace {
 		t.Fatalf("stacktest: clients: %v", err)
 	}
 	ns.Clients = set
-	t.Cleanup(func() { ns.cleanup(t) })
+	if keep {
+		t.Cleanup(func() { _ = ns.Clients.Close() })
+	} else {
+		t.Cleanup(func() { ns.cleanup(t) })
+	}
 
 	at := map[string]string{
 		"postgres": fmt.Sprintf("%s:%d", cfg.Postgres.Host, cfg.Postgres.Port), "redis": cfg.Redis.Addr,
@@ -171,9 +189,30 @@ func fail(t testing.TB, name, host string, port int, err error) {
 
 const startHint = "start the stack with `make stack-up` (or `triad stack up`); `make test` does this itself"
 
-// cleanup deletes what the test left under its prefixes, then closes clients.
-func (ns *Namespace) cleanup(t testing.TB) {
+func dropSchema(t testing.TB, base config.Config, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pool, err := clients.NewPostgres(base.Postgres)
+	if err != nil {
+		return
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{id}.Sanitize()+" CASCADE"); err != nil {
+		t.Logf("stacktest: drop schema %s: %v", id, err)
+	}
+}
+
+// DropKept removes a kept namespace from every server.
+func (ns *Namespace) DropKept(t testing.TB) {
+	t.Helper()
+	dropSchema(t, ns.Config, ns.ID)
+	ns.cleanup(t)
+}
+
+// cleanup deletes what the test left under its prefixes, then closes
+// clients. A large namespace (10M Redis keys) takes minutes, not seconds.
+func (ns *Namespace) cleanup(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	if err := DeleteRedisPrefix(ctx, ns.Clients.Redis, ns.RedisPrefix); err != nil {
 		t.Logf("stacktest: redis clean-up %s: %v", ns.RedisPrefix, err)
