@@ -37,6 +37,9 @@ type Change struct {
 	UserID  int64
 	Version int64
 	Deleted bool
+	// Repaired: the cached copy was rewritten or removed by a repair,
+	// possibly at the same version; readers drop what they hold of it.
+	Repaired bool
 }
 
 // Announcer publishes the changes Postgres took, before the writes are

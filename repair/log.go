@@ -110,4 +110,17 @@ type Log interface {
 	// Purge deletes runs (with their entries) that finished before cutoff,
 	// and entries last touched before it.
 	Purge(ctx context.Context, cutoff time.Time) (int64, error)
+	// Stats counts entries last touched since `since` per hour, entity,
+	// store, class and outcome (the dashboard's drift and repair rates).
+	Stats(ctx context.Context, since time.Time) ([]StatBucket, error)
+}
+
+// StatBucket is one hour's count of repair log entries of one kind.
+type StatBucket struct {
+	Hour    time.Time `json:"hour"`
+	Entity  string    `json:"entity"`
+	Store   string    `json:"store"`
+	Class   Class     `json:"class"`
+	Outcome string    `json:"outcome"`
+	Count   int64     `json:"count"`
 }

@@ -43,8 +43,19 @@ func alertErr(err error) error {
 }
 
 type alertsResponse struct {
-	Rules  []alert.Rule  `json:"rules"`
+	Rules  []ruleView    `json:"rules"`
 	Alerts []alert.State `json:"alerts"`
+}
+
+// ruleView is a configured rule as the API shows it (durations as Go
+// duration strings, "" when unset).
+type ruleView struct {
+	Name      string  `json:"name"`
+	Kind      string  `json:"kind"`
+	Threshold float64 `json:"threshold"`
+	Window    string  `json:"window,omitempty"`
+	For       string  `json:"for,omitempty"`
+	Severity  string  `json:"severity"`
 }
 
 func (s *Server) listAlerts(c *gin.Context) (any, error) {
@@ -59,7 +70,21 @@ func (s *Server) listAlerts(c *gin.Context) (any, error) {
 	if states == nil {
 		states = []alert.State{}
 	}
-	return alertsResponse{Rules: a.Config().Rules, Alerts: states}, nil
+	rules := []ruleView{}
+	for _, r := range a.Config().Rules {
+		v := ruleView{Name: r.Name, Kind: r.Kind, Threshold: r.Threshold, Severity: r.Severity}
+		if r.Window > 0 {
+			v.Window = r.Window.String()
+		}
+		if r.For > 0 {
+			v.For = r.For.String()
+		}
+		if v.Severity == "" {
+			v.Severity = "warning"
+		}
+		rules = append(rules, v)
+	}
+	return alertsResponse{Rules: rules, Alerts: states}, nil
 }
 
 func (s *Server) listWebhooks(c *gin.Context) (any, error) {

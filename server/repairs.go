@@ -169,3 +169,26 @@ func rawKeys(ids []json.RawMessage) ([]string, error) {
 	}
 	return keys, nil
 }
+
+// repairStats counts repair log entries per hour over the last `hours`
+// (default 24, at most 720).
+func (s *Server) repairStats(c *gin.Context) (any, error) {
+	if s.repairLog == nil {
+		return nil, fmt.Errorf("%w: the repair log is not configured", ErrUnavailable)
+	}
+	hours := 24
+	if v := c.Query("hours"); v != "" {
+		var err error
+		if hours, err = strconv.Atoi(v); err != nil || hours < 1 || hours > 720 {
+			return nil, fmt.Errorf("%w: hours must be 1..720, got %q", ErrBadRequest, v)
+		}
+	}
+	b, err := s.repairLog.Stats(c.Request.Context(), time.Now().Add(-time.Duration(hours)*time.Hour).Truncate(time.Hour))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	if b == nil {
+		b = []repair.StatBucket{}
+	}
+	return b, nil
+}

@@ -61,6 +61,8 @@ type Options struct {
 	Traces *Traces
 	// Alerts manages webhooks and lists alerts; nil answers 503.
 	Alerts Alerter
+	// Schedules are the configured sweep schedules (listed only).
+	Schedules []repair.Schedule
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -90,6 +92,7 @@ type Server struct {
 	sweeps    SweepAdmin
 	traces    *Traces
 	alerts    Alerter
+	schedules []repair.Schedule
 	tokens    *auth.Store
 	version   string
 	routes    []Route
@@ -107,7 +110,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
 		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
@@ -163,8 +166,10 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/repairs", auth.RoleViewer, s.listRepairs)
 	s.handle(api, http.MethodPost, "/repairs", auth.RoleOperator, s.postRepairs)
 	s.handle(api, http.MethodGet, "/repairs/runs", auth.RoleViewer, s.listRepairRuns)
+	s.handle(api, http.MethodGet, "/repairs/stats", auth.RoleViewer, s.repairStats)
 	s.handle(api, http.MethodGet, "/sweeps", auth.RoleViewer, s.listSweeps)
 	s.handle(api, http.MethodPost, "/sweeps", auth.RoleOperator, s.startSweep)
+	s.handle(api, http.MethodGet, "/sweeps/schedules", auth.RoleViewer, s.listSchedules)
 	s.handle(api, http.MethodGet, "/sweeps/:id", auth.RoleViewer, s.getSweep)
 	s.handle(api, http.MethodPost, "/sweeps/:id/pause", auth.RoleOperator, s.sweepControl(repair.SweepPaused))
 	s.handle(api, http.MethodPost, "/sweeps/:id/resume", auth.RoleOperator, s.sweepControl(repair.SweepRunning))

@@ -174,3 +174,33 @@ func (s *Server) sweepControl(to string) handlerFunc {
 		return rec, nil
 	}
 }
+
+// scheduleView is a configured sweep schedule as the API shows it.
+type scheduleView struct {
+	Name        string `json:"name"`
+	Entity      string `json:"entity"`
+	Every       string `json:"every,omitempty"`
+	Cron        string `json:"cron,omitempty"`
+	Mode        string `json:"mode"`
+	Repair      bool   `json:"repair"`
+	DryRun      bool   `json:"dry_run"`
+	SegmentSize int    `json:"segment_size"`
+	Rate        int    `json:"rate"`
+}
+
+// listSchedules lists the configured sweep schedules (repair.schedules);
+// the sweeps they started carry their name.
+func (s *Server) listSchedules(*gin.Context) (any, error) {
+	out := make([]scheduleView, 0, len(s.schedules))
+	for _, sc := range s.schedules {
+		v := scheduleView{Name: sc.Name, Entity: sc.Entity, Cron: sc.Cron, Mode: sc.Mode, Repair: sc.Repair, DryRun: sc.DryRun, SegmentSize: sc.SegmentSize, Rate: sc.Rate}
+		if sc.Every > 0 {
+			v.Every = sc.Every.String()
+		}
+		if v.Mode == "" {
+			v.Mode = repair.ModeAuto
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

@@ -441,7 +441,7 @@ func (r *Reader) Changes(changes []ingest.Change) {
 			return c.Version, otter.WriteOp
 		})
 		if r.cache != nil {
-			if e, ok := r.cache.GetIfPresent(c.UserID); ok && e.version < c.Version {
+			if e, ok := r.cache.GetIfPresent(c.UserID); ok && (e.version < c.Version || c.Repaired) {
 				r.cache.Invalidate(c.UserID)
 			}
 		}

@@ -20,9 +20,9 @@ import (
 // subscription as "changes may have been missed" (FeedHandler.Lost) until
 // it has resynchronised from Postgres after the next Subscribed.
 //
-// A message is changes separated by spaces, each "<user_id>:<version>" or
-// "<user_id>:<version>:d" for a tombstone, readable with redis-cli
-// SUBSCRIBE.
+// A message is changes separated by spaces, each "<user_id>:<version>",
+// "<user_id>:<version>:d" for a tombstone or "<user_id>:<version>:r" for
+// a repair of the cached copy, readable with redis-cli SUBSCRIBE.
 
 // Channel is the change feed's channel (the configured key prefix, not a
 // dataset version's: user IDs are the same in every version).
@@ -45,8 +45,11 @@ func AppendChanges(dst []byte, changes []ingest.Change) []byte {
 		dst = strconv.AppendInt(dst, c.UserID, 10)
 		dst = append(dst, ':')
 		dst = strconv.AppendInt(dst, c.Version, 10)
-		if c.Deleted {
+		switch {
+		case c.Deleted:
 			dst = append(dst, ":d"...)
+		case c.Repaired:
+			dst = append(dst, ":r"...)
 		}
 	}
 	return dst
@@ -59,7 +62,7 @@ func ParseChanges(msg string) ([]ingest.Change, error) {
 	for _, f := range fields {
 		id, rest, ok := strings.Cut(f, ":")
 		if !ok {
-			return nil, fmt.Errorf("change %q: want <user_id>:<version>[:d]", f)
+			return nil, fmt.Errorf("change %q: want <user_id>:<version>[:d|:r]", f)
 		}
 		ver, del, _ := strings.Cut(rest, ":")
 		var c ingest.Change
@@ -74,6 +77,8 @@ func ParseChanges(msg string) ([]ingest.Change, error) {
 		case "":
 		case "d":
 			c.Deleted = true
+		case "r":
+			c.Repaired = true
 		default:
 			return nil, fmt.Errorf("change %q: unknown flag %q", f, del)
 		}

@@ -9,9 +9,10 @@ import (
 )
 
 func TestChangesRoundTrip(t *testing.T) {
-	in := []ingest.Change{{UserID: 1, Version: 2}, {UserID: 9223372036854775807, Version: 9223372036854775807, Deleted: true}, {UserID: 3, Version: 1}}
+	in := []ingest.Change{{UserID: 1, Version: 2}, {UserID: 9223372036854775807, Version: 9223372036854775807, Deleted: true}, {UserID: 3, Version: 1},
+		{UserID: 4, Version: 5, Repaired: true}}
 	msg := AppendChanges(nil, in)
-	require.Equal(t, "1:2 9223372036854775807:9223372036854775807:d 3:1", string(msg))
+	require.Equal(t, "1:2 9223372036854775807:9223372036854775807:d 3:1 4:5:r", string(msg))
 	out, err := ParseChanges(string(msg))
 	require.NoError(t, err)
 	require.Equal(t, in, out)
@@ -23,7 +24,7 @@ func TestChangesRoundTrip(t *testing.T) {
 }
 
 func FuzzParseChanges(f *testing.F) {
-	f.Add("1:2 3:4:d")
+	f.Add("1:2 3:4:d 5:6:r")
 	f.Add("")
 	f.Add("9223372036854775807:1")
 	f.Fuzz(func(t *testing.T, msg string) {

@@ -351,10 +351,12 @@ func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int6
 }
 
 // casScript replaces or deletes a profile hash only if it still holds what
-// a check observed: KEYS[1] = key; ARGV[1] = observed version ("" when the
-// key was absent), ARGV[2] = observed digest, ARGV[3] = "put" or "del",
-// for put ARGV[4] = TTL ms and ARGV[5..] = field, value pairs (version
-// included). Returns 1 done, 0 changed since observed (nothing written).
+// a check observed, and then announces it on the change feed in the same
+// atomic step: KEYS[1] = key; ARGV[1] = observed version ("" when the key
+// was absent), ARGV[2] = observed digest, ARGV[3] = "put" or "del",
+// ARGV[4] = the change feed's channel, ARGV[5] = its message, for put
+// ARGV[6] = TTL ms and ARGV[7..] = field, value pairs (version included).
+// Returns 1 done, 0 changed since observed (nothing written).
 var casScript = goredis.NewScript(`
 local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
 if ARGV[1] == '' then
@@ -364,23 +366,30 @@ elseif cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then
 end
 redis.call('DEL', KEYS[1])
 if ARGV[3] == 'put' then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 5))
-  if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+  if tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
 end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1`)
 
 // CompareAndSet makes the serving version's hash of userID hold want (nil:
 // no hash) if it still holds observed (nil: it was absent), atomically. ok
 // is false when the hash changed since it was observed; nothing was
-// written then (a repair never overwrites a newer write).
+// written then (a repair never overwrites a newer write). A write is
+// announced on the change feed as a repair, so every replica drops its
+// in-process copy even when the version did not change (a same-version
+// content repair).
 func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed *Head, want *ingest.Profile) (ok bool, err error) {
 	key := s.Key(userID)
-	args := []any{"", "", "del"}
+	change := ingest.Change{UserID: userID, Repaired: true}
+	args := []any{"", "", "del", s.Channel(), ""}
 	if observed != nil {
 		args[0], args[1] = strconv.FormatInt(observed.Version, 10), strconv.FormatInt(observed.Digest, 10)
+		change.Version = observed.Version
 	}
 	if want != nil {
 		args[2] = "put"
+		change.Version = want.Version
 		updated := ""
 		if !want.UpdatedAt.IsZero() {
 			updated = strconv.FormatInt(want.UpdatedAt.UnixMicro(), 10)
@@ -394,6 +403,8 @@ func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed *Head,
 			args = append(args, name, want.Field(f))
 		}
 	}
+	change.Version = max(change.Version, 1)
+	args[4] = string(AppendChanges(nil, []ingest.Change{change}))
 	n, err := casScript.Run(ctx, s.rdb, []string{key}, args...).Int()
 	return n == 1, err
 }

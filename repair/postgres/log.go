@@ -209,3 +209,22 @@ func (l *Log) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
 	tag, err = l.pool.Exec(ctx, `DELETE FROM repair_runs r WHERE finished_at < $1 AND NOT EXISTS (SELECT 1 FROM repair_log e WHERE e.run_id = r.id)`, cutoff)
 	return n + tag.RowsAffected(), err
 }
+
+// Stats implements repair.Log: one grouped scan of the entries since
+// `since` (the repair_log_last_at index bounds it).
+func (l *Log) Stats(ctx context.Context, since time.Time) ([]repair.StatBucket, error) {
+	rows, err := l.pool.Query(ctx, `SELECT date_trunc('hour', last_at), entity, store, class, outcome, count(*)
+		FROM repair_log WHERE last_at >= $1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`, since)
+	if err != nil {
+		return nil, fmt.Errorf("repair stats: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (repair.StatBucket, error) {
+		var b repair.StatBucket
+		err := r.Scan(&b.Hour, &b.Entity, &b.Store, &b.Class, &b.Outcome, &b.Count)
+		return b, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repair stats: %w", err)
+	}
+	return out, nil
+}

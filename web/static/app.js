@@ -1,34 +1,31 @@
-// Overview: polls /-/ready and renders one row per dependency. Values are set
-// with textContent only, so nothing from the server is interpreted as HTML.
+// Overview: store health (polls /-/ready), a consistency gauge per entity
+// (the last finished sweep), drift and repairs per hour from the repair
+// log (an inline SVG bar chart), and the last sweeps. Values are set with
+// textContent only, so nothing from the server is interpreted as HTML.
 "use strict";
-(function () {
-  const tbody = document.querySelector("#deps tbody");
-  const overall = document.getElementById("overall");
-  const updated = document.getElementById("updated");
+triad.start("Overview", async () => {
+  const { el, api, table, fmtTime } = triad;
+  const tbody = document.querySelector("#deps tbody"), overall = document.getElementById("overall"), updated = document.getElementById("updated");
+  const SVG = "http://www.w3.org/2000/svg";
 
   function cell(tr, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text;
-    if (cls) td.className = cls;
-    tr.appendChild(td);
+    tr.append(el("td", cls ? { className: cls } : {}, text));
   }
 
-  function render(rep) {
+  function renderReady(rep) {
     overall.textContent = rep.status.replace("_", " ");
     overall.className = "badge " + rep.status;
     tbody.replaceChildren();
     for (const name of Object.keys(rep.dependencies).sort()) {
       const d = rep.dependencies[name];
-      const tr = document.createElement("tr");
-      tr.className = d.status;
-      tr.dataset.dependency = name;
+      const tr = el("tr", { className: d.status, dataset: { dependency: name } });
       cell(tr, name);
       cell(tr, d.status, "state");
       cell(tr, d.version || "—");
       cell(tr, d.status === "up" ? d.latency_ms.toFixed(1) + " ms" : "—");
       cell(tr, d.since ? new Date(d.since).toLocaleTimeString() : "—");
       cell(tr, d.error || "", "detail");
-      tbody.appendChild(tr);
+      tbody.append(tr);
     }
     updated.textContent = "Updated " + new Date().toLocaleTimeString();
   }
@@ -36,12 +33,77 @@
   async function tick() {
     try {
       const res = await fetch("/-/ready", { cache: "no-store" });
-      render(await res.json());
+      renderReady(await res.json());
     } catch (e) {
       overall.textContent = "triad unreachable";
       overall.className = "badge unreachable";
     }
   }
+
+  function svg(tag, attrs) {
+    const e = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+    return e;
+  }
+
+  function chart(buckets) {
+    const outcomes = ["repaired", "noop", "planned", "conflict", "failed", "skipped"];
+    const colors = { repaired: "#1b7f3b", noop: "#9aa0a6", planned: "#1a73e8", conflict: "#e37400", failed: "#b3261e", skipped: "#5f6368" };
+    const now = new Date(); now.setMinutes(0, 0, 0);
+    const hours = [];
+    for (let i = 23; i >= 0; i--) hours.push(now.getTime() - i * 3600e3);
+    const per = new Map(hours.map((h) => [h, {}]));
+    for (const b of buckets) {
+      const h = per.get(new Date(b.hour).getTime());
+      if (h) h[b.outcome] = (h[b.outcome] || 0) + b.count;
+    }
+    const max = Math.max(1, ...[...per.values()].map((h) => Object.values(h).reduce((a, n) => a + n, 0)));
+    const W = 720, H = 160, bw = W / 24;
+    const s = svg("svg", { viewBox: "0 0 " + W + " " + (H + 20), width: "100%", role: "img", "aria-label": "repair log entries per hour, by outcome" });
+    hours.forEach((h, i) => {
+      let y = H;
+      for (const o of outcomes) {
+        const n = per.get(h)[o] || 0;
+        if (!n) continue;
+        const hgt = (n / max) * H;
+        y -= hgt;
+        const r = svg("rect", { x: i * bw + 2, y, width: bw - 4, height: hgt, fill: colors[o] });
+        r.append(svg("title", {}));
+        r.firstChild.textContent = new Date(h).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + ": " + n + " " + o;
+        s.append(r);
+      }
+      if (i % 3 === 0) {
+        const t = svg("text", { x: i * bw + 2, y: H + 15, "font-size": 11, fill: "#5f6368" });
+        t.textContent = new Date(h).toLocaleTimeString([], { hour: "2-digit" });
+        s.append(t);
+      }
+    });
+    const legend = el("p", { className: "legend" }, outcomes.map((o) => el("span", { className: "key" }, el("i", { style: "background:" + colors[o] }), o)));
+    const total = buckets.reduce((a, b) => a + b.count, 0);
+    return el("div", { dataset: { entries: String(total) } }, s, legend, el("p", { className: "hint" }, total + " entries in the last 24 h"));
+  }
+
+  async function sweeps() {
+    const [list, stats] = await Promise.all([api("GET", "/api/v1/sweeps?limit=20"), api("GET", "/api/v1/repairs/stats?hours=24")]);
+    const last = new Map();
+    for (const s of list) if (s.state === "done" && !last.has(s.entity)) last.set(s.entity, s);
+    document.getElementById("gauges").replaceChildren(...(last.size ? [...last.values()].map((s) => {
+      const ratio = s.records ? 1 - s.findings / s.records : 1;
+      return el("div", { className: "gauge", dataset: { entity: s.entity, ratio: ratio.toFixed(6) } },
+        el("meter", { min: 0, max: 1, low: 0.999, high: 0.9999, optimum: 1, value: ratio, "aria-label": s.entity + " consistency" }),
+        el("strong", {}, " " + s.entity + " " + (100 * ratio).toFixed(3) + "%"),
+        el("span", { className: "hint" }, " sweep " + s.id + " · " + s.records + " records · " + s.findings + " drifted · " + fmtTime(s.finished_at)));
+    }) : [el("p", { className: "hint" }, "No finished sweep yet.")]));
+    document.getElementById("rates").replaceChildren(chart(stats));
+    document.getElementById("sweeps").replaceChildren(table([
+      ["ID", (s) => el("a", { href: "/ui/sweeps.html#" + s.id }, String(s.id))], ["Entity", (s) => s.entity], ["State", (s) => s.state],
+      ["Started", (s) => fmtTime(s.created_at)], ["Records", (s) => String(s.records)], ["Findings", (s) => String(s.findings)],
+      ["Repaired", (s) => String(s.repaired)],
+    ], list.slice(0, 10)));
+  }
+
   tick();
   setInterval(tick, 1000);
-})();
+  await sweeps().catch((e) => triad.status(updated, e.message, true));
+  setInterval(() => sweeps().catch(() => {}), 10000);
+});

@@ -5,7 +5,7 @@
 "use strict";
 (function () {
   const $ = (id) => document.getElementById(id);
-  const form = $("lookup"), idInput = $("trace-id"), tokenInput = $("token"), skewInput = $("skew");
+  const form = $("lookup"), idInput = $("trace-id"), skewInput = $("skew");
   const colorBy = $("color-by"), status = $("status"), section = $("trace");
   const canvas = $("flame"), tooltip = $("tooltip"), detail = $("detail"), legend = $("legend");
   const ctx = canvas.getContext("2d");
@@ -26,10 +26,7 @@
   // A page written by `triad trace --format html` carries its trace and
   // has no lookup form.
   const embedded = $("trace-data");
-  if (form) {
-    tokenInput.value = sessionStorage.getItem("triad.token") || "";
-    if (location.hash.length === 33) idInput.value = location.hash.slice(1);
-  }
+  if (form && location.hash.length === 33) idInput.value = location.hash.slice(1);
 
   function hashColor(s) {
     let h = 0;
@@ -51,12 +48,11 @@
   async function load(id) {
     const t0 = performance.now();
     status.textContent = "Loading " + id + "…";
-    const token = tokenInput.value.trim();
-    sessionStorage.setItem("triad.token", token);
     const q = skewInput.checked ? "?adjust_skew=true" : "";
     let res;
     try {
-      res = await fetch("/api/v1/traces/" + encodeURIComponent(id) + q, { headers: { Authorization: "Bearer " + token }, cache: "no-store" });
+      // The dashboard session's cookie authenticates the request.
+      res = await fetch("/api/v1/traces/" + encodeURIComponent(id) + q, { credentials: "same-origin", cache: "no-store" });
     } catch (e) {
       status.textContent = "triad unreachable: " + e;
       return;
@@ -350,5 +346,5 @@
   });
   window.addEventListener("resize", () => { if (view) { layout(); draw(); } });
   if (embedded) show(JSON.parse(embedded.textContent));
-  else if (idInput.value && tokenInput.value) load(idInput.value);
+  else if (form && typeof triad !== "undefined") triad.start("Traces", () => { if (idInput.value) load(idInput.value); });
 })();

@@ -177,6 +177,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		Sweeps:    sweeps,
 		Traces:    &server.Traces{Store: traceStore, MaxSpans: c.Trace.MaxTraceSpans, Languages: c.Trace.Languages},
 		Alerts:    alerts,
+		Schedules: c.Repair.Schedules,
 	})
 	a.Server = srv
 

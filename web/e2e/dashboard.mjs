@@ -1,0 +1,168 @@
+// Browser test of the dashboard, run by TestDashboardInBrowser against a
+// running triad with real stores (profile 7 drifted in Redis; a trace
+// with script payloads in its attributes; a webhook receiver that
+// verifies signatures). Debian's Chromium, driven by playwright-core.
+//
+// Env: BASE_URL, ADMIN_TOKEN, VIEWER_TOKEN, TRACE_ID, HOOK_URL, HOOK_SECRET,
+// ARTIFACTS (screenshot dir). Prints what it measured; exits non-zero on
+// any failure.
+import { chromium } from "playwright-core";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+
+const { BASE_URL, ADMIN_TOKEN, VIEWER_TOKEN, TRACE_ID, HOOK_URL, HOOK_SECRET, ARTIFACTS = "artifacts" } = process.env;
+assert.ok(BASE_URL && ADMIN_TOKEN && VIEWER_TOKEN && TRACE_ID && HOOK_URL && HOOK_SECRET, "env missing");
+mkdirSync(ARTIFACTS, { recursive: true });
+const XSS = `<img src=x onerror=window.__xss=1><script>window.__xss=2</script>`;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+});
+const shot = (page, name) => page.screenshot({ path: ARTIFACTS + "/" + name, fullPage: true });
+const step = (name) => console.log("ok  " + name);
+
+async function newPage() {
+  const ctx = await browser.newContext({ viewport: { width: 1366, height: 860 } });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => { if (m.type() === "error" && !/401|403|Failed to load resource/.test(m.text())) errors.push(m.text()); });
+  page.on("dialog", (d) => d.accept());
+  return { page, errors };
+}
+
+async function login(page, token) {
+  await page.waitForSelector("#login-token");
+  await page.fill("#login-token", token);
+  await page.press("#login-token", "Enter"); // keyboard, not a click
+  await page.waitForSelector("#login", { state: "hidden" });
+}
+
+async function noXSS(page, where) {
+  assert.equal(await page.evaluate(() => window.__xss), undefined, "a script payload ran on " + where);
+  assert.equal(await page.locator("main img[src=x]").count(), 0, "an injected element exists on " + where);
+}
+
+try {
+  // --- login (admin), check a drifted profile, preview, repair ---
+  const { page, errors } = await newPage();
+  await page.goto(BASE_URL + "/ui/check.html");
+  await shot(page, "login.png");
+  await page.fill("#login-token", "triad_not-a-token");
+  await page.press("#login-token", "Enter");
+  await page.waitForFunction(() => document.getElementById("login-msg").textContent.includes("invalid"));
+  await login(page, ADMIN_TOKEN);
+  assert.match(await page.textContent("#who"), /bootstrap-admin · admin/);
+  step("login (a bad token is refused with its reason)");
+
+  await page.selectOption("#entity", "profile");
+  await page.fill("#ids", "7");
+  await page.click("#check button[type=submit]");
+  await page.waitForSelector(".result.drift");
+  const redisRow = page.locator(".result.drift tbody tr", { hasText: "redis" });
+  assert.match(await redisRow.textContent(), /field_mismatch|stale/);
+  await page.waitForSelector("#record");
+  const rec = await page.textContent("#record");
+  assert.ok(rec.includes(XSS), "the profile's script payload is shown as text: " + rec);
+  await noXSS(page, "check");
+  await shot(page, "check-drift.png");
+  await page.click("#preview");
+  await page.waitForSelector("#plan-summary");
+  assert.match(await page.textContent("#plan-summary"), /1 writes planned/);
+  assert.match(await page.textContent("#plan"), /planned/);
+  await page.click("#apply");
+  await page.waitForSelector("#applied-summary");
+  assert.match(await page.textContent("#applied-summary"), /1 repaired/);
+  await page.waitForSelector(".result.ok");
+  await shot(page, "check-repaired.png");
+  step("check profile 7: redis drift shown, dry-run plan of 1 write, repaired, consistent after");
+
+  // --- the repair log, filtered, and an entry's detail ---
+  await page.click("header nav a:text('Repairs')");
+  await page.waitForSelector("#log-table");
+  await page.fill("#filters input[name=key]", "7");
+  await page.selectOption("#filters select[name=outcome]", "repaired");
+  await page.click("#filters button[type=submit]");
+  await page.waitForFunction(() => /^1 entries/.test(document.getElementById("status").textContent));
+  const rows = await page.locator("#log-table tbody tr").allTextContents();
+  assert.equal(rows.length, 1);
+  assert.match(rows[0], /profile.*7.*redis/);
+  await page.locator("#log-table tbody button.link").first().click();
+  await page.waitForSelector("#detail:not([hidden])");
+  assert.match(await page.textContent("#detail"), /Before → after/);
+  await shot(page, "repairs-filtered.png");
+  step("repair log filtered by key and outcome: 1 entry, detail with before/after");
+
+  // --- a sweep: start (slowly), pause, resume, cancel ---
+  await page.click("header nav a:text('Sweeps')");
+  await page.waitForSelector("#start");
+  await page.fill("#start input[name=rate]", "5");
+  await page.click("#start button[type=submit]");
+  await page.waitForSelector("section.sweep[data-state=running] button[data-action=pause]");
+  let t0 = Date.now();
+  await page.click("section.sweep[data-state=running] button[data-action=pause]");
+  await page.waitForSelector("section.sweep[data-state=paused]", { timeout: 20000 });
+  const pausedAfter = Date.now() - t0;
+  await shot(page, "sweep-paused.png");
+  t0 = Date.now();
+  await page.click("section.sweep[data-state=paused] button[data-action=resume]");
+  await page.waitForSelector("section.sweep[data-state=running]", { timeout: 20000 });
+  const resumedAfter = Date.now() - t0;
+  await page.click("section.sweep button[data-action=cancel]");
+  await page.waitForFunction(() => /cancelled/.test(document.getElementById("history-table")?.textContent || ""), null, { timeout: 20000 });
+  step(`sweep paused (shown ${pausedAfter} ms after the click), resumed (${resumedAfter} ms), cancelled`);
+
+  // --- a trace: flame timeline, payloads as text ---
+  await page.click("header nav a:text('Traces')");
+  await page.fill("#trace-id", TRACE_ID);
+  await page.click("#lookup button[type=submit]");
+  await page.waitForFunction(() => document.getElementById("flame").dataset.spans === "3", null, { timeout: 20000 });
+  const box = await page.locator("#flame").boundingBox();
+  await page.mouse.click(box.x + box.width * 0.5, box.y + 2 + 8);
+  await page.waitForFunction(() => document.getElementById("detail").textContent.includes("comment"));
+  assert.ok((await page.textContent("#detail")).includes(XSS), "span attributes shown as text");
+  await noXSS(page, "trace");
+  await shot(page, "trace.png");
+  step("trace " + TRACE_ID + ": 3 spans on the flame timeline, attribute payload shown as text");
+
+  // --- alerts: add the webhook, test-fire it ---
+  await page.click("header nav a:text('Alerts')");
+  await page.waitForSelector("#add-hook");
+  await page.fill("#add-hook input[name=name]", "e2e-receiver");
+  await page.fill("#add-hook input[name=url]", HOOK_URL);
+  await page.fill("#add-hook input[name=secret]", HOOK_SECRET);
+  await page.click("#add-hook button[type=submit]");
+  await page.waitForSelector("#hooks-table");
+  await page.fill("#add-hook input[name=name]", "metadata");
+  await page.fill("#add-hook input[name=url]", "http://169.254.169.254/latest/meta-data/");
+  await page.click("#add-hook button[type=submit]");
+  await page.waitForFunction(() => /refused for webhooks/.test(document.getElementById("status").textContent));
+  await page.click("#hooks-table button[data-test=e2e-receiver]");
+  await page.waitForFunction(() => document.getElementById("status").dataset.testState === "delivered", null, { timeout: 20000 });
+  await page.waitForFunction(() => /delivered/.test(document.getElementById("deliveries-table")?.textContent || ""), null, { timeout: 20000 });
+  await shot(page, "alerts-test-fired.png");
+  step("webhook added, a metadata URL refused, test-fire delivered");
+
+  // --- every page once more, for script payloads and errors ---
+  for (const p of ["/", "/ui/repairs.html", "/ui/sweeps.html", "/ui/alerts.html", "/ui/tokens.html"]) {
+    await page.goto(BASE_URL + p);
+    await page.waitForLoadState("networkidle");
+    await noXSS(page, p);
+  }
+  assert.deepEqual(errors, [], "page errors");
+
+  // --- a viewer sees no repair controls and cannot mutate ---
+  const v = await newPage();
+  await v.page.goto(BASE_URL + "/ui/check.html?entity=profile&id=7");
+  await login(v.page, VIEWER_TOKEN);
+  await v.page.waitForSelector(".result");
+  assert.equal(await v.page.isVisible("#repair"), false, "no repair controls for a viewer");
+  assert.equal(await v.page.isVisible("header nav a:text('Tokens')"), false);
+  const code = await v.page.evaluate(async () => (await fetch("/api/v1/repairs", { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" })).status);
+  assert.equal(code, 403, "a cookie mutation without the CSRF token");
+  step("viewer: no repair controls, no Tokens page, mutations refused");
+  console.log(JSON.stringify({ pausedAfterMs: pausedAfter, resumedAfterMs: resumedAfter }));
+} finally {
+  await browser.close();
+}

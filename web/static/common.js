@@ -1,0 +1,155 @@
+// Shared by every dashboard page: the header and navigation, the login
+// form (a token opens an HttpOnly session cookie; the page keeps only the
+// session's CSRF token), API calls with that CSRF token on mutations, and
+// el(), which builds elements with textContent only, so nothing from the
+// server or the stores is ever interpreted as HTML.
+"use strict";
+const triad = (function () {
+  const pages = [
+    ["/", "Overview"], ["/ui/repairs.html", "Repairs"], ["/ui/check.html", "Check"], ["/ui/sweeps.html", "Sweeps"],
+    ["/ui/trace.html", "Traces"], ["/ui/alerts.html", "Alerts"], ["/ui/tokens.html", "Tokens", "admin"],
+  ];
+  const roles = { viewer: 1, operator: 2, admin: 3 };
+  let session = null;
+
+  // el("td", {className: "x", dataset: {k: "v"}, onclick: f}, "text", child…)
+  function el(tag, props, ...children) {
+    const e = document.createElement(tag);
+    for (const [k, v] of Object.entries(props || {})) {
+      if (v === undefined || v === null) continue;
+      if (k === "dataset") Object.assign(e.dataset, v);
+      else if (k === "style") e.style.cssText = v; // CSSOM: the page's CSP refuses style attributes
+      else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+      else if (k in e && typeof v !== "string") e[k] = v;
+      else e.setAttribute(k === "className" ? "class" : k, v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return e;
+  }
+
+  class APIError extends Error {
+    constructor(status, message) { super(message); this.status = status; }
+  }
+
+  async function api(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (method !== "GET" && session && session.csrf_token) headers["X-CSRF-Token"] = session.csrf_token;
+    const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: "same-origin", cache: "no-store" });
+    let env = null;
+    try { env = await res.json(); } catch (e) { /* not JSON */ }
+    if (!res.ok) {
+      const msg = env && env.error ? env.error.message : res.status + " " + res.statusText;
+      if (res.status === 401 && path !== "/api/v1/session") showLogin("Your session ended: log in again.");
+      throw new APIError(res.status, msg);
+    }
+    return env ? env.data : null;
+  }
+
+  function can(role) { return session && roles[session.role] >= roles[role]; }
+
+  function header(current) {
+    const nav = el("nav", { "aria-label": "pages" });
+    for (const [href, name, need] of pages) {
+      const a = el("a", { href }, name);
+      if (need) a.dataset.needs = need;
+      if (name === current) a.setAttribute("aria-current", "page");
+      nav.append(a);
+    }
+    const who = el("span", { id: "who", className: "who" });
+    const out = el("button", { id: "logout", type: "button", hidden: true, onclick: logout }, "Log out");
+    const h = el("header", {}, el("h1", {}, el("a", { href: "/" }, "triad")), nav, el("span", { className: "spacer" }), who, out);
+    document.body.prepend(h);
+  }
+
+  function showWho() {
+    const who = document.getElementById("who");
+    who.textContent = session ? session.name + " · " + session.role : "";
+    document.getElementById("logout").hidden = !session || session.via !== "session";
+    for (const a of document.querySelectorAll("header nav a[data-needs]")) a.hidden = !can(a.dataset.needs);
+    for (const e of document.querySelectorAll("[data-needs]:not(a)")) e.hidden = !can(e.dataset.needs);
+  }
+
+  let loginResolve = null;
+  function showLogin(message) {
+    session = null;
+    showWho();
+    let box = document.getElementById("login");
+    if (!box) {
+      const input = el("input", { id: "login-token", type: "password", autocomplete: "off", required: true, size: 40, "aria-describedby": "login-msg" });
+      const form = el("form", { id: "login-form", className: "card" },
+        el("h2", {}, "Log in"),
+        el("p", { className: "hint" }, "Paste an API token (triad token create, or the demo's .triad/admin-token). It opens a session; the token itself is not kept by the page."),
+        el("label", {}, "Token ", input), " ", el("button", { type: "submit" }, "Log in"),
+        el("p", { id: "login-msg", className: "error", role: "alert" }));
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        const msg = document.getElementById("login-msg");
+        msg.textContent = "";
+        try {
+          session = await api("POST", "/api/v1/session", { token: input.value.trim() });
+          input.value = "";
+          box.hidden = true;
+          document.querySelector("main").hidden = false;
+          showWho();
+          if (loginResolve) { const r = loginResolve; loginResolve = null; r(session); }
+        } catch (e) {
+          msg.textContent = e.message;
+        }
+      });
+      box = el("section", { id: "login", "aria-labelledby": "login-title" }, form);
+      document.body.append(box);
+    }
+    box.hidden = false;
+    document.querySelector("main").hidden = true;
+    if (message) document.getElementById("login-msg").textContent = message;
+    document.getElementById("login-token").focus();
+  }
+
+  async function logout() {
+    try { await api("DELETE", "/api/v1/session"); } catch (e) { /* ended anyway */ }
+    showLogin("Logged out.");
+  }
+
+  // start(pageName, run): header, then the session (or the login form),
+  // then run(session) once.
+  async function start(current, run) {
+    header(current);
+    try {
+      session = await api("GET", "/api/v1/session");
+    } catch (e) {
+      session = null;
+    }
+    if (!session) {
+      session = await new Promise((resolve) => { loginResolve = resolve; showLogin(); });
+    }
+    showWho();
+    await run(session);
+  }
+
+  function fmtTime(s) {
+    if (!s) return "—";
+    const d = new Date(s);
+    return isNaN(d) ? String(s) : d.toLocaleString();
+  }
+
+  // table(columns, rows): columns are [title, row => text or Node].
+  function table(columns, rows, props) {
+    const t = el("table", props || {});
+    t.append(el("thead", {}, el("tr", {}, columns.map(([title]) => el("th", { scope: "col" }, title)))));
+    const tb = el("tbody");
+    for (const r of rows) tb.append(el("tr", {}, columns.map(([, f]) => el("td", {}, f(r) ?? "—"))));
+    t.append(tb);
+    return t;
+  }
+
+  function status(node, text, isError) {
+    node.textContent = text;
+    node.className = isError ? "error" : "hint";
+  }
+
+  return { el, api, start, can, table, fmtTime, status, session: () => session, APIError };
+})();
