@@ -33,21 +33,28 @@ type Config struct {
 	RateBurst int     `yaml:"rate_burst"`
 	// LoginRateLimit is login attempts per minute per client address.
 	LoginRateLimit int `yaml:"login_rate_limit"`
+	// RedactProfileFields are profile paths ("props.email", or a whole
+	// field) and RedactSpanAttributes span attribute keys whose values
+	// viewers see as "[redacted]"; operators and admins see them.
+	RedactProfileFields  []string `yaml:"redact_profile_fields"`
+	RedactSpanAttributes []string `yaml:"redact_span_attributes"`
 }
 
 // DefaultConfig returns the server defaults.
 func DefaultConfig() Config {
 	return Config{
-		Listen:          "127.0.0.1:8383",
-		ShutdownTimeout: 15 * time.Second,
-		DrainDelay:      0,
-		MaxBodyBytes:    8 << 20,
-		ProbeInterval:   time.Second,
-		ProbeTimeout:    time.Second,
-		SessionTTL:      12 * time.Hour,
-		RateLimit:       100,
-		RateBurst:       200,
-		LoginRateLimit:  10,
+		Listen:               "127.0.0.1:8383",
+		ShutdownTimeout:      15 * time.Second,
+		DrainDelay:           0,
+		MaxBodyBytes:         8 << 20,
+		ProbeInterval:        time.Second,
+		ProbeTimeout:         time.Second,
+		SessionTTL:           12 * time.Hour,
+		RateLimit:            100,
+		RateBurst:            200,
+		LoginRateLimit:       10,
+		RedactProfileFields:  DefaultRedactedProfileFields,
+		RedactSpanAttributes: DefaultRedactedSpanAttributes,
 	}
 }
 

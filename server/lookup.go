@@ -77,6 +77,13 @@ func (s *Server) getProfile(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: profile %d", ErrNotFound, id)
 	}
 	h[HeaderProfileVersion] = []string{strconv.FormatInt(res[0].Version, 10)}
+	if s.redact.applies(c) {
+		body, err := s.redact.Profile(res[0].Body)
+		if err != nil {
+			return nil, err
+		}
+		return rawJSON(body), nil
+	}
 	return rawJSON(res[0].Body), nil
 }
 
@@ -112,6 +119,7 @@ func (s *Server) lookupProfiles(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: profile store: %w", ErrUnavailable, err)
 	}
 	c.Header(HeaderDataset, strconv.Itoa(r.Serving()))
+	redact := s.redact.applies(c)
 	var b bytes.Buffer
 	b.WriteString(`{"dataset_version":`)
 	b.WriteString(strconv.Itoa(r.Serving()))
@@ -132,7 +140,13 @@ func (s *Server) lookupProfiles(c *gin.Context) (any, error) {
 		b.WriteString(`{"tier":"`)
 		b.WriteString(string(x.Tier))
 		b.WriteString(`","profile":`)
-		b.Write(x.Body)
+		body := x.Body
+		if redact {
+			if body, err = s.redact.Profile(body); err != nil {
+				return nil, err
+			}
+		}
+		b.Write(body)
 		b.WriteByte('}')
 	}
 	b.WriteString(`],"missing":[`)

@@ -96,6 +96,7 @@ type Server struct {
 	tokens    *auth.Store
 	version   string
 	routes    []Route
+	redact    redactor
 	rate      *limiters // per principal; nil: no limit
 	logins    *limiters // per client address
 
@@ -120,6 +121,7 @@ func New(o Options) *Server {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"method", "route"}),
 	}
+	s.redact = newRedactor(o.Config.RedactProfileFields, o.Config.RedactSpanAttributes)
 	if o.Config.RateLimit > 0 {
 		s.rate = newLimiters(rate.Limit(o.Config.RateLimit), o.Config.RateBurst)
 	}

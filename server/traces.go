@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -74,6 +75,11 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if s.redact.applies(c) {
+			if body, err = s.redact.Spans(body); err != nil {
+				return nil, err
+			}
+		}
 		return rawBody{contentType: "application/json", body: body}, nil
 	}
 	a := trace.Assemble(id, spans, trace.AssembleOptions{Languages: tr.Languages, AdjustSkew: skew})
@@ -84,6 +90,16 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 	v := a.View()
 	if !detail {
 		v.Lean()
+	}
+	if s.redact.applies(c) {
+		body, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		if body, err = s.redact.Spans(body); err != nil {
+			return nil, err
+		}
+		return rawJSON(body), nil
 	}
 	return v, nil
 }
