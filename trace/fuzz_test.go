@@ -28,7 +28,7 @@ func FuzzExport(f *testing.F) {
 	f.Add(js)
 	f.Add([]byte(`{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"00000000000000000000000000000000","spanId":"0102030405060708"}]}]}]}`))
 	f.Add([]byte{0x0a, 0x02, 0x0a, 0x00})
-	rcv := trace.NewReceiver(discard{}, trace.DefaultConfig(), discardLogger(), trace.NewMetrics(nil)).Handler()
+	rcv := trace.NewReceiver(discard{}, trace.DefaultConfig(), "", discardLogger(), trace.NewMetrics(nil)).Handler()
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, ct := range []string{"application/x-protobuf", "application/json"} {
 			req := httptest.NewRequest(http.MethodPost, "/v1/traces", bytes.NewReader(body))

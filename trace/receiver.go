@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	_ "google.golang.org/grpc/encoding/gzip" // gzip-compressed gRPC requests
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -35,16 +37,28 @@ type Submitter interface {
 // flight) and 503 (writes backed up or the store down) with Retry-After.
 // It never answers 500: every failure says whether to retry.
 type Receiver struct {
-	sub  Submitter
-	cfg  Config
-	log  *slog.Logger
-	m    *Metrics
-	slot chan struct{} // decoding slots (Config.MaxConcurrent)
+	sub   Submitter
+	cfg   Config
+	log   *slog.Logger
+	m     *Metrics
+	slot  chan struct{} // decoding slots (Config.MaxConcurrent)
+	token []byte        // the bearer token senders must present; nil: none
 }
 
-// NewReceiver returns a receiver handing spans to sub.
-func NewReceiver(sub Submitter, cfg Config, log *slog.Logger, m *Metrics) *Receiver {
-	return &Receiver{sub: sub, cfg: cfg, log: log.With("component", "trace.receiver"), m: m, slot: make(chan struct{}, cfg.MaxConcurrent)}
+// NewReceiver returns a receiver handing spans to sub. A non-empty token
+// is required of every sender as "Authorization: Bearer <token>" (HTTP
+// header or gRPC metadata); others get 401 / UNAUTHENTICATED.
+func NewReceiver(sub Submitter, cfg Config, token string, log *slog.Logger, m *Metrics) *Receiver {
+	r := &Receiver{sub: sub, cfg: cfg, log: log.With("component", "trace.receiver"), m: m, slot: make(chan struct{}, cfg.MaxConcurrent)}
+	if token != "" {
+		r.token = []byte("Bearer " + token)
+	}
+	return r
+}
+
+// authorized checks a sender's Authorization value in constant time.
+func (r *Receiver) authorized(got string) bool {
+	return r.token == nil || subtle.ConstantTimeCompare([]byte(got), r.token) == 1
 }
 
 // Retry-After values, in seconds.
@@ -98,6 +112,11 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 	default:
 		r.answerHTTP(w, "unknown", encoding, httpAnswer{http.StatusUnsupportedMediaType, 0,
 			fmt.Sprintf("Content-Type %q: OTLP/HTTP takes application/x-protobuf or application/json", req.Header.Get("Content-Type"))}, nil)
+		return
+	}
+	if !r.authorized(req.Header.Get("Authorization")) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="triad-otlp"`)
+		r.answerHTTP(w, encoding, encoding, httpAnswer{http.StatusUnauthorized, 0, "OTLP export needs Authorization: Bearer <auth.otlp_token>"}, nil)
 		return
 	}
 	if req.Method != http.MethodPost {
@@ -253,6 +272,13 @@ type grpcService struct {
 // are UNAVAILABLE, which OTLP senders retry with back-off.
 func (g *grpcService) Export(ctx context.Context, er ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, error) {
 	r := g.r
+	if r.token != nil {
+		md, _ := metadata.FromIncomingContext(ctx)
+		if v := md.Get("authorization"); len(v) != 1 || !r.authorized(v[0]) {
+			r.m.requests.WithLabelValues("grpc", "protobuf", codes.Unauthenticated.String()).Inc()
+			return ptraceotlp.NewExportResponse(), status.Error(codes.Unauthenticated, "OTLP export needs authorization: Bearer <auth.otlp_token> metadata")
+		}
+	}
 	if !r.acquire(ctx) {
 		r.m.requests.WithLabelValues("grpc", "protobuf", codes.Unavailable.String()).Inc()
 		return ptraceotlp.NewExportResponse(), status.Error(codes.Unavailable, "too many export requests in flight; retry later")

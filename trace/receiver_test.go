@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -39,6 +40,12 @@ type receiver struct {
 
 func newReceiver(t testing.TB, cfg trace.Config) *receiver {
 	t.Helper()
+	return newReceiverToken(t, cfg, "")
+}
+
+// newReceiverToken is newReceiver requiring a sender token.
+func newReceiverToken(t testing.TB, cfg trace.Config, token string) *receiver {
+	t.Helper()
 	ns := stacktest.New(t)
 	ns.Migrate(t)
 	r := &receiver{store: tracepg.New(ns.Pool())}
@@ -47,7 +54,7 @@ func newReceiver(t testing.TB, cfg trace.Config) *receiver {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = b.Run(ctx) }()
-	r.rcv = trace.NewReceiver(b, cfg, stacktest.Logger(t), metrics)
+	r.rcv = trace.NewReceiver(b, cfg, token, stacktest.Logger(t), metrics)
 	r.http = httptest.NewServer(r.rcv.Handler())
 	gs := grpc.NewServer(r.rcv.GRPCServerOptions()...)
 	r.rcv.RegisterGRPC(gs)
@@ -291,7 +298,7 @@ func TestReceiverOverload(t *testing.T) {
 	cfg := trace.DefaultConfig()
 	cfg.MaxConcurrent, cfg.QueueWait = 1, 20*time.Millisecond
 	b := &blocking{entered: make(chan struct{}), release: make(chan struct{})}
-	srv := httptest.NewServer(trace.NewReceiver(b, cfg, stacktest.Logger(t), trace.NewMetrics(nil)).Handler())
+	srv := httptest.NewServer(trace.NewReceiver(b, cfg, "", stacktest.Logger(t), trace.NewMetrics(nil)).Handler())
 	defer srv.Close()
 	body, err := ptraceotlp.NewExportRequestFromTraces(request(1, "svc")).MarshalProto()
 	require.NoError(t, err)
@@ -314,7 +321,7 @@ func TestReceiverOverload(t *testing.T) {
 	close(b.release)
 	require.Equal(t, http.StatusOK, <-first)
 
-	srv2 := httptest.NewServer(trace.NewReceiver(overloaded{}, trace.DefaultConfig(), stacktest.Logger(t), trace.NewMetrics(nil)).Handler())
+	srv2 := httptest.NewServer(trace.NewReceiver(overloaded{}, trace.DefaultConfig(), "", stacktest.Logger(t), trace.NewMetrics(nil)).Handler())
 	defer srv2.Close()
 	resp = post(t, srv2.URL, "application/x-protobuf", "", body)
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
@@ -351,4 +358,42 @@ func TestBatcherBoundsPendingSpans(t *testing.T) {
 	close(st.release)
 	require.NoError(t, <-errs)
 	require.NoError(t, b.Submit(ctx, make([]trace.Span, 5)), "room again once written")
+}
+
+// TestReceiverToken: with auth.otlp_token set, exports without it (or with
+// another) are 401 over HTTP and UNAUTHENTICATED over gRPC; with it they
+// are stored.
+func TestReceiverToken(t *testing.T) {
+	const token = "otlp-token-0123456789abcdef"
+	r := newReceiverToken(t, trace.DefaultConfig(), token)
+	body, err := ptraceotlp.NewExportRequestFromTraces(request(7, "svc")).MarshalProto()
+	require.NoError(t, err)
+	send := func(auth string) *http.Response {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, r.http.URL+"/v1/traces", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	for _, bad := range []string{"", "Bearer wrong", token} {
+		resp := send(bad)
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, bad)
+		require.Contains(t, statusOf(t, resp).GetMessage(), "auth.otlp_token")
+	}
+	require.Equal(t, http.StatusOK, send("Bearer "+token).StatusCode)
+
+	conn, err := grpc.NewClient(r.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	client := ptraceotlp.NewGRPCClient(conn)
+	_, err = client.Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(request(8, "svc")))
+	require.Equal(t, codes.Unauthenticated, status.Code(err))
+	ctx := metadata.AppendToOutgoingContext(t.Context(), "authorization", "Bearer "+token)
+	_, err = client.Export(ctx, ptraceotlp.NewExportRequestFromTraces(request(8, "svc")))
+	require.NoError(t, err)
 }

@@ -235,7 +235,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		}
 	})
 	if c.Trace.Enabled {
-		if err := a.startOTLP(c.Trace, traceStore, log, reg); err != nil {
+		if err := a.startOTLP(c.Trace, o.Config.Auth.OTLPToken.Reveal(), traceStore, log, reg); err != nil {
 			a.stopAll(ctx)
 			return nil, err
 		}
@@ -309,7 +309,7 @@ func buildWhenReachable(ctx context.Context, c config.Config, st *Stores, log *s
 //  1. the run group stops the receivers (HTTP drains, gRPC stops
 //     gracefully, both under the server's shutdown timeout);
 //  2. the "otlp batcher" teardown then writes what they accepted.
-func (a *App) startOTLP(c trace.Config, store trace.Store, log *slog.Logger, reg prometheus.Registerer) error {
+func (a *App) startOTLP(c trace.Config, otlpToken string, store trace.Store, log *slog.Logger, reg prometheus.Registerer) error {
 	m := trace.NewMetrics(reg)
 	batcher := trace.NewBatcher(store, c, log, m)
 	bctx, bcancel := context.WithCancel(context.Background())
@@ -324,7 +324,7 @@ func (a *App) startOTLP(c trace.Config, store trace.Store, log *slog.Logger, reg
 			return ctx.Err()
 		}
 	})
-	rcv := trace.NewReceiver(batcher, c, log, m)
+	rcv := trace.NewReceiver(batcher, c, otlpToken, log, m)
 	if c.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", c.HTTPAddr)
 		if err != nil {

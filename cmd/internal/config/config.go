@@ -85,6 +85,11 @@ type Auth struct {
 	// stored in Postgres (TRIAD_AUTH_ADMIN_TOKEN; TRIAD_ADMIN_TOKEN also works).
 	AdminToken     secret.Value `yaml:"admin_token" secret:"true"`
 	AdminTokenFile string       `yaml:"admin_token_file"`
+	// OTLPToken, when set, is the bearer token the OTLP receivers require
+	// (HTTP Authorization header, gRPC authorization metadata): span
+	// senders get a credential of their own rather than an API token.
+	OTLPToken     secret.Value `yaml:"otlp_token" secret:"true"`
+	OTLPTokenFile string       `yaml:"otlp_token_file"`
 }
 
 // Default returns the configuration that talks to the local stack.
@@ -120,6 +125,9 @@ func (c Config) Validate() error {
 	case "json", "text":
 	default:
 		errs = append(errs, fmt.Errorf("log.format: must be json or text, got %q", c.Log.Format))
+	}
+	if c.Auth.OTLPToken.IsSet() && len(c.Auth.OTLPToken.Reveal()) < 16 {
+		errs = append(errs, errors.New("auth.otlp_token: must be at least 16 characters"))
 	}
 	if c.Auth.AdminToken.IsSet() && len(c.Auth.AdminToken.Reveal()) < 16 {
 		errs = append(errs, errors.New("auth.admin_token: must be at least 16 characters"))
@@ -270,6 +278,13 @@ func (c *Config) resolveSecrets() error {
 			errs = append(errs, fmt.Errorf("auth.admin_token_file: %w", err))
 		}
 		c.Auth.AdminToken = v
+	}
+	if !c.Auth.OTLPToken.IsSet() && c.Auth.OTLPTokenFile != "" {
+		v, err := secret.FromFile(c.Auth.OTLPTokenFile)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("auth.otlp_token_file: %w", err))
+		}
+		c.Auth.OTLPToken = v
 	}
 	return errors.Join(errs...)
 }
