@@ -21,6 +21,8 @@ BENCH_ROWS   ?= 1000000
 DEMO_ORDERS ?= 20000
 # Profiles for the sweep benchmark (make bench-sweep).
 BENCH_SWEEP_ROWS ?= 1000000
+# Repair log entries for the repair-log page benchmark (make bench-log).
+BENCH_LOG_ROWS ?= 10000000
 # Profiles and wrk duration for the read path benchmark (make bench-read).
 BENCH_READ_ROWS ?= 100000
 BENCH_READ_DURATION ?= 10s
@@ -30,7 +32,7 @@ TRACE_SVC := trace/testdata
 PY_STAMP := $(TRACE_SVC)/pysvc/.venv/.installed
 SCALA_JAR := $(TRACE_SVC)/scalasvc/target/price-scala-1.0.0.jar
 
-.PHONY: help build trace-services e2e-deps stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep lint fmt clean
+.PHONY: help build trace-services e2e-deps stack-up stack-down stack-status demo demo-data test test-short bench bench-read bench-sweep bench-log lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -110,6 +112,9 @@ bench: stack-up ## Benchmarks: parser, archive vs dd, ingest end to end vs raw s
 
 bench-sweep: stack-up ## Sweeps: naive full compare vs segment digests on consistent data, then 0.1% drift: time, recall, peak RSS (BENCH_SWEEP_ROWS, default 1000000)
 	TRIAD_BENCH_SWEEP_ROWS=$(BENCH_SWEEP_ROWS) $(GO) test -run '^$$' -bench 'Sweep' -benchtime 1x -timeout 120m ./repair 2>&1 | grep -vE '^\s+handler.go|level=(INFO|DEBUG)'
+
+bench-log: stack-up ## Repair-log page: p50/p95/p99 of GET /api/v1/repairs (first, next and filtered pages) over BENCH_LOG_ROWS generated entries (default 10M); TRIAD_BENCH_LOG_KEEP=1 keeps them
+	TRIAD_BENCH_LOG_ROWS=$(BENCH_LOG_ROWS) $(GO) test -run '^$$' -bench 'RepairLogPage' -benchtime 1x -timeout 60m ./repair/postgres 2>&1 | grep -vE 'level=(INFO|DEBUG)'
 
 bench-read: stack-up ## Read path: wrk at concurrency 64 per tier vs a no-op gin handler and redis-benchmark GET; unknown-ID share (BENCH_READ_ROWS, BENCH_READ_DURATION)
 	@command -v wrk >/dev/null || { [ -n "$$(ls /var/lib/apt/lists 2>/dev/null | head -1)" ] || apt-get update -qq; apt-get install -y -qq wrk >/dev/null; }

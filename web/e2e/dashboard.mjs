@@ -115,8 +115,10 @@ try {
 
   // --- a trace: flame timeline, payloads as text ---
   await page.click("header nav a:text('Traces')");
-  await page.fill("#trace-id", TRACE_ID);
-  await page.click("#lookup button[type=submit]");
+  await page.fill("#search input[name=service]", "checkout-go");
+  await page.click("#search button[type=submit]");
+  await page.waitForSelector("#found-table a:text('" + TRACE_ID + "')");
+  await page.click("#found-table a:text('" + TRACE_ID + "')");
   await page.waitForFunction(() => document.getElementById("flame").dataset.spans === "3", null, { timeout: 20000 });
   const box = await page.locator("#flame").boundingBox();
   await page.mouse.click(box.x + box.width * 0.5, box.y + 2 + 8);
@@ -124,7 +126,7 @@ try {
   assert.ok((await page.textContent("#detail")).includes(XSS), "span attributes shown as text");
   await noXSS(page, "trace");
   await shot(page, "trace.png");
-  step("trace " + TRACE_ID + ": 3 spans on the flame timeline, attribute payload shown as text");
+  step("trace search by service found " + TRACE_ID + ": 3 spans on the flame timeline, attribute payload shown as text");
 
   // --- alerts: add the webhook, test-fire it ---
   await page.click("header nav a:text('Alerts')");

@@ -346,5 +346,35 @@
   });
   window.addEventListener("resize", () => { if (view) { layout(); draw(); } });
   if (embedded) show(JSON.parse(embedded.textContent));
-  else if (form && typeof triad !== "undefined") triad.start("Traces", () => { if (idInput.value) load(idInput.value); });
+  else if (form && typeof triad !== "undefined") triad.start("Traces", () => { if (idInput.value) load(idInput.value); searchForm(); });
+
+  // Search: traces with a span matching every filter, newest first; a
+  // result loads its timeline.
+  function searchForm() {
+    const sf = $("search"), found = $("found");
+    if (!sf) return;
+    const { el, api, table } = triad;
+    sf.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const q = new URLSearchParams();
+      for (const [k, v] of new FormData(sf)) {
+        if (!v) continue;
+        if (k === "since") q.set("from", new Date(Date.now() - Number(v) * 3600e3).toISOString().replace(/\.\d+Z$/, "Z"));
+        else if (k === "error") q.set("error", "true");
+        else q.set(k, String(v).trim());
+      }
+      q.set("limit", "50");
+      try {
+        const res = await api("GET", "/api/v1/traces?" + q);
+        found.replaceChildren(res.traces.length ? table([
+          ["Trace", (f) => el("a", { href: "#" + f.trace_id, onclick: (e) => { e.preventDefault(); idInput.value = f.trace_id; load(f.trace_id); } }, f.trace_id)],
+          ["Root", (f) => f.root_service + " · " + f.root_name], ["Start", (f) => new Date(f.start_unix_nano / 1e6).toLocaleString()],
+          ["Duration", (f) => fmtDur(f.duration_ns)], ["Spans", (f) => String(f.spans)], ["Errors", (f) => String(f.errors)],
+          ["Services", (f) => f.services.join(", ")],
+        ], res.traces, { id: "found-table" }) : el("p", { className: "hint" }, "No trace matches."));
+      } catch (e) {
+        found.replaceChildren(el("p", { className: "error" }, e.message));
+      }
+    });
+  }
 })();
