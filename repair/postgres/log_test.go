@@ -103,3 +103,36 @@ func TestRepairLog(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, got)
 }
+
+// TestRepairStats counts entries per hour, entity, store, class and
+// outcome since a time.
+func TestRepairStats(t *testing.T) {
+	ns := stacktest.New(t)
+	ns.Migrate(t)
+	ctx := t.Context()
+	l := postgres.NewLog(ns.Pool())
+	run := &repair.Run{Trigger: repair.TriggerAPI, Actor: "ops", Entity: "profile"}
+	require.NoError(t, l.StartRun(ctx, run))
+	var batch []repair.Entry
+	for i := range 7 {
+		outcome, store := repair.OutcomeRepaired, "redis"
+		if i%3 == 0 {
+			outcome, store = repair.OutcomeFailed, "elasticsearch"
+		}
+		batch = append(batch, repair.Entry{RunID: run.ID, Entity: "profile", Key: fmt.Sprint(i), Store: store, Class: repair.ClassStale,
+			Action: "write", Priority: "high", Before: &repair.State{Version: 1, Digest: 1}, After: &repair.State{Version: 2, Digest: 2}, Outcome: outcome})
+	}
+	require.NoError(t, l.Record(ctx, batch))
+	// An old entry outside the window.
+	_, err := ns.Pool().Exec(ctx, `UPDATE repair_log SET last_at = now() - interval '3 days' WHERE key = '6'`)
+	require.NoError(t, err)
+
+	got, err := l.Stats(ctx, time.Now().Add(-24*time.Hour))
+	require.NoError(t, err)
+	counts := map[string]int64{}
+	for _, b := range got {
+		require.WithinDuration(t, time.Now(), b.Hour, time.Hour+time.Minute)
+		counts[b.Store+"/"+b.Outcome+"/"+string(b.Class)] += b.Count
+	}
+	require.Equal(t, map[string]int64{"redis/repaired/stale": 4, "elasticsearch/failed/stale": 2}, counts)
+}

@@ -199,3 +199,58 @@ func TestAlertWebhooks(t *testing.T) {
 	require.Equal(t, "TriadTest", last.body["groupLabels"].(map[string]any)["alertname"])
 	require.Equal(t, http.StatusNotFound, call(t, a, http.MethodPost, "/api/v1/webhooks/nope/test", adminToken, nil).code)
 }
+
+// TestStoreUnreachableAlert stops a private Redis under a running triad:
+// the StoreUnreachable rule fires once its "for" has passed (a plain-JSON
+// webhook gets it), and resolves when Redis is back.
+func TestStoreUnreachableAlert(t *testing.T) {
+	ns := stacktest.New(t)
+	priv := stacktest.StartPrivate(t, "redis")
+	cfg := ns.Config
+	cfg.Redis.Addr = priv.Endpoints().RedisAddr
+	cfg.Alert.Interval = 200 * time.Millisecond
+	cfg.Alert.Rules = []alert.Rule{{Name: "StoreUnreachable", Kind: alert.KindStoreUnreachable, For: time.Second, Severity: "critical"}}
+	a := start(t, cfg)
+	waitReady(t, a, http.StatusOK, 30*time.Second)
+	require.Eventually(t, func() bool {
+		return call(t, a, http.MethodGet, "/api/v1/webhooks", adminToken, nil).code == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond)
+	rc := &receiver{t: t, secret: "store-alert-secret-0123456789"}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	r := call(t, a, http.MethodPost, "/api/v1/webhooks", adminToken, map[string]any{"name": "chat", "url": srv.URL, "format": "json", "secret": rc.secret})
+	require.Equal(t, http.StatusCreated, r.code, r.raw)
+
+	wait := func(event string) received {
+		t.Helper()
+		var got received
+		require.Eventually(t, func() bool {
+			for _, x := range rc.snapshot() {
+				if x.event == event {
+					got = x
+					return true
+				}
+			}
+			return false
+		}, 60*time.Second, 50*time.Millisecond, "no %s notification", event)
+		return got
+	}
+	priv.Stop(t)
+	stopped := time.Now()
+	fired := wait("firing")
+	t.Logf("measured: StoreUnreachable (for 1s) delivered %s after redis stopped (probe interval 200ms)", time.Since(stopped).Round(time.Millisecond))
+	require.NoError(t, fired.verified)
+	require.Equal(t, "StoreUnreachable", fired.body["rule"])
+	as := fired.body["alerts"].([]any)
+	require.Len(t, as, 1)
+	require.Equal(t, "redis", as[0].(map[string]any)["labels"].(map[string]any)["store"])
+	require.Equal(t, "critical", as[0].(map[string]any)["labels"].(map[string]any)["severity"])
+
+	priv.Start(t)
+	restarted := time.Now()
+	resolved := wait("resolved")
+	t.Logf("measured: resolved notification %s after redis restarted", time.Since(restarted).Round(time.Millisecond))
+	require.NoError(t, resolved.verified)
+	require.Equal(t, "resolved", resolved.body["alerts"].([]any)[0].(map[string]any)["status"])
+	require.NotEmpty(t, resolved.body["alerts"].([]any)[0].(map[string]any)["ends_at"])
+}
