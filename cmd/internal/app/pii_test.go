@@ -30,7 +30,9 @@ func TestViewersSeeNoPII(t *testing.T) {
 
 	line := `{"user_id": 11, "version": 5, "props": {"email": "alice@example.org", "city": "Lyon"}, "devices": [{"id": "fp-1", "os": "ios", "model": "x"}]}` + "\n"
 	require.Equal(t, http.StatusOK, call(t, a, http.MethodPost, "/api/v1/profiles/batch", operator, []byte(line)).code)
-	require.Eventually(t, func() bool { return call(t, a, http.MethodGet, "/api/v1/profiles/11", operator, nil).code == http.StatusOK }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		return call(t, a, http.MethodGet, "/api/v1/profiles/11", operator, nil).code == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond)
 
 	op := call(t, a, http.MethodGet, "/api/v1/profiles/11", operator, nil)
 	require.Contains(t, op.raw, "alice@example.org")
