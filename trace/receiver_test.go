@@ -116,13 +116,17 @@ func request(tb byte, svc string) ptrace.Traces {
 	return td
 }
 
-func post(t *testing.T, url, contentType, encoding string, body []byte) *http.Response {
+// post sends an export; header holds extra name, value pairs.
+func post(t *testing.T, url, contentType, encoding string, body []byte, header ...string) *http.Response {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, url+"/v1/traces", bytes.NewReader(body))
 	require.NoError(t, err)
 	req.Header.Set("Content-Type", contentType)
 	if encoding != "" {
 		req.Header.Set("Content-Encoding", encoding)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
@@ -369,16 +373,10 @@ func TestReceiverToken(t *testing.T) {
 	body, err := ptraceotlp.NewExportRequestFromTraces(request(7, "svc")).MarshalProto()
 	require.NoError(t, err)
 	send := func(auth string) *http.Response {
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, r.http.URL+"/v1/traces", bytes.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
+		if auth == "" {
+			return post(t, r.http.URL, "application/x-protobuf", "", body)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		t.Cleanup(func() { resp.Body.Close() })
-		return resp
+		return post(t, r.http.URL, "application/x-protobuf", "", body, "Authorization", auth)
 	}
 	for _, bad := range []string{"", "Bearer wrong", token} {
 		resp := send(bad)

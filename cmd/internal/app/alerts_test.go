@@ -72,13 +72,8 @@ func TestAlertWebhooks(t *testing.T) {
 		{Name: "Backlog", Kind: alert.KindCatchupBacklog, Threshold: 2, Severity: "warning"},
 		{Name: "SweepFailed", Kind: alert.KindSweepFailed, Window: time.Hour},
 	}
-	a := start(t, cfg)
-	b := start(t, cfg)
-	waitReady(t, a, http.StatusOK, 30*time.Second)
-	waitReady(t, b, http.StatusOK, 30*time.Second)
-	require.Eventually(t, func() bool {
-		return call(t, a, http.MethodGet, "/api/v1/webhooks", adminToken, nil).code == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond)
+	a := startMigrated(t, cfg)
+	b := startMigrated(t, cfg)
 
 	rc := &receiver{t: t, failFirst: 2}
 	srv := httptest.NewServer(rc)
@@ -210,11 +205,7 @@ func TestStoreUnreachableAlert(t *testing.T) {
 	cfg.Redis.Addr = priv.Endpoints().RedisAddr
 	cfg.Alert.Interval = 200 * time.Millisecond
 	cfg.Alert.Rules = []alert.Rule{{Name: "StoreUnreachable", Kind: alert.KindStoreUnreachable, For: time.Second, Severity: "critical"}}
-	a := start(t, cfg)
-	waitReady(t, a, http.StatusOK, 30*time.Second)
-	require.Eventually(t, func() bool {
-		return call(t, a, http.MethodGet, "/api/v1/webhooks", adminToken, nil).code == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond)
+	a := startMigrated(t, cfg)
 	rc := &receiver{t: t, secret: "store-alert-secret-0123456789"}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()

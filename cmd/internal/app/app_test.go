@@ -72,6 +72,18 @@ func call(t *testing.T, a *app.App, method, path, token string, body any) resp {
 	return r
 }
 
+// startMigrated starts the app, waits until it is ready and its
+// migrations (run in the background at start) are applied.
+func startMigrated(t *testing.T, cfg config.Config) *app.App {
+	t.Helper()
+	a := start(t, cfg)
+	waitReady(t, a, http.StatusOK, 30*time.Second)
+	require.Eventually(t, func() bool {
+		return call(t, a, http.MethodGet, "/api/v1/webhooks", adminToken, nil).code == http.StatusOK
+	}, 30*time.Second, 100*time.Millisecond, "migrations not applied")
+	return a
+}
+
 // waitReady polls /-/ready until it answers want, failing after deadline.
 func waitReady(t *testing.T, a *app.App, want int, deadline time.Duration) (resp, time.Duration) {
 	t.Helper()

@@ -39,11 +39,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.NoError(t, err)
 
 	ns := stacktest.New(t)
-	a := start(t, ns.Config)
-	waitReady(t, a, http.StatusOK, 30*time.Second)
-	require.Eventually(t, func() bool {
-		return call(t, a, http.MethodGet, "/api/v1/tokens", adminToken, nil).code == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond)
+	a := startMigrated(t, ns.Config)
 	viewer := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": "e2e-viewer", "role": "viewer"}).body["data"].(map[string]any)["secret"].(string)
 
 	// 300 profiles through the pipeline; profile 7 carries script payloads.

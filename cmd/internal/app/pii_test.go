@@ -18,11 +18,7 @@ import (
 // view and its OTLP export — while operators see the values.
 func TestViewersSeeNoPII(t *testing.T) {
 	ns := stacktest.New(t)
-	a := start(t, ns.Config)
-	waitReady(t, a, http.StatusOK, 30*time.Second)
-	require.Eventually(t, func() bool {
-		return call(t, a, http.MethodGet, "/api/v1/tokens", adminToken, nil).code == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond)
+	a := startMigrated(t, ns.Config)
 	mint := func(name, role string) string {
 		return call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": name, "role": role}).body["data"].(map[string]any)["secret"].(string)
 	}

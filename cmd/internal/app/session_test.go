@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -85,11 +84,7 @@ func TestDashboardSessions(t *testing.T) {
 	cfg := ns.Config
 	cfg.Server.LoginRateLimit = 30
 	cfg.Server.RateLimit, cfg.Server.RateBurst = 40, 40
-	a := start(t, cfg)
-	waitReady(t, a, http.StatusOK, 30*time.Second)
-	require.Eventually(t, func() bool {
-		return call(t, a, http.MethodGet, "/api/v1/tokens", adminToken, nil).code == http.StatusOK
-	}, 30*time.Second, 100*time.Millisecond)
+	a := startMigrated(t, cfg)
 
 	mint := func(name, role string) string {
 		r := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": name, "role": role})
