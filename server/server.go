@@ -131,7 +131,7 @@ func New(o Options) *Server {
 	e.Use(s.requestID, s.recover, s.observe, s.limitBody)
 	// Unknown /api/ paths need a token too, so routes cannot be probed anonymously.
 	notFound := s.wrap(func(*gin.Context) (any, error) { return nil, ErrNotFound })
-	apiNoRoute := s.authenticate(auth.RoleViewer)
+	apiNoRoute := s.authenticate(auth.RoleViewer, true)
 	e.NoRoute(func(c *gin.Context) {
 		if strings.HasPrefix(c.Request.URL.Path, "/api/") {
 			apiNoRoute(c)
@@ -159,8 +159,10 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/tokens", auth.RoleAdmin, s.listTokens)
 	s.handle(api, http.MethodPost, "/tokens", auth.RoleAdmin, s.createToken)
 	s.handle(api, http.MethodDelete, "/tokens/:id", auth.RoleAdmin, s.revokeToken)
-	s.handle(api, http.MethodGet, "/profiles/:id", auth.RoleViewer, s.getProfile)
-	s.handle(api, http.MethodPost, "/profiles/lookup", auth.RoleViewer, s.lookupProfiles)
+	// The profile reads are the serving path (tens of thousands a second
+	// from one service's token): not held to the per-principal limit.
+	s.serving(api, http.MethodGet, "/profiles/:id", s.getProfile)
+	s.serving(api, http.MethodPost, "/profiles/lookup", s.lookupProfiles)
 	s.handle(api, http.MethodPost, "/profiles/batch", auth.RoleOperator, s.profileBatch)
 	s.handle(api, http.MethodDelete, "/profiles/:id", auth.RoleOperator, s.deleteProfile)
 	s.handle(api, http.MethodPost, "/checks", auth.RoleViewer, s.postChecks)
@@ -207,9 +209,15 @@ func (s *Server) handle(g *gin.RouterGroup, method, path string, role auth.Role,
 		chain = append(chain, s.audit)
 	}
 	if role > auth.RoleNone {
-		chain = append(chain, s.authenticate(role))
+		chain = append(chain, s.authenticate(role, true))
 	}
 	g.Handle(method, path, append(chain, s.wrap(h))...)
+}
+
+// serving registers a profile read for viewers, outside the rate limit.
+func (s *Server) serving(g *gin.RouterGroup, method, path string, h handlerFunc) {
+	s.routes = append(s.routes, Route{Method: method, Path: g.BasePath() + path, Role: auth.RoleViewer})
+	g.Handle(method, path, s.authenticate(auth.RoleViewer, false), s.wrap(h))
 }
 
 // Routes lists the registered API routes.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -80,8 +81,9 @@ func safeMethod(m string) bool {
 
 // authenticate requires a bearer token or a session cookie whose role is
 // at least min; with the cookie, a mutation must also carry the
-// session's CSRF token. Each principal is held to the API rate limit.
-func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
+// session's CSRF token. With limit, each principal is held to the API
+// rate limit.
+func (s *Server) authenticate(min auth.Role, limit bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		p, err := s.identify(c)
 		switch {
@@ -102,7 +104,7 @@ func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
 				return
 			}
 		}
-		if s.rate != nil {
+		if limit && s.rate != nil {
 			key := "n:" + p.Name
 			if p.TokenID != 0 {
 				key = "t:" + strconv.FormatInt(p.TokenID, 10)
@@ -124,11 +126,11 @@ func (s *Server) authenticate(min auth.Role) gin.HandlerFunc {
 // cookie.
 func (s *Server) identify(c *gin.Context) (auth.Principal, error) {
 	if h := headerValue(c.Request.Header, "Authorization"); h != "" {
-		token, ok := cutBearer(h)
+		token, ok := strings.CutPrefix(h, "Bearer ")
 		if !ok {
 			return auth.Principal{}, auth.ErrNoToken
 		}
-		return s.authn.Authenticate(c.Request.Context(), token)
+		return s.authn.Authenticate(c.Request.Context(), strings.TrimSpace(token))
 	}
 	ck, err := c.Request.Cookie(auth.SessionCookie)
 	if err != nil {
@@ -140,19 +142,6 @@ func (s *Server) identify(c *gin.Context) (auth.Principal, error) {
 	}
 	c.Set(sessionKey, sess)
 	return sess.Principal, nil
-}
-
-func cutBearer(h string) (string, bool) {
-	const p = "Bearer "
-	if len(h) < len(p) || h[:len(p)] != p {
-		return "", false
-	}
-	for h = h[len(p):]; len(h) > 0 && h[0] == ' '; h = h[1:] {
-	}
-	for len(h) > 0 && h[len(h)-1] == ' ' {
-		h = h[:len(h)-1]
-	}
-	return h, true
 }
 
 type loginRequest struct {

@@ -225,6 +225,11 @@ func TestDashboardSessions(t *testing.T) {
 		require.Positive(t, limitedCalls)
 		require.Equal(t, "1", retry)
 		require.Equal(t, http.StatusOK, call(t, a, http.MethodGet, "/api/v1/whoami", operator, nil).code, "other principals are not held back")
+		// The profile reads are the serving path: not limited, even for
+		// the principal that is.
+		for range 120 {
+			require.NotEqual(t, http.StatusTooManyRequests, call(t, a, http.MethodGet, "/api/v1/profiles/1", viewer, nil).code)
+		}
 
 		b := newBrowser(t, a)
 		var last resp

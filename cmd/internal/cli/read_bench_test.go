@@ -58,7 +58,6 @@ func BenchmarkReadPath(b *testing.B) {
 	// Warnings only, as in production: the test logger would print every
 	// request's debug line.
 	cfg.Log.Level = "warn"
-	cfg.Server.RateLimit = 0 // wrk measures the read path, not the per-token limit
 	quiet := newLogger(cfg.Log, os.Stderr)
 	startReplica := func(b testing.TB, c config.Config) *app.App { return startReplicaLogging(b, c, quiet) }
 	cached := startReplica(b, cfg)
