@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -167,17 +168,34 @@ func (m *Manager) Config() Config { return m.cfg }
 // Store returns the manager's store.
 func (m *Manager) Store() Store { return m.store }
 
-// Run evaluates and delivers every Interval until ctx ends.
+// Run evaluates the rules every Interval and sends due deliveries every
+// second (or every Interval, if shorter), so back-off delays of a second
+// or two are kept, until ctx ends.
 func (m *Manager) Run(ctx context.Context) {
-	t := time.NewTicker(m.cfg.Interval)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		every(ctx, m.cfg.Interval, func() {
+			if err := m.Evaluate(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("alert evaluation", "err", err)
+			}
+		})
+	})
+	wg.Go(func() {
+		every(ctx, min(m.cfg.Interval, time.Second), func() {
+			if _, err := m.Deliver(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("alert delivery", "err", err)
+			}
+		})
+	})
+	wg.Wait()
+}
+
+// every runs fn at once, then every d, until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
-		if err := m.Evaluate(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("alert evaluation", "err", err)
-		}
-		if _, err := m.Deliver(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("alert delivery", "err", err)
-		}
+		fn()
 		select {
 		case <-ctx.Done():
 			return
