@@ -38,6 +38,9 @@ type Config struct {
 	// viewers see as "[redacted]"; operators and admins see them.
 	RedactProfileFields  []string `yaml:"redact_profile_fields"`
 	RedactSpanAttributes []string `yaml:"redact_span_attributes"`
+	// AuditRetention is how long audit entries are kept (purged daily
+	// by the leader).
+	AuditRetention time.Duration `yaml:"audit_retention"`
 }
 
 // DefaultConfig returns the server defaults.
@@ -55,6 +58,7 @@ func DefaultConfig() Config {
 		LoginRateLimit:       10,
 		RedactProfileFields:  DefaultRedactedProfileFields,
 		RedactSpanAttributes: DefaultRedactedSpanAttributes,
+		AuditRetention:       365 * 24 * time.Hour,
 	}
 }
 
@@ -84,6 +88,9 @@ func (c Config) Validate() error {
 	}
 	if c.RateLimit < 0 || (c.RateLimit > 0 && c.RateBurst < 1) {
 		errs = append(errs, fmt.Errorf("server.rate_limit: must not be negative, and needs server.rate_burst ≥ 1 (got %g and %d)", c.RateLimit, c.RateBurst))
+	}
+	if c.AuditRetention < 24*time.Hour {
+		errs = append(errs, fmt.Errorf("server.audit_retention: must be at least 24h, got %s", c.AuditRetention))
 	}
 	if c.LoginRateLimit < 1 {
 		errs = append(errs, fmt.Errorf("server.login_rate_limit: must be at least 1, got %d", c.LoginRateLimit))

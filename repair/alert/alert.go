@@ -136,6 +136,9 @@ type Store interface {
 	Due(ctx context.Context, now time.Time, limit int) ([]Delivery, map[int64]Webhook, error)
 	Attempted(ctx context.Context, id int64, a Attempt) error
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error)
+	// Purge deletes alerts resolved and deliveries finished (delivered or
+	// expired) before cutoff; it returns how many rows went.
+	Purge(ctx context.Context, cutoff time.Time) (int64, error)
 }
 
 // Gatherer collects the facts rules are evaluated over; windows are the
@@ -168,15 +171,25 @@ func (m *Manager) Config() Config { return m.cfg }
 // Store returns the manager's store.
 func (m *Manager) Store() Store { return m.store }
 
-// Run evaluates the rules every Interval and sends due deliveries every
-// second (or every Interval, if shorter), so back-off delays of a second
-// or two are kept, until ctx ends.
+// Run evaluates the rules every Interval, sends due deliveries every
+// second (or every Interval, if shorter) so back-off delays of a second
+// or two are kept, and purges what is older than Retention hourly, until
+// ctx ends.
 func (m *Manager) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		every(ctx, m.cfg.Interval, func() {
 			if err := m.Evaluate(ctx); err != nil && ctx.Err() == nil {
 				m.log.Warn("alert evaluation", "err", err)
+			}
+		})
+	})
+	wg.Go(func() {
+		every(ctx, time.Hour, func() {
+			if n, err := m.store.Purge(ctx, m.now().Add(-m.cfg.Retention)); err != nil && ctx.Err() == nil {
+				m.log.Warn("alert purge", "err", err)
+			} else if n > 0 {
+				m.log.Info("alerts and deliveries purged", "rows", n, "retention", m.cfg.Retention)
 			}
 		})
 	})

@@ -66,6 +66,9 @@ type Config struct {
 	// multicast); DenyCIDRs are refused besides those.
 	AllowCIDRs []string `yaml:"allow_cidrs"`
 	DenyCIDRs  []string `yaml:"deny_cidrs"`
+	// Retention is how long resolved alerts and finished deliveries are
+	// kept (purged hourly by the leader).
+	Retention time.Duration `yaml:"retention"`
 	// Rules are the alert rules (defaults: one of each kind).
 	Rules []Rule `yaml:"rules"`
 }
@@ -89,7 +92,7 @@ func DefaultConfig() Config {
 	return Config{
 		Enabled: true, Interval: 15 * time.Second, RepeatInterval: 4 * time.Hour,
 		MaxAge: time.Hour, MaxBackoff: 5 * time.Minute, Timeout: 10 * time.Second,
-		ExternalURL: "http://127.0.0.1:8383", Rules: DefaultRules(),
+		ExternalURL: "http://127.0.0.1:8383", Retention: 30 * 24 * time.Hour, Rules: DefaultRules(),
 	}
 }
 
@@ -106,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAge < time.Second || c.MaxBackoff < time.Second || c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("alert.max_age, max_backoff: at least 1s, timeout: positive (got %s, %s, %s)", c.MaxAge, c.MaxBackoff, c.Timeout))
+	}
+	if c.Retention < time.Hour {
+		errs = append(errs, fmt.Errorf("alert.retention: must be at least 1h, got %s", c.Retention))
 	}
 	for i, cidrs := range [][]string{c.AllowCIDRs, c.DenyCIDRs} {
 		key := []string{"allow_cidrs", "deny_cidrs"}[i]

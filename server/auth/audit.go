@@ -91,3 +91,12 @@ func (s *Store) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, err
 	}
 	return out, nil
 }
+
+// PurgeAudit deletes audit entries older than cutoff; it returns how many.
+func (s *Store) PurgeAudit(ctx context.Context, cutoff time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM audit_log WHERE at < $1`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("purge audit log: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}

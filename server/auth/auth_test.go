@@ -122,3 +122,22 @@ func TestSessionsAgainstPostgres(t *testing.T) {
 	_, err = a.Session(ctx, boot)
 	require.ErrorIs(t, err, auth.ErrInvalidToken, "logged out")
 }
+
+func TestPurgeAudit(t *testing.T) {
+	ns := stacktest.New(t)
+	ns.Migrate(t)
+	store := auth.NewStore(ns.Pool())
+	ctx := t.Context()
+	for _, actor := range []string{"old", "new"} {
+		require.NoError(t, store.Audit(ctx, auth.AuditEntry{Actor: actor, Role: "admin", Via: "token", Method: "POST", Route: "/r", Path: "/r", Status: 200, RequestID: "x", Remote: "127.0.0.1"}))
+	}
+	_, err := ns.Pool().Exec(ctx, `UPDATE audit_log SET at = now() - interval '400 days' WHERE actor = 'old'`)
+	require.NoError(t, err)
+	n, err := store.PurgeAudit(ctx, time.Now().Add(-365*24*time.Hour))
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	left, err := store.ListAudit(ctx, auth.AuditFilter{})
+	require.NoError(t, err)
+	require.Len(t, left, 1)
+	require.Equal(t, "new", left[0].Actor)
+}

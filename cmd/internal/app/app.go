@@ -214,7 +214,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { collectVersions(ctx, manager, log) })
 			wg.Go(func() { purgeTombstones(ctx, p, o.Config.Ingest.TombstoneRetention, log) })
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
-			wg.Go(func() { purgeSessions(ctx, tokens, log) })
+			wg.Go(func() { purgeSessions(ctx, tokens, o.Config.Server.AuditRetention, log) })
 			if c.Alert.Enabled {
 				wg.Go(func() { alerts.Run(ctx) })
 			}
@@ -454,13 +454,19 @@ func purgeRepairLog(ctx context.Context, l repair.Log, retention time.Duration, 
 	})
 }
 
-// purgeSessions deletes expired dashboard sessions hourly (on the leader).
-func purgeSessions(ctx context.Context, tokens *auth.Store, log *slog.Logger) {
+// purgeSessions deletes expired dashboard sessions hourly and audit
+// entries older than retention (on the leader).
+func purgeSessions(ctx context.Context, tokens *auth.Store, retention time.Duration, log *slog.Logger) {
 	periodically(ctx, time.Hour, func(ctx context.Context) {
 		if n, err := tokens.PurgeSessions(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("session purge", "err", err)
 		} else if n > 0 {
 			log.Info("expired sessions purged", "sessions", n)
+		}
+		if n, err := tokens.PurgeAudit(ctx, time.Now().Add(-retention)); err != nil && ctx.Err() == nil {
+			log.Warn("audit log purge", "err", err)
+		} else if n > 0 {
+			log.Info("audit log purged", "entries", n, "retention", retention)
 		}
 	})
 }

@@ -237,6 +237,19 @@ func (s *Store) Deliveries(ctx context.Context, f alert.DeliveryFilter) ([]alert
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (alert.Delivery, error) { return scanDelivery(r) })
 }
 
+// Purge implements alert.Store.
+func (s *Store) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
+	a, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE resolved_at < $1`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("purge alerts: %w", err)
+	}
+	d, err := s.pool.Exec(ctx, `DELETE FROM alert_deliveries WHERE state <> 'pending' AND created_at < $1`, cutoff)
+	if err != nil {
+		return a.RowsAffected(), fmt.Errorf("purge deliveries: %w", err)
+	}
+	return a.RowsAffected() + d.RowsAffected(), nil
+}
+
 // Facts gathers what the rules read from Postgres: the last finished
 // sweep per entity, active and recently failed sweeps, failed repairs
 // per entity in each window, and the catch-up backlog per store. The
