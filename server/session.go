@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"mime"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -154,6 +156,18 @@ type loginRequest struct {
 func (s *Server) login(c *gin.Context) (any, error) {
 	if ok, wait := s.logins.allow(c.RemoteIP()); !ok {
 		return nil, rateLimited(wait, fmt.Sprintf("over %d login attempts a minute from %s", s.cfg.LoginRateLimit, c.RemoteIP()))
+	}
+	// Login CSRF (a page of another site logging the browser in with the
+	// attacker's token): HTML forms cannot send application/json without
+	// a CORS preflight, which triad never answers, and a browser's Origin
+	// must be this server.
+	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt != "application/json" {
+		return nil, fmt.Errorf("%w: login needs Content-Type: application/json", ErrBadRequest)
+	}
+	if o := c.GetHeader("Origin"); o != "" {
+		if u, err := url.Parse(o); err != nil || u.Host != c.Request.Host {
+			return nil, fmt.Errorf("%w: login from origin %q refused: the dashboard logs in from %s", ErrForbidden, o, c.Request.Host)
+		}
 	}
 	var req loginRequest
 	if err := c.ShouldBindJSON(&req); err != nil || req.Token == "" {

@@ -45,6 +45,9 @@ func (b *browser) do(method, path string, body any, withCSRF bool) resp {
 	}
 	req, err := http.NewRequestWithContext(b.t.Context(), method, "http://"+b.a.Addr+path, rd)
 	require.NoError(b.t, err)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if withCSRF {
 		req.Header.Set(server.CSRFHeader, b.csrf)
 	}
@@ -98,6 +101,18 @@ func TestDashboardSessions(t *testing.T) {
 	t.Run("login", func(t *testing.T) {
 		r := op.login("triad_not-a-token")
 		require.Equal(t, http.StatusUnauthorized, r.code)
+		// Login CSRF: a form of another site (text/plain, another Origin).
+		for _, h := range [][2]string{{"Content-Type", "text/plain"}, {"Origin", "https://evil.example"}} {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.Addr+"/api/v1/session", strings.NewReader(`{"token":"`+operator+`"}`))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(h[0], h[1])
+			res, err := http.DefaultClient.Do(req)
+			require.NoError(t, err)
+			res.Body.Close()
+			require.Contains(t, []int{http.StatusBadRequest, http.StatusForbidden}, res.StatusCode, h[0])
+			require.Empty(t, res.Header.Get("Set-Cookie"), h[0])
+		}
 		require.Equal(t, http.StatusBadRequest, op.do(http.MethodPost, "/api/v1/session", map[string]string{}, false).code)
 
 		r = op.login(operator)
