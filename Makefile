@@ -84,7 +84,7 @@ trace-services: $(PY_STAMP) $(SCALA_JAR) bin/gosvc ## Build the Go, Python (pip 
 
 demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
 	@echo
-	@echo "  dashboard:    http://127.0.0.1:8383/"
+	@echo "  dashboard:    http://127.0.0.1:8383/   (log in with the admin token below)"
 	@echo "  admin token:  $(ADMIN_TOKEN_FILE)   (curl -H \"Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))\" http://127.0.0.1:8383/api/v1/whoami)"
 	@echo "  stop with Ctrl-C; 'make stack-down' stops the servers"
 	@echo
