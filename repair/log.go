@@ -86,7 +86,8 @@ type Entry struct {
 }
 
 // LogFilter selects entries; zero fields match everything. Entries come
-// newest first; After continues below a previous page's last ID.
+// newest first: by ID, or with Since or Until by last touch (last_at,
+// then ID). After continues below a previous page's last entry.
 type LogFilter struct {
 	Entity, Key, Store, Class, Outcome string
 	RunID                              int64

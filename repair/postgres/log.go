@@ -129,8 +129,18 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 	if !f.Until.IsZero() {
 		add("last_at < $%d", f.Until)
 	}
+	// A time window is paged newest-touched first, by (last_at, id): an
+	// index range that starts at the window's end. Paging by id alone
+	// would walk the id index from the newest entry past every entry
+	// newer than the window (0.6 s at 10M entries for a week-old window).
+	windowed := !f.Since.IsZero() || !f.Until.IsZero()
 	if f.After > 0 {
-		add("id < $%d", f.After)
+		if windowed {
+			args = append(args, f.After)
+			where = append(where, fmt.Sprintf("(last_at, id) < ((SELECT last_at FROM repair_log WHERE id = $%[1]d), $%[1]d)", len(args)))
+		} else {
+			add("id < $%d", f.After)
+		}
 	}
 	q := `SELECT id, run_id, entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest,
 		outcome, coalesce(error, ''), attempts, first_at, last_at FROM repair_log`
@@ -138,7 +148,11 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	args = append(args, f.Limit+1)
-	q += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
+	order := "id DESC"
+	if windowed {
+		order = "last_at DESC, id DESC"
+	}
+	q += fmt.Sprintf(" ORDER BY %s LIMIT $%d", order, len(args))
 	rows, err := l.pool.Query(ctx, q, args...)
 	if err != nil {
 		return nil, 0, err
@@ -211,7 +225,7 @@ func (l *Log) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
 }
 
 // Stats implements repair.Log: one grouped scan of the entries since
-// `since` (the repair_log_last_at index bounds it).
+// `since` (the repair_log_last_at_id index bounds it).
 func (l *Log) Stats(ctx context.Context, since time.Time) ([]repair.StatBucket, error) {
 	rows, err := l.pool.Query(ctx, `SELECT date_trunc('hour', last_at), entity, store, class, outcome, count(*)
 		FROM repair_log WHERE last_at >= $1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`, since)

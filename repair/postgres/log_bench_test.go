@@ -72,7 +72,8 @@ func BenchmarkRepairLogPage(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	day := time.Now().Add(-24 * time.Hour).UTC().Format(time.RFC3339)
+	ago := func(d time.Duration) string { return time.Now().Add(-d).UTC().Format(time.RFC3339) }
+	day, week, days20, days19 := ago(24*time.Hour), ago(7*24*time.Hour), ago(20*24*time.Hour), ago(19*24*time.Hour)
 	cases := []struct {
 		name string
 		q    url.Values
@@ -88,6 +89,9 @@ func BenchmarkRepairLogPage(b *testing.B) {
 		{"key=" + someKey, url.Values{"key": {someKey}}, repair.LogFilter{Key: someKey}},
 		{"run=" + strconv.FormatInt(someRun, 10), url.Values{"run": {strconv.FormatInt(someRun, 10)}}, repair.LogFilter{RunID: someRun}},
 		{"since=1 day ago", url.Values{"since": {day}}, repair.LogFilter{Since: time.Now().Add(-24 * time.Hour)}},
+		{"until=7 days ago", url.Values{"until": {week}}, repair.LogFilter{Until: time.Now().Add(-7 * 24 * time.Hour)}},
+		{"since/until 20-19 days ago&outcome=failed", url.Values{"since": {days20}, "until": {days19}, "outcome": {"failed"}},
+			repair.LogFilter{Since: time.Now().Add(-20 * 24 * time.Hour), Until: time.Now().Add(-19 * 24 * time.Hour), Outcome: "failed"}},
 	}
 	pct := func(d []time.Duration, p float64) time.Duration {
 		slices.Sort(d)

@@ -136,3 +136,41 @@ func TestRepairStats(t *testing.T) {
 	}
 	require.Equal(t, map[string]int64{"redis/repaired/stale": 4, "elasticsearch/failed/stale": 2}, counts)
 }
+
+// TestRepairLogTimeWindow pages a time window by last touch: every entry
+// in the window once, newest touched first, none outside it.
+func TestRepairLogTimeWindow(t *testing.T) {
+	ns := stacktest.New(t)
+	ns.Migrate(t)
+	ctx := t.Context()
+	l := postgres.NewLog(ns.Pool())
+	run := &repair.Run{Trigger: repair.TriggerAPI, Actor: "ops", Entity: "profile"}
+	require.NoError(t, l.StartRun(ctx, run))
+	var batch []repair.Entry
+	for i := range 10 {
+		batch = append(batch, repair.Entry{RunID: run.ID, Entity: "profile", Key: fmt.Sprint(i), Store: "redis", Class: repair.ClassStale,
+			Action: "write", Priority: "high", Before: &repair.State{Version: 1, Digest: 1}, After: &repair.State{Version: 2, Digest: 2}, Outcome: repair.OutcomeRepaired})
+	}
+	require.NoError(t, l.Record(ctx, batch))
+	// Entry i was last touched i hours ago, except that key 0 (the oldest
+	// ID) was touched most recently of all: ID and last_at orders differ.
+	_, err := ns.Pool().Exec(ctx, `UPDATE repair_log SET last_at = now() - key::int * interval '1 hour' - interval '1 minute'`)
+	require.NoError(t, err)
+	_, err = ns.Pool().Exec(ctx, `UPDATE repair_log SET last_at = now() WHERE key = '0'`)
+	require.NoError(t, err)
+
+	var keys []string
+	f := repair.LogFilter{Since: time.Now().Add(-6 * time.Hour), Until: time.Now().Add(time.Minute), Limit: 2}
+	for {
+		page, next, err := l.List(ctx, f)
+		require.NoError(t, err)
+		for _, e := range page {
+			keys = append(keys, e.Key)
+		}
+		if next == 0 {
+			break
+		}
+		f.After = next
+	}
+	require.Equal(t, []string{"0", "1", "2", "3", "4", "5"}, keys, "keys 0-5 are within 6 hours, newest touched first")
+}
