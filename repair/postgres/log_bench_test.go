@@ -127,7 +127,9 @@ func BenchmarkRepairLogPage(b *testing.B) {
 				storeT = append(storeT, time.Since(t0))
 				rows = len(got)
 			}
-			b.Logf("%-34s %2d rows  HTTP p50 %7s p95 %7s p99 %7s | store List p50 %7s p95 %7s", c.name, rows,
+			// Printed, not logged: go test keeps only the first lines of a
+			// benchmark's log.
+			fmt.Printf("%-44s %2d rows  HTTP p50 %7s p95 %7s p99 %7s | store List p50 %7s p95 %7s\n", c.name, rows,
 				pct(httpT, .5).Round(10*time.Microsecond), pct(httpT, .95).Round(10*time.Microsecond), pct(httpT, .99).Round(10*time.Microsecond),
 				pct(storeT, .5).Round(10*time.Microsecond), pct(storeT, .95).Round(10*time.Microsecond))
 		}
@@ -171,7 +173,7 @@ func generateLog(b *testing.B, ns *stacktest.Namespace, n int64) {
 		FROM generate_series($2::bigint, $3::bigint) g`, firstRun, lo, hi, per, n); err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("  %d / %d entries", hi, n)
+		fmt.Fprintf(os.Stderr, "  %d / %d entries\n", hi, n)
 	}
 	if _, err := pool.Exec(ctx, `VACUUM ANALYZE repair_log`); err != nil {
 		b.Fatal(err)
