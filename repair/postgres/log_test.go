@@ -107,22 +107,13 @@ func TestRepairLog(t *testing.T) {
 // TestRepairStats counts entries per hour, entity, store, class and
 // outcome since a time.
 func TestRepairStats(t *testing.T) {
-	ns := stacktest.New(t)
-	ns.Migrate(t)
-	ctx := t.Context()
-	l := postgres.NewLog(ns.Pool())
-	run := &repair.Run{Trigger: repair.TriggerAPI, Actor: "ops", Entity: "profile"}
-	require.NoError(t, l.StartRun(ctx, run))
-	var batch []repair.Entry
-	for i := range 7 {
-		outcome, store := repair.OutcomeRepaired, "redis"
+	ns, l := seedLog(t, 7, func(i int) (string, string) {
 		if i%3 == 0 {
-			outcome, store = repair.OutcomeFailed, "elasticsearch"
+			return repair.OutcomeFailed, "elasticsearch"
 		}
-		batch = append(batch, repair.Entry{RunID: run.ID, Entity: "profile", Key: fmt.Sprint(i), Store: store, Class: repair.ClassStale,
-			Action: "write", Priority: "high", Before: &repair.State{Version: 1, Digest: 1}, After: &repair.State{Version: 2, Digest: 2}, Outcome: outcome})
-	}
-	require.NoError(t, l.Record(ctx, batch))
+		return repair.OutcomeRepaired, "redis"
+	})
+	ctx := t.Context()
 	// An old entry outside the window.
 	_, err := ns.Pool().Exec(ctx, `UPDATE repair_log SET last_at = now() - interval '3 days' WHERE key = '6'`)
 	require.NoError(t, err)
@@ -140,18 +131,8 @@ func TestRepairStats(t *testing.T) {
 // TestRepairLogTimeWindow pages a time window by last touch: every entry
 // in the window once, newest touched first, none outside it.
 func TestRepairLogTimeWindow(t *testing.T) {
-	ns := stacktest.New(t)
-	ns.Migrate(t)
+	ns, l := seedLog(t, 10, func(int) (string, string) { return repair.OutcomeRepaired, "redis" })
 	ctx := t.Context()
-	l := postgres.NewLog(ns.Pool())
-	run := &repair.Run{Trigger: repair.TriggerAPI, Actor: "ops", Entity: "profile"}
-	require.NoError(t, l.StartRun(ctx, run))
-	var batch []repair.Entry
-	for i := range 10 {
-		batch = append(batch, repair.Entry{RunID: run.ID, Entity: "profile", Key: fmt.Sprint(i), Store: "redis", Class: repair.ClassStale,
-			Action: "write", Priority: "high", Before: &repair.State{Version: 1, Digest: 1}, After: &repair.State{Version: 2, Digest: 2}, Outcome: repair.OutcomeRepaired})
-	}
-	require.NoError(t, l.Record(ctx, batch))
 	// Entry i was last touched i hours ago, except that key 0 (the oldest
 	// ID) was touched most recently of all: ID and last_at orders differ.
 	_, err := ns.Pool().Exec(ctx, `UPDATE repair_log SET last_at = now() - key::int * interval '1 hour' - interval '1 minute'`)
@@ -173,4 +154,23 @@ func TestRepairLogTimeWindow(t *testing.T) {
 		f.After = next
 	}
 	require.Equal(t, []string{"0", "1", "2", "3", "4", "5"}, keys, "keys 0-5 are within 6 hours, newest touched first")
+}
+
+// seedLog records n stale-class entries with keys 0..n-1 in one run of a
+// fresh namespace; kind gives entry i's outcome and store.
+func seedLog(t *testing.T, n int, kind func(i int) (outcome, store string)) (*stacktest.Namespace, *postgres.Log) {
+	t.Helper()
+	ns := stacktest.New(t)
+	ns.Migrate(t)
+	l := postgres.NewLog(ns.Pool())
+	run := &repair.Run{Trigger: repair.TriggerAPI, Actor: "ops", Entity: "profile"}
+	require.NoError(t, l.StartRun(t.Context(), run))
+	var batch []repair.Entry
+	for i := range n {
+		outcome, store := kind(i)
+		batch = append(batch, repair.Entry{RunID: run.ID, Entity: "profile", Key: fmt.Sprint(i), Store: store, Class: repair.ClassStale,
+			Action: "write", Priority: "high", Before: &repair.State{Version: 1, Digest: 1}, After: &repair.State{Version: 2, Digest: 2}, Outcome: outcome})
+	}
+	require.NoError(t, l.Record(t.Context(), batch))
+	return ns, l
 }
