@@ -55,6 +55,9 @@ func replicaConfig(ns *stacktest.Namespace) config.Config {
 	cfg.Server.ProbeTimeout = 500 * time.Millisecond
 	cfg.Dataset.SessionTTL = 2 * time.Second
 	cfg.Dataset.ResyncInterval = 500 * time.Millisecond
+	// These tests time propagation by polling every 2 ms with one token;
+	// the per-principal rate limit has its own test (TestDashboardSessions).
+	cfg.Server.RateLimit = 0
 	return cfg
 }
 
@@ -495,7 +498,7 @@ func startServeProcess(t *testing.T, env []string, addr string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
 	cmd.Env = append(append(os.Environ(), env...), "TRIAD_HELPER_ARGS=serve", "TRIAD_SERVER_LISTEN="+addr,
-		"TRIAD_ADMIN_TOKEN="+replicaToken, "TRIAD_LOG_LEVEL=warn")
+		"TRIAD_ADMIN_TOKEN="+replicaToken, "TRIAD_LOG_LEVEL=warn", "TRIAD_SERVER_RATE_LIMIT=0")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	return cmd
