@@ -121,9 +121,12 @@ func (r *rig) agree(ctx context.Context, want map[int64]*ingest.Profile) error {
 		for _, p := range rows {
 			pg[p.UserID] = p
 		}
-		rd, err := r.rs.GetMany(ctx, page)
+		rd, corrupt, err := r.rs.GetMany(ctx, page)
 		if err != nil {
 			return err
+		}
+		if len(corrupt) > 0 {
+			return fmt.Errorf("redis values that are not profiles: %v", corrupt)
 		}
 		es, err := r.es.GetMany(ctx, page)
 		if err != nil {

@@ -24,6 +24,7 @@ const (
 	ClassOrphan        Class = "orphan"         // present here, absent from the primary
 	ClassOrphanDeleted Class = "orphan_deleted" // present here, tombstoned in the primary
 	ClassFieldMismatch Class = "field_mismatch" // same version, other content
+	ClassCorrupt       Class = "corrupt"        // present, but not a valid record (wrong type, undecodable, missing or extra fields)
 )
 
 // Drift is whether a class needs a repair.
@@ -36,10 +37,14 @@ type StoreView struct {
 	Present  bool     `json:"present"`
 	Deleted  bool     `json:"deleted,omitempty"`
 	Version  int64    `json:"version,omitempty"`
-	Digest   int64    `json:"digest,omitempty"`
-	Computed int64    `json:"computed_digest,omitempty"`
+	Digest   int64    `json:"digest,omitempty,string"`
+	Computed int64    `json:"computed_digest,omitempty,string"`
 	Class    Class    `json:"class,omitempty"`
 	Diff     []string `json:"diff,omitempty"` // fields whose content differs from the primary's
+	// Corrupt says why a present copy is not a valid record; Bytes is its
+	// size.
+	Corrupt string `json:"corrupt,omitempty"`
+	Bytes   int    `json:"bytes,omitempty"`
 }
 
 // Result is one key's check.
@@ -184,7 +189,7 @@ func Classify(e Entity, key string, primary Record, derived []Record) Result {
 }
 
 func view(r Record) StoreView {
-	return StoreView{Present: r.Present, Deleted: r.Deleted, Version: r.Version, Digest: r.Digest, Computed: r.Computed}
+	return StoreView{Present: r.Present, Deleted: r.Deleted, Version: r.Version, Digest: r.Digest, Computed: r.Computed, Corrupt: r.Corrupt, Bytes: r.Bytes}
 }
 
 func classify(e Entity, p, d Record, cacheAside bool) (Class, []string) {
@@ -195,6 +200,8 @@ func classify(e Entity, p, d Record, cacheAside bool) (Class, []string) {
 		return ClassOrphan, nil
 	case p.Deleted:
 		return ClassOrphanDeleted, nil
+	case d.Corrupt != "":
+		return ClassCorrupt, nil
 	case !d.Present && cacheAside:
 		return ClassAbsentAllowed, nil
 	case !d.Present:
@@ -210,7 +217,13 @@ func classify(e Entity, p, d Record, cacheAside bool) (Class, []string) {
 			diff = append(diff, f)
 		}
 	}
-	if len(diff) > 0 || d.Digest != p.Digest || d.Computed != p.Computed {
+	if d.Digest != p.Digest && d.Computed == p.Computed {
+		diff = append(diff, "digest") // the stored label, not the content
+	}
+	if d.LabelsLie && d.Digest == p.Digest {
+		diff = append(diff, "segment_hash") // the index's stored sweep halves
+	}
+	if len(diff) > 0 || d.Computed != p.Computed {
 		if len(diff) == 0 {
 			diff = []string{"digest"}
 		}

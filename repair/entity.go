@@ -25,7 +25,18 @@ type Record struct {
 	// Fields (equal unless the record was changed behind the writer).
 	Digest, Computed int64
 	Fields           map[string][]byte
-	// Raw is the store adapter's own value (what a Fixer writes back).
+	// Corrupt is set when the copy is present but is not a valid record:
+	// a value of the wrong type, an undecodable or non-canonical field,
+	// missing or extra fields. It says why; Bytes is the value's size.
+	// Such a copy is drift (ClassCorrupt), never an error of the read.
+	Corrupt string
+	Bytes   int
+	// LabelsLie: the copy's own digest labels (a stored digest, segment
+	// hash halves) disagree with its content.
+	LabelsLie bool
+	// Raw is the store adapter's own value: for the primary, what a Fixer
+	// writes; for a derived copy, the exact value observed, which its
+	// Fixer's guard checks.
 	Raw any
 }
 
@@ -56,10 +67,11 @@ type Derived struct {
 type Fixer interface {
 	// Put makes the store hold the primary's record p (p.Raw) where it
 	// held observed (observed.Present false: nothing). ok is false when the
-	// store changed since it was observed; nothing was written then.
-	Put(ctx context.Context, key string, observed, p Record) (ok bool, err error)
+	// store changed since it was observed; nothing was written then, and
+	// now says what the store holds instead (for the log).
+	Put(ctx context.Context, key string, observed, p Record) (ok bool, now string, err error)
 	// Delete removes the store's copy if it still is observed.
-	Delete(ctx context.Context, key string, observed Record) (ok bool, err error)
+	Delete(ctx context.Context, key string, observed Record) (ok bool, now string, err error)
 }
 
 // Entity is a kind of record triad checks: its source of truth and the

@@ -63,21 +63,29 @@ func (r *Run) Count(outcome string) {
 // State is a record's version and digest in a store (nil: absent).
 type State struct {
 	Version int64 `json:"version"`
-	Digest  int64 `json:"digest"`
+	// Digest is a string in JSON: 64-bit values lose digits as
+	// JavaScript numbers.
+	Digest int64 `json:"digest,string"`
 }
 
 // Entry is one repair of one record in one store.
 type Entry struct {
-	ID       int64     `json:"id"`
-	RunID    int64     `json:"run_id"`
-	Entity   string    `json:"entity"`
-	Key      string    `json:"key"`
-	Store    string    `json:"store"`
-	Class    Class     `json:"class"`
-	Action   string    `json:"action"`   // write, delete or none
-	Priority string    `json:"priority"` // high, medium, low
-	Before   *State    `json:"before,omitempty"`
-	After    *State    `json:"after,omitempty"`
+	ID       int64  `json:"id"`
+	RunID    int64  `json:"run_id"`
+	Entity   string `json:"entity"`
+	Key      string `json:"key"`
+	Store    string `json:"store"`
+	Class    Class  `json:"class"`
+	Action   string `json:"action"`   // write, delete or none
+	Priority string `json:"priority"` // high, medium, low
+	Before   *State `json:"before,omitempty"`
+	// After is what the repair wrote (or, planned, would write); empty
+	// when nothing was written.
+	After *State `json:"after,omitempty"`
+	// Fields name what differed from the primary (field_mismatch);
+	// Observed says why a corrupt copy is not a valid record.
+	Fields   []string  `json:"fields,omitempty"`
+	Observed string    `json:"observed,omitempty"`
 	Outcome  string    `json:"outcome"`
 	Error    string    `json:"error,omitempty"`
 	Attempts int       `json:"attempts"`

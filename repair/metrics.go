@@ -8,16 +8,17 @@ import (
 // Metrics are the consistency engine's metrics; one set per process,
 // shared by the checker, the repairer and the sweeper.
 type Metrics struct {
-	checks      *prometheus.CounterVec // entity, result: consistent, inconsistent
-	drift       *prometheus.CounterVec // entity, store, class: drift found (checks and sweeps)
-	repairs     *prometheus.CounterVec // entity, store, outcome
-	segments    *prometheus.CounterVec // entity
-	records     *prometheus.CounterVec // entity
-	duration    *prometheus.HistogramVec
-	consistency *prometheus.GaugeVec // entity
-	suspects    *prometheus.CounterVec
-	inFlight    *prometheus.CounterVec
-	stuckSweeps prometheus.Gauge
+	checks        *prometheus.CounterVec // entity, result: consistent, inconsistent
+	drift         *prometheus.CounterVec // entity, store, class: drift found (checks and sweeps)
+	repairs       *prometheus.CounterVec // entity, store, outcome
+	segments      *prometheus.CounterVec // entity
+	records       *prometheus.CounterVec // entity
+	duration      *prometheus.HistogramVec
+	consistency   *prometheus.GaugeVec // entity
+	suspects      *prometheus.CounterVec
+	inFlight      *prometheus.CounterVec
+	stuckSweeps   prometheus.Gauge
+	rangeFailures prometheus.Counter
 }
 
 // NewMetrics registers the engine's metrics on reg (nil: unregistered).
@@ -45,6 +46,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		inFlight: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_repair_sweep_in_flight_total", Help: "Suspects written during the sweep (not judged), by entity.",
 		}, []string{"entity"}),
+		rangeFailures: f.NewCounter(prometheus.CounterOpts{
+			Name: "triad_repair_sweep_range_failures_total", Help: "Sweep ranges that failed for a store reason (an error or a deadline); each backs off and is retried, the sweep shows the error.",
+		}),
 		stuckSweeps: f.NewGauge(prometheus.GaugeOpts{
 			Name: "triad_repair_sweeps_stuck", Help: "Running sweeps that made no progress for repair.sweep.stuck_after (set by the leader).",
 		}),
@@ -77,6 +81,12 @@ func (m *Metrics) checked(r Result) {
 func (m *Metrics) repaired(e Entry) {
 	if m != nil {
 		m.repairs.WithLabelValues(e.Entity, e.Store, e.Outcome).Inc()
+	}
+}
+
+func (m *Metrics) rangeFailed() {
+	if m != nil {
+		m.rangeFailures.Inc()
 	}
 }
 

@@ -46,14 +46,14 @@ var profileFields = append([]string{"updated_at"}, ingest.FieldNames[:]...)
 
 // Primary implements Entity.
 func (p *Profile) Primary() Reader {
-	return profileReader{store: "postgres", read: func(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+	return profileReader{store: "postgres", read: func(ctx context.Context, ids []int64) (map[string]Record, error) {
 		rows, err := p.pg.Get(ctx, ids)
 		if err != nil {
 			return nil, err
 		}
-		out := make(map[int64]*ingest.Profile, len(rows))
+		out := make(map[string]Record, len(rows))
 		for _, r := range rows {
-			out[r.UserID] = r
+			out[strconv.FormatInt(r.UserID, 10)] = profileRecord(r, r)
 		}
 		return out, nil
 	}}
@@ -62,14 +62,56 @@ func (p *Profile) Primary() Reader {
 // Derived implements Entity.
 func (p *Profile) Derived() []Derived {
 	return []Derived{
-		{Reader: profileReader{store: "redis", read: p.redis.GetMany}, CacheAside: true, Priority: "high", Fixer: redisFixer{p.redis}},
-		{Reader: profileReader{store: "elasticsearch", read: p.es.GetMany}, Priority: "medium", Fixer: esFixer{p.es}},
+		{Reader: profileReader{store: "redis", read: p.readRedis}, CacheAside: true, Priority: "high", Fixer: redisFixer{p.redis}},
+		{Reader: profileReader{store: "elasticsearch", read: p.readES}, Priority: "medium", Fixer: esFixer{p.es}},
 	}
+}
+
+// readRedis reads the served version's keys as they are: a value that is
+// not a profile hash is a corrupt record, never an error.
+func (p *Profile) readRedis(ctx context.Context, ids []int64) (map[string]Record, error) {
+	got, err := p.redis.ReadAt(ctx, p.redis.Serving(), ids, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Record, len(got))
+	for id, c := range got {
+		k := strconv.FormatInt(id, 10)
+		if c.Err != nil {
+			out[k] = Record{Present: true, Corrupt: c.Err.Error(), Bytes: c.Value.Bytes, Raw: c.Value}
+			continue
+		}
+		rec := profileRecord(c.Profile, c.Value)
+		rec.Bytes = c.Value.Bytes
+		out[k] = rec
+	}
+	return out, nil
+}
+
+// readES reads the documents as they are, with their _seq_no (a repair's
+// guard): a document that does not decode is a corrupt record.
+func (p *Profile) readES(ctx context.Context, ids []int64) (map[string]Record, error) {
+	docs, err := p.es.ReadDocs(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]Record, len(docs))
+	for id, d := range docs {
+		k := strconv.FormatInt(id, 10)
+		if d.Err != nil {
+			out[k] = Record{Present: true, Corrupt: d.Err.Error(), Bytes: d.Bytes, Raw: d}
+			continue
+		}
+		rec := profileRecord(d.Profile, d)
+		rec.Computed, rec.LabelsLie, rec.Bytes = d.Computed, d.LabelsLie, d.Bytes
+		out[k] = rec
+	}
+	return out, nil
 }
 
 type profileReader struct {
 	store string
-	read  func(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error)
+	read  func(ctx context.Context, ids []int64) (map[string]Record, error)
 }
 
 func (r profileReader) Store() string { return r.store }
@@ -83,22 +125,14 @@ func (r profileReader) Read(ctx context.Context, keys []string) (map[string]Reco
 		}
 		ids[i] = id
 	}
-	got, err := r.read(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]Record, len(got))
-	for id, p := range got {
-		out[strconv.FormatInt(id, 10)] = profileRecord(p)
-	}
-	return out, nil
+	return r.read(ctx, ids)
 }
 
-// profileRecord is a profile in the canonical record form. updated_at
-// counts as microseconds since the epoch (null when unknown), as in the
-// digest document.
-func profileRecord(p *ingest.Profile) Record {
-	rec := Record{Present: true, Deleted: p.Deleted, Version: p.Version, Digest: p.Digest, Fields: map[string][]byte{}, Raw: p}
+// profileRecord is a profile in the canonical record form; raw is the
+// store's own value. updated_at counts as microseconds since the epoch
+// (null when unknown), as in the digest document.
+func profileRecord(p *ingest.Profile, raw any) Record {
+	rec := Record{Present: true, Deleted: p.Deleted, Version: p.Version, Digest: p.Digest, Fields: map[string][]byte{}, Raw: raw}
 	rec.Computed, _ = p.ComputeDigest(nil)
 	if p.UpdatedAt.IsZero() {
 		rec.Fields["updated_at"] = []byte("null")
@@ -121,78 +155,122 @@ func userID(key string) (int64, error) {
 	return id, nil
 }
 
-// redisFixer compares and sets the served version's hash in one Lua call:
-// it writes only if the hash still has the observed version and digest
-// (or is still absent).
+// redisFixer compares and sets the served version's key in one Lua call:
+// it writes only if the key still holds exactly the value observed (a
+// profile hash, or whatever another writer left there), or is still
+// absent.
 type redisFixer struct{ s *redisstore.Store }
 
-func (f redisFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+func observedValue(r Record) redisstore.Value {
+	v, _ := r.Raw.(redisstore.Value)
+	if !r.Present {
+		return redisstore.Value{}
+	}
+	return v
+}
+
+func (f redisFixer) Put(ctx context.Context, key string, observed, p Record) (bool, string, error) {
 	id, err := userID(key)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
 	want, ok := p.Raw.(*ingest.Profile)
 	if !ok {
-		return false, fmt.Errorf("profile %s: no record to write", key)
+		return false, "", fmt.Errorf("profile %s: no record to write", key)
 	}
-	return f.s.CompareAndSet(ctx, id, redisHead(observed), want)
+	ok, now, err := f.s.CompareAndSet(ctx, id, observedValue(observed), want)
+	return ok, redisNow(now), err
 }
 
-func (f redisFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+func (f redisFixer) Delete(ctx context.Context, key string, observed Record) (bool, string, error) {
 	id, err := userID(key)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
-	return f.s.CompareAndSet(ctx, id, redisHead(observed), nil)
+	ok, now, err := f.s.CompareAndSet(ctx, id, observedValue(observed), nil)
+	return ok, redisNow(now), err
 }
 
-func redisHead(r Record) *redisstore.Head {
-	if !r.Present {
-		return nil
+func redisNow(t string) string {
+	if t == "" {
+		return "nothing"
 	}
-	return &redisstore.Head{Version: r.Version, Digest: r.Digest}
+	return "another " + t + " value"
 }
 
-// esFixer writes through external versions (a repair can never replace a
-// newer version; the same version is rewritten with external_gte) and
-// deletes only the document it observed (if_seq_no/if_primary_term).
+// esFixer writes through external versions where the document follows
+// the profile version (a repair can never replace a newer version; the
+// same version is rewritten with external_gte), and through the exact
+// document observed (if_seq_no/if_primary_term) where another writer's
+// internally versioned write left _version past the profile version, or
+// the document does not decode; deletes only the document it observed.
 type esFixer struct{ s *esstore.Store }
 
-func (f esFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+func (f esFixer) Put(ctx context.Context, key string, observed, p Record) (bool, string, error) {
 	want, ok := p.Raw.(*ingest.Profile)
 	if !ok {
-		return false, fmt.Errorf("profile %s: no record to write", key)
+		return false, "", fmt.Errorf("profile %s: no record to write", key)
 	}
-	// Same version, other content: rewrite that version; otherwise only a
-	// newer version goes in.
-	ok, err := f.s.IndexVersioned(ctx, want, observed.Present && observed.Version == want.Version)
-	if err != nil || ok || observed.Present {
-		return ok, err
+	doc, _ := observed.Raw.(esstore.Doc)
+	var written bool
+	var err error
+	switch {
+	case !observed.Present:
+		written, err = f.s.IndexVersioned(ctx, want, false)
+	case doc.Profile != nil && doc.ESVersion == doc.Profile.Version && want.Version >= doc.ESVersion:
+		// Same version, other content: rewrite that version; otherwise only a
+		// newer version goes in.
+		written, err = f.s.IndexVersioned(ctx, want, want.Version == doc.ESVersion)
+	default:
+		written, err = f.s.IndexIf(ctx, want, doc.Guard())
 	}
-	// Refused although the document was absent: either a newer version was
-	// written meanwhile (a real conflict), or a delete made behind triad's
-	// back left a tombstone with a higher version, which Elasticsearch
-	// keeps for index.gc_deletes (60 s by default).
-	m, merr := f.s.GetMeta(ctx, want.UserID)
-	if merr == nil && !m.Found {
-		return false, errors.New("elasticsearch refused the version: a recent delete's tombstone blocks it until index.gc_deletes (60 s) expires; a later repair will write it")
+	if err != nil || written {
+		return written, "", err
 	}
-	return false, nil
+	now := f.now(ctx, want.UserID, observed.Present)
+	if now == tombstoneNote {
+		// Not a newer write: the repair failed and will succeed later.
+		return false, "", errors.New("elasticsearch refused the version: " + now)
+	}
+	return false, now, nil
 }
 
-func (f esFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+const tombstoneNote = "nothing, but a recent delete's tombstone refuses this version until index.gc_deletes (60 s) expires; a later repair will write it"
+
+// now describes the document as it is after a refused write.
+func (f esFixer) now(ctx context.Context, id int64, wasPresent bool) string {
+	docs, err := f.s.ReadDocs(ctx, []int64{id})
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	d, ok := docs[id]
+	switch {
+	case !ok && !wasPresent:
+		// Refused although absent: a delete made behind triad's back left
+		// a tombstone with a higher version, kept for index.gc_deletes.
+		return tombstoneNote
+	case !ok:
+		return "nothing (deleted)"
+	case d.Err != nil:
+		return fmt.Sprintf("an invalid document (_seq_no %d)", d.SeqNo)
+	}
+	return fmt.Sprintf("version %d, _version %d, _seq_no %d", d.Profile.Version, d.ESVersion, d.SeqNo)
+}
+
+func (f esFixer) Delete(ctx context.Context, key string, observed Record) (bool, string, error) {
 	id, err := userID(key)
 	if err != nil {
-		return false, err
+		return false, "", err
 	}
-	m, err := f.s.GetMeta(ctx, id)
-	if err != nil || !m.Found {
-		return false, err
+	doc, ok := observed.Raw.(esstore.Doc)
+	if !ok || !observed.Present {
+		return false, "", fmt.Errorf("profile %s: no observed document to delete", key)
 	}
-	if m.Version != observed.Version || m.Digest != observed.Digest {
-		return false, nil // changed since the check
+	done, err := f.s.DeleteDocIf(ctx, id, doc.Guard())
+	if err != nil || done {
+		return done, "", err
 	}
-	return f.s.DeleteIf(ctx, id, m)
+	return false, f.now(ctx, id, true), nil
 }
 
 // Profile implements Ranged.
@@ -212,8 +290,13 @@ func (p *Profile) Bounds(ctx context.Context, after, hi int64, size, n int) ([]i
 	return b, nil
 }
 
-// Profile implements Digested: Postgres and Elasticsearch sum segments
-// themselves; Redis, a cache read by key, is read in pipelines.
+// Profile implements Digested: Postgres sums segments itself, from its
+// generated digest column (content). Redis and Elasticsearch copies are
+// read in full and their digests recomputed from content (Redis: one
+// pipeline per batch of keys; Elasticsearch: a range scan of _source),
+// then summed here: the index's stored segment hash halves are labels
+// triad wrote, which another writer's change leaves as they were, so they
+// never prove a segment consistent.
 var _ Digested = (*Profile)(nil)
 
 // PrimarySums implements Digested.
@@ -222,12 +305,8 @@ func (p *Profile) PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentS
 }
 
 // DerivedSums implements Digested.
-func (p *Profile) DerivedSums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.SegmentSum, bool, error) {
-	if i != 1 {
-		return nil, false, nil
-	}
-	sums, err := p.es.RangeSums(ctx, ranges)
-	return sums, true, err
+func (p *Profile) DerivedSums(context.Context, int, [][2]int64) ([]ingest.SegmentSum, bool, error) {
+	return nil, false, nil
 }
 
 // PrimaryHeads implements Ranged.
@@ -257,15 +336,15 @@ func (p *Profile) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []
 			return nil, err
 		}
 		for k, h := range got {
-			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest}
+			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest, Suspect: h.Suspect}
 		}
 	case 1:
-		got, err := p.es.HeadsBetween(ctx, lo, hi, 2*MaxSegmentRows)
+		got, err := p.es.HeadsBetween(ctx, lo, hi)
 		if err != nil {
 			return nil, err
 		}
 		for k, h := range got {
-			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest}
+			out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest, Suspect: h.Suspect}
 		}
 	default:
 		return nil, fmt.Errorf("profile has no derived store %d", i)

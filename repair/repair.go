@@ -25,7 +25,7 @@ var ErrAhead = errors.New("the store holds a newer version than the primary; not
 // cell.
 func Plan(c Class, cacheAside bool) (action string, reason error) {
 	switch c {
-	case ClassMissing, ClassStale, ClassFieldMismatch:
+	case ClassMissing, ClassStale, ClassFieldMismatch, ClassCorrupt:
 		return ActionWrite, nil
 	case ClassOrphan, ClassOrphanDeleted:
 		return ActionDelete, nil
@@ -126,10 +126,10 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 		p := records.primary[k]
 		for i, d := range e.Derived() {
 			obs := records.derived[i][k]
-			class, _ := classify(e, p, obs, d.CacheAside)
+			class, diff := classify(e, p, obs, d.CacheAside)
 			action, reason := Plan(class, d.CacheAside)
 			en := Entry{RunID: run.ID, Entity: e.Name(), Key: k, Store: d.Store(), Class: class, Action: action, Priority: d.Priority,
-				Before: state(obs), Outcome: OutcomeNoop}
+				Before: state(obs), Outcome: OutcomeNoop, Fields: diff, Observed: obs.Corrupt}
 			switch {
 			case reason != nil:
 				en.Outcome, en.Error = OutcomeSkipped, reason.Error()
@@ -141,28 +141,33 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 				en.Outcome, en.Error = OutcomeSkipped, fmt.Sprintf("the run's budget of %d writes is spent", req.Budget)
 			default:
 				writes++
-				if action == ActionWrite {
-					en.After = state(p)
-				}
 				if req.DryRun {
 					en.Outcome = OutcomePlanned
+					if action == ActionWrite {
+						en.After = state(p)
+					}
 					break
 				}
 				var ok bool
+				var now string
 				var err error
 				if action == ActionWrite {
-					ok, err = d.Fixer.Put(ctx, k, obs, p)
+					ok, now, err = d.Fixer.Put(ctx, k, obs, p)
 				} else {
-					ok, err = d.Fixer.Delete(ctx, k, obs)
+					ok, now, err = d.Fixer.Delete(ctx, k, obs)
 				}
 				switch {
 				case err != nil:
 					en.Outcome, en.Error = OutcomeFailed, err.Error()
 				case !ok:
+					// Nothing was written: After stays empty.
 					en.Outcome = OutcomeConflict
-					en.Error = "the record changed since it was read; the newer write was kept"
+					en.Error = fmt.Sprintf("not written: the copy changed after it was read (read: %s; now: %s); the newer value was kept", describe(obs), now)
 				default:
 					en.Outcome = OutcomeRepaired
+					if action == ActionWrite {
+						en.After = state(p)
+					}
 				}
 			}
 			run.Count(en.Outcome)
@@ -171,6 +176,17 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 		}
 	}
 	return finish(entries, nil)
+}
+
+// describe says what a copy held, for a conflict's message.
+func describe(r Record) string {
+	switch {
+	case !r.Present:
+		return "nothing"
+	case r.Corrupt != "":
+		return fmt.Sprintf("an invalid value of %d bytes", r.Bytes)
+	}
+	return fmt.Sprintf("version %d, content digest %d", r.Version, r.Computed)
 }
 
 // state is what the log records of a copy: its version and the digest of

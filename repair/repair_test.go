@@ -2,6 +2,7 @@ package repair_test
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -108,13 +109,15 @@ func TestGuardsNeverOverwriteANewerWrite(t *testing.T) {
 	s.write(t, profile(t, 1, 6, "newer"), "redis", "elasticsearch")
 	old := profile(t, 1, 5, "a")
 
-	ok, err := s.rs.CompareAndSet(ctx, 1, &redisstore.Head{Version: 5, Digest: old.Digest}, old)
+	// What the repair observed: the hash of version 5.
+	observed := redisstore.Value{Type: "hash", Hash: map[string]string{"v": "5", "d": strconv.FormatInt(old.Digest, 10)}}
+	ok, _, err := s.rs.CompareAndSet(ctx, 1, observed, old)
 	require.NoError(t, err)
 	require.False(t, ok, "redis: the hash is no longer what was observed")
 	got, _, err := s.rs.Get(ctx, 1)
 	require.NoError(t, err)
 	require.EqualValues(t, 6, got.Version)
-	ok, err = s.rs.CompareAndSet(ctx, 2, &redisstore.Head{Version: 1, Digest: 1}, nil)
+	ok, _, err = s.rs.CompareAndSet(ctx, 2, observed, nil)
 	require.NoError(t, err)
 	require.False(t, ok, "deleting a key that is not there as observed")
 

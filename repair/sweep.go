@@ -20,6 +20,9 @@ import (
 type Head struct {
 	Present, Deleted bool
 	Version, Digest  int64
+	// Suspect: the copy does not decode, or its stored labels disagree
+	// with its content; it is read again in full.
+	Suspect bool
 }
 
 // Ranged is an entity with int64 keys that can be swept by key range: the
@@ -513,12 +516,14 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 				continue
 			}
 			var sum ingest.SegmentSum
+			suspect := false
 			for k := b[j] + 1; k <= b[j+1]; k++ {
 				if h, ok := dh[k]; ok && h.Present {
 					sum.Add(ingest.SegmentHash(h.Version, h.Digest))
+					suspect = suspect || h.Suspect
 				}
 			}
-			if sum != ps[j] {
+			if sum != ps[j] || suspect {
 				need[j] = true // drift, or cache keys legitimately absent
 			}
 		}
@@ -818,5 +823,5 @@ func headDrift(p, d Head, cacheAside bool) bool {
 	case !d.Present:
 		return !cacheAside
 	}
-	return p.Version != d.Version || p.Digest != d.Digest
+	return d.Suspect || p.Version != d.Version || p.Digest != d.Digest
 }

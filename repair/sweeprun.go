@@ -85,6 +85,12 @@ type Range struct {
 	Records    int64      `json:"records"`
 	UpdatedAt  time.Time  `json:"updated_at"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// Failures counts runs of the range that failed for a store reason;
+	// LastError is the latest, and the range is not claimed again before
+	// RetryAt (exponential back-off).
+	Failures  int        `json:"failures"`
+	LastError string     `json:"last_error,omitempty"`
+	RetryAt   *time.Time `json:"retry_at,omitempty"`
 }
 
 // Progress is one batch of a range, saved with its suspects.
@@ -114,6 +120,9 @@ type SweepStore interface {
 	// may have lapsed), and planned sweeps whose ranges are all done but
 	// which are not finished.
 	Work(ctx context.Context) (unplanned []SweepRecord, ranges []Range, finishable []SweepRecord, err error)
+	// FailRange puts a range that failed back to pending with its error,
+	// not to be claimed before retryAt; it returns its failure count.
+	FailRange(ctx context.Context, id, lo int64, cause string, retryAt time.Time) (int, error)
 	// StartRange records that owner runs the range (one more attempt).
 	StartRange(ctx context.Context, id, lo int64, owner string) (Range, error)
 	// SaveProgress records a batch (suspects, counts, cursor; done) and
@@ -267,6 +276,12 @@ func (w *Worker) step(ctx context.Context) (bool, error) {
 	}
 	for _, rg := range ranges {
 		ok, err := w.runRange(ctx, rg)
+		if err != nil && ctx.Err() == nil {
+			// A store failed or hung: the range backs off and says why; the
+			// other ranges, sweeps and entities go on.
+			w.backOff(ctx, rg, err)
+			continue
+		}
 		if ok || err != nil {
 			return ok, err
 		}
@@ -278,6 +293,24 @@ func (w *Worker) step(ctx context.Context) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// RangeBackoff is the first wait after a range fails; it doubles with each
+// failure up to RangeBackoffMax.
+var (
+	RangeBackoff    = 2 * time.Second
+	RangeBackoffMax = 5 * time.Minute
+)
+
+func (w *Worker) backOff(ctx context.Context, rg Range, cause error) {
+	wait := RangeBackoff << min(rg.Failures, 16)
+	wait = min(wait, RangeBackoffMax)
+	n, err := w.st.FailRange(context.WithoutCancel(ctx), rg.SweepID, rg.Lo, cause.Error(), time.Now().Add(wait))
+	if err != nil {
+		w.log.WarnContext(ctx, "record a range failure", "sweep", rg.SweepID, "range", rg.Lo, "err", err)
+	}
+	w.sw.checker.Metrics.rangeFailed()
+	w.log.WarnContext(ctx, "sweep range failed; backing off", "sweep", rg.SweepID, "range", rg.Lo, "failures", n, "retry_in", wait, "err", cause)
 }
 
 // plan cuts the key space into ranges of cfg.RangeSegments segments.

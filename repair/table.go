@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/triad-dev/triad/ingest"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
+	redisstore "github.com/triad-dev/triad/ingest/redis"
 )
 
 // EntityConfig describes an entity checked by configuration (key
@@ -130,6 +133,11 @@ type Table struct {
 	digestSQL   string   // the digest as a SQL expression over the row
 	liveSQL     string   // a WHERE condition: the row is live
 	derived     []Derived
+	// trustSums: sweeps may compare the index's stored segment hash sums
+	// (labels triad wrote) instead of reading documents. Off: another
+	// writer's change that keeps them would pass unseen, and configured
+	// entities have no checkpoint that proves documents unchanged.
+	trustSums bool
 }
 
 // NewTable returns the configured entity; rdb or es may be nil when the
@@ -233,7 +241,11 @@ func canonical(f FieldConfig, raw []byte) ([]byte, error) {
 // (under the version column's name) and the fields.
 func (t *Table) record(obj map[string]json.RawMessage, raw any) (Record, error) {
 	rec := Record{Present: true, Fields: map[string][]byte{}, Raw: raw}
-	if v, ok := obj[t.cfg.Postgres.Version]; ok {
+	v, ok := obj[t.cfg.Postgres.Version]
+	if !ok {
+		return rec, fmt.Errorf("%s: missing", t.cfg.Postgres.Version)
+	}
+	{
 		if err := json.Unmarshal(v, &rec.Version); err != nil {
 			var s string
 			if json.Unmarshal(v, &s) != nil {
@@ -245,7 +257,11 @@ func (t *Table) record(obj map[string]json.RawMessage, raw any) (Record, error) 
 		}
 	}
 	for _, f := range t.cfg.Fields {
-		c, err := canonical(f, obj[f.Name])
+		raw, ok := obj[f.Name]
+		if !ok {
+			return rec, fmt.Errorf("%s: missing", f.Name)
+		}
+		c, err := canonical(f, raw)
 		if err != nil {
 			return rec, err
 		}
@@ -266,9 +282,7 @@ func (t *Table) derivedStores() []Derived {
 	var out []Derived
 	if t.rdb != nil && t.cfg.Redis.Key != "" {
 		d := Derived{Reader: tableReader{"redis", t.readRedis}, CacheAside: t.cfg.Redis.CacheAside, Priority: "high"}
-		if t.cfg.Redis.Encoding == "json" {
-			d.Fixer = tableRedisFixer{t}
-		}
+		d.Fixer = tableRedisFixer{t}
 		out = append(out, d)
 	}
 	if t.es != nil && t.cfg.Elasticsearch.Index != "" {
@@ -347,50 +361,52 @@ func (t *Table) RedisKey(id int64) string {
 }
 
 func (t *Table) readRedis(ctx context.Context, ids []int64) (map[string]Record, error) {
-	pipe := t.rdb.Pipeline()
-	var gets []*goredis.StringCmd
-	var hashes []*goredis.MapStringStringCmd
-	for _, id := range ids {
-		if t.cfg.Redis.Encoding == "json" {
-			gets = append(gets, pipe.Get(ctx, t.RedisKey(id)))
-		} else {
-			hashes = append(hashes, pipe.HGetAll(ctx, t.RedisKey(id)))
-		}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = t.RedisKey(id)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) {
+	vals, err := redisstore.ReadValues(ctx, t.rdb, keys)
+	if err != nil {
 		return nil, err
 	}
+	want := "string"
+	if t.cfg.Redis.Encoding == "hash" {
+		want = "hash"
+	}
 	out := map[string]Record{}
-	for i, id := range ids {
-		key := strconv.FormatInt(id, 10)
+	for i, v := range vals {
+		if !v.Present() {
+			continue
+		}
+		key := strconv.FormatInt(ids[i], 10)
+		corrupt := func(why string) {
+			out[key] = Record{Present: true, Corrupt: fmt.Sprintf("%s: %s (value of %d bytes)", keys[i], why, v.Bytes), Bytes: v.Bytes, Raw: v}
+		}
+		if v.Type != want {
+			corrupt("a " + v.Type + " where a " + want + " belongs")
+			continue
+		}
 		var obj map[string]json.RawMessage
-		var raw string
-		if t.cfg.Redis.Encoding == "json" {
-			s, err := gets[i].Result()
-			if errors.Is(err, goredis.Nil) {
+		if want == "string" {
+			if err := json.Unmarshal([]byte(v.Str), &obj); err != nil || obj == nil {
+				corrupt("not a JSON object")
 				continue
-			}
-			if err != nil {
-				return nil, err
-			}
-			raw = s
-			if err := json.Unmarshal([]byte(s), &obj); err != nil {
-				return nil, fmt.Errorf("%s %s: not a JSON object: %w", t.cfg.Name, key, err)
 			}
 		} else {
-			h := hashes[i].Val()
-			if len(h) == 0 {
-				continue
-			}
-			obj = make(map[string]json.RawMessage, len(h))
-			for k, v := range h {
-				obj[k] = json.RawMessage(v)
+			obj = make(map[string]json.RawMessage, len(v.Hash))
+			for k, val := range v.Hash {
+				obj[k] = json.RawMessage(val)
 			}
 		}
-		rec, err := t.record(obj, raw)
+		rec, err := t.record(obj, v)
+		if err == nil {
+			err = t.unknownFields(obj)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s %s in redis: %w", t.cfg.Name, key, err)
+			corrupt(err.Error())
+			continue
 		}
+		rec.Bytes = v.Bytes
 		out[key] = rec
 	}
 	return out, nil
@@ -403,13 +419,40 @@ func (t *Table) readES(ctx context.Context, ids []int64) (map[string]Record, err
 	}
 	out := make(map[string]Record, len(docs))
 	for id, d := range docs {
-		rec, err := t.record(d.source, d.meta)
-		if err != nil {
-			return nil, fmt.Errorf("%s %d in elasticsearch: %w", t.cfg.Name, id, err)
-		}
-		out[strconv.FormatInt(id, 10)] = rec
+		out[strconv.FormatInt(id, 10)] = t.docRecord(id, d)
 	}
 	return out, nil
+}
+
+// docRecord is an index document as a record: corrupt when it does not
+// decode (never an error of the read).
+func (t *Table) docRecord(id int64, d esDoc) Record {
+	rec, err := t.record(d.source, d.meta)
+	if err == nil && d.source == nil {
+		err = errors.New("no _source")
+	}
+	if err == nil {
+		err = t.unknownFields(d.source)
+	}
+	if err != nil {
+		return Record{Present: true, Corrupt: fmt.Sprintf("%s %d in elasticsearch: %s", t.cfg.Name, id, err), Bytes: d.size, Raw: d.meta}
+	}
+	rec.Bytes = d.size
+	return rec
+}
+
+// unknownFields refuses fields a document of this entity does not have.
+func (t *Table) unknownFields(src map[string]json.RawMessage) error {
+	for k := range src {
+		switch k {
+		case t.cfg.Postgres.Key, t.cfg.Postgres.Version, "sweep_h0", "sweep_h1":
+			continue
+		}
+		if !slices.Contains(t.names, k) {
+			return fmt.Errorf("unknown field %q", k)
+		}
+	}
+	return nil
 }
 
 // Document is the JSON object written to Redis and Elasticsearch for the
@@ -444,47 +487,48 @@ func (t *Table) Document(key int64, rec Record, index bool) []byte {
 	return append(obj, '}')
 }
 
-// tableRedisFixer replaces a JSON string only if it is still the one a
-// check read (or still absent), in one Lua call.
+// tableRedisFixer replaces the key only if it still holds exactly the
+// value a check read (whatever its form), or is still absent, in one Lua
+// call (redisstore.CompareAndSwap).
 type tableRedisFixer struct{ t *Table }
 
-var tableCAS = goredis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '0' then
-  if cur then return 0 end
-elseif cur ~= ARGV[2] then
-  return 0
-end
-if ARGV[3] == '' then
-  redis.call('DEL', KEYS[1])
-elseif tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-else
-  redis.call('SET', KEYS[1], ARGV[3])
-end
-return 1`)
-
-func (f tableRedisFixer) cas(ctx context.Context, key string, observed Record, value string) (bool, error) {
+func (f tableRedisFixer) swap(ctx context.Context, key string, observed Record, sw redisstore.Swap) (bool, string, error) {
 	id, err := strconv.ParseInt(key, 10, 64)
 	if err != nil {
-		return false, fmt.Errorf("%w: %q", ErrBadKey, key)
+		return false, "", fmt.Errorf("%w: %q", ErrBadKey, key)
 	}
-	present, raw := "0", ""
 	if observed.Present {
-		present = "1"
-		raw, _ = observed.Raw.(string)
+		sw.Observed, _ = observed.Raw.(redisstore.Value)
 	}
-	n, err := tableCAS.Run(ctx, f.t.rdb, []string{f.t.RedisKey(id)}, present, raw, value, f.t.cfg.Redis.TTL.Milliseconds()).Int()
-	return n == 1, err
+	sw.TTLms = f.t.cfg.Redis.TTL.Milliseconds()
+	ok, now, err := redisstore.CompareAndSwap(ctx, f.t.rdb, f.t.RedisKey(id), sw)
+	return ok, redisNow(now), err
 }
 
-func (f tableRedisFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
+func (f tableRedisFixer) Put(ctx context.Context, key string, observed, p Record) (bool, string, error) {
 	id, _ := strconv.ParseInt(key, 10, 64)
-	return f.cas(ctx, key, observed, string(f.t.Document(id, p, false)))
+	doc := f.t.Document(id, p, false)
+	if f.t.cfg.Redis.Encoding == "json" {
+		return f.swap(ctx, key, observed, redisstore.Swap{Op: "string", String: string(doc)})
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &obj); err != nil {
+		return false, "", err
+	}
+	sw := redisstore.Swap{Op: "hash"}
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		v := []byte(obj[k])
+		var str string
+		if json.Unmarshal(v, &str) == nil {
+			v = []byte(str) // strings are stored plain in hash fields
+		}
+		sw.Hash = append(sw.Hash, k, string(v))
+	}
+	return f.swap(ctx, key, observed, sw)
 }
 
-func (f tableRedisFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
-	return f.cas(ctx, key, observed, "")
+func (f tableRedisFixer) Delete(ctx context.Context, key string, observed Record) (bool, string, error) {
+	return f.swap(ctx, key, observed, redisstore.Swap{Op: "del"})
 }
 
 // tableESFixer writes through external versions (never over a newer
@@ -492,27 +536,48 @@ func (f tableRedisFixer) Delete(ctx context.Context, key string, observed Record
 // number and primary term).
 type tableESFixer struct{ t *Table }
 
-func (f tableESFixer) Put(ctx context.Context, key string, observed, p Record) (bool, error) {
-	id, _ := strconv.ParseInt(key, 10, 64)
-	// Same version, other content: rewrite that version; otherwise only a
-	// newer version goes in.
-	ok, err := f.t.es.put(ctx, id, f.t.Document(id, p, true), p.Version, observed.Present && observed.Version == p.Version)
-	if err != nil || ok || observed.Present {
-		return ok, err
-	}
-	// Refused although absent: a newer version was written meanwhile, or
-	// a delete made behind triad's back left a tombstone with a higher
-	// version (kept for index.gc_deletes, 60 s by default).
-	if docs, gerr := f.t.es.get(ctx, []int64{id}); gerr == nil && len(docs) == 0 {
-		return false, errors.New("elasticsearch refused the version: a recent delete's tombstone blocks it until index.gc_deletes (60 s) expires; a later repair will write it")
-	}
-	return false, nil
-}
-
-func (f tableESFixer) Delete(ctx context.Context, key string, observed Record) (bool, error) {
+func (f tableESFixer) Put(ctx context.Context, key string, observed, p Record) (bool, string, error) {
 	id, _ := strconv.ParseInt(key, 10, 64)
 	m, _ := observed.Raw.(docMeta)
-	return f.t.es.del(ctx, id, m)
+	doc := f.t.Document(id, p, true)
+	var ok bool
+	var err error
+	switch {
+	case !observed.Present:
+		ok, err = f.t.es.put(ctx, id, doc, p.Version, false)
+	case observed.Corrupt == "" && m.Version == observed.Version && p.Version >= observed.Version:
+		// The document follows the record version: same version, other
+		// content rewrites that version; otherwise only a newer one goes in.
+		ok, err = f.t.es.put(ctx, id, doc, p.Version, p.Version == observed.Version)
+	default:
+		// Another writer's internally versioned write (or garbage): guard
+		// on the exact document read.
+		ok, err = f.t.es.putIf(ctx, id, doc, m)
+	}
+	if err != nil || ok {
+		return ok, "", err
+	}
+	docs, gerr := f.t.es.get(ctx, []int64{id})
+	switch {
+	case gerr != nil:
+		return false, "unknown (" + gerr.Error() + ")", nil
+	case len(docs) == 0 && !observed.Present:
+		return false, "", errors.New("elasticsearch refused the version: " + tombstoneNote)
+	case len(docs) == 0:
+		return false, "nothing (deleted)", nil
+	}
+	now := docs[id]
+	return false, fmt.Sprintf("_version %d, _seq_no %d", now.meta.Version, now.meta.SeqNo), nil
+}
+
+func (f tableESFixer) Delete(ctx context.Context, key string, observed Record) (bool, string, error) {
+	id, _ := strconv.ParseInt(key, 10, 64)
+	m, _ := observed.Raw.(docMeta)
+	ok, err := f.t.es.del(ctx, id, m)
+	if err != nil || ok {
+		return ok, "", err
+	}
+	return false, "another document (or none)", nil
 }
 
 // Table implements Digested.
@@ -575,11 +640,7 @@ func (t *Table) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []in
 		if docs, err = t.es.between(ctx, lo, hi, 2*MaxSegmentRows); err == nil {
 			recs = make(map[string]Record, len(docs))
 			for id, doc := range docs {
-				rec, rerr := t.record(doc.source, doc.meta)
-				if rerr != nil {
-					return nil, fmt.Errorf("%s %d in elasticsearch: %w", t.cfg.Name, id, rerr)
-				}
-				recs[strconv.FormatInt(id, 10)] = rec
+				recs[strconv.FormatInt(id, 10)] = t.docRecord(id, doc)
 			}
 		}
 	}
@@ -589,7 +650,7 @@ func (t *Table) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []in
 	out := make(map[int64]Head, len(recs))
 	for k, r := range recs {
 		id, _ := strconv.ParseInt(k, 10, 64)
-		out[id] = Head{Present: true, Version: r.Version, Digest: r.Digest}
+		out[id] = Head{Present: true, Version: r.Version, Digest: r.Digest, Suspect: r.Corrupt != "" || r.LabelsLie}
 	}
 	return out, nil
 }
@@ -670,7 +731,7 @@ func (t *Table) PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum
 // hashes when configured to carry them.
 func (t *Table) DerivedSums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.SegmentSum, bool, error) {
 	d := t.Derived()
-	if i >= len(d) || d[i].Store() != "elasticsearch" || !t.cfg.Elasticsearch.SegmentHash {
+	if i >= len(d) || d[i].Store() != "elasticsearch" || !t.cfg.Elasticsearch.SegmentHash || !t.trustSums {
 		return nil, false, nil
 	}
 	sums, err := t.es.sums(ctx, ranges)

@@ -37,11 +37,21 @@ func (x *TableIndex) Name() string { return x.index }
 type docMeta struct {
 	SeqNo       int64
 	PrimaryTerm int64
+	Version     int64 // _version
 }
 
 type esDoc struct {
 	source map[string]json.RawMessage
 	meta   docMeta
+	size   int
+}
+
+func sourceSize(src map[string]json.RawMessage) int {
+	n := 2
+	for k, v := range src {
+		n += len(k) + len(v) + 4
+	}
+	return n
 }
 
 func esError(res *esapi.Response, what string) error {
@@ -74,6 +84,7 @@ func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, err
 		Docs []struct {
 			ID          string                     `json:"_id"`
 			Found       bool                       `json:"found"`
+			Version     int64                      `json:"_version"`
 			SeqNo       int64                      `json:"_seq_no"`
 			PrimaryTerm int64                      `json:"_primary_term"`
 			Source      map[string]json.RawMessage `json:"_source"`
@@ -91,13 +102,13 @@ func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, err
 		if err != nil {
 			continue
 		}
-		out[id] = esDoc{source: d.Source, meta: docMeta{SeqNo: d.SeqNo, PrimaryTerm: d.PrimaryTerm}}
+		out[id] = esDoc{source: d.Source, meta: docMeta{SeqNo: d.SeqNo, PrimaryTerm: d.PrimaryTerm, Version: d.Version}, size: sourceSize(d.Source)}
 	}
 	return out, nil
 }
 
 func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[int64]esDoc, error) {
-	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"seq_no_primary_term":true,"query":{"range":{%q:{"gte":%d,"lte":%d}}}}`, max, x.key, lo, hi)
+	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"seq_no_primary_term":true,"version":true,"query":{"range":{%q:{"gte":%d,"lte":%d}}}}`, max, x.key, lo, hi)
 	res, err := esapi.SearchRequest{Index: []string{x.index}, Body: strings.NewReader(body)}.Do(ctx, x.es)
 	if err != nil {
 		return nil, err
@@ -113,6 +124,7 @@ func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[in
 			} `json:"total"`
 			Hits []struct {
 				ID          string                     `json:"_id"`
+				Version     int64                      `json:"_version"`
 				SeqNo       int64                      `json:"_seq_no"`
 				PrimaryTerm int64                      `json:"_primary_term"`
 				Source      map[string]json.RawMessage `json:"_source"`
@@ -131,7 +143,7 @@ func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[in
 		if err != nil {
 			continue
 		}
-		out[id] = esDoc{source: h.Source, meta: docMeta{SeqNo: h.SeqNo, PrimaryTerm: h.PrimaryTerm}}
+		out[id] = esDoc{source: h.Source, meta: docMeta{SeqNo: h.SeqNo, PrimaryTerm: h.PrimaryTerm, Version: h.Version}, size: sourceSize(h.Source)}
 	}
 	return out, nil
 }
@@ -234,4 +246,23 @@ func (x *TableIndex) refresh(ctx context.Context) error {
 		return esError(res, "refresh "+x.index)
 	}
 	return nil
+}
+
+// putIf indexes a document only if it is still the one read (its
+// _seq_no and _primary_term). ok is false when it changed or vanished.
+func (x *TableIndex) putIf(ctx context.Context, id int64, doc []byte, m docMeta) (bool, error) {
+	seq, term := int(m.SeqNo), int(m.PrimaryTerm)
+	res, err := esapi.IndexRequest{Index: x.index, DocumentID: strconv.FormatInt(id, 10), Body: bytes.NewReader(doc),
+		IfSeqNo: &seq, IfPrimaryTerm: &term, Refresh: "true"}.Do(ctx, x.es)
+	if err != nil {
+		return false, err
+	}
+	defer res.Body.Close()
+	switch {
+	case res.StatusCode == http.StatusConflict || res.StatusCode == http.StatusNotFound:
+		return false, nil
+	case res.IsError():
+		return false, esError(res, fmt.Sprintf("index %s %d", x.index, id))
+	}
+	return true, nil
 }

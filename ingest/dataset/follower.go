@@ -283,7 +283,14 @@ func (f *Follower) report(ctx context.Context, v ingest.Versions, changed bool) 
 		f.mu.Lock()
 		f.session = nil // re-create and re-report on the next pass
 		f.mu.Unlock()
-		s.Orphan()
+		if ctx.Err() != nil {
+			// Stopping: the put may have landed before the cancel; revoke
+			// the lease so the report goes now (closeSession no longer
+			// sees this session).
+			_ = s.Close()
+		} else {
+			s.Orphan()
+		}
 	}
 }
 

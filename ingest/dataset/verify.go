@@ -203,7 +203,9 @@ func (v *Verification) add(h pgstore.Head, rd map[int64]redisstore.Head, es map[
 		case !inRedis:
 			v.RedisMissing++
 			differs = differs || !o.RedisMissingOK
-		case r.Version != h.Version || r.Digest != h.Digest:
+		case r.Suspect || r.Version != h.Version || r.Digest != h.Digest:
+			// Redis heads are recomputed from content; Suspect: the value
+			// does not decode, or its stored digest disagrees with it.
 			v.RedisStale++
 			differs = true
 		}

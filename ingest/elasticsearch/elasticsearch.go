@@ -286,11 +286,37 @@ func (s *Store) write(ctx context.Context, versions []int, batch []*ingest.Profi
 	if len(br.Items) != len(versions)*len(batch) {
 		return fmt.Errorf("bulk of %d: %d items in the response", len(versions)*len(batch), len(br.Items))
 	}
+	conflicts := map[int][]int{} // version index → batch items refused by version
+	for k, item := range br.Items {
+		for _, r := range item {
+			if r.Status == http.StatusConflict {
+				conflicts[k/len(batch)] = append(conflicts[k/len(batch)], k%len(batch))
+			}
+		}
+	}
+	// A refusal means the document's _version is not below the profile
+	// version. Usually the index holds this version or a newer one
+	// (stale); but a write by another service through internal
+	// versioning (_update, a plain index) raises _version past the profile
+	// version in the source, and every later external write would then be
+	// refused and lost. Those documents are written with a guard on the
+	// exact document read instead.
+	overridden := map[int]bool{} // k of items written after all
+	for vi, items := range conflicts {
+		done, err := s.resolveConflicts(ctx, s.Index(versions[vi]), batch, items)
+		if err != nil {
+			return fmt.Errorf("bulk of %d: %w", len(batch), err)
+		}
+		for _, i := range done {
+			overridden[vi*len(batch)+i] = true
+		}
+	}
 	for k, item := range br.Items {
 		i := k % len(batch)
 		for _, r := range item {
 			var res ingest.WriteResult
 			switch {
+			case r.Status == http.StatusConflict && overridden[k]:
 			case r.Status == http.StatusConflict:
 				res = ingest.WriteResult{Stale: true}
 			case r.Status == http.StatusNotFound && batch[i].Deleted:
@@ -308,6 +334,78 @@ func (s *Store) write(ctx context.Context, versions []int, batch []*ingest.Profi
 		}
 	}
 	return nil
+}
+
+// resolveConflicts looks at the documents behind version conflicts (items
+// of batch) in index and writes those whose source holds an older profile
+// version (or none that decodes), guarded by their _seq_no, so a newer
+// write made meanwhile wins. It returns the items written.
+func (s *Store) resolveConflicts(ctx context.Context, index string, batch []*ingest.Profile, items []int) ([]int, error) {
+	ids := make([]int64, len(items))
+	for j, i := range items {
+		ids[j] = batch[i].UserID
+	}
+	docs, err := s.readDocs(ctx, index, ids)
+	if err != nil {
+		return nil, fmt.Errorf("read conflicting documents: %w", err)
+	}
+	var done []int
+	for _, i := range items {
+		p := batch[i]
+		d, ok := docs[p.UserID]
+		if !ok {
+			continue // a tombstone refused it: a delete with a newer version, or one made behind triad (kept for index.gc_deletes)
+		}
+		if d.Profile != nil && d.Profile.Version >= p.Version {
+			continue // really stale
+		}
+		var written bool
+		if p.Deleted {
+			written, err = s.deleteIn(ctx, index, p.UserID, d.Guard())
+		} else {
+			written, err = s.indexIn(ctx, index, p, d.Guard())
+		}
+		if err != nil {
+			return nil, err
+		}
+		if written {
+			done = append(done, i)
+		}
+	}
+	return done, nil
+}
+
+func (s *Store) indexIn(ctx context.Context, index string, p *ingest.Profile, g Guard) (bool, error) {
+	seq, term := int(g.SeqNo), int(g.PrimaryTerm)
+	res, err := esapi.IndexRequest{Index: index, DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(AppendDocument(nil, p)),
+		IfSeqNo: &seq, IfPrimaryTerm: &term}.Do(ctx, s.es)
+	if err != nil {
+		return false, fmt.Errorf("index %d: %w", p.UserID, err)
+	}
+	defer drain(res)
+	switch {
+	case res.StatusCode == http.StatusConflict || res.StatusCode == http.StatusNotFound:
+		return false, nil
+	case res.IsError():
+		return false, fmt.Errorf("index %d: %s: %s", p.UserID, res.Status(), readAll(res))
+	}
+	return true, nil
+}
+
+func (s *Store) deleteIn(ctx context.Context, index string, id int64, g Guard) (bool, error) {
+	seq, term := int(g.SeqNo), int(g.PrimaryTerm)
+	res, err := esapi.DeleteRequest{Index: index, DocumentID: strconv.FormatInt(id, 10), IfSeqNo: &seq, IfPrimaryTerm: &term}.Do(ctx, s.es)
+	if err != nil {
+		return false, fmt.Errorf("delete %d: %w", id, err)
+	}
+	defer drain(res)
+	switch {
+	case res.StatusCode == http.StatusConflict || res.StatusCode == http.StatusNotFound:
+		return false, nil
+	case res.IsError():
+		return false, fmt.Errorf("delete %d: %s: %s", id, res.Status(), readAll(res))
+	}
+	return true, nil
 }
 
 func (s *Store) appendBulk(body []byte, index string, batch []*ingest.Profile) []byte {
@@ -448,8 +546,12 @@ func idsBody(ids []int64) []byte {
 	return append(body, "]}"...)
 }
 
-// Head is a document's version and digest.
-type Head struct{ Version, Digest int64 }
+// Head is a document's version and digest (HeadsAt: as stored; Doc.Head:
+// recomputed from the content).
+type Head struct {
+	Version, Digest int64
+	Suspect         bool
+}
 
 // HeadsAt reads only the version and digest of ids in a dataset version's
 // index (one _mget with _source filtering); absent ids are not in the
@@ -662,43 +764,28 @@ func RangeSums(ctx context.Context, es *elasticsearch.Client, index, key string,
 	return out, nil
 }
 
-// HeadsBetween returns the version and digest of every document with
-// lo <= user_id <= hi, through the alias (one search, at most max
-// documents; more is an error: make segments smaller).
-func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64, max int) (map[int64]Head, error) {
-	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"_source":["user_id","version","digest"],"query":{"range":{"user_id":{"gte":%d,"lte":%d}}}}`, max, lo, hi)
-	res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: strings.NewReader(body),
-		FilterPath: []string{"hits.total.value", "hits.hits._source"}}.Do(ctx, s.es)
-	if err != nil {
-		return nil, err
+// HeadsBetween returns the heads of every document with lo <= user_id <=
+// hi, through the alias, from their content: each digest is recomputed
+// from the _source (not the stored digest field), and documents that do
+// not decode or whose stored labels disagree with their content are
+// marked Suspect. Pages of Scan, so a range may hold any number.
+func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64) (map[int64]Head, error) {
+	out := map[int64]Head{}
+	err := s.Scan(ctx, lo, hi, -1, func(docs []Doc) error {
+		for _, d := range docs {
+			out[d.ID] = d.Head()
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Head is a document's head for a sweep: the profile version and the
+// digest recomputed from its content; Suspect when it does not decode or
+// its labels lie.
+func (d Doc) Head() Head {
+	if d.Err != nil {
+		return Head{Suspect: true}
 	}
-	defer drain(res)
-	if res.IsError() {
-		return nil, fmt.Errorf("search %d..%d: %s: %s", lo, hi, res.Status(), readAll(res))
-	}
-	var r struct {
-		Hits struct {
-			Total struct {
-				Value int `json:"value"`
-			} `json:"total"`
-			Hits []struct {
-				Source struct {
-					UserID  int64 `json:"user_id"`
-					Version int64 `json:"version"`
-					Digest  int64 `json:"digest"`
-				} `json:"_source"`
-			} `json:"hits"`
-		} `json:"hits"`
-	}
-	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
-		return nil, err
-	}
-	if r.Hits.Total.Value > max {
-		return nil, fmt.Errorf("search %d..%d: %d documents, more than %d", lo, hi, r.Hits.Total.Value, max)
-	}
-	out := make(map[int64]Head, len(r.Hits.Hits))
-	for _, h := range r.Hits.Hits {
-		out[h.Source.UserID] = Head{Version: h.Source.Version, Digest: h.Source.Digest}
-	}
-	return out, nil
+	return Head{Version: d.Profile.Version, Digest: d.Computed, Suspect: d.LabelsLie}
 }

@@ -52,7 +52,10 @@ type Primary interface {
 
 // Cache is the Redis tier, addressed by dataset version.
 type Cache interface {
-	GetManyAt(ctx context.Context, version int, ids []int64) (map[int64]*ingest.Profile, error)
+	// GetManyAt reads ids; absent ones are in neither result, and corrupt
+	// lists those whose value is not a valid profile (wrong type,
+	// undecodable field): never served, read from Postgres instead.
+	GetManyAt(ctx context.Context, version int, ids []int64) (good map[int64]*ingest.Profile, corrupt []int64, err error)
 	WriteAt(ctx context.Context, version int, batch []*ingest.Profile, out []ingest.WriteResult) error
 }
 
@@ -112,7 +115,17 @@ type Reader struct {
 	pending    []int64
 	loadErr    atomic.Pointer[string]
 	loadedAt   atomic.Pointer[time.Time]
+	onCorrupt  atomic.Pointer[func([]int64)]
 }
+
+// corruptValue marks, in the Redis batcher's results, an ID whose cached
+// value is not a valid profile.
+var corruptValue = &ingest.Profile{}
+
+// OnCorrupt sets what the reader does with IDs whose Redis value is not a
+// valid profile, after it answered them from Postgres: the application
+// queues them for a logged, guarded repair. fn must not block.
+func (r *Reader) OnCorrupt(fn func(ids []int64)) { r.onCorrupt.Store(&fn) }
 
 type filter struct {
 	mu       sync.RWMutex
@@ -178,7 +191,11 @@ func New(cfg Config, primary Primary, redis Cache, log *slog.Logger, reg prometh
 		r.fromRedis = newBatcher(4, 256, 2*time.Second, func(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
 			r.m.storeCalls.WithLabelValues("redis").Inc()
 			r.m.storeIDs.WithLabelValues("redis").Add(float64(len(ids)))
-			return redis.GetManyAt(ctx, r.Serving(), ids)
+			good, corrupt, err := redis.GetManyAt(ctx, r.Serving(), ids)
+			for _, id := range corrupt {
+				good[id] = corruptValue
+			}
+			return good, err
 		})
 		r.refills, r.refillQuit, r.refillDone = make(chan refill, 4096), make(chan struct{}), make(chan struct{})
 		go r.refillRedis()
@@ -344,8 +361,18 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 		}
 	}
 	var pgIdx []int
+	var corrupt []int64
+	skipRefill := map[int64]bool{}
 	for _, i := range rest {
 		p, ok := fromRedis[ids[i]]
+		if p == corruptValue {
+			// Never served: read through to Postgres, and leave the value
+			// to a logged repair rather than an unguarded refill.
+			corrupt = append(corrupt, ids[i])
+			skipRefill[ids[i]] = true
+			pgIdx = append(pgIdx, i)
+			continue
+		}
 		if ok {
 			if v, seen := r.announced.GetIfPresent(p.UserID); !seen || v <= p.Version {
 				out[i] = r.found(p, TierRedis, useCache, epoch)
@@ -354,6 +381,12 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 			// Redis has not caught up with an announced write yet.
 		}
 		pgIdx = append(pgIdx, i)
+	}
+	if len(corrupt) > 0 {
+		r.m.corrupt.Add(float64(len(corrupt)))
+		if fn := r.onCorrupt.Load(); fn != nil {
+			(*fn)(corrupt)
+		}
 	}
 	if len(pgIdx) == 0 {
 		return nil
@@ -369,7 +402,7 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 	}
 	var fill []*ingest.Profile
 	for _, id := range want {
-		if p, ok := byID[id]; ok && !p.Deleted {
+		if p, ok := byID[id]; ok && !p.Deleted && !skipRefill[id] {
 			fill = append(fill, p)
 		}
 	}

@@ -68,12 +68,12 @@ type memCache struct {
 	fail  error
 }
 
-func (m *memCache) GetManyAt(_ context.Context, version int, ids []int64) (map[int64]*ingest.Profile, error) {
+func (m *memCache) GetManyAt(_ context.Context, version int, ids []int64) (map[int64]*ingest.Profile, []int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls++
 	if m.fail != nil {
-		return nil, m.fail
+		return nil, nil, m.fail
 	}
 	out := map[int64]*ingest.Profile{}
 	for _, id := range ids {
@@ -81,7 +81,7 @@ func (m *memCache) GetManyAt(_ context.Context, version int, ids []int64) (map[i
 			out[id] = p
 		}
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func (m *memCache) WriteAt(_ context.Context, version int, batch []*ingest.Profile, out []ingest.WriteResult) error {

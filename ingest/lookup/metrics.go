@@ -11,6 +11,7 @@ type metrics struct {
 	storeCalls     *prometheus.CounterVec   // store
 	storeIDs       *prometheus.CounterVec
 	refillErrors   prometheus.Counter
+	corrupt        prometheus.Counter
 	storeErrors    *prometheus.CounterVec // store
 	feedUp         prometheus.Gauge
 	filterLoaded   prometheus.Gauge
@@ -32,6 +33,9 @@ func newMetrics(reg prometheus.Registerer, r *Reader, rec *stats.Counter) *metri
 		}, []string{"store"}),
 		refillErrors: f.NewCounter(prometheus.CounterOpts{
 			Name: "triad_lookup_refill_dropped_total", Help: "Profiles read from Postgres whose Redis refill failed or was dropped (queue full); the next read refills them.",
+		}),
+		corrupt: f.NewCounter(prometheus.CounterOpts{
+			Name: "triad_lookup_corrupt_total", Help: "Redis values lookups found that are not valid profiles (wrong type, undecodable field): answered from Postgres, queued for repair.",
 		}),
 		storeErrors: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_lookup_store_errors_total", Help: "Failed store round trips of lookups (Redis failures fall through to Postgres).",

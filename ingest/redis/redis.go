@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -226,69 +227,173 @@ func (s *Store) exec(ctx context.Context, version int, batch []*ingest.Profile) 
 	return cmds, nil
 }
 
-// Get reads one profile hash; ok is false when the key does not exist.
+// Get reads one profile hash of the serving version; ok is false when the
+// key does not exist. A value that is not a valid profile hash is an error
+// here (callers that classify such values use ReadAt).
 func (s *Store) Get(ctx context.Context, userID int64) (p *ingest.Profile, ok bool, err error) {
-	h, err := s.rdb.HGetAll(ctx, s.Key(userID)).Result()
-	if err != nil || len(h) == 0 {
+	got, err := s.ReadAt(ctx, s.versions.Load().Serving, []int64{userID}, true)
+	if err != nil {
 		return nil, false, err
 	}
-	p, err = Decode(userID, h)
-	return p, err == nil, err
+	c, ok := got[userID]
+	if !ok {
+		return nil, false, nil
+	}
+	if c.Err != nil {
+		return nil, false, c.Err
+	}
+	return c.Profile, true, nil
 }
 
-// Decode turns a profile hash back into a profile (the digest as stored).
-func Decode(userID int64, h map[string]string) (*ingest.Profile, error) {
+// Copy is one profile key as read, whoever wrote it: the exact value, and
+// the profile it decodes to or why it does not (Err: the value is not a
+// profile hash triad could have written: a wrong type, a missing, extra or
+// undecodable field).
+type Copy struct {
+	Value   Value
+	Profile *ingest.Profile // nil when Err is set
+	Err     error
+}
+
+// CorruptError says why a stored value is not a valid record.
+type CorruptError struct {
+	Key    string
+	Reason string
+	Bytes  int // the value's size
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("%s: %s (value of %d bytes)", e.Key, e.Reason, e.Bytes)
+}
+
+var knownFields = func() map[string]bool {
+	m := map[string]bool{FieldVersion: true, FieldDigest: true, FieldDigestVersion: true, FieldUpdatedAt: true}
+	for _, n := range ingest.FieldNames {
+		m[n] = true
+	}
+	return m
+}()
+
+// Decode turns a profile hash into a profile (the digest as stored).
+// Every field triad writes must be there and no other; with canonical,
+// each attribute field must also be canonical JSON (what triad writes),
+// which costs a parse per field: sweeps skip it and compare the digest of
+// the bytes as stored instead, which differs from Postgres's for any
+// other text.
+func Decode(userID int64, h map[string]string, canonical bool) (*ingest.Profile, error) {
 	p := &ingest.Profile{UserID: userID}
 	var err error
-	if p.Version, err = strconv.ParseInt(h[FieldVersion], 10, 64); err != nil {
-		return nil, fmt.Errorf("profile %d: bad version %q", userID, h[FieldVersion])
+	if p.Version, err = strconv.ParseInt(h[FieldVersion], 10, 64); err != nil || p.Version <= 0 {
+		return nil, fmt.Errorf("field %s: not a positive version: %q", FieldVersion, clip(h[FieldVersion]))
 	}
 	if p.Digest, err = strconv.ParseInt(h[FieldDigest], 10, 64); err != nil {
-		return nil, fmt.Errorf("profile %d: bad digest %q", userID, h[FieldDigest])
+		return nil, fmt.Errorf("field %s: not a digest: %q", FieldDigest, clip(h[FieldDigest]))
 	}
-	if u := h[FieldUpdatedAt]; u != "" {
+	if dv := h[FieldDigestVersion]; dv != strconv.Itoa(ingest.DigestVersion) {
+		return nil, fmt.Errorf("field %s: digest version %q, want %d", FieldDigestVersion, clip(dv), ingest.DigestVersion)
+	}
+	u, ok := h[FieldUpdatedAt]
+	if !ok {
+		return nil, fmt.Errorf("field %s: missing", FieldUpdatedAt)
+	}
+	if u != "" {
 		us, err := strconv.ParseInt(u, 10, 64)
 		if err != nil {
-			return nil, fmt.Errorf("profile %d: bad updated_at %q", userID, u)
+			return nil, fmt.Errorf("field %s: not microseconds: %q", FieldUpdatedAt, clip(u))
 		}
 		p.UpdatedAt = time.UnixMicro(us).UTC()
 	}
 	for f, name := range ingest.FieldNames {
-		if v, ok := h[name]; ok {
-			p.Fields[f] = []byte(v)
+		v, ok := h[name]
+		if !ok {
+			return nil, fmt.Errorf("field %s: missing", name)
 		}
+		if canonical {
+			c, err := ingest.CanonicalJSON(nil, []byte(v))
+			if err != nil {
+				return nil, fmt.Errorf("field %s: %w", name, err)
+			}
+			if string(c) != v {
+				return nil, fmt.Errorf("field %s: not canonical JSON (%d bytes; canonical form %d bytes)", name, len(v), len(c))
+			}
+		}
+		p.Fields[f] = []byte(v)
+	}
+	if len(h) != len(knownFields) {
+		var extra []string
+		for k := range h {
+			if !knownFields[k] {
+				extra = append(extra, clip(k))
+			}
+		}
+		slices.Sort(extra)
+		return nil, fmt.Errorf("unknown fields %v", extra)
 	}
 	return p, nil
 }
 
-// GetMany reads the hashes of ids in the serving dataset version in one
-// pipeline; absent ids are not in the result.
-func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, error) {
+// clip shortens a stored value quoted in an error (garbage may be large,
+// and profiles are personal data).
+func clip(s string) string {
+	if len(s) > 32 {
+		return s[:32] + "…"
+	}
+	return s
+}
+
+// ReadAt reads the keys of ids in a dataset version as they are, in
+// pipelines, and decodes each (canonical: see Decode). Absent ids are not
+// in the result; a value that is not a profile hash is a Copy with Err,
+// never an error of the read.
+func (s *Store) ReadAt(ctx context.Context, version int, ids []int64, canonical bool) (map[int64]Copy, error) {
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = s.KeyAt(version, id)
+	}
+	vals, err := ReadValues(ctx, s.rdb, keys)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Copy, len(ids))
+	for i, v := range vals {
+		if !v.Present() {
+			continue
+		}
+		c := Copy{Value: v}
+		if v.Type != "hash" {
+			c.Err = &CorruptError{Key: keys[i], Reason: "a " + v.Type + " where a profile hash belongs", Bytes: v.Bytes}
+		} else if c.Profile, err = Decode(ids[i], v.Hash, canonical); err != nil {
+			c.Err = &CorruptError{Key: keys[i], Reason: err.Error(), Bytes: v.Bytes}
+		}
+		out[ids[i]] = c
+	}
+	return out, nil
+}
+
+// GetMany reads the profiles of ids in the serving dataset version (see
+// GetManyAt).
+func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Profile, []int64, error) {
 	return s.GetManyAt(ctx, s.versions.Load().Serving, ids)
 }
 
-// GetManyAt is GetMany in one dataset version.
-func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (map[int64]*ingest.Profile, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*goredis.MapStringStringCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.KeyAt(version, id))
+// GetManyAt reads the profiles of ids in a dataset version in one
+// pipeline. Absent ids are in neither result; ids whose value is not a
+// valid profile hash are listed in corrupt (a reader treats them as
+// misses).
+func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (good map[int64]*ingest.Profile, corrupt []int64, err error) {
+	got, err := s.ReadAt(ctx, version, ids, true)
+	if err != nil {
+		return nil, nil, err
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, err
-	}
-	out := make(map[int64]*ingest.Profile, len(ids))
-	for i, c := range cmds {
-		if len(c.Val()) == 0 {
+	good = make(map[int64]*ingest.Profile, len(got))
+	for id, c := range got {
+		if c.Err != nil {
+			corrupt = append(corrupt, id)
 			continue
 		}
-		p, err := Decode(ids[i], c.Val())
-		if err != nil {
-			return nil, err
-		}
-		out[ids[i]] = p
+		good[id] = c.Profile
 	}
-	return out, nil
+	return good, corrupt, nil
 }
 
 // DeleteVersion removes every profile key of a dataset version (SCAN and
@@ -315,98 +420,74 @@ func (s *Store) DeleteVersion(ctx context.Context, version int) (int64, error) {
 	}
 }
 
-// Head is a stored profile's version and digest.
-type Head struct{ Version, Digest int64 }
+// Head is a stored profile's version and digest, as read for a sweep.
+type Head struct {
+	Version int64
+	// Digest is recomputed from the stored content (not the stored d
+	// field, which another writer leaves as it was).
+	Digest int64
+	// Suspect: the value is not a profile hash, or its stored digest
+	// does not match its content; a sweep reads it again in full.
+	Suspect bool
+}
 
-// HeadsAt reads only the version and digest of ids in a dataset version
-// (HMGET in one pipeline); absent ids are not in the result.
+// HeadsAt reads the content of ids in a dataset version (every field, one
+// pipeline) and recomputes each digest from it, so a field changed behind
+// triad's back shows however the stored version and digest fields read.
+// Absent ids are not in the result.
 func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*goredis.SliceCmd, len(ids))
-	for i, id := range ids {
-		cmds[i] = pipe.HMGet(ctx, s.KeyAt(version, id), FieldVersion, FieldDigest)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	got, err := s.ReadAt(ctx, version, ids, false)
+	if err != nil {
 		return nil, err
 	}
-	out := make(map[int64]Head, len(ids))
-	for i, c := range cmds {
-		vals := c.Val()
-		v, ok1 := vals[0].(string)
-		d, ok2 := vals[1].(string)
-		if !ok1 || !ok2 {
-			continue // absent
+	out := make(map[int64]Head, len(got))
+	var scratch []byte
+	for id, c := range got {
+		if c.Err != nil {
+			out[id] = Head{Suspect: true}
+			continue
 		}
-		var h Head
-		var err error
-		if h.Version, err = strconv.ParseInt(v, 10, 64); err != nil {
-			return nil, fmt.Errorf("profile %d: bad version %q", ids[i], v)
-		}
-		if h.Digest, err = strconv.ParseInt(d, 10, 64); err != nil {
-			return nil, fmt.Errorf("profile %d: bad digest %q", ids[i], d)
-		}
-		out[ids[i]] = h
+		var d int64
+		d, scratch = c.Profile.ComputeDigest(scratch)
+		out[id] = Head{Version: c.Profile.Version, Digest: d, Suspect: d != c.Profile.Digest}
 	}
 	return out, nil
 }
 
-// casScript replaces or deletes a profile hash only if it still holds what
-// a check observed, and then announces it on the change feed in the same
-// atomic step: KEYS[1] = key; ARGV[1] = observed version ("" when the key
-// was absent), ARGV[2] = observed digest, ARGV[3] = "put" or "del",
-// ARGV[4] = the change feed's channel, ARGV[5] = its message, for put
-// ARGV[6] = TTL ms and ARGV[7..] = field, value pairs (version included).
-// Returns 1 done, 0 changed since observed (nothing written).
-var casScript = goredis.NewScript(`
-local cur = redis.call('HMGET', KEYS[1], 'v', 'd')
-if ARGV[1] == '' then
-  if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-elseif cur[1] ~= ARGV[1] or cur[2] ~= ARGV[2] then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-if ARGV[3] == 'put' then
-  redis.call('HSET', KEYS[1], unpack(ARGV, 7))
-  if tonumber(ARGV[6]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
-end
-redis.call('PUBLISH', ARGV[4], ARGV[5])
-return 1`)
-
-// CompareAndSet makes the serving version's hash of userID hold want (nil:
-// no hash) if it still holds observed (nil: it was absent), atomically. ok
-// is false when the hash changed since it was observed; nothing was
-// written then (a repair never overwrites a newer write). A write is
-// announced on the change feed as a repair, so every replica drops its
-// in-process copy even when the version did not change (a same-version
-// content repair).
-func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed *Head, want *ingest.Profile) (ok bool, err error) {
-	key := s.Key(userID)
-	change := ingest.Change{UserID: userID, Repaired: true}
-	args := []any{"", "", "del", s.Channel(), ""}
-	if observed != nil {
-		args[0], args[1] = strconv.FormatInt(observed.Version, 10), strconv.FormatInt(observed.Digest, 10)
-		change.Version = observed.Version
+// CompareAndSet makes the serving version's key of userID hold want (nil:
+// no key) if it still holds exactly the value observed (whatever its
+// form: a hash, a string, another type, or nothing), atomically. ok is
+// false when the value changed since it was observed; nothing was written
+// then (a repair never overwrites a newer write), and now says what the
+// key holds instead. A write is announced on the change feed as a repair,
+// so every replica drops its in-process copy even when the version did
+// not change (a same-version content repair).
+func (s *Store) CompareAndSet(ctx context.Context, userID int64, observed Value, want *ingest.Profile) (ok bool, now string, err error) {
+	change := ingest.Change{UserID: userID, Repaired: true, Version: 1}
+	sw := Swap{Observed: observed, Op: "del", Channel: s.Channel()}
+	if observed.Type == "hash" {
+		if v, err := strconv.ParseInt(observed.Hash[FieldVersion], 10, 64); err == nil && v > 0 {
+			change.Version = v
+		}
 	}
 	if want != nil {
-		args[2] = "put"
+		sw.Op, sw.TTLms = "hash", s.cfg.TTL.Milliseconds()
 		change.Version = want.Version
 		updated := ""
 		if !want.UpdatedAt.IsZero() {
 			updated = strconv.FormatInt(want.UpdatedAt.UnixMicro(), 10)
 		}
-		args = append(args, strconv.FormatInt(s.cfg.TTL.Milliseconds(), 10),
+		sw.Hash = append(sw.Hash,
 			FieldVersion, strconv.FormatInt(want.Version, 10),
 			FieldDigest, strconv.FormatInt(want.Digest, 10),
 			FieldDigestVersion, strconv.Itoa(ingest.DigestVersion),
 			FieldUpdatedAt, updated)
 		for f, name := range ingest.FieldNames {
-			args = append(args, name, want.Field(f))
+			sw.Hash = append(sw.Hash, name, string(want.Field(f)))
 		}
 	}
-	change.Version = max(change.Version, 1)
-	args[4] = string(AppendChanges(nil, []ingest.Change{change}))
-	n, err := casScript.Run(ctx, s.rdb, []string{key}, args...).Int()
-	return n == 1, err
+	sw.Message = string(AppendChanges(nil, []ingest.Change{change}))
+	return CompareAndSwap(ctx, s.rdb, s.Key(userID), sw)
 }
 
 // Heads is HeadsAt in the serving dataset version.
@@ -441,3 +522,6 @@ func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
 		}
 	}
 }
+
+// Serving is the dataset version reads address.
+func (s *Store) Serving() int { return s.versions.Load().Serving }

@@ -81,11 +81,16 @@ func (l *Log) Record(ctx context.Context, entries []repair.Entry) error {
 		if e.After != nil {
 			av, ad = &e.After.Version, &e.After.Digest
 		}
-		b.Queue(`INSERT INTO repair_log (run_id, entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest, outcome, error, dedupe_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, nullif($13, ''), $14)
-			ON CONFLICT (dedupe_key) DO UPDATE SET attempts = repair_log.attempts + 1, run_id = excluded.run_id,
-				outcome = excluded.outcome, error = excluded.error, last_at = now()`,
-			e.RunID, e.Entity, e.Key, e.Store, string(e.Class), e.Action, e.Priority, bv, bd, av, ad, e.Outcome, e.Error, dedupeKey(e, dry[e.RunID]))
+		// The entry keeps its first run in run_id; every run that touched
+		// it is in repair_log_runs (filtering by run finds them all).
+		b.Queue(`WITH e AS (
+			INSERT INTO repair_log (run_id, entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest, outcome, error, dedupe_key, fields, observed)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, nullif($13, ''), $14, $15, nullif($16, ''))
+			ON CONFLICT (dedupe_key) DO UPDATE SET attempts = repair_log.attempts + 1, last_run_id = excluded.run_id,
+				outcome = excluded.outcome, error = excluded.error, fields = excluded.fields, observed = excluded.observed, last_at = now()
+			RETURNING id)
+			INSERT INTO repair_log_runs (entry_id, run_id) SELECT id, $1 FROM e ON CONFLICT DO NOTHING`,
+			e.RunID, e.Entity, e.Key, e.Store, string(e.Class), e.Action, e.Priority, bv, bd, av, ad, e.Outcome, e.Error, dedupeKey(e, dry[e.RunID]), e.Fields, e.Observed)
 	}
 	return l.pool.SendBatch(ctx, b).Close()
 }
@@ -121,7 +126,7 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 		}
 	}
 	if f.RunID != 0 {
-		add("run_id = $%d", f.RunID)
+		add("id IN (SELECT entry_id FROM repair_log_runs WHERE run_id = $%d)", f.RunID)
 	}
 	if !f.Since.IsZero() {
 		add("last_at >= $%d", f.Since)
@@ -142,8 +147,8 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 			add("id < $%d", f.After)
 		}
 	}
-	q := `SELECT id, run_id, entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest,
-		outcome, coalesce(error, ''), attempts, first_at, last_at FROM repair_log`
+	q := `SELECT id, coalesce(last_run_id, run_id), entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest,
+		outcome, coalesce(error, ''), attempts, first_at, last_at, coalesce(fields, '{}'), coalesce(observed, '') FROM repair_log`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -164,7 +169,7 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 		var bv, bd, av, ad *int64
 		var class string
 		if err := rows.Scan(&e.ID, &e.RunID, &e.Entity, &e.Key, &e.Store, &class, &e.Action, &e.Priority, &bv, &bd, &av, &ad,
-			&e.Outcome, &e.Error, &e.Attempts, &e.FirstAt, &e.LastAt); err != nil {
+			&e.Outcome, &e.Error, &e.Attempts, &e.FirstAt, &e.LastAt, &e.Fields, &e.Observed); err != nil {
 			return nil, 0, err
 		}
 		e.Class = repair.Class(class)
@@ -220,7 +225,7 @@ func (l *Log) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
 		return 0, err
 	}
 	n := tag.RowsAffected()
-	tag, err = l.pool.Exec(ctx, `DELETE FROM repair_runs r WHERE finished_at < $1 AND NOT EXISTS (SELECT 1 FROM repair_log e WHERE e.run_id = r.id)`, cutoff)
+	tag, err = l.pool.Exec(ctx, `DELETE FROM repair_runs r WHERE finished_at < $1 AND NOT EXISTS (SELECT 1 FROM repair_log_runs e WHERE e.run_id = r.id)`, cutoff)
 	return n + tag.RowsAffected(), err
 }
 

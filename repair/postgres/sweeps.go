@@ -114,7 +114,8 @@ func (s *Sweeps) Plan(ctx context.Context, id int64, cut func() ([]int64, error)
 	})
 }
 
-const rangeCols = `sweep_id, lo, hi, state, coalesce(owner, ''), attempts, cursor, coalesce(mode, ''), segments, dirty, records, updated_at, finished_at`
+const rangeCols = `sweep_id, lo, hi, state, coalesce(owner, ''), attempts, cursor, coalesce(mode, ''), segments, dirty, records, updated_at, finished_at,
+	failures, coalesce(last_error, ''), retry_at`
 
 func collectRanges(rows pgx.Rows, err error) ([]repair.Range, error) {
 	if err != nil {
@@ -122,7 +123,8 @@ func collectRanges(rows pgx.Rows, err error) ([]repair.Range, error) {
 	}
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (repair.Range, error) {
 		var r repair.Range
-		err := row.Scan(&r.SweepID, &r.Lo, &r.Hi, &r.State, &r.Owner, &r.Attempts, &r.Cursor, &r.Mode, &r.Segments, &r.Dirty, &r.Records, &r.UpdatedAt, &r.FinishedAt)
+		err := row.Scan(&r.SweepID, &r.Lo, &r.Hi, &r.State, &r.Owner, &r.Attempts, &r.Cursor, &r.Mode, &r.Segments, &r.Dirty, &r.Records, &r.UpdatedAt, &r.FinishedAt,
+			&r.Failures, &r.LastError, &r.RetryAt)
 		return r, err
 	})
 }
@@ -141,7 +143,7 @@ func (s *Sweeps) Work(ctx context.Context) (unplanned []repair.SweepRecord, rang
 		return nil, nil, nil, err
 	}
 	if ranges, err = collectRanges(s.pool.Query(ctx, `SELECT `+rangeCols+` FROM sweep_ranges r
-		WHERE state <> 'done' AND sweep_id IN (SELECT id FROM sweeps WHERE state = 'running')
+		WHERE state <> 'done' AND (retry_at IS NULL OR retry_at <= now()) AND sweep_id IN (SELECT id FROM sweeps WHERE state = 'running')
 		ORDER BY sweep_id, state = 'running', lo LIMIT 64`)); err != nil {
 		return nil, nil, nil, err
 	}
@@ -157,6 +159,25 @@ func collectSweeps2(rows pgx.Rows, err error) ([]repair.SweepRecord, error) {
 		return nil, err
 	}
 	return collectSweeps(rows)
+}
+
+// FailRange implements repair.SweepStore: the range goes back to
+// pending, not to be claimed again before retryAt, with its error; the
+// sweep shows the error too (and its progress time moves, so a range
+// failing for a store reason is reported as failing, not as stuck).
+func (s *Sweeps) FailRange(ctx context.Context, id, lo int64, cause string, retryAt time.Time) (int, error) {
+	var failures int
+	err := s.pool.QueryRow(ctx, `UPDATE sweep_ranges SET state = 'pending', owner = NULL, failures = failures + 1, last_error = $3, retry_at = $4, updated_at = now()
+		WHERE sweep_id = $1 AND lo = $2 AND state <> 'done' RETURNING failures`, id, lo, cause, retryAt).Scan(&failures)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	_, err = s.pool.Exec(ctx, `UPDATE sweeps SET error = $2, updated_at = now() WHERE id = $1 AND state IN ('running', 'paused')`,
+		id, fmt.Sprintf("range %d: %s (failure %d; retrying at %s)", lo, cause, failures, retryAt.UTC().Format(time.RFC3339)))
+	return failures, err
 }
 
 // StartRange implements repair.SweepStore.

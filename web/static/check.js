@@ -31,7 +31,8 @@ triad.start("Check", async () => {
           table([["Store", ([s]) => s], ["Present", ([, v]) => (v.present ? (v.deleted ? "tombstone" : "yes") : "no")],
             ["Version", ([, v]) => (v.version ? String(v.version) : "—")], ["Digest", ([, v]) => (v.digest ? String(v.digest) : "—")],
             ["Class", ([, v]) => el("span", { className: "class " + (v.class || "") }, v.class || "")],
-            ["Fields that differ", ([, v]) => (v.diff && v.diff.length ? v.diff.join(", ") : "")]], stores)));
+            ["Fields that differ", ([, v]) => (v.diff && v.diff.length ? v.diff.join(", ") : "")],
+            ["Why invalid", ([, v]) => v.corrupt || ""]], stores)));
       }
       status(st, res.results.length + " checked, " + drift + " with drift");
       if (entity === "profile" && keys.length === 1) await record(keys[0]);

@@ -27,6 +27,8 @@ triad.start("Repairs", async () => {
       table([["", (r) => r[0]], ["value", (r) => r[1]]], [
         ["class", e.class], ["action", e.action + " (" + e.priority + " priority)"], ["outcome", e.outcome],
         ["run", String(e.run_id)], ["attempts", String(e.attempts)], ["first", fmtTime(e.first_at)], ["last", fmtTime(e.last_at)],
+        ["fields that differed", e.fields && e.fields.length ? e.fields.join(", ") : "—"],
+        ["observed", e.observed || "—"],
         ["error", e.error || "—"],
       ], { className: "kv" }),
       el("h4", {}, "Before → after"),

@@ -140,6 +140,12 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	repairer := repair.NewRepairer(checker, repairLog)
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
+	// Cached values the read path cannot decode are answered from Postgres
+	// and repaired here, logged and guarded (every replica: the value is
+	// found where it is read).
+	readRepairs := repair.NewQueue(repairer, "profile", 10_000, log)
+	reader.OnCorrupt(readRepairs.AddIDs)
+	go readRepairs.Run(runCtx, time.Second)
 	sweepStore := repairpg.NewSweeps(set.Postgres)
 	claims := leader.NewClaims(set.Etcd, c.Dataset.EtcdPrefix, MemberID()+"@"+a.Addr, c.Dataset.SessionTTL)
 	worker := repair.NewWorker(repair.NewSweeper(checker, repairer), sweepStore, claims, repair.WorkerConfig{

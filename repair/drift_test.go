@@ -1,0 +1,330 @@
+package repair_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/leader"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
+)
+
+// The drift corpus: what other services and operators do to the derived
+// stores, written through each store's own API (HSET, SET, ES _update, a
+// plain index), never through triad's writers. Each injector returns the
+// store it drifted.
+
+// esUpdate changes one field with ES _update (internal versioning: it
+// raises _version past the profile version and keeps triad's labels).
+func esUpdate(t *testing.T, s *stores, index, id, doc string) {
+	t.Helper()
+	res, err := s.ns.ES().Update(index, id, strings.NewReader(`{"doc":`+doc+`}`), s.ns.ES().Update.WithRefresh("true"))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.False(t, res.IsError(), res.String())
+}
+
+// esPlainIndex re-indexes a whole body without a version (internal
+// versioning), as a re-index job of another service would.
+func esPlainIndex(t *testing.T, s *stores, index, id, body string) {
+	t.Helper()
+	res, err := s.ns.ES().Index(index, strings.NewReader(body), s.ns.ES().Index.WithDocumentID(id), s.ns.ES().Index.WithRefresh("true"))
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.False(t, res.IsError(), res.String())
+}
+
+func esSource(t *testing.T, s *stores, index, id string) map[string]json.RawMessage {
+	t.Helper()
+	res, err := s.ns.ES().Get(index, id)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	var doc struct {
+		Source map[string]json.RawMessage `json:"_source"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&doc))
+	return doc.Source
+}
+
+type injected struct {
+	key, store string
+	class      repair.Class
+}
+
+// TestExternalDriftIsFoundAndRepaired: each kind of drift another writer
+// makes is found by check by ID and by a default (auto) sweep, in both
+// entities, repaired from Postgres, and a second repair writes nothing.
+func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 600, "ok")
+	idx := repair.NewTableIndex(s.ns.ES(), s.ns.IndexPrefix+"orders", "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), s.ns.Pool(), s.ns.Redis(), s.ns.RedisPrefix, idx)
+	require.NoError(t, err)
+	var docs [][]byte
+	for n := range int64(600) {
+		docs = append(docs, repair.OrderDoc(nil, 1, n))
+	}
+	_, err = orders.Write(ctx, docs)
+	require.NoError(t, err)
+	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, orders.Prepare(ctx))
+
+	rdb := s.ns.Redis()
+	pkey := func(id int) string { return s.rs.KeyAt(1, int64(id)) }
+	var want = map[string][]injected{}
+	add := func(entity, key, store string, class repair.Class) {
+		want[entity] = append(want[entity], injected{key, store, class})
+	}
+	// Profiles.
+	// 10: a field changed with HSET, triad's v/d fields left alone.
+	require.NoError(t, rdb.HSet(ctx, pkey(10), "tags", `["changed-by-hset"]`).Err())
+	add("profile", "10", "redis", repair.ClassFieldMismatch)
+	// 11: a string where the hash belongs.
+	require.NoError(t, rdb.Del(ctx, pkey(11)).Err())
+	require.NoError(t, rdb.Set(ctx, pkey(11), "not a hash", time.Hour).Err())
+	add("profile", "11", "redis", repair.ClassCorrupt)
+	// 12: undecodable JSON in one field.
+	require.NoError(t, rdb.HSet(ctx, pkey(12), "props", "not-json").Err())
+	add("profile", "12", "redis", repair.ClassCorrupt)
+	// 13: an extra field another service added.
+	require.NoError(t, rdb.HSet(ctx, pkey(13), "nickname", "bob").Err())
+	add("profile", "13", "redis", repair.ClassCorrupt)
+	// 14: ES _update of one field (labels kept, _version raised).
+	esUpdate(t, s, s.es.Alias(), "14", `{"tags":["changed-by-update"]}`)
+	add("profile", "14", "elasticsearch", repair.ClassFieldMismatch)
+	// 15: a plain re-index at the same profile version, other content.
+	src := esSource(t, s, s.es.Alias(), "15")
+	src["props"] = json.RawMessage(`{"k": "reindexed"}`)
+	body, _ := json.Marshal(src)
+	esPlainIndex(t, s, s.es.Alias(), "15", string(body))
+	add("profile", "15", "elasticsearch", repair.ClassFieldMismatch)
+	// 16: only the version field raised in the source (labels kept).
+	esUpdate(t, s, s.es.Alias(), "16", `{"version":999999}`)
+	add("profile", "16", "elasticsearch", repair.ClassAhead)
+	// 17: re-indexed without one of its fields (the strict mapping
+	// refuses wrong types, not missing fields).
+	src = esSource(t, s, s.es.Alias(), "17")
+	delete(src, "props")
+	body, _ = json.Marshal(src)
+	esPlainIndex(t, s, s.es.Alias(), "17", string(body))
+	add("profile", "17", "elasticsearch", repair.ClassCorrupt)
+
+	// Orders.
+	okey := func(id int) string { return orders.RedisKey(int64(id)) }
+	// 20: the JSON string rewritten with other content.
+	cur, err := rdb.Get(ctx, okey(20)).Result()
+	require.NoError(t, err)
+	require.NoError(t, rdb.Set(ctx, okey(20), strings.Replace(cur, `"status":`, `"status":"hacked","was":`, 1), 0).Err())
+	add("order", "20", "redis", repair.ClassCorrupt) // an unknown member ("was") next to a changed status
+	// 21: a hash where the JSON string belongs.
+	require.NoError(t, rdb.Del(ctx, okey(21)).Err())
+	require.NoError(t, rdb.HSet(ctx, okey(21), "status", "paid").Err())
+	add("order", "21", "redis", repair.ClassCorrupt)
+	// 22: not JSON at all.
+	require.NoError(t, rdb.Set(ctx, okey(22), "{not json", 0).Err())
+	add("order", "22", "redis", repair.ClassCorrupt)
+	// 23: ES _update of one field.
+	esUpdate(t, s, idx.Name(), "23", `{"status":"refunded-by-update"}`)
+	add("order", "23", "elasticsearch", repair.ClassFieldMismatch)
+
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es), orders)
+	log := repairpg.NewLog(s.ns.Pool())
+	rp := repair.NewRepairer(c, log)
+	sw := repair.NewSweeper(c, rp)
+	for _, entity := range []string{"profile", "order"} {
+		t.Run(entity, func(t *testing.T) {
+			exp := want[entity]
+			var keys []string
+			var expect []string
+			for _, w := range exp {
+				keys = append(keys, w.key)
+				expect = append(expect, fmt.Sprintf("%s/%s/%s", w.key, w.store, w.class))
+			}
+			slices.Sort(expect)
+			// Check by ID: one batch with every poisoned key answers, and
+			// names each.
+			res, err := c.Check(ctx, entity, append(keys, "1", "2"))
+			require.NoError(t, err, "garbage never fails a check batch")
+			var got []string
+			for _, r := range res {
+				for store, v := range r.Stores {
+					if store != "postgres" && v.Class.Drift() {
+						got = append(got, fmt.Sprintf("%s/%s/%s", r.Key, store, v.Class))
+					}
+					if v.Class == repair.ClassCorrupt {
+						require.NotEmpty(t, v.Corrupt, "a corrupt copy says why")
+						require.Positive(t, v.Bytes, "and how large it is")
+					}
+				}
+			}
+			slices.Sort(got)
+			require.Equal(t, expect, got, "check finds exactly the injected drift")
+
+			// A default sweep (auto mode) finds the same.
+			rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: entity, SegmentSize: 100, Recheck: 50 * time.Millisecond})
+			require.NoError(t, err)
+			got = got[:0]
+			for _, f := range rep.Findings {
+				got = append(got, fmt.Sprintf("%s/%s/%s", f.Key, f.Store, f.Class))
+			}
+			slices.Sort(got)
+			require.Equal(t, expect, got, "the default sweep finds exactly the injected drift (mode %s)", rep.Mode)
+
+			// A dry run plans, then the repair writes; a second writes nothing.
+			dry, _, err := rp.Repair(ctx, repair.Request{Entity: entity, Keys: keys, DryRun: true, Trigger: repair.TriggerAPI, Actor: "test"})
+			require.NoError(t, err)
+			run, entries, err := rp.Repair(ctx, repair.Request{Entity: entity, Keys: keys, Trigger: repair.TriggerAPI, Actor: "test"})
+			require.NoError(t, err)
+			ahead := 0
+			for _, e := range entries {
+				if e.Class == repair.ClassAhead && e.Store == "elasticsearch" {
+					ahead++
+					require.Equal(t, repair.OutcomeSkipped, e.Outcome)
+					require.Nil(t, e.After, "a skip wrote nothing")
+					continue
+				}
+				if e.Class.Drift() {
+					require.Equal(t, repair.OutcomeRepaired, e.Outcome, "%+v", e)
+					require.NotNil(t, e.After)
+				}
+				if e.Class == repair.ClassFieldMismatch {
+					require.NotEmpty(t, e.Fields, "the entry names the fields that differed")
+				}
+				if e.Class == repair.ClassCorrupt {
+					require.NotEmpty(t, e.Observed)
+				}
+			}
+			require.Equal(t, dry.Planned, run.Repaired, "the dry run planned exactly what the run wrote")
+			require.Equal(t, len(exp)-ahead, run.Repaired)
+			again, _, err := rp.Repair(ctx, repair.Request{Entity: entity, Keys: keys, Trigger: repair.TriggerAPI, Actor: "test"})
+			require.NoError(t, err)
+			require.Zero(t, again.Repaired+again.Failed+again.Conflicts, "a second repair writes nothing: %+v", again)
+			res, err = c.Check(ctx, entity, keys)
+			require.NoError(t, err)
+			for _, r := range res {
+				for store, v := range r.Stores {
+					if store == "postgres" || v.Class == repair.ClassAhead {
+						continue
+					}
+					require.False(t, v.Class.Drift(), "%s %s: %+v", r.Key, store, v)
+				}
+			}
+			// The run's entries are all listed under the run.
+			listed, _, err := log.List(ctx, repair.LogFilter{RunID: run.ID, Limit: 1000})
+			require.NoError(t, err)
+			require.Len(t, listed, len(entries))
+		})
+	}
+	// After the repair, triad's next write of 14 through the pipeline
+	// (external version 2, while _version was raised by the _update and
+	// the repair) still lands: a newer write is never lost.
+	p := profile(t, 14, 2, "newer")
+	s.write(t, p, "postgres", "elasticsearch")
+	docs14, err := s.es.ReadDocs(ctx, []int64{14})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, docs14[14].Profile.Version, "the newer write reached the index")
+}
+
+// TestGuardsHoldAgainstExternalWrites: repairs of externally drifted
+// copies never overwrite a newer write that came through triad, and a
+// refused repair says what was observed and what is there now.
+func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 3, "ok")
+	require.NoError(t, s.es.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	e, err := c.Entity("profile")
+	require.NoError(t, err)
+	rdb := s.ns.Redis()
+	// 1: drifted in both stores by other writers.
+	require.NoError(t, rdb.HSet(ctx, s.rs.KeyAt(1, 1), "tags", `["x"]`).Err())
+	esUpdate(t, s, s.es.Alias(), "1", `{"tags":["y"]}`)
+	obs := map[string]repair.Record{}
+	for _, d := range e.Derived() {
+		got, err := d.Read(ctx, []string{"1"})
+		require.NoError(t, err)
+		obs[d.Store()] = got["1"]
+	}
+	pg, err := e.Primary().Read(ctx, []string{"1"})
+	require.NoError(t, err)
+	// Between the read and the repair, triad's pipeline writes version 2.
+	s.write(t, profile(t, 1, 2, "newer"), "postgres", "redis", "elasticsearch")
+	for _, d := range e.Derived() {
+		ok, now, err := d.Fixer.Put(ctx, "1", obs[d.Store()], pg["1"])
+		require.NoError(t, err)
+		require.False(t, ok, "%s: the repair must not replace the newer write", d.Store())
+		require.NotEmpty(t, now)
+	}
+	got, _, err := s.rs.Get(ctx, 1)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, got.Version)
+	docs, err := s.es.ReadDocs(ctx, []int64{1})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, docs[1].Profile.Version)
+}
+
+// TestPoisonedSweepFinishes: a persisted sweep whose first range holds
+// garbage finishes and reports it with the rest of the drift, and a
+// sweep of the other entity started meanwhile runs too.
+func TestPoisonedSweepFinishes(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 400, "ok")
+	idx := repair.NewTableIndex(s.ns.ES(), s.ns.IndexPrefix+"orders", "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), s.ns.Pool(), s.ns.Redis(), s.ns.RedisPrefix, idx)
+	require.NoError(t, err)
+	var docs [][]byte
+	for n := range int64(300) {
+		docs = append(docs, repair.OrderDoc(nil, 1, n))
+	}
+	_, err = orders.Write(ctx, docs)
+	require.NoError(t, err)
+	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, orders.Prepare(ctx))
+	rdb := s.ns.Redis()
+	require.NoError(t, rdb.Del(ctx, s.rs.KeyAt(1, 2)).Err())
+	require.NoError(t, rdb.RPush(ctx, s.rs.KeyAt(1, 2), "a", "list").Err()) // a list where the hash belongs
+	require.NoError(t, rdb.HSet(ctx, s.rs.KeyAt(1, 3), "devices", "{{").Err())
+	require.NoError(t, rdb.HSet(ctx, s.rs.KeyAt(1, 350), "tags", `["late-drift"]`).Err())
+
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es), orders)
+	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
+	st := repairpg.NewSweeps(s.ns.Pool())
+	claims := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "w1", time.Second)
+	t.Cleanup(func() { _ = claims.Close() })
+	w := repair.NewWorker(sw, st, claims, repair.WorkerConfig{Owner: "w1", Recheck: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RangeSegments: 1}, nil)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go w.Run(wctx)
+	prof, err := w.Start(ctx, repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	require.NoError(t, err)
+	ord, err := w.Start(ctx, repair.SweepRecord{Entity: "order", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	require.NoError(t, err)
+	start := time.Now()
+	for _, id := range []int64{prof.ID, ord.ID} {
+		require.Eventually(t, func() bool {
+			r, err := st.GetSweep(ctx, id)
+			require.NoError(t, err)
+			require.NotEqual(t, repair.SweepFailed, r.State, "%+v", r)
+			return r.State == repair.SweepDone
+		}, 60*time.Second, 20*time.Millisecond)
+	}
+	t.Logf("measured: both sweeps done %s after start", time.Since(start))
+	findings, err := st.Findings(ctx, prof.ID, 100)
+	require.NoError(t, err)
+	var got []string
+	for _, f := range findings {
+		got = append(got, fmt.Sprintf("%s/%s/%s", f.Key, f.Store, f.Class))
+	}
+	slices.Sort(got)
+	require.Equal(t, []string{"2/redis/corrupt", "3/redis/corrupt", "350/redis/field_mismatch"}, got)
+}
