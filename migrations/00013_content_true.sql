@@ -40,7 +40,14 @@ CREATE TABLE sweep_checkpoints (
 
 ALTER TABLE sweep_ranges ADD COLUMN last_error text, ADD COLUMN retry_at timestamptz, ADD COLUMN failures integer NOT NULL DEFAULT 0;
 
+-- Repairs the read path queues for values it could not decode.
+ALTER TABLE repair_runs DROP CONSTRAINT repair_runs_trigger_check;
+ALTER TABLE repair_runs ADD CONSTRAINT repair_runs_trigger_check CHECK (trigger IN ('schedule', 'api', 'ui', 'cli', 'read_path'));
+
 -- +goose Down
+ALTER TABLE repair_runs DROP CONSTRAINT repair_runs_trigger_check;
+UPDATE repair_runs SET trigger = 'api' WHERE trigger = 'read_path';
+ALTER TABLE repair_runs ADD CONSTRAINT repair_runs_trigger_check CHECK (trigger IN ('schedule', 'api', 'ui', 'cli'));
 ALTER TABLE sweep_ranges DROP COLUMN last_error, DROP COLUMN retry_at, DROP COLUMN failures;
 DROP TABLE sweep_checkpoints;
 ALTER TABLE sweeps DROP COLUMN content_true, DROP COLUMN checkpoint;

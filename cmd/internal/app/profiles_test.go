@@ -79,3 +79,51 @@ func TestProfileBatchAndDeleteEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestProfileAPINeverServesInvalidJSON: cached values another writer
+// poisoned (not-json in a field, a string where the hash belongs) are
+// never served; the API answers Postgres's record, and the read path
+// queues them for a logged repair that puts the right hash back.
+func TestProfileAPINeverServesInvalidJSON(t *testing.T) {
+	ns := stacktest.New(t)
+	cfg := ns.Config
+	cfg.Archive.Dir = t.TempDir()
+	cfg.Lookup.CacheMaxBytes = 0 // every read reaches Redis
+	a := start(t, cfg)
+	body := []byte("{\"user_id\": 1, \"version\": 3, \"tags\": [\"a\"]}\n{\"user_id\": 2, \"version\": 3, \"tags\": [\"b\"]}\n")
+	var r resp
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		r = call(t, a, http.MethodPost, "/api/v1/profiles/batch", adminToken, body)
+		if r.code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	require.Equal(t, http.StatusOK, r.code, r.raw)
+	ctx := t.Context()
+	rdb := ns.Redis()
+	key1, key2 := ns.RedisPrefix+"profile:1", ns.RedisPrefix+"profile:2"
+	require.Eventually(t, func() bool { return rdb.Exists(ctx, key1, key2).Val() == 2 }, 30*time.Second, 20*time.Millisecond)
+	require.NoError(t, rdb.HSet(ctx, key1, "props", "not-json").Err())
+	require.NoError(t, rdb.Del(ctx, key2).Err())
+	require.NoError(t, rdb.Set(ctx, key2, "a string", 0).Err())
+
+	for _, id := range []string{"1", "2"} {
+		r = call(t, a, http.MethodGet, "/api/v1/profiles/"+id, adminToken, nil)
+		require.Equal(t, http.StatusOK, r.code, r.raw)
+		require.NotNil(t, r.body, "valid JSON: %s", r.raw)
+		require.NotContains(t, r.raw, "not-json")
+	}
+	// The queued repair puts Postgres's record back (within about a
+	// second; polled for 30).
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		return rdb.Type(ctx, key2).Val() == "hash" && rdb.HGet(ctx, key1, "props").Val() == "{}"
+	}, 30*time.Second, 20*time.Millisecond)
+	t.Logf("measured: poisoned values repaired %s after they were read", time.Since(start).Round(time.Millisecond))
+	var n int
+	require.NoError(t, ns.Pool().QueryRow(ctx, `SELECT count(*) FROM repair_log e JOIN repair_runs r ON r.id = e.run_id
+		WHERE r.trigger = 'read_path' AND e.class = 'corrupt' AND e.outcome = 'repaired'`).Scan(&n))
+	require.Equal(t, 2, n, "both repairs are logged")
+}
