@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -342,20 +341,7 @@ func (s *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
 // longer follows the profile version. ok is false when it changed since
 // (or was deleted); nothing was written then.
 func (s *Store) IndexIf(ctx context.Context, p *ingest.Profile, g Guard) (ok bool, err error) {
-	seq, term := int(g.SeqNo), int(g.PrimaryTerm)
-	res, err := esapi.IndexRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(AppendDocument(nil, p)),
-		IfSeqNo: &seq, IfPrimaryTerm: &term, Refresh: "true"}.Do(ctx, s.es)
-	if err != nil {
-		return false, fmt.Errorf("index %d: %w", p.UserID, err)
-	}
-	defer drain(res)
-	switch {
-	case res.StatusCode == http.StatusConflict || res.StatusCode == http.StatusNotFound:
-		return false, nil
-	case res.IsError():
-		return false, fmt.Errorf("index %d: %s: %s", p.UserID, res.Status(), readAll(res))
-	}
-	return true, nil
+	return s.indexIn(ctx, s.Alias(), p, g, "true")
 }
 
 // DeleteDocIf deletes a document only if it is still the one observed.

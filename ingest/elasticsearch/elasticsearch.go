@@ -363,7 +363,7 @@ func (s *Store) resolveConflicts(ctx context.Context, index string, batch []*ing
 		if p.Deleted {
 			written, err = s.deleteIn(ctx, index, p.UserID, d.Guard())
 		} else {
-			written, err = s.indexIn(ctx, index, p, d.Guard())
+			written, err = s.indexIn(ctx, index, p, d.Guard(), "")
 		}
 		if err != nil {
 			return nil, err
@@ -375,10 +375,12 @@ func (s *Store) resolveConflicts(ctx context.Context, index string, batch []*ing
 	return done, nil
 }
 
-func (s *Store) indexIn(ctx context.Context, index string, p *ingest.Profile, g Guard) (bool, error) {
+// indexIn writes p into index only if its document is still at g's
+// sequence number and primary term (refresh: "" or "true").
+func (s *Store) indexIn(ctx context.Context, index string, p *ingest.Profile, g Guard, refresh string) (bool, error) {
 	seq, term := int(g.SeqNo), int(g.PrimaryTerm)
 	res, err := esapi.IndexRequest{Index: index, DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(AppendDocument(nil, p)),
-		IfSeqNo: &seq, IfPrimaryTerm: &term}.Do(ctx, s.es)
+		IfSeqNo: &seq, IfPrimaryTerm: &term, Refresh: refresh}.Do(ctx, s.es)
 	if err != nil {
 		return false, fmt.Errorf("index %d: %w", p.UserID, err)
 	}

@@ -38,12 +38,7 @@ func (v Value) Fingerprint() string {
 	h := sha1.New()
 	switch v.Type {
 	case "hash":
-		names := make([]string, 0, len(v.Hash))
-		for k := range v.Hash {
-			names = append(names, k)
-		}
-		slices.Sort(names)
-		for _, k := range names {
+		for _, k := range v.FieldNames() {
 			val := v.Hash[k]
 			fmt.Fprintf(h, "%d:%s%d:%s", len(k), k, len(val), val)
 		}
