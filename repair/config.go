@@ -109,7 +109,7 @@ func (s Schedule) validate() error {
 	case s.Every < 0 || (s.Every > 0 && s.Every < time.Minute):
 		return fmt.Errorf("every: at least 1m, got %s", s.Every)
 	case !ValidMode(s.Mode):
-		return fmt.Errorf("mode: records, digest or auto, got %q", s.Mode)
+		return fmt.Errorf("mode: auto, digest, records or labels, got %q", s.Mode)
 	case s.SegmentSize < 0 || s.SegmentSize > MaxSegmentRows:
 		return fmt.Errorf("segment_size: between 1 and %d, got %d", MaxSegmentRows, s.SegmentSize)
 	case s.Rate < 0:

@@ -1,6 +1,8 @@
 package repair
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -14,7 +16,8 @@ type Metrics struct {
 	segments      *prometheus.CounterVec // entity
 	records       *prometheus.CounterVec // entity
 	duration      *prometheus.HistogramVec
-	consistency   *prometheus.GaugeVec // entity
+	consistency   *prometheus.GaugeVec   // entity
+	sweeps        *prometheus.CounterVec // entity, content_true
 	suspects      *prometheus.CounterVec
 	inFlight      *prometheus.CounterVec
 	stuckSweeps   prometheus.Gauge
@@ -56,8 +59,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "triad_repair_sweep_duration_seconds", Help: "Duration of finished sweeps, by entity.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 16),
 		}, []string{"entity"}),
+		sweeps: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_repair_sweeps_finished_total", Help: "Sweeps finished, by entity and whether their figures are content-true (false: the label-only quick mode).",
+		}, []string{"entity", "content_true"}),
 		consistency: f.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "triad_repair_consistency_ratio", Help: "Share of the records the last finished sweep compared that were consistent in every store, by entity.",
+			Name: "triad_repair_consistency_ratio", Help: "Share of the records the last finished content-true sweep compared that were consistent in every store, by entity (label-only sweeps never set it).",
 		}, []string{"entity"}),
 	}
 }
@@ -117,7 +123,10 @@ func (m *Metrics) swept(entity string, records int64, rep *SweepReport) {
 	for _, f := range rep.Findings {
 		drifted[f.Key] = true
 	}
-	if records > 0 {
+	m.sweeps.WithLabelValues(entity, strconv.FormatBool(rep.ContentTrue)).Inc()
+	// The quick label-only mode cannot see another writer's change that
+	// left triad's labels alone: its figures never feed the gauge.
+	if records > 0 && rep.ContentTrue {
 		m.consistency.WithLabelValues(entity).Set(1 - float64(len(drifted))/float64(records))
 	}
 }

@@ -2,7 +2,6 @@ package repair
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -229,13 +228,18 @@ func (f esFixer) Put(ctx context.Context, key string, observed, p Record) (bool,
 	}
 	now := f.now(ctx, want.UserID, observed.Present)
 	if now == tombstoneNote {
-		// Not a newer write: the repair failed and will succeed later.
-		return false, "", errors.New("elasticsearch refused the version: " + now)
+		// Not a newer write: a delete made with internal versioning left a
+		// tombstone that refuses the external version. The document is
+		// still absent, so it is created (refused if one appeared since).
+		if written, err = f.s.CreateIfAbsent(ctx, want); err != nil || written {
+			return written, "", err
+		}
+		now = f.now(ctx, want.UserID, true)
 	}
 	return false, now, nil
 }
 
-const tombstoneNote = "nothing, but a recent delete's tombstone refuses this version until index.gc_deletes (60 s) expires; a later repair will write it"
+const tombstoneNote = "nothing, but a recent delete's tombstone refuses this version"
 
 // now describes the document as it is after a refused write.
 func (f esFixer) now(ctx context.Context, id int64, wasPresent bool) string {
@@ -368,3 +372,83 @@ func (p *Profile) PrimaryKeys(ctx context.Context, fn func(keys []int64) error) 
 // Prepare implements Preparer: refresh the index so recent documents are
 // searchable by range.
 func (p *Profile) Prepare(ctx context.Context) error { return p.es.Refresh(ctx) }
+
+// Profile implements Labelled, Checkpointed and Counted: Redis keys'
+// stored v and d fields, the index's stored segment hash halves, and the
+// index's _seq_no (every write to a document gets a new one, whoever
+// makes it), so a sweep reads whole only the documents written since the
+// checkpoint the last clean content-true sweep verified.
+var (
+	_ Checkpointed = (*Profile)(nil)
+	_ Counted      = (*Profile)(nil)
+)
+
+// LabelSums implements Labelled: the index's stored sweep_h halves.
+func (p *Profile) LabelSums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.SegmentSum, bool, error) {
+	if i != 1 {
+		return nil, false, nil
+	}
+	sums, err := p.es.RangeSums(ctx, ranges)
+	return sums, err == nil, err
+}
+
+// LabelHeads implements Labelled: Redis keys' stored v and d fields.
+func (p *Profile) LabelHeads(ctx context.Context, i int, keys []int64) (map[int64]Head, bool, error) {
+	if i != 0 {
+		return nil, false, nil
+	}
+	if len(keys) == 0 {
+		return map[int64]Head{}, true, nil
+	}
+	got, err := p.redis.Labels(ctx, keys)
+	if err != nil {
+		return nil, true, err
+	}
+	out := make(map[int64]Head, len(got))
+	for k, h := range got {
+		out[k] = Head{Present: true, Version: h.Version, Digest: h.Digest, Suspect: h.Suspect}
+	}
+	return out, true, nil
+}
+
+// CheckpointStore implements Checkpointed: Elasticsearch.
+func (*Profile) CheckpointStore() int { return 1 }
+
+// Checkpoint implements Checkpointed.
+func (p *Profile) Checkpoint(ctx context.Context) (Checkpoint, error) {
+	cp, err := p.es.Checkpoint(ctx)
+	return Checkpoint{Index: cp.Index, UUID: cp.UUID, SeqNo: cp.SeqNo}, err
+}
+
+// Changed implements Checkpointed: documents written since are decoded
+// whole; those that do not decode or whose labels lie are handed on.
+func (p *Profile) Changed(ctx context.Context, since Checkpoint, fn func(keys []int64) error) (int64, error) {
+	cp, err := p.es.Checkpoint(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if cp.Index != since.Index || cp.UUID != since.UUID {
+		return 0, fmt.Errorf("the alias now points at %s (%s), not %s (%s)", cp.Index, cp.UUID, since.Index, since.UUID)
+	}
+	return p.es.Changed(ctx, cp.Index, cp.Shards, since.SeqNo, func(docs []esstore.Doc) error {
+		var bad []int64
+		for _, d := range docs {
+			if d.Err != nil || d.LabelsLie {
+				bad = append(bad, d.ID)
+			}
+		}
+		if len(bad) == 0 {
+			return nil
+		}
+		return fn(bad)
+	})
+}
+
+// CountDerived implements Counted: every key of the Redis database.
+func (p *Profile) CountDerived(ctx context.Context, i int) (int64, bool, error) {
+	if i != 0 {
+		return 0, false, nil
+	}
+	n, err := p.redis.CountKeys(ctx)
+	return n, err == nil, err
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/RoaringBitmap/roaring/v2/roaring64"
@@ -75,7 +76,16 @@ const (
 	// ModeAuto starts with digests and falls back to records once most
 	// segments turn out dirty (AutoDenseShare).
 	ModeAuto = "auto"
+	// ModeLabels is the quick mode: it compares the labels triad wrote
+	// (stored versions, digests and segment hashes) and reads no content,
+	// so another writer's change that left them alone goes unseen. Its
+	// figures are not content-true and never feed the consistency gauge.
+	ModeLabels = "labels"
 )
+
+// ContentTrue reports whether a sweep in mode m judges content: every
+// mode but the quick one.
+func ContentTrue(m string) bool { return m != ModeLabels }
 
 // AutoDenseShare is the share of dirty segments (after AutoMinSegments)
 // above which an auto sweep stops computing digests: narrowing nearly
@@ -86,12 +96,14 @@ const (
 )
 
 // ValidMode reports whether m names a sweep mode ("" is auto).
-func ValidMode(m string) bool { return m == "" || m == ModeRecords || m == ModeDigest || m == ModeAuto }
+func ValidMode(m string) bool {
+	return m == "" || m == ModeRecords || m == ModeDigest || m == ModeAuto || m == ModeLabels
+}
 
 // SweepOptions configure one sweep.
 type SweepOptions struct {
 	Entity      string
-	Mode        string        // records, digest or auto (default)
+	Mode        string        // auto (default), digest, records, or labels (quick, not content-true)
 	SegmentSize int           // primary rows per segment (default 1000)
 	Recheck     time.Duration // wait before suspects are read again (default 2s)
 	Repair      bool          // repair the findings
@@ -129,16 +141,23 @@ type Finding struct {
 
 // SweepReport is what a sweep found (and repaired).
 type SweepReport struct {
-	Entity   string        `json:"entity"`
-	Mode     string        `json:"mode"` // what the walk used (auto: digest, or digest→records)
-	Segments int           `json:"segments"`
-	Dirty    int           `json:"dirty_segments"`
-	Records  int           `json:"records"`   // primary rows compared
-	Suspects int           `json:"suspects"`  // keys that differed in the first pass
-	InFlight int           `json:"in_flight"` // suspects whose primary row changed before the recheck: written meanwhile, not judged
-	Findings []Finding     `json:"findings"`  // drift that remained after the recheck
-	Repair   *Run          `json:"repair,omitempty"`
-	Took     time.Duration `json:"took_ns"`
+	Entity string `json:"entity"`
+	Mode   string `json:"mode"` // what the walk used (auto: digest, or digest→records)
+	// ContentTrue: every copy was judged by its content (or proven
+	// unchanged since it was); false for the quick label-only mode.
+	ContentTrue bool             `json:"content_true"`
+	Checkpoint  *SweepCheckpoint `json:"checkpoint,omitempty"`
+	// OrphanScan says how the stores read by key were searched for
+	// orphans: "scanned", or "skipped: ..." when counts proved none.
+	OrphanScan string        `json:"orphan_scan,omitempty"`
+	Segments   int           `json:"segments"`
+	Dirty      int           `json:"dirty_segments"`
+	Records    int           `json:"records"`   // primary rows compared
+	Suspects   int           `json:"suspects"`  // keys that differed in the first pass
+	InFlight   int           `json:"in_flight"` // suspects whose primary row changed before the recheck: written meanwhile, not judged
+	Findings   []Finding     `json:"findings"`  // drift that remained after the recheck
+	Repair     *Run          `json:"repair,omitempty"`
+	Took       time.Duration `json:"took_ns"`
 }
 
 // Sweeper compares whole entities across their stores. This is the
@@ -148,6 +167,9 @@ type SweepReport struct {
 type Sweeper struct {
 	checker  *Checker
 	repairer *Repairer
+	// Checkpoints keeps verified checkpoints (nil: none, so every
+	// content-true sweep reads every record whole).
+	Checkpoints Checkpoints
 }
 
 // NewSweeper returns a sweeper; repairer may be nil (no repairs).
@@ -178,38 +200,47 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 	if err != nil {
 		return SweepReport{}, err
 	}
-	rep := SweepReport{Entity: o.Entity, Mode: o.Mode}
+	rep := SweepReport{Entity: o.Entity, Mode: o.Mode, ContentTrue: ContentTrue(o.Mode)}
+	// The checkpoint is taken before the refresh and every read it covers.
+	sc, err := s.takeCheckpoint(ctx, r, o.Mode)
+	if err != nil {
+		return rep, err
+	}
+	rep.Checkpoint = sc
 	if err := prepare(ctx, r); err != nil {
 		return rep, err
 	}
-	w := s.walker(r, o)
-	// The stores read by key are scanned for orphans while the walk runs.
-	orphans := map[int64]Head{}
-	scan := make(chan error, 1)
-	go func() { scan <- s.scanOrphans(ctx, r, orphans) }()
+	w := s.walker(r, o, sc)
 	suspects := map[int64]Head{}
+	present := make([]int64, len(r.Derived()))
 	err = w.walk(ctx, 0, math.MaxInt64, func(b batchResult) (bool, error) {
 		rep.Segments += b.segments
 		rep.Dirty += b.dirty
 		rep.Records += b.records
+		for i, n := range b.present {
+			present[i] += n
+		}
 		maps.Copy(suspects, b.suspects)
 		return true, nil
 	})
 	if err != nil {
-		<-scan
 		return rep, err
 	}
 	rep.Mode = w.used()
-	if err := <-scan; err != nil {
+	orphans := map[int64]Head{}
+	if rep.OrphanScan, err = s.scanOrphans(ctx, r, present, orphans); err != nil {
 		return rep, err
 	}
-	for k, h := range orphans {
-		if _, ok := suspects[k]; !ok {
-			suspects[k] = h
-		}
+	suspectsUnion(suspects, orphans)
+	untrusted, err := s.changedSince(ctx, r, sc, suspects)
+	if err != nil {
+		return rep, err
 	}
 	rep.Suspects = len(suspects)
 	if err := s.finish(ctx, r, o, suspects, &rep); err != nil {
+		return rep, err
+	}
+	if err := s.settleCheckpoint(ctx, r, sc, 0, &rep, untrusted); err != nil {
 		return rep, err
 	}
 	rep.Took = time.Since(start)
@@ -243,9 +274,13 @@ const MaxSegmentRows = 5000
 // walker compares key ranges batch by batch and decides, in auto mode,
 // when digests stop paying off. Not safe for concurrent use.
 type walker struct {
-	s          *Sweeper
-	r          Ranged
-	d          Digested // nil: the entity has no segment digests
+	s *Sweeper
+	r Ranged
+	d Digested // nil: the entity has no segment digests
+	l Labelled // nil: the entity has no labels to read
+	// labels[i]: derived store i is compared by its labels (the quick
+	// mode, or a store proven unchanged since a verified checkpoint).
+	labels     []bool
 	o          SweepOptions
 	mode       string // records or digest: what the next batch uses
 	fellBack   bool
@@ -255,12 +290,43 @@ type walker struct {
 	paced     int
 }
 
-func (s *Sweeper) walker(r Ranged, o SweepOptions) *walker {
-	w := &walker{s: s, r: r, o: o, mode: ModeRecords}
+func (s *Sweeper) walker(r Ranged, o SweepOptions, sc *SweepCheckpoint) *walker {
+	w := &walker{s: s, r: r, o: o, mode: ModeRecords, labels: make([]bool, len(r.Derived()))}
 	if d, ok := r.(Digested); ok && o.Mode != ModeRecords {
 		w.d, w.mode = d, ModeDigest
 	}
+	if l, ok := r.(Labelled); ok && w.d != nil {
+		w.l = l
+		for i := range w.labels {
+			w.labels[i] = o.Mode == ModeLabels
+		}
+		if c, ok := r.(Checkpointed); ok && sc != nil && sc.Base != nil {
+			w.labels[c.CheckpointStore()] = true
+		}
+	}
 	return w
+}
+
+// sums computes derived store i's segment sums: from its labels where
+// they are trusted (or the quick mode asks), else from content.
+func (w *walker) sums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.SegmentSum, bool, error) {
+	if w.labels[i] {
+		if sums, ok, err := w.l.LabelSums(ctx, i, ranges); ok || err != nil {
+			return sums, ok, err
+		}
+	}
+	return w.d.DerivedSums(ctx, i, ranges)
+}
+
+// heads reads derived store i's heads: in the quick mode a store read by
+// key gives its labels only.
+func (w *walker) heads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]Head, error) {
+	if w.labels[i] && w.o.Mode == ModeLabels && keys != nil {
+		if h, ok, err := w.l.LabelHeads(ctx, i, keys); ok || err != nil {
+			return h, err
+		}
+	}
+	return w.r.DerivedHeads(ctx, i, lo, hi, keys)
 }
 
 // used names the mode the walk used: records, digest, or auto:
@@ -277,7 +343,10 @@ type batchResult struct {
 	last            bool  // nothing is left in the range
 	segments, dirty int
 	records         int // live primary records compared
-	suspects        map[int64]Head
+	// present[i] counts the keys derived store i was asked for by key
+	// and holds (stores read by key hold no others in their answer).
+	present  []int64
+	suspects map[int64]Head
 }
 
 // plan cuts the next batch of segments after `after` within (after, hi]:
@@ -300,7 +369,7 @@ func (w *walker) plan(ctx context.Context, after, hi int64) ([]int64, bool, erro
 // keeps the primary's head as this pass saw it. Safe to run beside
 // another batch's compare.
 func (w *walker) compare(ctx context.Context, b []int64, mode string) (batchResult, error) {
-	res := batchResult{hi: b[len(b)-1], segments: len(b) - 1, suspects: map[int64]Head{}}
+	res := batchResult{hi: b[len(b)-1], segments: len(b) - 1, suspects: map[int64]Head{}, present: make([]int64, len(w.r.Derived()))}
 	if res.segments == 0 {
 		return res, nil
 	}
@@ -417,10 +486,11 @@ func (w *walker) recordBatch(ctx context.Context, b []int64, res *batchResult) e
 		}
 		dirty := false
 		for i, d := range w.r.Derived() {
-			dh, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+			dh, err := w.heads(ctx, i, lo, hi, keys)
 			if err != nil {
 				return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
 			}
+			res.present[i] += int64(len(dh))
 			dirty = compareHeads(ph, dh, d.CacheAside, res.suspects) || dirty
 		}
 		if dirty {
@@ -463,7 +533,7 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 	})
 	for i, d := range derived {
 		g.Go(func() error {
-			sums, ok, err := w.d.DerivedSums(gctx, i, segs)
+			sums, ok, err := w.sums(gctx, i, segs)
 			if err != nil {
 				return fmt.Errorf("segment sums %d..%d: %s: %w", lo, hi, d.Store(), err)
 			}
@@ -506,10 +576,11 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 				keys = append(keys, k)
 			}
 		}
-		dh, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+		dh, err := w.heads(ctx, i, lo, hi, keys)
 		if err != nil {
 			return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
 		}
+		res.present[i] += int64(len(dh))
 		keyed[i] = dh
 		for j := range n {
 			if !dense[j] {
@@ -556,10 +627,11 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 		}
 		dh := keyed[i]
 		if len(keys) > 0 {
-			more, err := w.r.DerivedHeads(ctx, i, lo, hi, keys)
+			more, err := w.heads(ctx, i, lo, hi, keys)
 			if err != nil {
 				return fmt.Errorf("segment %d..%d: %s: %w", lo, hi, d.Store(), err)
 			}
+			res.present[i] += int64(len(more))
 			if dh == nil {
 				dh = more
 			} else {
@@ -668,7 +740,7 @@ func (w *walker) narrow(ctx context.Context, i int, d Derived, b []int64, bad []
 		}
 		want = append(want, sum)
 	}
-	got, _, err := w.d.DerivedSums(ctx, i, subs)
+	got, _, err := w.sums(ctx, i, subs)
 	if err != nil {
 		return fmt.Errorf("narrow %d ranges: %s: %w", len(subs), d.Store(), err)
 	}
@@ -709,15 +781,41 @@ func compareHeads(ph, dh map[int64]Head, cacheAside bool, suspects map[int64]Hea
 	return found
 }
 
+// Counted is a Ranged entity that can count the keys a store read by key
+// holds in all, cheaply (Redis DBSIZE).
+type Counted interface {
+	// CountDerived counts derived store i's keys; ok is false when it
+	// cannot tell (the store holds other keys too, or is read by range).
+	CountDerived(ctx context.Context, i int) (n int64, ok bool, err error)
+}
+
 // scanOrphans lists every key of the stores read by key, in bounded
 // batches, and adds those without a primary row to suspects. The
 // primary's keys are read once, in one streaming query, into a compressed
 // bitmap (roaring: about 2 bytes a key, far less for dense ID ranges)
 // rather than asking the primary about each scanned batch.
-func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, suspects map[int64]Head) error {
+//
+// A store whose key count, read after the walk, is no more than the keys
+// the walk found it holding for primary rows (present[i]) holds no
+// orphan, and is not scanned. (A key written and another expired between
+// the walk and the count can hide one orphan until the next sweep, as a
+// SCAN misses keys written while it runs.) It returns what it did, for
+// the report.
+func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, present []int64, suspects map[int64]Head) (string, error) {
 	var known *roaring64.Bitmap
+	var did []string
 	for i, d := range r.Derived() {
-		_, err := r.ScanDerived(ctx, i, func(keys []int64) error {
+		if c, ok := r.(Counted); ok && i < len(present) {
+			n, ok, err := c.CountDerived(ctx, i)
+			if err != nil {
+				return "", fmt.Errorf("count %s keys: %w", d.Store(), err)
+			}
+			if ok && n <= present[i] {
+				did = append(did, fmt.Sprintf("%s: skipped, its %d keys are all primary rows' keys", d.Store(), n))
+				continue
+			}
+		}
+		scanned, err := r.ScanDerived(ctx, i, func(keys []int64) error {
 			if known == nil {
 				known = roaring64.New()
 				if err := r.PrimaryKeys(ctx, func(ids []int64) error {
@@ -737,10 +835,13 @@ func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, suspects map[int64]
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("scan %s: %w", d.Store(), err)
+			return "", fmt.Errorf("scan %s: %w", d.Store(), err)
+		}
+		if scanned {
+			did = append(did, d.Store()+": scanned")
 		}
 	}
-	return nil
+	return strings.Join(did, "; "), nil
 }
 
 // finish rechecks the suspects after o.Recheck, records findings and

@@ -37,9 +37,16 @@ var ErrSweepState = errors.New("sweep state does not allow this")
 
 // SweepRecord is a persisted sweep.
 type SweepRecord struct {
-	ID             int64      `json:"id"`
-	Entity         string     `json:"entity"`
-	Mode           string     `json:"mode"`
+	ID     int64  `json:"id"`
+	Entity string `json:"entity"`
+	Mode   string `json:"mode"`
+	// ContentTrue: the sweep judges content (every mode but labels).
+	ContentTrue bool `json:"content_true"`
+	// Checkpoint: the checkpointed store's base and taken checkpoints.
+	Checkpoint *SweepCheckpoint `json:"checkpoint,omitempty"`
+	// Present[i]: keys derived store i held for the primary rows walked.
+	Present        []int64    `json:"present,omitempty"`
+	OrphanScan     string     `json:"orphan_scan,omitempty"`
 	State          string     `json:"state"`
 	Repair         bool       `json:"repair"`
 	DryRun         bool       `json:"dry_run"`
@@ -98,6 +105,7 @@ type Progress struct {
 	Cursor           int64
 	Segments, Dirty  int
 	Records          int
+	Present          []int64 // per derived store, as batchResult.present
 	Mode             string
 	Done             bool
 	Suspects         map[int64]Head
@@ -112,8 +120,9 @@ type SweepStore interface {
 	GetSweep(ctx context.Context, id int64) (SweepRecord, error)
 	ListSweeps(ctx context.Context, limit int) ([]SweepRecord, error)
 	// Plan cuts a sweep into ranges once: under a lock on the sweep, if it
-	// has no ranges yet, cut returns their upper bounds and they are saved.
-	Plan(ctx context.Context, id int64, cut func() ([]int64, error)) error
+	// has no ranges yet, cut returns their upper bounds and they are
+	// saved, with the sweep's checkpoint (nil: none).
+	Plan(ctx context.Context, id int64, sc *SweepCheckpoint, cut func() ([]int64, error)) error
 	Ranges(ctx context.Context, id int64) ([]Range, error)
 	// Work lists the running sweeps with work left: unplanned ones, their
 	// unfinished ranges (pending, or running under an owner whose claim
@@ -216,11 +225,12 @@ func (w *Worker) Start(ctx context.Context, rec SweepRecord) (SweepRecord, error
 		return rec, err
 	}
 	if !ValidMode(rec.Mode) {
-		return rec, fmt.Errorf("%w: mode %q (records, digest or auto)", ErrBadOption, rec.Mode)
+		return rec, fmt.Errorf("%w: mode %q (auto, digest, records or labels)", ErrBadOption, rec.Mode)
 	}
 	if rec.Mode == "" {
 		rec.Mode = ModeAuto
 	}
+	rec.ContentTrue = ContentTrue(rec.Mode)
 	if rec.SegmentSize <= 0 {
 		rec.SegmentSize = 1000
 	}
@@ -319,7 +329,12 @@ func (w *Worker) plan(ctx context.Context, rec SweepRecord) error {
 	if err != nil {
 		return w.fail(ctx, rec, err)
 	}
-	return w.st.Plan(ctx, rec.ID, func() ([]int64, error) {
+	// The checkpoint is taken before any range refreshes and reads.
+	sc, err := w.sw.takeCheckpoint(ctx, r, rec.Mode)
+	if err != nil {
+		return err
+	}
+	return w.st.Plan(ctx, rec.ID, sc, func() ([]int64, error) {
 		size := rec.SegmentSize * w.cfg.RangeSegments
 		var his []int64
 		for after := int64(0); ; {
@@ -410,7 +425,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 	}
 	o := SweepOptions{Entity: rec.Entity, Mode: rec.Mode, SegmentSize: rec.SegmentSize, Rate: rec.Rate}
 	o.defaults()
-	wk := w.sw.walker(r, o)
+	wk := w.sw.walker(r, o, rec.Checkpoint)
 	if rg.Mode == ModeRecords {
 		wk.mode = ModeRecords
 	}
@@ -421,7 +436,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 		default:
 		}
 		state, err := w.st.SaveProgress(ctx, Progress{SweepID: rg.SweepID, RangeLo: rg.Lo, Owner: w.cfg.Owner, Cursor: b.hi,
-			Segments: b.segments, Dirty: b.dirty, Records: b.records, Mode: wk.mode, Done: b.last, Suspects: b.suspects})
+			Segments: b.segments, Dirty: b.dirty, Records: b.records, Present: b.present, Mode: wk.mode, Done: b.last, Suspects: b.suspects})
 		if err != nil || b.last {
 			return false, err
 		}
@@ -481,18 +496,25 @@ func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, erro
 	if err != nil {
 		return true, err
 	}
-	if err := w.sw.scanOrphans(ctx, r, suspects); err != nil {
+	if rec.OrphanScan, err = w.sw.scanOrphans(ctx, r, rec.Present, suspects); err != nil {
 		return true, w.fail(ctx, rec, err)
+	}
+	untrusted, err := w.sw.changedSince(ctx, r, rec.Checkpoint, suspects)
+	if err != nil {
+		return true, err // a store reason: the finish is tried again
 	}
 	rec.Suspects = len(suspects)
 	o := SweepOptions{Entity: rec.Entity, Mode: rec.Mode, Recheck: w.cfg.Recheck, Repair: rec.Repair, DryRun: rec.DryRun, Trigger: rec.Trigger, Actor: rec.Actor}
 	o.defaults()
-	rep := SweepReport{Entity: rec.Entity, Mode: rec.Mode}
+	rep := SweepReport{Entity: rec.Entity, Mode: rec.Mode, ContentTrue: rec.ContentTrue, Checkpoint: rec.Checkpoint, OrphanScan: rec.OrphanScan}
 	if err := w.sw.finish(ctx, r, o, suspects, &rep); err != nil {
 		if ctx.Err() != nil {
 			return true, ctx.Err()
 		}
 		return true, w.fail(ctx, rec, err)
+	}
+	if err := w.sw.settleCheckpoint(ctx, r, rec.Checkpoint, rec.ID, &rep, untrusted); err != nil {
+		return true, err
 	}
 	select {
 	case <-cl.Lost():

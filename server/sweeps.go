@@ -53,7 +53,7 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > repair.MaxSegmentRows || !repair.ValidMode(req.Mode) || req.Rate < 0 {
-		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000), "mode": "auto" (records, digest or auto), "rate": 0 (records/s per replica, 0 unlimited)}`, ErrBadRequest)
+		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000), "mode": "auto" (auto, digest, records, or labels: the quick mode, not content-true), "rate": 0 (records/s per replica, 0 unlimited)}`, ErrBadRequest)
 	}
 	if req.DryRun && !req.Repair {
 		return nil, fmt.Errorf("%w: dry_run needs repair: true", ErrBadRequest)

@@ -284,6 +284,8 @@ type Checkpoint struct {
 	Index string `json:"index"` // the concrete index behind the alias
 	UUID  string `json:"uuid"`  // a re-created index has another
 	SeqNo int64  `json:"seq_no"`
+	// Shards is the number of primary shards (each numbers its writes).
+	Shards int `json:"shards"`
 }
 
 // Checkpoint reads the current checkpoint of the index behind the alias.
@@ -318,7 +320,7 @@ func (s *Store) Checkpoint(ctx context.Context) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("index stats: alias %s points at %d indices", s.Alias(), len(r.Indices))
 	}
 	for name, ix := range r.Indices {
-		cp := Checkpoint{Index: name, UUID: ix.UUID, SeqNo: -1}
+		cp := Checkpoint{Index: name, UUID: ix.UUID, SeqNo: -1, Shards: len(ix.Shards)}
 		first := true
 		for _, copies := range ix.Shards {
 			for _, c := range copies {
@@ -347,4 +349,85 @@ func (s *Store) IndexIf(ctx context.Context, p *ingest.Profile, g Guard) (ok boo
 // DeleteDocIf deletes a document only if it is still the one observed.
 func (s *Store) DeleteDocIf(ctx context.Context, id int64, g Guard) (ok bool, err error) {
 	return s.DeleteIf(ctx, id, Meta{Found: true, SeqNo: g.SeqNo, PrimaryTerm: g.PrimaryTerm})
+}
+
+// Changed reads every document of index written after seqNo, whoever
+// wrote it (an update, a plain index, a re-index, triad's own writes: each
+// gets a new _seq_no; a deleted document is gone and shows as missing in
+// the segment sums instead), shard by shard in _seq_no order, a page at a
+// time, and hands each page to fn. Documents with no user_id, or another
+// one than their _id, are read too: they decode with an error. It returns
+// how many documents it read.
+func (s *Store) Changed(ctx context.Context, index string, shards int, seqNo int64, fn func([]Doc) error) (int64, error) {
+	var n int64
+	for shard := range max(shards, 1) {
+		after := seqNo
+		for {
+			q := fmt.Sprintf(`{"size":%d,"seq_no_primary_term":true,"version":true,"sort":[{"_seq_no":"asc"}],"query":{"range":{"_seq_no":{"gt":%d}}}}`, scanPage, after)
+			req := esapi.SearchRequest{Index: []string{index}, Body: strings.NewReader(q),
+				FilterPath: []string{"hits.hits._id", "hits.hits._version", "hits.hits._seq_no", "hits.hits._primary_term", "hits.hits._source"}}
+			if shards > 1 {
+				// _seq_no counts per shard: page through one at a time.
+				req.Preference = "_shards:" + strconv.Itoa(shard)
+			}
+			res, err := req.Do(ctx, s.es)
+			if err != nil {
+				return n, fmt.Errorf("documents since seq_no %d: %w", seqNo, err)
+			}
+			var r struct {
+				Hits struct {
+					Hits []hit `json:"hits"`
+				} `json:"hits"`
+			}
+			if res.IsError() {
+				msg := readAll(res)
+				drain(res)
+				return n, fmt.Errorf("documents since seq_no %d: %s: %s", seqNo, res.Status(), msg)
+			}
+			err = json.NewDecoder(res.Body).Decode(&r)
+			drain(res)
+			if err != nil {
+				return n, fmt.Errorf("documents since seq_no %d: decode: %w", seqNo, err)
+			}
+			docs := make([]Doc, 0, len(r.Hits.Hits))
+			for _, h := range r.Hits.Hits {
+				after = max(after, h.SeqNo)
+				if d, ok := h.doc(); ok {
+					docs = append(docs, d)
+				}
+			}
+			n += int64(len(r.Hits.Hits))
+			if len(docs) > 0 {
+				if err := fn(docs); err != nil {
+					return n, err
+				}
+			}
+			if len(r.Hits.Hits) < scanPage {
+				break
+			}
+		}
+	}
+	return n, nil
+}
+
+// CreateIfAbsent writes p's document only if there is none (op_type
+// create, internal versioning): the repair of a document another writer
+// deleted with internal versioning, whose tombstone refuses the external
+// version for index.gc_deletes. ok is false when a document appeared
+// meanwhile; nothing was written then. The document's _version is then
+// Elasticsearch's own; later versioned writes are resolved by _seq_no.
+func (s *Store) CreateIfAbsent(ctx context.Context, p *ingest.Profile) (ok bool, err error) {
+	res, err := esapi.CreateRequest{Index: s.Alias(), DocumentID: strconv.FormatInt(p.UserID, 10), Body: bytes.NewReader(AppendDocument(nil, p)),
+		Refresh: "true"}.Do(ctx, s.es)
+	if err != nil {
+		return false, fmt.Errorf("create %d: %w", p.UserID, err)
+	}
+	defer drain(res)
+	switch {
+	case res.StatusCode == 409:
+		return false, nil
+	case res.IsError():
+		return false, fmt.Errorf("create %d: %s: %s", p.UserID, res.Status(), readAll(res))
+	}
+	return true, nil
 }

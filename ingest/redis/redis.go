@@ -525,3 +525,53 @@ func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
 
 // Serving is the dataset version reads address.
 func (s *Store) Serving() int { return s.versions.Load().Serving }
+
+// Labels reads only the version and digest fields triad wrote on the
+// serving version's keys of ids (one pipelined HMGET each): the quick
+// label-only sweep. Another writer's change to other fields leaves them
+// as they were, so they never prove a copy consistent. A key that is not
+// a hash, or whose labels do not parse, is a Suspect head. Absent ids are
+// not in the result.
+func (s *Store) Labels(ctx context.Context, ids []int64) (map[int64]Head, error) {
+	version := s.versions.Load().Serving
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*goredis.SliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HMGet(ctx, s.KeyAt(version, id), FieldVersion, FieldDigest)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, goredis.Nil) && !isReplyError(err) {
+		return nil, fmt.Errorf("labels of %d keys: %w", len(ids), err)
+	}
+	out := make(map[int64]Head, len(ids))
+	for i, c := range cmds {
+		vals, err := c.Result()
+		if err != nil {
+			if isReplyError(err) {
+				out[ids[i]] = Head{Suspect: true} // another type at the key
+				continue
+			}
+			return nil, fmt.Errorf("labels of %d keys: %w", len(ids), err)
+		}
+		if len(vals) != 2 || (vals[0] == nil && vals[1] == nil) {
+			continue // no key, or a hash without triad's labels: the quick mode cannot tell them apart
+		}
+		var h Head
+		vs, ok1 := vals[0].(string)
+		ds, ok2 := vals[1].(string)
+		v, err1 := strconv.ParseInt(vs, 10, 64)
+		d, err2 := strconv.ParseInt(ds, 10, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil {
+			h.Suspect = true
+		}
+		h.Version, h.Digest = v, d
+		out[ids[i]] = h
+	}
+	return out, nil
+}
+
+// CountKeys counts every key of the Redis database (DBSIZE): a sweep that
+// found at least as many profile keys for primary rows knows the
+// database holds no orphan.
+func (s *Store) CountKeys(ctx context.Context) (int64, error) {
+	return s.rdb.DBSize(ctx).Result()
+}

@@ -35,7 +35,8 @@ type SweepFact struct {
 // Facts are what rules are evaluated over, gathered once per round.
 type Facts struct {
 	Now time.Time
-	// LastSweeps is the last finished (done) sweep of each entity.
+	// LastSweeps is the last finished (done) content-true sweep of each
+	// entity (a label-only sweep cannot see drift that left labels alone).
 	LastSweeps []SweepFact
 	// Sweeps are the running or paused sweeps and those that failed
 	// within the longest sweep_failed window.

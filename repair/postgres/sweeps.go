@@ -26,14 +26,14 @@ var ErrNoSweep = errors.New("no such sweep")
 
 const sweepCols = `id, entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes,
 	created_at, updated_at, finished_at, ranges, ranges_done, segments, dirty, records, suspects, in_flight, findings, repaired, repair_run,
-	stuck, coalesce(error, '')`
+	stuck, coalesce(error, ''), content_true, checkpoint, present, coalesce(orphan_scan, '')`
 
 func scanSweep(row pgx.Row) (repair.SweepRecord, error) {
 	var r repair.SweepRecord
 	var schedule *string
 	err := row.Scan(&r.ID, &r.Entity, &r.Mode, &r.State, &r.Repair, &r.DryRun, &r.SegmentSize, &r.Rate, &r.DatasetVersion, &r.Trigger, &r.Actor,
 		&schedule, &r.Supersedes, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Ranges, &r.RangesDone, &r.Segments, &r.Dirty, &r.Records,
-		&r.Suspects, &r.InFlight, &r.Findings, &r.Repaired, &r.RepairRun, &r.Stuck, &r.Error)
+		&r.Suspects, &r.InFlight, &r.Findings, &r.Repaired, &r.RepairRun, &r.Stuck, &r.Error, &r.ContentTrue, &r.Checkpoint, &r.Present, &r.OrphanScan)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return r, ErrNoSweep
 	}
@@ -58,9 +58,9 @@ func collectSweeps(rows pgx.Rows) ([]repair.SweepRecord, error) {
 
 // CreateSweep implements repair.SweepStore (state running).
 func (s *Sweeps) CreateSweep(ctx context.Context, r *repair.SweepRecord) error {
-	rec, err := scanSweep(s.pool.QueryRow(ctx, `INSERT INTO sweeps (entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes)
-		VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, nullif($10, ''), $11) RETURNING `+sweepCols,
-		r.Entity, r.Mode, r.Repair, r.DryRun, r.SegmentSize, r.Rate, r.DatasetVersion, r.Trigger, r.Actor, r.Schedule, r.Supersedes))
+	rec, err := scanSweep(s.pool.QueryRow(ctx, `INSERT INTO sweeps (entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes, content_true)
+		VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, nullif($10, ''), $11, $12) RETURNING `+sweepCols,
+		r.Entity, r.Mode, r.Repair, r.DryRun, r.SegmentSize, r.Rate, r.DatasetVersion, r.Trigger, r.Actor, r.Schedule, r.Supersedes, repair.ContentTrue(r.Mode)))
 	if err == nil {
 		*r = rec
 	}
@@ -86,7 +86,7 @@ func (s *Sweeps) ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecor
 
 // Plan implements repair.SweepStore: the sweep row is locked, so of two
 // replicas planning at once the second finds the ranges saved.
-func (s *Sweeps) Plan(ctx context.Context, id int64, cut func() ([]int64, error)) error {
+func (s *Sweeps) Plan(ctx context.Context, id int64, sc *repair.SweepCheckpoint, cut func() ([]int64, error)) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var planned bool
 		if err := tx.QueryRow(ctx, `SELECT planned FROM sweeps WHERE id = $1 FOR UPDATE`, id).Scan(&planned); err != nil {
@@ -109,7 +109,7 @@ func (s *Sweeps) Plan(ctx context.Context, id int64, cut func() ([]int64, error)
 			id, los, his); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE sweeps SET planned = true, ranges = $2, updated_at = now() WHERE id = $1`, id, len(his))
+		_, err = tx.Exec(ctx, `UPDATE sweeps SET planned = true, ranges = $2, checkpoint = $3, updated_at = now() WHERE id = $1`, id, len(his), sc)
 		return err
 	})
 }
@@ -228,9 +228,14 @@ func (s *Sweeps) SaveProgress(ctx context.Context, p repair.Progress) (string, e
 		if p.Done {
 			done = 1
 		}
+		present := p.Present
+		if present == nil {
+			present = []int64{}
+		}
 		return tx.QueryRow(ctx, `UPDATE sweeps SET segments = segments + $2, dirty = dirty + $3, records = records + $4, ranges_done = ranges_done + $5,
-			suspects = (SELECT count(*) FROM sweep_suspects WHERE sweep_id = $1), stuck = false, updated_at = now()
-			WHERE id = $1 RETURNING state`, p.SweepID, p.Segments, p.Dirty, p.Records, done).Scan(&state)
+			suspects = (SELECT count(*) FROM sweep_suspects WHERE sweep_id = $1), stuck = false, updated_at = now(),
+			present = coalesce((SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n) FROM unnest(present, $6::bigint[]) WITH ORDINALITY AS t(a, b, n)), '{}')
+			WHERE id = $1 RETURNING state`, p.SweepID, p.Segments, p.Dirty, p.Records, done, present).Scan(&state)
 	})
 	return state, err
 }
@@ -309,8 +314,8 @@ func (s *Sweeps) Finish(ctx context.Context, r *repair.SweepRecord, findings []r
 		r.FinishedAt = &now
 		// A sweep cancelled or superseded meanwhile stays so.
 		_, err := tx.Exec(ctx, `UPDATE sweeps SET state = CASE WHEN state IN ('cancelled', 'superseded') THEN state ELSE $2 END, finished_at = $3, updated_at = $3,
-			suspects = $4, in_flight = $5, findings = $6, repaired = $7, repair_run = $8, error = nullif($9, '') WHERE id = $1`,
-			r.ID, r.State, now, r.Suspects, r.InFlight, r.Findings, r.Repaired, r.RepairRun, r.Error)
+			suspects = $4, in_flight = $5, findings = $6, repaired = $7, repair_run = $8, error = nullif($9, ''), checkpoint = $10, orphan_scan = nullif($11, '') WHERE id = $1`,
+			r.ID, r.State, now, r.Suspects, r.InFlight, r.Findings, r.Repaired, r.RepairRun, r.Error, r.Checkpoint, r.OrphanScan)
 		return err
 	})
 }
@@ -362,4 +367,30 @@ func (s *Sweeps) Active(ctx context.Context, entity string) (bool, error) {
 	var ok bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sweeps WHERE entity = $1 AND state IN ('running', 'paused'))`, entity).Scan(&ok)
 	return ok, err
+}
+
+var _ repair.Checkpoints = (*Sweeps)(nil)
+
+// LoadCheckpoint implements repair.Checkpoints (table sweep_checkpoints,
+// migration 00013).
+func (s *Sweeps) LoadCheckpoint(ctx context.Context, entity, store string) (repair.Checkpoint, bool, error) {
+	var cp repair.Checkpoint
+	err := s.pool.QueryRow(ctx, `SELECT index_name, index_uuid, seq_no FROM sweep_checkpoints WHERE entity = $1 AND store = $2`, entity, store).
+		Scan(&cp.Index, &cp.UUID, &cp.SeqNo)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return cp, false, nil
+	}
+	return cp, err == nil, err
+}
+
+// SaveCheckpoint implements repair.Checkpoints. A checkpoint never moves
+// back on the same index: of two sweeps finishing out of order, the later
+// point stays.
+func (s *Sweeps) SaveCheckpoint(ctx context.Context, entity, store string, cp repair.Checkpoint, sweep int64) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO sweep_checkpoints (entity, store, index_name, index_uuid, seq_no, sweep_id) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (entity, store) DO UPDATE SET index_name = excluded.index_name, index_uuid = excluded.index_uuid, seq_no = excluded.seq_no,
+			sweep_id = excluded.sweep_id, verified_at = now()
+		WHERE sweep_checkpoints.index_uuid <> excluded.index_uuid OR sweep_checkpoints.seq_no < excluded.seq_no`,
+		entity, store, cp.Index, cp.UUID, cp.SeqNo, sweep)
+	return err
 }

@@ -86,17 +86,19 @@ triad.start("Overview", async () => {
   async function sweeps() {
     const [list, stats] = await Promise.all([api("GET", "/api/v1/sweeps?limit=20"), api("GET", "/api/v1/repairs/stats?hours=24")]);
     const last = new Map();
-    for (const s of list) if (s.state === "done" && !last.has(s.entity)) last.set(s.entity, s);
+    // The gauge counts content-true sweeps only: the label-only quick mode
+    // cannot see a change that left triad's labels alone.
+    for (const s of list) if (s.state === "done" && s.content_true && !last.has(s.entity)) last.set(s.entity, s);
     document.getElementById("gauges").replaceChildren(...(last.size ? [...last.values()].map((s) => {
       const ratio = s.records ? 1 - s.findings / s.records : 1;
       return el("div", { className: "gauge", dataset: { entity: s.entity, ratio: ratio.toFixed(6) } },
         el("meter", { min: 0, max: 1, low: 0.999, high: 0.9999, optimum: 1, value: ratio, "aria-label": s.entity + " consistency" }),
         el("strong", {}, " " + s.entity + " " + (100 * ratio).toFixed(3) + "%"),
-        el("span", { className: "hint" }, " sweep " + s.id + " · " + s.records + " records · " + s.findings + " drifted · " + fmtTime(s.finished_at)));
+        el("span", { className: "hint" }, " content-true sweep " + s.id + " · " + s.records + " records · " + s.findings + " drifted · " + fmtTime(s.finished_at)));
     }) : [el("p", { className: "hint" }, "No finished sweep yet.")]));
     document.getElementById("rates").replaceChildren(chart(stats));
     document.getElementById("sweeps").replaceChildren(table([
-      ["ID", (s) => el("a", { href: "/ui/sweeps.html#" + s.id }, String(s.id))], ["Entity", (s) => s.entity], ["State", (s) => s.state],
+      ["ID", (s) => el("a", { href: "/ui/sweeps.html#" + s.id }, String(s.id))], ["Entity", (s) => s.entity], ["Mode", (s) => s.mode + (s.content_true ? "" : " (labels only)")], ["State", (s) => s.state],
       ["Started", (s) => fmtTime(s.created_at)], ["Records", (s) => String(s.records)], ["Findings", (s) => String(s.findings)],
       ["Repaired", (s) => String(s.repaired)],
     ], list.slice(0, 10)));

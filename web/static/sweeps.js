@@ -22,6 +22,16 @@ triad.start("Sweeps", async () => {
     } }, label);
   }
 
+  // How the sweep judged the index: from a verified checkpoint (only the
+  // documents written since read whole), a full content pass, or labels.
+  function checkedBy(s) {
+    if (!s.content_true) return "labels only";
+    const c = s.checkpoint;
+    if (!c) return "content";
+    const base = c.base ? "content since seq_no " + c.base.seq_no + " (" + c.changed + " written since)" : "full content pass";
+    return base + (c.advanced ? " · checkpoint " + c.taken.seq_no : "");
+  }
+
   async function card(s) {
     const d = await api("GET", "/api/v1/sweeps/" + s.id);
     const ranges = d.ranges_list || [];
@@ -37,7 +47,7 @@ triad.start("Sweeps", async () => {
       el("h4", {}, "Sweep " + d.id + " · " + d.entity + " · " + d.state + (d.stuck ? " · STUCK" : "")),
       el("progress", { max: 1, value: share, "aria-label": "sweep " + d.id + " progress" }),
       el("span", { className: "hint" }, " " + Math.round(100 * share) + "% · " + d.segments + " segments, " + d.dirty_segments + " dirty, " +
-        d.records + " records, " + d.findings + " findings · mode " + d.mode + (d.repair ? (d.dry_run ? " · repair (dry run)" : " · repair") : "")),
+        d.records + " records, " + d.findings + " findings · mode " + d.mode + (d.content_true ? " (content-true)" : " (labels only: not content-true)") + (d.repair ? (d.dry_run ? " · repair (dry run)" : " · repair") : "")),
       bars, buttons);
   }
 
@@ -48,7 +58,7 @@ triad.start("Sweeps", async () => {
       running.replaceChildren(...(active.length ? await Promise.all(active.map(card)) : [el("p", { className: "hint" }, "None.")]));
       document.getElementById("history").replaceChildren(table([
         ["ID", (s) => String(s.id)], ["Entity", (s) => s.entity], ["State", (s) => s.state + (s.stuck ? " (stuck)" : "")],
-        ["Mode", (s) => s.mode], ["Trigger", (s) => s.trigger + (s.schedule ? " · " + s.schedule : "")], ["By", (s) => s.actor],
+        ["Mode", (s) => s.mode + (s.content_true ? "" : " (labels only)")], ["Checked by", (s) => checkedBy(s)], ["Trigger", (s) => s.trigger + (s.schedule ? " · " + s.schedule : "")], ["By", (s) => s.actor],
         ["Started", (s) => fmtTime(s.created_at)], ["Finished", (s) => fmtTime(s.finished_at)], ["Records", (s) => String(s.records)],
         ["Dirty segments", (s) => String(s.dirty_segments)], ["Findings", (s) => String(s.findings)], ["Repaired", (s) => String(s.repaired)],
         ["Drift", (s) => (s.records ? (100 * s.findings / s.records).toFixed(4) + "%" : "—")], ["Error", (s) => s.error || ""],

@@ -148,7 +148,9 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	go readRepairs.Run(runCtx, time.Second)
 	sweepStore := repairpg.NewSweeps(set.Postgres)
 	claims := leader.NewClaims(set.Etcd, c.Dataset.EtcdPrefix, MemberID()+"@"+a.Addr, c.Dataset.SessionTTL)
-	worker := repair.NewWorker(repair.NewSweeper(checker, repairer), sweepStore, claims, repair.WorkerConfig{
+	sweeper := repair.NewSweeper(checker, repairer)
+	sweeper.Checkpoints = sweepStore // the index checkpoint a clean content-true sweep verified
+	worker := repair.NewWorker(sweeper, sweepStore, claims, repair.WorkerConfig{
 		Owner: MemberID() + "@" + a.Addr, Recheck: c.Repair.Sweep.Recheck, RangeSegments: c.Repair.Sweep.RangeSegments,
 		Serving: func() int { return follower.Versions().Serving },
 	}, log)

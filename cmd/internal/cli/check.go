@@ -285,7 +285,7 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	doRepair := fs.Bool("repair", false, "start: repair what the sweep finds")
 	dryRun := fs.Bool("dry-run", false, "start: with --repair, plan only")
 	segment := fs.Int("segment-size", 1000, "start: primary rows per segment")
-	mode := fs.String("mode", "auto", "start: records (read every record), digest (per-segment digests computed in the stores) or auto (digest, falling back to records where drift is dense)")
+	mode := fs.String("mode", "auto", "start: records (read every record whole), digest (segment digests of content; the index from its verified checkpoint), auto (digest, falling back to records where drift is dense) or labels (quick: triad's own labels only, not content-true)")
 	rate := fs.Int("rate", 0, "start: at most this many records per second per replica (0: unlimited)")
 	wait := fs.Bool("wait", false, "start: wait until the sweep ends and print its findings")
 	asJSON := fs.Bool("json", false, "print the API's JSON")

@@ -273,7 +273,7 @@ func (s *Store) Facts(ctx context.Context, now time.Time, windows []time.Duratio
 	}
 	const cols = `id, entity, state, stuck, records, findings, coalesce(error, ''), finished_at`
 	var err error
-	if f.LastSweeps, err = scanSweeps(`SELECT DISTINCT ON (entity) ` + cols + ` FROM sweeps WHERE state = 'done' ORDER BY entity, finished_at DESC`); err != nil {
+	if f.LastSweeps, err = scanSweeps(`SELECT DISTINCT ON (entity) ` + cols + ` FROM sweeps WHERE state = 'done' AND content_true ORDER BY entity, finished_at DESC`); err != nil {
 		return f, fmt.Errorf("last sweeps: %w", err)
 	}
 	if f.Sweeps, err = scanSweeps(`SELECT `+cols+` FROM sweeps WHERE state IN ('running', 'paused') OR (state = 'failed' AND finished_at > $1) ORDER BY id`,

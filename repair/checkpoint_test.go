@@ -1,0 +1,171 @@
+package repair_test
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
+	"github.com/triad-dev/triad/repair"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
+)
+
+// TestSeqNoCheckpointOnRealIndex pins what the index checkpoint relies on,
+// on the real server: every kind of write gets a _seq_no above the
+// checkpoint taken before it (update, plain index, delete and re-create),
+// while refreshes and merges leave the documents' numbers alone.
+func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 50, "ok")
+	require.NoError(t, s.es.Refresh(ctx))
+	cp, err := s.es.Checkpoint(ctx)
+	require.NoError(t, err)
+	seqs := func() map[int64]int64 {
+		out := map[int64]int64{}
+		require.NoError(t, s.es.Scan(ctx, 1, 50, -1, func(docs []esstore.Doc) error {
+			for _, d := range docs {
+				out[d.ID] = d.SeqNo
+			}
+			return nil
+		}))
+		return out
+	}
+	before := seqs()
+	require.Len(t, before, 50)
+	for _, n := range before {
+		require.LessOrEqual(t, n, cp.SeqNo)
+	}
+	// A refresh and a merge to one segment renumber nothing.
+	res, err := s.ns.ES().Indices.Forcemerge(s.ns.ES().Indices.Forcemerge.WithIndex(s.es.Alias()), s.ns.ES().Indices.Forcemerge.WithMaxNumSegments(1))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.NoError(t, s.es.Refresh(ctx))
+	require.Equal(t, before, seqs())
+
+	esUpdate(t, s, s.es.Alias(), "3", `{"tags":["changed"]}`)
+	src := esSource(t, s, s.es.Alias(), "4")
+	body, _ := json.Marshal(src)
+	esPlainIndex(t, s, s.es.Alias(), "4", string(body))
+	res, err = s.ns.ES().Delete(s.es.Alias(), "5", s.ns.ES().Delete.WithRefresh("true"))
+	require.NoError(t, err)
+	res.Body.Close()
+	src = esSource(t, s, s.es.Alias(), "6")
+	res, err = s.ns.ES().Delete(s.es.Alias(), "6", s.ns.ES().Delete.WithRefresh("true"))
+	require.NoError(t, err)
+	res.Body.Close()
+	body, _ = json.Marshal(src)
+	esPlainIndex(t, s, s.es.Alias(), "6", string(body))
+
+	var changed []int64
+	n, err := s.es.Changed(ctx, cp.Index, cp.Shards, cp.SeqNo, func(docs []esstore.Doc) error {
+		for _, d := range docs {
+			changed = append(changed, d.ID)
+		}
+		return nil
+	})
+	require.NoError(t, err)
+	slices.Sort(changed)
+	require.Equal(t, []int64{3, 4, 6}, changed, "updated, re-indexed and re-created documents; the deleted one is gone")
+	require.EqualValues(t, 3, n)
+	after := seqs()
+	for id, seq := range after {
+		if id != 3 && id != 4 && id != 6 {
+			require.Equal(t, before[id], seq, "document %d was not written", id)
+		}
+	}
+	now, err := s.es.Checkpoint(ctx)
+	require.NoError(t, err)
+	require.Equal(t, cp.UUID, now.UUID)
+	require.Greater(t, now.SeqNo, cp.SeqNo)
+}
+
+// TestCheckpointedSweep: the first content-true sweep reads every document
+// whole and verifies the index's checkpoint; the next reads whole only the
+// documents written since (by anyone), compares the rest by their labels,
+// and still finds every kind of drift: a lying _update, a plain re-index,
+// a delete. A label-only sweep misses what left the labels alone and says
+// it is not content-true.
+func TestCheckpointedSweep(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 3000, "ok")
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
+	sw.Checkpoints = repairpg.NewSweeps(s.ns.Pool())
+	sweep := func(mode string, fix bool) repair.SweepReport {
+		t.Helper()
+		rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 50 * time.Millisecond, Repair: fix})
+		require.NoError(t, err)
+		t.Logf("%s sweep: %d records, %d findings, took %s, checkpoint %+v, orphans %s", mode, rep.Records, len(rep.Findings), rep.Took, rep.Checkpoint, rep.OrphanScan)
+		return rep
+	}
+	found := func(rep repair.SweepReport) []string {
+		var out []string
+		for _, f := range rep.Findings {
+			out = append(out, f.Key+"/"+f.Store+"/"+string(f.Class))
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	first := sweep(repair.ModeDigest, false)
+	require.True(t, first.ContentTrue)
+	require.NotNil(t, first.Checkpoint)
+	require.Nil(t, first.Checkpoint.Base, "no verified checkpoint yet: a full content pass")
+	require.True(t, first.Checkpoint.Advanced)
+	require.Empty(t, first.Findings)
+
+	// Nothing written: the next sweep reads no document whole.
+	quiet := sweep(repair.ModeDigest, false)
+	require.NotNil(t, quiet.Checkpoint.Base)
+	require.Equal(t, first.Checkpoint.Taken.SeqNo, quiet.Checkpoint.Base.SeqNo)
+	require.Zero(t, quiet.Checkpoint.Changed)
+	require.Empty(t, quiet.Findings)
+
+	// Other writers, through Elasticsearch's and Redis's own APIs.
+	esUpdate(t, s, s.es.Alias(), "100", `{"tags":["changed-by-update"]}`) // labels kept: they lie
+	src := esSource(t, s, s.es.Alias(), "200")
+	src["props"] = json.RawMessage(`{"k":"reindexed"}`)
+	body, _ := json.Marshal(src)
+	esPlainIndex(t, s, s.es.Alias(), "200", string(body)) // same version, other content
+	src = esSource(t, s, s.es.Alias(), "300")
+	body, _ = json.Marshal(src)
+	esPlainIndex(t, s, s.es.Alias(), "300", string(body)) // same content again: not drift
+	res, err := s.ns.ES().Delete(s.es.Alias(), "400", s.ns.ES().Delete.WithRefresh("true"))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.NoError(t, s.ns.Redis().HSet(ctx, s.rs.KeyAt(1, 500), "tags", `["changed-by-hset"]`).Err())
+
+	quick := sweep(repair.ModeLabels, false)
+	require.False(t, quick.ContentTrue)
+	require.Nil(t, quick.Checkpoint, "the quick mode neither uses nor proves a checkpoint")
+	require.Equal(t, []string{"400/elasticsearch/missing"}, found(quick), "labels see only the delete")
+
+	want := []string{"100/elasticsearch/field_mismatch", "200/elasticsearch/field_mismatch", "400/elasticsearch/missing", "500/redis/field_mismatch"}
+	dry := sweep(repair.ModeDigest, false)
+	require.Equal(t, want, found(dry))
+	require.EqualValues(t, 3, dry.Checkpoint.Changed, "the updated and the two re-indexed documents were read whole")
+	require.False(t, dry.Checkpoint.Advanced, "an unrepaired document whose labels lie holds the checkpoint back")
+
+	fixed := sweep(repair.ModeAuto, true)
+	require.Equal(t, want, found(fixed))
+	require.NotNil(t, fixed.Repair)
+	if fixed.Repair.Repaired != 4 {
+		entries, _, err := repairpg.NewLog(s.ns.Pool()).List(ctx, repair.LogFilter{Limit: 50})
+		require.NoError(t, err)
+		for _, e := range entries {
+			t.Logf("%s %s %s %s", e.Key, e.Store, e.Outcome, e.Error)
+		}
+	}
+	require.Equal(t, 4, fixed.Repair.Repaired, "%+v", *fixed.Repair)
+	require.True(t, fixed.Checkpoint.Advanced)
+
+	clean := sweep(repair.ModeDigest, false)
+	require.Empty(t, clean.Findings)
+	require.Equal(t, fixed.Checkpoint.Taken.SeqNo, clean.Checkpoint.Base.SeqNo)
+	require.EqualValues(t, 3, clean.Checkpoint.Changed, "only the three repair writes (100, 200, 400)")
+}
