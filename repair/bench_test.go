@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
@@ -24,6 +26,7 @@ import (
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
 )
 
 // BenchmarkSweep (make bench-sweep): TRIAD_BENCH_SWEEP_ROWS consistent
@@ -111,13 +114,34 @@ func BenchmarkSweep(b *testing.B) {
 		b.Logf("%-22s mode=%-15s %8d records %6d segments %6d dirty %5d suspects %5d findings  took %8s  (%.0f records/s)  RSS before %d MiB, peak %d MiB",
 			name, rep.Mode, rep.Records, rep.Segments, rep.Dirty, rep.Suspects, len(rep.Findings), rep.Took.Round(time.Millisecond),
 			float64(rep.Records)/rep.Took.Seconds(), base>>20, peak.Load()>>20)
+		if cp := rep.Checkpoint; cp != nil {
+			b.Logf("  content_true=%v checkpoint: from %v, %d documents written since read whole, advanced to %d: %v; orphans: %s",
+				rep.ContentTrue, cp.Base != nil, cp.Changed, cp.Taken.SeqNo, cp.Advanced, rep.OrphanScan)
+		} else {
+			b.Logf("  content_true=%v, no checkpoint; orphans: %s", rep.ContentTrue, rep.OrphanScan)
+		}
 		return rep
 	}
 	b.ResetTimer()
 	for range b.N {
-		if keep || os.Getenv("TRIAD_BENCH_SWEEP_DIGEST_ONLY") != "" {
-			// The 10M run: the digest sweep of consistent data only.
+		if os.Getenv("TRIAD_BENCH_SWEEP_DIGEST_ONLY") != "" {
 			sweep("consistent", repair.ModeDigest)
+			continue
+		}
+		if keep {
+			// The 10M run (issue 15): each store's raw content read, the
+			// first content pass (no checkpoint), the steady state from the
+			// verified checkpoint, the label-only quick mode, then 0.1%
+			// drift of mixed external kinds. It drifts the kept data.
+			rawRedis(b, ns, rs, n)
+			rawES(b, es)
+			sw.Checkpoints = repairpg.NewSweeps(ns.Pool())
+			sweep("first content pass", repair.ModeDigest)
+			steady := sweep("steady state", repair.ModeDigest)
+			sweep("label-only", repair.ModeLabels)
+			drifted := externalDrift(b, ns, rs, es, n)
+			rep := sweep("0.1% external drift", repair.ModeAuto)
+			recall(b, rep, drifted, steady)
 			continue
 		}
 		naive := sweep("consistent", repair.ModeRecords)
@@ -154,6 +178,119 @@ func BenchmarkSweep(b *testing.B) {
 				hit, len(drifted), 100*float64(hit)/float64(len(drifted)), len(found)-hit, rep.Took.Seconds()/digest.Took.Seconds())
 		}
 	}
+}
+
+// recall logs how many planted drifts a sweep found, and how many of
+// its findings were not planted.
+func recall(b *testing.B, rep repair.SweepReport, drifted map[string]bool, base repair.SweepReport) {
+	found := map[string]bool{}
+	for _, f := range rep.Findings {
+		found[f.Key+"/"+f.Store] = true
+	}
+	hit := 0
+	for k := range drifted {
+		if found[k] {
+			hit++
+		}
+	}
+	b.Logf("  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent sweep", hit, len(drifted),
+		100*float64(hit)/float64(len(drifted)), len(found)-hit, rep.Took.Seconds()/base.Took.Seconds())
+}
+
+// rawRedis reads every profile key whole with pipelined HGETALL (batches
+// of 1000, two pipelines in flight, as the sweep does), hashing nothing:
+// Redis's raw content-read rate in this run.
+func rawRedis(b *testing.B, ns *stacktest.Namespace, rs *redisstore.Store, n int64) {
+	ctx := context.Background()
+	g := ingest.NewGenerator(1)
+	start := time.Now()
+	var bytesRead atomic.Int64
+	var wg sync.WaitGroup
+	for w := range int64(2) {
+		wg.Go(func() {
+			for lo := w * 1000; lo < n; lo += 2000 {
+				pipe := ns.Redis().Pipeline()
+				cmds := make([]*goredis.MapStringStringCmd, 0, 1000)
+				for i := lo; i < min(lo+1000, n); i++ {
+					cmds = append(cmds, pipe.HGetAll(ctx, rs.KeyAt(1, g.ID(i))))
+				}
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Error(err)
+					return
+				}
+				for _, c := range cmds {
+					for k, v := range c.Val() {
+						bytesRead.Add(int64(len(k) + len(v)))
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	took := time.Since(start)
+	b.Logf("raw Redis pipelined HGETALL: %d keys in %s (%.0f keys/s, %d MiB)", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), bytesRead.Load()>>20)
+}
+
+// rawES reads every document's _source with the sweep's own range scan
+// (search_after on user_id, pages of 1000) over the whole key space,
+// decoding each: Elasticsearch's raw content-read rate in this run.
+func rawES(b *testing.B, es *esstore.Store) {
+	start := time.Now()
+	var docs int64
+	err := es.Scan(context.Background(), 0, math.MaxInt64, -1, func(page []esstore.Doc) error {
+		docs += int64(len(page))
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	took := time.Since(start)
+	b.Logf("raw Elasticsearch _source scan: %d documents in %s (%.0f docs/s)", docs, took.Round(time.Millisecond), float64(docs)/took.Seconds())
+}
+
+// externalDrift drifts 0.1% of the records through each store's own API,
+// the way other writers do, in four kinds (a quarter each): a Redis field
+// changed with HSET leaving triad's v/d alone, a Redis string where the
+// hash belongs, an ES _update of one field (labels kept, _version
+// raised), an ES document deleted. It returns the planted "key/store" set.
+func externalDrift(b *testing.B, ns *stacktest.Namespace, rs *redisstore.Store, es *esstore.Store, n int64) map[string]bool {
+	ctx := context.Background()
+	g := ingest.NewGenerator(1)
+	r := rand.New(rand.NewPCG(11, 11))
+	out := map[string]bool{}
+	var bulk bytes.Buffer
+	pipe := ns.Redis().Pipeline()
+	for i := 0; len(out) < int(n/1000); i++ {
+		id := g.ID(r.Int64N(n))
+		k := strconv.FormatInt(id, 10)
+		if out[k+"/redis"] || out[k+"/elasticsearch"] {
+			continue
+		}
+		switch len(out) % 4 {
+		case 0:
+			pipe.HSet(ctx, rs.KeyAt(1, id), "tags", `["changed-by-hset"]`)
+			out[k+"/redis"] = true
+		case 1:
+			pipe.Del(ctx, rs.KeyAt(1, id))
+			pipe.Set(ctx, rs.KeyAt(1, id), "not a hash", 0)
+			out[k+"/redis"] = true
+		case 2:
+			fmt.Fprintf(&bulk, `{"update":{"_index":%q,"_id":"%d"}}`+"\n"+`{"doc":{"tags":["changed-by-update"]}}`+"\n", es.Index(1), id)
+			out[k+"/elasticsearch"] = true
+		case 3:
+			fmt.Fprintf(&bulk, `{"delete":{"_index":%q,"_id":"%d"}}`+"\n", es.Index(1), id)
+			out[k+"/elasticsearch"] = true
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.Fatal(err)
+	}
+	res, err := ns.ES().Bulk(bytes.NewReader(bulk.Bytes()), ns.ES().Bulk.WithRefresh("true"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	res.Body.Close()
+	return out
 }
 
 // load writes n loadgen profiles into the three stores directly, in

@@ -332,6 +332,9 @@ func (w *walker) heads(ctx context.Context, i int, lo, hi int64, keys []int64) (
 // used names the mode the walk used: records, digest, or auto:
 // digest then records.
 func (w *walker) used() string {
+	if w.o.Mode == ModeLabels {
+		return ModeLabels
+	}
 	if w.fellBack {
 		return "digest→records"
 	}
