@@ -1,6 +1,7 @@
 package repair_test
 
 import (
+	"context"
 	"encoding/json"
 	"slices"
 	"testing"
@@ -9,7 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 )
 
@@ -168,4 +171,55 @@ func TestCheckpointedSweep(t *testing.T) {
 	require.Empty(t, clean.Findings)
 	require.Equal(t, fixed.Checkpoint.Taken.SeqNo, clean.Checkpoint.Base.SeqNo)
 	require.EqualValues(t, 3, clean.Checkpoint.Changed, "only the three repair writes (100, 200, 400)")
+}
+
+// TestPersistedSweepVerifiesCheckpoint: the persisted sweep (planned into
+// ranges, run and finished by a worker) takes the checkpoint when it is
+// planned, verifies it when clean, and reads whole only what was written
+// since on the next run; a lying document found there holds it back.
+func TestPersistedSweepVerifiesCheckpoint(t *testing.T) {
+	s := newStores(t)
+	ctx := t.Context()
+	s.consistent(t, 1, 1500, "ok")
+	require.NoError(t, s.es.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	st := repairpg.NewSweeps(s.ns.Pool())
+	sw := repair.NewSweeper(c, nil)
+	sw.Checkpoints = st
+	claims := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "a", time.Second)
+	t.Cleanup(func() { claims.Close() })
+	w := repair.NewWorker(sw, st, claims, repair.WorkerConfig{Owner: "a", Poll: 50 * time.Millisecond, Recheck: 50 * time.Millisecond, RangeSegments: 4},
+		stacktest.Logger(t))
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go w.Run(wctx)
+	run := func() repair.SweepRecord {
+		t.Helper()
+		rec, err := w.Start(ctx, repair.SweepRecord{Entity: "profile", Mode: repair.ModeDigest, SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			rec, err = st.GetSweep(ctx, rec.ID)
+			return err == nil && rec.State != repair.SweepRunning
+		}, 60*time.Second, 50*time.Millisecond)
+		require.Equal(t, repair.SweepDone, rec.State, rec.Error)
+		require.True(t, rec.ContentTrue)
+		require.NotNil(t, rec.Checkpoint)
+		return rec
+	}
+	first := run()
+	require.Nil(t, first.Checkpoint.Base)
+	require.True(t, first.Checkpoint.Advanced)
+	require.Zero(t, first.Findings)
+	require.NotEmpty(t, first.OrphanScan)
+
+	esUpdate(t, s, s.es.Alias(), "700", `{"tags":["changed-by-update"]}`)
+	second := run()
+	require.NotNil(t, second.Checkpoint.Base)
+	require.Equal(t, first.Checkpoint.Taken.SeqNo, second.Checkpoint.Base.SeqNo)
+	require.EqualValues(t, 1, second.Checkpoint.Changed)
+	require.Equal(t, 1, second.Findings)
+	require.False(t, second.Checkpoint.Advanced, "the lying document was not repaired")
+	got, err := st.Findings(ctx, second.ID, 10)
+	require.NoError(t, err)
+	require.Equal(t, []repair.Finding{{Key: "700", Store: "elasticsearch", Class: repair.ClassFieldMismatch}}, got)
 }
