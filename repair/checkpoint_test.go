@@ -9,8 +9,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
