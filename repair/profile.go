@@ -62,7 +62,7 @@ func (p *Profile) Primary() Reader {
 func (p *Profile) Derived() []Derived {
 	return []Derived{
 		{Reader: profileReader{store: "redis", read: p.readRedis}, CacheAside: true, Priority: "high", Fixer: redisFixer{p.redis}},
-		{Reader: profileReader{store: "elasticsearch", read: p.readES}, Priority: "medium", Fixer: esFixer{p.es}},
+		{Reader: profileReader{store: "elasticsearch", read: p.readES}, Priority: "medium", Fixer: esFixer{p.es, p.pg}},
 	}
 }
 
@@ -203,7 +203,10 @@ func redisNow(t string) string {
 // document observed (if_seq_no/if_primary_term) where another writer's
 // internally versioned write left _version past the profile version, or
 // the document does not decode; deletes only the document it observed.
-type esFixer struct{ s *esstore.Store }
+type esFixer struct {
+	s  *esstore.Store
+	pg *pgstore.Store
+}
 
 func (f esFixer) Put(ctx context.Context, key string, observed, p Record) (bool, string, error) {
 	want, ok := p.Raw.(*ingest.Profile)
@@ -231,6 +234,16 @@ func (f esFixer) Put(ctx context.Context, key string, observed, p Record) (bool,
 		// Not a newer write: a delete made with internal versioning left a
 		// tombstone that refuses the external version. The document is
 		// still absent, so it is created (refused if one appeared since).
+		// Unless Postgres has moved on: triad's own delete leaves such a
+		// tombstone too, after its Postgres tombstone, so the row is read
+		// again first and a newer write is never undone.
+		rows, err := f.pg.Get(ctx, []int64{want.UserID})
+		if err != nil {
+			return false, "", fmt.Errorf("profile %s: re-read before create: %w", key, err)
+		}
+		if len(rows) != 1 || rows[0].Deleted || rows[0].Version != want.Version {
+			return false, "nothing (Postgres holds a newer write since the repair read it)", nil
+		}
 		if written, err = f.s.CreateIfAbsent(ctx, want); err != nil || written {
 			return written, "", err
 		}
