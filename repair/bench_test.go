@@ -193,8 +193,12 @@ func recall(b *testing.B, rep repair.SweepReport, drifted map[string]bool, base 
 			hit++
 		}
 	}
-	b.Logf("  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent sweep", hit, len(drifted),
+	// Also on stderr: go test cut the benchmark's log before this line
+	// in the 10M run.
+	line := fmt.Sprintf("  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent sweep", hit, len(drifted),
 		100*float64(hit)/float64(len(drifted)), len(found)-hit, rep.Took.Seconds()/base.Took.Seconds())
+	b.Log(line)
+	fmt.Fprintln(os.Stderr, line)
 }
 
 // rawRedis reads every profile key whole with pipelined HGETALL (batches
