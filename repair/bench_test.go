@@ -163,19 +163,7 @@ func BenchmarkSweep(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, mode := range []string{repair.ModeAuto, repair.ModeDigest, repair.ModeRecords} {
-			rep := sweep("0.1% drift", mode)
-			found := map[string]bool{}
-			for _, f := range rep.Findings {
-				found[f.Key+"/"+f.Store] = true
-			}
-			hit := 0
-			for k := range drifted {
-				if found[k] {
-					hit++
-				}
-			}
-			b.Logf("  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent digest sweep",
-				hit, len(drifted), 100*float64(hit)/float64(len(drifted)), len(found)-hit, rep.Took.Seconds()/digest.Took.Seconds())
+			recall(b, sweep("0.1% drift", mode), drifted, digest)
 		}
 	}
 }

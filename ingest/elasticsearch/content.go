@@ -222,41 +222,19 @@ func (s *Store) Scan(ctx context.Context, lo, hi, since int64, fn func([]Doc) er
 			fmt.Fprintf(&q, `,"search_after":[%d]`, after)
 		}
 		q.WriteString(`}`)
-		res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: strings.NewReader(q.String()),
-			FilterPath: []string{"hits.hits._id", "hits.hits._version", "hits.hits._seq_no", "hits.hits._primary_term", "hits.hits._source", "hits.hits.sort"}}.Do(ctx, s.es)
+		hits, docs, err := s.searchPage(ctx, esapi.SearchRequest{Index: []string{s.Alias()}, Body: strings.NewReader(q.String())})
 		if err != nil {
 			return fmt.Errorf("scan %d..%d: %w", lo, hi, err)
-		}
-		var r struct {
-			Hits struct {
-				Hits []hit `json:"hits"`
-			} `json:"hits"`
-		}
-		if res.IsError() {
-			msg := readAll(res)
-			drain(res)
-			return fmt.Errorf("scan %d..%d: %s: %s", lo, hi, res.Status(), msg)
-		}
-		err = json.NewDecoder(res.Body).Decode(&r)
-		drain(res)
-		if err != nil {
-			return fmt.Errorf("scan %d..%d: decode: %w", lo, hi, err)
-		}
-		docs := make([]Doc, 0, len(r.Hits.Hits))
-		for _, h := range r.Hits.Hits {
-			if d, ok := h.doc(); ok {
-				docs = append(docs, d)
-			}
 		}
 		if len(docs) > 0 {
 			if err := fn(docs); err != nil {
 				return err
 			}
 		}
-		if len(r.Hits.Hits) < scanPage {
+		if len(hits) < scanPage {
 			return nil
 		}
-		last := r.Hits.Hits[len(r.Hits.Hits)-1]
+		last := hits[len(hits)-1]
 		if len(last.Sort) != 1 {
 			return fmt.Errorf("scan %d..%d: no sort value", lo, hi)
 		}
@@ -364,45 +342,25 @@ func (s *Store) Changed(ctx context.Context, index string, shards int, seqNo int
 		after := seqNo
 		for {
 			q := fmt.Sprintf(`{"size":%d,"seq_no_primary_term":true,"version":true,"sort":[{"_seq_no":"asc"}],"query":{"range":{"_seq_no":{"gt":%d}}}}`, scanPage, after)
-			req := esapi.SearchRequest{Index: []string{index}, Body: strings.NewReader(q),
-				FilterPath: []string{"hits.hits._id", "hits.hits._version", "hits.hits._seq_no", "hits.hits._primary_term", "hits.hits._source"}}
+			req := esapi.SearchRequest{Index: []string{index}, Body: strings.NewReader(q)}
 			if shards > 1 {
 				// _seq_no counts per shard: page through one at a time.
 				req.Preference = "_shards:" + strconv.Itoa(shard)
 			}
-			res, err := req.Do(ctx, s.es)
+			hits, docs, err := s.searchPage(ctx, req)
 			if err != nil {
 				return n, fmt.Errorf("documents since seq_no %d: %w", seqNo, err)
 			}
-			var r struct {
-				Hits struct {
-					Hits []hit `json:"hits"`
-				} `json:"hits"`
-			}
-			if res.IsError() {
-				msg := readAll(res)
-				drain(res)
-				return n, fmt.Errorf("documents since seq_no %d: %s: %s", seqNo, res.Status(), msg)
-			}
-			err = json.NewDecoder(res.Body).Decode(&r)
-			drain(res)
-			if err != nil {
-				return n, fmt.Errorf("documents since seq_no %d: decode: %w", seqNo, err)
-			}
-			docs := make([]Doc, 0, len(r.Hits.Hits))
-			for _, h := range r.Hits.Hits {
+			for _, h := range hits {
 				after = max(after, h.SeqNo)
-				if d, ok := h.doc(); ok {
-					docs = append(docs, d)
-				}
 			}
-			n += int64(len(r.Hits.Hits))
+			n += int64(len(hits))
 			if len(docs) > 0 {
 				if err := fn(docs); err != nil {
 					return n, err
 				}
 			}
-			if len(r.Hits.Hits) < scanPage {
+			if len(hits) < scanPage {
 				break
 			}
 		}
@@ -430,4 +388,33 @@ func (s *Store) CreateIfAbsent(ctx context.Context, p *ingest.Profile) (ok bool,
 		return false, fmt.Errorf("create %d: %s: %s", p.UserID, res.Status(), readAll(res))
 	}
 	return true, nil
+}
+
+// searchPage runs one page of a document scan (req without FilterPath)
+// and decodes its hits and the profile documents among them.
+func (s *Store) searchPage(ctx context.Context, req esapi.SearchRequest) ([]hit, []Doc, error) {
+	req.FilterPath = []string{"hits.hits._id", "hits.hits._version", "hits.hits._seq_no", "hits.hits._primary_term", "hits.hits._source", "hits.hits.sort"}
+	res, err := req.Do(ctx, s.es)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer drain(res)
+	if res.IsError() {
+		return nil, nil, fmt.Errorf("%s: %s", res.Status(), readAll(res))
+	}
+	var r struct {
+		Hits struct {
+			Hits []hit `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, nil, fmt.Errorf("decode: %w", err)
+	}
+	docs := make([]Doc, 0, len(r.Hits.Hits))
+	for _, h := range r.Hits.Hits {
+		if d, ok := h.doc(); ok {
+			docs = append(docs, d)
+		}
+	}
+	return r.Hits.Hits, docs, nil
 }
