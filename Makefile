@@ -111,7 +111,7 @@ bench: stack-up ## Benchmarks: parser, archive vs dd, ingest end to end vs raw s
 	TRIAD_BENCH_ROWS=$(BENCH_ROWS) $(GO) test -run '^$$' -bench 'Ingest|Raw' -benchtime 1x -timeout 60m ./ingest | grep -E '^(Benchmark|ok|FAIL)|rows in'
 
 bench-sweep: stack-up ## Sweeps: naive full compare vs segment digests on consistent data, then 0.1% drift: time, recall, peak RSS (BENCH_SWEEP_ROWS, default 1000000)
-	TRIAD_BENCH_SWEEP_ROWS=$(BENCH_SWEEP_ROWS) $(GO) test -run '^$$' -bench 'Sweep' -benchtime 1x -timeout 120m ./repair 2>&1 | grep -vE '^\s+handler.go|level=(INFO|DEBUG)'
+	TRIAD_BENCH_SWEEP_ROWS=$(BENCH_SWEEP_ROWS) $(GO) test -run '^$$' -bench 'Sweep' -benchtime 1x -timeout 120m ./repair/sweep 2>&1 | grep -vE '^\s+handler.go|level=(INFO|DEBUG)'
 
 bench-log: stack-up ## Repair-log page: p50/p95/p99 of GET /api/v1/repairs (first, next and filtered pages) over BENCH_LOG_ROWS generated entries (default 10M); TRIAD_BENCH_LOG_KEEP=1 keeps them
 	TRIAD_BENCH_LOG_ROWS=$(BENCH_LOG_ROWS) $(GO) test -run '^$$' -bench 'RepairLogPage' -benchtime 1x -timeout 60m ./repair/postgres 2>&1 | grep -vE 'level=(INFO|DEBUG)'

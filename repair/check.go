@@ -92,16 +92,16 @@ func (c *Checker) Entity(name string) (Entity, error) {
 // validated first; an error reading any store fails the check (a check
 // that cannot see a store says so rather than guessing).
 func (c *Checker) Check(ctx context.Context, entity string, raw []string) ([]Result, error) {
-	out, err := c.check(ctx, entity, raw)
+	out, err := c.Compare(ctx, entity, raw)
 	for _, r := range out {
 		c.Metrics.checked(r)
 	}
 	return out, err
 }
 
-// check is Check without metrics (a sweep's recheck counts only what it
+// Compare is Check without metrics (a sweep's recheck counts only what it
 // confirms).
-func (c *Checker) check(ctx context.Context, entity string, raw []string) ([]Result, error) {
+func (c *Checker) Compare(ctx context.Context, entity string, raw []string) ([]Result, error) {
 	e, err := c.Entity(entity)
 	if err != nil {
 		return nil, err

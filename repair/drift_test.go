@@ -14,44 +14,14 @@ import (
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // The drift corpus: what other services and operators do to the derived
 // stores, written through each store's own API (HSET, SET, ES _update, a
 // plain index), never through triad's writers. Each injector returns the
 // store it drifted.
-
-// esUpdate changes one field with ES _update (internal versioning: it
-// raises _version past the profile version and keeps triad's labels).
-func esUpdate(t *testing.T, s *stores, index, id, doc string) {
-	t.Helper()
-	res, err := s.ns.ES().Update(index, id, strings.NewReader(`{"doc":`+doc+`}`), s.ns.ES().Update.WithRefresh("true"))
-	require.NoError(t, err)
-	defer res.Body.Close()
-	require.False(t, res.IsError(), res.String())
-}
-
-// esPlainIndex re-indexes a whole body without a version (internal
-// versioning), as a re-index job of another service would.
-func esPlainIndex(t *testing.T, s *stores, index, id, body string) {
-	t.Helper()
-	res, err := s.ns.ES().Index(index, strings.NewReader(body), s.ns.ES().Index.WithDocumentID(id), s.ns.ES().Index.WithRefresh("true"))
-	require.NoError(t, err)
-	defer res.Body.Close()
-	require.False(t, res.IsError(), res.String())
-}
-
-func esSource(t *testing.T, s *stores, index, id string) map[string]json.RawMessage {
-	t.Helper()
-	res, err := s.ns.ES().Get(index, id)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	var doc struct {
-		Source map[string]json.RawMessage `json:"_source"`
-	}
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&doc))
-	return doc.Source
-}
 
 type injected struct {
 	key, store string
@@ -62,11 +32,11 @@ type injected struct {
 // makes is found by check by ID and by a default (auto) sweep, in both
 // entities, repaired from Postgres, and a second repair writes nothing.
 func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 600, "ok")
-	idx := repair.NewTableIndex(s.ns.ES(), s.ns.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), s.ns.Pool(), s.ns.Redis(), s.ns.RedisPrefix, idx)
+	s.Consistent(t, 1, 600, "ok")
+	idx := repair.NewTableIndex(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	var docs [][]byte
 	for n := range int64(600) {
@@ -74,11 +44,11 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	}
 	_, err = orders.Write(ctx, docs)
 	require.NoError(t, err)
-	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, s.ES.Refresh(ctx))
 	require.NoError(t, orders.Prepare(ctx))
 
-	rdb := s.ns.Redis()
-	pkey := func(id int) string { return s.rs.KeyAt(1, int64(id)) }
+	rdb := s.NS.Redis()
+	pkey := func(id int) string { return s.RS.KeyAt(1, int64(id)) }
 	var want = map[string][]injected{}
 	add := func(entity, key, store string, class repair.Class) {
 		want[entity] = append(want[entity], injected{key, store, class})
@@ -98,23 +68,23 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	require.NoError(t, rdb.HSet(ctx, pkey(13), "nickname", "bob").Err())
 	add("profile", "13", "redis", repair.ClassCorrupt)
 	// 14: ES _update of one field (labels kept, _version raised).
-	esUpdate(t, s, s.es.Alias(), "14", `{"tags":["changed-by-update"]}`)
+	s.ESUpdate(t, s.ES.Alias(), "14", `{"tags":["changed-by-update"]}`)
 	add("profile", "14", "elasticsearch", repair.ClassFieldMismatch)
 	// 15: a plain re-index at the same profile version, other content.
-	src := esSource(t, s, s.es.Alias(), "15")
+	src := s.ESSource(t, s.ES.Alias(), "15")
 	src["props"] = json.RawMessage(`{"k": "reindexed"}`)
 	body, _ := json.Marshal(src)
-	esPlainIndex(t, s, s.es.Alias(), "15", string(body))
+	s.ESPlainIndex(t, s.ES.Alias(), "15", string(body))
 	add("profile", "15", "elasticsearch", repair.ClassFieldMismatch)
 	// 16: only the version field raised in the source (labels kept).
-	esUpdate(t, s, s.es.Alias(), "16", `{"version":999999}`)
+	s.ESUpdate(t, s.ES.Alias(), "16", `{"version":999999}`)
 	add("profile", "16", "elasticsearch", repair.ClassAhead)
 	// 17: re-indexed without one of its fields (the strict mapping
 	// refuses wrong types, not missing fields).
-	src = esSource(t, s, s.es.Alias(), "17")
+	src = s.ESSource(t, s.ES.Alias(), "17")
 	delete(src, "props")
 	body, _ = json.Marshal(src)
-	esPlainIndex(t, s, s.es.Alias(), "17", string(body))
+	s.ESPlainIndex(t, s.ES.Alias(), "17", string(body))
 	add("profile", "17", "elasticsearch", repair.ClassCorrupt)
 
 	// Orders.
@@ -132,13 +102,13 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	require.NoError(t, rdb.Set(ctx, okey(22), "{not json", 0).Err())
 	add("order", "22", "redis", repair.ClassCorrupt)
 	// 23: ES _update of one field.
-	esUpdate(t, s, idx.Name(), "23", `{"status":"refunded-by-update"}`)
+	s.ESUpdate(t, idx.Name(), "23", `{"status":"refunded-by-update"}`)
 	add("order", "23", "elasticsearch", repair.ClassFieldMismatch)
 
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es), orders)
-	log := repairpg.NewLog(s.ns.Pool())
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES), orders)
+	log := repairpg.NewLog(s.NS.Pool())
 	rp := repair.NewRepairer(c, log)
-	sw := repair.NewSweeper(c, rp)
+	sw := sweep.New(c, rp)
 	for _, entity := range []string{"profile", "order"} {
 		t.Run(entity, func(t *testing.T) {
 			exp := want[entity]
@@ -169,7 +139,7 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 			require.Equal(t, expect, got, "check finds exactly the injected drift")
 
 			// A default sweep (auto mode) finds the same.
-			rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: entity, SegmentSize: 100, Recheck: 50 * time.Millisecond})
+			rep, err := sw.Sweep(ctx, sweep.Options{Entity: entity, SegmentSize: 100, Recheck: 50 * time.Millisecond})
 			require.NoError(t, err)
 			got = got[:0]
 			for _, f := range rep.Findings {
@@ -226,9 +196,9 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	// After the repair, triad's next write of 14 through the pipeline
 	// (external version 2, while _version was raised by the _update and
 	// the repair) still lands: a newer write is never lost.
-	p := profile(t, 14, 2, "newer")
-	s.write(t, p, "postgres", "elasticsearch")
-	docs14, err := s.es.ReadDocs(ctx, []int64{14})
+	p := repairtest.Profile(t, 14, 2, "newer")
+	s.Write(t, p, "postgres", "elasticsearch")
+	docs14, err := s.ES.ReadDocs(ctx, []int64{14})
 	require.NoError(t, err)
 	require.EqualValues(t, 2, docs14[14].Profile.Version, "the newer write reached the index")
 }
@@ -237,17 +207,17 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 // copies never overwrite a newer write that came through triad, and a
 // refused repair says what was observed and what is there now.
 func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 3, "ok")
-	require.NoError(t, s.es.Refresh(ctx))
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	s.Consistent(t, 1, 3, "ok")
+	require.NoError(t, s.ES.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
 	e, err := c.Entity("profile")
 	require.NoError(t, err)
-	rdb := s.ns.Redis()
+	rdb := s.NS.Redis()
 	// 1: drifted in both stores by other writers.
-	require.NoError(t, rdb.HSet(ctx, s.rs.KeyAt(1, 1), "tags", `["x"]`).Err())
-	esUpdate(t, s, s.es.Alias(), "1", `{"tags":["y"]}`)
+	require.NoError(t, rdb.HSet(ctx, s.RS.KeyAt(1, 1), "tags", `["x"]`).Err())
+	s.ESUpdate(t, s.ES.Alias(), "1", `{"tags":["y"]}`)
 	obs := map[string]repair.Record{}
 	for _, d := range e.Derived() {
 		got, err := d.Read(ctx, []string{"1"})
@@ -257,17 +227,17 @@ func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
 	pg, err := e.Primary().Read(ctx, []string{"1"})
 	require.NoError(t, err)
 	// Between the read and the repair, triad's pipeline writes version 2.
-	s.write(t, profile(t, 1, 2, "newer"), "postgres", "redis", "elasticsearch")
+	s.Write(t, repairtest.Profile(t, 1, 2, "newer"), "postgres", "redis", "elasticsearch")
 	for _, d := range e.Derived() {
 		ok, now, err := d.Fixer.Put(ctx, "1", obs[d.Store()], pg["1"])
 		require.NoError(t, err)
 		require.False(t, ok, "%s: the repair must not replace the newer write", d.Store())
 		require.NotEmpty(t, now)
 	}
-	got, _, err := s.rs.Get(ctx, 1)
+	got, _, err := s.RS.Get(ctx, 1)
 	require.NoError(t, err)
 	require.EqualValues(t, 2, got.Version)
-	docs, err := s.es.ReadDocs(ctx, []int64{1})
+	docs, err := s.ES.ReadDocs(ctx, []int64{1})
 	require.NoError(t, err)
 	require.EqualValues(t, 2, docs[1].Profile.Version)
 }
@@ -276,11 +246,11 @@ func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
 // garbage finishes and reports it with the rest of the drift, and a
 // sweep of the other entity started meanwhile runs too.
 func TestPoisonedSweepFinishes(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 400, "ok")
-	idx := repair.NewTableIndex(s.ns.ES(), s.ns.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), s.ns.Pool(), s.ns.Redis(), s.ns.RedisPrefix, idx)
+	s.Consistent(t, 1, 400, "ok")
+	idx := repair.NewTableIndex(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	var docs [][]byte
 	for n := range int64(300) {
@@ -288,34 +258,34 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 	}
 	_, err = orders.Write(ctx, docs)
 	require.NoError(t, err)
-	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, s.ES.Refresh(ctx))
 	require.NoError(t, orders.Prepare(ctx))
-	rdb := s.ns.Redis()
-	require.NoError(t, rdb.Del(ctx, s.rs.KeyAt(1, 2)).Err())
-	require.NoError(t, rdb.RPush(ctx, s.rs.KeyAt(1, 2), "a", "list").Err()) // a list where the hash belongs
-	require.NoError(t, rdb.HSet(ctx, s.rs.KeyAt(1, 3), "devices", "{{").Err())
-	require.NoError(t, rdb.HSet(ctx, s.rs.KeyAt(1, 350), "tags", `["late-drift"]`).Err())
+	rdb := s.NS.Redis()
+	require.NoError(t, rdb.Del(ctx, s.RS.KeyAt(1, 2)).Err())
+	require.NoError(t, rdb.RPush(ctx, s.RS.KeyAt(1, 2), "a", "list").Err()) // a list where the hash belongs
+	require.NoError(t, rdb.HSet(ctx, s.RS.KeyAt(1, 3), "devices", "{{").Err())
+	require.NoError(t, rdb.HSet(ctx, s.RS.KeyAt(1, 350), "tags", `["late-drift"]`).Err())
 
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es), orders)
-	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
-	st := repairpg.NewSweeps(s.ns.Pool())
-	claims := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "w1", time.Second)
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES), orders)
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	st := repairpg.NewSweeps(s.NS.Pool())
+	claims := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "w1", time.Second)
 	t.Cleanup(func() { _ = claims.Close() })
-	w := repair.NewWorker(sw, st, claims, repair.WorkerConfig{Owner: "w1", Recheck: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RangeSegments: 1}, nil)
+	w := sweep.NewWorker(sw, st, claims, sweep.WorkerConfig{Owner: "w1", Recheck: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RangeSegments: 1}, nil)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go w.Run(wctx)
-	prof, err := w.Start(ctx, repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	prof, err := w.Start(ctx, sweep.Record{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
-	ord, err := w.Start(ctx, repair.SweepRecord{Entity: "order", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	ord, err := w.Start(ctx, sweep.Record{Entity: "order", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
 	start := time.Now()
 	for _, id := range []int64{prof.ID, ord.ID} {
 		require.Eventually(t, func() bool {
 			r, err := st.GetSweep(ctx, id)
 			require.NoError(t, err)
-			require.NotEqual(t, repair.SweepFailed, r.State, "%+v", r)
-			return r.State == repair.SweepDone
+			require.NotEqual(t, sweep.Failed, r.State, "%+v", r)
+			return r.State == sweep.Done
 		}, 60*time.Second, 20*time.Millisecond)
 	}
 	t.Logf("measured: both sweeps done %s after start", time.Since(start))

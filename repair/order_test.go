@@ -11,6 +11,8 @@ import (
 
 	"github.com/triad-dev/triad/repair"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // TestOrderEntity proves the engine is not profile-specific: the `order`
@@ -21,10 +23,10 @@ import (
 // it, a digest sweep finds exactly that set, a repair fixes it, and a
 // second sweep and repair find and write nothing.
 func TestOrderEntity(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	idx := repair.NewTableIndex(s.ns.ES(), s.ns.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), s.ns.Pool(), s.ns.Redis(), s.ns.RedisPrefix, idx)
+	idx := repair.NewTableIndex(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	docs := make([][]byte, 0, 1200)
 	for n := range int64(1200) {
@@ -40,7 +42,7 @@ func TestOrderEntity(t *testing.T) {
 	require.Equal(t, 10, res.Stale, "the same versions again change nothing")
 	require.NoError(t, orders.Prepare(ctx))
 
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es), orders)
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES), orders)
 	keys := make([]string, 0, 1000)
 	for id := 1; id <= 1000; id++ {
 		keys = append(keys, fmt.Sprint(id))
@@ -53,17 +55,17 @@ func TestOrderEntity(t *testing.T) {
 	}
 
 	// Plant drift.
-	rdb := s.ns.Redis()
+	rdb := s.NS.Redis()
 	esPut := func(id int, body string, version int64, vt string) {
-		res, err := s.ns.ES().Index(idx.Name(), strings.NewReader(body), s.ns.ES().Index.WithDocumentID(fmt.Sprint(id)),
-			s.ns.ES().Index.WithVersion(int(version)), s.ns.ES().Index.WithVersionType(vt), s.ns.ES().Index.WithRefresh("true"))
+		res, err := s.NS.ES().Index(idx.Name(), strings.NewReader(body), s.NS.ES().Index.WithDocumentID(fmt.Sprint(id)),
+			s.NS.ES().Index.WithVersion(int(version)), s.NS.ES().Index.WithVersionType(vt), s.NS.ES().Index.WithRefresh("true"))
 		require.NoError(t, err)
 		res.Body.Close()
 		require.False(t, res.IsError(), res.String())
 	}
 	version := func(id int) int64 {
 		var v int64
-		require.NoError(t, s.ns.Pool().QueryRow(ctx, `SELECT version FROM orders WHERE order_id = $1`, id).Scan(&v))
+		require.NoError(t, s.NS.Pool().QueryRow(ctx, `SELECT version FROM orders WHERE order_id = $1`, id).Scan(&v))
 		return v
 	}
 	want := map[string]repair.Class{}
@@ -75,7 +77,7 @@ func TestOrderEntity(t *testing.T) {
 	// 11: Redis key lost (not a cache: missing). 12: index document lost.
 	require.NoError(t, rdb.Del(ctx, orders.RedisKey(11)).Err())
 	want["11/redis"] = repair.ClassMissing
-	_, err = s.ns.Pool().Exec(ctx, `INSERT INTO orders (order_id, version, user_id, status, total_cents, currency, items, updated_at)
+	_, err = s.NS.Pool().Exec(ctx, `INSERT INTO orders (order_id, version, user_id, status, total_cents, currency, items, updated_at)
 		SELECT order_id, version, user_id, status, total_cents, currency, items, updated_at FROM jsonb_populate_record(null::orders, $1::jsonb)`, string(last))
 	require.NoError(t, err)
 	require.NoError(t, rdb.Set(ctx, orders.RedisKey(1201), string(last), 0).Err())
@@ -85,11 +87,11 @@ func TestOrderEntity(t *testing.T) {
 	esPut(13, fmt.Sprintf(`{"order_id":13,"version":%d,"user_id":1,"status":"lost","total_cents":1,"currency":"EUR","items":[],"updated_at":"2026-01-01T00:00:12Z"}`, version(13)), version(13), "external_gte")
 	want["13/elasticsearch"] = repair.ClassFieldMismatch
 	// 14: a newer version in Postgres only: both copies stale.
-	_, err = s.ns.Pool().Exec(ctx, `UPDATE orders SET version = version + 1, status = 'refunded' WHERE order_id = 14`)
+	_, err = s.NS.Pool().Exec(ctx, `UPDATE orders SET version = version + 1, status = 'refunded' WHERE order_id = 14`)
 	require.NoError(t, err)
 	want["14/redis"], want["14/elasticsearch"] = repair.ClassStale, repair.ClassStale
 	// 15: deleted in Postgres (tombstone) but still in both.
-	_, err = s.ns.Pool().Exec(ctx, `UPDATE orders SET deleted = true, version = version + 1 WHERE order_id = 15`)
+	_, err = s.NS.Pool().Exec(ctx, `UPDATE orders SET deleted = true, version = version + 1 WHERE order_id = 15`)
 	require.NoError(t, err)
 	want["15/redis"], want["15/elasticsearch"] = repair.ClassOrphanDeleted, repair.ClassOrphanDeleted
 	// 5000: in Redis and the index, never in Postgres.
@@ -111,8 +113,8 @@ func TestOrderEntity(t *testing.T) {
 	}
 	require.Equal(t, []string{"currency"}, results[0].Stores["redis"].Diff, "the field that differs is named")
 
-	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
-	rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "order", Mode: repair.ModeDigest, SegmentSize: 100, Recheck: 50 * time.Millisecond,
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	rep, err := sw.Sweep(ctx, sweep.Options{Entity: "order", Mode: sweep.ModeDigest, SegmentSize: 100, Recheck: 50 * time.Millisecond,
 		Repair: true, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
 	var got, wantList []string
@@ -131,11 +133,11 @@ func TestOrderEntity(t *testing.T) {
 	t.Logf("measured: order sweep of %d records in %d segments (%d dirty) took %s", rep.Records, rep.Segments, rep.Dirty, rep.Took)
 
 	require.NoError(t, orders.Prepare(ctx))
-	rep, err = sw.Sweep(ctx, repair.SweepOptions{Entity: "order", Mode: repair.ModeDigest, SegmentSize: 100, Recheck: 50 * time.Millisecond, Repair: true})
+	rep, err = sw.Sweep(ctx, sweep.Options{Entity: "order", Mode: sweep.ModeDigest, SegmentSize: 100, Recheck: 50 * time.Millisecond, Repair: true})
 	require.NoError(t, err)
 	require.Empty(t, rep.Findings, "a second sweep finds nothing")
 	require.Nil(t, rep.Repair, "and repairs nothing")
-	run, _, err := repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())).Repair(ctx, repair.Request{Entity: "order", Keys: []string{"10", "11", "1201", "13", "14", "15", "5000"}, Actor: "test"})
+	run, _, err := repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())).Repair(ctx, repair.Request{Entity: "order", Keys: []string{"10", "11", "1201", "13", "14", "15", "5000"}, Actor: "test"})
 	require.NoError(t, err)
 	require.Zero(t, run.Repaired, "a second repair writes nothing: %+v", run)
 

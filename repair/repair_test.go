@@ -10,24 +10,25 @@ import (
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
 )
 
 // TestRepairFixesEveryPlantedDrift: a dry run plans exactly what a real run
 // then does; the real run leaves every key consistent; a second run writes
 // nothing (every entry a no-op); a budget stops writes; the log has it all.
 func TestRepairFixesEveryPlantedDrift(t *testing.T) {
-	s := newStores(t)
-	cases := plantAll(t, s)
+	s := repairtest.New(t)
+	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()
-	require.NoError(t, s.es.Refresh(ctx))
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	log := repairpg.NewLog(s.ns.Pool())
+	require.NoError(t, s.ES.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	log := repairpg.NewLog(s.NS.Pool())
 	r := repair.NewRepairer(c, log)
 	var keys []string
 	drift := 0
 	for id, w := range cases {
 		keys = append(keys, fmt.Sprint(id))
-		for _, cl := range []repair.Class{w.redis, w.es} {
+		for _, cl := range []repair.Class{w.Redis, w.ES} {
 			if cl.Drift() {
 				drift++
 			}
@@ -46,7 +47,7 @@ func TestRepairFixesEveryPlantedDrift(t *testing.T) {
 	for _, res := range before {
 		var id int64
 		fmt.Sscan(res.Key, &id)
-		require.Equal(t, cases[id].redis, res.Stores["redis"].Class, "a dry run changes nothing (%d)", id)
+		require.Equal(t, cases[id].Redis, res.Stores["redis"].Class, "a dry run changes nothing (%d)", id)
 	}
 
 	// Budget: one write, the rest skipped.
@@ -74,7 +75,7 @@ func TestRepairFixesEveryPlantedDrift(t *testing.T) {
 		}
 	}
 	require.Subset(t, planned, done, "the real run did only what the dry run planned")
-	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, s.ES.Refresh(ctx))
 	after, err := c.Check(ctx, "profile", keys)
 	require.NoError(t, err)
 	for _, res := range after {
@@ -102,40 +103,40 @@ func TestRepairFixesEveryPlantedDrift(t *testing.T) {
 // TestGuardsNeverOverwriteANewerWrite: the store-level guards a repair
 // writes through refuse when the record changed since it was read.
 func TestGuardsNeverOverwriteANewerWrite(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.write(t, profile(t, 1, 5, "a"), "redis", "elasticsearch")
+	s.Write(t, repairtest.Profile(t, 1, 5, "a"), "redis", "elasticsearch")
 	// Someone writes version 6 after the repair read version 5.
-	s.write(t, profile(t, 1, 6, "newer"), "redis", "elasticsearch")
-	old := profile(t, 1, 5, "a")
+	s.Write(t, repairtest.Profile(t, 1, 6, "newer"), "redis", "elasticsearch")
+	old := repairtest.Profile(t, 1, 5, "a")
 
 	// What the repair observed: the hash of version 5.
 	observed := redisstore.Value{Type: "hash", Hash: map[string]string{"v": "5", "d": strconv.FormatInt(old.Digest, 10)}}
-	ok, _, err := s.rs.CompareAndSet(ctx, 1, observed, old)
+	ok, _, err := s.RS.CompareAndSet(ctx, 1, observed, old)
 	require.NoError(t, err)
 	require.False(t, ok, "redis: the hash is no longer what was observed")
-	got, _, err := s.rs.Get(ctx, 1)
+	got, _, err := s.RS.Get(ctx, 1)
 	require.NoError(t, err)
 	require.EqualValues(t, 6, got.Version)
-	ok, _, err = s.rs.CompareAndSet(ctx, 2, observed, nil)
+	ok, _, err = s.RS.CompareAndSet(ctx, 2, observed, nil)
 	require.NoError(t, err)
 	require.False(t, ok, "deleting a key that is not there as observed")
 
-	ok, err = s.es.IndexVersioned(ctx, old, false)
+	ok, err = s.ES.IndexVersioned(ctx, old, false)
 	require.NoError(t, err)
 	require.False(t, ok, "elasticsearch: an older version is refused")
-	ok, err = s.es.IndexVersioned(ctx, old, true)
+	ok, err = s.ES.IndexVersioned(ctx, old, true)
 	require.NoError(t, err)
 	require.False(t, ok, "external_gte still refuses an older version")
-	m, err := s.es.GetMeta(ctx, 1)
+	m, err := s.ES.GetMeta(ctx, 1)
 	require.NoError(t, err)
 	require.EqualValues(t, 6, m.Version)
 	stale := m
 	stale.SeqNo--
-	ok, err = s.es.DeleteIf(ctx, 1, stale)
+	ok, err = s.ES.DeleteIf(ctx, 1, stale)
 	require.NoError(t, err)
 	require.False(t, ok, "a delete of another sequence number is refused")
-	ok, err = s.es.DeleteIf(ctx, 1, m)
+	ok, err = s.ES.DeleteIf(ctx, 1, m)
 	require.NoError(t, err)
 	require.True(t, ok)
 }

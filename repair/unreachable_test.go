@@ -16,6 +16,8 @@ import (
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // TestPostgresUnreachable is the matrix's "Postgres unreachable" cell
@@ -35,20 +37,20 @@ func TestPostgresUnreachable(t *testing.T) {
 	_, err = m.Up(ctx)
 	require.NoError(t, err)
 	require.NoError(t, m.Close())
-	s := &stores{ns: ns, pg: pgstore.New(pool),
-		rs: redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
-		es: esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})}
-	require.NoError(t, s.es.Setup(ctx))
-	s.write(t, profile(t, 1, 2, "new"), "postgres", "elasticsearch")
-	s.write(t, profile(t, 1, 1, "old"), "redis")
-	require.NoError(t, s.es.Refresh(ctx))
+	s := &repairtest.Stores{NS: ns, PG: pgstore.New(pool),
+		RS: redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
+		ES: esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})}
+	require.NoError(t, s.ES.Setup(ctx))
+	s.Write(t, repairtest.Profile(t, 1, 2, "new"), "postgres", "elasticsearch")
+	s.Write(t, repairtest.Profile(t, 1, 1, "old"), "redis")
+	require.NoError(t, s.ES.Refresh(ctx))
 
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
 	r := repair.NewRepairer(c, repairpg.NewLog(pool))
 	res, err := c.Check(ctx, "profile", []string{"1"})
 	require.NoError(t, err)
 	require.Equal(t, repair.ClassStale, res[0].Stores["redis"].Class)
-	before, err := ns.Redis().HGetAll(ctx, s.rs.Key(1)).Result()
+	before, err := ns.Redis().HGetAll(ctx, s.RS.Key(1)).Result()
 	require.NoError(t, err)
 
 	priv.Stop(t)
@@ -58,9 +60,9 @@ func TestPostgresUnreachable(t *testing.T) {
 	require.ErrorContains(t, err, "postgres")
 	_, _, err = r.Repair(cctx, repair.Request{Entity: "profile", Keys: []string{"1"}, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.Error(t, err, "a repair without the source of truth fails")
-	_, err = repair.NewSweeper(c, r).Sweep(cctx, repair.SweepOptions{Entity: "profile", Repair: true, Recheck: time.Millisecond})
+	_, err = sweep.New(c, r).Sweep(cctx, sweep.Options{Entity: "profile", Repair: true, Recheck: time.Millisecond})
 	require.ErrorContains(t, err, "postgres")
-	after, err := ns.Redis().HGetAll(ctx, s.rs.Key(1)).Result()
+	after, err := ns.Redis().HGetAll(ctx, s.RS.Key(1)).Result()
 	require.NoError(t, err)
 	require.Equal(t, before, after, "nothing written to the cache while Postgres was unreachable")
 
@@ -69,7 +71,7 @@ func TestPostgresUnreachable(t *testing.T) {
 	run, _, err := r.Repair(ctx, repair.Request{Entity: "profile", Keys: []string{"1"}, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
 	require.Equal(t, 1, run.Repaired)
-	got, ok, err := s.rs.Get(ctx, 1)
+	got, ok, err := s.RS.Get(ctx, 1)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.EqualValues(t, 2, got.Version)

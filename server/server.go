@@ -26,6 +26,7 @@ import (
 
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server/auth"
 	"github.com/triad-dev/triad/web"
 )
@@ -62,7 +63,7 @@ type Options struct {
 	// Alerts manages webhooks and lists alerts; nil answers 503.
 	Alerts Alerter
 	// Schedules are the configured sweep schedules (listed only).
-	Schedules []repair.Schedule
+	Schedules []sweep.Schedule
 	// Components are parts of triad whose state /-/ready reports beside
 	// the dependencies (the read path's filter, the dataset follower).
 	Components []Component
@@ -92,7 +93,7 @@ type Server struct {
 	sweeps    SweepAdmin
 	traces    *Traces
 	alerts    Alerter
-	schedules []repair.Schedule
+	schedules []sweep.Schedule
 	tokens    *auth.Store
 	version   string
 	routes    []Route
@@ -175,9 +176,9 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/sweeps", auth.RoleOperator, s.startSweep)
 	s.handle(api, http.MethodGet, "/sweeps/schedules", auth.RoleViewer, s.listSchedules)
 	s.handle(api, http.MethodGet, "/sweeps/:id", auth.RoleViewer, s.getSweep)
-	s.handle(api, http.MethodPost, "/sweeps/:id/pause", auth.RoleOperator, s.sweepControl(repair.SweepPaused))
-	s.handle(api, http.MethodPost, "/sweeps/:id/resume", auth.RoleOperator, s.sweepControl(repair.SweepRunning))
-	s.handle(api, http.MethodPost, "/sweeps/:id/cancel", auth.RoleOperator, s.sweepControl(repair.SweepCancelled))
+	s.handle(api, http.MethodPost, "/sweeps/:id/pause", auth.RoleOperator, s.sweepControl(sweep.Paused))
+	s.handle(api, http.MethodPost, "/sweeps/:id/resume", auth.RoleOperator, s.sweepControl(sweep.Running))
+	s.handle(api, http.MethodPost, "/sweeps/:id/cancel", auth.RoleOperator, s.sweepControl(sweep.Cancelled))
 	s.handle(api, http.MethodGet, "/traces", auth.RoleViewer, s.searchTraces)
 	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
 	s.handle(api, http.MethodGet, "/alerts", auth.RoleViewer, s.listAlerts)

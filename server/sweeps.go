@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // ErrNoSweep is an unknown sweep (mapped to 404).
@@ -17,12 +18,12 @@ var ErrNoSweep = errors.New("no such sweep")
 
 // SweepAdmin starts and controls sweeps (cmd/internal/app's sweep runner).
 type SweepAdmin interface {
-	StartSweep(ctx context.Context, rec repair.SweepRecord) (repair.SweepRecord, error)
-	GetSweep(ctx context.Context, id int64) (repair.SweepRecord, error)
-	SweepRanges(ctx context.Context, id int64) ([]repair.Range, error)
-	ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecord, error)
-	SetSweepState(ctx context.Context, id int64, to string) (repair.SweepRecord, error)
-	SweepFindings(ctx context.Context, id int64, limit int) ([]repair.Finding, error)
+	StartSweep(ctx context.Context, rec sweep.Record) (sweep.Record, error)
+	GetSweep(ctx context.Context, id int64) (sweep.Record, error)
+	SweepRanges(ctx context.Context, id int64) ([]sweep.Range, error)
+	ListSweeps(ctx context.Context, limit int) ([]sweep.Record, error)
+	SetSweepState(ctx context.Context, id int64, to string) (sweep.Record, error)
+	SweepFindings(ctx context.Context, id int64, limit int) ([]sweep.Finding, error)
 }
 
 func (s *Server) sweepAdmin() (SweepAdmin, error) {
@@ -52,7 +53,7 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 	var req sweepRequest
 	dec := json.NewDecoder(c.Request.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > repair.MaxSegmentRows || !repair.ValidMode(req.Mode) || req.Rate < 0 {
+	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > repair.MaxSegmentRows || !sweep.ValidMode(req.Mode) || req.Rate < 0 {
 		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000), "mode": "auto" (auto, digest, records, or labels: the quick mode, not content-true), "rate": 0 (records/s per replica, 0 unlimited)}`, ErrBadRequest)
 	}
 	if req.DryRun && !req.Repair {
@@ -68,7 +69,7 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 	default:
 		return nil, fmt.Errorf("%w: trigger must be api, cli or ui, got %q", ErrBadRequest, req.Trigger)
 	}
-	rec, err := sa.StartSweep(c.Request.Context(), repair.SweepRecord{Entity: req.Entity, Repair: req.Repair, DryRun: req.DryRun,
+	rec, err := sa.StartSweep(c.Request.Context(), sweep.Record{Entity: req.Entity, Repair: req.Repair, DryRun: req.DryRun,
 		SegmentSize: req.SegmentSize, Mode: req.Mode, Rate: req.Rate, Trigger: req.Trigger, Actor: principal(c).Name})
 	if err != nil {
 		return nil, sweepError(err)
@@ -82,9 +83,9 @@ func sweepError(err error) error {
 	switch {
 	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, ErrNoSweep):
 		return err
-	case errors.Is(err, repair.ErrBadOption):
+	case errors.Is(err, sweep.ErrBadOption):
 		return fmt.Errorf("%w: %w", ErrBadRequest, err)
-	case errors.Is(err, repair.ErrSweepState):
+	case errors.Is(err, sweep.ErrState):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
 	return fmt.Errorf("%w: sweeps: %w", ErrUnavailable, err)
@@ -99,10 +100,10 @@ func sweepID(c *gin.Context) (int64, error) {
 }
 
 type sweepDetail struct {
-	repair.SweepRecord
-	FindingsList []repair.Finding `json:"findings_list"`
+	sweep.Record
+	FindingsList []sweep.Finding `json:"findings_list"`
 	// RangesList is each range's progress (the dashboard's per-range bar).
-	RangesList []repair.Range `json:"ranges_list"`
+	RangesList []sweep.Range `json:"ranges_list"`
 }
 
 // getSweep reports a sweep's progress and, once done, its findings (up
@@ -125,16 +126,16 @@ func (s *Server) getSweep(c *gin.Context) (any, error) {
 		return nil, sweepError(err)
 	}
 	if fs == nil {
-		fs = []repair.Finding{}
+		fs = []sweep.Finding{}
 	}
 	rs, err := sa.SweepRanges(c.Request.Context(), id)
 	if err != nil {
 		return nil, sweepError(err)
 	}
 	if rs == nil {
-		rs = []repair.Range{}
+		rs = []sweep.Range{}
 	}
-	return sweepDetail{SweepRecord: rec, FindingsList: fs, RangesList: rs}, nil
+	return sweepDetail{Record: rec, FindingsList: fs, RangesList: rs}, nil
 }
 
 // listSweeps lists sweeps newest first.
@@ -149,7 +150,7 @@ func (s *Server) listSweeps(c *gin.Context) (any, error) {
 		return nil, sweepError(err)
 	}
 	if recs == nil {
-		recs = []repair.SweepRecord{}
+		recs = []sweep.Record{}
 	}
 	return recs, nil
 }
@@ -198,7 +199,7 @@ func (s *Server) listSchedules(*gin.Context) (any, error) {
 			v.Every = sc.Every.String()
 		}
 		if v.Mode == "" {
-			v.Mode = repair.ModeAuto
+			v.Mode = sweep.ModeAuto
 		}
 		out = append(out, v)
 	}

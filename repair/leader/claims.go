@@ -9,7 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // Claims hands out units of work (sweep ranges, a sweep's finish) to one
@@ -27,7 +27,7 @@ type Claims struct {
 	session *concurrency.Session
 }
 
-var _ repair.Claims = (*Claims)(nil)
+var _ sweep.Claims = (*Claims)(nil)
 
 // NewClaims returns claims under <etcdPrefix>claims/ held as id, with
 // leases of ttl.
@@ -56,8 +56,8 @@ func (c *Claims) live(ctx context.Context) (*concurrency.Session, error) {
 	return s, nil
 }
 
-// Claim implements repair.Claims.
-func (c *Claims) Claim(ctx context.Context, key string) (repair.Claim, bool, error) {
+// Claim implements sweep.Claims.
+func (c *Claims) Claim(ctx context.Context, key string) (sweep.Claim, bool, error) {
 	s, err := c.live(ctx)
 	if err != nil {
 		return nil, false, err
@@ -79,7 +79,7 @@ func (c *Claims) Claim(ctx context.Context, key string) (repair.Claim, bool, err
 	return &claim{c: c, key: k, s: s}, true, nil
 }
 
-// Holder implements repair.Claims.
+// Holder implements sweep.Claims.
 func (c *Claims) Holder(ctx context.Context, key string) (string, error) {
 	resp, err := c.cli.Get(ctx, c.prefix+key)
 	if err != nil {

@@ -10,16 +10,17 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
-// Sweeps implements repair.SweepStore (tables sweeps, sweep_ranges,
+// Sweeps implements sweep.Store (tables sweeps, sweep_ranges,
 // sweep_suspects, sweep_findings; migrations 00005 and 00006).
 type Sweeps struct{ pool *pgxpool.Pool }
 
 // NewSweeps returns the sweep store on pool.
 func NewSweeps(pool *pgxpool.Pool) *Sweeps { return &Sweeps{pool: pool} }
 
-var _ repair.SweepStore = (*Sweeps)(nil)
+var _ sweep.Store = (*Sweeps)(nil)
 
 // ErrNoSweep is an unknown sweep ID.
 var ErrNoSweep = errors.New("no such sweep")
@@ -28,8 +29,8 @@ const sweepCols = `id, entity, mode, state, repair, dry_run, segment_size, rate,
 	created_at, updated_at, finished_at, ranges, ranges_done, segments, dirty, records, suspects, in_flight, findings, repaired, repair_run,
 	stuck, coalesce(error, ''), content_true, checkpoint, present, coalesce(orphan_scan, '')`
 
-func scanSweep(row pgx.Row) (repair.SweepRecord, error) {
-	var r repair.SweepRecord
+func scanSweep(row pgx.Row) (sweep.Record, error) {
+	var r sweep.Record
 	var schedule *string
 	err := row.Scan(&r.ID, &r.Entity, &r.Mode, &r.State, &r.Repair, &r.DryRun, &r.SegmentSize, &r.Rate, &r.DatasetVersion, &r.Trigger, &r.Actor,
 		&schedule, &r.Supersedes, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Ranges, &r.RangesDone, &r.Segments, &r.Dirty, &r.Records,
@@ -43,9 +44,9 @@ func scanSweep(row pgx.Row) (repair.SweepRecord, error) {
 	return r, err
 }
 
-func collectSweeps(rows pgx.Rows) ([]repair.SweepRecord, error) {
+func collectSweeps(rows pgx.Rows) ([]sweep.Record, error) {
 	defer rows.Close()
-	var out []repair.SweepRecord
+	var out []sweep.Record
 	for rows.Next() {
 		r, err := scanSweep(rows)
 		if err != nil {
@@ -56,24 +57,24 @@ func collectSweeps(rows pgx.Rows) ([]repair.SweepRecord, error) {
 	return out, rows.Err()
 }
 
-// CreateSweep implements repair.SweepStore (state running).
-func (s *Sweeps) CreateSweep(ctx context.Context, r *repair.SweepRecord) error {
+// CreateSweep implements sweep.Store (state running).
+func (s *Sweeps) CreateSweep(ctx context.Context, r *sweep.Record) error {
 	rec, err := scanSweep(s.pool.QueryRow(ctx, `INSERT INTO sweeps (entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes, content_true)
 		VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, $9, nullif($10, ''), $11, $12) RETURNING `+sweepCols,
-		r.Entity, r.Mode, r.Repair, r.DryRun, r.SegmentSize, r.Rate, r.DatasetVersion, r.Trigger, r.Actor, r.Schedule, r.Supersedes, repair.ContentTrue(r.Mode)))
+		r.Entity, r.Mode, r.Repair, r.DryRun, r.SegmentSize, r.Rate, r.DatasetVersion, r.Trigger, r.Actor, r.Schedule, r.Supersedes, sweep.ContentTrue(r.Mode)))
 	if err == nil {
 		*r = rec
 	}
 	return err
 }
 
-// GetSweep implements repair.SweepStore.
-func (s *Sweeps) GetSweep(ctx context.Context, id int64) (repair.SweepRecord, error) {
+// GetSweep implements sweep.Store.
+func (s *Sweeps) GetSweep(ctx context.Context, id int64) (sweep.Record, error) {
 	return scanSweep(s.pool.QueryRow(ctx, `SELECT `+sweepCols+` FROM sweeps WHERE id = $1`, id))
 }
 
-// ListSweeps implements repair.SweepStore: newest first.
-func (s *Sweeps) ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecord, error) {
+// ListSweeps implements sweep.Store: newest first.
+func (s *Sweeps) ListSweeps(ctx context.Context, limit int) ([]sweep.Record, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
@@ -84,9 +85,9 @@ func (s *Sweeps) ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecor
 	return collectSweeps(rows)
 }
 
-// Plan implements repair.SweepStore: the sweep row is locked, so of two
+// Plan implements sweep.Store: the sweep row is locked, so of two
 // replicas planning at once the second finds the ranges saved.
-func (s *Sweeps) Plan(ctx context.Context, id int64, sc *repair.SweepCheckpoint, cut func() ([]int64, error)) error {
+func (s *Sweeps) Plan(ctx context.Context, id int64, sc *sweep.CheckpointReport, cut func() ([]int64, error)) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var planned bool
 		if err := tx.QueryRow(ctx, `SELECT planned FROM sweeps WHERE id = $1 FOR UPDATE`, id).Scan(&planned); err != nil {
@@ -117,27 +118,27 @@ func (s *Sweeps) Plan(ctx context.Context, id int64, sc *repair.SweepCheckpoint,
 const rangeCols = `sweep_id, lo, hi, state, coalesce(owner, ''), attempts, cursor, coalesce(mode, ''), segments, dirty, records, updated_at, finished_at,
 	failures, coalesce(last_error, ''), retry_at`
 
-func collectRanges(rows pgx.Rows, err error) ([]repair.Range, error) {
+func collectRanges(rows pgx.Rows, err error) ([]sweep.Range, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (repair.Range, error) {
-		var r repair.Range
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (sweep.Range, error) {
+		var r sweep.Range
 		err := row.Scan(&r.SweepID, &r.Lo, &r.Hi, &r.State, &r.Owner, &r.Attempts, &r.Cursor, &r.Mode, &r.Segments, &r.Dirty, &r.Records, &r.UpdatedAt, &r.FinishedAt,
 			&r.Failures, &r.LastError, &r.RetryAt)
 		return r, err
 	})
 }
 
-// Ranges implements repair.SweepStore, in key order.
-func (s *Sweeps) Ranges(ctx context.Context, id int64) ([]repair.Range, error) {
+// Ranges implements sweep.Store, in key order.
+func (s *Sweeps) Ranges(ctx context.Context, id int64) ([]sweep.Range, error) {
 	return collectRanges(s.pool.Query(ctx, `SELECT `+rangeCols+` FROM sweep_ranges WHERE sweep_id = $1 ORDER BY lo`, id))
 }
 
-// Work implements repair.SweepStore: the oldest running sweeps first;
+// Work implements sweep.Store: the oldest running sweeps first;
 // within a sweep, pending ranges before running ones (whose owner is
 // probably alive), then in key order.
-func (s *Sweeps) Work(ctx context.Context) (unplanned []repair.SweepRecord, ranges []repair.Range, finishable []repair.SweepRecord, err error) {
+func (s *Sweeps) Work(ctx context.Context) (unplanned []sweep.Record, ranges []sweep.Range, finishable []sweep.Record, err error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+sweepCols+` FROM sweeps WHERE state IN ('running', 'paused') AND NOT planned ORDER BY id LIMIT 10`)
 	if unplanned, err = collectSweeps2(rows, err); err != nil {
 		return nil, nil, nil, err
@@ -154,14 +155,14 @@ func (s *Sweeps) Work(ctx context.Context) (unplanned []repair.SweepRecord, rang
 	return unplanned, ranges, finishable, nil
 }
 
-func collectSweeps2(rows pgx.Rows, err error) ([]repair.SweepRecord, error) {
+func collectSweeps2(rows pgx.Rows, err error) ([]sweep.Record, error) {
 	if err != nil {
 		return nil, err
 	}
 	return collectSweeps(rows)
 }
 
-// FailRange implements repair.SweepStore: the range goes back to
+// FailRange implements sweep.Store: the range goes back to
 // pending, not to be claimed again before retryAt, with its error; the
 // sweep shows the error too (and its progress time moves, so a range
 // failing for a store reason is reported as failing, not as stuck).
@@ -180,25 +181,25 @@ func (s *Sweeps) FailRange(ctx context.Context, id, lo int64, cause string, retr
 	return failures, err
 }
 
-// StartRange implements repair.SweepStore.
-func (s *Sweeps) StartRange(ctx context.Context, id, lo int64, owner string) (repair.Range, error) {
+// StartRange implements sweep.Store.
+func (s *Sweeps) StartRange(ctx context.Context, id, lo int64, owner string) (sweep.Range, error) {
 	rs, err := collectRanges(s.pool.Query(ctx, `UPDATE sweep_ranges SET
 		state = CASE WHEN state = 'done' THEN state ELSE 'running' END,
 		attempts = attempts + CASE WHEN state = 'done' THEN 0 ELSE 1 END,
 		owner = CASE WHEN state = 'done' THEN owner ELSE $3 END, updated_at = now()
 		WHERE sweep_id = $1 AND lo = $2 RETURNING `+rangeCols, id, lo, owner))
 	if err != nil {
-		return repair.Range{}, err
+		return sweep.Range{}, err
 	}
 	if len(rs) == 0 {
-		return repair.Range{}, fmt.Errorf("sweep %d has no range at %d", id, lo)
+		return sweep.Range{}, fmt.Errorf("sweep %d has no range at %d", id, lo)
 	}
 	return rs[0], nil
 }
 
-// SaveProgress implements repair.SweepStore in one transaction: the
+// SaveProgress implements sweep.Store in one transaction: the
 // suspects, the range's cursor and counts, the sweep's totals.
-func (s *Sweeps) SaveProgress(ctx context.Context, p repair.Progress) (string, error) {
+func (s *Sweeps) SaveProgress(ctx context.Context, p sweep.Progress) (string, error) {
 	var state string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if len(p.Suspects) > 0 {
@@ -240,15 +241,15 @@ func (s *Sweeps) SaveProgress(ctx context.Context, p repair.Progress) (string, e
 	return state, err
 }
 
-// Supersede implements repair.SweepStore.
+// Supersede implements sweep.Store.
 func (s *Sweeps) Supersede(ctx context.Context, id int64, reason string) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `UPDATE sweeps SET state = 'superseded', error = $2, finished_at = now(), updated_at = now()
 		WHERE id = $1 AND state IN ('running', 'paused')`, id, reason)
 	return tag.RowsAffected() == 1, err
 }
 
-// MarkStuck implements repair.SweepStore.
-func (s *Sweeps) MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]repair.SweepRecord, error) {
+// MarkStuck implements sweep.Store.
+func (s *Sweeps) MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]sweep.Record, error) {
 	if _, err := s.pool.Exec(ctx, `UPDATE sweeps SET stuck = (updated_at < now() - make_interval(secs => $1))
 		WHERE state = 'running' AND stuck <> (updated_at < now() - make_interval(secs => $1))`, stuckAfter.Seconds()); err != nil {
 		return nil, err
@@ -257,19 +258,19 @@ func (s *Sweeps) MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]rep
 	return collectSweeps2(rows, err)
 }
 
-// SetState implements repair.SweepStore: pause (running → paused), resume
+// SetState implements sweep.Store: pause (running → paused), resume
 // (paused → running), cancel (running or paused → cancelled).
-func (s *Sweeps) SetState(ctx context.Context, id int64, to string) (repair.SweepRecord, error) {
+func (s *Sweeps) SetState(ctx context.Context, id int64, to string) (sweep.Record, error) {
 	var from []string
 	switch to {
-	case repair.SweepPaused:
-		from = []string{repair.SweepRunning}
-	case repair.SweepRunning:
-		from = []string{repair.SweepPaused}
-	case repair.SweepCancelled:
-		from = []string{repair.SweepRunning, repair.SweepPaused}
+	case sweep.Paused:
+		from = []string{sweep.Running}
+	case sweep.Running:
+		from = []string{sweep.Paused}
+	case sweep.Cancelled:
+		from = []string{sweep.Running, sweep.Paused}
 	default:
-		return repair.SweepRecord{}, fmt.Errorf("%w: unknown target state %q", repair.ErrSweepState, to)
+		return sweep.Record{}, fmt.Errorf("%w: unknown target state %q", sweep.ErrState, to)
 	}
 	rec, err := scanSweep(s.pool.QueryRow(ctx, `UPDATE sweeps SET state = $2, updated_at = now(), finished_at = CASE WHEN $2 = 'cancelled' THEN now() END WHERE id = $1 AND state = ANY($3) RETURNING `+sweepCols, id, to, from))
 	if errors.Is(err, ErrNoSweep) {
@@ -277,12 +278,12 @@ func (s *Sweeps) SetState(ctx context.Context, id int64, to string) (repair.Swee
 		if gerr != nil {
 			return cur, gerr
 		}
-		return cur, fmt.Errorf("%w: sweep %d is %s; it cannot become %s", repair.ErrSweepState, id, cur.State, to)
+		return cur, fmt.Errorf("%w: sweep %d is %s; it cannot become %s", sweep.ErrState, id, cur.State, to)
 	}
 	return rec, err
 }
 
-// Suspects implements repair.SweepStore.
+// Suspects implements sweep.Store.
 func (s *Sweeps) Suspects(ctx context.Context, id int64) (map[int64]repair.Head, error) {
 	rows, err := s.pool.Query(ctx, `SELECT key, primary_present, primary_deleted, primary_version FROM sweep_suspects WHERE sweep_id = $1`, id)
 	if err != nil {
@@ -301,8 +302,8 @@ func (s *Sweeps) Suspects(ctx context.Context, id int64) (map[int64]repair.Head,
 	return out, rows.Err()
 }
 
-// Finish implements repair.SweepStore.
-func (s *Sweeps) Finish(ctx context.Context, r *repair.SweepRecord, findings []repair.Finding) error {
+// Finish implements sweep.Store.
+func (s *Sweeps) Finish(ctx context.Context, r *sweep.Record, findings []sweep.Finding) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, f := range findings {
 			if _, err := tx.Exec(ctx, `INSERT INTO sweep_findings (sweep_id, key, store, class) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`,
@@ -320,8 +321,8 @@ func (s *Sweeps) Finish(ctx context.Context, r *repair.SweepRecord, findings []r
 	})
 }
 
-// Findings implements repair.SweepStore.
-func (s *Sweeps) Findings(ctx context.Context, id int64, limit int) ([]repair.Finding, error) {
+// Findings implements sweep.Store.
+func (s *Sweeps) Findings(ctx context.Context, id int64, limit int) ([]sweep.Finding, error) {
 	if limit <= 0 || limit > 10000 {
 		limit = 1000
 	}
@@ -330,9 +331,9 @@ func (s *Sweeps) Findings(ctx context.Context, id int64, limit int) ([]repair.Fi
 		return nil, err
 	}
 	defer rows.Close()
-	var out []repair.Finding
+	var out []sweep.Finding
 	for rows.Next() {
-		var f repair.Finding
+		var f sweep.Finding
 		var class string
 		if err := rows.Scan(&f.Key, &f.Store, &class); err != nil {
 			return nil, err
@@ -343,9 +344,9 @@ func (s *Sweeps) Findings(ctx context.Context, id int64, limit int) ([]repair.Fi
 	return out, rows.Err()
 }
 
-var _ repair.ScheduleStore = (*Sweeps)(nil)
+var _ sweep.ScheduleStore = (*Sweeps)(nil)
 
-// LastStart implements repair.ScheduleStore.
+// LastStart implements sweep.ScheduleStore.
 func (s *Sweeps) LastStart(ctx context.Context, name string) (time.Time, error) {
 	var t time.Time
 	err := s.pool.QueryRow(ctx, `SELECT last_start FROM sweep_schedules WHERE name = $1`, name).Scan(&t)
@@ -355,23 +356,23 @@ func (s *Sweeps) LastStart(ctx context.Context, name string) (time.Time, error) 
 	return t, err
 }
 
-// Started implements repair.ScheduleStore (sweep 0: skipped).
+// Started implements sweep.ScheduleStore (sweep 0: skipped).
 func (s *Sweeps) Started(ctx context.Context, name string, at time.Time, sweep int64) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO sweep_schedules (name, last_start, last_sweep) VALUES ($1, $2, nullif($3, 0))
 		ON CONFLICT (name) DO UPDATE SET last_start = excluded.last_start, last_sweep = coalesce(excluded.last_sweep, sweep_schedules.last_sweep)`, name, at, sweep)
 	return err
 }
 
-// Active implements repair.ScheduleStore.
+// Active implements sweep.ScheduleStore.
 func (s *Sweeps) Active(ctx context.Context, entity string) (bool, error) {
 	var ok bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM sweeps WHERE entity = $1 AND state IN ('running', 'paused'))`, entity).Scan(&ok)
 	return ok, err
 }
 
-var _ repair.Checkpoints = (*Sweeps)(nil)
+var _ sweep.Checkpoints = (*Sweeps)(nil)
 
-// LoadCheckpoint implements repair.Checkpoints (table sweep_checkpoints,
+// LoadCheckpoint implements sweep.Checkpoints (table sweep_checkpoints,
 // migration 00013).
 func (s *Sweeps) LoadCheckpoint(ctx context.Context, entity, store string) (repair.Checkpoint, bool, error) {
 	var cp repair.Checkpoint
@@ -383,7 +384,7 @@ func (s *Sweeps) LoadCheckpoint(ctx context.Context, entity, store string) (repa
 	return cp, err == nil, err
 }
 
-// SaveCheckpoint implements repair.Checkpoints. A checkpoint never moves
+// SaveCheckpoint implements sweep.Checkpoints. A checkpoint never moves
 // back on the same index: of two sweeps finishing out of order, the later
 // point stays.
 func (s *Sweeps) SaveCheckpoint(ctx context.Context, entity, store string, cp repair.Checkpoint, sweep int64) error {

@@ -31,6 +31,7 @@ import (
 	alertpg "github.com/triad-dev/triad/repair/alert/postgres"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
 	"github.com/triad-dev/triad/trace"
@@ -148,14 +149,15 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	go readRepairs.Run(runCtx, time.Second)
 	sweepStore := repairpg.NewSweeps(set.Postgres)
 	claims := leader.NewClaims(set.Etcd, c.Dataset.EtcdPrefix, MemberID()+"@"+a.Addr, c.Dataset.SessionTTL)
-	sweeper := repair.NewSweeper(checker, repairer)
+	sweeper := sweep.New(checker, repairer)
+	sweeper.Metrics = sweep.NewMetrics(reg)
 	sweeper.Checkpoints = sweepStore // the index checkpoint a clean content-true sweep verified
-	worker := repair.NewWorker(sweeper, sweepStore, claims, repair.WorkerConfig{
+	worker := sweep.NewWorker(sweeper, sweepStore, claims, sweep.WorkerConfig{
 		Owner: MemberID() + "@" + a.Addr, Recheck: c.Repair.Sweep.Recheck, RangeSegments: c.Repair.Sweep.RangeSegments,
 		Serving: func() int { return follower.Versions().Serving },
 	}, log)
 	sweeps := sweepAdmin{w: worker, st: sweepStore}
-	scheduler := repair.NewScheduler(c.Repair.Schedules, worker, sweepStore, log)
+	scheduler := sweep.NewScheduler(c.Repair.Schedules, worker, sweepStore, log)
 	// 1. stop the worker (its context), 2. revoke the lease so its claims
 	// go at once rather than after the TTL.
 	var workerRuns sync.WaitGroup

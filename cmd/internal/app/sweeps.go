@@ -5,20 +5,20 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/triad-dev/triad/repair"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server"
 )
 
 // sweepAdmin implements server.SweepAdmin over this replica's sweep
 // worker and the sweep store every replica shares.
 type sweepAdmin struct {
-	w  *repair.Worker
+	w  *sweep.Worker
 	st *repairpg.Sweeps
 }
 
 // StartSweep implements server.SweepAdmin.
-func (a sweepAdmin) StartSweep(ctx context.Context, rec repair.SweepRecord) (repair.SweepRecord, error) {
+func (a sweepAdmin) StartSweep(ctx context.Context, rec sweep.Record) (sweep.Record, error) {
 	return a.w.Start(ctx, rec)
 }
 
@@ -30,31 +30,31 @@ func noSweep(err error) error {
 }
 
 // GetSweep implements server.SweepAdmin.
-func (a sweepAdmin) GetSweep(ctx context.Context, id int64) (repair.SweepRecord, error) {
+func (a sweepAdmin) GetSweep(ctx context.Context, id int64) (sweep.Record, error) {
 	rec, err := a.st.GetSweep(ctx, id)
 	return rec, noSweep(err)
 }
 
 // SweepRanges implements server.SweepAdmin.
-func (a sweepAdmin) SweepRanges(ctx context.Context, id int64) ([]repair.Range, error) {
+func (a sweepAdmin) SweepRanges(ctx context.Context, id int64) ([]sweep.Range, error) {
 	return a.st.Ranges(ctx, id)
 }
 
 // ListSweeps implements server.SweepAdmin.
-func (a sweepAdmin) ListSweeps(ctx context.Context, limit int) ([]repair.SweepRecord, error) {
+func (a sweepAdmin) ListSweeps(ctx context.Context, limit int) ([]sweep.Record, error) {
 	return a.st.ListSweeps(ctx, limit)
 }
 
 // SetSweepState implements server.SweepAdmin.
-func (a sweepAdmin) SetSweepState(ctx context.Context, id int64, to string) (repair.SweepRecord, error) {
+func (a sweepAdmin) SetSweepState(ctx context.Context, id int64, to string) (sweep.Record, error) {
 	rec, err := a.st.SetState(ctx, id, to)
-	if err == nil && to == repair.SweepRunning {
+	if err == nil && to == sweep.Running {
 		a.w.Wake()
 	}
 	return rec, noSweep(err)
 }
 
 // SweepFindings implements server.SweepAdmin.
-func (a sweepAdmin) SweepFindings(ctx context.Context, id int64, limit int) ([]repair.Finding, error) {
+func (a sweepAdmin) SweepFindings(ctx context.Context, id int64, limit int) ([]sweep.Finding, error) {
 	return a.st.Findings(ctx, id, limit)
 }

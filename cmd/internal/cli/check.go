@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 const checkHelp = `Usage: triad check [--entity profile] [--server URL] [--token T] [--json] KEY...
@@ -298,9 +299,9 @@ func (e env) sweep(ctx context.Context, args []string) error {
 		return err
 	}
 	type detail struct {
-		repair.SweepRecord
-		FindingsList []repair.Finding `json:"findings_list"`
-		RangesList   []repair.Range   `json:"ranges_list"`
+		sweep.Record
+		FindingsList []sweep.Finding `json:"findings_list"`
+		RangesList   []sweep.Range   `json:"ranges_list"`
 	}
 	show := func(d detail) error {
 		if *asJSON {
@@ -327,7 +328,7 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	}
 	outcome := func(d detail) error {
 		switch {
-		case d.State == repair.SweepFailed:
+		case d.State == sweep.Failed:
 			return fmt.Errorf("sweep %d failed: %s", d.ID, d.Error)
 		case d.Findings > 0:
 			return exitError{ExitPartial, fmt.Errorf("sweep %d found %d drifted copies", d.ID, d.Findings)}
@@ -346,13 +347,13 @@ func (e env) sweep(ctx context.Context, args []string) error {
 	}
 	switch verb {
 	case "start":
-		var rec repair.SweepRecord
+		var rec sweep.Record
 		body := map[string]any{"entity": *entity, "repair": *doRepair, "dry_run": *dryRun, "segment_size": *segment, "mode": *mode, "rate": *rate, "trigger": repair.TriggerCLI}
 		if err := api.do(ctx, http.MethodPost, "/api/v1/sweeps", body, &rec); err != nil {
 			return err
 		}
 		if !*wait {
-			return show(detail{SweepRecord: rec})
+			return show(detail{Record: rec})
 		}
 		for {
 			d, err := get(rec.ID)
@@ -373,7 +374,7 @@ func (e env) sweep(ctx context.Context, args []string) error {
 		}
 	case "status":
 		if fs.NArg() == 0 {
-			var recs []repair.SweepRecord
+			var recs []sweep.Record
 			if err := api.do(ctx, http.MethodGet, "/api/v1/sweeps?limit=20", nil, &recs); err != nil {
 				return err
 			}
@@ -412,11 +413,11 @@ func (e env) sweep(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		var rec repair.SweepRecord
+		var rec sweep.Record
 		if err := api.do(ctx, http.MethodPost, fmt.Sprintf("/api/v1/sweeps/%d/%s", n, verb), nil, &rec); err != nil {
 			return err
 		}
-		return show(detail{SweepRecord: rec})
+		return show(detail{Record: rec})
 	}
 	return usagef("unknown sweep command %q: want start, status, pause, resume or cancel", verb)
 }

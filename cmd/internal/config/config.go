@@ -29,6 +29,7 @@ import (
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/alert"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/trace"
 )
@@ -52,10 +53,24 @@ type Config struct {
 	// versions coordinated through etcd.
 	Lookup  lookup.Config  `yaml:"lookup"`
 	Dataset dataset.Config `yaml:"dataset"`
-	Repair  repair.Config  `yaml:"repair"`
+	Repair  Repair         `yaml:"repair"`
 	Trace   trace.Config   `yaml:"trace"`
 	Alert   alert.Config   `yaml:"alert"`
 	Runtime Runtime        `yaml:"runtime"`
+}
+
+// Repair is the key `repair`: the consistency engine's keys, the sweeps'
+// (`repair.sweep`) and their schedules (`repair.schedules`).
+type Repair struct {
+	repair.Config `yaml:",inline"`
+	Sweep         sweep.Config `yaml:"sweep"`
+	// Schedules start sweeps on the leader.
+	Schedules []sweep.Schedule `yaml:"schedules"`
+}
+
+// Validate reports an invalid key.
+func (r Repair) Validate() error {
+	return errors.Join(r.Config.Validate(), r.Sweep.Validate(), sweep.ValidateSchedules(r.Schedules, r.EntityNames()))
 }
 
 // Runtime tunes the Go runtime. The GOMEMLIMIT and GOGC environment
@@ -107,7 +122,7 @@ func Default() Config {
 		ProfileCache:  redisstore.Config{TTL: 24 * time.Hour},
 		Lookup:        lookup.DefaultConfig(),
 		Dataset:       dataset.DefaultConfig(),
-		Repair:        repair.DefaultConfig(),
+		Repair:        Repair{Config: repair.DefaultConfig(), Sweep: sweep.DefaultConfig()},
 		Trace:         trace.DefaultConfig(),
 		Alert:         alert.DefaultConfig(),
 	}

@@ -1,4 +1,4 @@
-package repair_test
+package sweep_test
 
 import (
 	"bufio"
@@ -27,6 +27,7 @@ import (
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // BenchmarkSweep (make bench-sweep): TRIAD_BENCH_SWEEP_ROWS consistent
@@ -37,7 +38,8 @@ import (
 // an auto sweep and a digest sweep again, with their recall. Peak RSS of
 // this process is sampled during each sweep. TRIAD_BENCH_SWEEP_DIGEST_ONLY
 // runs only the consistent digest sweep (for 10M rows);
-// TRIAD_BENCH_SWEEP_CPUPROFILE writes a CPU profile of the digest sweep.
+// TRIAD_BENCH_SWEEP_CPUPROFILE writes a CPU profile of the digest sweep
+// (with TRIAD_BENCH_SWEEP_KEEP: of the steady state).
 func BenchmarkSweep(b *testing.B) {
 	n := int64(1_000_000)
 	if v := os.Getenv("TRIAD_BENCH_SWEEP_ROWS"); v != "" {
@@ -85,8 +87,8 @@ func BenchmarkSweep(b *testing.B) {
 		res.Body.Close()
 	}
 	c := repair.NewChecker(repair.NewProfile(pg, rs, es))
-	sw := repair.NewSweeper(c, nil)
-	sweep := func(name, mode string) repair.SweepReport {
+	sw := sweep.New(c, nil)
+	run := func(name, mode string) sweep.Report {
 		runtime.GC()
 		debug.FreeOSMemory()
 		base := rssBytes()
@@ -105,7 +107,7 @@ func BenchmarkSweep(b *testing.B) {
 				}
 			}
 		})
-		rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, Recheck: time.Millisecond})
+		rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, Recheck: time.Millisecond})
 		close(stop)
 		wg.Wait()
 		if err != nil {
@@ -125,7 +127,7 @@ func BenchmarkSweep(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		if os.Getenv("TRIAD_BENCH_SWEEP_DIGEST_ONLY") != "" {
-			sweep("consistent", repair.ModeDigest)
+			run("consistent", sweep.ModeDigest)
 			continue
 		}
 		if keep {
@@ -136,41 +138,55 @@ func BenchmarkSweep(b *testing.B) {
 			rawRedis(b, ns, rs, n)
 			rawES(b, es)
 			sw.Checkpoints = repairpg.NewSweeps(ns.Pool())
-			sweep("first content pass", repair.ModeDigest)
-			steady := sweep("steady state", repair.ModeDigest)
-			sweep("label-only", repair.ModeLabels)
+			run("first content pass", sweep.ModeDigest)
+			stop := cpuProfile(b)
+			steady := run("steady state", sweep.ModeDigest)
+			stop()
+			run("label-only", sweep.ModeLabels)
 			drifted := externalDrift(b, ns, rs, es, n)
-			rep := sweep("0.1% external drift", repair.ModeAuto)
+			rep := run("0.1% external drift", sweep.ModeAuto)
 			recall(b, rep, drifted, steady)
 			continue
 		}
-		naive := sweep("consistent", repair.ModeRecords)
-		if f := os.Getenv("TRIAD_BENCH_SWEEP_CPUPROFILE"); f != "" {
-			out, err := os.Create(f)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := pprof.StartCPUProfile(out); err != nil {
-				b.Fatal(err)
-			}
-		}
-		digest := sweep("consistent", repair.ModeDigest)
-		pprof.StopCPUProfile()
+		naive := run("consistent", sweep.ModeRecords)
+		stop := cpuProfile(b)
+		digest := run("consistent", sweep.ModeDigest)
+		stop()
 		b.Logf("digest sweep %.2fx faster than the naive full compare (%s vs %s)", naive.Took.Seconds()/digest.Took.Seconds(),
 			digest.Took.Round(time.Millisecond), naive.Took.Round(time.Millisecond))
 		drifted := drift(b, ns, rs, es, n)
 		if err := es.Refresh(ctx); err != nil {
 			b.Fatal(err)
 		}
-		for _, mode := range []string{repair.ModeAuto, repair.ModeDigest, repair.ModeRecords} {
-			recall(b, sweep("0.1% drift", mode), drifted, digest)
+		for _, mode := range []string{sweep.ModeAuto, sweep.ModeDigest, sweep.ModeRecords} {
+			recall(b, run("0.1% drift", mode), drifted, digest)
 		}
+	}
+}
+
+// cpuProfile starts a CPU profile into TRIAD_BENCH_SWEEP_CPUPROFILE, if
+// set, and returns what stops it.
+func cpuProfile(b *testing.B) func() {
+	f := os.Getenv("TRIAD_BENCH_SWEEP_CPUPROFILE")
+	if f == "" {
+		return func() {}
+	}
+	out, err := os.Create(f)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(out); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		out.Close()
 	}
 }
 
 // recall logs how many planted drifts a sweep found, and how many of
 // its findings were not planted.
-func recall(b *testing.B, rep repair.SweepReport, drifted map[string]bool, base repair.SweepReport) {
+func recall(b *testing.B, rep sweep.Report, drifted map[string]bool, base sweep.Report) {
 	found := map[string]bool{}
 	for _, f := range rep.Findings {
 		found[f.Key+"/"+f.Store] = true

@@ -1,4 +1,4 @@
-package repair_test
+package sweep_test
 
 import (
 	"context"
@@ -12,21 +12,23 @@ import (
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 func TestScheduleNext(t *testing.T) {
 	now := time.Date(2026, 11, 24, 1, 30, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name string
-		s    repair.Schedule
+		s    sweep.Schedule
 		last time.Time
 		want time.Time
 	}{
-		{"interval, never ran: now", repair.Schedule{Every: time.Hour}, time.Time{}, now},
-		{"interval after the last start", repair.Schedule{Every: time.Hour}, now.Add(-10 * time.Minute), now.Add(50 * time.Minute)},
-		{"cron, never ran: its next time", repair.Schedule{Cron: "0 3 * * *"}, time.Time{}, time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)},
-		{"cron after the last start", repair.Schedule{Cron: "0 3 * * *"}, time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC), time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)},
-		{"descriptor", repair.Schedule{Cron: "@hourly"}, now, time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)},
+		{"interval, never ran: now", sweep.Schedule{Every: time.Hour}, time.Time{}, now},
+		{"interval after the last start", sweep.Schedule{Every: time.Hour}, now.Add(-10 * time.Minute), now.Add(50 * time.Minute)},
+		{"cron, never ran: its next time", sweep.Schedule{Cron: "0 3 * * *"}, time.Time{}, time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC)},
+		{"cron after the last start", sweep.Schedule{Cron: "0 3 * * *"}, time.Date(2026, 11, 24, 3, 0, 0, 0, time.UTC), time.Date(2026, 11, 25, 3, 0, 0, 0, time.UTC)},
+		{"descriptor", sweep.Schedule{Cron: "@hourly"}, now, time.Date(2026, 11, 24, 2, 0, 0, 0, time.UTC)},
 	} {
 		t.Run(tt.name, func(t *testing.T) { require.Equal(t, tt.want, tt.s.Next(tt.last, now)) })
 	}
@@ -37,19 +39,19 @@ func TestScheduleNext(t *testing.T) {
 // dataset switch during the sweep ends it as superseded with a successor
 // on the new version.
 func TestSchedulerAndSwitch(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 2000, "ok")
-	require.NoError(t, s.es.Refresh(ctx))
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	st := repairpg.NewSweeps(s.ns.Pool())
-	claims := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "a", time.Second)
+	s.Consistent(t, 1, 2000, "ok")
+	require.NoError(t, s.ES.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	st := repairpg.NewSweeps(s.NS.Pool())
+	claims := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "a", time.Second)
 	t.Cleanup(func() { claims.Close() })
 	var serving atomic.Int64
 	serving.Store(1)
-	w := repair.NewWorker(repair.NewSweeper(c, nil), st, claims, repair.WorkerConfig{Owner: "a", Poll: 50 * time.Millisecond,
+	w := sweep.NewWorker(sweep.New(c, nil), st, claims, sweep.WorkerConfig{Owner: "a", Poll: 50 * time.Millisecond,
 		Recheck: 50 * time.Millisecond, RangeSegments: 20, Serving: func() int { return int(serving.Load()) }}, stacktest.Logger(t))
-	sched := repair.NewScheduler([]repair.Schedule{{Name: "often", Entity: "profile", Every: time.Minute, Mode: repair.ModeDigest, SegmentSize: 50, Rate: 500}},
+	sched := sweep.NewScheduler([]sweep.Schedule{{Name: "often", Entity: "profile", Every: time.Minute, Mode: sweep.ModeDigest, SegmentSize: 50, Rate: 500}},
 		w, st, stacktest.Logger(t))
 	var clock atomic.Int64
 	clock.Store(time.Now().UnixNano())
@@ -58,7 +60,7 @@ func TestSchedulerAndSwitch(t *testing.T) {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go sched.Run(sctx)
-	var first repair.SweepRecord
+	var first sweep.Record
 	require.Eventually(t, func() bool {
 		list, err := st.ListSweeps(ctx, 10)
 		if err != nil || len(list) == 0 {
@@ -95,11 +97,11 @@ func TestSchedulerAndSwitch(t *testing.T) {
 	require.NoError(t, err)
 	require.False(t, got.Stuck, "progress cleared the stuck flag")
 	serving.Store(2) // the dataset switched
-	var successor repair.SweepRecord
+	var successor sweep.Record
 	took := time.Now()
 	require.Eventually(t, func() bool {
 		got, err := st.GetSweep(ctx, first.ID)
-		if err != nil || got.State != repair.SweepSuperseded {
+		if err != nil || got.State != sweep.Superseded {
 			return false
 		}
 		list, err := st.ListSweeps(ctx, 10)
@@ -118,6 +120,6 @@ func TestSchedulerAndSwitch(t *testing.T) {
 	require.Equal(t, "often", successor.Schedule)
 	require.Eventually(t, func() bool {
 		got, err := st.GetSweep(ctx, successor.ID)
-		return err == nil && got.State == repair.SweepDone
+		return err == nil && got.State == sweep.Done
 	}, 60*time.Second, 20*time.Millisecond, "the successor sweeps the new version to the end")
 }

@@ -1,9 +1,11 @@
-package repair
+package sweep
 
 import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/triad-dev/triad/repair"
 )
 
 // ScheduleStore remembers when each schedule last started a sweep
@@ -97,8 +99,8 @@ func (sc *Scheduler) due(ctx context.Context, s Schedule) error {
 		sc.log.Info("schedule due but a sweep of the entity is still running: skipped", "schedule", s.Name, "entity", s.Entity)
 		return sc.st.Started(ctx, s.Name, now, 0)
 	}
-	rec, err := sc.w.Start(ctx, SweepRecord{Entity: s.Entity, Mode: s.Mode, Repair: s.Repair, DryRun: s.DryRun, SegmentSize: s.SegmentSize,
-		Rate: s.Rate, Trigger: TriggerSchedule, Actor: "schedule:" + s.Name, Schedule: s.Name})
+	rec, err := sc.w.Start(ctx, Record{Entity: s.Entity, Mode: s.Mode, Repair: s.Repair, DryRun: s.DryRun, SegmentSize: s.SegmentSize,
+		Rate: s.Rate, Trigger: repair.TriggerSchedule, Actor: "schedule:" + s.Name, Schedule: s.Name})
 	if err != nil {
 		return err
 	}

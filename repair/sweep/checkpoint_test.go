@@ -1,4 +1,4 @@
-package repair_test
+package sweep_test
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // TestSeqNoCheckpointOnRealIndex pins what the index checkpoint relies on,
@@ -21,15 +23,15 @@ import (
 // checkpoint taken before it (update, plain index, delete and re-create),
 // while refreshes and merges leave the documents' numbers alone.
 func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 50, "ok")
-	require.NoError(t, s.es.Refresh(ctx))
-	cp, err := s.es.Checkpoint(ctx)
+	s.Consistent(t, 1, 50, "ok")
+	require.NoError(t, s.ES.Refresh(ctx))
+	cp, err := s.ES.Checkpoint(ctx)
 	require.NoError(t, err)
 	seqs := func() map[int64]int64 {
 		out := map[int64]int64{}
-		require.NoError(t, s.es.Scan(ctx, 1, 50, -1, func(docs []esstore.Doc) error {
+		require.NoError(t, s.ES.Scan(ctx, 1, 50, -1, func(docs []esstore.Doc) error {
 			for _, d := range docs {
 				out[d.ID] = d.SeqNo
 			}
@@ -43,28 +45,28 @@ func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
 		require.LessOrEqual(t, n, cp.SeqNo)
 	}
 	// A refresh and a merge to one segment renumber nothing.
-	res, err := s.ns.ES().Indices.Forcemerge(s.ns.ES().Indices.Forcemerge.WithIndex(s.es.Alias()), s.ns.ES().Indices.Forcemerge.WithMaxNumSegments(1))
+	res, err := s.NS.ES().Indices.Forcemerge(s.NS.ES().Indices.Forcemerge.WithIndex(s.ES.Alias()), s.NS.ES().Indices.Forcemerge.WithMaxNumSegments(1))
 	require.NoError(t, err)
 	res.Body.Close()
-	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, s.ES.Refresh(ctx))
 	require.Equal(t, before, seqs())
 
-	esUpdate(t, s, s.es.Alias(), "3", `{"tags":["changed"]}`)
-	src := esSource(t, s, s.es.Alias(), "4")
+	s.ESUpdate(t, s.ES.Alias(), "3", `{"tags":["changed"]}`)
+	src := s.ESSource(t, s.ES.Alias(), "4")
 	body, _ := json.Marshal(src)
-	esPlainIndex(t, s, s.es.Alias(), "4", string(body))
-	res, err = s.ns.ES().Delete(s.es.Alias(), "5", s.ns.ES().Delete.WithRefresh("true"))
+	s.ESPlainIndex(t, s.ES.Alias(), "4", string(body))
+	res, err = s.NS.ES().Delete(s.ES.Alias(), "5", s.NS.ES().Delete.WithRefresh("true"))
 	require.NoError(t, err)
 	res.Body.Close()
-	src = esSource(t, s, s.es.Alias(), "6")
-	res, err = s.ns.ES().Delete(s.es.Alias(), "6", s.ns.ES().Delete.WithRefresh("true"))
+	src = s.ESSource(t, s.ES.Alias(), "6")
+	res, err = s.NS.ES().Delete(s.ES.Alias(), "6", s.NS.ES().Delete.WithRefresh("true"))
 	require.NoError(t, err)
 	res.Body.Close()
 	body, _ = json.Marshal(src)
-	esPlainIndex(t, s, s.es.Alias(), "6", string(body))
+	s.ESPlainIndex(t, s.ES.Alias(), "6", string(body))
 
 	var changed []int64
-	n, err := s.es.Changed(ctx, cp.Index, cp.Shards, cp.SeqNo, func(docs []esstore.Doc) error {
+	n, err := s.ES.Changed(ctx, cp.Index, cp.Shards, cp.SeqNo, func(docs []esstore.Doc) error {
 		for _, d := range docs {
 			changed = append(changed, d.ID)
 		}
@@ -80,7 +82,7 @@ func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
 			require.Equal(t, before[id], seq, "document %d was not written", id)
 		}
 	}
-	now, err := s.es.Checkpoint(ctx)
+	now, err := s.ES.Checkpoint(ctx)
 	require.NoError(t, err)
 	require.Equal(t, cp.UUID, now.UUID)
 	require.Greater(t, now.SeqNo, cp.SeqNo)
@@ -93,20 +95,20 @@ func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
 // a delete. A label-only sweep misses what left the labels alone and says
 // it is not content-true.
 func TestCheckpointedSweep(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 3000, "ok")
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
-	sw.Checkpoints = repairpg.NewSweeps(s.ns.Pool())
-	sweep := func(mode string, fix bool) repair.SweepReport {
+	s.Consistent(t, 1, 3000, "ok")
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	sw.Checkpoints = repairpg.NewSweeps(s.NS.Pool())
+	run := func(mode string, fix bool) sweep.Report {
 		t.Helper()
-		rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 50 * time.Millisecond, Repair: fix})
+		rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 50 * time.Millisecond, Repair: fix})
 		require.NoError(t, err)
 		t.Logf("%s sweep: %d records, %d findings, took %s, checkpoint %+v, orphans %s", mode, rep.Records, len(rep.Findings), rep.Took, rep.Checkpoint, rep.OrphanScan)
 		return rep
 	}
-	found := func(rep repair.SweepReport) []string {
+	found := func(rep sweep.Report) []string {
 		var out []string
 		for _, f := range rep.Findings {
 			out = append(out, f.Key+"/"+f.Store+"/"+string(f.Class))
@@ -115,7 +117,7 @@ func TestCheckpointedSweep(t *testing.T) {
 		return out
 	}
 
-	first := sweep(repair.ModeDigest, false)
+	first := run(sweep.ModeDigest, false)
 	require.True(t, first.ContentTrue)
 	require.NotNil(t, first.Checkpoint)
 	require.Nil(t, first.Checkpoint.Base, "no verified checkpoint yet: a full content pass")
@@ -123,42 +125,42 @@ func TestCheckpointedSweep(t *testing.T) {
 	require.Empty(t, first.Findings)
 
 	// Nothing written: the next sweep reads no document whole.
-	quiet := sweep(repair.ModeDigest, false)
+	quiet := run(sweep.ModeDigest, false)
 	require.NotNil(t, quiet.Checkpoint.Base)
 	require.Equal(t, first.Checkpoint.Taken.SeqNo, quiet.Checkpoint.Base.SeqNo)
 	require.Zero(t, quiet.Checkpoint.Changed)
 	require.Empty(t, quiet.Findings)
 
 	// Other writers, through Elasticsearch's and Redis's own APIs.
-	esUpdate(t, s, s.es.Alias(), "100", `{"tags":["changed-by-update"]}`) // labels kept: they lie
-	src := esSource(t, s, s.es.Alias(), "200")
+	s.ESUpdate(t, s.ES.Alias(), "100", `{"tags":["changed-by-update"]}`) // labels kept: they lie
+	src := s.ESSource(t, s.ES.Alias(), "200")
 	src["props"] = json.RawMessage(`{"k":"reindexed"}`)
 	body, _ := json.Marshal(src)
-	esPlainIndex(t, s, s.es.Alias(), "200", string(body)) // same version, other content
-	src = esSource(t, s, s.es.Alias(), "300")
+	s.ESPlainIndex(t, s.ES.Alias(), "200", string(body)) // same version, other content
+	src = s.ESSource(t, s.ES.Alias(), "300")
 	body, _ = json.Marshal(src)
-	esPlainIndex(t, s, s.es.Alias(), "300", string(body)) // same content again: not drift
-	res, err := s.ns.ES().Delete(s.es.Alias(), "400", s.ns.ES().Delete.WithRefresh("true"))
+	s.ESPlainIndex(t, s.ES.Alias(), "300", string(body)) // same content again: not drift
+	res, err := s.NS.ES().Delete(s.ES.Alias(), "400", s.NS.ES().Delete.WithRefresh("true"))
 	require.NoError(t, err)
 	res.Body.Close()
-	require.NoError(t, s.ns.Redis().HSet(ctx, s.rs.KeyAt(1, 500), "tags", `["changed-by-hset"]`).Err())
+	require.NoError(t, s.NS.Redis().HSet(ctx, s.RS.KeyAt(1, 500), "tags", `["changed-by-hset"]`).Err())
 
-	quick := sweep(repair.ModeLabels, false)
+	quick := run(sweep.ModeLabels, false)
 	require.False(t, quick.ContentTrue)
 	require.Nil(t, quick.Checkpoint, "the quick mode neither uses nor proves a checkpoint")
 	require.Equal(t, []string{"400/elasticsearch/missing"}, found(quick), "labels see only the delete")
 
 	want := []string{"100/elasticsearch/field_mismatch", "200/elasticsearch/field_mismatch", "400/elasticsearch/missing", "500/redis/field_mismatch"}
-	dry := sweep(repair.ModeDigest, false)
+	dry := run(sweep.ModeDigest, false)
 	require.Equal(t, want, found(dry))
 	require.EqualValues(t, 3, dry.Checkpoint.Changed, "the updated and the two re-indexed documents were read whole")
 	require.False(t, dry.Checkpoint.Advanced, "an unrepaired document whose labels lie holds the checkpoint back")
 
-	fixed := sweep(repair.ModeAuto, true)
+	fixed := run(sweep.ModeAuto, true)
 	require.Equal(t, want, found(fixed))
 	require.NotNil(t, fixed.Repair)
 	if fixed.Repair.Repaired != 4 {
-		entries, _, err := repairpg.NewLog(s.ns.Pool()).List(ctx, repair.LogFilter{Limit: 50})
+		entries, _, err := repairpg.NewLog(s.NS.Pool()).List(ctx, repair.LogFilter{Limit: 50})
 		require.NoError(t, err)
 		for _, e := range entries {
 			t.Logf("%s %s %s %s", e.Key, e.Store, e.Outcome, e.Error)
@@ -167,7 +169,7 @@ func TestCheckpointedSweep(t *testing.T) {
 	require.Equal(t, 4, fixed.Repair.Repaired, "%+v", *fixed.Repair)
 	require.True(t, fixed.Checkpoint.Advanced)
 
-	clean := sweep(repair.ModeDigest, false)
+	clean := run(sweep.ModeDigest, false)
 	require.Empty(t, clean.Findings)
 	require.Equal(t, fixed.Checkpoint.Taken.SeqNo, clean.Checkpoint.Base.SeqNo)
 	require.EqualValues(t, 3, clean.Checkpoint.Changed, "only the three repair writes (100, 200, 400)")
@@ -178,30 +180,30 @@ func TestCheckpointedSweep(t *testing.T) {
 // planned, verifies it when clean, and reads whole only what was written
 // since on the next run; a lying document found there holds it back.
 func TestPersistedSweepVerifiesCheckpoint(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 1500, "ok")
-	require.NoError(t, s.es.Refresh(ctx))
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	st := repairpg.NewSweeps(s.ns.Pool())
-	sw := repair.NewSweeper(c, nil)
+	s.Consistent(t, 1, 1500, "ok")
+	require.NoError(t, s.ES.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	st := repairpg.NewSweeps(s.NS.Pool())
+	sw := sweep.New(c, nil)
 	sw.Checkpoints = st
-	claims := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "a", time.Second)
+	claims := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "a", time.Second)
 	t.Cleanup(func() { claims.Close() })
-	w := repair.NewWorker(sw, st, claims, repair.WorkerConfig{Owner: "a", Poll: 50 * time.Millisecond, Recheck: 50 * time.Millisecond, RangeSegments: 4},
+	w := sweep.NewWorker(sw, st, claims, sweep.WorkerConfig{Owner: "a", Poll: 50 * time.Millisecond, Recheck: 50 * time.Millisecond, RangeSegments: 4},
 		stacktest.Logger(t))
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go w.Run(wctx)
-	run := func() repair.SweepRecord {
+	run := func() sweep.Record {
 		t.Helper()
-		rec, err := w.Start(ctx, repair.SweepRecord{Entity: "profile", Mode: repair.ModeDigest, SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+		rec, err := w.Start(ctx, sweep.Record{Entity: "profile", Mode: sweep.ModeDigest, SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
 		require.NoError(t, err)
 		require.Eventually(t, func() bool {
 			rec, err = st.GetSweep(ctx, rec.ID)
-			return err == nil && rec.State != repair.SweepRunning
+			return err == nil && rec.State != sweep.Running
 		}, 60*time.Second, 50*time.Millisecond)
-		require.Equal(t, repair.SweepDone, rec.State, rec.Error)
+		require.Equal(t, sweep.Done, rec.State, rec.Error)
 		require.True(t, rec.ContentTrue)
 		require.NotNil(t, rec.Checkpoint)
 		return rec
@@ -212,7 +214,7 @@ func TestPersistedSweepVerifiesCheckpoint(t *testing.T) {
 	require.Zero(t, first.Findings)
 	require.NotEmpty(t, first.OrphanScan)
 
-	esUpdate(t, s, s.es.Alias(), "700", `{"tags":["changed-by-update"]}`)
+	s.ESUpdate(t, s.ES.Alias(), "700", `{"tags":["changed-by-update"]}`)
 	second := run()
 	require.NotNil(t, second.Checkpoint.Base)
 	require.Equal(t, first.Checkpoint.Taken.SeqNo, second.Checkpoint.Base.SeqNo)
@@ -221,5 +223,5 @@ func TestPersistedSweepVerifiesCheckpoint(t *testing.T) {
 	require.False(t, second.Checkpoint.Advanced, "the lying document was not repaired")
 	got, err := st.Findings(ctx, second.ID, 10)
 	require.NoError(t, err)
-	require.Equal(t, []repair.Finding{{Key: "700", Store: "elasticsearch", Class: repair.ClassFieldMismatch}}, got)
+	require.Equal(t, []sweep.Finding{{Key: "700", Store: "elasticsearch", Class: repair.ClassFieldMismatch}}, got)
 }

@@ -1,4 +1,4 @@
-package repair_test
+package sweep_test
 
 import (
 	"context"
@@ -17,46 +17,47 @@ import (
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
+	"github.com/triad-dev/triad/repair/repairtest"
+	"github.com/triad-dev/triad/repair/sweep"
 )
 
 // TestSweepFindsExactlyThePlantedDrift: a sweep over the planted set, in
 // record mode and in digest mode, finds every drifted (key, store) and
 // nothing else, repairs it, and a second sweep finds nothing.
 func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
-	for _, mode := range []string{repair.ModeRecords, repair.ModeDigest} {
+	for _, mode := range []string{sweep.ModeRecords, sweep.ModeDigest} {
 		t.Run(mode, func(t *testing.T) { testSweepFindsPlanted(t, mode) })
 	}
 }
 
 func testSweepFindsPlanted(t *testing.T, mode string) {
-	s := newStores(t)
-	cases := plantAll(t, s)
+	s := repairtest.New(t)
+	cases := repairtest.PlantAll(t, s)
 	// Many consistent profiles around them, so there are several segments.
 	ctx := t.Context()
-	s.consistent(t, 100, 1099, "ok")
-	require.NoError(t, s.es.Refresh(ctx))
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
+	s.Consistent(t, 100, 1099, "ok")
+	require.NoError(t, s.ES.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
 	reg := prometheus.NewRegistry()
 	c.Metrics = repair.NewMetrics(reg)
-	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	sw.Metrics = sweep.NewMetrics(reg)
 
 	// Every planted drift. (Profile 5's Redis hash had a field changed
-	// behind the writer with its stored digest kept: the head pass, which
-	// trusts stored digests, does not flag it; it is found because the
-	// same key's index copy differs, and the recheck reads whole records.
-	// A Redis-only change like that is caught by checks by ID only.)
+	// behind the writer with its stored digest kept: the sweep recomputes
+	// the digest from the hash's content, so the label does not hide it.)
 	var want []string
 	for id, w := range cases {
-		if w.redis.Drift() {
-			want = append(want, fmt.Sprintf("%d/redis/%s", id, w.redis))
+		if w.Redis.Drift() {
+			want = append(want, fmt.Sprintf("%d/redis/%s", id, w.Redis))
 		}
-		if w.es.Drift() {
-			want = append(want, fmt.Sprintf("%d/elasticsearch/%s", id, w.es))
+		if w.ES.Drift() {
+			want = append(want, fmt.Sprintf("%d/elasticsearch/%s", id, w.ES))
 		}
 	}
 	sort.Strings(want)
 
-	rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 100 * time.Millisecond,
+	rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 100 * time.Millisecond,
 		Repair: true, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
 	var got []string
@@ -68,7 +69,7 @@ func testSweepFindsPlanted(t *testing.T, mode string) {
 	require.GreaterOrEqual(t, rep.Segments, 5)
 	require.Equal(t, mode, rep.Mode)
 	require.Equal(t, 1000+6, rep.Records, "every live Postgres row: 1000, and 6 planted ones (6 and 9 have none; 7 and 10 are tombstones)")
-	if mode == repair.ModeDigest {
+	if mode == sweep.ModeDigest {
 		// The planted keys sit in the first segment; the 1000 consistent
 		// rows fill five clean ones the index sums alone vouch for.
 		require.Equal(t, 1, rep.Dirty, "only the segment with the planted drift is read by record")
@@ -86,8 +87,8 @@ func testSweepFindsPlanted(t *testing.T, mode string) {
 	require.InDelta(t, 1-float64(len(drifted))/1006, testutil.ToFloat64(sumOf(t, reg, "triad_repair_consistency_ratio")), 1e-9)
 	t.Logf("measured: %s sweep of %d records in %d segments (%d dirty) took %s (%d suspects)", mode, rep.Records, rep.Segments, rep.Dirty, rep.Took, rep.Suspects)
 
-	require.NoError(t, s.es.Refresh(ctx))
-	rep, err = sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 100 * time.Millisecond, Repair: true})
+	require.NoError(t, s.ES.Refresh(ctx))
+	rep, err = sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, SegmentSize: 200, Recheck: 100 * time.Millisecond, Repair: true})
 	require.NoError(t, err)
 	require.Empty(t, rep.Findings, "a second sweep finds nothing")
 	require.Nil(t, rep.Repair, "and repairs nothing")
@@ -98,19 +99,19 @@ func testSweepFindsPlanted(t *testing.T, mode string) {
 // planted drift (records in flight are rechecked, not reported) and its
 // repairs never replace a newer write.
 func TestSweepDuringLiveIngest(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 3000, "v1")
+	s.Consistent(t, 1, 3000, "v1")
 	// The planted drift: 5000's index copy is missing (never written).
-	drifted := profile(t, 5000, 1, "x")
-	s.write(t, drifted, "postgres", "redis")
-	require.NoError(t, s.es.Refresh(ctx))
+	drifted := repairtest.Profile(t, 5000, 1, "x")
+	s.Write(t, drifted, "postgres", "redis")
+	require.NoError(t, s.ES.Refresh(ctx))
 
 	cfg := ingest.DefaultConfig()
 	// Derived writes lag Postgres by up to 300ms, so the first pass sees
 	// copies behind their rows.
 	cfg.Shards, cfg.BatchDelay, cfg.DerivedBatchDelay, cfg.DerivedBatchSize = 4, 5*time.Millisecond, 300*time.Millisecond, 5000
-	pl, err := ingest.New(cfg, ingest.Deps{Primary: s.pg, Derived: []ingest.Derived{s.rs, s.es}, Catchup: s.pg})
+	pl, err := ingest.New(cfg, ingest.Deps{Primary: s.PG, Derived: []ingest.Derived{s.RS, s.ES}, Catchup: s.PG})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = pl.Close() })
 	stop := make(chan struct{})
@@ -125,30 +126,30 @@ func TestSweepDuringLiveIngest(t *testing.T) {
 					return
 				default:
 				}
-				if pl.Submit(ctx, profile(t, id, v, fmt.Sprint("live-", v)), nil) == nil {
+				if pl.Submit(ctx, repairtest.Profile(t, id, v, fmt.Sprint("live-", v)), nil) == nil {
 					n++
 				}
 				time.Sleep(200 * time.Microsecond) // a few thousand writes a second
 			}
 		}
 	}()
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	sw := repair.NewSweeper(c, repair.NewRepairer(c, repairpg.NewLog(s.ns.Pool())))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
 	time.Sleep(500 * time.Millisecond) // the writer is going
-	rep, err := sw.Sweep(ctx, repair.SweepOptions{Entity: "profile", SegmentSize: 250, Recheck: 2 * time.Second, Repair: true})
+	rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", SegmentSize: 250, Recheck: 2 * time.Second, Repair: true})
 	close(stop)
 	writes := <-done
 	require.NoError(t, err)
 	t.Logf("measured: %d live writes during the sweep (%s); %d suspects in the first pass, %d in flight at the recheck, %d findings",
 		writes, rep.Took.Round(time.Millisecond), rep.Suspects, rep.InFlight, len(rep.Findings))
 	require.Greater(t, rep.Suspects, 100, "the first pass saw copies behind their rows")
-	require.Equal(t, []repair.Finding{{Key: "5000", Store: "elasticsearch", Class: repair.ClassMissing}}, rep.Findings, "only the planted drift")
+	require.Equal(t, []sweep.Finding{{Key: "5000", Store: "elasticsearch", Class: repair.ClassMissing}}, rep.Findings, "only the planted drift")
 	require.Equal(t, 1, rep.Repair.Repaired)
 
 	// No repair replaced a newer write: once the pipeline drains, every
 	// store holds what Postgres holds.
 	require.NoError(t, pl.Close())
-	require.NoError(t, s.es.Refresh(ctx))
+	require.NoError(t, s.ES.Refresh(ctx))
 	keys := make([]string, 0, 3001)
 	for id := 1; id <= 3000; id += 7 {
 		keys = append(keys, fmt.Sprint(id))
@@ -168,36 +169,36 @@ func TestSweepDuringLiveIngest(t *testing.T) {
 // from its cursor and finishes the sweep: every row compared exactly once,
 // the findings exactly the planted set. Cancel and bad options too.
 func TestPersistedSweepAcrossWorkers(t *testing.T) {
-	s := newStores(t)
-	cases := plantAll(t, s)
+	s := repairtest.New(t)
+	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()
-	s.consistent(t, 100, 2099, "ok")
-	require.NoError(t, s.es.Refresh(ctx))
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	sw := repair.NewSweeper(c, nil)
-	st := repairpg.NewSweeps(s.ns.Pool())
-	claimsA := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "a", time.Second)
-	claimsB := leader.NewClaims(s.ns.Etcd(), s.ns.EtcdPrefix, "b", time.Second)
+	s.Consistent(t, 100, 2099, "ok")
+	require.NoError(t, s.ES.Refresh(ctx))
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	sw := sweep.New(c, nil)
+	st := repairpg.NewSweeps(s.NS.Pool())
+	claimsA := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "a", time.Second)
+	claimsB := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "b", time.Second)
 	t.Cleanup(func() { claimsB.Close() })
-	cfg := repair.WorkerConfig{Owner: "a", Recheck: 100 * time.Millisecond, Poll: 50 * time.Millisecond, RangeSegments: 20}
-	a := repair.NewWorker(sw, st, claimsA, cfg, stacktest.Logger(t))
+	cfg := sweep.WorkerConfig{Owner: "a", Recheck: 100 * time.Millisecond, Poll: 50 * time.Millisecond, RangeSegments: 20}
+	a := sweep.NewWorker(sw, st, claimsA, cfg, stacktest.Logger(t))
 	cfg.Owner = "b"
-	b := repair.NewWorker(sw, st, claimsB, cfg, stacktest.Logger(t))
+	b := sweep.NewWorker(sw, st, claimsB, cfg, stacktest.Logger(t))
 
-	_, err := a.Start(ctx, repair.SweepRecord{Entity: "profile", Mode: "sideways", Trigger: repair.TriggerAPI, Actor: "test"})
-	require.ErrorIs(t, err, repair.ErrBadOption)
-	_, err = a.Start(ctx, repair.SweepRecord{Entity: "order", Trigger: repair.TriggerAPI, Actor: "test"})
+	_, err := a.Start(ctx, sweep.Record{Entity: "profile", Mode: "sideways", Trigger: repair.TriggerAPI, Actor: "test"})
+	require.ErrorIs(t, err, sweep.ErrBadOption)
+	_, err = a.Start(ctx, sweep.Record{Entity: "order", Trigger: repair.TriggerAPI, Actor: "test"})
 	require.ErrorIs(t, err, repair.ErrUnknownEntity)
 	// 2008 rows in segments of 25, ranges of 20 segments (500 rows, two
 	// batches of segments each), at most 1000 records/s per worker: a
 	// batch takes about 0.4 s.
-	rec, err := a.Start(ctx, repair.SweepRecord{Entity: "profile", Mode: repair.ModeDigest, SegmentSize: 25, Rate: 1000,
+	rec, err := a.Start(ctx, sweep.Record{Entity: "profile", Mode: sweep.ModeDigest, SegmentSize: 25, Rate: 1000,
 		Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
-	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
+	_, err = st.SetState(ctx, rec.ID, sweep.Paused)
 	require.NoError(t, err)
-	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
-	require.ErrorIs(t, err, repair.ErrSweepState, "pausing a paused sweep")
+	_, err = st.SetState(ctx, rec.ID, sweep.Paused)
+	require.ErrorIs(t, err, sweep.ErrState, "pausing a paused sweep")
 
 	actx, kill := context.WithCancel(ctx)
 	aDone := make(chan struct{})
@@ -208,7 +209,7 @@ func TestPersistedSweepAcrossWorkers(t *testing.T) {
 	require.Zero(t, got.Segments, "nothing runs while paused")
 	require.Equal(t, 5, got.Ranges, "planned: 2008 rows in ranges of 500: four, and the open one above with the last 8")
 	resumed := time.Now()
-	_, err = st.SetState(ctx, rec.ID, repair.SweepRunning)
+	_, err = st.SetState(ctx, rec.ID, sweep.Running)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		got, err := st.GetSweep(ctx, rec.ID)
@@ -217,7 +218,7 @@ func TestPersistedSweepAcrossWorkers(t *testing.T) {
 	t.Logf("measured: the resumed sweep saved its third segment %s after the resume", time.Since(resumed).Round(time.Millisecond))
 	// Pause takes effect within 2 s: no segment is saved after that.
 	paused := time.Now()
-	_, err = st.SetState(ctx, rec.ID, repair.SweepPaused)
+	_, err = st.SetState(ctx, rec.ID, sweep.Paused)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		g1, _ := st.GetSweep(ctx, rec.ID)
@@ -226,19 +227,19 @@ func TestPersistedSweepAcrossWorkers(t *testing.T) {
 		return g1.Segments == g2.Segments
 	}, 20*time.Second, 10*time.Millisecond)
 	t.Logf("measured: paused (no progress for 600 ms) %s after the pause", time.Since(paused).Round(time.Millisecond))
-	_, err = st.SetState(ctx, rec.ID, repair.SweepRunning)
+	_, err = st.SetState(ctx, rec.ID, sweep.Running)
 	require.NoError(t, err)
 	a.Wake()
 	// A dies mid-range (one batch of a range saved, the next not): its
 	// claim stays in etcd until the lease lapses.
-	var left repair.Range
+	var left sweep.Range
 	require.Eventually(t, func() bool {
 		rs, err := st.Ranges(ctx, rec.ID)
 		if err != nil {
 			return false
 		}
 		for _, r := range rs {
-			if r.State == repair.RangeRunning && r.Segments > 0 {
+			if r.State == sweep.RangeRunning && r.Segments > 0 {
 				left = r
 				kill()
 				return true
@@ -261,13 +262,13 @@ func TestPersistedSweepAcrossWorkers(t *testing.T) {
 	t.Logf("measured: B finished the sweep %s after A stopped", time.Since(killed).Round(time.Millisecond))
 	end, err := st.GetSweep(ctx, rec.ID)
 	require.NoError(t, err)
-	require.Equal(t, repair.SweepDone, end.State, end.Error)
+	require.Equal(t, sweep.Done, end.State, end.Error)
 	require.EqualValues(t, 2000+6, end.Records, "every live row compared exactly once across both workers (8 planted, 2 of them tombstones)")
 	require.Equal(t, end.Ranges, end.RangesDone)
 	ranges, err := st.Ranges(ctx, rec.ID)
 	require.NoError(t, err)
 	for _, r := range ranges {
-		require.Equal(t, repair.RangeDone, r.State)
+		require.Equal(t, sweep.RangeDone, r.State)
 		if r.Lo == left.Lo {
 			require.Equal(t, "b", r.Owner, "B took over A's range")
 			require.Equal(t, 2, r.Attempts)
@@ -279,11 +280,11 @@ func TestPersistedSweepAcrossWorkers(t *testing.T) {
 
 	var want, found []string
 	for id, w := range cases {
-		if w.redis.Drift() {
-			want = append(want, fmt.Sprintf("%d/redis/%s", id, w.redis))
+		if w.Redis.Drift() {
+			want = append(want, fmt.Sprintf("%d/redis/%s", id, w.Redis))
 		}
-		if w.es.Drift() {
-			want = append(want, fmt.Sprintf("%d/elasticsearch/%s", id, w.es))
+		if w.ES.Drift() {
+			want = append(want, fmt.Sprintf("%d/elasticsearch/%s", id, w.ES))
 		}
 	}
 	fs, err := st.Findings(ctx, rec.ID, 0)
@@ -297,14 +298,14 @@ func TestPersistedSweepAcrossWorkers(t *testing.T) {
 
 	// Cancel: a finished sweep cannot be cancelled; a running one can, and
 	// no worker touches it after.
-	_, err = st.SetState(ctx, rec.ID, repair.SweepCancelled)
-	require.ErrorIs(t, err, repair.ErrSweepState)
+	_, err = st.SetState(ctx, rec.ID, sweep.Cancelled)
+	require.ErrorIs(t, err, sweep.ErrState)
 	stopB()
-	rec2, err := b.Start(ctx, repair.SweepRecord{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	rec2, err := b.Start(ctx, sweep.Record{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)
-	end, err = st.SetState(ctx, rec2.ID, repair.SweepCancelled)
+	end, err = st.SetState(ctx, rec2.ID, sweep.Cancelled)
 	require.NoError(t, err)
-	require.Equal(t, repair.SweepCancelled, end.State)
+	require.Equal(t, sweep.Cancelled, end.State)
 	require.NotNil(t, end.FinishedAt)
 }
 
@@ -339,38 +340,23 @@ func sumOf(t *testing.T, reg *prometheus.Registry, name string, label ...string)
 	return g
 }
 
-// consistent writes profiles first..last at version 1 into all three
-// stores in one batch each.
-func (s *stores) consistent(t *testing.T, first, last int64, tag string) {
-	t.Helper()
-	var bulk []*ingest.Profile
-	for id := first; id <= last; id++ {
-		bulk = append(bulk, profile(t, id, 1, tag))
-	}
-	ctx := t.Context()
-	require.NoError(t, s.pg.Apply(ctx, bulk, make([]bool, len(bulk))))
-	out := make([]ingest.WriteResult, len(bulk))
-	require.NoError(t, s.rs.WriteAt(ctx, 1, bulk, out))
-	require.NoError(t, s.es.WriteAt(ctx, 1, bulk, out))
-}
-
 // TestDigestSweepDenseCache: where Postgres holds every key of a segment,
 // the digest sweep sums the Redis cache over those keys without reading
 // Postgres's records; drift there is still found exactly, and an expired
 // (absent) cache key is not drift.
 func TestDigestSweepDenseCache(t *testing.T) {
-	s := newStores(t)
+	s := repairtest.New(t)
 	ctx := t.Context()
-	s.consistent(t, 1, 1000, "ok")
+	s.Consistent(t, 1, 1000, "ok")
 	// 250: a stale cache copy; 650: a cache copy ahead of Postgres; 450:
 	// expired from the cache.
-	s.write(t, profile(t, 250, 2, "new"), "postgres", "elasticsearch")
-	s.write(t, profile(t, 650, 9, "ahead"), "redis")
-	require.NoError(t, s.ns.Redis().Del(ctx, s.rs.Key(450)).Err())
-	require.NoError(t, s.es.Refresh(ctx))
+	s.Write(t, repairtest.Profile(t, 250, 2, "new"), "postgres", "elasticsearch")
+	s.Write(t, repairtest.Profile(t, 650, 9, "ahead"), "redis")
+	require.NoError(t, s.NS.Redis().Del(ctx, s.RS.Key(450)).Err())
+	require.NoError(t, s.ES.Refresh(ctx))
 
-	c := repair.NewChecker(repair.NewProfile(s.pg, s.rs, s.es))
-	rep, err := repair.NewSweeper(c, nil).Sweep(ctx, repair.SweepOptions{Entity: "profile", Mode: repair.ModeDigest, SegmentSize: 200, Recheck: 50 * time.Millisecond})
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	rep, err := sweep.New(c, nil).Sweep(ctx, sweep.Options{Entity: "profile", Mode: sweep.ModeDigest, SegmentSize: 200, Recheck: 50 * time.Millisecond})
 	require.NoError(t, err)
 	var got []string
 	for _, f := range rep.Findings {

@@ -1,25 +1,28 @@
-package repair
+package sweep
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"go.opentelemetry.io/otel/attribute"
-	oteltrace "go.opentelemetry.io/otel/trace"
 	"log/slog"
 	"math"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
+	"github.com/triad-dev/triad/repair"
 )
 
 // Sweep states.
 const (
-	SweepRunning    = "running"
-	SweepPaused     = "paused"
-	SweepCancelled  = "cancelled"
-	SweepDone       = "done"
-	SweepFailed     = "failed"
-	SweepSuperseded = "superseded" // the dataset version switched: a successor sweeps the new one
+	Running    = "running"
+	Paused     = "paused"
+	Cancelled  = "cancelled"
+	Done       = "done"
+	Failed     = "failed"
+	Superseded = "superseded" // the dataset version switched: a successor sweeps the new one
 )
 
 // Range states.
@@ -33,17 +36,17 @@ const (
 var ErrBadOption = errors.New("bad sweep option")
 
 // ErrSweepState is a pause, resume or cancel the sweep's state does not allow.
-var ErrSweepState = errors.New("sweep state does not allow this")
+var ErrState = errors.New("sweep state does not allow this")
 
-// SweepRecord is a persisted sweep.
-type SweepRecord struct {
+// Record is a persisted
+type Record struct {
 	ID     int64  `json:"id"`
 	Entity string `json:"entity"`
 	Mode   string `json:"mode"`
 	// ContentTrue: the sweep judges content (every mode but labels).
 	ContentTrue bool `json:"content_true"`
 	// Checkpoint: the checkpointed store's base and taken checkpoints.
-	Checkpoint *SweepCheckpoint `json:"checkpoint,omitempty"`
+	Checkpoint *CheckpointReport `json:"checkpoint,omitempty"`
 	// Present[i]: keys derived store i held for the primary rows walked.
 	Present        []int64    `json:"present,omitempty"`
 	OrphanScan     string     `json:"orphan_scan,omitempty"`
@@ -108,27 +111,27 @@ type Progress struct {
 	Present          []int64 // per derived store, as batchResult.present
 	Mode             string
 	Done             bool
-	Suspects         map[int64]Head
+	Suspects         map[int64]repair.Head
 	Owner            string
 	SweepID, RangeLo int64
 }
 
-// SweepStore persists sweeps and their ranges (repair/postgres). Safe for
+// Store persists sweeps and their ranges (repair/postgres). Safe for
 // concurrent use by every replica.
-type SweepStore interface {
-	CreateSweep(ctx context.Context, r *SweepRecord) error
-	GetSweep(ctx context.Context, id int64) (SweepRecord, error)
-	ListSweeps(ctx context.Context, limit int) ([]SweepRecord, error)
+type Store interface {
+	CreateSweep(ctx context.Context, r *Record) error
+	GetSweep(ctx context.Context, id int64) (Record, error)
+	ListSweeps(ctx context.Context, limit int) ([]Record, error)
 	// Plan cuts a sweep into ranges once: under a lock on the sweep, if it
 	// has no ranges yet, cut returns their upper bounds and they are
 	// saved, with the sweep's checkpoint (nil: none).
-	Plan(ctx context.Context, id int64, sc *SweepCheckpoint, cut func() ([]int64, error)) error
+	Plan(ctx context.Context, id int64, sc *CheckpointReport, cut func() ([]int64, error)) error
 	Ranges(ctx context.Context, id int64) ([]Range, error)
 	// Work lists the running sweeps with work left: unplanned ones, their
 	// unfinished ranges (pending, or running under an owner whose claim
 	// may have lapsed), and planned sweeps whose ranges are all done but
 	// which are not finished.
-	Work(ctx context.Context) (unplanned []SweepRecord, ranges []Range, finishable []SweepRecord, err error)
+	Work(ctx context.Context) (unplanned []Record, ranges []Range, finishable []Record, err error)
 	// FailRange puts a range that failed back to pending with its error,
 	// not to be claimed before retryAt; it returns its failure count.
 	FailRange(ctx context.Context, id, lo int64, cause string, retryAt time.Time) (int, error)
@@ -138,18 +141,18 @@ type SweepStore interface {
 	// returns the sweep's state, which an operator may have changed.
 	SaveProgress(ctx context.Context, p Progress) (string, error)
 	// SetState moves a sweep between running and paused, or to cancelled.
-	SetState(ctx context.Context, id int64, to string) (SweepRecord, error)
+	SetState(ctx context.Context, id int64, to string) (Record, error)
 	// Supersede ends a running or paused sweep as superseded; ok is false
 	// when it already ended (another replica superseded it).
 	Supersede(ctx context.Context, id int64, reason string) (ok bool, err error)
-	Suspects(ctx context.Context, id int64) (map[int64]Head, error)
+	Suspects(ctx context.Context, id int64) (map[int64]repair.Head, error)
 	// Finish records the end: state, counts, findings, error.
-	Finish(ctx context.Context, r *SweepRecord, findings []Finding) error
+	Finish(ctx context.Context, r *Record, findings []Finding) error
 	Findings(ctx context.Context, id int64, limit int) ([]Finding, error)
 	// MarkStuck flags running sweeps with no progress for stuckAfter
 	// (and clears the flag of those moving again); it returns the ones
 	// flagged now.
-	MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]SweepRecord, error)
+	MarkStuck(ctx context.Context, stuckAfter time.Duration) ([]Record, error)
 }
 
 // Claims hands a unit of work to one replica at a time, under a lease that
@@ -188,10 +191,10 @@ type WorkerConfig struct {
 // is claimed again once its lease expires, and resumes from its cursor),
 // and claims the finish of sweeps whose ranges are all done: scan for
 // orphans, recheck the suspects, repair. Every replica runs one; any mix
-// of them finishes a sweep.
+// of them finishes a
 type Worker struct {
 	sw     *Sweeper
-	st     SweepStore
+	st     Store
 	claims Claims
 	cfg    WorkerConfig
 	log    *slog.Logger
@@ -199,7 +202,7 @@ type Worker struct {
 }
 
 // NewWorker returns a worker.
-func NewWorker(sw *Sweeper, st SweepStore, claims Claims, cfg WorkerConfig, log *slog.Logger) *Worker {
+func NewWorker(sw *Sweeper, st Store, claims Claims, cfg WorkerConfig, log *slog.Logger) *Worker {
 	if cfg.Recheck <= 0 {
 		cfg.Recheck = 2 * time.Second
 	}
@@ -220,7 +223,7 @@ func NewWorker(sw *Sweeper, st SweepStore, claims Claims, cfg WorkerConfig, log 
 
 // Start creates a sweep on the dataset version this replica serves and
 // wakes the worker.
-func (w *Worker) Start(ctx context.Context, rec SweepRecord) (SweepRecord, error) {
+func (w *Worker) Start(ctx context.Context, rec Record) (Record, error) {
 	if _, err := w.sw.ranged(rec.Entity); err != nil {
 		return rec, err
 	}
@@ -234,8 +237,8 @@ func (w *Worker) Start(ctx context.Context, rec SweepRecord) (SweepRecord, error
 	if rec.SegmentSize <= 0 {
 		rec.SegmentSize = 1000
 	}
-	if rec.SegmentSize > MaxSegmentRows {
-		return rec, fmt.Errorf("%w: segment_size %d is above %d", ErrBadOption, rec.SegmentSize, MaxSegmentRows)
+	if rec.SegmentSize > repair.MaxSegmentRows {
+		return rec, fmt.Errorf("%w: segment_size %d is above %d", ErrBadOption, rec.SegmentSize, repair.MaxSegmentRows)
 	}
 	rec.DatasetVersion = w.cfg.Serving()
 	if err := w.st.CreateSweep(ctx, &rec); err != nil {
@@ -319,12 +322,12 @@ func (w *Worker) backOff(ctx context.Context, rg Range, cause error) {
 	if err != nil {
 		w.log.WarnContext(ctx, "record a range failure", "sweep", rg.SweepID, "range", rg.Lo, "err", err)
 	}
-	w.sw.checker.Metrics.rangeFailed()
+	w.sw.Metrics.rangeFailed()
 	w.log.WarnContext(ctx, "sweep range failed; backing off", "sweep", rg.SweepID, "range", rg.Lo, "failures", n, "retry_in", wait, "err", cause)
 }
 
 // plan cuts the key space into ranges of cfg.RangeSegments segments.
-func (w *Worker) plan(ctx context.Context, rec SweepRecord) error {
+func (w *Worker) plan(ctx context.Context, rec Record) error {
 	r, err := w.sw.ranged(rec.Entity)
 	if err != nil {
 		return w.fail(ctx, rec, err)
@@ -355,15 +358,15 @@ func (w *Worker) plan(ctx context.Context, rec SweepRecord) error {
 	})
 }
 
-func (w *Worker) fail(ctx context.Context, rec SweepRecord, cause error) error {
-	rec.State, rec.Error = SweepFailed, cause.Error()
+func (w *Worker) fail(ctx context.Context, rec Record, cause error) error {
+	rec.State, rec.Error = Failed, cause.Error()
 	return errors.Join(cause, w.st.Finish(context.WithoutCancel(ctx), &rec, nil))
 }
 
 // current reports whether rec still sweeps the served dataset version;
 // if not, it ends rec as superseded and (once, across replicas) starts
 // its successor on the new version.
-func (w *Worker) current(ctx context.Context, rec SweepRecord) (bool, error) {
+func (w *Worker) current(ctx context.Context, rec Record) (bool, error) {
 	now := w.cfg.Serving()
 	if rec.DatasetVersion == 0 || now == 0 || now == rec.DatasetVersion {
 		return true, nil
@@ -372,7 +375,7 @@ func (w *Worker) current(ctx context.Context, rec SweepRecord) (bool, error) {
 	if err != nil || !ok {
 		return false, err
 	}
-	next := SweepRecord{Entity: rec.Entity, Mode: rec.Mode, Repair: rec.Repair, DryRun: rec.DryRun, SegmentSize: rec.SegmentSize, Rate: rec.Rate,
+	next := Record{Entity: rec.Entity, Mode: rec.Mode, Repair: rec.Repair, DryRun: rec.DryRun, SegmentSize: rec.SegmentSize, Rate: rec.Rate,
 		Trigger: rec.Trigger, Actor: rec.Actor, Schedule: rec.Schedule, Supersedes: &rec.ID, DatasetVersion: now}
 	if err := w.st.CreateSweep(ctx, &next); err != nil {
 		return false, err
@@ -399,7 +402,7 @@ func (w *Worker) runRange(ctx context.Context, rg Range) (bool, error) {
 
 func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 	rec, err := w.st.GetSweep(ctx, rg.SweepID)
-	if err != nil || rec.State != SweepRunning {
+	if err != nil || rec.State != Running {
 		return false, err
 	}
 	if cur, err := w.current(ctx, rec); err != nil || !cur {
@@ -423,7 +426,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 	if err := prepare(ctx, r); err != nil {
 		return true, err
 	}
-	o := SweepOptions{Entity: rec.Entity, Mode: rec.Mode, SegmentSize: rec.SegmentSize, Rate: rec.Rate}
+	o := Options{Entity: rec.Entity, Mode: rec.Mode, SegmentSize: rec.SegmentSize, Rate: rec.Rate}
 	o.defaults()
 	wk := w.sw.walker(r, o, rec.Checkpoint)
 	if rg.Mode == ModeRecords {
@@ -440,7 +443,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 		if err != nil || b.last {
 			return false, err
 		}
-		for state == SweepPaused {
+		for state == Paused {
 			// Hold the claim and wait; resume, cancel or a switch ends it.
 			select {
 			case <-ctx.Done():
@@ -454,7 +457,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 			}
 			state = rec.State
 		}
-		if state != SweepRunning {
+		if state != Running {
 			return false, nil // cancelled or superseded: stop here
 		}
 		cur, err := w.current(ctx, rec)
@@ -471,7 +474,7 @@ func (w *Worker) runRangeClaimed(ctx context.Context, rg Range) (bool, error) {
 // repair, and save the findings. A replica killed here leaves the claim to
 // lapse; the next one starts the finish again (repairs of records already
 // repaired find them consistent: nothing is written twice).
-func (w *Worker) finishSweep(ctx context.Context, rec SweepRecord) (bool, error) {
+func (w *Worker) finishSweep(ctx context.Context, rec Record) (bool, error) {
 	ctx, span := tracer.Start(ctx, "sweep.finish", oteltrace.WithAttributes(attribute.Int64("triad.sweep_id", rec.ID), attribute.String("triad.entity", rec.Entity)))
 	ok, err := w.finishClaimed(ctx, rec)
 	span.SetAttributes(attribute.Bool("triad.claimed", ok))
@@ -479,13 +482,13 @@ func (w *Worker) finishSweep(ctx context.Context, rec SweepRecord) (bool, error)
 	return ok, err
 }
 
-func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, error) {
+func (w *Worker) finishClaimed(ctx context.Context, rec Record) (bool, error) {
 	cl, ok, err := w.claims.Claim(ctx, "sweeps/"+strconv.FormatInt(rec.ID, 10)+"/finish")
 	if err != nil || !ok {
 		return false, err
 	}
 	defer func() { _ = cl.Release(context.WithoutCancel(ctx)) }()
-	if rec, err = w.st.GetSweep(ctx, rec.ID); err != nil || rec.State != SweepRunning || rec.FinishedAt != nil {
+	if rec, err = w.st.GetSweep(ctx, rec.ID); err != nil || rec.State != Running || rec.FinishedAt != nil {
 		return err == nil, err
 	}
 	r, err := w.sw.ranged(rec.Entity)
@@ -504,9 +507,9 @@ func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, erro
 		return true, err // a store reason: the finish is tried again
 	}
 	rec.Suspects = len(suspects)
-	o := SweepOptions{Entity: rec.Entity, Mode: rec.Mode, Recheck: w.cfg.Recheck, Repair: rec.Repair, DryRun: rec.DryRun, Trigger: rec.Trigger, Actor: rec.Actor}
+	o := Options{Entity: rec.Entity, Mode: rec.Mode, Recheck: w.cfg.Recheck, Repair: rec.Repair, DryRun: rec.DryRun, Trigger: rec.Trigger, Actor: rec.Actor}
 	o.defaults()
-	rep := SweepReport{Entity: rec.Entity, Mode: rec.Mode, ContentTrue: rec.ContentTrue, Checkpoint: rec.Checkpoint, OrphanScan: rec.OrphanScan}
+	rep := Report{Entity: rec.Entity, Mode: rec.Mode, ContentTrue: rec.ContentTrue, Checkpoint: rec.Checkpoint, OrphanScan: rec.OrphanScan}
 	if err := w.sw.finish(ctx, r, o, suspects, &rep); err != nil {
 		if ctx.Err() != nil {
 			return true, ctx.Err()
@@ -521,7 +524,7 @@ func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, erro
 		return true, fmt.Errorf("sweep %d: the finish claim lapsed; another replica finishes it", rec.ID)
 	default:
 	}
-	rec.State = SweepDone
+	rec.State = Done
 	rec.InFlight, rec.Findings = rep.InFlight, len(rep.Findings)
 	if rep.Repair != nil {
 		rec.Repaired = rep.Repair.Repaired
@@ -533,7 +536,7 @@ func (w *Worker) finishClaimed(ctx context.Context, rec SweepRecord) (bool, erro
 	}
 	rep.Records, rep.Suspects = int(rec.Records), rec.Suspects
 	rep.Took = rec.FinishedAt.Sub(rec.CreatedAt)
-	w.sw.checker.Metrics.swept(rec.Entity, rec.Records, &rep)
+	w.sw.Metrics.swept(rec.Entity, rec.Records, &rep)
 	w.log.InfoContext(ctx, "sweep finished", "sweep", rec.ID, "records", rec.Records, "segments", rec.Segments, "dirty_segments", rec.Dirty,
 		"findings", rec.Findings, "repaired", rec.Repaired, "took", rep.Took)
 	return true, nil
@@ -562,7 +565,7 @@ func (w *Worker) WatchStuck(ctx context.Context, interval, stuckAfter time.Durat
 				}
 			}
 			logged = now
-			w.sw.checker.Metrics.stuck(len(recs))
+			w.sw.Metrics.stuck(len(recs))
 		}
 		select {
 		case <-ctx.Done():

@@ -1,4 +1,4 @@
-package repair
+package sweep
 
 import (
 	"context"
@@ -15,55 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/repair"
 )
-
-// Head is a record's version and digest in one store.
-type Head struct {
-	Present, Deleted bool
-	Version, Digest  int64
-	// Suspect: the copy does not decode, or its stored labels disagree
-	// with its content; it is read again in full.
-	Suspect bool
-}
-
-// Ranged is an entity with int64 keys that can be swept by key range: the
-// primary cuts the key space into segments of about a given number of
-// rows, and each store reads the heads (version, digest) of a range.
-// Stores that cannot read by range (a cache keyed by ID) are asked for the
-// primary's keys and list their own keys with a bounded scan, which finds
-// their orphans.
-type Ranged interface {
-	Entity
-	// Bounds returns the upper bounds (inclusive) of up to n consecutive
-	// segments of size primary rows each within (after, hi]; fewer than n
-	// means the rows ran out before hi.
-	Bounds(ctx context.Context, after, hi int64, size, n int) ([]int64, error)
-	PrimaryHeads(ctx context.Context, lo, hi int64) (map[int64]Head, error)
-	// DerivedHeads reads derived store i: by range, or for the primary's
-	// keys.
-	DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]Head, error)
-	// ScanDerived lists the keys of derived store i in bounded batches; ok
-	// is false for stores read by range (their orphans show in ranges).
-	ScanDerived(ctx context.Context, i int, fn func(keys []int64) error) (ok bool, err error)
-	// PrimaryKeys streams every primary key (tombstones included) to fn
-	// in bounded slices fn must not keep.
-	PrimaryKeys(ctx context.Context, fn func(keys []int64) error) error
-}
-
-// Digested is a Ranged entity whose stores compute segment digests
-// themselves (ingest.SegmentSum), so consistent segments are compared
-// without moving their records.
-type Digested interface {
-	Ranged
-	// PrimarySums sums the segments of bounds b: segment j is the key
-	// range (b[j], b[j+1]].
-	PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error)
-	// DerivedSums computes derived store i's sums; ok is false for stores
-	// that cannot (a cache read by key, a store without stored segment
-	// hashes): their records are read (pipelined, a batch at a time).
-	// Each range is (lo, hi].
-	DerivedSums(ctx context.Context, i int, ranges [][2]int64) (sums []ingest.SegmentSum, ok bool, err error)
-}
 
 // Sweep modes.
 const (
@@ -100,8 +53,8 @@ func ValidMode(m string) bool {
 	return m == "" || m == ModeRecords || m == ModeDigest || m == ModeAuto || m == ModeLabels
 }
 
-// SweepOptions configure one sweep.
-type SweepOptions struct {
+// Options configure one
+type Options struct {
 	Entity      string
 	Mode        string        // auto (default), digest, records, or labels (quick, not content-true)
 	SegmentSize int           // primary rows per segment (default 1000)
@@ -113,11 +66,11 @@ type SweepOptions struct {
 	Actor       string
 }
 
-func (o *SweepOptions) defaults() {
+func (o *Options) defaults() {
 	if o.SegmentSize <= 0 {
 		o.SegmentSize = 1000
 	}
-	o.SegmentSize = min(o.SegmentSize, MaxSegmentRows)
+	o.SegmentSize = min(o.SegmentSize, repair.MaxSegmentRows)
 	if o.Mode == "" {
 		o.Mode = ModeAuto
 	}
@@ -125,7 +78,7 @@ func (o *SweepOptions) defaults() {
 		o.Recheck = 2 * time.Second
 	}
 	if o.Trigger == "" {
-		o.Trigger = TriggerSchedule
+		o.Trigger = repair.TriggerSchedule
 	}
 	if o.Actor == "" {
 		o.Actor = "sweep"
@@ -134,19 +87,19 @@ func (o *SweepOptions) defaults() {
 
 // Finding is drift a sweep confirmed.
 type Finding struct {
-	Key   string `json:"key"`
-	Store string `json:"store"`
-	Class Class  `json:"class"`
+	Key   string       `json:"key"`
+	Store string       `json:"store"`
+	Class repair.Class `json:"class"`
 }
 
-// SweepReport is what a sweep found (and repaired).
-type SweepReport struct {
+// Report is what a sweep found (and repaired).
+type Report struct {
 	Entity string `json:"entity"`
 	Mode   string `json:"mode"` // what the walk used (auto: digest, or digest→records)
 	// ContentTrue: every copy was judged by its content (or proven
 	// unchanged since it was); false for the quick label-only mode.
-	ContentTrue bool             `json:"content_true"`
-	Checkpoint  *SweepCheckpoint `json:"checkpoint,omitempty"`
+	ContentTrue bool              `json:"content_true"`
+	Checkpoint  *CheckpointReport `json:"checkpoint,omitempty"`
 	// OrphanScan says how the stores read by key were searched for
 	// orphans: "scanned", or "skipped: ..." when counts proved none.
 	OrphanScan string        `json:"orphan_scan,omitempty"`
@@ -156,7 +109,7 @@ type SweepReport struct {
 	Suspects   int           `json:"suspects"`  // keys that differed in the first pass
 	InFlight   int           `json:"in_flight"` // suspects whose primary row changed before the recheck: written meanwhile, not judged
 	Findings   []Finding     `json:"findings"`  // drift that remained after the recheck
-	Repair     *Run          `json:"repair,omitempty"`
+	Repair     *repair.Run   `json:"repair,omitempty"`
 	Took       time.Duration `json:"took_ns"`
 }
 
@@ -165,22 +118,24 @@ type SweepReport struct {
 // store, in segments): the baseline the segment-digest mode is measured
 // against, and its fallback when drift is dense.
 type Sweeper struct {
-	checker  *Checker
-	repairer *Repairer
+	checker  *repair.Checker
+	repairer *repair.Repairer
+	// Metrics, when set, count segments, records and finished sweeps.
+	Metrics *Metrics
 	// Checkpoints keeps verified checkpoints (nil: none, so every
 	// content-true sweep reads every record whole).
 	Checkpoints Checkpoints
 }
 
 // NewSweeper returns a sweeper; repairer may be nil (no repairs).
-func NewSweeper(c *Checker, r *Repairer) *Sweeper { return &Sweeper{checker: c, repairer: r} }
+func New(c *repair.Checker, r *repair.Repairer) *Sweeper { return &Sweeper{checker: c, repairer: r} }
 
-func (s *Sweeper) ranged(name string) (Ranged, error) {
+func (s *Sweeper) ranged(name string) (repair.Ranged, error) {
 	e, err := s.checker.Entity(name)
 	if err != nil {
 		return nil, err
 	}
-	r, ok := e.(Ranged)
+	r, ok := e.(repair.Ranged)
 	if !ok {
 		return nil, fmt.Errorf("entity %s cannot be swept by range", name)
 	}
@@ -193,14 +148,14 @@ func (s *Sweeper) ranged(name string) (Ranged, error) {
 // suspects again after o.Recheck (records written during the sweep are
 // not reported), classify what still differs and, with o.Repair, repair
 // it. Worker runs the persisted form, spread over replicas.
-func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error) {
+func (s *Sweeper) Sweep(ctx context.Context, o Options) (Report, error) {
 	start := time.Now()
 	o.defaults()
 	r, err := s.ranged(o.Entity)
 	if err != nil {
-		return SweepReport{}, err
+		return Report{}, err
 	}
-	rep := SweepReport{Entity: o.Entity, Mode: o.Mode, ContentTrue: ContentTrue(o.Mode)}
+	rep := Report{Entity: o.Entity, Mode: o.Mode, ContentTrue: ContentTrue(o.Mode)}
 	// The checkpoint is taken before the refresh and every read it covers.
 	sc, err := s.takeCheckpoint(ctx, r, o.Mode)
 	if err != nil {
@@ -211,7 +166,7 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		return rep, err
 	}
 	w := s.walker(r, o, sc)
-	suspects := map[int64]Head{}
+	suspects := map[int64]repair.Head{}
 	present := make([]int64, len(r.Derived()))
 	err = w.walk(ctx, 0, math.MaxInt64, func(b batchResult) (bool, error) {
 		rep.Segments += b.segments
@@ -227,7 +182,7 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		return rep, err
 	}
 	rep.Mode = w.used()
-	orphans := map[int64]Head{}
+	orphans := map[int64]repair.Head{}
 	if rep.OrphanScan, err = s.scanOrphans(ctx, r, present, orphans); err != nil {
 		return rep, err
 	}
@@ -244,19 +199,12 @@ func (s *Sweeper) Sweep(ctx context.Context, o SweepOptions) (SweepReport, error
 		return rep, err
 	}
 	rep.Took = time.Since(start)
-	s.checker.Metrics.swept(o.Entity, int64(rep.Records), &rep)
+	s.Metrics.swept(o.Entity, int64(rep.Records), &rep)
 	return rep, nil
 }
 
-// Preparer is an optional part of a Ranged entity: Prepare runs once
-// before a sweep's first segment (profile: refresh the index, so documents
-// written in the last second are searchable rather than suspects).
-type Preparer interface {
-	Prepare(ctx context.Context) error
-}
-
-func prepare(ctx context.Context, r Ranged) error {
-	if p, ok := r.(Preparer); ok {
+func prepare(ctx context.Context, r repair.Ranged) error {
+	if p, ok := r.(repair.Preparer); ok {
 		return p.Prepare(ctx)
 	}
 	return nil
@@ -266,22 +214,17 @@ func prepare(ctx context.Context, r Ranged) error {
 // query, one digest query per store and one heads read per batch.
 const batchSegments = 16
 
-// MaxSegmentRows bounds a segment: Elasticsearch range reads return at
-// most index.max_result_window (10 000) documents, and a segment may
-// grow by writes made while it is read.
-const MaxSegmentRows = 5000
-
 // walker compares key ranges batch by batch and decides, in auto mode,
 // when digests stop paying off. Not safe for concurrent use.
 type walker struct {
 	s *Sweeper
-	r Ranged
-	d Digested // nil: the entity has no segment digests
-	l Labelled // nil: the entity has no labels to read
+	r repair.Ranged
+	d repair.Digested // nil: the entity has no segment digests
+	l repair.Labelled // nil: the entity has no labels to read
 	// labels[i]: derived store i is compared by its labels (the quick
 	// mode, or a store proven unchanged since a verified checkpoint).
 	labels     []bool
-	o          SweepOptions
+	o          Options
 	mode       string // records or digest: what the next batch uses
 	fellBack   bool
 	segs, dirt int
@@ -290,17 +233,17 @@ type walker struct {
 	paced     int
 }
 
-func (s *Sweeper) walker(r Ranged, o SweepOptions, sc *SweepCheckpoint) *walker {
+func (s *Sweeper) walker(r repair.Ranged, o Options, sc *CheckpointReport) *walker {
 	w := &walker{s: s, r: r, o: o, mode: ModeRecords, labels: make([]bool, len(r.Derived()))}
-	if d, ok := r.(Digested); ok && o.Mode != ModeRecords {
+	if d, ok := r.(repair.Digested); ok && o.Mode != ModeRecords {
 		w.d, w.mode = d, ModeDigest
 	}
-	if l, ok := r.(Labelled); ok && w.d != nil {
+	if l, ok := r.(repair.Labelled); ok && w.d != nil {
 		w.l = l
 		for i := range w.labels {
 			w.labels[i] = o.Mode == ModeLabels
 		}
-		if c, ok := r.(Checkpointed); ok && sc != nil && sc.Base != nil {
+		if c, ok := r.(repair.Checkpointed); ok && sc != nil && sc.Base != nil {
 			w.labels[c.CheckpointStore()] = true
 		}
 	}
@@ -320,7 +263,7 @@ func (w *walker) sums(ctx context.Context, i int, ranges [][2]int64) ([]ingest.S
 
 // heads reads derived store i's heads: in the quick mode a store read by
 // key gives its labels only.
-func (w *walker) heads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]Head, error) {
+func (w *walker) heads(ctx context.Context, i int, lo, hi int64, keys []int64) (map[int64]repair.Head, error) {
 	if w.labels[i] && w.o.Mode == ModeLabels && keys != nil {
 		if h, ok, err := w.l.LabelHeads(ctx, i, keys); ok || err != nil {
 			return h, err
@@ -349,7 +292,7 @@ type batchResult struct {
 	// present[i] counts the keys derived store i was asked for by key
 	// and holds (stores read by key hold no others in their answer).
 	present  []int64
-	suspects map[int64]Head
+	suspects map[int64]repair.Head
 }
 
 // plan cuts the next batch of segments after `after` within (after, hi]:
@@ -372,7 +315,7 @@ func (w *walker) plan(ctx context.Context, after, hi int64) ([]int64, bool, erro
 // keeps the primary's head as this pass saw it. Safe to run beside
 // another batch's compare.
 func (w *walker) compare(ctx context.Context, b []int64, mode string) (batchResult, error) {
-	res := batchResult{hi: b[len(b)-1], segments: len(b) - 1, suspects: map[int64]Head{}, present: make([]int64, len(w.r.Derived()))}
+	res := batchResult{hi: b[len(b)-1], segments: len(b) - 1, suspects: map[int64]repair.Head{}, present: make([]int64, len(w.r.Derived()))}
 	if res.segments == 0 {
 		return res, nil
 	}
@@ -437,7 +380,7 @@ func (w *walker) walk(ctx context.Context, after, hi int64, fn func(batchResult)
 		if w.o.Mode == ModeAuto && w.mode == ModeDigest && w.segs >= AutoMinSegments && float64(w.dirt) > AutoDenseShare*float64(w.segs) {
 			w.mode, w.fellBack = ModeRecords, true
 		}
-		w.s.checker.Metrics.segment(w.o.Entity, res.segments, res.dirty, res.records)
+		w.s.Metrics.segment(w.o.Entity, res.segments, res.dirty, res.records)
 		if err := w.pace(ctx, res.records); err != nil {
 			return err
 		}
@@ -556,7 +499,7 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 	}
 	need := make([]bool, n)            // the segment's primary heads are needed
 	bad := make([][]int, len(derived)) // segments a summing store disagrees on
-	keyed := make([]map[int64]Head, len(derived))
+	keyed := make([]map[int64]repair.Head, len(derived))
 	for i, d := range derived {
 		if ds[i] != nil {
 			for j := range n {
@@ -657,8 +600,8 @@ func (w *walker) digestBatch(ctx context.Context, b []int64, res *batchResult) e
 
 // primaryHeads reads the primary's heads of the segments marked in need,
 // one query per run of consecutive segments.
-func (w *walker) primaryHeads(ctx context.Context, b []int64, need []bool) (map[int64]Head, error) {
-	ph := map[int64]Head{}
+func (w *walker) primaryHeads(ctx context.Context, b []int64, need []bool) (map[int64]repair.Head, error) {
+	ph := map[int64]repair.Head{}
 	for j := 0; j < len(need); {
 		if !need[j] {
 			j++
@@ -681,8 +624,8 @@ func (w *walker) primaryHeads(ctx context.Context, b []int64, need []bool) (map[
 
 // within returns the heads of m with keys in (lo, hi], walking the
 // range or the map, whichever is shorter.
-func within(m map[int64]Head, lo, hi int64) map[int64]Head {
-	out := map[int64]Head{}
+func within(m map[int64]repair.Head, lo, hi int64) map[int64]repair.Head {
+	out := map[int64]repair.Head{}
 	if hi-lo <= int64(len(m)) {
 		for k := lo + 1; k <= hi; k++ {
 			if h, ok := m[k]; ok {
@@ -709,7 +652,7 @@ const narrowSplit = 16
 // primary's keys, the store sums them (one request for all), the primary's
 // sums come from its heads, and only the sub-ranges that still differ are
 // read record by record.
-func (w *walker) narrow(ctx context.Context, i int, d Derived, b []int64, bad []int, ph map[int64]Head, suspects map[int64]Head) error {
+func (w *walker) narrow(ctx context.Context, i int, d repair.Derived, b []int64, bad []int, ph map[int64]repair.Head, suspects map[int64]repair.Head) error {
 	if len(bad) == 0 {
 		return nil
 	}
@@ -755,7 +698,7 @@ func (w *walker) narrow(ctx context.Context, i int, d Derived, b []int64, bad []
 		if err != nil {
 			return fmt.Errorf("segment %d..%d: %s: %w", r[0]+1, r[1], d.Store(), err)
 		}
-		seg := make(map[int64]Head, len(dh))
+		seg := make(map[int64]repair.Head, len(dh))
 		for k, p := range ph {
 			if k > r[0] && k <= r[1] {
 				seg[k] = p
@@ -769,7 +712,7 @@ func (w *walker) narrow(ctx context.Context, i int, d Derived, b []int64, bad []
 // compareHeads adds to suspects the keys whose heads differ between the
 // primary (ph) and a derived store (dh), orphans included; it reports
 // whether any did.
-func compareHeads(ph, dh map[int64]Head, cacheAside bool, suspects map[int64]Head) bool {
+func compareHeads(ph, dh map[int64]repair.Head, cacheAside bool, suspects map[int64]repair.Head) bool {
 	found := false
 	for k, p := range ph {
 		if headDrift(p, dh[k], cacheAside) {
@@ -778,18 +721,10 @@ func compareHeads(ph, dh map[int64]Head, cacheAside bool, suspects map[int64]Hea
 	}
 	for k := range dh {
 		if _, ok := ph[k]; !ok {
-			suspects[k], found = Head{}, true // an orphan
+			suspects[k], found = repair.Head{}, true // an orphan
 		}
 	}
 	return found
-}
-
-// Counted is a Ranged entity that can count the keys a store read by key
-// holds in all, cheaply (Redis DBSIZE).
-type Counted interface {
-	// CountDerived counts derived store i's keys; ok is false when it
-	// cannot tell (the store holds other keys too, or is read by range).
-	CountDerived(ctx context.Context, i int) (n int64, ok bool, err error)
 }
 
 // scanOrphans lists every key of the stores read by key, in bounded
@@ -804,11 +739,11 @@ type Counted interface {
 // the walk and the count can hide one orphan until the next sweep, as a
 // SCAN misses keys written while it runs.) It returns what it did, for
 // the report.
-func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, present []int64, suspects map[int64]Head) (string, error) {
+func (s *Sweeper) scanOrphans(ctx context.Context, r repair.Ranged, present []int64, suspects map[int64]repair.Head) (string, error) {
 	var known *roaring64.Bitmap
 	var did []string
 	for i, d := range r.Derived() {
-		if c, ok := r.(Counted); ok && i < len(present) {
+		if c, ok := r.(repair.Counted); ok && i < len(present) {
 			n, ok, err := c.CountDerived(ctx, i)
 			if err != nil {
 				return "", fmt.Errorf("count %s keys: %w", d.Store(), err)
@@ -832,7 +767,7 @@ func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, present []int64, su
 			}
 			for _, k := range keys {
 				if !known.Contains(uint64(k)) {
-					suspects[k] = Head{}
+					suspects[k] = repair.Head{}
 				}
 			}
 			return nil
@@ -849,7 +784,7 @@ func (s *Sweeper) scanOrphans(ctx context.Context, r Ranged, present []int64, su
 
 // finish rechecks the suspects after o.Recheck, records findings and
 // in-flight counts in rep, and repairs with o.Repair.
-func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects map[int64]Head, rep *SweepReport) error {
+func (s *Sweeper) finish(ctx context.Context, r repair.Ranged, o Options, suspects map[int64]repair.Head, rep *Report) error {
 	if len(suspects) == 0 {
 		return nil
 	}
@@ -869,7 +804,7 @@ func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects
 		for i, k := range chunk {
 			keys[i] = strconv.FormatInt(k, 10)
 		}
-		res, err := s.checker.check(ctx, r.Name(), keys)
+		res, err := s.checker.Compare(ctx, r.Name(), keys)
 		if err != nil {
 			return fmt.Errorf("recheck: %w", err)
 		}
@@ -887,9 +822,7 @@ func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects
 			for _, d := range r.Derived() {
 				if v := x.Stores[d.Store()]; v.Class.Drift() {
 					rep.Findings = append(rep.Findings, Finding{Key: x.Key, Store: d.Store(), Class: v.Class})
-					if m := s.checker.Metrics; m != nil {
-						m.drift.WithLabelValues(r.Name(), d.Store(), string(v.Class)).Inc()
-					}
+					s.checker.Metrics.Drifted(r.Name(), d.Store(), v.Class)
 				}
 			}
 		}
@@ -900,9 +833,9 @@ func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects
 	if s.repairer == nil {
 		return errors.New("sweep: repairs asked for but no repairer")
 	}
-	total := &Run{DryRun: o.DryRun}
+	total := &repair.Run{DryRun: o.DryRun}
 	for chunk := range slices.Chunk(drifted, s.checker.MaxKeys) {
-		run, _, err := s.repairer.Repair(ctx, Request{Entity: o.Entity, Keys: chunk, DryRun: o.DryRun, Trigger: o.Trigger, Actor: o.Actor})
+		run, _, err := s.repairer.Repair(ctx, repair.Request{Entity: o.Entity, Keys: chunk, DryRun: o.DryRun, Trigger: o.Trigger, Actor: o.Actor})
 		if err != nil {
 			return fmt.Errorf("repair: %w", err)
 		}
@@ -920,7 +853,7 @@ func (s *Sweeper) finish(ctx context.Context, r Ranged, o SweepOptions, suspects
 
 // headDrift is a cheap first-pass comparison of heads; what it flags is
 // read again in full before it counts.
-func headDrift(p, d Head, cacheAside bool) bool {
+func headDrift(p, d repair.Head, cacheAside bool) bool {
 	switch {
 	case !p.Present || p.Deleted:
 		return d.Present
