@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -431,27 +432,123 @@ type Head struct {
 	Suspect bool
 }
 
-// HeadsAt reads the content of ids in a dataset version (every field, one
-// pipeline) and recomputes each digest from it, so a field changed behind
-// triad's back shows however the stored version and digest fields read.
-// Absent ids are not in the result.
+// HeadsAt reads the content of ids in a dataset version and recomputes
+// each digest from it, so a field changed behind triad's back shows
+// however the stored version and digest fields read. It is the sweep's
+// hot path (every key of the dataset), so it reads only what a profile
+// hash may hold: one pipelined HMGET of the known fields and an HLEN
+// (extra fields) per key, and hashes the values where they lie, without
+// decoding a profile. Anything that is not a well-formed profile hash (a
+// wrong type, a missing, extra or empty field, unparsable labels) is a
+// Suspect head, read again in full (ReadAt) before it is judged; the
+// attribute fields' canonical form is not checked here: bytes other than
+// the canonical ones give another digest than Postgres's. Absent ids are
+// not in the result.
 func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
-	got, err := s.ReadAt(ctx, version, ids, false)
-	if err != nil {
-		return nil, err
+	out := make(map[int64]Head, len(ids))
+	if len(ids) == 0 {
+		return out, nil
 	}
-	out := make(map[int64]Head, len(got))
+	pipe := s.rdb.Pipeline()
+	vals := make([]*goredis.Cmd, len(ids))
+	lens := make([]*goredis.IntCmd, len(ids))
+	prefix := s.Prefix(version) + "profile:"
+	for i, id := range ids {
+		k := prefix + strconv.FormatInt(id, 10)
+		// The command's arguments but the key are boxed once (headArgs):
+		// HMGet would box every field name of every key.
+		args := make([]any, len(headArgs))
+		copy(args, headArgs)
+		args[1] = k
+		vals[i] = pipe.Do(ctx, args...)
+		lens[i] = pipe.HLen(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReplyError(err) {
+		return nil, fmt.Errorf("redis pipeline of %d reads: %w", len(ids), err)
+	}
+	var p ingest.Profile
 	var scratch []byte
-	for id, c := range got {
-		if c.Err != nil {
+	for i, id := range ids {
+		n, err := lens[i].Result()
+		if err != nil {
+			if !isReplyError(err) {
+				return nil, fmt.Errorf("redis read %d: %w", id, err)
+			}
+			out[id] = Head{Suspect: true} // another type at the key
+			continue
+		}
+		if n == 0 {
+			continue // absent
+		}
+		got, err := vals[i].Slice()
+		if err != nil || n != int64(len(headFields)) || len(got) != len(headFields) {
 			out[id] = Head{Suspect: true}
 			continue
 		}
-		var d int64
-		d, scratch = c.Profile.ComputeDigest(scratch)
-		out[id] = Head{Version: c.Profile.Version, Digest: d, Suspect: d != c.Profile.Digest}
+		h, ok := contentHead(&p, id, got, &scratch)
+		if !ok {
+			h = Head{Suspect: true}
+		}
+		out[id] = h
 	}
 	return out, nil
+}
+
+// headFields are the fields of a profile hash, in the order HeadsAt reads
+// them: the labels, then ingest.FieldNames.
+var headFields = func() (f [4 + ingest.NumFields]string) {
+	f[0], f[1], f[2], f[3] = FieldVersion, FieldDigest, FieldDigestVersion, FieldUpdatedAt
+	copy(f[4:], ingest.FieldNames[:])
+	return f
+}()
+
+// headArgs is HMGET key headFields..., the key left to fill in.
+var headArgs = func() []any {
+	a := []any{"hmget", ""}
+	for _, f := range headFields {
+		a = append(a, f)
+	}
+	return a
+}()
+
+var digestVersion = strconv.Itoa(ingest.DigestVersion)
+
+// contentHead computes the head of one HMGET reply of headFields into p
+// (reused): ok is false for a value that is not a well-formed profile
+// hash. The attribute values are hashed in place, not copied.
+func contentHead(p *ingest.Profile, id int64, vals []any, scratch *[]byte) (Head, bool) {
+	var str [len(headFields)]string
+	for i, v := range vals {
+		s, ok := v.(string)
+		if !ok || (s == "" && i != 3) {
+			return Head{}, false // missing, or empty where JSON belongs
+		}
+		str[i] = s
+	}
+	*p = ingest.Profile{UserID: id}
+	var err error
+	if p.Version, err = strconv.ParseInt(str[0], 10, 64); err != nil || p.Version <= 0 {
+		return Head{}, false
+	}
+	stored, err := strconv.ParseInt(str[1], 10, 64)
+	if err != nil || str[2] != digestVersion {
+		return Head{}, false
+	}
+	if str[3] != "" {
+		us, err := strconv.ParseInt(str[3], 10, 64)
+		if err != nil {
+			return Head{}, false
+		}
+		p.UpdatedAt = time.UnixMicro(us).UTC()
+	}
+	for f := range ingest.NumFields {
+		// Read-only views of the reply's strings: ComputeDigest only
+		// reads them, and p does not outlive this call's caller loop.
+		p.Fields[f] = unsafe.Slice(unsafe.StringData(str[4+f]), len(str[4+f]))
+	}
+	var d int64
+	d, *scratch = p.ComputeDigest(*scratch)
+	return Head{Version: p.Version, Digest: d, Suspect: d != stored}, true
 }
 
 // CompareAndSet makes the serving version's key of userID hold want (nil:

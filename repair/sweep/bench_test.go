@@ -39,7 +39,8 @@ import (
 // this process is sampled during each sweep. TRIAD_BENCH_SWEEP_DIGEST_ONLY
 // runs only the consistent digest sweep (for 10M rows);
 // TRIAD_BENCH_SWEEP_CPUPROFILE writes a CPU profile of the digest sweep
-// (with TRIAD_BENCH_SWEEP_KEEP: of the steady state).
+// (with TRIAD_BENCH_SWEEP_KEEP: of the steady state);
+// TRIAD_BENCH_SWEEP_SKIP_RAW leaves out the stores' raw content reads.
 func BenchmarkSweep(b *testing.B) {
 	n := int64(1_000_000)
 	if v := os.Getenv("TRIAD_BENCH_SWEEP_ROWS"); v != "" {
@@ -70,11 +71,11 @@ func BenchmarkSweep(b *testing.B) {
 		}
 	}
 	if have == n {
-		b.Logf("kept namespace %s holds %d profiles: not loaded again", ns.ID, n)
+		logf(b, "kept namespace %s holds %d profiles: not loaded again", ns.ID, n)
 	} else {
 		start := time.Now()
 		load(b, n, pg, rs, es)
-		b.Logf("loaded %d profiles into the three stores in %s", n, time.Since(start).Round(time.Second))
+		logf(b, "loaded %d profiles into the three stores in %s", n, time.Since(start).Round(time.Second))
 	}
 	if _, err := ns.Pool().Exec(ctx, `VACUUM ANALYZE profiles`); err != nil {
 		b.Fatal(err)
@@ -87,7 +88,8 @@ func BenchmarkSweep(b *testing.B) {
 		res.Body.Close()
 	}
 	c := repair.NewChecker(repair.NewProfile(pg, rs, es))
-	sw := sweep.New(c, nil)
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(ns.Pool())))
+	fix := false // the next sweep repairs what it finds
 	run := func(name, mode string) sweep.Report {
 		runtime.GC()
 		debug.FreeOSMemory()
@@ -107,20 +109,20 @@ func BenchmarkSweep(b *testing.B) {
 				}
 			}
 		})
-		rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, Recheck: time.Millisecond})
+		rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, Recheck: time.Millisecond, Repair: fix, Actor: "bench"})
 		close(stop)
 		wg.Wait()
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("%-22s mode=%-15s %8d records %6d segments %6d dirty %5d suspects %5d findings  took %8s  (%.0f records/s)  RSS before %d MiB, peak %d MiB",
+		logf(b, "%-22s mode=%-15s %8d records %6d segments %6d dirty %5d suspects %5d findings  took %8s  (%.0f records/s)  RSS before %d MiB, peak %d MiB",
 			name, rep.Mode, rep.Records, rep.Segments, rep.Dirty, rep.Suspects, len(rep.Findings), rep.Took.Round(time.Millisecond),
 			float64(rep.Records)/rep.Took.Seconds(), base>>20, peak.Load()>>20)
 		if cp := rep.Checkpoint; cp != nil {
-			b.Logf("  content_true=%v checkpoint: from %v, %d documents written since read whole, advanced to %d: %v; orphans: %s",
+			logf(b, "  content_true=%v checkpoint: from %v, %d documents written since read whole, advanced to %d: %v; orphans: %s",
 				rep.ContentTrue, cp.Base != nil, cp.Changed, cp.Taken.SeqNo, cp.Advanced, rep.OrphanScan)
 		} else {
-			b.Logf("  content_true=%v, no checkpoint; orphans: %s", rep.ContentTrue, rep.OrphanScan)
+			logf(b, "  content_true=%v, no checkpoint; orphans: %s", rep.ContentTrue, rep.OrphanScan)
 		}
 		return rep
 	}
@@ -135,8 +137,10 @@ func BenchmarkSweep(b *testing.B) {
 			// first content pass (no checkpoint), the steady state from the
 			// verified checkpoint, the label-only quick mode, then 0.1%
 			// drift of mixed external kinds. It drifts the kept data.
-			rawRedis(b, ns, rs, n)
-			rawES(b, es)
+			if os.Getenv("TRIAD_BENCH_SWEEP_SKIP_RAW") == "" {
+				rawRedis(b, ns, rs, n)
+				rawES(b, es)
+			}
 			sw.Checkpoints = repairpg.NewSweeps(ns.Pool())
 			run("first content pass", sweep.ModeDigest)
 			stop := cpuProfile(b)
@@ -146,13 +150,24 @@ func BenchmarkSweep(b *testing.B) {
 			drifted := externalDrift(b, ns, rs, es, n)
 			rep := run("0.1% external drift", sweep.ModeAuto)
 			recall(b, rep, drifted, steady)
+			// Repair the drift, so the kept stores are consistent for the
+			// next run, and show it held.
+			fix = true
+			fixed := run("repair of the drift", sweep.ModeAuto)
+			fix = false
+			if fixed.Repair == nil || fixed.Repair.Repaired != len(fixed.Findings) {
+				b.Fatalf("the drift was not all repaired: %d findings, %+v", len(fixed.Findings), fixed.Repair)
+			}
+			if after := run("after the repair", sweep.ModeDigest); len(after.Findings) != 0 {
+				b.Fatalf("%d findings after the repair", len(after.Findings))
+			}
 			continue
 		}
 		naive := run("consistent", sweep.ModeRecords)
 		stop := cpuProfile(b)
 		digest := run("consistent", sweep.ModeDigest)
 		stop()
-		b.Logf("digest sweep %.2fx faster than the naive full compare (%s vs %s)", naive.Took.Seconds()/digest.Took.Seconds(),
+		logf(b, "digest sweep %.2fx faster than the naive full compare (%s vs %s)", naive.Took.Seconds()/digest.Took.Seconds(),
 			digest.Took.Round(time.Millisecond), naive.Took.Round(time.Millisecond))
 		drifted := drift(b, ns, rs, es, n)
 		if err := es.Refresh(ctx); err != nil {
@@ -162,6 +177,14 @@ func BenchmarkSweep(b *testing.B) {
 			recall(b, run("0.1% drift", mode), drifted, digest)
 		}
 	}
+}
+
+// logf logs to the benchmark's log and to stderr: go test cuts a long
+// benchmark log, and a 10M run is watched while it goes.
+func logf(b *testing.B, format string, args ...any) {
+	b.Helper()
+	b.Logf(format, args...)
+	fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05 ")+format+"\n", args...)
 }
 
 // cpuProfile starts a CPU profile into TRIAD_BENCH_SWEEP_CPUPROFILE, if
@@ -197,12 +220,8 @@ func recall(b *testing.B, rep sweep.Report, drifted map[string]bool, base sweep.
 			hit++
 		}
 	}
-	// Also on stderr: go test cut the benchmark's log before this line
-	// in the 10M run.
-	line := fmt.Sprintf("  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent sweep", hit, len(drifted),
+	logf(b, "  recall %d/%d (%.1f%%), %d findings not planted; %.2fx the consistent sweep", hit, len(drifted),
 		100*float64(hit)/float64(len(drifted)), len(found)-hit, rep.Took.Seconds()/base.Took.Seconds())
-	b.Log(line)
-	fmt.Fprintln(os.Stderr, line)
 }
 
 // rawRedis reads every profile key whole with pipelined HGETALL (batches
@@ -236,7 +255,7 @@ func rawRedis(b *testing.B, ns *stacktest.Namespace, rs *redisstore.Store, n int
 	}
 	wg.Wait()
 	took := time.Since(start)
-	b.Logf("raw Redis pipelined HGETALL: %d keys in %s (%.0f keys/s, %d MiB)", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), bytesRead.Load()>>20)
+	logf(b, "raw Redis pipelined HGETALL: %d keys in %s (%.0f keys/s, %d MiB)", n, took.Round(time.Millisecond), float64(n)/took.Seconds(), bytesRead.Load()>>20)
 }
 
 // rawES reads every document's _source with the sweep's own range scan
@@ -253,7 +272,7 @@ func rawES(b *testing.B, es *esstore.Store) {
 		b.Fatal(err)
 	}
 	took := time.Since(start)
-	b.Logf("raw Elasticsearch _source scan: %d documents in %s (%.0f docs/s)", docs, took.Round(time.Millisecond), float64(docs)/took.Seconds())
+	logf(b, "raw Elasticsearch _source scan: %d documents in %s (%.0f docs/s)", docs, took.Round(time.Millisecond), float64(docs)/took.Seconds())
 }
 
 // externalDrift drifts 0.1% of the records through each store's own API,
