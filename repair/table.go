@@ -750,8 +750,11 @@ func (t *Table) Prepare(ctx context.Context) error {
 // newer version (compared as decimal strings, read from the stored JSON's
 // version member). KEYS[1]; ARGV[1] = the version member's name,
 // ARGV[2] = the version, ARGV[3] = the document, ARGV[4] = TTL ms.
+// A value of another type at the key (garbage: a hash, a list) has no
+// version and is replaced (SET replaces any type).
 var tablePut = goredis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
+local cur = nil
+if redis.call('TYPE', KEYS[1]).ok == 'string' then cur = redis.call('GET', KEYS[1]) end
 if cur then
   local v = string.match(cur, '"' .. ARGV[1] .. '"%s*:%s*"?(%d+)')
   if v and (#v > #ARGV[2] or (#v == #ARGV[2] and v > ARGV[2])) then return 0 end

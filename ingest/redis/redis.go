@@ -34,9 +34,13 @@ const (
 
 // newer is true when the stored version cur is greater than ARGV[1].
 // Versions are compared as decimal strings (length, then bytes), because
-// Lua numbers are doubles and lose int64 precision above 2^53.
+// Lua numbers are doubles and lose int64 precision above 2^53. A value of
+// another type at the key (another writer's garbage: a string, a list)
+// has no version: it is replaced (it would fail HGET with WRONGTYPE, and
+// fail every later write to the key with it).
 const newer = `
-local cur = redis.call('HGET', KEYS[1], 'v')
+local cur = nil
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then cur = redis.call('HGET', KEYS[1], 'v') end
 local function newer(a, b) return #a > #b or (#a == #b and a > b) end
 `
 
