@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
@@ -297,4 +298,78 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 	}
 	slices.Sort(got)
 	require.Equal(t, []string{"2/redis/corrupt", "3/redis/corrupt", "350/redis/field_mismatch"}, got)
+}
+
+// TestOversizeValuesAreNotRead: another writer's huge values at profile
+// keys (a 4 MiB string, a list of 200k elements, a hash with a 2 MiB
+// field) are not moved into triad: they are fingerprinted inside Redis,
+// classified corrupt with their size, found by a sweep and repaired under
+// a guard on that fingerprint, which refuses a value changed since.
+func TestOversizeValuesAreNotRead(t *testing.T) {
+	s := repairtest.New(t)
+	ctx := t.Context()
+	s.Consistent(t, 1, 50, "ok")
+	rdb := s.NS.Redis()
+	big := strings.Repeat("x", 4<<20)
+	require.NoError(t, rdb.Set(ctx, s.RS.KeyAt(1, 1), big, 0).Err())
+	require.NoError(t, rdb.Del(ctx, s.RS.KeyAt(1, 2)).Err())
+	for range 20 {
+		vals := make([]any, 10000)
+		for i := range vals {
+			vals[i] = "element-of-a-long-list"
+		}
+		require.NoError(t, rdb.RPush(ctx, s.RS.KeyAt(1, 2), vals...).Err())
+	}
+	require.NoError(t, rdb.HSet(ctx, s.RS.KeyAt(1, 3), "props", big[:2<<20]).Err())
+	require.NoError(t, rdb.Del(ctx, s.RS.KeyAt(1, 4)).Err())
+	require.NoError(t, rdb.Set(ctx, s.RS.KeyAt(1, 4), big, 0).Err())
+
+	vals, err := redisstore.ReadValues(ctx, rdb, []string{s.RS.KeyAt(1, 1), s.RS.KeyAt(1, 2), s.RS.KeyAt(1, 3), s.RS.KeyAt(1, 5)})
+	require.NoError(t, err)
+	for i, typ := range []string{"string", "list", "hash"} {
+		require.True(t, vals[i].Oversize, "%d: %+v", i, vals[i].Type)
+		require.Equal(t, typ, vals[i].Type)
+		require.Empty(t, vals[i].Str)
+		require.Empty(t, vals[i].Hash)
+		require.Greater(t, vals[i].Bytes, redisstore.MaxValueBytes)
+		require.True(t, strings.HasPrefix(vals[i].Fingerprint(), "lua:"))
+	}
+	require.False(t, vals[3].Oversize, "a profile is read whole")
+	require.Equal(t, "hash", vals[3].Type)
+
+	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
+	res, err := c.Check(ctx, "profile", []string{"1", "2", "3", "4"})
+	require.NoError(t, err)
+	for _, r := range res {
+		v := r.Stores["redis"]
+		require.Equal(t, repair.ClassCorrupt, v.Class, "%s: %+v", r.Key, v)
+		require.Contains(t, v.Corrupt, "read bound")
+		require.Greater(t, v.Bytes, redisstore.MaxValueBytes)
+	}
+
+	// Key 4 changes between the read and the repair (one byte appended):
+	// the guard on the server-side fingerprint refuses to overwrite it.
+	observed, err := redisstore.ReadValues(ctx, rdb, []string{s.RS.KeyAt(1, 4)})
+	require.NoError(t, err)
+	require.NoError(t, rdb.Append(ctx, s.RS.KeyAt(1, 4), "y").Err())
+	ok, now, err := redisstore.CompareAndSwap(ctx, rdb, s.RS.KeyAt(1, 4), redisstore.Swap{Observed: observed[0], Op: "del"})
+	require.NoError(t, err)
+	require.False(t, ok, "a value changed since it was read is never overwritten")
+	require.Equal(t, "string", now)
+
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Recheck: time.Millisecond, Repair: true})
+	require.NoError(t, err)
+	var got []string
+	for _, f := range rep.Findings {
+		got = append(got, fmt.Sprintf("%s/%s/%s", f.Key, f.Store, f.Class))
+	}
+	slices.Sort(got)
+	require.Equal(t, []string{"1/redis/corrupt", "2/redis/corrupt", "3/redis/corrupt", "4/redis/corrupt"}, got)
+	require.Equal(t, 4, rep.Repair.Repaired, "%+v", rep.Repair)
+	res, err = c.Check(ctx, "profile", []string{"1", "2", "3", "4"})
+	require.NoError(t, err)
+	for _, r := range res {
+		require.True(t, r.Consistent, "%+v", r)
+	}
 }

@@ -382,6 +382,10 @@ func (t *Table) readRedis(ctx context.Context, ids []int64) (map[string]Record, 
 		corrupt := func(why string) {
 			out[key] = Record{Present: true, Corrupt: fmt.Sprintf("%s: %s (value of %d bytes)", keys[i], why, v.Bytes), Bytes: v.Bytes, Raw: v}
 		}
+		if v.Oversize {
+			corrupt(fmt.Sprintf("a %s over the %d-byte read bound: not read", v.Type, redisstore.MaxValueBytes))
+			continue
+		}
 		if v.Type != want {
 			corrupt("a " + v.Type + " where a " + want + " belongs")
 			continue

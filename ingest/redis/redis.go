@@ -365,7 +365,9 @@ func (s *Store) ReadAt(ctx context.Context, version int, ids []int64, canonical 
 			continue
 		}
 		c := Copy{Value: v}
-		if v.Type != "hash" {
+		if v.Oversize {
+			c.Err = &CorruptError{Key: keys[i], Reason: fmt.Sprintf("a %s of about %d bytes, over the %d-byte read bound: not read", v.Type, v.Bytes, MaxValueBytes), Bytes: v.Bytes}
+		} else if v.Type != "hash" {
 			c.Err = &CorruptError{Key: keys[i], Reason: "a " + v.Type + " where a profile hash belongs", Bytes: v.Bytes}
 		} else if c.Profile, err = Decode(ids[i], v.Hash, canonical); err != nil {
 			c.Err = &CorruptError{Key: keys[i], Reason: err.Error(), Bytes: v.Bytes}

@@ -21,7 +21,18 @@ type Value struct {
 	Hash  map[string]string // Type hash
 	Str   string            // Type string; DUMP's payload for other types
 	Bytes int               // the value's size: field names and values, or the string
+	// Oversize: the value is larger than MaxValueBytes (Bytes is Redis's
+	// MEMORY USAGE estimate) and was not read; Hash and Str are empty and
+	// its fingerprint was computed inside Redis (serverFP).
+	Oversize bool
+	serverFP string
 }
+
+// MaxValueBytes bounds what a read of one key moves into triad: a value
+// Redis estimates larger (MEMORY USAGE) is not read but fingerprinted
+// inside Redis, so another writer's 500 MB list costs the reader nothing.
+// Profiles and orders are a few KB.
+const MaxValueBytes = 1 << 20
 
 // Present reports whether the key exists.
 func (v Value) Present() bool { return v.Type != "" }
@@ -34,6 +45,9 @@ func (v Value) Present() bool { return v.Type != "" }
 func (v Value) Fingerprint() string {
 	if !v.Present() {
 		return ""
+	}
+	if v.Oversize {
+		return v.serverFP
 	}
 	h := sha1.New()
 	switch v.Type {
@@ -68,16 +82,51 @@ func ReadValues(ctx context.Context, c goredis.Cmdable, keys []string) ([]Value,
 	if len(keys) == 0 {
 		return out, nil
 	}
+	// First the sizes: a value over MaxValueBytes is fingerprinted inside
+	// Redis instead of read.
 	pipe := c.Pipeline()
+	sizes := make([]*goredis.IntCmd, len(keys))
+	for i, k := range keys {
+		sizes[i] = pipe.MemoryUsage(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReplyError(err) && !errors.Is(err, goredis.Nil) {
+		return nil, fmt.Errorf("redis pipeline of %d sizes: %w", len(keys), err)
+	}
+	read := make([]bool, len(keys))
+	for i, k := range keys {
+		n, err := sizes[i].Result()
+		switch {
+		case errors.Is(err, goredis.Nil):
+			// absent
+		case err != nil && !isReplyError(err):
+			return nil, fmt.Errorf("redis size of %s: %w", k, err)
+		case err == nil && n > MaxValueBytes:
+			res, err := fpScript.Run(ctx, c, []string{k}).StringSlice()
+			if err != nil {
+				return nil, fmt.Errorf("redis fingerprint of %s: %w", k, err)
+			}
+			if len(res) == 2 && res[0] != "none" {
+				out[i] = Value{Type: res[0], Bytes: int(n), Oversize: true, serverFP: res[1]}
+			}
+		default:
+			read[i] = true
+		}
+	}
+	pipe = c.Pipeline()
 	cmds := make([]*goredis.MapStringStringCmd, len(keys))
 	for i, k := range keys {
-		cmds[i] = pipe.HGetAll(ctx, k)
+		if read[i] {
+			cmds[i] = pipe.HGetAll(ctx, k)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isReplyError(err) {
 		return nil, fmt.Errorf("redis pipeline of %d reads: %w", len(keys), err)
 	}
 	var other []int
 	for i, cmd := range cmds {
+		if cmd == nil {
+			continue
+		}
 		h, err := cmd.Result()
 		switch {
 		case err != nil && goredis.HasErrorPrefix(err, "WRONGTYPE"):
@@ -142,6 +191,38 @@ func isReplyError(err error) bool {
 	return errors.As(err, &rerr)
 }
 
+// serverFP defines fingerprint(key, type) inside Redis, for values too
+// large to read (Value.Oversize): the same type and bytes give the same
+// fingerprint on this server (hash fields are sorted with Lua's collation,
+// which is this server's, so it is compared only with itself), prefixed
+// "lua:" so a guard knows which kind it holds.
+const serverFP = `
+local function fingerprint(key, t)
+  local v
+  if t == 'hash' then
+    local all = redis.call('HGETALL', key)
+    local names, vals = {}, {}
+    for i = 1, #all, 2 do names[#names + 1] = all[i]; vals[all[i]] = all[i + 1] end
+    table.sort(names)
+    local parts = {}
+    for _, k in ipairs(names) do parts[#parts + 1] = #k .. ':' .. k .. #vals[k] .. ':' .. vals[k] end
+    return redis.sha1hex(table.concat(parts))
+  elseif t == 'string' then
+    v = redis.call('GET', key)
+  else
+    v = redis.call('DUMP', key)
+  end
+  return redis.sha1hex(#v .. ':' .. v)
+end
+`
+
+// fpScript returns {type, "lua:" fingerprint} of KEYS[1] ({"none", ""}
+// when absent).
+var fpScript = goredis.NewScript(serverFP + `
+local t = redis.call('TYPE', KEYS[1]).ok
+if t == 'none' then return {'none', ''} end
+return {t, 'lua:' .. fingerprint(KEYS[1], t)}`)
+
 // casScript replaces or deletes a key only if it still holds exactly the
 // value a reader observed (the same type and fingerprint), then optionally
 // announces the change, in one atomic step.
@@ -157,7 +238,7 @@ func isReplyError(err error) bool {
 // The fingerprint of a hash is read with HLEN and HMGET of the observed
 // field names rather than by sorting HGETALL in Lua: Lua compares strings
 // with the server's collation locale, which need not be bytewise.
-var casScript = goredis.NewScript(`
+var casScript = goredis.NewScript(serverFP + `
 local key = KEYS[1]
 local t = redis.call('TYPE', key).ok
 if t == 'none' then t = '' end
@@ -165,7 +246,9 @@ local n = tonumber(ARGV[3])
 local op = 4 + n
 local function changed() return {0, t} end
 if t ~= ARGV[1] then return changed() end
-if t == 'hash' then
+if string.sub(ARGV[2], 1, 4) == 'lua:' then
+  if 'lua:' .. fingerprint(key, t) ~= ARGV[2] then return changed() end
+elseif t == 'hash' then
   if redis.call('HLEN', key) ~= n then return changed() end
   local parts = {}
   -- HMGET in chunks: unpack is bounded by the Lua stack.
