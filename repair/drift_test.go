@@ -13,6 +13,7 @@ import (
 
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
+	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/repairtest"
@@ -36,7 +37,7 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 600, "ok")
-	idx := repair.NewTableIndex(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
 	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	var docs [][]byte
@@ -250,7 +251,7 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 400, "ok")
-	idx := repair.NewTableIndex(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
 	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	var docs [][]byte

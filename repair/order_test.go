@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/repair"
+	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/repairtest"
 	"github.com/triad-dev/triad/repair/sweep"
@@ -25,7 +26,7 @@ import (
 func TestOrderEntity(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
-	idx := repair.NewTableIndex(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
 	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	docs := make([][]byte, 0, 1200)

@@ -22,6 +22,8 @@ import (
 	"github.com/triad-dev/triad/ingest"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
+	repaires "github.com/triad-dev/triad/repair/elasticsearch"
+	repairredis "github.com/triad-dev/triad/repair/redis"
 )
 
 // EntityConfig describes an entity checked by configuration (key
@@ -128,7 +130,7 @@ type Table struct {
 	pool        *pgxpool.Pool
 	rdb         *goredis.Client
 	redisPrefix string
-	es          *TableIndex
+	es          *repaires.Index
 	names       []string // counted field names
 	digestSQL   string   // the digest as a SQL expression over the row
 	liveSQL     string   // a WHERE condition: the row is live
@@ -142,7 +144,7 @@ type Table struct {
 
 // NewTable returns the configured entity; rdb or es may be nil when the
 // entity has no such store.
-func NewTable(cfg EntityConfig, pool *pgxpool.Pool, rdb *goredis.Client, redisPrefix string, es *TableIndex) (*Table, error) {
+func NewTable(cfg EntityConfig, pool *pgxpool.Pool, rdb *goredis.Client, redisPrefix string, es *repaires.Index) (*Table, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("entity %s: %w", cfg.Name, err)
 	}
@@ -417,7 +419,7 @@ func (t *Table) readRedis(ctx context.Context, ids []int64) (map[string]Record, 
 }
 
 func (t *Table) readES(ctx context.Context, ids []int64) (map[string]Record, error) {
-	docs, err := t.es.get(ctx, ids)
+	docs, err := t.es.Get(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -430,18 +432,18 @@ func (t *Table) readES(ctx context.Context, ids []int64) (map[string]Record, err
 
 // docRecord is an index document as a record: corrupt when it does not
 // decode (never an error of the read).
-func (t *Table) docRecord(id int64, d esDoc) Record {
-	rec, err := t.record(d.source, d.meta)
-	if err == nil && d.source == nil {
+func (t *Table) docRecord(id int64, d repaires.Doc) Record {
+	rec, err := t.record(d.Source, d.Meta)
+	if err == nil && d.Source == nil {
 		err = errors.New("no _source")
 	}
 	if err == nil {
-		err = t.unknownFields(d.source)
+		err = t.unknownFields(d.Source)
 	}
 	if err != nil {
-		return Record{Present: true, Corrupt: fmt.Sprintf("%s %d in elasticsearch: %s", t.cfg.Name, id, err), Bytes: d.size, Raw: d.meta}
+		return Record{Present: true, Corrupt: fmt.Sprintf("%s %d in elasticsearch: %s", t.cfg.Name, id, err), Bytes: d.Size, Raw: d.Meta}
 	}
-	rec.Bytes = d.size
+	rec.Bytes = d.Size
 	return rec
 }
 
@@ -542,26 +544,26 @@ type tableESFixer struct{ t *Table }
 
 func (f tableESFixer) Put(ctx context.Context, key string, observed, p Record) (bool, string, error) {
 	id, _ := strconv.ParseInt(key, 10, 64)
-	m, _ := observed.Raw.(docMeta)
+	m, _ := observed.Raw.(repaires.Meta)
 	doc := f.t.Document(id, p, true)
 	var ok bool
 	var err error
 	switch {
 	case !observed.Present:
-		ok, err = f.t.es.put(ctx, id, doc, p.Version, false)
+		ok, err = f.t.es.Put(ctx, id, doc, p.Version, false)
 	case observed.Corrupt == "" && m.Version == observed.Version && p.Version >= observed.Version:
 		// The document follows the record version: same version, other
 		// content rewrites that version; otherwise only a newer one goes in.
-		ok, err = f.t.es.put(ctx, id, doc, p.Version, p.Version == observed.Version)
+		ok, err = f.t.es.Put(ctx, id, doc, p.Version, p.Version == observed.Version)
 	default:
 		// Another writer's internally versioned write (or garbage): guard
 		// on the exact document read.
-		ok, err = f.t.es.putIf(ctx, id, doc, m)
+		ok, err = f.t.es.PutIf(ctx, id, doc, m)
 	}
 	if err != nil || ok {
 		return ok, "", err
 	}
-	docs, gerr := f.t.es.get(ctx, []int64{id})
+	docs, gerr := f.t.es.Get(ctx, []int64{id})
 	switch {
 	case gerr != nil:
 		return false, "unknown (" + gerr.Error() + ")", nil
@@ -571,13 +573,13 @@ func (f tableESFixer) Put(ctx context.Context, key string, observed, p Record) (
 		return false, "nothing (deleted)", nil
 	}
 	now := docs[id]
-	return false, fmt.Sprintf("_version %d, _seq_no %d", now.meta.Version, now.meta.SeqNo), nil
+	return false, fmt.Sprintf("_version %d, _seq_no %d", now.Meta.Version, now.Meta.SeqNo), nil
 }
 
 func (f tableESFixer) Delete(ctx context.Context, key string, observed Record) (bool, string, error) {
 	id, _ := strconv.ParseInt(key, 10, 64)
-	m, _ := observed.Raw.(docMeta)
-	ok, err := f.t.es.del(ctx, id, m)
+	m, _ := observed.Raw.(repaires.Meta)
+	ok, err := f.t.es.Delete(ctx, id, m)
 	if err != nil || ok {
 		return ok, "", err
 	}
@@ -640,8 +642,8 @@ func (t *Table) DerivedHeads(ctx context.Context, i int, lo, hi int64, keys []in
 		}
 		recs, err = t.readRedis(ctx, keys)
 	default:
-		var docs map[int64]esDoc
-		if docs, err = t.es.between(ctx, lo, hi, 2*MaxSegmentRows); err == nil {
+		var docs map[int64]repaires.Doc
+		if docs, err = t.es.Between(ctx, lo, hi, 2*MaxSegmentRows); err == nil {
 			recs = make(map[string]Record, len(docs))
 			for id, doc := range docs {
 				recs[strconv.FormatInt(id, 10)] = t.docRecord(id, doc)
@@ -666,27 +668,7 @@ func (t *Table) ScanDerived(ctx context.Context, i int, fn func(keys []int64) er
 		return false, nil
 	}
 	prefix, suffix, _ := strings.Cut(t.redisPrefix+t.cfg.Redis.Key, "{id}")
-	var cursor uint64
-	for {
-		keys, next, err := t.rdb.Scan(ctx, cursor, prefix+"*"+suffix, 1000).Result()
-		if err != nil {
-			return true, err
-		}
-		ids := make([]int64, 0, len(keys))
-		for _, k := range keys {
-			if id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(k, prefix), suffix), 10, 64); err == nil {
-				ids = append(ids, id)
-			}
-		}
-		if len(ids) > 0 {
-			if err := fn(ids); err != nil {
-				return true, err
-			}
-		}
-		if cursor = next; cursor == 0 {
-			return true, nil
-		}
-	}
+	return true, redisstore.ScanKeys(ctx, t.rdb, prefix, suffix, fn)
 }
 
 // PrimaryKeys implements Ranged.
@@ -738,7 +720,7 @@ func (t *Table) DerivedSums(ctx context.Context, i int, ranges [][2]int64) ([]in
 	if i >= len(d) || d[i].Store() != "elasticsearch" || !t.cfg.Elasticsearch.SegmentHash || !t.trustSums {
 		return nil, false, nil
 	}
-	sums, err := t.es.sums(ctx, ranges)
+	sums, err := t.es.Sums(ctx, ranges)
 	return sums, true, err
 }
 
@@ -747,28 +729,8 @@ func (t *Table) Prepare(ctx context.Context) error {
 	if t.es == nil {
 		return nil
 	}
-	return t.es.refresh(ctx)
+	return t.es.Refresh(ctx)
 }
-
-// tablePut writes a JSON document into Redis unless the stored one has a
-// newer version (compared as decimal strings, read from the stored JSON's
-// version member). KEYS[1]; ARGV[1] = the version member's name,
-// ARGV[2] = the version, ARGV[3] = the document, ARGV[4] = TTL ms.
-// A value of another type at the key (garbage: a hash, a list) has no
-// version and is replaced (SET replaces any type).
-var tablePut = goredis.NewScript(`
-local cur = nil
-if redis.call('TYPE', KEYS[1]).ok == 'string' then cur = redis.call('GET', KEYS[1]) end
-if cur then
-  local v = string.match(cur, '"' .. ARGV[1] .. '"%s*:%s*"?(%d+)')
-  if v and (#v > #ARGV[2] or (#v == #ARGV[2] and v > ARGV[2])) then return 0 end
-end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-else
-  redis.call('SET', KEYS[1], ARGV[3])
-end
-return 1`)
 
 // WriteResult counts a Write.
 type WriteResult struct {
@@ -832,12 +794,12 @@ func (t *Table) Write(ctx context.Context, docs [][]byte) (WriteResult, error) {
 			return res, err
 		}
 		if pipe != nil {
-			tablePut.EvalSha(ctx, pipe, []string{t.RedisKey(id)}, t.cfg.Postgres.Version, rec.Version, t.Document(id, rec, false), t.cfg.Redis.TTL.Milliseconds())
+			repairredis.PutJSON(ctx, pipe, t.RedisKey(id), t.cfg.Postgres.Version, rec.Version, t.Document(id, rec, false), t.cfg.Redis.TTL)
 		}
 		ids, versions, index = append(ids, id), append(versions, rec.Version), append(index, t.Document(id, rec, true))
 	}
 	if pipe != nil && len(ids) > 0 {
-		if err := tablePut.Load(ctx, t.rdb).Err(); err != nil {
+		if err := repairredis.LoadPutJSON(ctx, t.rdb); err != nil {
 			return res, err
 		}
 		if _, err := pipe.Exec(ctx); err != nil {
@@ -845,7 +807,7 @@ func (t *Table) Write(ctx context.Context, docs [][]byte) (WriteResult, error) {
 		}
 	}
 	if t.es != nil && len(ids) > 0 {
-		if _, err := t.es.bulk(ctx, ids, versions, index); err != nil {
+		if _, err := t.es.Bulk(ctx, ids, versions, index); err != nil {
 			return res, fmt.Errorf("write %s: elasticsearch: %w", t.cfg.Name, err)
 		}
 	}

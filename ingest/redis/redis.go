@@ -602,16 +602,22 @@ func (s *Store) Heads(ctx context.Context, ids []int64) (map[int64]Head, error) 
 // (COUNT 1000, so memory stays bounded) and hands the user IDs to fn in
 // batches.
 func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
-	prefix := s.Prefix(s.versions.Load().Serving) + "profile:"
+	return ScanKeys(ctx, s.rdb, s.Prefix(s.versions.Load().Serving)+"profile:", "", fn)
+}
+
+// ScanKeys walks the keys prefix<id>suffix with SCAN (COUNT 1000, so
+// memory stays bounded) and hands their IDs to fn in batches; keys whose
+// middle is not an integer are skipped.
+func ScanKeys(ctx context.Context, rdb goredis.Cmdable, prefix, suffix string, fn func(ids []int64) error) error {
 	var cursor uint64
 	for {
-		keys, next, err := s.rdb.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*"+suffix, 1000).Result()
 		if err != nil {
-			return fmt.Errorf("scan %s*: %w", prefix, err)
+			return fmt.Errorf("scan %s*%s: %w", prefix, suffix, err)
 		}
 		ids := make([]int64, 0, len(keys))
 		for _, k := range keys {
-			if id, err := strconv.ParseInt(strings.TrimPrefix(k, prefix), 10, 64); err == nil {
+			if id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(k, prefix), suffix), 10, 64); err == nil {
 				ids = append(ids, id)
 			}
 		}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/triad-dev/triad/repair"
 	"log/slog"
 	"os"
+
+	"github.com/triad-dev/triad/repair"
+	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -56,9 +58,9 @@ func (s *Stores) Manager(c config.Config, set *clients.Set, log *slog.Logger) *d
 func (s *Stores) Entities(c config.Config, set *clients.Set) ([]repair.Entity, error) {
 	out := []repair.Entity{repair.NewProfile(s.Postgres, s.Redis, s.ES)}
 	for _, ec := range c.Repair.Entities {
-		var idx *repair.TableIndex
+		var idx *repaires.Index
 		if ec.Elasticsearch.Index != "" {
-			idx = repair.NewTableIndex(set.Elasticsearch, c.ProfileIndex.IndexPrefix+ec.Elasticsearch.Index, ec.Postgres.Key)
+			idx = repaires.New(set.Elasticsearch, c.ProfileIndex.IndexPrefix+ec.Elasticsearch.Index, ec.Postgres.Key)
 		}
 		t, err := repair.NewTable(ec, set.Postgres, set.Redis, c.ProfileCache.KeyPrefix, idx)
 		if err != nil {

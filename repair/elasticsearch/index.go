@@ -1,4 +1,8 @@
-package repair
+// Package elasticsearch is the index of a configured entity (repair's
+// Table, such as order): documents by key with their sequence numbers for
+// guarded writes, range reads and segment sums over the key field,
+// external-version writes and bulk loads.
+package elasticsearch
 
 import (
 	"bytes"
@@ -17,33 +21,36 @@ import (
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 )
 
-// TableIndex is a configured entity's Elasticsearch index (or alias):
+// Index is a configured entity's Elasticsearch index (or alias):
 // documents by key, their sequence numbers for guarded writes, range
-// reads and segment sums over the key field.
-type TableIndex struct {
+// reads and segment sums over the key field. Safe for concurrent use.
+type Index struct {
 	es    *elasticsearch.Client
 	index string
 	key   string // the key field
 }
 
-// NewTableIndex returns the index of a configured entity.
-func NewTableIndex(es *elasticsearch.Client, index, keyField string) *TableIndex {
-	return &TableIndex{es: es, index: index, key: keyField}
+// New returns the index of a configured entity.
+func New(es *elasticsearch.Client, index, keyField string) *Index {
+	return &Index{es: es, index: index, key: keyField}
 }
 
 // Name is the index or alias.
-func (x *TableIndex) Name() string { return x.index }
+func (x *Index) Name() string { return x.index }
 
-type docMeta struct {
+// Meta is what a guarded write of a document needs: its sequence number
+// and primary term (if_seq_no), and its _version.
+type Meta struct {
 	SeqNo       int64
 	PrimaryTerm int64
 	Version     int64 // _version
 }
 
-type esDoc struct {
-	source map[string]json.RawMessage
-	meta   docMeta
-	size   int
+// Doc is a document as stored.
+type Doc struct {
+	Source map[string]json.RawMessage
+	Meta   Meta
+	Size   int // bytes, about
 }
 
 func sourceSize(src map[string]json.RawMessage) int {
@@ -59,7 +66,7 @@ func esError(res *esapi.Response, what string) error {
 	return fmt.Errorf("%s: %s: %s", what, res.Status(), body)
 }
 
-func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, error) {
+func (x *Index) Get(ctx context.Context, ids []int64) (map[int64]Doc, error) {
 	var body bytes.Buffer
 	body.WriteString(`{"ids":[`)
 	for i, id := range ids {
@@ -75,7 +82,7 @@ func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, err
 	}
 	defer res.Body.Close()
 	if res.StatusCode == http.StatusNotFound {
-		return map[int64]esDoc{}, nil
+		return map[int64]Doc{}, nil
 	}
 	if res.IsError() {
 		return nil, esError(res, "mget "+x.index)
@@ -93,7 +100,7 @@ func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, err
 	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
 		return nil, err
 	}
-	out := make(map[int64]esDoc, len(r.Docs))
+	out := make(map[int64]Doc, len(r.Docs))
 	for _, d := range r.Docs {
 		if !d.Found {
 			continue
@@ -102,12 +109,12 @@ func (x *TableIndex) get(ctx context.Context, ids []int64) (map[int64]esDoc, err
 		if err != nil {
 			continue
 		}
-		out[id] = esDoc{source: d.Source, meta: docMeta{SeqNo: d.SeqNo, PrimaryTerm: d.PrimaryTerm, Version: d.Version}, size: sourceSize(d.Source)}
+		out[id] = Doc{Source: d.Source, Meta: Meta{SeqNo: d.SeqNo, PrimaryTerm: d.PrimaryTerm, Version: d.Version}, Size: sourceSize(d.Source)}
 	}
 	return out, nil
 }
 
-func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[int64]esDoc, error) {
+func (x *Index) Between(ctx context.Context, lo, hi int64, max int) (map[int64]Doc, error) {
 	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"seq_no_primary_term":true,"version":true,"query":{"range":{%q:{"gte":%d,"lte":%d}}}}`, max, x.key, lo, hi)
 	res, err := esapi.SearchRequest{Index: []string{x.index}, Body: strings.NewReader(body)}.Do(ctx, x.es)
 	if err != nil {
@@ -137,25 +144,25 @@ func (x *TableIndex) between(ctx context.Context, lo, hi int64, max int) (map[in
 	if r.Hits.Total.Value > max {
 		return nil, fmt.Errorf("search %s %d..%d: %d documents, more than %d", x.index, lo, hi, r.Hits.Total.Value, max)
 	}
-	out := make(map[int64]esDoc, len(r.Hits.Hits))
+	out := make(map[int64]Doc, len(r.Hits.Hits))
 	for _, h := range r.Hits.Hits {
 		id, err := strconv.ParseInt(h.ID, 10, 64)
 		if err != nil {
 			continue
 		}
-		out[id] = esDoc{source: h.Source, meta: docMeta{SeqNo: h.SeqNo, PrimaryTerm: h.PrimaryTerm, Version: h.Version}, size: sourceSize(h.Source)}
+		out[id] = Doc{Source: h.Source, Meta: Meta{SeqNo: h.SeqNo, PrimaryTerm: h.PrimaryTerm, Version: h.Version}, Size: sourceSize(h.Source)}
 	}
 	return out, nil
 }
 
-func (x *TableIndex) sums(ctx context.Context, ranges [][2]int64) ([]ingest.SegmentSum, error) {
+func (x *Index) Sums(ctx context.Context, ranges [][2]int64) ([]ingest.SegmentSum, error) {
 	return esstore.RangeSums(ctx, x.es, x.index, x.key, ranges)
 }
 
 // put writes a document at the record's version through external
 // versioning (gte: the same version may be rewritten), so it never
 // replaces a newer version; ok is false when the index holds one.
-func (x *TableIndex) put(ctx context.Context, id int64, doc []byte, version int64, gte bool) (bool, error) {
+func (x *Index) Put(ctx context.Context, id int64, doc []byte, version int64, gte bool) (bool, error) {
 	v := int(version)
 	req := esapi.IndexRequest{Index: x.index, DocumentID: strconv.FormatInt(id, 10), Body: bytes.NewReader(doc), Version: &v, VersionType: "external"}
 	if gte {
@@ -177,7 +184,7 @@ func (x *TableIndex) put(ctx context.Context, id int64, doc []byte, version int6
 
 // bulk writes documents at their versions (external versioning: an
 // older version is refused and counted in stale).
-func (x *TableIndex) bulk(ctx context.Context, ids, versions []int64, docs [][]byte) (stale int, err error) {
+func (x *Index) Bulk(ctx context.Context, ids, versions []int64, docs [][]byte) (stale int, err error) {
 	var body bytes.Buffer
 	for i, doc := range docs {
 		fmt.Fprintf(&body, `{"index":{"_index":%q,"_id":"%d","version":%d,"version_type":"external"}}`+"\n", x.index, ids[i], versions[i])
@@ -220,7 +227,7 @@ func (x *TableIndex) bulk(ctx context.Context, ids, versions []int64, docs [][]b
 	return stale, nil
 }
 
-func (x *TableIndex) del(ctx context.Context, id int64, m docMeta) (bool, error) {
+func (x *Index) Delete(ctx context.Context, id int64, m Meta) (bool, error) {
 	seq, term := int(m.SeqNo), int(m.PrimaryTerm)
 	res, err := esapi.DeleteRequest{Index: x.index, DocumentID: strconv.FormatInt(id, 10), IfSeqNo: &seq, IfPrimaryTerm: &term}.Do(ctx, x.es)
 	if err != nil {
@@ -236,7 +243,7 @@ func (x *TableIndex) del(ctx context.Context, id int64, m docMeta) (bool, error)
 	return true, nil
 }
 
-func (x *TableIndex) refresh(ctx context.Context) error {
+func (x *Index) Refresh(ctx context.Context) error {
 	res, err := esapi.IndicesRefreshRequest{Index: []string{x.index}}.Do(ctx, x.es)
 	if err != nil {
 		return err
@@ -250,7 +257,7 @@ func (x *TableIndex) refresh(ctx context.Context) error {
 
 // putIf indexes a document only if it is still the one read (its
 // _seq_no and _primary_term). ok is false when it changed or vanished.
-func (x *TableIndex) putIf(ctx context.Context, id int64, doc []byte, m docMeta) (bool, error) {
+func (x *Index) PutIf(ctx context.Context, id int64, doc []byte, m Meta) (bool, error) {
 	seq, term := int(m.SeqNo), int(m.PrimaryTerm)
 	res, err := esapi.IndexRequest{Index: x.index, DocumentID: strconv.FormatInt(id, 10), Body: bytes.NewReader(doc),
 		IfSeqNo: &seq, IfPrimaryTerm: &term, Refresh: "true"}.Do(ctx, x.es)
