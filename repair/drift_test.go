@@ -25,14 +25,11 @@ import (
 // plain index), never through triad's writers. Each injector returns the
 // store it drifted.
 
-type injected struct {
-	key, store string
-	class      repair.Class
-}
-
-// TestExternalDriftIsFoundAndRepaired: each kind of drift another writer
-// makes is found by check by ID and by a default (auto) sweep, in both
-// entities, repaired from Postgres, and a second repair writes nothing.
+// TestExternalDriftIsFoundAndRepaired runs the conformance suite
+// (repairtest.Conformance) on both entities' real stores, with the drift
+// corpus: each kind of drift another writer makes, written through each
+// store's own API, is found by check by ID and by a default sweep,
+// repaired from Postgres, and a second repair writes nothing.
 func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
@@ -51,9 +48,9 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 
 	rdb := s.NS.Redis()
 	pkey := func(id int) string { return s.RS.KeyAt(1, int64(id)) }
-	var want = map[string][]injected{}
+	var want = map[string][]repairtest.Injected{}
 	add := func(entity, key, store string, class repair.Class) {
-		want[entity] = append(want[entity], injected{key, store, class})
+		want[entity] = append(want[entity], repairtest.Injected{Key: key, Store: store, Class: class})
 	}
 	// Profiles.
 	// 10: a field changed with HSET, triad's v/d fields left alone.
@@ -113,86 +110,8 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	sw := sweep.New(c, rp)
 	for _, entity := range []string{"profile", "order"} {
 		t.Run(entity, func(t *testing.T) {
-			exp := want[entity]
-			var keys []string
-			var expect []string
-			for _, w := range exp {
-				keys = append(keys, w.key)
-				expect = append(expect, fmt.Sprintf("%s/%s/%s", w.key, w.store, w.class))
-			}
-			slices.Sort(expect)
-			// Check by ID: one batch with every poisoned key answers, and
-			// names each.
-			res, err := c.Check(ctx, entity, append(keys, "1", "2"))
-			require.NoError(t, err, "garbage never fails a check batch")
-			var got []string
-			for _, r := range res {
-				for store, v := range r.Stores {
-					if store != "postgres" && v.Class.Drift() {
-						got = append(got, fmt.Sprintf("%s/%s/%s", r.Key, store, v.Class))
-					}
-					if v.Class == repair.ClassCorrupt {
-						require.NotEmpty(t, v.Corrupt, "a corrupt copy says why")
-						require.Positive(t, v.Bytes, "and how large it is")
-					}
-				}
-			}
-			slices.Sort(got)
-			require.Equal(t, expect, got, "check finds exactly the injected drift")
-
-			// A default sweep (auto mode) finds the same.
-			rep, err := sw.Sweep(ctx, sweep.Options{Entity: entity, SegmentSize: 100, Recheck: 50 * time.Millisecond})
-			require.NoError(t, err)
-			got = got[:0]
-			for _, f := range rep.Findings {
-				got = append(got, fmt.Sprintf("%s/%s/%s", f.Key, f.Store, f.Class))
-			}
-			slices.Sort(got)
-			require.Equal(t, expect, got, "the default sweep finds exactly the injected drift (mode %s)", rep.Mode)
-
-			// A dry run plans, then the repair writes; a second writes nothing.
-			dry, _, err := rp.Repair(ctx, repair.Request{Entity: entity, Keys: keys, DryRun: true, Trigger: repair.TriggerAPI, Actor: "test"})
-			require.NoError(t, err)
-			run, entries, err := rp.Repair(ctx, repair.Request{Entity: entity, Keys: keys, Trigger: repair.TriggerAPI, Actor: "test"})
-			require.NoError(t, err)
-			ahead := 0
-			for _, e := range entries {
-				if e.Class == repair.ClassAhead && e.Store == "elasticsearch" {
-					ahead++
-					require.Equal(t, repair.OutcomeSkipped, e.Outcome)
-					require.Nil(t, e.After, "a skip wrote nothing")
-					continue
-				}
-				if e.Class.Drift() {
-					require.Equal(t, repair.OutcomeRepaired, e.Outcome, "%+v", e)
-					require.NotNil(t, e.After)
-				}
-				if e.Class == repair.ClassFieldMismatch {
-					require.NotEmpty(t, e.Fields, "the entry names the fields that differed")
-				}
-				if e.Class == repair.ClassCorrupt {
-					require.NotEmpty(t, e.Observed)
-				}
-			}
-			require.Equal(t, dry.Planned, run.Repaired, "the dry run planned exactly what the run wrote")
-			require.Equal(t, len(exp)-ahead, run.Repaired)
-			again, _, err := rp.Repair(ctx, repair.Request{Entity: entity, Keys: keys, Trigger: repair.TriggerAPI, Actor: "test"})
-			require.NoError(t, err)
-			require.Zero(t, again.Repaired+again.Failed+again.Conflicts, "a second repair writes nothing: %+v", again)
-			res, err = c.Check(ctx, entity, keys)
-			require.NoError(t, err)
-			for _, r := range res {
-				for store, v := range r.Stores {
-					if store == "postgres" || v.Class == repair.ClassAhead {
-						continue
-					}
-					require.False(t, v.Class.Drift(), "%s %s: %+v", r.Key, store, v)
-				}
-			}
-			// The run's entries are all listed under the run.
-			listed, _, err := log.List(ctx, repair.LogFilter{RunID: run.ID, Limit: 1000})
-			require.NoError(t, err)
-			require.Len(t, listed, len(entries))
+			repairtest.Conformance(t, repairtest.Suite{Entity: entity, Checker: c, Repairer: rp, Sweeper: sw, Log: log,
+				Injected: want[entity], Clean: []string{"1", "2"}})
 		})
 	}
 	// After the repair, triad's next write of 14 through the pipeline
