@@ -27,7 +27,7 @@ func (c Config) Validate() error {
 	}
 	entities := map[string]bool{"profile": true}
 	for i, e := range c.Entities {
-		if err := e.validate(); err != nil {
+		if err := e.Validate(); err != nil {
 			return fmt.Errorf("repair.entities[%d]: %w", i, err)
 		}
 		if entities[e.Name] {

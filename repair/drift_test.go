@@ -35,7 +35,7 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	ctx := t.Context()
 	s.Consistent(t, 1, 600, "ok")
 	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
+	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	var docs [][]byte
 	for n := range int64(600) {
@@ -171,7 +171,7 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 	ctx := t.Context()
 	s.Consistent(t, 1, 400, "ok")
 	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
+	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	var docs [][]byte
 	for n := range int64(300) {

@@ -27,7 +27,7 @@ func TestOrderEntity(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), s.NS.Pool(), s.NS.Redis(), s.NS.RedisPrefix, idx)
+	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	docs := make([][]byte, 0, 1200)
 	for n := range int64(1200) {
@@ -145,4 +145,12 @@ func TestOrderEntity(t *testing.T) {
 	// Bad keys.
 	_, err = c.Check(ctx, "order", []string{"0"})
 	require.ErrorIs(t, err, repair.ErrBadKey)
+}
+
+// orderRows is the order table's rows in the test's namespace.
+func orderRows(t *testing.T, s *repairtest.Stores) *repairpg.TableRows {
+	t.Helper()
+	rows, err := repairpg.NewTableRows(s.NS.Pool(), repair.OrderEntity())
+	require.NoError(t, err)
+	return rows
 }

@@ -1,7 +1,6 @@
 package repair
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -15,12 +14,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/triad-dev/triad/ingest"
-	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 	repairredis "github.com/triad-dev/triad/repair/redis"
@@ -69,10 +65,12 @@ type FieldConfig struct {
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-func (c EntityConfig) validate() error {
+func (c EntityConfig) Validate() error {
 	for what, v := range map[string]string{"name": c.Name, "postgres.table": c.Postgres.Table, "postgres.key": c.Postgres.Key, "postgres.version": c.Postgres.Version} {
 		if !identifier.MatchString(v) {
 			return fmt.Errorf("%s: want a lower-case identifier, got %q", what, v)
+// Validate reports an invalid key of the entity (its names are written
+// into SQL, keys and queries: identifiers only).
 		}
 	}
 	if c.Postgres.Deleted != "" && !identifier.MatchString(c.Postgres.Deleted) {
@@ -127,13 +125,11 @@ func OrderEntity() EntityConfig {
 // text of {version, fields...}, which Postgres computes in SQL too).
 type Table struct {
 	cfg         EntityConfig
-	pool        *pgxpool.Pool
+	rows        TableRows
 	rdb         *goredis.Client
 	redisPrefix string
 	es          *repaires.Index
 	names       []string // counted field names
-	digestSQL   string   // the digest as a SQL expression over the row
-	liveSQL     string   // a WHERE condition: the row is live
 	derived     []Derived
 	// trustSums: sweeps may compare the index's stored segment hash sums
 	// (labels triad wrote) instead of reading documents. Off: another
@@ -142,32 +138,47 @@ type Table struct {
 	trustSums bool
 }
 
-// NewTable returns the configured entity; rdb or es may be nil when the
-// entity has no such store.
-func NewTable(cfg EntityConfig, pool *pgxpool.Pool, rdb *goredis.Client, redisPrefix string, es *repaires.Index) (*Table, error) {
-	if err := cfg.validate(); err != nil {
+// NewTable returns the configured entity on its primary's rows
+// (repair/postgres TableRows); rdb or es may be nil when the entity has no
+// such store.
+func NewTable(cfg EntityConfig, rows TableRows, rdb *goredis.Client, redisPrefix string, es *repaires.Index) (*Table, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("entity %s: %w", cfg.Name, err)
 	}
-	t := &Table{cfg: cfg, pool: pool, rdb: rdb, redisPrefix: redisPrefix, es: es, liveSQL: "true"}
-	if cfg.Postgres.Deleted != "" {
-		t.liveSQL = "NOT " + cfg.Postgres.Deleted
-	}
-	parts := []string{"'version'", cfg.Postgres.Version}
+	t := &Table{cfg: cfg, rows: rows, rdb: rdb, redisPrefix: redisPrefix, es: es}
 	for _, f := range cfg.Fields {
 		t.names = append(t.names, f.Name)
-		parts = append(parts, "'"+f.Name+"'", t.column(f))
 	}
 	t.derived = t.derivedStores()
-	t.digestSQL = `('x' || left(encode(sha256(convert_to(jsonb_build_object(` + strings.Join(parts, ", ") + `)::text, 'UTF8')), 'hex'), 16))::bit(64)::bigint`
 	return t, nil
 }
 
-// column is the SQL expression of a field's canonical value.
-func (t *Table) column(f FieldConfig) string {
-	if f.Type == "time" {
-		return "(extract(epoch from " + f.Name + ") * 1000000)::bigint"
-	}
-	return f.Name
+// TableRows is a configured entity's primary store: the rows of its
+// table, read and written by key (repair/postgres). Safe for concurrent
+// use.
+type TableRows interface {
+	// Rows reads the rows of ids (absent ids are not in the result).
+	Rows(ctx context.Context, ids []int64) ([]Row, error)
+	// Bounds, Heads, Keys and Sums are Ranged's Bounds, PrimaryHeads and
+	// PrimaryKeys and Digested's PrimarySums.
+	Bounds(ctx context.Context, after, hi int64, size, n int) ([]int64, error)
+	Heads(ctx context.Context, lo, hi int64) (map[int64]Head, error)
+	Keys(ctx context.Context, fn func(keys []int64) error) error
+	Sums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error)
+	// Upsert writes documents (JSON objects with the key, the version and
+	// the fields), each only over an older version, and returns the keys
+	// it wrote.
+	Upsert(ctx context.Context, docs [][]byte) ([]int64, error)
+}
+
+// Row is one row as the primary holds it: its digest (digest version 1,
+// computed by the store from the row's content) and its fields as JSON
+// (a time as microseconds since the epoch).
+type Row struct {
+	ID, Version int64
+	Deleted     bool
+	Digest      int64
+	Fields      map[string]json.RawMessage
 }
 
 // Name implements Entity.
@@ -312,49 +323,25 @@ func (r tableReader) Read(ctx context.Context, keys []string) (map[string]Record
 	return r.read(ctx, ids)
 }
 
-// selectSQL reads rows as (key, version, deleted, digest, fields as jsonb).
-func (t *Table) selectSQL(where string) string {
-	parts := make([]string, 0, 2*len(t.cfg.Fields))
-	for _, f := range t.cfg.Fields {
-		parts = append(parts, "'"+f.Name+"'", t.column(f))
-	}
-	deleted := "false"
-	if t.cfg.Postgres.Deleted != "" {
-		deleted = t.cfg.Postgres.Deleted
-	}
-	return fmt.Sprintf(`SELECT %s, %s, %s, %s, jsonb_build_object(%s)::text FROM %s WHERE %s`,
-		t.cfg.Postgres.Key, t.cfg.Postgres.Version, deleted, t.digestSQL, strings.Join(parts, ", "), pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), where)
-}
-
 func (t *Table) readPG(ctx context.Context, ids []int64) (map[string]Record, error) {
-	rows, err := t.pool.Query(ctx, t.selectSQL(t.cfg.Postgres.Key+" = ANY($1)"), ids)
+	rows, err := t.rows.Rows(ctx, ids)
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	out := map[string]Record{}
-	for rows.Next() {
-		var id int64
-		var fields string
-		rec := Record{Present: true, Fields: map[string][]byte{}}
-		if err := rows.Scan(&id, &rec.Version, &rec.Deleted, &rec.Digest, &fields); err != nil {
-			return nil, err
-		}
-		var obj map[string]json.RawMessage
-		if err := json.Unmarshal([]byte(fields), &obj); err != nil {
-			return nil, err
-		}
+	out := make(map[string]Record, len(rows))
+	for _, r := range rows {
+		rec := Record{Present: true, Version: r.Version, Deleted: r.Deleted, Digest: r.Digest, Fields: map[string][]byte{}}
 		for _, f := range t.cfg.Fields {
-			c, err := ingest.CanonicalJSON(nil, obj[f.Name])
+			c, err := ingest.CanonicalJSON(nil, r.Fields[f.Name])
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("row %d: field %s: %w", r.ID, f.Name, err)
 			}
 			rec.Fields[f.Name] = c
 		}
 		rec.Computed = t.Digest(rec.Version, rec.Fields)
-		out[strconv.FormatInt(id, 10)] = rec
+		out[strconv.FormatInt(r.ID, 10)] = rec
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RedisKey is the Redis key of id.
@@ -591,39 +578,12 @@ var _ Digested = (*Table)(nil)
 
 // Bounds implements Ranged.
 func (t *Table) Bounds(ctx context.Context, after, hi int64, size, n int) ([]int64, error) {
-	k := pgx.Identifier{t.cfg.Postgres.Key}.Sanitize()
-	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %[1]s FROM (
-	    SELECT %[1]s, row_number() OVER (ORDER BY %[1]s) AS rn
-	    FROM (SELECT %[1]s FROM %[2]s WHERE %[1]s > $1 AND %[1]s <= $4 ORDER BY %[1]s LIMIT $2) s) x
-	WHERE rn %% $3 = 0 ORDER BY %[1]s`, k, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()), after, size*n, size, hi)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[int64])
+	return t.rows.Bounds(ctx, after, hi, size, n)
 }
 
 // PrimaryHeads implements Ranged.
 func (t *Table) PrimaryHeads(ctx context.Context, lo, hi int64) (map[int64]Head, error) {
-	deleted := "false"
-	if t.cfg.Postgres.Deleted != "" {
-		deleted = t.cfg.Postgres.Deleted
-	}
-	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT %s, %s, %s, %s FROM %s WHERE %s BETWEEN $1 AND $2`,
-		t.cfg.Postgres.Key, t.cfg.Postgres.Version, deleted, t.digestSQL, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), t.cfg.Postgres.Key), lo, hi)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[int64]Head{}
-	for rows.Next() {
-		var id int64
-		h := Head{Present: true}
-		if err := rows.Scan(&id, &h.Version, &h.Deleted, &h.Digest); err != nil {
-			return nil, err
-		}
-		out[id] = h
-	}
-	return out, rows.Err()
+	return t.rows.Heads(ctx, lo, hi)
 }
 
 // DerivedHeads implements Ranged: Redis by the primary's keys, the index
@@ -673,44 +633,12 @@ func (t *Table) ScanDerived(ctx context.Context, i int, fn func(keys []int64) er
 
 // PrimaryKeys implements Ranged.
 func (t *Table) PrimaryKeys(ctx context.Context, fn func(keys []int64) error) error {
-	return pgstore.StreamIDs(ctx, t.pool, fmt.Sprintf(`SELECT %s FROM %s`, t.cfg.Postgres.Key, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()), fn)
+	return t.rows.Keys(ctx, fn)
 }
 
-// PrimarySums implements Digested: one grouped aggregate, the digest
-// computed by Postgres from the row.
+// PrimarySums implements Digested.
 func (t *Table) PrimarySums(ctx context.Context, b []int64) ([]ingest.SegmentSum, error) {
-	n := len(b) - 1
-	if n < 1 {
-		return nil, nil
-	}
-	thresholds := make([]int64, n)
-	for i := range thresholds {
-		thresholds[i] = b[i] + 1
-	}
-	k := t.cfg.Postgres.Key
-	rows, err := t.pool.Query(ctx, fmt.Sprintf(`SELECT width_bucket(k, $1::bigint[]), count(*), sum(h & 4294967295)::bigint, sum((h >> 32) & 4294967295)::bigint
-	FROM (SELECT %s AS k, d # ((v << 32) | ((v >> 32) & 4294967295)) AS h
-	      FROM (SELECT %s, %s AS v, %s AS d FROM %s WHERE %s > $2 AND %s <= $3 AND %s) r) t
-	GROUP BY 1`, k, k, t.cfg.Postgres.Version, t.digestSQL, pgx.Identifier{t.cfg.Postgres.Table}.Sanitize(), k, k, t.liveSQL), thresholds, b[0], b[n])
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := make([]ingest.SegmentSum, n)
-	for rows.Next() {
-		var j int
-		var s ingest.SegmentSum
-		var h0, h1 int64
-		if err := rows.Scan(&j, &s.Records, &h0, &h1); err != nil {
-			return nil, err
-		}
-		if j < 1 || j > n {
-			return nil, fmt.Errorf("segment sums: bucket %d outside 1..%d", j, n)
-		}
-		s.Hashed, s.H0, s.H1 = s.Records, uint64(h0), uint64(h1)
-		out[j-1] = s
-	}
-	return out, rows.Err()
+	return t.rows.Sums(ctx, b)
 }
 
 // DerivedSums implements Digested: the index sums its stored segment
@@ -748,27 +676,7 @@ func (t *Table) Write(ctx context.Context, docs [][]byte) (WriteResult, error) {
 	if len(docs) == 0 {
 		return res, nil
 	}
-	cols := []string{t.cfg.Postgres.Key, t.cfg.Postgres.Version}
-	for _, f := range t.cfg.Fields {
-		cols = append(cols, f.Name)
-	}
-	set := make([]string, 0, len(cols))
-	for _, c := range cols[1:] {
-		set = append(set, c+" = excluded."+c)
-	}
-	if t.cfg.Postgres.Deleted != "" {
-		set = append(set, t.cfg.Postgres.Deleted+" = false")
-	}
-	table := pgx.Identifier{t.cfg.Postgres.Table}.Sanitize()
-	arr := append([]byte{'['}, bytes.Join(docs, []byte{','})...)
-	arr = append(arr, ']')
-	rows, err := t.pool.Query(ctx, fmt.Sprintf(`INSERT INTO %[1]s AS t (%[2]s) SELECT %[2]s FROM jsonb_populate_recordset(null::%[1]s, $1::jsonb)
-		ON CONFLICT (%[3]s) DO UPDATE SET %[4]s WHERE t.%[5]s < excluded.%[5]s RETURNING %[3]s`,
-		table, strings.Join(cols, ", "), t.cfg.Postgres.Key, strings.Join(set, ", "), t.cfg.Postgres.Version), string(arr))
-	if err != nil {
-		return res, fmt.Errorf("write %s: postgres: %w", t.cfg.Name, err)
-	}
-	took, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	took, err := t.rows.Upsert(ctx, docs)
 	if err != nil {
 		return res, fmt.Errorf("write %s: postgres: %w", t.cfg.Name, err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/triad-dev/triad/repair"
 	repaires "github.com/triad-dev/triad/repair/elasticsearch"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -62,7 +63,11 @@ func (s *Stores) Entities(c config.Config, set *clients.Set) ([]repair.Entity, e
 		if ec.Elasticsearch.Index != "" {
 			idx = repaires.New(set.Elasticsearch, c.ProfileIndex.IndexPrefix+ec.Elasticsearch.Index, ec.Postgres.Key)
 		}
-		t, err := repair.NewTable(ec, set.Postgres, set.Redis, c.ProfileCache.KeyPrefix, idx)
+		rows, err := repairpg.NewTableRows(set.Postgres, ec)
+		if err != nil {
+			return nil, err
+		}
+		t, err := repair.NewTable(ec, rows, set.Redis, c.ProfileCache.KeyPrefix, idx)
 		if err != nil {
 			return nil, err
 		}
