@@ -115,6 +115,12 @@ func TestOrderEntity(t *testing.T) {
 	require.Equal(t, []string{"currency"}, results[0].Stores["redis"].Diff, "the field that differs is named")
 
 	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	// The quick mode: order has no labels to read, so it reads content,
+	// finds every planted drift, and says its figures are content-true.
+	quick, err := sw.Sweep(ctx, sweep.Options{Entity: "order", Mode: sweep.ModeLabels, SegmentSize: 100, Recheck: 50 * time.Millisecond})
+	require.NoError(t, err)
+	require.True(t, quick.ContentTrue, "an entity without labels is read by content in the quick mode")
+	require.Len(t, quick.Findings, len(want))
 	rep, err := sw.Sweep(ctx, sweep.Options{Entity: "order", Mode: sweep.ModeDigest, SegmentSize: 100, Recheck: 50 * time.Millisecond,
 		Repair: true, Trigger: repair.TriggerAPI, Actor: "test"})
 	require.NoError(t, err)

@@ -65,12 +65,12 @@ type FieldConfig struct {
 
 var identifier = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// Validate reports an invalid key of the entity (its names are written
+// into SQL, keys and queries: identifiers only).
 func (c EntityConfig) Validate() error {
 	for what, v := range map[string]string{"name": c.Name, "postgres.table": c.Postgres.Table, "postgres.key": c.Postgres.Key, "postgres.version": c.Postgres.Version} {
 		if !identifier.MatchString(v) {
 			return fmt.Errorf("%s: want a lower-case identifier, got %q", what, v)
-// Validate reports an invalid key of the entity (its names are written
-// into SQL, keys and queries: identifiers only).
 		}
 	}
 	if c.Postgres.Deleted != "" && !identifier.MatchString(c.Postgres.Deleted) {

@@ -2,19 +2,24 @@ package repair_test
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/ingest"
 	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
+	repaires "github.com/triad-dev/triad/repair/elasticsearch"
+	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/repairtest"
 	"github.com/triad-dev/triad/repair/sweep"
@@ -75,4 +80,109 @@ func TestPostgresUnreachable(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.EqualValues(t, 2, got.Version)
+}
+
+// TestHungRedisRangeBacksOff: a Redis that hangs (SIGSTOP, not dead) in
+// the middle of a persisted sweep fails its ranges at the client's
+// deadline; each backs off with its error shown on the sweep, a sweep of
+// another entity on other stores runs to the end meanwhile, and once
+// Redis resumes the sweep finishes with exactly the planted drift and no
+// stale error.
+func TestHungRedisRangeBacksOff(t *testing.T) {
+	s := repairtest.New(t)
+	ctx := t.Context()
+	priv := stacktest.StartPrivate(t, "redis")
+	rdb := goredis.NewClient(&goredis.Options{Addr: priv.Endpoints().RedisAddr, MaxRetries: 0,
+		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { _ = rdb.Close() })
+	rs := redisstore.New(rdb, redisstore.Config{KeyPrefix: s.NS.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry())
+	var bulk []*ingest.Profile
+	for id := int64(1); id <= 600; id++ {
+		bulk = append(bulk, repairtest.Profile(t, id, 1, "ok"))
+	}
+	out := make([]ingest.WriteResult, len(bulk))
+	require.NoError(t, s.PG.Apply(ctx, bulk, make([]bool, len(bulk))))
+	require.NoError(t, rs.WriteAt(ctx, 1, bulk, out))
+	require.NoError(t, s.ES.WriteAt(ctx, 1, bulk, out))
+	require.NoError(t, s.ES.Refresh(ctx))
+	require.NoError(t, rdb.HSet(ctx, rs.KeyAt(1, 7), "tags", `["by-hset"]`).Err())
+
+	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
+	require.NoError(t, err)
+	var docs [][]byte
+	for n := range int64(300) {
+		docs = append(docs, repair.OrderDoc(nil, 1, n))
+	}
+	_, err = orders.Write(ctx, docs)
+	require.NoError(t, err)
+	require.NoError(t, orders.Prepare(ctx))
+
+	c := repair.NewChecker(repair.NewProfile(s.PG, rs, s.ES), orders)
+	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))
+	st := repairpg.NewSweeps(s.NS.Pool())
+	claims := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "w1", time.Second)
+	t.Cleanup(func() { _ = claims.Close() })
+	w := sweep.NewWorker(sw, st, claims, sweep.WorkerConfig{Owner: "w1", Recheck: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RangeSegments: 1}, nil)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go w.Run(wctx)
+
+	pid := priv.Pid(t)
+	require.Positive(t, pid)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	resumed := false
+	defer func() {
+		if !resumed {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	}()
+	start := time.Now()
+	prof, err := w.Start(ctx, sweep.Record{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	require.NoError(t, err)
+	ord, err := w.Start(ctx, sweep.Record{Entity: "order", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	require.NoError(t, err)
+	var hung sweep.Record
+	require.Eventually(t, func() bool {
+		hung, err = st.GetSweep(ctx, prof.ID)
+		require.NoError(t, err)
+		return hung.Error != ""
+	}, 30*time.Second, 20*time.Millisecond, "a range failed at the deadline and says so")
+	failedAfter := time.Since(start)
+	require.Equal(t, sweep.Running, hung.State)
+	require.Contains(t, hung.Error, "redis")
+	require.Eventually(t, func() bool {
+		r, err := st.GetSweep(ctx, ord.ID)
+		require.NoError(t, err)
+		return r.State == sweep.Done
+	}, 60*time.Second, 20*time.Millisecond, "the other entity's sweep runs meanwhile")
+	orderDone := time.Since(start)
+	ranges, err := st.Ranges(ctx, prof.ID)
+	require.NoError(t, err)
+	failures := 0
+	for _, rg := range ranges {
+		failures += rg.Failures
+		if rg.Failures > 0 {
+			require.NotEmpty(t, rg.LastError)
+			require.NotNil(t, rg.RetryAt, "a failed range backs off")
+		}
+	}
+	require.Positive(t, failures)
+
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	resumed = true
+	resumedAt := time.Now()
+	var done sweep.Record
+	require.Eventually(t, func() bool {
+		done, err = st.GetSweep(ctx, prof.ID)
+		require.NoError(t, err)
+		require.NotEqual(t, sweep.Failed, done.State, "%+v", done)
+		return done.State == sweep.Done
+	}, 5*time.Minute, 50*time.Millisecond)
+	t.Logf("measured: first range error %s after the start (Redis hung), order sweep done at %s, %d range failures; profile sweep done %s after Redis resumed",
+		failedAfter.Round(time.Millisecond), orderDone.Round(time.Millisecond), failures, time.Since(resumedAt).Round(time.Millisecond))
+	require.Empty(t, done.Error, "a done sweep carries no range error that a retry cleared")
+	findings, err := st.Findings(ctx, prof.ID, 100)
+	require.NoError(t, err)
+	require.Equal(t, []sweep.Finding{{Key: "7", Store: "redis", Class: repair.ClassFieldMismatch}}, findings)
 }

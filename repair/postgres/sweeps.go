@@ -163,7 +163,8 @@ func collectSweeps2(rows pgx.Rows, err error) ([]sweep.Record, error) {
 }
 
 // FailRange implements sweep.Store: the range goes back to
-// pending, not to be claimed again before retryAt, with its error; the
+// pending, not to be claimed again before retryAt (nor are the sweep's
+// other pending ranges), with its error; the
 // sweep shows the error too (and its progress time moves, so a range
 // failing for a store reason is reported as failing, not as stuck).
 func (s *Sweeps) FailRange(ctx context.Context, id, lo int64, cause string, retryAt time.Time) (int, error) {
@@ -175,6 +176,13 @@ func (s *Sweeps) FailRange(ctx context.Context, id, lo int64, cause string, retr
 	}
 	if err != nil {
 		return 0, err
+	}
+	// The sweep backs off, not only the range: its other ranges read the
+	// same stores, and trying each in turn would keep a worker on a sweep
+	// whose store hangs while other sweeps wait.
+	if _, err = s.pool.Exec(ctx, `UPDATE sweep_ranges SET retry_at = greatest(coalesce(retry_at, $2), $2)
+		WHERE sweep_id = $1 AND state = 'pending'`, id, retryAt); err != nil {
+		return failures, err
 	}
 	_, err = s.pool.Exec(ctx, `UPDATE sweeps SET error = $2, updated_at = now() WHERE id = $1 AND state IN ('running', 'paused')`,
 		id, fmt.Sprintf("range %d: %s (failure %d; retrying at %s)", lo, cause, failures, retryAt.UTC().Format(time.RFC3339)))

@@ -40,7 +40,10 @@ import (
 // runs only the consistent digest sweep (for 10M rows);
 // TRIAD_BENCH_SWEEP_CPUPROFILE writes a CPU profile of the digest sweep
 // (with TRIAD_BENCH_SWEEP_KEEP: of the steady state);
-// TRIAD_BENCH_SWEEP_SKIP_RAW leaves out the stores' raw content reads.
+// TRIAD_BENCH_SWEEP_SKIP_RAW leaves out the stores' raw content reads;
+// TRIAD_BENCH_SWEEP_STEADY (with KEEP, on stores a full run verified)
+// runs only Redis's raw read, the steady state, the quick mode and the raw
+// read again.
 func BenchmarkSweep(b *testing.B) {
 	n := int64(1_000_000)
 	if v := os.Getenv("TRIAD_BENCH_SWEEP_ROWS"); v != "" {
@@ -130,6 +133,17 @@ func BenchmarkSweep(b *testing.B) {
 	for range b.N {
 		if os.Getenv("TRIAD_BENCH_SWEEP_DIGEST_ONLY") != "" {
 			run("consistent", sweep.ModeDigest)
+			continue
+		}
+		if keep && os.Getenv("TRIAD_BENCH_SWEEP_STEADY") != "" {
+			// On stores a full run left verified: Redis's raw content read,
+			// the steady state and the quick mode, and the raw read again,
+			// in one run with nothing else on the machine.
+			sw.Checkpoints = repairpg.NewSweeps(ns.Pool())
+			rawRedis(b, ns, rs, n)
+			run("steady state", sweep.ModeDigest)
+			run("label-only", sweep.ModeLabels)
+			rawRedis(b, ns, rs, n)
 			continue
 		}
 		if keep {

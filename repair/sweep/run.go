@@ -43,7 +43,8 @@ type Record struct {
 	ID     int64  `json:"id"`
 	Entity string `json:"entity"`
 	Mode   string `json:"mode"`
-	// ContentTrue: the sweep judges content (every mode but labels).
+	// ContentTrue: the sweep judges content (every mode but labels, and
+	// labels too for an entity with no labels to read).
 	ContentTrue bool `json:"content_true"`
 	// Checkpoint: the checkpointed store's base and taken checkpoints.
 	Checkpoint *CheckpointReport `json:"checkpoint,omitempty"`
@@ -224,7 +225,8 @@ func NewWorker(sw *Sweeper, st Store, claims Claims, cfg WorkerConfig, log *slog
 // Start creates a sweep on the dataset version this replica serves and
 // wakes the worker.
 func (w *Worker) Start(ctx context.Context, rec Record) (Record, error) {
-	if _, err := w.sw.ranged(rec.Entity); err != nil {
+	r, err := w.sw.ranged(rec.Entity)
+	if err != nil {
 		return rec, err
 	}
 	if !ValidMode(rec.Mode) {
@@ -233,7 +235,7 @@ func (w *Worker) Start(ctx context.Context, rec Record) (Record, error) {
 	if rec.Mode == "" {
 		rec.Mode = ModeAuto
 	}
-	rec.ContentTrue = ContentTrue(rec.Mode)
+	rec.ContentTrue = contentTrue(r, rec.Mode)
 	if rec.SegmentSize <= 0 {
 		rec.SegmentSize = 1000
 	}
@@ -524,7 +526,10 @@ func (w *Worker) finishClaimed(ctx context.Context, rec Record) (bool, error) {
 		return true, fmt.Errorf("sweep %d: the finish claim lapsed; another replica finishes it", rec.ID)
 	default:
 	}
-	rec.State = Done
+	// Done: every range finished, so an error a range had before a
+	// retry succeeded is history (the range keeps it, with its failure
+	// count), not the sweep's.
+	rec.State, rec.Error = Done, ""
 	rec.InFlight, rec.Findings = rep.InFlight, len(rep.Findings)
 	if rep.Repair != nil {
 		rec.Repaired = rep.Repair.Repaired

@@ -40,6 +40,16 @@ const (
 // mode but the quick one.
 func ContentTrue(m string) bool { return m != ModeLabels }
 
+// contentTrue is ContentTrue for entity r: an entity with no labels to
+// read (repair.Labelled) is read by content in the quick mode too, and
+// says so.
+func contentTrue(r repair.Ranged, m string) bool {
+	if _, ok := r.(repair.Labelled); !ok {
+		return true
+	}
+	return ContentTrue(m)
+}
+
 // AutoDenseShare is the share of dirty segments (after AutoMinSegments)
 // above which an auto sweep stops computing digests: narrowing nearly
 // every segment costs what reading every record costs, plus the digests.
@@ -155,7 +165,7 @@ func (s *Sweeper) Sweep(ctx context.Context, o Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep := Report{Entity: o.Entity, Mode: o.Mode, ContentTrue: ContentTrue(o.Mode)}
+	rep := Report{Entity: o.Entity, Mode: o.Mode, ContentTrue: contentTrue(r, o.Mode)}
 	// The checkpoint is taken before the refresh and every read it covers.
 	sc, err := s.takeCheckpoint(ctx, r, o.Mode)
 	if err != nil {

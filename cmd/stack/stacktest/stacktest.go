@@ -358,3 +358,21 @@ func (p *Private) Stop(t testing.TB) {
 
 // Endpoints are where the private server listens.
 func (p *Private) Endpoints() stack.Endpoints { return p.Config.Endpoints() }
+
+// Pid is the private server's process ID (0 when it is not running): a
+// fault test stops it with SIGSTOP to hang it, as a stalled host would.
+func (p *Private) Pid(t testing.TB) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sts, err := p.st.Status(ctx)
+	if err != nil {
+		t.Fatalf("stacktest: status of private %s: %v", p.Name, err)
+	}
+	for _, s := range sts {
+		if s.Name == p.Name {
+			return s.Pid
+		}
+	}
+	return 0
+}
