@@ -39,6 +39,7 @@ func TestEvaluate(t *testing.T) {
 			{ID: 9, Entity: "profile", State: "failed", Error: "redis: connection refused", FinishedAt: now.Add(-time.Minute)},
 			{ID: 10, Entity: "order", State: "failed", FinishedAt: now.Add(-2 * time.Hour)}, // outside the 1h window
 			{ID: 11, Entity: "order", State: "running", Stuck: true},
+			{ID: 12, Entity: "profile", State: "running", Error: "range 0: redis: i/o timeout (failure 2; retrying at ...)"},
 		},
 		RepairFailures: map[time.Duration]map[string]int64{15 * time.Minute: {"profile": 3}},
 		StoresDown:     map[string]time.Time{"redis": now.Add(-time.Minute)},
@@ -56,6 +57,9 @@ func TestEvaluate(t *testing.T) {
 	require.Equal(t, "9", byRule["SweepFailed"][0].Labels["sweep"])
 	require.Contains(t, byRule["SweepFailed"][0].Annotations["summary"], "connection refused")
 	require.Len(t, byRule["SweepStuck"], 1)
+	require.Len(t, byRule["SweepRangeFailing"], 1)
+	require.Equal(t, "12", byRule["SweepRangeFailing"][0].Labels["sweep"])
+	require.Contains(t, byRule["SweepRangeFailing"][0].Annotations["summary"], "i/o timeout")
 	require.Len(t, byRule["RepairsFailing"], 1)
 	require.Equal(t, "critical", byRule["RepairsFailing"][0].Labels["severity"])
 	require.Len(t, byRule["StoreUnreachable"], 1)

@@ -20,6 +20,10 @@ const (
 	KindSweepFailed = "sweep_failed"
 	// KindSweepStuck fires per running sweep flagged stuck.
 	KindSweepStuck = "sweep_stuck"
+	// KindSweepRangeFailing fires per running sweep one of whose ranges
+	// failed for a store reason and is backing off (the sweep's error),
+	// until a range makes progress again or the sweep ends.
+	KindSweepRangeFailing = "sweep_range_failing"
 	// KindStoreUnreachable fires per store its probes find down.
 	KindStoreUnreachable = "store_unreachable"
 	// KindTraceRejecting fires when more than Threshold spans were
@@ -30,7 +34,7 @@ const (
 	KindCatchupBacklog = "catchup_backlog"
 )
 
-var kinds = []string{KindDriftRate, KindRepairFailures, KindSweepFailed, KindSweepStuck, KindStoreUnreachable, KindTraceRejecting, KindCatchupBacklog}
+var kinds = []string{KindDriftRate, KindRepairFailures, KindSweepFailed, KindSweepStuck, KindSweepRangeFailing, KindStoreUnreachable, KindTraceRejecting, KindCatchupBacklog}
 
 // Rule is one configured alert rule.
 type Rule struct {
@@ -81,6 +85,7 @@ func DefaultRules() []Rule {
 		{Name: "RepairsFailing", Kind: KindRepairFailures, Threshold: 0, Window: 15 * time.Minute, Severity: "critical"},
 		{Name: "SweepFailed", Kind: KindSweepFailed, Window: time.Hour, Severity: "warning"},
 		{Name: "SweepStuck", Kind: KindSweepStuck, Severity: "warning"},
+		{Name: "SweepRangeFailing", Kind: KindSweepRangeFailing, Severity: "warning"},
 		{Name: "StoreUnreachable", Kind: KindStoreUnreachable, For: 30 * time.Second, Severity: "critical"},
 		{Name: "TraceIngestRejecting", Kind: KindTraceRejecting, Threshold: 0, Window: 5 * time.Minute, Severity: "warning"},
 		{Name: "CatchupBacklogGrowing", Kind: KindCatchupBacklog, Threshold: 10000, For: 5 * time.Minute, Severity: "warning"},

@@ -187,6 +187,12 @@ func (e *Evaluator) Evaluate(f Facts) []Active {
 					add(r, 1, fmt.Sprintf("sweep %d of %s makes no progress", s.ID, s.Entity), "entity", s.Entity, "sweep", strconv.FormatInt(s.ID, 10))
 				}
 			}
+		case KindSweepRangeFailing:
+			for _, s := range f.Sweeps {
+				if s.Error != "" && s.State == "running" {
+					add(r, 1, fmt.Sprintf("sweep %d of %s: a range is failing and backing off: %s", s.ID, s.Entity, s.Error), "entity", s.Entity, "sweep", strconv.FormatInt(s.ID, 10))
+				}
+			}
 		case KindStoreUnreachable:
 			for _, store := range slices.Sorted(maps.Keys(f.StoresDown)) {
 				since := f.StoresDown[store]

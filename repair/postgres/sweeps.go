@@ -206,7 +206,8 @@ func (s *Sweeps) StartRange(ctx context.Context, id, lo int64, owner string) (sw
 }
 
 // SaveProgress implements sweep.Store in one transaction: the
-// suspects, the range's cursor and counts, the sweep's totals.
+// suspects, the range's cursor and counts, the sweep's totals; the sweep's
+// error (a range backing off) is cleared, since a range moves again.
 func (s *Sweeps) SaveProgress(ctx context.Context, p sweep.Progress) (string, error) {
 	var state string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -242,7 +243,7 @@ func (s *Sweeps) SaveProgress(ctx context.Context, p sweep.Progress) (string, er
 			present = []int64{}
 		}
 		return tx.QueryRow(ctx, `UPDATE sweeps SET segments = segments + $2, dirty = dirty + $3, records = records + $4, ranges_done = ranges_done + $5,
-			suspects = (SELECT count(*) FROM sweep_suspects WHERE sweep_id = $1), stuck = false, updated_at = now(),
+			suspects = (SELECT count(*) FROM sweep_suspects WHERE sweep_id = $1), stuck = false, error = NULL, updated_at = now(),
 			present = coalesce((SELECT array_agg(coalesce(a, 0) + coalesce(b, 0) ORDER BY n) FROM unnest(present, $6::bigint[]) WITH ORDINALITY AS t(a, b, n)), '{}')
 			WHERE id = $1 RETURNING state`, p.SweepID, p.Segments, p.Dirty, p.Records, done, present).Scan(&state)
 	})
