@@ -465,3 +465,23 @@ func (p *Profile) CountDerived(ctx context.Context, i int) (int64, bool, error) 
 	n, err := p.redis.CountKeys(ctx)
 	return n, err == nil, err
 }
+
+var _ Unkeyed = (*Profile)(nil)
+
+// UnkeyedDerived implements Unkeyed: index documents without a user_id.
+func (p *Profile) UnkeyedDerived(ctx context.Context, i, max int) ([]int64, int64, bool, error) {
+	if i != 1 {
+		return nil, 0, false, nil
+	}
+	ids, total, err := p.es.Unkeyed(ctx, max)
+	if err != nil {
+		return nil, 0, true, err
+	}
+	var keys []int64
+	for _, id := range ids {
+		if k, err := strconv.ParseInt(id, 10, 64); err == nil && k > 0 {
+			keys = append(keys, k)
+		}
+	}
+	return keys, total - int64(len(keys)), true, nil
+}

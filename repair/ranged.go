@@ -131,3 +131,14 @@ type Checkpointed interface {
 	// labels that lie). It returns how many records it read.
 	Changed(ctx context.Context, since Checkpoint, fn func(keys []int64) error) (int64, error)
 }
+
+// Unkeyed is a Ranged entity one of whose stores read by range can list
+// the records its range reads cannot see: documents without a key field,
+// which another writer may leave (they would escape every sweep).
+type Unkeyed interface {
+	// UnkeyedDerived lists derived store i's unkeyed records: the keys of
+	// those whose id is a key (up to max), and how many others there are
+	// (ids that are not keys, or past max); ok is false for a store that
+	// cannot tell.
+	UnkeyedDerived(ctx context.Context, i, max int) (keys []int64, others int64, ok bool, err error)
+}

@@ -254,6 +254,41 @@ func (s *Store) Scan(ctx context.Context, lo, hi, since int64, fn func([]Doc) er
 	}
 }
 
+// Unkeyed lists the documents behind the alias that a range scan by
+// user_id cannot see, whoever wrote them: those without a user_id. It
+// returns up to max of their ids and how many there are in all (one
+// search; the strict mapping refuses a user_id of another type, so a
+// missing one is the only way a document escapes the scans).
+func (s *Store) Unkeyed(ctx context.Context, max int) (ids []string, total int64, err error) {
+	body := fmt.Sprintf(`{"size":%d,"track_total_hits":true,"_source":false,"sort":["_doc"],"query":{"bool":{"must_not":[{"exists":{"field":"user_id"}}]}}}`, max)
+	res, err := esapi.SearchRequest{Index: []string{s.Alias()}, Body: strings.NewReader(body),
+		FilterPath: []string{"hits.total.value", "hits.hits._id"}}.Do(ctx, s.es)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer drain(res)
+	if res.IsError() {
+		return nil, 0, fmt.Errorf("documents without a user_id: %s: %s", res.Status(), readAll(res))
+	}
+	var r struct {
+		Hits struct {
+			Total struct {
+				Value int64 `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				ID string `json:"_id"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&r); err != nil {
+		return nil, 0, fmt.Errorf("documents without a user_id: decode: %w", err)
+	}
+	for _, h := range r.Hits.Hits {
+		ids = append(ids, h.ID)
+	}
+	return ids, r.Hits.Total.Value, nil
+}
+
 // Checkpoint is a point in an index's history: every operation on any of
 // its primary shards up to SeqNo (the smallest global checkpoint among
 // them) is durable and, after a refresh, visible. Documents not written

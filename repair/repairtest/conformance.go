@@ -44,7 +44,9 @@ type Suite struct {
 //  4. a second repair writes nothing, and every copy (but one the store
 //     holds ahead of the primary, never lowered) agrees;
 //  5. the run's entries are all listed under the run.
-func Conformance(t *testing.T, s Suite) {
+//
+// It returns the sweep's report.
+func Conformance(t *testing.T, s Suite) sweep.Report {
 	t.Helper()
 	ctx := t.Context()
 	var keys, expect []string
@@ -123,4 +125,5 @@ func Conformance(t *testing.T, s Suite) {
 	listed, _, err := s.Log.List(ctx, repair.LogFilter{RunID: run.ID, Limit: 1000})
 	require.NoError(t, err)
 	require.Len(t, listed, len(entries))
+	return rep
 }

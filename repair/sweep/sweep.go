@@ -737,6 +737,10 @@ func compareHeads(ph, dh map[int64]repair.Head, cacheAside bool, suspects map[in
 	return found
 }
 
+// maxUnkeyed bounds the unkeyed records one sweep takes in as suspects
+// (the next sweep takes the rest once these are repaired).
+const maxUnkeyed = 1000
+
 // scanOrphans lists every key of the stores read by key, in bounded
 // batches, and adds those without a primary row to suspects. The
 // primary's keys are read once, in one streaming query, into a compressed
@@ -753,6 +757,24 @@ func (s *Sweeper) scanOrphans(ctx context.Context, r repair.Ranged, present []in
 	var known *roaring64.Bitmap
 	var did []string
 	for i, d := range r.Derived() {
+		if u, ok := r.(repair.Unkeyed); ok {
+			keys, others, ok, err := u.UnkeyedDerived(ctx, i, maxUnkeyed)
+			if err != nil {
+				return "", fmt.Errorf("%s records without a key: %w", d.Store(), err)
+			}
+			if ok && len(keys)+int(others) > 0 {
+				var fresh []int64
+				for _, k := range keys {
+					if _, ok := suspects[k]; !ok {
+						fresh = append(fresh, k)
+					}
+				}
+				if err := s.primaryHeadsOf(ctx, r, fresh, suspects); err != nil {
+					return "", err
+				}
+				did = append(did, fmt.Sprintf("%s: %d records without a key field (%d by a key id: suspects; %d others, for an operator)", d.Store(), len(keys)+int(others), len(keys), others))
+			}
+		}
 		if c, ok := r.(repair.Counted); ok && i < len(present) {
 			n, ok, err := c.CountDerived(ctx, i)
 			if err != nil {
