@@ -92,7 +92,9 @@ func TestHungRedisRangeBacksOff(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	priv := stacktest.StartPrivate(t, "redis")
-	rdb := goredis.NewClient(&goredis.Options{Addr: priv.Endpoints().RedisAddr, MaxRetries: 0,
+	// The client's deadline is the store call's: one second, no retries
+	// (go-redis retries 3 times unless MaxRetries is -1).
+	rdb := goredis.NewClient(&goredis.Options{Addr: priv.Endpoints().RedisAddr, MaxRetries: -1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	t.Cleanup(func() { _ = rdb.Close() })
 	rs := redisstore.New(rdb, redisstore.Config{KeyPrefix: s.NS.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry())
