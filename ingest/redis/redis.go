@@ -384,21 +384,33 @@ func (s *Store) GetMany(ctx context.Context, ids []int64) (map[int64]*ingest.Pro
 }
 
 // GetManyAt reads the profiles of ids in a dataset version in one
-// pipeline. Absent ids are in neither result; ids whose value is not a
-// valid profile hash are listed in corrupt (a reader treats them as
-// misses).
+// pipeline (readFields: the serving path reads only the known fields, so
+// a huge foreign value at a key costs it nothing). Absent ids are in
+// neither result; ids whose value is not a valid profile hash (decoded
+// strictly, canonical JSON included) are listed in corrupt (a reader
+// treats them as misses, and a check reads them whole).
 func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (good map[int64]*ingest.Profile, corrupt []int64, err error) {
-	got, err := s.ReadAt(ctx, version, ids, true)
+	good = make(map[int64]*ingest.Profile, len(ids))
+	err = s.readFields(ctx, version, ids, func(i int, vals []any, ok bool) {
+		if !ok {
+			corrupt = append(corrupt, ids[i])
+			return
+		}
+		h := make(map[string]string, len(headFields))
+		for j, v := range vals {
+			if str, isStr := v.(string); isStr {
+				h[headFields[j]] = str
+			}
+		}
+		p, err := Decode(ids[i], h, true)
+		if err != nil {
+			corrupt = append(corrupt, ids[i])
+			return
+		}
+		good[ids[i]] = p
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	good = make(map[int64]*ingest.Profile, len(got))
-	for id, c := range got {
-		if c.Err != nil {
-			corrupt = append(corrupt, id)
-			continue
-		}
-		good[id] = c.Profile
 	}
 	return good, corrupt, nil
 }
@@ -452,8 +464,30 @@ type Head struct {
 // not in the result.
 func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int64]Head, error) {
 	out := make(map[int64]Head, len(ids))
+	var p ingest.Profile
+	var scratch []byte
+	err := s.readFields(ctx, version, ids, func(i int, got []any, ok bool) {
+		h := Head{Suspect: true}
+		if ok {
+			if c, good := contentHead(&p, ids[i], got, &scratch); good {
+				h = c
+			}
+		}
+		out[ids[i]] = h
+	})
+	return out, err
+}
+
+// readFields reads the keys of ids in a dataset version in one pipeline:
+// HMGET of headFields and HLEN per key (the command's arguments but the
+// key boxed once: HMGet would box every field name of every key). fn gets
+// each present key's reply; ok is false when the value is not a profile
+// hash of exactly those fields (another type, a missing or an extra
+// field). Nothing beyond the known fields is moved, whatever the key
+// holds.
+func (s *Store) readFields(ctx context.Context, version int, ids []int64, fn func(i int, vals []any, ok bool)) error {
 	if len(ids) == 0 {
-		return out, nil
+		return nil
 	}
 	pipe := s.rdb.Pipeline()
 	vals := make([]*goredis.Cmd, len(ids))
@@ -461,8 +495,6 @@ func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int6
 	prefix := s.Prefix(version) + "profile:"
 	for i, id := range ids {
 		k := prefix + strconv.FormatInt(id, 10)
-		// The command's arguments but the key are boxed once (headArgs):
-		// HMGet would box every field name of every key.
 		args := make([]any, len(headArgs))
 		copy(args, headArgs)
 		args[1] = k
@@ -470,34 +502,24 @@ func (s *Store) HeadsAt(ctx context.Context, version int, ids []int64) (map[int6
 		lens[i] = pipe.HLen(ctx, k)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isReplyError(err) {
-		return nil, fmt.Errorf("redis pipeline of %d reads: %w", len(ids), err)
+		return fmt.Errorf("redis pipeline of %d reads: %w", len(ids), err)
 	}
-	var p ingest.Profile
-	var scratch []byte
 	for i, id := range ids {
 		n, err := lens[i].Result()
 		if err != nil {
 			if !isReplyError(err) {
-				return nil, fmt.Errorf("redis read %d: %w", id, err)
+				return fmt.Errorf("redis read %d: %w", id, err)
 			}
-			out[id] = Head{Suspect: true} // another type at the key
+			fn(i, nil, false) // another type at the key
 			continue
 		}
 		if n == 0 {
 			continue // absent
 		}
 		got, err := vals[i].Slice()
-		if err != nil || n != int64(len(headFields)) || len(got) != len(headFields) {
-			out[id] = Head{Suspect: true}
-			continue
-		}
-		h, ok := contentHead(&p, id, got, &scratch)
-		if !ok {
-			h = Head{Suspect: true}
-		}
-		out[id] = h
+		fn(i, got, err == nil && n == int64(len(headFields)) && len(got) == len(headFields))
 	}
-	return out, nil
+	return nil
 }
 
 // headFields are the fields of a profile hash, in the order HeadsAt reads
