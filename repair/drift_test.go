@@ -13,7 +13,6 @@ import (
 
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
-	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/repairtest"
@@ -34,17 +33,8 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 600, "ok")
-	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
-	require.NoError(t, err)
-	var docs [][]byte
-	for n := range int64(600) {
-		docs = append(docs, repair.OrderDoc(nil, 1, n))
-	}
-	_, err = orders.Write(ctx, docs)
-	require.NoError(t, err)
+	orders := s.Orders(t, 600)
 	require.NoError(t, s.ES.Refresh(ctx))
-	require.NoError(t, orders.Prepare(ctx))
 
 	rdb := s.NS.Redis()
 	pkey := func(id int) string { return s.RS.KeyAt(1, int64(id)) }
@@ -110,7 +100,7 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	require.NoError(t, rdb.Set(ctx, okey(22), "{not json", 0).Err())
 	add("order", "22", "redis", repair.ClassCorrupt)
 	// 23: ES _update of one field.
-	s.ESUpdate(t, idx.Name(), "23", `{"status":"refunded-by-update"}`)
+	s.ESUpdate(t, s.OrderIndex(), "23", `{"status":"refunded-by-update"}`)
 	add("order", "23", "elasticsearch", repair.ClassFieldMismatch)
 
 	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES), orders)
@@ -182,17 +172,8 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 400, "ok")
-	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
-	require.NoError(t, err)
-	var docs [][]byte
-	for n := range int64(300) {
-		docs = append(docs, repair.OrderDoc(nil, 1, n))
-	}
-	_, err = orders.Write(ctx, docs)
-	require.NoError(t, err)
+	orders := s.Orders(t, 300)
 	require.NoError(t, s.ES.Refresh(ctx))
-	require.NoError(t, orders.Prepare(ctx))
 	rdb := s.NS.Redis()
 	require.NoError(t, rdb.Del(ctx, s.RS.KeyAt(1, 2)).Err())
 	require.NoError(t, rdb.RPush(ctx, s.RS.KeyAt(1, 2), "a", "list").Err()) // a list where the hash belongs

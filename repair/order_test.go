@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/repair"
-	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/repairtest"
 	"github.com/triad-dev/triad/repair/sweep"
@@ -26,9 +25,7 @@ import (
 func TestOrderEntity(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
-	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
-	require.NoError(t, err)
+	orders := s.OrderTable(t)
 	docs := make([][]byte, 0, 1200)
 	for n := range int64(1200) {
 		docs = append(docs, repair.OrderDoc(nil, 1, n))
@@ -58,7 +55,7 @@ func TestOrderEntity(t *testing.T) {
 	// Plant drift.
 	rdb := s.NS.Redis()
 	esPut := func(id int, body string, version int64, vt string) {
-		res, err := s.NS.ES().Index(idx.Name(), strings.NewReader(body), s.NS.ES().Index.WithDocumentID(fmt.Sprint(id)),
+		res, err := s.NS.ES().Index(s.OrderIndex(), strings.NewReader(body), s.NS.ES().Index.WithDocumentID(fmt.Sprint(id)),
 			s.NS.ES().Index.WithVersion(int(version)), s.NS.ES().Index.WithVersionType(vt), s.NS.ES().Index.WithRefresh("true"))
 		require.NoError(t, err)
 		res.Body.Close()
@@ -151,12 +148,4 @@ func TestOrderEntity(t *testing.T) {
 	// Bad keys.
 	_, err = c.Check(ctx, "order", []string{"0"})
 	require.ErrorIs(t, err, repair.ErrBadKey)
-}
-
-// orderRows is the order table's rows in the test's namespace.
-func orderRows(t *testing.T, s *repairtest.Stores) *repairpg.TableRows {
-	t.Helper()
-	rows, err := repairpg.NewTableRows(s.NS.Pool(), repair.OrderEntity())
-	require.NoError(t, err)
-	return rows
 }

@@ -18,7 +18,6 @@ import (
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
-	repaires "github.com/triad-dev/triad/repair/elasticsearch"
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/repairtest"
@@ -109,16 +108,7 @@ func TestHungRedisRangeBacksOff(t *testing.T) {
 	require.NoError(t, s.ES.Refresh(ctx))
 	require.NoError(t, rdb.HSet(ctx, rs.KeyAt(1, 7), "tags", `["by-hset"]`).Err())
 
-	idx := repaires.New(s.NS.ES(), s.NS.IndexPrefix+"orders", "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), orderRows(t, s), s.NS.Redis(), s.NS.RedisPrefix, idx)
-	require.NoError(t, err)
-	var docs [][]byte
-	for n := range int64(300) {
-		docs = append(docs, repair.OrderDoc(nil, 1, n))
-	}
-	_, err = orders.Write(ctx, docs)
-	require.NoError(t, err)
-	require.NoError(t, orders.Prepare(ctx))
+	orders := s.Orders(t, 300)
 
 	c := repair.NewChecker(repair.NewProfile(s.PG, rs, s.ES), orders)
 	sw := sweep.New(c, repair.NewRepairer(c, repairpg.NewLog(s.NS.Pool())))

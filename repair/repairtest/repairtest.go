@@ -20,6 +20,8 @@ import (
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair"
+	repaires "github.com/triad-dev/triad/repair/elasticsearch"
+	repairpg "github.com/triad-dev/triad/repair/postgres"
 )
 
 // Stores are the profile's three stores in a test's own namespace
@@ -181,3 +183,33 @@ func PlantAll(t testing.TB, s *Stores) map[int64]Want {
 
 	return cases
 }
+
+// OrderTable is the order entity on the test's namespace: its table, its
+// Redis keys under the namespace's prefix and its own index.
+func (s *Stores) OrderTable(t testing.TB) *repair.Table {
+	t.Helper()
+	rows, err := repairpg.NewTableRows(s.NS.Pool(), repair.OrderEntity())
+	require.NoError(t, err)
+	idx := repaires.New(s.NS.ES(), s.OrderIndex(), "order_id")
+	orders, err := repair.NewTable(repair.OrderEntity(), rows, s.NS.Redis(), s.NS.RedisPrefix, idx)
+	require.NoError(t, err)
+	return orders
+}
+
+// Orders is OrderTable with n generated orders written consistently to
+// its three stores and the index refreshed.
+func (s *Stores) Orders(t testing.TB, n int64) *repair.Table {
+	t.Helper()
+	orders := s.OrderTable(t)
+	docs := make([][]byte, 0, n)
+	for i := range n {
+		docs = append(docs, repair.OrderDoc(nil, 1, i))
+	}
+	_, err := orders.Write(t.Context(), docs)
+	require.NoError(t, err)
+	require.NoError(t, orders.Prepare(t.Context()))
+	return orders
+}
+
+// OrderIndex is the name of OrderTable's index.
+func (s *Stores) OrderIndex() string { return s.NS.IndexPrefix + "orders" }
