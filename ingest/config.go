@@ -30,6 +30,19 @@ type Config struct {
 	RetryBackoff    time.Duration `yaml:"retry_backoff"`
 	// CatchupInterval is how often recorded failures are replayed.
 	CatchupInterval time.Duration `yaml:"catchup_interval"`
+	// PrimaryTimeout bounds one Postgres call of the pipeline (a batch,
+	// a catch-up record); a Postgres that hangs fails the attempt, which
+	// is retried for PrimaryRetryFor.
+	PrimaryTimeout time.Duration `yaml:"primary_timeout"`
+	// DerivedTimeout bounds one derived-store write. A store that does not
+	// answer in time is marked down at once and its writes go to the
+	// catch-up log, so a hung store holds the shard writers no longer.
+	DerivedTimeout time.Duration `yaml:"derived_timeout"`
+	// OutboxGrace is how old an outbox entry must be before any triad
+	// moves it to the catch-up log as abandoned (its writer crashed). It
+	// must exceed the time a live writer can take to finish a batch:
+	// DerivedAttempts × DerivedTimeout plus the back-off.
+	OutboxGrace time.Duration `yaml:"outbox_grace"`
 	// MaxLineBytes is the longest accepted input line.
 	MaxLineBytes int `yaml:"max_line_bytes"`
 	// TombstoneRetention is how long Postgres keeps deleted profiles'
@@ -51,6 +64,9 @@ func DefaultConfig() Config {
 		DerivedAttempts:    4,
 		RetryBackoff:       100 * time.Millisecond,
 		CatchupInterval:    2 * time.Second,
+		PrimaryTimeout:     30 * time.Second,
+		DerivedTimeout:     5 * time.Second,
+		OutboxGrace:        time.Minute,
 		MaxLineBytes:       DefaultMaxLineBytes,
 		TombstoneRetention: 7 * 24 * time.Hour,
 	}
@@ -80,10 +96,14 @@ func (c Config) Validate() error {
 	}{
 		{"batch_delay", c.BatchDelay}, {"derived_batch_delay", c.DerivedBatchDelay}, {"retry_backoff", c.RetryBackoff},
 		{"catchup_interval", c.CatchupInterval}, {"primary_retry_for", c.PrimaryRetryFor}, {"tombstone_retention", c.TombstoneRetention},
+		{"primary_timeout", c.PrimaryTimeout}, {"derived_timeout", c.DerivedTimeout}, {"outbox_grace", c.OutboxGrace},
 	} {
 		if kd.d <= 0 {
 			errs = append(errs, fmt.Errorf("ingest.%s: must be positive, got %s", kd.key, kd.d))
 		}
+	}
+	if worst := time.Duration(c.DerivedAttempts)*c.DerivedTimeout + c.PrimaryTimeout; c.OutboxGrace > 0 && c.OutboxGrace < worst {
+		errs = append(errs, fmt.Errorf("ingest.outbox_grace: must be at least derived_attempts × derived_timeout + primary_timeout (%s), got %s: a live writer's entries would be replayed twice", worst, c.OutboxGrace))
 	}
 	return errors.Join(errs...)
 }

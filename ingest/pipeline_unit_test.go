@@ -26,20 +26,20 @@ type memPrimary struct {
 
 func newMemPrimary() *memPrimary { return &memPrimary{rows: map[int64]*Profile{}} }
 
-func (m *memPrimary) Apply(ctx context.Context, batch []*Profile, held []bool) error {
+func (m *memPrimary) Apply(ctx context.Context, batch []*Profile, held []bool, owed []string) (int64, error) {
 	if m.block != nil {
 		<-m.block
 	}
 	if m.fail.Load() > 0 {
 		m.fail.Add(-1)
-		return errors.New("connection refused")
+		return 0, errors.New("connection refused")
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := map[int64]bool{}
 	for i, p := range batch {
 		if seen[p.UserID] {
-			return errors.New("ON CONFLICT DO UPDATE command cannot affect row a second time")
+			return 0, errors.New("ON CONFLICT DO UPDATE command cannot affect row a second time")
 		}
 		seen[p.UserID] = true
 		cur := m.rows[p.UserID]
@@ -49,7 +49,7 @@ func (m *memPrimary) Apply(ctx context.Context, batch []*Profile, held []bool) e
 		}
 		held[i] = m.rows[p.UserID] == p || m.rows[p.UserID].Equal(p)
 	}
-	return nil
+	return 0, nil
 }
 
 func (m *memPrimary) Get(ctx context.Context, ids []int64) ([]*Profile, error) {
@@ -126,6 +126,10 @@ func (m *memCatchup) Done(ctx context.Context, store string, written []*Profile)
 	}
 	return nil
 }
+
+func (m *memCatchup) Settle(context.Context, []int64) error { return nil }
+
+func (m *memCatchup) Recover(context.Context, time.Duration, int) (int64, error) { return 0, nil }
 
 func (m *memCatchup) Count(ctx context.Context, store string) (int64, error) {
 	m.mu.Lock()

@@ -102,7 +102,8 @@ func TestHungRedisRangeBacksOff(t *testing.T) {
 		bulk = append(bulk, repairtest.Profile(t, id, 1, "ok"))
 	}
 	out := make([]ingest.WriteResult, len(bulk))
-	require.NoError(t, s.PG.Apply(ctx, bulk, make([]bool, len(bulk))))
+	_, err := s.PG.Apply(ctx, bulk, make([]bool, len(bulk)), nil)
+	require.NoError(t, err)
 	require.NoError(t, rs.WriteAt(ctx, 1, bulk, out))
 	require.NoError(t, s.ES.WriteAt(ctx, 1, bulk, out))
 	require.NoError(t, s.ES.Refresh(ctx))

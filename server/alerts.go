@@ -122,8 +122,8 @@ func (s *Server) createWebhook(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	var req createWebhookRequest
-	if err := c.ShouldBindJSON(&req); err != nil {
-		return nil, fmt.Errorf(`%w: body must be {"name", "url", "format": "alertmanager"|"json", "secret", "rules": [...], "send_resolved"}: %w`, ErrBadRequest, err)
+	if err := decodeJSON(c, &req, `{"name", "url", "format": "alertmanager"|"json", "secret", "rules": [...], "send_resolved"}`); err != nil {
+		return nil, err
 	}
 	w := alert.Webhook{Name: req.Name, URL: req.URL, Format: req.Format, Secret: req.Secret, Rules: req.Rules,
 		SendResolved: req.SendResolved == nil || *req.SendResolved, CreatedBy: principal(c).Name}

@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/triad-dev/triad/ingest/dataset"
 	"github.com/triad-dev/triad/repair"
@@ -61,8 +64,39 @@ func statusOf(err error) (int, string) {
 		return http.StatusServiceUnavailable, "unavailable"
 	case errors.Is(err, ErrRateLimited):
 		return http.StatusTooManyRequests, "rate_limited"
+	case errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "timeout"
+	}
+	var pge *pgconn.PgError
+	if errors.As(err, &pge) {
+		switch {
+		case pge.Code == "57014": // query_canceled: statement_timeout
+			return http.StatusServiceUnavailable, "timeout"
+		case strings.HasPrefix(pge.Code, "22"), strings.HasPrefix(pge.Code, "54"): // data exception, program limit
+			return http.StatusBadRequest, "bad_request"
+		}
 	}
 	return http.StatusInternalServerError, "internal"
+}
+
+// publicMessage is what a client is told of err: the server's own text
+// for its own errors, never a store's (a Postgres message can quote other
+// rows, and a store's raw text is not an API).
+func publicMessage(err error, status int, code string) string {
+	var pge *pgconn.PgError
+	switch {
+	case code == "timeout":
+		var what string
+		if errors.As(err, &pge) {
+			what = "postgres: the statement ran past its timeout"
+		} else {
+			what = err.Error()
+		}
+		return "the request ran out of time: " + what
+	case errors.As(err, &pge) && status == http.StatusBadRequest:
+		return "bad request: a value the store cannot take (Postgres " + pge.Code + ")"
+	}
+	return err.Error()
 }
 
 // handlerFunc returns data for a success envelope, or an error.
@@ -121,7 +155,7 @@ func created(c *gin.Context) { c.Set(createdKey, true) }
 
 func (s *Server) writeError(c *gin.Context, err error) {
 	status, code := statusOf(err)
-	msg := err.Error()
+	msg := publicMessage(err, status, code)
 	if status == http.StatusInternalServerError {
 		s.log.Error("request failed", "request_id", requestID(c), "path", c.FullPath(), "err", err)
 		msg = "internal error; see the server log for request " + requestID(c)

@@ -43,10 +43,12 @@ func (s *Server) postChecks(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	var req checkRequest
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Entity == "" {
-		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "ids": [42, 43]}`, ErrBadRequest)
+	const shape = `{"entity": "profile", "ids": [42, 43]}`
+	if err := decodeJSON(c, &req, shape); err != nil {
+		return nil, err
+	}
+	if req.Entity == "" {
+		return nil, fmt.Errorf("%w: body must be %s", ErrBadRequest, shape)
 	}
 	keys, err := rawKeys(req.IDs)
 	if err != nil {

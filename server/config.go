@@ -16,8 +16,30 @@ type Config struct {
 	// DrainDelay is how long /-/ready answers 503 before the listener closes,
 	// so load balancers stop sending traffic first.
 	DrainDelay time.Duration `yaml:"drain_delay"`
-	// MaxBodyBytes caps request bodies; larger ones get 413.
+	// MaxBodyBytes caps the batch endpoint's body (profile JSONL); larger
+	// ones get 413 (the lines before the limit are taken).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxRequestBytes caps every other request body (ID lists, webhooks,
+	// sweeps); larger ones get 413.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxInflight and MaxInflightBytes are the global in-flight budget of
+	// /api requests: how many at once, and how many body bytes they may
+	// hold together (a body of unknown length counts as its route's cap).
+	// A request beyond either gets 429 at once.
+	MaxInflight      int   `yaml:"max_inflight"`
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
+	// RequestTimeout is every /api request's deadline, store calls
+	// included: a store that hangs answers 503 naming it within it.
+	// BatchTimeout is the batch endpoint's (a body of MaxBodyBytes).
+	RequestTimeout time.Duration `yaml:"request_timeout"`
+	BatchTimeout   time.Duration `yaml:"batch_timeout"`
+	// The HTTP server's connection timeouts: to read a request's headers,
+	// to read the whole request, to write the response, and to keep an
+	// idle keep-alive connection.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	ReadTimeout       time.Duration `yaml:"read_timeout"`
+	WriteTimeout      time.Duration `yaml:"write_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
 	// ProbeInterval is how often dependencies are probed for /-/ready.
 	ProbeInterval time.Duration `yaml:"probe_interval"`
 	ProbeTimeout  time.Duration `yaml:"probe_timeout"`
@@ -50,6 +72,15 @@ func DefaultConfig() Config {
 		ShutdownTimeout:      15 * time.Second,
 		DrainDelay:           0,
 		MaxBodyBytes:         8 << 20,
+		MaxRequestBytes:      64 << 10,
+		MaxInflight:          512,
+		MaxInflightBytes:     64 << 20,
+		RequestTimeout:       15 * time.Second,
+		BatchTimeout:         time.Minute,
+		ReadHeaderTimeout:    10 * time.Second,
+		ReadTimeout:          time.Minute,
+		WriteTimeout:         2 * time.Minute,
+		IdleTimeout:          2 * time.Minute,
 		ProbeInterval:        time.Second,
 		ProbeTimeout:         time.Second,
 		SessionTTL:           12 * time.Hour,
@@ -76,6 +107,23 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("server.max_body_bytes: must be at least 1024, got %d", c.MaxBodyBytes))
+	}
+	if c.MaxRequestBytes < 1024 || c.MaxRequestBytes > c.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("server.max_request_bytes: must be from 1024 to max_body_bytes (%d), got %d", c.MaxBodyBytes, c.MaxRequestBytes))
+	}
+	if c.MaxInflight < 1 || c.MaxInflightBytes < c.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("server.max_inflight: must be at least 1 (got %d), and max_inflight_bytes at least max_body_bytes (got %d)", c.MaxInflight, c.MaxInflightBytes))
+	}
+	for _, kd := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"request_timeout", c.RequestTimeout}, {"batch_timeout", c.BatchTimeout}, {"read_header_timeout", c.ReadHeaderTimeout},
+		{"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}, {"idle_timeout", c.IdleTimeout},
+	} {
+		if kd.d < 100*time.Millisecond {
+			errs = append(errs, fmt.Errorf("server.%s: must be at least 100ms, got %s", kd.key, kd.d))
+		}
 	}
 	if c.ProbeInterval < 100*time.Millisecond {
 		errs = append(errs, fmt.Errorf("server.probe_interval: must be at least 100ms, got %s", c.ProbeInterval))

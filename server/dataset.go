@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"github.com/gin-gonic/gin"
@@ -66,10 +65,12 @@ func (s *Server) switchDataset(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	var req switchRequest
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Version < 1 {
-		return nil, fmt.Errorf("%w: body must be {\"version\": N (positive), \"redis_missing_ok\": bool}", ErrBadRequest)
+	const shape = `{"version": N (positive), "redis_missing_ok": bool}`
+	if err := decodeJSON(c, &req, shape); err != nil {
+		return nil, err
+	}
+	if req.Version < 1 {
+		return nil, fmt.Errorf("%w: body must be %s", ErrBadRequest, shape)
 	}
 	// A switch that started finishes even if the client goes away.
 	rep, err := d.Switch(context.WithoutCancel(c.Request.Context()), req.Version, dataset.VerifyOptions{RedisMissingOK: req.RedisMissingOK})
@@ -90,8 +91,8 @@ func (s *Server) rollbackDataset(c *gin.Context) (any, error) {
 		RedisMissingOK bool `json:"redis_missing_ok"`
 	}
 	if c.Request.ContentLength != 0 {
-		if err := json.NewDecoder(c.Request.Body).Decode(&req); err != nil {
-			return nil, fmt.Errorf("%w: body must be empty or {\"redis_missing_ok\": bool}", ErrBadRequest)
+		if err := decodeJSON(c, &req, `empty or {"redis_missing_ok": bool}`); err != nil {
+			return nil, err
 		}
 	}
 	rep, err := d.Rollback(context.WithoutCancel(c.Request.Context()), dataset.VerifyOptions{RedisMissingOK: req.RedisMissingOK})

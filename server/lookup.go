@@ -98,12 +98,9 @@ func (s *Server) lookupProfiles(c *gin.Context) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(c.Request.Body)
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
 	var req lookupRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, fmt.Errorf("%w: body must be {\"ids\": [positive integers]}: %w", ErrBadRequest, err)
+	if err := decodeJSON(c, &req, `{"ids": [positive integers]}`); err != nil {
+		return nil, err
 	}
 	if len(req.IDs) == 0 || len(req.IDs) > r.MaxBatch() {
 		return nil, fmt.Errorf("%w: ids must hold 1 to %d IDs, got %d", ErrBadRequest, r.MaxBatch(), len(req.IDs))

@@ -114,10 +114,12 @@ func (s *Server) postRepairs(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: repairs are not configured", ErrUnavailable)
 	}
 	var req repairRequest
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.Budget < 0 {
-		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "ids": [42], "dry_run": false, "budget": 0}`, ErrBadRequest)
+	const shape = `{"entity": "profile", "ids": [42], "dry_run": false, "budget": 0}`
+	if err := decodeJSON(c, &req, shape); err != nil {
+		return nil, err
+	}
+	if req.Entity == "" || req.Budget < 0 {
+		return nil, fmt.Errorf("%w: body must be %s", ErrBadRequest, shape)
 	}
 	switch req.Trigger {
 	case "":

@@ -101,6 +101,9 @@ type Server struct {
 	rate      *limiters // per principal; nil: no limit
 	logins    *limiters // per client address
 
+	budget          *budget
+	inflightRefused *prometheus.CounterVec
+
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	observers sync.Map // metricKey → routeObserver; routes and codes are bounded
@@ -113,7 +116,11 @@ func New(o Options) *Server {
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
 		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
-		ready: newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
+		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
+		budget: newBudget(o.Config.MaxInflight, o.Config.MaxInflightBytes),
+		inflightRefused: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "triad_http_inflight_refused_total", Help: "API requests refused with 429 because the in-flight budget (requests or body bytes) was spent.",
+		}, []string{"budget"}),
 		requests: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_requests_total", Help: "HTTP requests by method, route and status code.",
 		}, []string{"method", "route", "code"}),
@@ -129,7 +136,7 @@ func New(o Options) *Server {
 	s.logins = newLimiters(rate.Limit(float64(max(o.Config.LoginRateLimit, 1))/60), max(o.Config.LoginRateLimit, 1))
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
-	e.Use(s.requestID, s.recover, s.observe, s.limitBody)
+	e.Use(s.requestID, s.recover, s.observe, s.admit)
 	// Unknown /api/ paths need a token too, so routes cannot be probed anonymously.
 	notFound := s.wrap(func(*gin.Context) (any, error) { return nil, ErrNotFound })
 	apiNoRoute := s.authenticate(auth.RoleViewer, true)
@@ -192,7 +199,9 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)
 	s.engine = e
 	s.profiles.Store(o.Profiles)
-	s.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	s.http = &http.Server{Handler: e, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ReadHeaderTimeout: o.Config.ReadHeaderTimeout, ReadTimeout: o.Config.ReadTimeout,
+		WriteTimeout: o.Config.WriteTimeout, IdleTimeout: o.Config.IdleTimeout, MaxHeaderBytes: 64 << 10}
 	return s
 }
 
@@ -353,19 +362,6 @@ func (s *Server) routeMetrics(method, route string, code int) routeObserver {
 
 // quietRoutes are logged at debug level unless they fail.
 var quietRoutes = map[string]bool{"/api/v1/profiles/:id": true, "/api/v1/profiles/lookup": true}
-
-func (s *Server) limitBody(c *gin.Context) {
-	if c.Request.ContentLength > s.cfg.MaxBodyBytes {
-		s.writeError(c, ErrTooLarge)
-		return
-	}
-	if c.Request.ContentLength == 0 && c.Request.Body == http.NoBody {
-		c.Next() // nothing to limit (most GETs)
-		return
-	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes)
-	c.Next()
-}
 
 // principal returns the authenticated caller.
 func principal(c *gin.Context) auth.Principal {

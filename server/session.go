@@ -170,7 +170,10 @@ func (s *Server) login(c *gin.Context) (any, error) {
 		}
 	}
 	var req loginRequest
-	if err := c.ShouldBindJSON(&req); err != nil || req.Token == "" {
+	if err := decodeJSON(c, &req, `{"token": "triad_…"}`); err != nil {
+		return nil, err
+	}
+	if req.Token == "" {
 		return nil, fmt.Errorf(`%w: body must be {"token": "triad_…"}`, ErrBadRequest)
 	}
 	secret, sess, err := s.authn.Login(c.Request.Context(), req.Token, s.cfg.SessionTTL)

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -51,10 +50,12 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	var req sweepRequest
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil || req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > repair.MaxSegmentRows || !sweep.ValidMode(req.Mode) || req.Rate < 0 {
-		return nil, fmt.Errorf(`%w: body must be {"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000), "mode": "auto" (auto, digest, records, or labels: the quick mode, not content-true), "rate": 0 (records/s per replica, 0 unlimited)}`, ErrBadRequest)
+	const shape = `{"entity": "profile", "repair": false, "dry_run": false, "segment_size": 1000 (at most 5000), "mode": "auto" (auto, digest, records, or labels: the quick mode, not content-true), "rate": 0 (records/s per replica, 0 unlimited)}`
+	if err := decodeJSON(c, &req, shape); err != nil {
+		return nil, err
+	}
+	if req.Entity == "" || req.SegmentSize < 0 || req.SegmentSize > repair.MaxSegmentRows || !sweep.ValidMode(req.Mode) || req.Rate < 0 {
+		return nil, fmt.Errorf("%w: body must be %s", ErrBadRequest, shape)
 	}
 	if req.DryRun && !req.Repair {
 		return nil, fmt.Errorf("%w: dry_run needs repair: true", ErrBadRequest)

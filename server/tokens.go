@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -33,8 +34,8 @@ type createTokenResponse struct {
 
 func (s *Server) createToken(c *gin.Context) (any, error) {
 	var req createTokenRequest
-	if err := c.ShouldBindJSON(&req); err != nil {
-		return nil, fmt.Errorf("%w: body: %w", ErrBadRequest, err)
+	if err := decodeJSON(c, &req, `{"name", "role", "ttl"}`); err != nil {
+		return nil, err
 	}
 	role, err := auth.ParseRole(req.Role)
 	if err != nil {
@@ -56,7 +57,13 @@ func (s *Server) createToken(c *gin.Context) (any, error) {
 }
 
 func (s *Server) revokeToken(c *gin.Context) (any, error) {
-	tok, err := s.tokens.Revoke(c.Request.Context(), c.Param("id"))
+	// By ID only: a name is reused after a revoke, and a name that looks
+	// like an ID ("9") must never revoke another token.
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id < 1 {
+		return nil, fmt.Errorf("%w: a token is revoked by its ID (a positive integer; GET /api/v1/tokens lists them), got %.40q", ErrBadRequest, c.Param("id"))
+	}
+	tok, err := s.tokens.Revoke(c.Request.Context(), id)
 	if err != nil {
 		return nil, err
 	}

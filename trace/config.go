@@ -22,6 +22,12 @@ type Config struct {
 	// up to QueueWait, then get 429 (gRPC UNAVAILABLE).
 	MaxConcurrent int           `yaml:"max_concurrent"`
 	QueueWait     time.Duration `yaml:"queue_wait"`
+	// BodyTimeout is how long an OTLP/HTTP request's body may take to
+	// arrive; MaxInflightBytes bounds the bodies being received at once,
+	// charged as their bytes arrive (beyond it: 429). Bodies are received
+	// before a decoding slot is taken, so slow senders cannot hold slots.
+	BodyTimeout      time.Duration `yaml:"body_timeout"`
+	MaxInflightBytes int           `yaml:"max_inflight_bytes"`
 	// MaxPendingSpans bounds the spans decoded but not yet written; above
 	// it requests get 503 with Retry-After.
 	MaxPendingSpans int `yaml:"max_pending_spans"`
@@ -46,20 +52,22 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:         true,
-		HTTPAddr:        "127.0.0.1:4318",
-		GRPCAddr:        "127.0.0.1:4317",
-		MaxBodyBytes:    16 << 20,
-		MaxConcurrent:   8,
-		QueueWait:       time.Second,
-		MaxPendingSpans: 200000,
-		BatchSpans:      5000,
-		BatchDelay:      20 * time.Millisecond,
-		Writers:         2,
-		Retention:       7 * 24 * time.Hour,
-		MaxTraceSpans:   50000,
-		Languages:       Languages{Attribute: "service.language"},
-		Self:            SelfConfig{SampleRatio: 1},
+		Enabled:          true,
+		HTTPAddr:         "127.0.0.1:4318",
+		GRPCAddr:         "127.0.0.1:4317",
+		MaxBodyBytes:     16 << 20,
+		MaxConcurrent:    8,
+		QueueWait:        time.Second,
+		BodyTimeout:      10 * time.Second,
+		MaxInflightBytes: 128 << 20,
+		MaxPendingSpans:  200000,
+		BatchSpans:       5000,
+		BatchDelay:       20 * time.Millisecond,
+		Writers:          2,
+		Retention:        7 * 24 * time.Hour,
+		MaxTraceSpans:    50000,
+		Languages:        Languages{Attribute: "service.language"},
+		Self:             SelfConfig{SampleRatio: 1},
 	}
 }
 
@@ -81,6 +89,9 @@ func (c Config) Validate() error {
 	}
 	positive("max_body_bytes", c.MaxBodyBytes, 1<<30)
 	positive("max_concurrent", c.MaxConcurrent, 1024)
+	if c.MaxInflightBytes < c.MaxBodyBytes {
+		errs = append(errs, fmt.Errorf("trace.max_inflight_bytes: must be at least max_body_bytes (%d), got %d", c.MaxBodyBytes, c.MaxInflightBytes))
+	}
 	positive("max_pending_spans", c.MaxPendingSpans, 1<<26)
 	positive("batch_spans", c.BatchSpans, 1<<20)
 	positive("writers", c.Writers, 64)
@@ -88,7 +99,7 @@ func (c Config) Validate() error {
 	for _, kd := range []struct {
 		key string
 		d   time.Duration
-	}{{"queue_wait", c.QueueWait}, {"batch_delay", c.BatchDelay}} {
+	}{{"queue_wait", c.QueueWait}, {"batch_delay", c.BatchDelay}, {"body_timeout", c.BodyTimeout}} {
 		if kd.d <= 0 {
 			errs = append(errs, fmt.Errorf("trace.%s: must be positive, got %s", kd.key, kd.d))
 		}

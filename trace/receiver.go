@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -8,12 +9,14 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"golang.org/x/sync/semaphore"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -43,13 +46,17 @@ type Receiver struct {
 	m     *Metrics
 	slot  chan struct{} // decoding slots (Config.MaxConcurrent)
 	token []byte        // the bearer token senders must present; nil: none
+	// bytes is the budget of request bodies being received at once,
+	// charged as the bytes arrive (Config.MaxInflightBytes).
+	bytes *semaphore.Weighted
 }
 
 // NewReceiver returns a receiver handing spans to sub. A non-empty token
 // is required of every sender as "Authorization: Bearer <token>" (HTTP
 // header or gRPC metadata); others get 401 / UNAUTHENTICATED.
 func NewReceiver(sub Submitter, cfg Config, token string, log *slog.Logger, m *Metrics) *Receiver {
-	r := &Receiver{sub: sub, cfg: cfg, log: log.With("component", "trace.receiver"), m: m, slot: make(chan struct{}, cfg.MaxConcurrent)}
+	r := &Receiver{sub: sub, cfg: cfg, log: log.With("component", "trace.receiver"), m: m, slot: make(chan struct{}, cfg.MaxConcurrent),
+		bytes: semaphore.NewWeighted(int64(cfg.MaxInflightBytes))}
 	if token != "" {
 		r.token = []byte("Bearer " + token)
 	}
@@ -124,22 +131,71 @@ func (r *Receiver) serveHTTP(w http.ResponseWriter, req *http.Request) {
 		r.answerHTTP(w, encoding, encoding, httpAnswer{http.StatusMethodNotAllowed, 0, "OTLP/HTTP exports are POST requests"}, nil)
 		return
 	}
+	// The body is received before a decoding slot is taken, within
+	// BodyTimeout and charged to the byte budget as it arrives: a slow
+	// sender holds only the bytes it sent, for at most BodyTimeout, and
+	// never a slot that real exporters need.
+	wire, charged, ans := r.receive(w, req)
+	defer r.bytes.Release(charged)
+	if ans.code != 0 {
+		r.answerHTTP(w, encoding, encoding, ans, nil)
+		return
+	}
 	if !r.acquire(req.Context()) {
 		r.answerHTTP(w, encoding, encoding, httpAnswer{http.StatusTooManyRequests, retryBusy, "too many export requests in flight; retry later"}, nil)
 		return
 	}
 	defer r.release()
-	ans, resp := r.export(req, encoding)
+	ans, resp := r.export(req, wire, encoding)
 	r.answerHTTP(w, encoding, encoding, ans, resp)
 }
 
-// export reads, decodes and stores one request.
-func (r *Receiver) export(req *http.Request, encoding string) (httpAnswer, *ptraceotlp.ExportResponse) {
+// receiveStep is how many bytes of a body are read (and charged to the
+// budget) at a time.
+const receiveStep = 64 << 10
+
+// receive reads a request's body as sent (compressed or not), at most
+// MaxBodyBytes, within BodyTimeout, charging the byte budget step by
+// step; it returns the body, what it charged (the caller releases it),
+// and an answer when the body cannot be taken.
+func (r *Receiver) receive(w http.ResponseWriter, req *http.Request) ([]byte, int64, httpAnswer) {
 	limit := int64(r.cfg.MaxBodyBytes)
 	if req.ContentLength > limit {
-		return httpAnswer{http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body of %d bytes is over the limit of %d", req.ContentLength, limit)}, nil
+		return nil, 0, httpAnswer{http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body of %d bytes is over the limit of %d", req.ContentLength, limit)}
 	}
-	var body io.Reader = io.LimitReader(req.Body, limit+1)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(r.cfg.BodyTimeout))
+	var buf []byte
+	var charged int64
+	for {
+		if int64(len(buf)) > limit {
+			return nil, charged, httpAnswer{http.StatusRequestEntityTooLarge, 0, fmt.Sprintf("body is over the limit of %d bytes", limit)}
+		}
+		if len(buf) == cap(buf) {
+			if !r.bytes.TryAcquire(receiveStep) {
+				return nil, charged, httpAnswer{http.StatusTooManyRequests, retryBusy, "too many export bytes in flight; retry later"}
+			}
+			charged += receiveStep
+			buf = append(buf, make([]byte, receiveStep)...)[:len(buf)]
+		}
+		n, err := req.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, charged, httpAnswer{}
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, charged, httpAnswer{http.StatusRequestTimeout, retryBusy, fmt.Sprintf("the body did not arrive within %s", r.cfg.BodyTimeout)}
+			}
+			return nil, charged, httpAnswer{http.StatusBadRequest, 0, "read body: " + err.Error()}
+		}
+	}
+}
+
+// export decompresses, decodes and stores one request's body.
+func (r *Receiver) export(req *http.Request, wire []byte, encoding string) (httpAnswer, *ptraceotlp.ExportResponse) {
+	limit := int64(r.cfg.MaxBodyBytes)
+	var body io.Reader = bytes.NewReader(wire)
 	switch ce := req.Header.Get("Content-Encoding"); ce {
 	case "", "identity":
 	case "gzip":

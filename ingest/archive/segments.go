@@ -75,8 +75,11 @@ type Segments struct {
 	n     int
 	stamp string
 	line  []byte
-	stop  chan struct{}
-	done  chan struct{}
+	// good is how many bytes of the current segment are whole chunks in
+	// the file: after a failed write the segment is cut back to it.
+	good int64
+	stop chan struct{}
+	done chan struct{}
 }
 
 // Open creates Dir if needed and starts the flusher; the first segment is
@@ -111,7 +114,11 @@ func (s *Segments) flusher() {
 	}
 }
 
-// Append implements ingest.Archiver.
+// Append implements ingest.Archiver: the batch ends its chunk, which is
+// in the file (and, with fsync "chunk", on disk) when Append returns. A
+// failed write (a full disk) cuts the segment back to its last whole
+// chunk and closes it, so the archive never ends torn and the next Append
+// starts a new segment; the caller owes the whole batch again.
 func (s *Segments) Append(batch []*ingest.Profile) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -120,31 +127,46 @@ func (s *Segments) Append(batch []*ingest.Profile) error {
 			return err
 		}
 	}
-	before := s.cw.seq
 	for _, p := range batch {
 		s.line = append(p.AppendRecord(s.line[:0]), '\n')
 		if _, err := s.cw.Write(s.line); err != nil {
-			return err
-		}
-	}
-	if s.cw.seq != before {
-		if err := s.bw.Flush(); err != nil {
 			return s.failLocked(err)
 		}
-		if s.cfg.Fsync == "chunk" {
-			if err := s.f.Sync(); err != nil {
-				return s.failLocked(err)
-			}
+	}
+	if err := s.cw.Flush(); err != nil {
+		return s.failLocked(err)
+	}
+	if err := s.bw.Flush(); err != nil {
+		return s.failLocked(err)
+	}
+	if s.cfg.Fsync == "chunk" {
+		if err := s.f.Sync(); err != nil {
+			return s.failLocked(err)
 		}
 	}
+	s.good = s.cw.Written()
 	return nil
 }
 
+// failLocked counts a write error, cuts the segment back to its last
+// whole chunk (removing it when nothing whole is left) and drops it.
 func (s *Segments) failLocked(err error) error {
 	if s.m != nil {
 		s.m.ChunkWriteErrors.Inc()
 	}
-	return fmt.Errorf("archive %s: %w", s.f.Name(), err)
+	name := s.f.Name()
+	if s.good > 0 {
+		_ = s.f.Truncate(s.good)
+		_ = s.f.Close()
+	} else {
+		_ = s.f.Close()
+		_ = os.Remove(name)
+	}
+	if s.cw != nil {
+		_ = s.cw.Close()
+	}
+	s.cw, s.bw, s.f, s.good = nil, nil, nil, 0
+	return fmt.Errorf("archive %s: %w", name, err)
 }
 
 func (s *Segments) flushLocked(sync bool) error {
@@ -152,7 +174,7 @@ func (s *Segments) flushLocked(sync bool) error {
 		return nil
 	}
 	if err := s.cw.Flush(); err != nil {
-		return err
+		return s.failLocked(err)
 	}
 	if err := s.bw.Flush(); err != nil {
 		return s.failLocked(err)
@@ -169,9 +191,11 @@ func (s *Segments) closeLocked() error {
 	if s.cw == nil {
 		return nil
 	}
-	err := s.flushLocked(s.cfg.Fsync != "never")
-	err = errors.Join(err, s.cw.Close(), s.f.Close())
-	s.cw, s.bw, s.f = nil, nil, nil
+	if err := s.flushLocked(s.cfg.Fsync != "never"); err != nil {
+		return err // failLocked has cut and dropped the segment
+	}
+	err := errors.Join(s.cw.Close(), s.f.Close())
+	s.cw, s.bw, s.f, s.good = nil, nil, nil, 0
 	return err
 }
 

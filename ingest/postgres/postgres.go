@@ -27,8 +27,11 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // upsert applies a batch in one statement: a row is written only when the
 // stored version is older (the version guard), so an older version never
 // replaces a newer one, and a tombstone keeps its version. Parameters are
-// arrays so one round trip carries the whole batch.
+// arrays so one round trip carries the whole batch. The same statement,
+// and so the same transaction, records what the rows it wrote owe to the
+// stores in $10 as one outbox entry, whose ID every returned row carries.
 const upsert = `
+WITH w AS (
 INSERT INTO profiles AS p (user_id, version, updated_at, deleted, deleted_at, tags, interests, devices, behavior, props)
 SELECT u.user_id, u.version, u.updated_at, u.deleted, CASE WHEN u.deleted THEN now() END,
        u.tags::jsonb, u.interests::jsonb, u.devices::jsonb, u.behavior::jsonb, u.props::jsonb
@@ -40,7 +43,13 @@ ON CONFLICT (user_id) DO UPDATE SET
     tags = EXCLUDED.tags, interests = EXCLUDED.interests, devices = EXCLUDED.devices,
     behavior = EXCLUDED.behavior, props = EXCLUDED.props
 WHERE p.version < EXCLUDED.version
-RETURNING user_id`
+RETURNING user_id, version),
+o AS (
+INSERT INTO profile_outbox (stores, user_ids, versions)
+SELECT $10::text[], array_agg(user_id), array_agg(version) FROM w
+HAVING count(*) > 0 AND cardinality($10::text[]) > 0
+RETURNING id)
+SELECT user_id, coalesce((SELECT id FROM o), 0) FROM w`
 
 // held reads back what the table holds for users whose upsert wrote
 // nothing, so the caller knows whether the input is already the stored
@@ -48,7 +57,10 @@ RETURNING user_id`
 const held = `SELECT user_id, version, deleted, digest FROM profiles WHERE user_id = ANY($1::bigint[])`
 
 // Apply implements ingest.Primary.
-func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) error {
+func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool, owed []string) (int64, error) {
+	if owed == nil {
+		owed = []string{}
+	}
 	n := len(batch)
 	ids, versions := make([]int64, n), make([]int64, n)
 	updated, deleted := make([]pgtype.Timestamptz, n), make([]bool, n)
@@ -63,21 +75,22 @@ func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) 
 			fields[f][i] = string(p.Field(f))
 		}
 	}
-	rows, err := s.pool.Query(ctx, upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4])
+	rows, err := s.pool.Query(ctx, upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4], owed)
 	if err != nil {
-		return fmt.Errorf("upsert %d profiles: %w", n, err)
+		return 0, fmt.Errorf("upsert %d profiles: %w", n, err)
 	}
 	written := make(map[int64]bool, n)
+	var outbox int64
 	for rows.Next() {
 		var id int64
-		if err := rows.Scan(&id); err != nil {
+		if err := rows.Scan(&id, &outbox); err != nil {
 			rows.Close()
-			return err
+			return 0, err
 		}
 		written[id] = true
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("upsert %d profiles: %w", n, err)
+		return 0, fmt.Errorf("upsert %d profiles: %w", n, err)
 	}
 	var rest []int64
 	for i, p := range batch {
@@ -87,7 +100,7 @@ func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) 
 		}
 	}
 	if len(rest) == 0 {
-		return nil
+		return outbox, nil
 	}
 	type state struct {
 		version int64
@@ -95,21 +108,23 @@ func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) 
 		digest  int64
 	}
 	got := make(map[int64]state, len(rest))
+	// The entry is committed: from here on an error must still return it,
+	// or its writes would be left to recovery after outbox_grace.
 	rows, err = s.pool.Query(ctx, held, rest)
 	if err != nil {
-		return fmt.Errorf("read back %d profiles: %w", len(rest), err)
+		return outbox, fmt.Errorf("read back %d profiles: %w", len(rest), err)
 	}
 	for rows.Next() {
 		var id int64
 		var st state
 		if err := rows.Scan(&id, &st.version, &st.deleted, &st.digest); err != nil {
 			rows.Close()
-			return err
+			return outbox, err
 		}
 		got[id] = st
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("read back %d profiles: %w", len(rest), err)
+		return outbox, fmt.Errorf("read back %d profiles: %w", len(rest), err)
 	}
 	for i, p := range batch {
 		if out[i] {
@@ -118,7 +133,7 @@ func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool) 
 		st, ok := got[p.UserID]
 		out[i] = ok && st.version == p.Version && st.deleted == p.Deleted && (p.Deleted || st.digest == p.Digest)
 	}
-	return nil
+	return outbox, nil
 }
 
 const columns = `user_id, version, updated_at, deleted, tags::text, interests::text, devices::text, behavior::text, props::text, digest`
@@ -231,6 +246,36 @@ func (s *Store) Done(ctx context.Context, store string, written []*ingest.Profil
 		DELETE FROM profile_catchup c USING unnest($2::bigint[], $3::bigint[]) AS u(id, v)
 		WHERE c.store = $1 AND c.user_id = u.id AND c.version <= u.v`, store, ids, versions)
 	return err
+}
+
+// Settle implements ingest.CatchupLog.
+func (s *Store) Settle(ctx context.Context, outbox []int64) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM profile_outbox WHERE id = ANY($1::bigint[])`, outbox)
+	return err
+}
+
+// Recover implements ingest.CatchupLog: one statement deletes the oldest
+// abandoned entries (skipping any another triad is moving) and records
+// each profile they owe, per store, in the catch-up log.
+func (s *Store) Recover(ctx context.Context, age time.Duration, limit int) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+WITH o AS (
+    DELETE FROM profile_outbox WHERE id IN (
+        SELECT id FROM profile_outbox WHERE created_at < now() - $1::interval
+        ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+    RETURNING stores, user_ids, versions),
+u AS (
+    SELECT st.store, x.id, max(x.v) AS v
+    FROM o, unnest(o.stores) AS st(store), unnest(o.user_ids, o.versions) AS x(id, v)
+    GROUP BY st.store, x.id),
+i AS (
+    INSERT INTO profile_catchup AS c (store, user_id, version, last_error)
+    SELECT store, id, v, 'owed by a writer that did not finish (recovered from the outbox)' FROM u
+    ON CONFLICT (store, user_id) DO UPDATE SET
+        version = GREATEST(c.version, EXCLUDED.version), last_failed_at = now())
+SELECT count(*) FROM u`, age, limit).Scan(&n)
+	return n, err
 }
 
 // Count implements ingest.CatchupLog.

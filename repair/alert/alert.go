@@ -175,7 +175,20 @@ func (m *Manager) Store() Store { return m.store }
 // second (or every Interval, if shorter) so back-off delays of a second
 // or two are kept, and purges what is older than Retention hourly, until
 // ctx ends.
-func (m *Manager) Run(ctx context.Context) {
+//
+// With fence set (leader.Check), each round of evaluation, delivery and
+// purge first proves the caller still leads, and is skipped if not.
+func (m *Manager) Run(ctx context.Context, fence func(context.Context) error) {
+	if fence == nil {
+		fence = func(context.Context) error { return nil }
+	}
+	every := func(ctx context.Context, d time.Duration, fn func()) {
+		every(ctx, d, func() {
+			if fence(ctx) == nil {
+				fn()
+			}
+		})
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		every(ctx, m.cfg.Interval, func() {

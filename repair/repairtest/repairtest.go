@@ -59,7 +59,8 @@ func (s *Stores) Write(t testing.TB, p *ingest.Profile, where ...string) {
 	for _, w := range where {
 		switch w {
 		case "postgres":
-			require.NoError(t, s.PG.Apply(t.Context(), []*ingest.Profile{p}, make([]bool, 1)))
+			_, err := s.PG.Apply(t.Context(), []*ingest.Profile{p}, make([]bool, 1), nil)
+			require.NoError(t, err)
 		case "redis":
 			out := make([]ingest.WriteResult, 1)
 			require.NoError(t, s.RS.WriteAt(t.Context(), 1, []*ingest.Profile{p}, out))
@@ -81,7 +82,8 @@ func (s *Stores) Consistent(t testing.TB, first, last int64, tag string) {
 		bulk = append(bulk, Profile(t, id, 1, tag))
 	}
 	ctx := t.Context()
-	require.NoError(t, s.PG.Apply(ctx, bulk, make([]bool, len(bulk))))
+	_, err := s.PG.Apply(ctx, bulk, make([]bool, len(bulk)), nil)
+	require.NoError(t, err)
 	out := make([]ingest.WriteResult, len(bulk))
 	require.NoError(t, s.RS.WriteAt(ctx, 1, bulk, out))
 	require.NoError(t, s.ES.WriteAt(ctx, 1, bulk, out))

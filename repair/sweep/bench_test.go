@@ -362,7 +362,7 @@ func load(b *testing.B, n int64, pg *pgstore.Store, rs *redisstore.Store, es *es
 	for range 2 {
 		wg.Go(func() {
 			for batch := range batches {
-				if err := pg.Apply(ctx, batch, make([]bool, len(batch))); err != nil {
+				if _, err := pg.Apply(ctx, batch, make([]bool, len(batch)), nil); err != nil {
 					errs <- err
 					return
 				}

@@ -30,6 +30,9 @@ type Scheduler struct {
 	Now func() time.Time
 	// Tick is how often due schedules are looked for (default 5s).
 	Tick time.Duration
+	// Fence, when set, is asked right before a sweep is started; an error
+	// (leadership lost) skips the start (leader.Check).
+	Fence func(context.Context) error
 }
 
 // NewScheduler returns a scheduler for the (validated) schedules.
@@ -93,6 +96,11 @@ func (sc *Scheduler) due(ctx context.Context, s Schedule) error {
 	active, err := sc.st.Active(ctx, s.Entity)
 	if err != nil {
 		return err
+	}
+	if sc.Fence != nil {
+		if err := sc.Fence(ctx); err != nil {
+			return err
+		}
 	}
 	if active {
 		// Skip this turn rather than stack sweeps of one entity.

@@ -194,10 +194,10 @@ func (s *Store) List(ctx context.Context, includeRevoked bool) ([]Token, error) 
 }
 
 // Revoke revokes the active token with the given id or name.
-func (s *Store) Revoke(ctx context.Context, idOrName string) (Token, error) {
+func (s *Store) Revoke(ctx context.Context, id int64) (Token, error) {
 	t, err := scanToken(s.pool.QueryRow(ctx,
 		`UPDATE api_tokens SET revoked_at = now()
-		  WHERE revoked_at IS NULL AND (id::text = $1 OR name = $1) RETURNING `+tokenCols, idOrName))
+		  WHERE revoked_at IS NULL AND id = $1 RETURNING `+tokenCols, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Token{}, ErrNotFound
 	}

@@ -59,7 +59,7 @@ func TestStoreAgainstPostgres(t *testing.T) {
 	_, _, err = store.Create(ctx, " ", auth.RoleAdmin, 0)
 	require.ErrorIs(t, err, auth.ErrInvalidInput)
 
-	_, err = store.Revoke(ctx, "reader")
+	_, err = store.Revoke(ctx, tok.ID)
 	require.NoError(t, err)
 	_, err = a.Authenticate(ctx, secret)
 	require.NoError(t, err, "another replica keeps a resolved token for auth.CacheFor")
@@ -80,7 +80,7 @@ func TestSessionsAgainstPostgres(t *testing.T) {
 	a := auth.NewAuthenticator(store, "bootstrap-token-0123456789")
 	ctx := t.Context()
 
-	tok, _, err := store.Create(ctx, "ui", auth.RoleOperator, 0)
+	tok, ui, err := store.Create(ctx, "ui", auth.RoleOperator, 0)
 	require.NoError(t, err)
 	secret, sess, err := a.Login(ctx, tok, time.Hour)
 	require.NoError(t, err)
@@ -96,7 +96,7 @@ func TestSessionsAgainstPostgres(t *testing.T) {
 	_, _, err = a.Login(ctx, "triad_nope", time.Hour)
 	require.ErrorIs(t, err, auth.ErrInvalidToken)
 
-	_, err = store.Revoke(ctx, "ui")
+	_, err = store.Revoke(ctx, ui.ID)
 	require.NoError(t, err)
 	a.Forget()
 	_, err = a.Session(ctx, secret)

@@ -158,6 +158,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	}, log)
 	sweeps := sweepAdmin{w: worker, st: sweepStore}
 	scheduler := sweep.NewScheduler(c.Repair.Schedules, worker, sweepStore, log)
+	scheduler.Fence = leader.Check
 	// 1. stop the worker (its context), 2. revoke the lease so its claims
 	// go at once rather than after the TTL.
 	var workerRuns sync.WaitGroup
@@ -226,7 +227,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { purgeRepairLog(ctx, repairLog, c.Repair.LogRetention, log) })
 			wg.Go(func() { purgeSessions(ctx, tokens, o.Config.Server.AuditRetention, log) })
 			if c.Alert.Enabled {
-				wg.Go(func() { alerts.Run(ctx) })
+				wg.Go(func() { alerts.Run(ctx, leader.Check) })
 			}
 			wg.Go(func() { worker.WatchStuck(ctx, c.Repair.Sweep.StuckAfter/10, c.Repair.Sweep.StuckAfter) })
 			wg.Go(func() { scheduler.Run(ctx) })
@@ -341,7 +342,11 @@ func (a *App) startOTLP(c trace.Config, otlpToken string, store trace.Store, log
 			return fmt.Errorf("otlp http: listen %s: %w", c.HTTPAddr, err)
 		}
 		a.OTLPHTTPAddr = ln.Addr().String()
-		hs := &http.Server{Handler: rcv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		// The receiver bounds each body by trace.body_timeout itself; the
+		// server's own timeouts end connections that send nothing more.
+		hs := &http.Server{Handler: rcv.Handler(), ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 2 * c.BodyTimeout, WriteTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
 		a.group.Add(func() error {
 			if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("otlp http: %w", err)
@@ -505,11 +510,16 @@ func counterSum(g prometheus.Gatherer, name, label string, values ...string) flo
 	return sum
 }
 
-// periodically runs fn at once, then every d, until ctx ends.
+// periodically runs the leader job fn at once, then every d, until ctx
+// ends; each run first proves leadership (leader.Check), and the job ends
+// when it no longer holds.
 func periodically(ctx context.Context, d time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
+		if leader.Check(ctx) != nil {
+			return
+		}
 		fn(ctx)
 		select {
 		case <-ctx.Done():

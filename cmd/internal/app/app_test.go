@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -146,11 +147,12 @@ func TestServeAgainstRealStores(t *testing.T) {
 		require.Equal(t, http.StatusUnauthorized, call(t, a, http.MethodGet, "/api/v1/no-such-route", "", nil).code)
 	})
 
-	var viewer, operator string
+	var viewer, operator, viewerID string
 	t.Run("admin creates tokens", func(t *testing.T) {
 		r := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": "ci-viewer", "role": "viewer"})
 		require.Equal(t, http.StatusCreated, r.code, r.raw)
 		viewer = r.body["data"].(map[string]any)["secret"].(string)
+		viewerID = fmt.Sprint(r.body["data"].(map[string]any)["id"])
 		require.True(t, strings.HasPrefix(viewer, auth.TokenPrefix))
 		r = call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": "ci-operator", "role": "operator", "ttl": "1h"})
 		require.Equal(t, http.StatusCreated, r.code, r.raw)
@@ -187,10 +189,11 @@ func TestServeAgainstRealStores(t *testing.T) {
 	})
 
 	t.Run("revoke", func(t *testing.T) {
-		r := call(t, a, http.MethodDelete, "/api/v1/tokens/ci-viewer", adminToken, nil)
+		require.Equal(t, http.StatusBadRequest, call(t, a, http.MethodDelete, "/api/v1/tokens/ci-viewer", adminToken, nil).code, "by ID only")
+		r := call(t, a, http.MethodDelete, "/api/v1/tokens/"+viewerID, adminToken, nil)
 		require.Equal(t, http.StatusOK, r.code, r.raw)
 		require.Equal(t, http.StatusUnauthorized, call(t, a, http.MethodGet, "/api/v1/whoami", viewer, nil).code)
-		require.Equal(t, http.StatusNotFound, call(t, a, http.MethodDelete, "/api/v1/tokens/ci-viewer", adminToken, nil).code)
+		require.Equal(t, http.StatusNotFound, call(t, a, http.MethodDelete, "/api/v1/tokens/"+viewerID, adminToken, nil).code)
 		list := call(t, a, http.MethodGet, "/api/v1/tokens", adminToken, nil)
 		require.Len(t, list.body["data"], 1, "revoked tokens are hidden by default")
 		list = call(t, a, http.MethodGet, "/api/v1/tokens?all=true", adminToken, nil)

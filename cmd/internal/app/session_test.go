@@ -3,6 +3,7 @@ package app_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -89,9 +90,11 @@ func TestDashboardSessions(t *testing.T) {
 	cfg.Server.RateLimit, cfg.Server.RateBurst = 40, 40
 	a := startMigrated(t, cfg)
 
+	ids := map[string]string{} // token name → ID
 	mint := func(name, role string) string {
 		r := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": name, "role": role})
 		require.Equal(t, http.StatusCreated, r.code, r.raw)
+		ids[name] = fmt.Sprint(r.body["data"].(map[string]any)["id"])
 		return r.body["data"].(map[string]any)["secret"].(string)
 	}
 	operator, viewer := mint("ui-operator", "operator"), mint("ui-viewer", "viewer")
@@ -167,7 +170,7 @@ func TestDashboardSessions(t *testing.T) {
 		b := newBrowser(t, a)
 		require.Equal(t, http.StatusCreated, b.login(tmp).code)
 		require.Equal(t, http.StatusOK, b.do(http.MethodGet, "/api/v1/session", nil, false).code)
-		require.Equal(t, http.StatusOK, call(t, a, http.MethodDelete, "/api/v1/tokens/ui-temp", adminToken, nil).code)
+		require.Equal(t, http.StatusOK, call(t, a, http.MethodDelete, "/api/v1/tokens/"+ids["ui-temp"], adminToken, nil).code)
 		require.Equal(t, http.StatusUnauthorized, b.do(http.MethodGet, "/api/v1/session", nil, false).code)
 	})
 

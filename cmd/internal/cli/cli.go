@@ -7,14 +7,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/triad-dev/triad/trace"
 	"io"
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/triad-dev/triad/trace"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -417,9 +419,13 @@ func (e env) token(ctx context.Context, args []string) error {
 		return tw.Flush()
 	case "revoke":
 		if fs.NArg() != 1 {
-			return usagef("revoke takes one token id or name")
+			return usagef("revoke takes one token ID (`triad token list` shows them)")
 		}
-		tok, err := store.Revoke(ctx, fs.Arg(0))
+		id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
+		if err != nil || id < 1 {
+			return usagef("revoke takes a token ID, a positive integer (`triad token list` shows them), not %q: names are reused after a revoke", fs.Arg(0))
+		}
+		tok, err := store.Revoke(ctx, id)
 		if err != nil {
 			return err
 		}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -74,10 +75,15 @@ func TestTokenCommands(t *testing.T) {
 	require.Equal(t, ExitUsage, code)
 	require.Contains(t, errs, "want viewer, operator or admin")
 
-	code, out, _ = run(t, environ, "token", "revoke", "deploy-bot")
+	code, _, errs = run(t, environ, "token", "revoke", "deploy-bot")
+	require.Equal(t, ExitUsage, code, "by ID only")
+	require.Contains(t, errs, "token ID")
+	id := regexp.MustCompile(`(?m)^(\d+)\s+deploy-bot`).FindStringSubmatch(out)
+	require.Len(t, id, 2, out)
+	code, out, _ = run(t, environ, "token", "revoke", id[1])
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, "revoked token")
-	code, _, errs = run(t, environ, "token", "revoke", "deploy-bot")
+	code, _, errs = run(t, environ, "token", "revoke", id[1])
 	require.Equal(t, ExitError, code)
 	require.Contains(t, errs, "token not found")
 

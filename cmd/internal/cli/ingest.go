@@ -7,13 +7,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/triad-dev/triad/repair"
 	"io"
 	"log/slog"
 	"os"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/triad-dev/triad/repair"
 
 	"github.com/prometheus/client_golang/prometheus"
 

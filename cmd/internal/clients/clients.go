@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -57,6 +58,10 @@ func NewPostgres(c Postgres) (*pgxpool.Pool, error) {
 	if c.Schema != "" {
 		cfg.ConnConfig.RuntimeParams["search_path"] = c.Schema
 	}
+	// Server-side bounds: no statement, and no transaction left idle by a
+	// stalled client, holds a backend longer than this.
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(c.StatementTimeout.Milliseconds(), 10)
+	cfg.ConnConfig.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(2*c.StatementTimeout.Milliseconds(), 10)
 	cfg.MaxConns = int32(c.MaxConns)
 	return pgxpool.NewWithConfig(context.Background(), cfg)
 }
@@ -68,34 +73,83 @@ func NewRedis(c Redis) (*redis.Client, error) {
 		return nil, fmt.Errorf("redis.tls: %w", err)
 	}
 	return redis.NewClient(&redis.Options{
-		Addr:        c.Addr,
-		Username:    c.Username,
-		Password:    c.Password.Reveal(),
-		DB:          c.DB,
-		TLSConfig:   tc,
-		DialTimeout: c.DialTimeout,
-		PoolSize:    c.PoolSize,
+		Addr:         c.Addr,
+		Username:     c.Username,
+		Password:     c.Password.Reveal(),
+		DB:           c.DB,
+		TLSConfig:    tc,
+		DialTimeout:  c.DialTimeout,
+		ReadTimeout:  c.Timeout,
+		WriteTimeout: c.Timeout,
+		PoolSize:     c.PoolSize,
+		// The caller's deadline, when sooner, bounds socket I/O too.
+		ContextTimeoutEnabled: true,
+		MaxRetries:            redisRetries(c.MaxRetries),
 	}), nil
 }
 
-// NewElasticsearch builds a go-elasticsearch client.
+// redisRetries maps triad's retry count to go-redis's, where 0 means its
+// default of 3 and -1 means none.
+func redisRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// NewElasticsearch builds a go-elasticsearch client whose every request
+// runs under c.Timeout.
 func NewElasticsearch(c Elasticsearch) (*elasticsearch.Client, error) {
 	cfg := elasticsearch.Config{
-		Addresses: c.Addresses,
-		Username:  c.Username,
-		Password:  c.Password.Reveal(),
-		APIKey:    c.APIKey.Reveal(),
+		Addresses:  c.Addresses,
+		Username:   c.Username,
+		Password:   c.Password.Reveal(),
+		APIKey:     c.APIKey.Reveal(),
+		MaxRetries: c.MaxRetries,
+	}
+	if c.MaxRetries == 0 {
+		cfg.DisableRetry = true
 	}
 	tc, err := c.TLS.Build()
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch.tls: %w", err)
 	}
-	if tc != nil {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = tc
-		cfg.Transport = tr
-	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tc
+	tr.DialContext = (&net.Dialer{Timeout: min(c.Timeout, 5*time.Second), KeepAlive: 30 * time.Second}).DialContext
+	tr.ResponseHeaderTimeout = c.Timeout
+	cfg.Transport = deadlineTransport{next: tr, timeout: c.Timeout}
 	return elasticsearch.NewClient(cfg)
+}
+
+// deadlineTransport runs every request under a deadline that also covers
+// reading its response body: the context is cancelled when the body is
+// closed, or when the deadline passes mid-read.
+type deadlineTransport struct {
+	next    http.RoundTripper
+	timeout time.Duration
+}
+
+func (t deadlineTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(r.Context(), t.timeout)
+	res, err := t.next.RoundTrip(r.WithContext(ctx))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	res.Body = &cancelBody{ReadCloser: res.Body, cancel: cancel}
+	return res, nil
+}
+
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // NewEtcd builds an etcd v3 client. It does not block on dialling.
@@ -105,12 +159,14 @@ func NewEtcd(c Etcd) (*clientv3.Client, error) {
 		return nil, fmt.Errorf("etcd.tls: %w", err)
 	}
 	return clientv3.New(clientv3.Config{
-		Endpoints:   c.Endpoints,
-		Username:    c.Username,
-		Password:    c.Password.Reveal(),
-		TLS:         tc,
-		DialTimeout: c.DialTimeout,
-		Logger:      zap.NewNop(),
+		Endpoints:            c.Endpoints,
+		Username:             c.Username,
+		Password:             c.Password.Reveal(),
+		TLS:                  tc,
+		DialTimeout:          c.DialTimeout,
+		DialKeepAliveTime:    c.KeepAlive,
+		DialKeepAliveTimeout: c.DialTimeout,
+		Logger:               zap.NewNop(),
 	})
 }
 

@@ -107,6 +107,16 @@ type Postgres struct {
 	// Schema, when set, becomes the connection's search_path (tests use it
 	// to isolate themselves on a shared server).
 	Schema string `yaml:"schema"`
+	// StatementTimeout is Postgres's statement_timeout for every session
+	// triad opens: no query of triad's (a hostile trace search included)
+	// runs longer. Migrations run under it too: raise it for a run of
+	// `triad migrate up` that builds an index on a large table.
+	StatementTimeout time.Duration `yaml:"statement_timeout"`
+	// Timeout bounds one call from triad's background writers (ingest's
+	// batches, the catch-up log) on the client side, which is what ends a
+	// call to a Postgres that hangs rather than answers. API calls are
+	// bounded by server.request_timeout.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Redis configures go-redis.
@@ -117,6 +127,13 @@ type Redis struct {
 	TLS         TLS           `yaml:"tls"`
 	DialTimeout time.Duration `yaml:"dial_timeout"`
 	PoolSize    int           `yaml:"pool_size"`
+	// Timeout is the deadline of every socket read and write of a command
+	// (or a pipeline's), so a Redis that hangs fails the call instead of
+	// holding it.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxRetries is how many times a command failing on the network is
+	// retried (0: never; go-redis's own default is 3).
+	MaxRetries int `yaml:"max_retries"`
 }
 
 // Elasticsearch configures go-elasticsearch. Either basic credentials or an
@@ -127,6 +144,12 @@ type Elasticsearch struct {
 	APIKey      secret.Value `yaml:"api_key" secret:"true"`
 	APIKeyFile  string       `yaml:"api_key_file"`
 	TLS         TLS          `yaml:"tls"`
+	// Timeout bounds every request, its response body included, unless the
+	// caller's deadline is sooner: a node that hangs fails the call.
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxRetries is how many times a request failing on the network or
+	// with 502/503/504 is retried (0: never).
+	MaxRetries int `yaml:"max_retries"`
 }
 
 // Etcd configures the etcd v3 client.
@@ -135,24 +158,29 @@ type Etcd struct {
 	Credentials `yaml:",inline"`
 	TLS         TLS           `yaml:"tls"`
 	DialTimeout time.Duration `yaml:"dial_timeout"`
+	// KeepAlive is how often an idle connection is probed; a member that
+	// does not answer within DialTimeout is given up, so a hung member
+	// fails calls over to another instead of holding them.
+	KeepAlive time.Duration `yaml:"keep_alive"`
 }
 
 // Defaults point at the local stack (`triad stack up`).
 func DefaultPostgres() Postgres {
 	return Postgres{Host: "127.0.0.1", Port: 15432, Database: "triad", Credentials: Credentials{Username: "triad"},
-		SSLMode: "disable", MaxConns: 20, ConnectTimeout: 5 * time.Second}
+		SSLMode: "disable", MaxConns: 20, ConnectTimeout: 5 * time.Second,
+		StatementTimeout: 30 * time.Second, Timeout: 30 * time.Second}
 }
 
 func DefaultRedis() Redis {
-	return Redis{Addr: "127.0.0.1:16379", DialTimeout: 2 * time.Second, PoolSize: 64}
+	return Redis{Addr: "127.0.0.1:16379", DialTimeout: 2 * time.Second, PoolSize: 64, Timeout: 3 * time.Second, MaxRetries: 1}
 }
 
 func DefaultElasticsearch() Elasticsearch {
-	return Elasticsearch{Addresses: []string{"http://127.0.0.1:19200"}}
+	return Elasticsearch{Addresses: []string{"http://127.0.0.1:19200"}, Timeout: 10 * time.Second, MaxRetries: 1}
 }
 
 func DefaultEtcd() Etcd {
-	return Etcd{Endpoints: []string{"127.0.0.1:12379"}, DialTimeout: 3 * time.Second}
+	return Etcd{Endpoints: []string{"127.0.0.1:12379"}, DialTimeout: 3 * time.Second, KeepAlive: 10 * time.Second}
 }
 
 func (c Postgres) Validate() error {
@@ -180,6 +208,9 @@ func (c Postgres) Validate() error {
 	if c.ConnectTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("postgres.connect_timeout: must be positive, got %s", c.ConnectTimeout))
 	}
+	if c.StatementTimeout < time.Second || c.Timeout < time.Second {
+		errs = append(errs, fmt.Errorf("postgres.statement_timeout, timeout: must be at least 1s, got %s and %s", c.StatementTimeout, c.Timeout))
+	}
 	errs = append(errs, c.TLS.Validate("postgres"))
 	return errors.Join(errs...)
 }
@@ -198,6 +229,12 @@ func (c Redis) Validate() error {
 	if c.PoolSize < 1 {
 		errs = append(errs, fmt.Errorf("redis.pool_size: must be at least 1, got %d", c.PoolSize))
 	}
+	if c.Timeout < 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("redis.timeout: must be at least 10ms, got %s", c.Timeout))
+	}
+	if c.MaxRetries < 0 || c.MaxRetries > 10 {
+		errs = append(errs, fmt.Errorf("redis.max_retries: must be from 0 to 10, got %d", c.MaxRetries))
+	}
 	errs = append(errs, c.TLS.Validate("redis"))
 	return errors.Join(errs...)
 }
@@ -215,6 +252,12 @@ func (c Elasticsearch) Validate() error {
 			errs = append(errs, fmt.Errorf("elasticsearch.addresses[%d]: must not carry credentials; use elasticsearch.username and TRIAD_ELASTICSEARCH_PASSWORD", i))
 		}
 	}
+	if c.Timeout < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("elasticsearch.timeout: must be at least 100ms, got %s", c.Timeout))
+	}
+	if c.MaxRetries < 0 || c.MaxRetries > 10 {
+		errs = append(errs, fmt.Errorf("elasticsearch.max_retries: must be from 0 to 10, got %d", c.MaxRetries))
+	}
 	if c.APIKey.IsSet() && c.Password.IsSet() {
 		errs = append(errs, errors.New("elasticsearch.api_key: set either an API key or a password, not both"))
 	}
@@ -229,6 +272,9 @@ func (c Etcd) Validate() error {
 	}
 	if c.DialTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("etcd.dial_timeout: must be positive, got %s", c.DialTimeout))
+	}
+	if c.KeepAlive < time.Second {
+		errs = append(errs, fmt.Errorf("etcd.keep_alive: must be at least 1s, got %s", c.KeepAlive))
 	}
 	errs = append(errs, c.TLS.Validate("etcd"))
 	return errors.Join(errs...)

@@ -10,6 +10,7 @@
 package stacktest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,8 +19,10 @@ import (
 	"log/slog"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -375,4 +378,63 @@ func (p *Private) Pid(t testing.TB) int {
 		}
 	}
 	return 0
+}
+
+// Pause hangs the private server as a stalled host would: SIGSTOP to its
+// process and every descendant (Postgres serves each connection from a
+// child process). The server keeps its sockets, so clients connect and
+// send but get no answer until Resume. The test's end resumes it.
+func (p *Private) Pause(t testing.TB) {
+	t.Helper()
+	pids := processTree(p.Pid(t))
+	if len(pids) == 0 {
+		t.Fatalf("stacktest: private %s is not running", p.Name)
+	}
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	t.Cleanup(func() {
+		for _, pid := range processTree(pids[0]) {
+			_ = syscall.Kill(pid, syscall.SIGCONT)
+		}
+	})
+}
+
+// Resume continues a paused private server (SIGCONT to its process tree).
+func (p *Private) Resume(t testing.TB) {
+	t.Helper()
+	for _, pid := range processTree(p.Pid(t)) {
+		_ = syscall.Kill(pid, syscall.SIGCONT)
+	}
+}
+
+// processTree is root and its descendants, from /proc.
+func processTree(root int) []int {
+	if root <= 0 {
+		return nil
+	}
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid …; comm may hold spaces and parentheses.
+		rest := b[bytes.LastIndexByte(b, ')')+1:]
+		var state string
+		var ppid int
+		if _, err := fmt.Sscan(string(rest), &state, &ppid); err == nil {
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
 }
