@@ -136,6 +136,21 @@ func (p *Pipeline) RunCatchup(ctx context.Context) {
 	}
 }
 
+// Rewarm records every live profile as owed to store, so the catch-up
+// replay writes them all again (version-guarded: a key that still holds
+// its version is left as is). It is the answer to a store that lost data,
+// such as a Redis restarted without persistence.
+func (p *Pipeline) Rewarm(ctx context.Context, store, reason string) (int64, error) {
+	if p.catchup == nil {
+		return 0, errors.New("no catch-up log to re-warm from")
+	}
+	n, err := p.catchup.OweAll(ctx, store, reason)
+	if err == nil {
+		p.m.catchup.WithLabelValues(store, "rewarm").Add(float64(n))
+	}
+	return n, err
+}
+
 // outboxPage is how many outbox entries one recovery step moves.
 const outboxPage = 100
 

@@ -76,6 +76,9 @@ type CatchupLog interface {
 	// writer crashed or stalled) to this log, one entry per store they
 	// owe, and returns how many profiles it moved.
 	Recover(ctx context.Context, age time.Duration, limit int) (int64, error)
+	// OweAll records every live profile as owed to store (a re-warm after
+	// the store lost data) and returns how many.
+	OweAll(ctx context.Context, store, reason string) (int64, error)
 }
 
 // Archiver appends profiles Postgres accepted to the archive. Append

@@ -160,12 +160,14 @@ func (s *redisServer) prepare(ctx context.Context) error {
 	return s.as.mkdir(s.dir)
 }
 
-// start runs Redis with RDB snapshots (hourly, and on a clean shutdown), so
-// a stopped and restarted cache keeps its keys as a production cache with
-// persistence would.
+// start runs Redis with an append-only file fsynced every second (and RDB
+// snapshots hourly), so a crash loses at most the last second of
+// acknowledged writes, as a production cache with persistence would; triad
+// notices the restart and re-warms (docs/operations.md).
 func (s *redisServer) start(context.Context) error {
 	cmd := s.as.command("redis-server", "--bind", s.c.Host, "--port", strconv.Itoa(s.c.RedisPort),
-		"--dir", s.dir, "--save", "3600 1", "--appendonly", "no", "--daemonize", "no", "--maxclients", "2000")
+		"--dir", s.dir, "--save", "3600 1", "--appendonly", "yes", "--appendfsync", "everysec",
+		"--daemonize", "no", "--maxclients", "2000")
 	return startDetached(cmd, s.logPath(), s.pidPath())
 }
 

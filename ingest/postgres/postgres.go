@@ -278,6 +278,27 @@ SELECT count(*) FROM u`, age, limit).Scan(&n)
 	return n, err
 }
 
+// OweAll implements ingest.CatchupLog, in pages of 50,000 user IDs so no
+// statement nears the statement timeout on a large table.
+func (s *Store) OweAll(ctx context.Context, store, reason string) (int64, error) {
+	var total, after int64
+	for {
+		var n int64
+		err := s.pool.QueryRow(ctx, `
+WITH page AS (SELECT user_id, version FROM profiles WHERE NOT deleted AND user_id > $3 ORDER BY user_id LIMIT 50000),
+i AS (
+    INSERT INTO profile_catchup AS c (store, user_id, version, last_error)
+    SELECT $1, user_id, version, $2 FROM page
+    ON CONFLICT (store, user_id) DO UPDATE SET
+        version = GREATEST(c.version, EXCLUDED.version), last_error = EXCLUDED.last_error, last_failed_at = now())
+SELECT count(*), coalesce(max(user_id), 0) FROM page`, store, reason, after).Scan(&n, &after)
+		if err != nil || n == 0 {
+			return total, err
+		}
+		total += n
+	}
+}
+
 // Count implements ingest.CatchupLog.
 func (s *Store) Count(ctx context.Context, store string) (int64, error) {
 	var n int64

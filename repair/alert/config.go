@@ -32,9 +32,12 @@ const (
 	// KindCatchupBacklog fires per store when more than Threshold writes
 	// wait in the catch-up log.
 	KindCatchupBacklog = "catchup_backlog"
+	// KindStoreDataLoss fires per store that lost data (Redis restarted,
+	// or its keyspace shrank) within Window.
+	KindStoreDataLoss = "store_data_loss"
 )
 
-var kinds = []string{KindDriftRate, KindRepairFailures, KindSweepFailed, KindSweepStuck, KindSweepRangeFailing, KindStoreUnreachable, KindTraceRejecting, KindCatchupBacklog}
+var kinds = []string{KindDriftRate, KindRepairFailures, KindSweepFailed, KindSweepStuck, KindSweepRangeFailing, KindStoreUnreachable, KindTraceRejecting, KindCatchupBacklog, KindStoreDataLoss}
 
 // Rule is one configured alert rule.
 type Rule struct {
@@ -89,6 +92,7 @@ func DefaultRules() []Rule {
 		{Name: "StoreUnreachable", Kind: KindStoreUnreachable, For: 30 * time.Second, Severity: "critical"},
 		{Name: "TraceIngestRejecting", Kind: KindTraceRejecting, Threshold: 0, Window: 5 * time.Minute, Severity: "warning"},
 		{Name: "CatchupBacklogGrowing", Kind: KindCatchupBacklog, Threshold: 10000, For: 5 * time.Minute, Severity: "warning"},
+		{Name: "StoreDataLoss", Kind: KindStoreDataLoss, Window: 30 * time.Minute, Severity: "critical"},
 	}
 }
 
@@ -145,7 +149,7 @@ func (c Config) Validate() error {
 		if r.Threshold < 0 || r.Window < 0 || r.For < 0 {
 			errs = append(errs, fmt.Errorf("alert.rules[%d]: threshold, window and for must not be negative", i))
 		}
-		if (r.Kind == KindRepairFailures || r.Kind == KindTraceRejecting || r.Kind == KindSweepFailed) && r.Window <= 0 {
+		if (r.Kind == KindRepairFailures || r.Kind == KindTraceRejecting || r.Kind == KindSweepFailed || r.Kind == KindStoreDataLoss) && r.Window <= 0 {
 			errs = append(errs, fmt.Errorf("alert.rules[%d]: kind %s needs a window", i, r.Kind))
 		}
 	}

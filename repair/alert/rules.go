@@ -52,6 +52,15 @@ type Facts struct {
 	// Catchup is the number of writes waiting in the catch-up log per
 	// store.
 	Catchup map[string]int64
+	// DataLoss is each store's last detected loss of data (a restart
+	// without its keys, a keyspace drop).
+	DataLoss map[string]DataLoss
+}
+
+// DataLoss is a store's detected loss of data and what was done about it.
+type DataLoss struct {
+	At     time.Time
+	Detail string
 }
 
 // Active is one alert instance the rules find true now.
@@ -201,6 +210,12 @@ func (e *Evaluator) Evaluate(f Facts) []Active {
 		case KindTraceRejecting:
 			if inc := e.increase(r.Window, f.Now); inc > r.Threshold {
 				add(r, inc, fmt.Sprintf("the OTLP receivers rejected or refused %.0f spans in the last %s", inc, r.Window))
+			}
+		case KindStoreDataLoss:
+			for _, store := range slices.Sorted(maps.Keys(f.DataLoss)) {
+				if l := f.DataLoss[store]; f.Now.Sub(l.At) <= r.Window {
+					add(r, 1, fmt.Sprintf("%s lost data at %s: %s", store, l.At.UTC().Format(time.RFC3339), l.Detail), "store", store)
+				}
 			}
 		case KindCatchupBacklog:
 			for _, store := range slices.Sorted(maps.Keys(f.Catchup)) {

@@ -25,6 +25,7 @@ import (
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/ingest/dataset"
 	"github.com/triad-dev/triad/ingest/lookup"
+	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/migrations"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/alert"
@@ -166,10 +167,12 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	traceStore := tracepg.New(set.Postgres)
 	alertStore := alertpg.New(set.Postgres)
 	var srv *server.Server
+	losses := &dataLosses{}
 	alerts := alert.NewManager(c.Alert, alertStore, func(ctx context.Context, now time.Time, windows []time.Duration, sweepWindow time.Duration) (alert.Facts, error) {
 		f, err := alertStore.Facts(ctx, now, windows, sweepWindow)
 		f.StoresDown = srv.DependenciesDown()
 		f.TraceRefused = counterSum(reg, "triad_trace_spans_total", "result", "rejected", "refused")
+		f.DataLoss = losses.snapshot()
 		return f, err
 	}, alert.NewSender(alert.NewGuard(c.Alert.AllowCIDRs, c.Alert.DenyCIDRs), c.Alert.Timeout, "triad/"+o.Version), log, alert.NewMetrics(reg))
 	srv = server.New(server.Options{
@@ -232,6 +235,10 @@ func Start(ctx context.Context, o Options) (*App, error) {
 			wg.Go(func() { worker.WatchStuck(ctx, c.Repair.Sweep.StuckAfter/10, c.Repair.Sweep.StuckAfter) })
 			wg.Go(func() { scheduler.Run(ctx) })
 			wg.Go(func() { retainSpans(ctx, traceStore, c.Trace.Retention, log) })
+			wg.Go(func() {
+				watchRedis(ctx, redisstore.NewWatch(set.Redis, c.Ingest.RedisDropRatio), c.Ingest,
+					func() *ingest.Pipeline { return p.Pipeline }, worker, losses, log)
+			})
 			wg.Wait()
 		})
 		return nil

@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/triad-dev/triad/ingest"
+	redisstore "github.com/triad-dev/triad/ingest/redis"
+	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/alert"
+	"github.com/triad-dev/triad/repair/sweep"
+)
+
+// dataLosses remembers each store's last detected loss of data for the
+// store_data_loss alert rule. The watch and the rules both run on the
+// leader, so memory is where they meet.
+type dataLosses struct {
+	mu sync.Mutex
+	m  map[string]alert.DataLoss
+}
+
+func (d *dataLosses) record(store string, l alert.DataLoss) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil {
+		d.m = map[string]alert.DataLoss{}
+	}
+	d.m[store] = l
+}
+
+func (d *dataLosses) snapshot() map[string]alert.DataLoss {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make(map[string]alert.DataLoss, len(d.m))
+	for k, v := range d.m {
+		out[k] = v
+	}
+	return out
+}
+
+// watchRedis looks at Redis every cfg.RedisWatch (on the leader) and,
+// when it lost data, records the loss for alerting and acts as
+// cfg.OnRedisLoss says: re-warm every live profile through the catch-up
+// log, or start a repairing sweep of profiles.
+func watchRedis(ctx context.Context, w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.Pipeline,
+	sweeps *sweep.Worker, losses *dataLosses, log *slog.Logger) {
+	if cfg.RedisWatch <= 0 {
+		return
+	}
+	periodically(ctx, cfg.RedisWatch, func(ctx context.Context) {
+		lctx, cancel := context.WithTimeout(ctx, cfg.RedisWatch)
+		loss, err := w.Look(lctx)
+		cancel()
+		if err != nil || loss == nil {
+			return
+		}
+		detail := loss.String()
+		switch cfg.OnRedisLoss {
+		case "rewarm":
+			if p := pipe(); p != nil {
+				n, err := p.Rewarm(ctx, "redis", "re-warm after Redis lost data: "+loss.Reason)
+				if err != nil {
+					log.Error("redis lost data; re-warm not started", "reason", loss.Reason, "err", err)
+					detail += "; the re-warm could not be started: " + err.Error()
+				} else {
+					detail += "; re-warming " + itoa(n) + " profiles through the catch-up log"
+				}
+			}
+		case "sweep":
+			rec, err := sweeps.Start(ctx, sweep.Record{Entity: "profile", Mode: sweep.ModeAuto, Repair: true,
+				Trigger: repair.TriggerSchedule, Actor: "redis-loss"})
+			if err != nil {
+				detail += "; the sweep could not be started: " + err.Error()
+			} else {
+				detail += "; repairing sweep " + itoa(rec.ID) + " started"
+			}
+		}
+		log.Warn("redis lost data", "reason", loss.Reason, "keys_before", loss.Before, "keys_after", loss.After, "action", cfg.OnRedisLoss, "detail", detail)
+		losses.record("redis", alert.DataLoss{At: loss.At, Detail: detail})
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
