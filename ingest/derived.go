@@ -21,6 +21,8 @@ type derivedStore struct {
 	// straight to the catch-up log (ingest keeps Postgres speed) until a
 	// catch-up replay succeeds.
 	down atomic.Bool
+	// recorded counts the writes this pipeline recorded for catch-up.
+	recorded atomic.Int64
 }
 
 func (ds *derivedStore) setDown(down bool) {
@@ -185,6 +187,7 @@ func (ds *derivedStore) record(w pendingWrites, reason string) {
 		err := p.catchup.Record(ctx, ds.name, w.batch, reason)
 		cancel()
 		if err == nil {
+			ds.recorded.Add(int64(len(w.batch)))
 			p.m.catchup.WithLabelValues(ds.name, "recorded").Add(float64(len(w.batch)))
 			for _, o := range w.owed {
 				p.settled(o)

@@ -208,6 +208,27 @@ func New(cfg Config, d Deps) (*Pipeline, error) {
 	return p, nil
 }
 
+// Stores names the pipeline's derived stores (the archive included when
+// it has one), in the order writes go to them.
+func (p *Pipeline) Stores() []string {
+	out := make([]string, len(p.derived))
+	for i, ds := range p.derived {
+		out[i] = ds.name
+	}
+	return out
+}
+
+// Recorded is, per derived store, how many writes this pipeline could not
+// make and recorded in the catch-up log (after retries, or at once while
+// the store was down).
+func (p *Pipeline) Recorded() map[string]int64 {
+	out := make(map[string]int64, len(p.derived))
+	for _, ds := range p.derived {
+		out[ds.name] = ds.recorded.Load()
+	}
+	return out
+}
+
 // ShardOf returns the shard of a user ID: a 64-bit mix of the ID (the
 // SplitMix64 finaliser, so consecutive IDs spread evenly) modulo n.
 func ShardOf(userID int64, n int) int {

@@ -22,6 +22,11 @@ type Summary struct {
 	Superseded  int64         `json:"superseded"`
 	Failed      int64         `json:"failed"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
+	// Recorded is, per derived store (redis, elasticsearch, archive), how
+	// many of this run's writes failed and went to the catch-up log;
+	// Pending is what still waited there (from any run) when it ended.
+	Recorded map[string]int64 `json:"catchup_recorded,omitempty"`
+	Pending  map[string]int64 `json:"catchup_pending,omitempty"`
 }
 
 // LineError is one rejected line, as the batch endpoint reports it.

@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -88,32 +90,58 @@ func (r *pipelineRun) stop() {
 }
 
 // finish drains the pipeline, then replays the catch-up log for up to wait
-// (a derived store that was down may be back); what remains is left to a
-// running `triad serve`.
-func (r *pipelineRun) finish(ctx context.Context, stderr io.Writer, wait time.Duration) error {
+// (a derived store that was down may be back; the replay itself runs
+// under that deadline); what remains is left to a running `triad serve`.
+// It fills sum's catch-up counts.
+func (r *pipelineRun) finish(ctx context.Context, stderr io.Writer, wait time.Duration, sum *ingest.Summary) error {
 	defer r.stop()
 	err := r.pipe.Close()
-	deadline := time.Now().Add(wait)
+	rctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	stores := r.pipe.Pipeline.Stores()
 	for {
-		pending := int64(0)
-		for _, st := range []string{"redis", "elasticsearch"} {
-			n, cerr := r.pipe.Postgres.Count(ctx, st)
+		pending, total := map[string]int64{}, int64(0)
+		for _, st := range stores {
+			cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+			n, cerr := r.pipe.Postgres.Count(cctx, st)
+			ccancel()
 			if cerr != nil {
-				return errors.Join(err, cerr)
+				return errors.Join(err, fmt.Errorf("count the catch-up log: %w", cerr))
 			}
-			pending += n
+			if n > 0 {
+				pending[st] = n
+			}
+			total += n
 		}
-		if pending == 0 {
+		if sum != nil {
+			sum.Recorded, sum.Pending = nonzero(r.pipe.Recorded()), pending
+		}
+		if total == 0 {
 			return err
 		}
-		if time.Now().After(deadline) {
-			fmt.Fprintf(stderr, "%d derived-store writes wait in the catch-up log; a running `triad serve` replays them\n", pending)
+		if rctx.Err() != nil {
+			fmt.Fprintf(stderr, "%d derived-store writes wait in the catch-up log (%v); a running `triad serve` (with the same archive.dir for the archive's) replays them\n", total, pending)
 			return err
 		}
-		if _, rerr := r.pipe.ReplayCatchup(ctx); rerr != nil {
-			time.Sleep(time.Second)
+		if _, rerr := r.pipe.ReplayCatchup(rctx); rerr != nil {
+			select {
+			case <-rctx.Done():
+			case <-time.After(time.Second):
+			}
 		}
 	}
+}
+
+func nonzero(m map[string]int64) map[string]int64 {
+	for k, v := range m {
+		if v == 0 {
+			delete(m, k)
+		}
+	}
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 const ingestHelp = `Usage: triad ingest [flags] FILE|-
@@ -168,7 +196,7 @@ func (e env) ingest(ctx context.Context, args []string) error {
 		return err
 	}
 	sum, runErr := e.runInput(ctx, run, in, f, qpath, *progress)
-	err = errors.Join(runErr, run.finish(ctx, e.stderr, *wait))
+	err = errors.Join(runErr, run.finish(ctx, e.stderr, *wait, &sum))
 	e.printSummary(sum, qpath, *asJSON)
 	if err != nil {
 		return err
@@ -176,7 +204,17 @@ func (e env) ingest(ctx context.Context, args []string) error {
 	if sum.Quarantined > 0 {
 		return exitError{ExitPartial, fmt.Errorf("%d lines quarantined in %s", sum.Quarantined, qpath)}
 	}
-	return nil
+	return owedError(sum)
+}
+
+// owedError is the partial exit of a run that ended with writes its
+// stores still owe: Postgres holds them, the catch-up log will replay
+// them, but the run itself did not finish its job.
+func owedError(sum ingest.Summary) error {
+	if len(sum.Pending) == 0 {
+		return nil
+	}
+	return exitError{ExitPartial, fmt.Errorf("writes still owed in the catch-up log: %v", sum.Pending)}
 }
 
 func formatFor(flagValue, path string) (ingest.Format, error) {
@@ -250,6 +288,13 @@ func (e env) printSummary(s ingest.Summary, qpath string, asJSON bool) {
 		s.Source, s.Lines, s.Elapsed.Round(time.Millisecond), rate, s.Applied, s.Superseded, s.Quarantined, s.Failed, s.Skipped)
 	if s.Quarantined > 0 {
 		fmt.Fprintf(e.stdout, "quarantined lines (line number and reason): %s\n", qpath)
+	}
+	for _, st := range slices.Sorted(maps.Keys(s.Recorded)) {
+		what := "not written to " + st
+		if st == ingest.ArchiveStore {
+			what = "not archived"
+		}
+		fmt.Fprintf(e.stdout, "%d rows %s during the run (recorded in the catch-up log; %d still wait there)\n", s.Recorded[st], what, s.Pending[st])
 	}
 }
 
@@ -336,9 +381,12 @@ func (e env) loadgen(ctx context.Context, args []string) error {
 	in := &ingest.Input{Reader: pr, Name: "loadgen", Size: -1, Consumed: new(atomic.Int64)}
 	sum, runErr := e.runInput(ctx, run, in, f, "loadgen.quarantine.jsonl", *progress)
 	_ = pr.Close()
-	err = errors.Join(runErr, run.finish(ctx, e.stderr, 30*time.Second))
+	err = errors.Join(runErr, run.finish(ctx, e.stderr, 30*time.Second, &sum))
 	e.printSummary(sum, "", false)
-	return err
+	if err != nil {
+		return err
+	}
+	return owedError(sum)
 }
 
 // loadgenOrders writes count orders to stdout, or into the order
@@ -491,7 +539,7 @@ func (e env) archive(ctx context.Context, args []string) error {
 		}
 	}
 	if run != nil {
-		errs = append(errs, run.finish(ctx, e.stderr, 30*time.Second))
+		errs = append(errs, run.finish(ctx, e.stderr, 30*time.Second, nil))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err
