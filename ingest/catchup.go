@@ -80,11 +80,16 @@ func (ds *derivedStore) replay(ctx context.Context) (int, error) {
 			since[e.UserID] = e.Since
 		}
 		var ok []*Profile
+		var rejected []Rejection
 		var itemErr error
 		lag := p.m.consistentAfter.WithLabelValues(ds.name)
 		for i, r := range out {
 			if r.Err != nil {
 				itemErr = r.Err
+				continue
+			}
+			if r.Rejected != "" {
+				rejected = append(rejected, Rejection{UserID: rows[i].UserID, Version: rows[i].Version, Reason: r.Rejected})
 				continue
 			}
 			ok = append(ok, rows[i])
@@ -94,6 +99,12 @@ func (ds *derivedStore) replay(ctx context.Context) (int, error) {
 		}
 		if err := p.catchup.Done(ctx, ds.name, ok); err != nil {
 			return done, fmt.Errorf("update catch-up log: %w", err)
+		}
+		if len(rejected) > 0 {
+			p.m.derived.WithLabelValues(ds.name, "rejected").Add(float64(len(rejected)))
+			if err := p.catchup.Reject(ctx, ds.name, rejected); err != nil {
+				return done, fmt.Errorf("record rejections: %w", err)
+			}
 		}
 		done += len(ok)
 		p.m.catchup.WithLabelValues(ds.name, "replayed").Add(float64(len(ok)))

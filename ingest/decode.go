@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -277,10 +278,17 @@ func (d *Decoder) time(n int32) (time.Time, error) {
 	return time.Time{}, fieldErr("updated_at", "must be an RFC 3339 time or microseconds since the epoch")
 }
 
+// The range of updated_at: the search index maps it as date_nanos
+// (nanoseconds since the epoch in a signed 64-bit integer), so a time
+// outside it would be accepted by Postgres and refused by Elasticsearch.
 var (
-	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	minTime = time.Unix(0, 0).UTC()
+	maxTime = time.Unix(0, math.MaxInt64).UTC().Truncate(time.Microsecond)
 )
+
+// maxFieldDepth is the deepest nesting of objects an attribute field may
+// hold: the index's flattened fields refuse more (their depth_limit).
+const maxFieldDepth = 20
 
 // parseTime reads RFC 3339 or integer microseconds since the epoch, to
 // microsecond precision (finer digits are cut, as triad sends Postgres
@@ -294,7 +302,7 @@ func parseTime(b []byte) (time.Time, error) {
 	}
 	t = t.UTC().Truncate(time.Microsecond)
 	if t.Before(minTime) || t.After(maxTime) {
-		return time.Time{}, fieldErr("updated_at", "out of range (years 1 to 9999)")
+		return time.Time{}, fieldErr("updated_at", "out of range (%s to %s, the search index's date range)", minTime.Format(time.RFC3339), maxTime.Format(time.RFC3339))
 	}
 	return t, nil
 }
@@ -303,6 +311,9 @@ func parseTime(b []byte) (time.Time, error) {
 func (d *Decoder) validate(f int, n int32) error {
 	name := FieldNames[f]
 	nd := d.p.nodes[n]
+	if depth := d.depth(n); depth > maxFieldDepth {
+		return fieldErr(name, "objects nested %d deep, more than the search index takes (%d)", depth, maxFieldDepth)
+	}
 	count := int(nd.end - nd.start)
 	switch f {
 	case FieldTags:
@@ -362,6 +373,25 @@ func (d *Decoder) validate(f int, n int32) error {
 		}
 	}
 	return nil
+}
+
+// depth is how deeply objects nest in node n (an object counts 1, an
+// array nothing: the index flattens arrays).
+func (d *Decoder) depth(n int32) int {
+	nd := d.p.nodes[n]
+	deepest := 0
+	switch nd.kind {
+	case kindObject:
+		for i := nd.start + 1; i < nd.end; i += 2 {
+			deepest = max(deepest, d.depth(d.p.kids[i]))
+		}
+		return 1 + deepest
+	case kindArray:
+		for i := nd.start; i < nd.end; i++ {
+			deepest = max(deepest, d.depth(d.p.kids[i]))
+		}
+	}
+	return deepest
 }
 
 // member checks the required keys of a device or behaviour item.

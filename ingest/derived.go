@@ -138,10 +138,16 @@ func (w *derivedWorker) flush() {
 			continue
 		}
 		var retry pendingWrites
+		var rejected []Rejection
+		var rejectedOwed []*owed
 		lag := p.m.consistentAfter.WithLabelValues(ds.name)
 		done := 0
 		for i, r := range out {
 			switch {
+			case r.Rejected != "":
+				rejected = append(rejected, Rejection{UserID: pending.batch[i].UserID, Version: pending.batch[i].Version, Reason: r.Rejected})
+				rejectedOwed = append(rejectedOwed, pending.owed[i])
+				continue
 			case r.Err != nil:
 				lastErr = r.Err
 				retry.batch, retry.at, retry.owed = append(retry.batch, pending.batch[i]), append(retry.at, pending.at[i]), append(retry.owed, pending.owed[i])
@@ -158,16 +164,51 @@ func (w *derivedWorker) flush() {
 		if len(retry.batch) > 0 {
 			p.m.derived.WithLabelValues(ds.name, "failed").Add(float64(len(retry.batch)))
 		}
+		if len(rejected) > 0 {
+			ds.reject(rejected, rejectedOwed)
+		}
 		pending = retry
 		if len(pending.batch) == 0 {
 			return
 		}
 	}
 	p.log.WarnContext(sctx, "derived write failed after retries; recording for catch-up", "store", ds.name, "profiles", len(pending.batch), "err", lastErr, "hung", hung)
+	// Only a store that failed the whole batch is down; one that took or
+	// rejected part of it answers.
 	if hung || len(pending.batch) == len(w.batch) {
 		ds.setDown(true)
 	}
 	ds.record(pending, lastErr.Error())
+}
+
+// reject records profiles the store refused for good, settles their
+// outbox share and logs them by user ID and reason only (a store's own
+// message can quote the record's values).
+func (ds *derivedStore) reject(rejected []Rejection, owed []*owed) {
+	p := ds.p
+	p.m.derived.WithLabelValues(ds.name, "rejected").Add(float64(len(rejected)))
+	for _, r := range rejected[:min(len(rejected), 10)] {
+		p.log.Warn("derived store rejected a profile; recorded, not retried", "store", ds.name, "user_id", r.UserID, "version", r.Version, "reason", r.Reason)
+	}
+	if p.catchup == nil {
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PrimaryTimeout)
+		err := p.catchup.Reject(ctx, ds.name, rejected)
+		cancel()
+		if err == nil {
+			for _, o := range owed {
+				p.settled(o)
+			}
+			return
+		}
+		if attempt == 3 {
+			p.log.Error("rejections not recorded; the outbox keeps these profiles owed", "store", ds.name, "profiles", len(rejected), "err", err)
+			return
+		}
+		backoff(context.Background(), p.cfg.RetryBackoff, attempt)
+	}
 }
 
 // record writes failed profiles to the catch-up log, each attempt under

@@ -48,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 		derived: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "triad_ingest_derived_writes_total", Help: "Profiles sent to a derived store, by outcome: written, stale (the store already had a newer version), failed (an attempt failed), catchup (recorded for catch-up).",
+			Name: "triad_ingest_derived_writes_total", Help: "Profiles sent to a derived store, by outcome: written, stale (the store already had a newer version), failed (an attempt failed), catchup (recorded for catch-up), rejected (refused for good by the store: recorded in profile_rejects, not retried).",
 		}, []string{"store", "outcome"}),
 		storeUp: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "triad_ingest_derived_store_up", Help: "1 while a derived store takes writes; 0 after retries failed, until catch-up succeeds.",

@@ -189,3 +189,56 @@ func TestElasticsearchHungMidIngestCatchesUp(t *testing.T) {
 	r := newRig(t, withES(es), withConfig(func(c *ingest.Config) { c.DerivedTimeout = time.Second }))
 	hangMidIngest(t, r, priv, "elasticsearch")
 }
+
+// TestRejectedProfilesAreQuarantined: profiles Elasticsearch refuses for
+// good (here an updated_at past its date range, submitted straight to the
+// pipeline as a service whose validation differs would) are recorded in
+// profile_rejects with the error type and field but not the value, never
+// retried, and never mark Elasticsearch down: a batch of only such
+// profiles is followed by good ones that reach the index at once.
+func TestRejectedProfilesAreQuarantined(t *testing.T) {
+	r := newRig(t)
+	_, good := generate(t, ingest.NewGenerator(34), 0, 50)
+	var bad []*ingest.Profile
+	for i := range int64(5) {
+		p := &ingest.Profile{UserID: 900000 + i, Version: 1, UpdatedAt: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)}
+		p.Digest, _ = p.ComputeDigest(nil)
+		bad = append(bad, p)
+	}
+	submit := func(ps []*ingest.Profile) {
+		for _, p := range ps {
+			require.NoError(t, r.pl.Submit(t.Context(), p, nil))
+		}
+	}
+	submit(bad)
+	until(t, 30*time.Second, func() bool { return r.count(t, "profile_rejects") == 5 })
+	var goodList []*ingest.Profile
+	for _, p := range good {
+		goodList = append(goodList, p)
+	}
+	submit(goodList)
+	require.NoError(t, r.pl.Close())
+	r.requireAgree(t, good)
+
+	rows, err := r.ns.Pool().Query(t.Context(), `SELECT store, reason FROM profile_rejects`)
+	require.NoError(t, err)
+	for rows.Next() {
+		var store, reason string
+		require.NoError(t, rows.Scan(&store, &reason))
+		require.Equal(t, "elasticsearch", store)
+		require.Contains(t, reason, "updated_at", "the reason names the field")
+		require.NotContains(t, reason, "2300", "the reason does not quote the value")
+	}
+	require.NoError(t, rows.Err())
+	require.Zero(t, r.count(t, "profile_catchup"), "a rejection is not retried")
+	require.Zero(t, r.count(t, "profile_outbox"))
+	mfs, err := r.reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == "triad_ingest_derived_store_up" {
+			for _, m := range mf.GetMetric() {
+				require.EqualValues(t, 1, m.GetGauge().GetValue(), "no store was marked down: %v", m.GetLabel())
+			}
+		}
+	}
+}

@@ -36,6 +36,17 @@ type WriteResult struct {
 	Stale bool
 	// Err: this item failed and may be retried.
 	Err error
+	// Rejected: the store refused this record for good (it breaks one of
+	// the store's limits); retrying cannot help. The reason names the
+	// limit and the field, never the value.
+	Rejected string
+}
+
+// Rejection is a record a derived store refused for good.
+type Rejection struct {
+	UserID  int64
+	Version int64
+	Reason  string
 }
 
 // Derived is a store fed from the primary (Redis, Elasticsearch). Writes are
@@ -79,6 +90,9 @@ type CatchupLog interface {
 	// OweAll records every live profile as owed to store (a re-warm after
 	// the store lost data) and returns how many.
 	OweAll(ctx context.Context, store, reason string) (int64, error)
+	// Reject records writes store refused for good (and drops them from
+	// the catch-up log): they are not retried.
+	Reject(ctx context.Context, store string, rejected []Rejection) error
 }
 
 // Archiver appends profiles Postgres accepted to the archive. Append

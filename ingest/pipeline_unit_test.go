@@ -129,6 +129,8 @@ func (m *memCatchup) Done(ctx context.Context, store string, written []*Profile)
 
 func (m *memCatchup) Settle(context.Context, []int64) error { return nil }
 
+func (m *memCatchup) Reject(context.Context, string, []Rejection) error { return nil }
+
 func (m *memCatchup) OweAll(context.Context, string, string) (int64, error) { return 0, nil }
 
 func (m *memCatchup) Recover(context.Context, time.Duration, int) (int64, error) { return 0, nil }

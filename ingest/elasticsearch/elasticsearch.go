@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -240,12 +241,14 @@ func AppendDocument(dst []byte, p *ingest.Profile) []byte {
 type bulkResponse struct {
 	Errors bool `json:"errors"`
 	Items  []map[string]struct {
-		Status int `json:"status"`
-		Error  *struct {
-			Type   string `json:"type"`
-			Reason string `json:"reason"`
-		} `json:"error"`
+		Status int        `json:"status"`
+		Error  *bulkError `json:"error"`
 	} `json:"items"`
+}
+
+type bulkError struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
 }
 
 // Write implements ingest.Derived with one _bulk request: index (or delete,
@@ -321,10 +324,15 @@ func (s *Store) write(ctx context.Context, versions []int, batch []*ingest.Profi
 				res = ingest.WriteResult{Stale: true}
 			case r.Status == http.StatusNotFound && batch[i].Deleted:
 				// Already absent: the delete is recorded with its version.
+			case r.Status == http.StatusBadRequest:
+				// The document breaks the index's mapping or limits: it
+				// would fail every time. Its reason can quote the value, so
+				// only the error type and the field are kept.
+				res = ingest.WriteResult{Rejected: rejection(r.Error)}
 			case r.Status >= 300:
 				reason := ""
 				if r.Error != nil {
-					reason = r.Error.Type + ": " + r.Error.Reason
+					reason = r.Error.Type
 				}
 				res = ingest.WriteResult{Err: fmt.Errorf("elasticsearch item status %d: %s", r.Status, reason)}
 			}
@@ -334,6 +342,23 @@ func (s *Store) write(ctx context.Context, versions []int, batch []*ingest.Profi
 		}
 	}
 	return nil
+}
+
+// fieldInReason finds the field an Elasticsearch error names ("failed to
+// parse field [updated_at] of type [date_nanos] …").
+var fieldInReason = regexp.MustCompile(`field \[([A-Za-z0-9_.\-]{1,128})\]`)
+
+// rejection is the reason kept for a refused document: the error type and
+// the field it names, never the store's message (which can quote values).
+func rejection(e *bulkError) string {
+	if e == nil {
+		return "elasticsearch: status 400"
+	}
+	out := "elasticsearch: " + e.Type
+	if m := fieldInReason.FindStringSubmatch(e.Reason); m != nil {
+		out += " in field " + m[1]
+	}
+	return out
 }
 
 // resolveConflicts looks at the documents behind version conflicts (items

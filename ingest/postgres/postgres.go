@@ -299,6 +299,22 @@ SELECT count(*), coalesce(max(user_id), 0) FROM page`, store, reason, after).Sca
 	}
 }
 
+// Reject implements ingest.CatchupLog.
+func (s *Store) Reject(ctx context.Context, store string, rejected []ingest.Rejection) error {
+	ids, versions, reasons := make([]int64, len(rejected)), make([]int64, len(rejected)), make([]string, len(rejected))
+	for i, r := range rejected {
+		ids[i], versions[i], reasons[i] = r.UserID, r.Version, r.Reason
+	}
+	_, err := s.pool.Exec(ctx, `
+WITH r AS (
+    INSERT INTO profile_rejects AS x (store, user_id, version, reason)
+    SELECT DISTINCT ON (u.id) $1, u.id, u.v, u.reason FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS u(id, v, reason) ORDER BY u.id, u.v DESC
+    ON CONFLICT (store, user_id) DO UPDATE SET version = EXCLUDED.version, reason = EXCLUDED.reason, rejected_at = now()
+    RETURNING user_id, version)
+DELETE FROM profile_catchup c USING r WHERE c.store = $1 AND c.user_id = r.user_id AND c.version <= r.version`, store, ids, versions, reasons)
+	return err
+}
+
 // Count implements ingest.CatchupLog.
 func (s *Store) Count(ctx context.Context, store string) (int64, error) {
 	var n int64
