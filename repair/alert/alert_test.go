@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,6 +176,50 @@ func TestGuard(t *testing.T) {
 		require.ErrorIs(t, err, ErrInvalid, raw)
 		require.ErrorContains(t, err, msg, raw)
 	}
+}
+
+// TestGuardBypassCorpus: the forms SSRF filters are known to miss
+// (OWASP's SSRF prevention cheat sheet, PayloadsAllTheThings' SSRF list)
+// are refused, as addresses, as URLs and at dial time.
+func TestGuardBypassCorpus(t *testing.T) {
+	g := NewGuard(nil, nil)
+	for _, ip := range []string{
+		"fe80::1%eth0", "fe80::a9fe:a9fe%25lo", // zones
+		"::ffff:169.254.169.254", "::ffff:a9fe:a9fe", // IPv4-mapped
+		"::169.254.169.254", "::a9fe:a9fe", "::100.100.100.200", // IPv4-compatible
+		"64:ff9b::169.254.169.254", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a9fe:a9fe", // NAT64
+		"2002:a9fe:a9fe::1",                                                                // 6to4 of 169.254.169.254
+		"2001:0:4136:e378:8000:63bf:3fff:fdd2",                                             // Teredo
+		"fd00:ec2::254", "100.100.100.200", "168.63.129.16", "192.0.0.192", "169.254.0.23", // AWS v6, Alibaba, Azure, Oracle, Tencent
+		"0.0.0.0", "::", "255.255.255.255", "ff02::1", "224.0.0.251",
+	} {
+		ip = strings.Replace(ip, "%25", "%", 1)
+		require.Error(t, g.Check(netip.MustParseAddr(ip)), ip)
+	}
+	for _, ip := range []string{"::1", "127.0.0.1", "2a00:1450:4001:80b::200e", "93.184.216.34"} {
+		require.NoError(t, g.Check(netip.MustParseAddr(ip)), ip)
+	}
+	ctx := context.Background()
+	for _, raw := range []string{
+		"http://[fe80::1%25eth0]:80/", "http://[::ffff:169.254.169.254]/", "http://[64:ff9b::a9fe:a9fe]/",
+		"http://[::a9fe:a9fe]/", "http://[2002:a9fe:a9fe::]/", "http://169.254.169.254./latest",
+		"http://2852039166/", "http://0251.0376.0251.0376/", "http://0xa9fea9fe/", "http://169.254.43518/",
+		"http://metadata.google.internal./", "http://METADATA.GOOGLE.INTERNAL/", "http://metadata/", "http://instance-data/",
+	} {
+		require.ErrorIs(t, g.CheckURL(ctx, raw), ErrInvalid, raw)
+	}
+	// At dial time, whatever the URL check said: a zone-scoped link-local
+	// address is refused before a packet is sent.
+	s := NewSender(g, time.Second, "test")
+	_, err := s.Send(ctx, Webhook{URL: "http://[fe80::1%25lo]:9/hook", Secret: "k"}, Delivery{ID: 1, Payload: []byte(`{}`)})
+	require.ErrorContains(t, err, "refused for webhooks")
+
+	// A failed delivery's error (shown to viewers in the delivery log)
+	// names the receiver's origin, never its path or query.
+	_, err = s.Send(ctx, Webhook{URL: "http://127.0.0.1:1/hooks/T0KEN-in-path?token=s3cr3t", Secret: "k"}, Delivery{ID: 2, Payload: []byte(`{}`)})
+	require.ErrorContains(t, err, "http://127.0.0.1:1")
+	require.NotContains(t, err.Error(), "T0KEN")
+	require.NotContains(t, err.Error(), "s3cr3t")
 }
 
 func TestBackoff(t *testing.T) {

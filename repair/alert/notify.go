@@ -181,14 +181,29 @@ type Guard struct {
 	allow, deny []netip.Prefix
 }
 
-// DefaultDenied are refused unless allow-listed: link-local (where cloud
-// metadata services answer: 169.254.169.254), the unspecified and
-// broadcast addresses, multicast, and the metadata addresses that are
-// not link-local (AWS's IPv6 one, Alibaba's).
+// DefaultDenied are refused unless allow-listed:
+//   - link-local, where most cloud metadata services answer
+//     (169.254.169.254: AWS, GCP, Azure, Oracle, DigitalOcean, OpenStack;
+//     169.254.0.23: Tencent), in IPv4 and IPv6;
+//   - the metadata and platform addresses that are not link-local: AWS's
+//     IPv6 fd00:ec2::254, Alibaba's 100.100.100.200, Azure's wire server
+//     168.63.129.16, Oracle's 192.0.0.192 (in the IETF's 192.0.0.0/24);
+//   - the unspecified, broadcast and multicast addresses;
+//   - IPv6 prefixes that carry an IPv4 address to somewhere else: NAT64
+//     (64:ff9b::/96, 64:ff9b:1::/48), 6to4 (2002::/16), Teredo (2001::/32).
+//
+// IPv4-mapped and IPv4-compatible IPv6 addresses are checked as the IPv4
+// address they hold, and a zone (fe80::1%eth0) is ignored.
 var DefaultDenied = []string{
 	"169.254.0.0/16", "fe80::/10", "0.0.0.0/8", "::/128", "255.255.255.255/32",
 	"224.0.0.0/4", "ff00::/8", "fd00:ec2::254/128", "100.100.100.200/32",
+	"168.63.129.16/32", "192.0.0.0/24",
+	"64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32",
 }
+
+// DeniedHosts are metadata service names refused whatever they resolve to.
+var DeniedHosts = []string{"metadata.google.internal", "metadata.goog", "metadata", "metadata.tencentyun.com",
+	"instance-data", "instance-data.ec2.internal", "metadata.azure.com"}
 
 // NewGuard builds a guard from the configuration's CIDR lists (already
 // validated).
@@ -205,7 +220,15 @@ func NewGuard(allow, deny []string) Guard {
 
 // Check refuses an address in a denied range unless allow-listed.
 func (g Guard) Check(ip netip.Addr) error {
-	ip = ip.Unmap()
+	ip = ip.WithZone("").Unmap()
+	// IPv4-compatible (::a.b.c.d, deprecated but routed by some stacks):
+	// judge the IPv4 address; :: and ::1 keep their IPv6 meaning.
+	if ip.Is6() {
+		b := ip.As16()
+		if [12]byte(b[:12]) == [12]byte{} && (b[12] != 0 || b[13] != 0 || b[14] != 0 || b[15] > 1) {
+			ip = netip.AddrFrom4([4]byte(b[12:]))
+		}
+	}
 	for _, p := range g.allow {
 		if p.Contains(ip) {
 			return nil
@@ -232,9 +255,11 @@ func (g Guard) CheckURL(ctx context.Context, raw string) error {
 	if u.User != nil {
 		return fmt.Errorf("%w: url must not carry credentials (receivers verify the signature instead)", ErrInvalid)
 	}
-	host := u.Hostname()
-	if strings.EqualFold(host, "metadata.google.internal") {
-		return fmt.Errorf("%w: %s is a cloud metadata service", ErrInvalid, host)
+	host := strings.TrimSuffix(u.Hostname(), ".")
+	for _, h := range DeniedHosts {
+		if strings.EqualFold(host, h) {
+			return fmt.Errorf("%w: %s is a cloud metadata service", ErrInvalid, host)
+		}
 	}
 	var ips []netip.Addr
 	if ip, err := netip.ParseAddr(host); err == nil {
@@ -289,6 +314,16 @@ func NewSender(g Guard, timeout time.Duration, userAgent string) *Sender {
 	}
 }
 
+// Origin is a webhook URL without its path, query and credentials
+// (which may carry tokens): what logs and non-admins may see.
+func Origin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "(webhook url)"
+	}
+	return u.Scheme + "://" + u.Host
+}
+
 // Send posts d to w once; it returns the HTTP status (0 when none came)
 // and an error unless the answer was 2xx.
 func (s *Sender) Send(ctx context.Context, w Webhook, d Delivery) (int, error) {
@@ -307,6 +342,13 @@ func (s *Sender) Send(ctx context.Context, w Webhook, d Delivery) (int, error) {
 	req.Header.Set(EventHeader, event)
 	res, err := s.client.Do(req)
 	if err != nil {
+		// net/http quotes the whole URL, whose path or query may hold the
+		// receiver's token; the error goes to the delivery log, which
+		// viewers read, and to the server log. Keep only its origin.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			return 0, fmt.Errorf("%s %s: %w", ue.Op, Origin(w.URL), ue.Err)
+		}
 		return 0, err
 	}
 	defer res.Body.Close()
