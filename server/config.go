@@ -11,6 +11,12 @@ import (
 type Config struct {
 	// Listen is the API and dashboard address.
 	Listen string `yaml:"listen"`
+	// AllowedHosts are the names (and addresses) clients may reach triad
+	// by, as the Host header carries them; others get 421, so a page that
+	// re-points its own name at triad (DNS rebinding) reaches nothing.
+	// localhost, 127.0.0.1, ::1 and the listen address's host are always
+	// allowed; "*" allows any (behind a proxy that checks the name).
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// ShutdownTimeout bounds how long in-flight requests may drain.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// DrainDelay is how long /-/ready answers 503 before the listener closes,

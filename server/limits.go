@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -14,6 +15,38 @@ import (
 	"github.com/gin-gonic/gin"
 	"golang.org/x/sync/semaphore"
 )
+
+// allowedHosts is the set of Host names the server answers to.
+func allowedHosts(c Config) map[string]bool {
+	m := map[string]bool{"localhost": true, "127.0.0.1": true, "::1": true}
+	if h, _, err := net.SplitHostPort(c.Listen); err == nil && h != "" {
+		m[strings.ToLower(h)] = true
+	}
+	for _, h := range c.AllowedHosts {
+		m[strings.ToLower(strings.TrimSuffix(h, "."))] = true
+	}
+	return m
+}
+
+// checkHost answers 421 to a request whose Host header names a host not
+// in server.allowed_hosts.
+func (s *Server) checkHost(c *gin.Context) {
+	if s.hosts["*"] {
+		c.Next()
+		return
+	}
+	host := c.Request.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(strings.Trim(host, "[]"), "."))
+	if !s.hosts[host] {
+		c.AbortWithStatusJSON(http.StatusMisdirectedRequest, envelope{Status: "error", RequestID: requestID(c),
+			Error: &apiError{Code: "misdirected", Message: fmt.Sprintf("host %.80q is not one of server.allowed_hosts", host)}})
+		return
+	}
+	c.Next()
+}
 
 // budget is the server's global in-flight budget: a count of requests
 // and the bytes their bodies may hold. A request beyond either is refused

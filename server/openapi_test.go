@@ -26,7 +26,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	}
 	require.NoError(t, yaml.Unmarshal(openapiDoc, &doc))
 	reg := prometheus.NewRegistry()
-	s := New(Options{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+	s := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
 		Auth: auth.NewAuthenticator(nil, "")})
 	param := regexp.MustCompile(`:(\w+)`)
 	registered := map[string]string{}

@@ -102,6 +102,7 @@ type Server struct {
 	logins    *limiters // per client address
 
 	budget          *budget
+	hosts           map[string]bool
 	inflightRefused *prometheus.CounterVec
 
 	requests  *prometheus.CounterVec
@@ -118,6 +119,7 @@ func New(o Options) *Server {
 		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
 		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		budget: newBudget(o.Config.MaxInflight, o.Config.MaxInflightBytes),
+		hosts:  allowedHosts(o.Config),
 		inflightRefused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_inflight_refused_total", Help: "API requests refused with 429 because the in-flight budget (requests or body bytes) was spent.",
 		}, []string{"budget"}),
@@ -136,7 +138,7 @@ func New(o Options) *Server {
 	s.logins = newLimiters(rate.Limit(float64(max(o.Config.LoginRateLimit, 1))/60), max(o.Config.LoginRateLimit, 1))
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
-	e.Use(s.requestID, s.recover, s.observe, s.admit)
+	e.Use(s.requestID, s.recover, s.observe, s.checkHost, s.admit)
 	// Unknown /api/ paths need a token too, so routes cannot be probed anonymously.
 	notFound := s.wrap(func(*gin.Context) (any, error) { return nil, ErrNotFound })
 	apiNoRoute := s.authenticate(auth.RoleViewer, true)

@@ -62,7 +62,7 @@ func TestReadinessLifecycle(t *testing.T) {
 			return "", errors.New("connection refused")
 		}},
 	}
-	cfg := DefaultConfig()
+	cfg := testConfig()
 	cfg.ProbeInterval, cfg.ProbeTimeout = 100*time.Millisecond, 100*time.Millisecond
 	reg := prometheus.NewRegistry()
 	s := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
@@ -105,7 +105,7 @@ func TestReadinessLifecycle(t *testing.T) {
 
 func TestAPINeedsToken(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	s := New(Options{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+	s := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
 		Auth: auth.NewAuthenticator(nil, "bootstrap-token-0123456789")})
 	for _, rt := range s.Routes() {
 		if rt.Role == auth.RoleNone {
@@ -121,4 +121,40 @@ func TestAPINeedsToken(t *testing.T) {
 	s.Handler().ServeHTTP(rec, req)
 	require.Equal(t, 200, rec.Code)
 	require.Contains(t, rec.Body.String(), `"role":"admin"`)
+}
+
+// testConfig is the defaults plus httptest's Host (example.com).
+func testConfig() Config {
+	c := DefaultConfig()
+	c.AllowedHosts = []string{"example.com"}
+	return c
+}
+
+// TestHostIsChecked: a request naming a host triad is not configured for
+// (a DNS-rebinding page's own name) gets 421, health and metrics
+// included; localhost names and configured ones pass.
+func TestHostIsChecked(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	cfg := DefaultConfig()
+	cfg.AllowedHosts = []string{"triad.internal.example"}
+	s := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+		Auth: auth.NewAuthenticator(nil, "bootstrap-token-0123456789")})
+	for host, want := range map[string]int{
+		"attacker.example":            http.StatusMisdirectedRequest,
+		"attacker.example:8383":       http.StatusMisdirectedRequest,
+		"127.0.0.1:8383":              http.StatusOK,
+		"localhost":                   http.StatusOK,
+		"[::1]:8383":                  http.StatusOK,
+		"TRIAD.internal.example.":     http.StatusOK,
+		"triad.internal.example:443":  http.StatusOK,
+		"triad.internal.example.evil": http.StatusMisdirectedRequest,
+	} {
+		for _, path := range []string{"/-/healthy", "/metrics"} {
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			req.Host = host
+			s.Handler().ServeHTTP(rec, req)
+			require.Equal(t, want, rec.Code, "%s %s", host, path)
+		}
+	}
 }

@@ -104,6 +104,10 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 	return v, nil
 }
 
+// maxAttrFilters bounds a trace search's attr filters (each is a join in
+// the span store's query).
+const maxAttrFilters = 16
+
 // searchTraces lists traces with a span matching every given filter:
 // service, operation, min_duration and max_duration (Go durations),
 // error=true, from and to (RFC 3339; default the last hour), attr=key=value
@@ -145,10 +149,19 @@ func (s *Server) searchTraces(c *gin.Context) (any, error) {
 			return nil, bad("error is true or false, got %q", v)
 		}
 	}
-	for _, kv := range c.QueryArray("attr") {
+	attrs := c.QueryArray("attr")
+	if len(attrs) > maxAttrFilters {
+		return nil, bad("at most %d attr filters, got %d", maxAttrFilters, len(attrs))
+	}
+	for _, kv := range attrs {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
 			return nil, bad("attr is key=value, got %q", kv)
+		}
+		// Searching by a redacted attribute's value would confirm a guess
+		// of it: only roles that can read the value may search by it.
+		if s.redact.applies(c) && s.redact.span[k] {
+			return nil, fmt.Errorf("%w: attribute %q is redacted for the %s role; searching by its value needs the operator role", ErrForbidden, k, principal(c).Role)
 		}
 		if q.Attributes == nil {
 			q.Attributes = map[string]string{}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +40,7 @@ func TestTraceAPI(t *testing.T) {
 	id := trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	d := trace.FromOTLP(trace.SyntheticTrace(id, 300, time.Now()))
 	reg := prometheus.NewRegistry()
-	s := New(Options{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+	s := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
 		Auth:   auth.NewAuthenticator(nil, "bootstrap-token-0123456789"),
 		Traces: &Traces{Store: limited{spans: d.Spans}, MaxSpans: 100}})
 	get := func(path string) (int, string) {
@@ -63,18 +64,22 @@ func TestTraceAPI(t *testing.T) {
 	require.NotContains(t, body, `"attributes"`)
 
 	for path, want := range map[string]int{
-		"/api/v1/traces/xyz":                                   400,
-		"/api/v1/traces/00000000000000000000000000000000":      400,
-		"/api/v1/traces/" + id.String() + "?adjust_skew=maybe": 400,
-		"/api/v1/traces/" + id.String() + "?format=zip":        400,
-		"/api/v1/traces?min_duration=fast":                     400,
-		"/api/v1/traces?attr=novalue":                          400,
-		"/api/v1/traces?limit=5000":                            400,
+		"/api/v1/traces/xyz":                                    400,
+		"/api/v1/traces/00000000000000000000000000000000":       400,
+		"/api/v1/traces/" + id.String() + "?adjust_skew=maybe":  400,
+		"/api/v1/traces/" + id.String() + "?format=zip":         400,
+		"/api/v1/traces?min_duration=fast":                      400,
+		"/api/v1/traces?attr=novalue":                           400,
+		"/api/v1/traces?limit=5000":                             400,
+		"/api/v1/traces?service=a%00b":                          400, // NUL: never reaches Postgres
+		"/api/v1/traces?service=%ff%fe":                         400, // invalid UTF-8
+		"/api/v1/traces?operation=" + strings.Repeat("x", 2000): 400,
+		"/api/v1/traces?" + strings.Repeat("attr=k=v&", 17):     400,
 	} {
 		code, body := get(path)
 		require.Equal(t, want, code, "%s: %s", path, body)
 	}
-	s2 := New(Options{Config: DefaultConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry(), Gatherer: reg,
+	s2 := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: prometheus.NewRegistry(), Gatherer: reg,
 		Auth:   auth.NewAuthenticator(nil, "bootstrap-token-0123456789"),
 		Traces: &Traces{Store: limited{}, MaxSpans: 100}})
 	rec := httptest.NewRecorder()

@@ -123,7 +123,7 @@ func RenderText(w io.Writer, v *View, o TextOptions) error {
 		o.Width = 40
 	}
 	s := v.Summary
-	langs := strings.Join(s.Languages, ", ")
+	langs := Printable(strings.Join(s.Languages, ", "))
 	if langs == "" {
 		langs = "unknown"
 	}
@@ -144,7 +144,7 @@ func RenderText(w io.Writer, v *View, o TextOptions) error {
 		extra = append(extra, fmt.Sprintf("%d spans skew-adjusted (~)", s.SkewAdjusted))
 	}
 	if s.Partial {
-		extra = append(extra, "PARTIAL: "+s.Status)
+		extra = append(extra, "PARTIAL: "+Printable(s.Status))
 	}
 	if len(extra) > 0 {
 		fmt.Fprintf(w, "  [%s]", strings.Join(extra, "; "))
@@ -155,7 +155,7 @@ func RenderText(w io.Writer, v *View, o TextOptions) error {
 	labels := make([]string, len(v.Spans))
 	nameW := len("SERVICE OPERATION")
 	for i, sp := range v.Spans {
-		l := strings.Repeat("  ", sp.Depth) + spanLabel(sp)
+		l := strings.Repeat("  ", sp.Depth) + Printable(spanLabel(sp))
 		if r := []rune(l); len(r) > 60 {
 			l = string(r[:59]) + "…"
 		}
@@ -187,7 +187,7 @@ func RenderText(w io.Writer, v *View, o TextOptions) error {
 			}
 		}
 		b.WriteByte('|')
-		lang := sp.Language
+		lang := Printable(sp.Language)
 		if lang == "" {
 			lang = "-"
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 
@@ -71,4 +72,15 @@ func TestViewersSeeNoPII(t *testing.T) {
 	require.Equal(t, http.StatusOK, exp.code)
 	require.NotContains(t, exp.raw, "alice@example.org")
 	require.Contains(t, exp.raw, `[redacted]`)
+
+	// No oracle: a viewer cannot confirm a guess of a redacted value by
+	// searching for it; an operator can search (and read) it.
+	guess := "/api/v1/traces?attr=" + url.QueryEscape("user.email=alice@example.org")
+	vs := call(t, a, http.MethodGet, guess, viewer, nil)
+	require.Equal(t, http.StatusForbidden, vs.code, vs.raw)
+	require.NotContains(t, vs.raw, traceID)
+	os := call(t, a, http.MethodGet, guess, operator, nil)
+	require.Equal(t, http.StatusOK, os.code, os.raw)
+	require.Contains(t, os.raw, traceID)
+	require.Equal(t, http.StatusOK, call(t, a, http.MethodGet, "/api/v1/traces?attr=http.method%3DPOST", viewer, nil).code, "other attributes stay searchable")
 }

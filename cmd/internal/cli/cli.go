@@ -413,7 +413,7 @@ func (e env) token(ctx context.Context, args []string) error {
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tNAME\tROLE\tPREFIX\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
 		for _, t := range toks {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", t.ID, t.Name, t.Role, t.Prefix,
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", t.ID, trace.Printable(t.Name), t.Role, trace.Printable(t.Prefix),
 				t.CreatedAt.UTC().Format(time.RFC3339), ts(t.ExpiresAt), ts(t.LastUsedAt), ts(t.RevokedAt))
 		}
 		return tw.Flush()

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/trace"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -510,7 +511,12 @@ func (e env) archive(ctx context.Context, args []string) error {
 			rep, err = verifyFile(path, nil)
 		case "cat":
 			w := bufio.NewWriterSize(e.stdout, 256<<10)
-			rep, err = verifyFile(path, func(c archive.Chunk) error { _, err := w.Write(c.Payload); return err })
+			// Records are JSON lines from outside triad: control characters
+			// are printed as JSON escapes, never raw to the terminal.
+			rep, err = verifyFile(path, func(c archive.Chunk) error {
+				_, err := w.WriteString(trace.PrintableLines(string(c.Payload)))
+				return err
+			})
 			err = errors.Join(err, w.Flush())
 		case "replay":
 			var s ingest.Summary

@@ -186,8 +186,8 @@ func (e env) traceSearch(ctx context.Context, args []string) error {
 	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TRACE ID\tSTART\tDURATION\tSPANS\tERRORS\tROOT\tSERVICES")
 	for _, f := range out.Traces {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s %s\t%v\n", f.TraceID, time.Unix(0, f.Start).UTC().Format(time.RFC3339Nano),
-			time.Duration(f.Duration), f.Spans, f.Errors, f.RootService, f.RootName, f.Services)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s %s\t%s\n", f.TraceID, time.Unix(0, f.Start).UTC().Format(time.RFC3339Nano),
+			time.Duration(f.Duration), f.Spans, f.Errors, trace.Printable(f.RootService), trace.Printable(f.RootName), trace.Printable(fmt.Sprint(f.Services)))
 	}
 	return tw.Flush()
 }
