@@ -103,6 +103,11 @@ func benchIngest(b *testing.B, derived bool) {
 		pg := pgstore.New(ns.Pool())
 		rs := redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
 		deps := ingest.Deps{Primary: pg, Catchup: pg}
+		if os.Getenv("TRIAD_BENCH_NO_OUTBOX") == "1" {
+			// The baseline of the outbox's cost: the same run with no
+			// outbox entries written or settled.
+			deps.Primary = noOutbox{pg}
+		}
 		if derived {
 			deps.Derived = []ingest.Derived{rs, es}
 		}
@@ -134,6 +139,14 @@ func benchIngest(b *testing.B, derived bool) {
 		}
 		report(b, n, d)
 	}
+}
+
+// noOutbox is the Postgres store with the outbox left out (Apply owes
+// nothing), for measuring what the outbox costs.
+type noOutbox struct{ *pgstore.Store }
+
+func (n noOutbox) Apply(ctx context.Context, batch []*ingest.Profile, held []bool, _ []string) (int64, error) {
+	return n.Store.Apply(ctx, batch, held, nil)
 }
 
 // inputFile writes n loadgen JSONL lines to a file, so the end-to-end run

@@ -77,7 +77,7 @@ func DefaultConfig() Config {
 		Listen:               "127.0.0.1:8383",
 		ShutdownTimeout:      15 * time.Second,
 		DrainDelay:           0,
-		MaxBodyBytes:         8 << 20,
+		MaxBodyBytes:         4 << 20,
 		MaxRequestBytes:      64 << 10,
 		MaxInflight:          512,
 		MaxInflightBytes:     64 << 20,

@@ -134,7 +134,11 @@ func (s *Server) postRepairs(c *gin.Context) (any, error) {
 	}
 	// A repair that started finishes (and is logged) even if the client
 	// goes away.
-	run, entries, err := s.repairer.Repair(context.WithoutCancel(c.Request.Context()), repair.Request{
+	// A repair that started finishes even if the client goes away, but
+	// no later than the request's own deadline would have ended it.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
+	defer cancel()
+	run, entries, err := s.repairer.Repair(rctx, repair.Request{
 		Entity: req.Entity, Keys: keys, DryRun: req.DryRun, Budget: req.Budget, Trigger: req.Trigger, Actor: principal(c).Name,
 	})
 	switch {

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/time/rate"
 
 	"github.com/triad-dev/triad/ingest"
@@ -102,6 +103,7 @@ type Server struct {
 	logins    *limiters // per client address
 
 	budget          *budget
+	auditBehind     *semaphore.Weighted
 	hosts           map[string]bool
 	inflightRefused *prometheus.CounterVec
 
@@ -118,8 +120,8 @@ func New(o Options) *Server {
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
 		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
 		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
-		budget: newBudget(o.Config.MaxInflight, o.Config.MaxInflightBytes),
-		hosts:  allowedHosts(o.Config),
+		budget: newBudget(o.Config.MaxInflight, o.Config.MaxInflightBytes), auditBehind: semaphore.NewWeighted(maxAuditBehind),
+		hosts: allowedHosts(o.Config),
 		inflightRefused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_inflight_refused_total", Help: "API requests refused with 429 because the in-flight budget (requests or body bytes) was spent.",
 		}, []string{"budget"}),

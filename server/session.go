@@ -205,7 +205,9 @@ func (s *Server) logout(c *gin.Context) (any, error) {
 	if err != nil || principal(c).Via != auth.ViaSession {
 		return nil, fmt.Errorf("%w: no dashboard session to end (bearer tokens are revoked with DELETE /api/v1/tokens/{id})", ErrBadRequest)
 	}
-	if err := s.authn.Logout(context.WithoutCancel(c.Request.Context()), ck.Value); err != nil {
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
+	defer cancel()
+	if err := s.authn.Logout(lctx, ck.Value); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	http.SetCookie(c.Writer, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
@@ -215,6 +217,13 @@ func (s *Server) logout(c *gin.Context) (any, error) {
 
 // audit records every mutating request that reached a principal (and
 // every login attempt) in the audit log, after the answer.
+// auditWait and maxAuditBehind bound what a slow audit store costs a
+// mutation (see audit).
+const (
+	auditWait      = 250 * time.Millisecond
+	maxAuditBehind = 256
+)
+
 func (s *Server) audit(c *gin.Context) {
 	c.Next()
 	p := principal(c)
@@ -227,8 +236,28 @@ func (s *Server) audit(c *gin.Context) {
 	if p.Name == "" {
 		e.Actor, e.Via = "anonymous", "none"
 	}
-	if err := s.tokens.Audit(context.WithoutCancel(c.Request.Context()), e); err != nil {
-		s.log.Warn("audit entry not written", "request_id", requestID(c), "route", route, "err", err)
+	// The entry is written under its own deadline, even if the request's
+	// context ended. The answer waits for it up to auditWait: a hung audit
+	// store must not hold every mutation; past that the write goes on in
+	// the background (at most maxAuditBehind at once; beyond, the entry is
+	// logged as lost).
+	if !s.auditBehind.TryAcquire(1) {
+		s.log.Error("audit entry not written: too many audit writes behind", "request_id", requestID(c), "route", route, "actor", e.Actor)
+		return
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer s.auditBehind.Release(1)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
+		defer cancel()
+		if err := s.tokens.Audit(actx, e); err != nil {
+			s.log.Warn("audit entry not written", "request_id", e.RequestID, "route", e.Route, "err", err)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(auditWait):
 	}
 }
 

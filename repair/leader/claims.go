@@ -2,10 +2,12 @@ package leader
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -100,6 +102,11 @@ func (c *Claims) Close() error {
 	}
 	err := c.session.Close()
 	c.session = nil
+	// After an etcd outage longer than the TTL the lease is gone already:
+	// the claims went with it, which is what Close wanted.
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return nil
+	}
 	return err
 }
 

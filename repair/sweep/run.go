@@ -200,6 +200,17 @@ type Worker struct {
 	cfg    WorkerConfig
 	log    *slog.Logger
 	wake   chan struct{}
+	// finishes backs off the finish of sweeps whose finish failed for a
+	// store reason (the finish is retried, not the sweep failed). Only
+	// Run's goroutine touches it.
+	finishes map[int64]retry
+}
+
+// retry is when a failed step may be tried again, and how often it
+// failed.
+type retry struct {
+	failures int
+	next     time.Time
 }
 
 // NewWorker returns a worker.
@@ -302,8 +313,24 @@ func (w *Worker) step(ctx context.Context) (bool, error) {
 		}
 	}
 	for _, rec := range finishable {
+		if r, ok := w.finishes[rec.ID]; ok && time.Now().Before(r.next) {
+			continue
+		}
 		ok, err := w.finishSweep(ctx, rec)
-		if ok || err != nil {
+		if err != nil && ctx.Err() == nil {
+			// A store failed or hung while the sweep finished: the finish
+			// backs off and is tried again; the sweep does not fail.
+			if w.finishes == nil {
+				w.finishes = map[int64]retry{}
+			}
+			r := w.finishes[rec.ID]
+			wait := min(RangeBackoff<<min(r.failures, 16), RangeBackoffMax)
+			w.finishes[rec.ID] = retry{failures: r.failures + 1, next: time.Now().Add(wait)}
+			w.log.WarnContext(ctx, "sweep finish failed; backing off", "sweep", rec.ID, "failures", r.failures+1, "retry_in", wait, "err", err)
+			continue
+		}
+		if ok {
+			delete(w.finishes, rec.ID)
 			return ok, err
 		}
 	}
@@ -502,7 +529,7 @@ func (w *Worker) finishClaimed(ctx context.Context, rec Record) (bool, error) {
 		return true, err
 	}
 	if rec.OrphanScan, err = w.sw.scanOrphans(ctx, r, rec.Present, suspects); err != nil {
-		return true, w.fail(ctx, rec, err)
+		return true, fmt.Errorf("sweep %d: orphan scan: %w", rec.ID, err) // a store reason: the finish is tried again
 	}
 	untrusted, err := w.sw.changedSince(ctx, r, rec.Checkpoint, suspects)
 	if err != nil {
@@ -516,7 +543,7 @@ func (w *Worker) finishClaimed(ctx context.Context, rec Record) (bool, error) {
 		if ctx.Err() != nil {
 			return true, ctx.Err()
 		}
-		return true, w.fail(ctx, rec, err)
+		return true, fmt.Errorf("sweep %d: finish: %w", rec.ID, err) // a store reason: the finish is tried again
 	}
 	if err := w.sw.settleCheckpoint(ctx, r, rec.Checkpoint, rec.ID, &rep, untrusted); err != nil {
 		return true, err

@@ -2,10 +2,13 @@ package app_test
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
 )
@@ -78,4 +82,185 @@ func TestRedisDataLossIsDetectedAndRewarmed(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("measured: StoreDataLoss listed %.1fs and all %d profiles back in Redis %.1fs after the kill (restart included)", alerted.Seconds(), n, rewarmed.Seconds())
+}
+
+// privateConfig points a namespace's configuration at private servers.
+func privateConfig(t *testing.T, ns *stacktest.Namespace, pg, rd, es, etcd *stacktest.Private) config.Config {
+	t.Helper()
+	cfg := ns.Config
+	cfg.Postgres.Host, cfg.Postgres.Port, cfg.Postgres.Schema = pg.Config.Host, pg.Config.PostgresPort, ""
+	cfg.Redis.Addr = rd.Endpoints().RedisAddr
+	cfg.Elasticsearch.Addresses = []string{es.Endpoints().ElasticsearchURL}
+	cfg.Etcd.Endpoints = []string{etcd.Endpoints().EtcdEndpoint}
+	return cfg
+}
+
+type probe struct {
+	path string
+	body any
+}
+
+// TestHungStoresDegradeOnePath hangs each store in turn (SIGSTOP for 30 s)
+// while profiles stream in through the batch endpoint and a repairing
+// sweep runs. While a store hangs: every API call answers within its
+// deadline (503 naming the store, or an answer from another tier); writes
+// keep being acknowledged unless the hung store is Postgres itself. After
+// SIGCONT the sweep finishes and every acknowledged profile is consistent
+// in all three stores.
+func TestHungStoresDegradeOnePath(t *testing.T) {
+	pg := stacktest.StartPrivate(t, "postgres")
+	rd := stacktest.StartPrivate(t, "redis")
+	es := stacktest.StartPrivate(t, "elasticsearch")
+	ed := stacktest.StartPrivate(t, "etcd")
+	ns := stacktest.New(t)
+	cfg := privateConfig(t, ns, pg, rd, es, ed)
+	cfg.Server.RequestTimeout, cfg.Server.RateLimit = 2*time.Second, 0
+	cfg.Redis.Timeout, cfg.Elasticsearch.Timeout = time.Second, 2*time.Second
+	cfg.Ingest.DerivedTimeout, cfg.Ingest.DerivedAttempts, cfg.Ingest.PrimaryTimeout = time.Second, 2, 5*time.Second
+	cfg.Ingest.OutboxGrace = 10 * time.Second
+	a := startMigrated(t, cfg)
+
+	// A writer: 100 new profiles every 200 ms; acknowledged IDs kept. The
+	// sweeps run at 2,000 records/s, faster than the writer adds rows, so
+	// each one is mid-way when its store hangs and can still finish.
+	g := ingest.NewGenerator(42)
+	var mu sync.Mutex
+	var acked []int64
+	next := int64(0)
+	write := func(n int64) (int, time.Duration) {
+		var body bytes.Buffer
+		ids := make([]int64, 0, n)
+		for i := next; i < next+n; i++ {
+			body.Write(g.AppendJSONL(nil, i))
+			body.WriteByte('\n')
+			ids = append(ids, g.ID(i))
+		}
+		next += n
+		start := time.Now()
+		// Not call: this runs in its own goroutine, where a failed
+		// require must not be used.
+		req, _ := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", &body)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, time.Since(start)
+		}
+		var r struct {
+			Data struct {
+				Applied int64 `json:"applied"`
+			} `json:"data"`
+		}
+		_ = json.NewDecoder(res.Body).Decode(&r)
+		res.Body.Close()
+		if res.StatusCode == http.StatusOK && r.Data.Applied == n {
+			mu.Lock()
+			acked = append(acked, ids...)
+			mu.Unlock()
+		}
+		return res.StatusCode, time.Since(start)
+	}
+	code, _ := write(10000)
+	require.Equal(t, http.StatusOK, code)
+	ackedNow := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+			write(100)
+		}
+	}()
+
+	probes := []probe{
+		{"/api/v1/profiles/" + fmt.Sprint(g.ID(7)), nil},
+		{"/api/v1/checks", map[string]any{"entity": "profile", "ids": []int64{g.ID(1), g.ID(2), g.ID(3)}}},
+		{"/api/v1/sweeps", nil},
+		{"/api/v1/dataset", nil},
+		{"/api/v1/repairs", nil},
+	}
+	for _, victim := range []*stacktest.Private{rd, es, ed, pg} {
+		sw := call(t, a, http.MethodPost, "/api/v1/sweeps", adminToken, map[string]any{"entity": "profile", "repair": true, "segment_size": 100, "rate": 2000})
+		require.Equal(t, http.StatusCreated, sw.code, sw.raw)
+		time.Sleep(time.Second)
+		before := ackedNow()
+		victim.Pause(t)
+		paused := time.Now()
+		var slowest time.Duration
+		answers := map[int]int{}
+		for time.Since(paused) < 30*time.Second {
+			var wg sync.WaitGroup
+			var pmu sync.Mutex
+			for _, p := range probes {
+				wg.Go(func() {
+					method := http.MethodGet
+					if p.body != nil {
+						method = http.MethodPost
+					}
+					start := time.Now()
+					r := call(t, a, method, p.path, adminToken, p.body)
+					took := time.Since(start)
+					pmu.Lock()
+					defer pmu.Unlock()
+					slowest = max(slowest, took)
+					answers[r.code]++
+					require.Less(t, took, cfg.Server.RequestTimeout+time.Second, "%s hung %s: %s answered after %s", victim.Name, time.Since(paused), p.path, took)
+					if r.code == http.StatusServiceUnavailable {
+						require.NotContains(t, r.raw, "internal error", p.path)
+					}
+				})
+			}
+			wg.Wait()
+			time.Sleep(500 * time.Millisecond)
+		}
+		during := ackedNow() - before
+		victim.Resume(t)
+		t.Logf("measured: %s hung 30s: slowest API answer %s, answers by status %v, %d profiles acknowledged during the hang", victim.Name, slowest.Round(time.Millisecond), answers, during)
+		if victim != pg {
+			require.Greater(t, during, 1000, "writes went on while %s hung", victim.Name)
+		}
+		id := int64(sw.body["data"].(map[string]any)["id"].(float64))
+		resumed := time.Now()
+		var last string
+		for {
+			r := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/sweeps/%d", id), adminToken, nil)
+			last = r.raw
+			if r.code == http.StatusOK && r.body["data"].(map[string]any)["state"] == "done" {
+				break
+			}
+			require.Less(t, time.Since(resumed), 3*time.Minute, "the sweep started before %s hung finishes: %s", victim.Name, last)
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Logf("measured: sweep %d done %.1fs after %s resumed", id, time.Since(resumed).Seconds(), victim.Name)
+	}
+	close(stop)
+	<-writerDone
+
+	// Converged: nothing owed, and every acknowledged profile consistent.
+	start := time.Now()
+	pool := a.Clients.Postgres
+	require.Eventually(t, func() bool {
+		var owed int64
+		_ = pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
+		return owed == 0
+	}, 3*time.Minute, 200*time.Millisecond, "the catch-up log and the outbox drain")
+	mu.Lock()
+	ids := append([]int64(nil), acked...)
+	mu.Unlock()
+	inconsistent := 0
+	for i := 0; i < len(ids); i += 1000 {
+		r := call(t, a, http.MethodPost, "/api/v1/checks", adminToken, map[string]any{"entity": "profile", "ids": ids[i:min(i+1000, len(ids))]})
+		require.Equal(t, http.StatusOK, r.code, r.raw)
+		inconsistent += int(r.body["data"].(map[string]any)["inconsistent"].(float64))
+	}
+	t.Logf("measured: %d acknowledged profiles checked, %d inconsistent, %.1fs after the last resume", len(ids), inconsistent, time.Since(start).Seconds())
+	require.Zero(t, inconsistent, "every acknowledged profile agrees in the three stores")
 }
