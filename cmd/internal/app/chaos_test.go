@@ -212,6 +212,9 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 					defer pmu.Unlock()
 					slowest = max(slowest, took)
 					answers[r.code]++
+					if r.code == http.StatusServiceUnavailable && answers[r.code] == 1 {
+						t.Logf("%s hung: %s answered 503: %.300s", victim.Name, p.path, r.raw)
+					}
 					require.Less(t, took, cfg.Server.RequestTimeout+time.Second, "%s hung %s: %s answered after %s", victim.Name, time.Since(paused), p.path, took)
 					if r.code == http.StatusServiceUnavailable {
 						require.NotContains(t, r.raw, "internal error", p.path)
