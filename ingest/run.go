@@ -149,7 +149,19 @@ func (p *Pipeline) Run(ctx context.Context, r io.Reader, o RunOptions) (Summary,
 			o.Progress(snapshot())
 		}
 	}
-	wg.Wait()
+	// Wait for every submitted profile's Postgres outcome, or for ctx: a
+	// caller with a deadline (the batch endpoint) is answered at it even
+	// while Postgres hangs. What was submitted is still written when
+	// Postgres answers; the summary counts what was known by then.
+	acked := make(chan struct{})
+	go func() { wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-ctx.Done():
+		if runErr == nil {
+			runErr = fmt.Errorf("%s: %w before every line's outcome was known", o.Source, ctx.Err())
+		}
+	}
 	if runErr == nil {
 		if e := firstFail.Load(); e != nil {
 			runErr = *e
@@ -159,7 +171,9 @@ func (p *Pipeline) Run(ctx context.Context, r io.Reader, o RunOptions) (Summary,
 	if o.Progress != nil {
 		o.Progress(out)
 	}
-	return out, errs, runErr
+	errMu.Lock()
+	defer errMu.Unlock()
+	return out, append([]LineError(nil), errs...), runErr
 }
 
 func isHeader(line []byte) bool {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -114,7 +115,7 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 	ed := stacktest.StartPrivate(t, "etcd")
 	ns := stacktest.New(t)
 	cfg := privateConfig(t, ns, pg, rd, es, ed)
-	cfg.Server.RequestTimeout, cfg.Server.RateLimit = 2*time.Second, 0
+	cfg.Server.RequestTimeout, cfg.Server.BatchTimeout, cfg.Server.RateLimit = 2*time.Second, 3*time.Second, 0
 	cfg.Redis.Timeout, cfg.Elasticsearch.Timeout = time.Second, 2*time.Second
 	cfg.Ingest.DerivedTimeout, cfg.Ingest.DerivedAttempts, cfg.Ingest.PrimaryTimeout = time.Second, 2, 5*time.Second
 	cfg.Ingest.OutboxGrace = 10 * time.Second
@@ -168,6 +169,7 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 	}
 	stop := make(chan struct{})
 	writerDone := make(chan struct{})
+	var slowestBatch atomic.Int64 // ns, reset per hung store
 	go func() {
 		defer close(writerDone)
 		for {
@@ -176,7 +178,13 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
-			write(100)
+			_, took := write(100)
+			for {
+				cur := slowestBatch.Load()
+				if int64(took) <= cur || slowestBatch.CompareAndSwap(cur, int64(took)) {
+					break
+				}
+			}
 		}
 	}()
 
@@ -192,6 +200,7 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 		require.Equal(t, http.StatusCreated, sw.code, sw.raw)
 		time.Sleep(time.Second)
 		before := ackedNow()
+		slowestBatch.Store(0)
 		victim.Pause(t)
 		paused := time.Now()
 		var slowest time.Duration
@@ -225,8 +234,11 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 			time.Sleep(500 * time.Millisecond)
 		}
 		during := ackedNow() - before
+		batchSlowest := time.Duration(slowestBatch.Load())
 		victim.Resume(t)
-		t.Logf("measured: %s hung 30s: slowest API answer %s, answers by status %v, %d profiles acknowledged during the hang", victim.Name, slowest.Round(time.Millisecond), answers, during)
+		t.Logf("measured: %s hung 30s: slowest API answer %s, slowest batch %s, answers by status %v, %d profiles acknowledged during the hang",
+			victim.Name, slowest.Round(time.Millisecond), batchSlowest.Round(time.Millisecond), answers, during)
+		require.Less(t, batchSlowest, cfg.Server.BatchTimeout+time.Second, "the batch endpoint answers within its deadline while %s hangs", victim.Name)
 		if victim != pg {
 			require.Greater(t, during, 1000, "writes went on while %s hung", victim.Name)
 		}

@@ -464,18 +464,54 @@ func generate(w io.Writer, g *ingest.Generator, count int64, f ingest.Format) er
 }
 
 const archiveHelp = `Usage: triad archive verify|cat|replay [flags] FILE...
+       triad archive backfill [--wait D]
 
-  verify   check every chunk of each file; reports every bad chunk with its
-           offset and reads on (exit 3 when any chunk is bad)
-  cat      print the records (JSONL) of the good chunks to stdout
-  replay   write the records of the good chunks back through the pipeline
+  verify    check every chunk of each file; reports every bad chunk with its
+            offset and reads on (exit 3 when any chunk is bad)
+  cat       print the records (JSONL) of the good chunks to stdout
+  replay    write the records of the good chunks back through the pipeline
+  backfill  write the rows the archive (archive.dir) is owed (a full disk, a
+            crashed writer: the catch-up log's "archive" entries) from
+            Postgres, then the other stores' owed writes; exit 3 when some
+            still wait after --wait
 `
+
+// archiveBackfill replays every store's owed writes (the archive's
+// included) from Postgres through a pipeline with the configured archive.
+func (e env) archiveBackfill(ctx context.Context, c common, wait time.Duration) error {
+	cfg, log, err := e.load(c)
+	if err != nil {
+		return err
+	}
+	if cfg.Archive.Dir == "" {
+		return usagef("backfill needs archive.dir (TRIAD_ARCHIVE_DIR)")
+	}
+	run, err := openPipeline(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	if _, err := run.pipe.RecoverOutbox(ctx); err != nil {
+		log.Warn("outbox recovery", "err", err)
+	}
+	before, err := run.pipe.Postgres.Count(ctx, ingest.ArchiveStore)
+	if err != nil {
+		run.stop()
+		return err
+	}
+	var sum ingest.Summary
+	err = run.finish(ctx, e.stderr, wait, &sum)
+	fmt.Fprintf(e.stdout, "archive: %d rows were owed; %d still wait in the catch-up log\n", before, sum.Pending[ingest.ArchiveStore])
+	if err != nil {
+		return err
+	}
+	return owedError(sum)
+}
 
 func (e env) archive(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(e.stderr, archiveHelp)
 		if len(args) == 0 {
-			return usagef("want verify, cat or replay")
+			return usagef("want verify, cat, replay or backfill")
 		}
 		return flag.ErrHelp
 	}
@@ -483,8 +519,12 @@ func (e env) archive(ctx context.Context, args []string) error {
 	var c common
 	fs := e.flags("archive "+verb, &c)
 	asJSON := fs.Bool("json", false, "verify: print the report as JSON")
+	wait := fs.Duration("wait", 10*time.Minute, "backfill: how long to keep replaying")
 	if err := parse(fs, args[1:]); err != nil {
 		return err
+	}
+	if verb == "backfill" {
+		return e.archiveBackfill(ctx, c, *wait)
 	}
 	if fs.NArg() == 0 {
 		return usagef("want at least one archive FILE")
@@ -499,7 +539,7 @@ func (e env) archive(ctx context.Context, args []string) error {
 			return err
 		}
 	} else if verb != "verify" && verb != "cat" {
-		return usagef("unknown verb %q: want verify, cat or replay", verb)
+		return usagef("unknown verb %q: want verify, cat, replay or backfill", verb)
 	}
 	bad := 0
 	var errs []error
