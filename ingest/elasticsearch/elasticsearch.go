@@ -217,9 +217,29 @@ func drain(res *esapi.Response) {
 	res.Body.Close()
 }
 
-func readAll(res *esapi.Response) string {
-	b, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-	return string(b)
+func readAll(res *esapi.Response) string { return ErrorBody(res) }
+
+// ErrorBody summarises an error response's body for an error message:
+// the error's type and the field it names, never Elasticsearch's reason,
+// which can quote a document's values (and ends up in logs and API
+// answers). A body that is not an Elasticsearch error is cut to 200 bytes.
+func ErrorBody(res *esapi.Response) string {
+	b, _ := io.ReadAll(io.LimitReader(res.Body, 64<<10))
+	var e struct {
+		Error *bulkError `json:"error"`
+	}
+	if json.Unmarshal(b, &e) == nil && e.Error != nil && e.Error.Type != "" {
+		return strings.TrimPrefix(rejection(e.Error), "elasticsearch: ")
+	}
+	if len(b) > 200 {
+		b = b[:200]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(string(b), "?"))
 }
 
 // AppendDocument appends the document indexed for p: the profile's JSON

@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -62,8 +61,7 @@ func sourceSize(src map[string]json.RawMessage) int {
 }
 
 func esError(res *esapi.Response, what string) error {
-	body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
-	return fmt.Errorf("%s: %s: %s", what, res.Status(), body)
+	return fmt.Errorf("%s: %s: %s", what, res.Status(), esstore.ErrorBody(res))
 }
 
 func (x *Index) Get(ctx context.Context, ids []int64) (map[int64]Doc, error) {
