@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,20 @@ func (c *Claims) Holder(ctx context.Context, key string) (string, error) {
 		return "", nil
 	}
 	return string(resp.Kvs[0].Value), nil
+}
+
+// Holders returns the holder of every live claim whose key starts with
+// prefix, by key (without the claims prefix).
+func (c *Claims) Holders(ctx context.Context, prefix string) (map[string]string, error) {
+	resp, err := c.cli.Get(ctx, c.prefix+prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[strings.TrimPrefix(string(kv.Key), c.prefix)] = string(kv.Value)
+	}
+	return out, nil
 }
 
 // Close revokes this replica's lease: its claims go at once.

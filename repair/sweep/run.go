@@ -102,7 +102,14 @@ type Range struct {
 	Failures  int        `json:"failures"`
 	LastError string     `json:"last_error,omitempty"`
 	RetryAt   *time.Time `json:"retry_at,omitempty"`
+	// Holder is, for a running range as listed by the API, the replica
+	// whose live claim holds it now; "" while none does (its owner died:
+	// another replica takes it over), nil when unknown.
+	Holder *string `json:"holder,omitempty"`
 }
+
+// RangeKey is the claim key of rg.
+func RangeKey(rg Range) string { return rangeKey(rg) }
 
 // Progress is one batch of a range, saved with its suspects.
 type Progress struct {

@@ -157,7 +157,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		Owner: MemberID() + "@" + a.Addr, Recheck: c.Repair.Sweep.Recheck, RangeSegments: c.Repair.Sweep.RangeSegments,
 		Serving: func() int { return follower.Versions().Serving },
 	}, log)
-	sweeps := sweepAdmin{w: worker, st: sweepStore}
+	sweeps := sweepAdmin{w: worker, st: sweepStore, claims: claims}
 	scheduler := sweep.NewScheduler(c.Repair.Schedules, worker, sweepStore, log)
 	scheduler.Fence = leader.Check
 	// 1. stop the worker (its context), 2. revoke the lease so its claims

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
+	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server"
@@ -13,8 +16,9 @@ import (
 // sweepAdmin implements server.SweepAdmin over this replica's sweep
 // worker and the sweep store every replica shares.
 type sweepAdmin struct {
-	w  *sweep.Worker
-	st *repairpg.Sweeps
+	w      *sweep.Worker
+	st     *repairpg.Sweeps
+	claims *leader.Claims
 }
 
 // StartSweep implements server.SweepAdmin.
@@ -35,9 +39,28 @@ func (a sweepAdmin) GetSweep(ctx context.Context, id int64) (sweep.Record, error
 	return rec, noSweep(err)
 }
 
-// SweepRanges implements server.SweepAdmin.
+// SweepRanges implements server.SweepAdmin. Running ranges say which
+// replica's claim holds them now, so a range whose owner died shows no
+// holder at once rather than "running" until another replica takes it
+// (best effort: without etcd within a second, holders are left out).
 func (a sweepAdmin) SweepRanges(ctx context.Context, id int64) ([]sweep.Range, error) {
-	return a.st.Ranges(ctx, id)
+	rgs, err := a.st.Ranges(ctx, id)
+	if err != nil || a.claims == nil {
+		return rgs, err
+	}
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	holders, herr := a.claims.Holders(hctx, "sweeps/"+strconv.FormatInt(id, 10)+"/ranges/")
+	if herr != nil {
+		return rgs, nil
+	}
+	for i := range rgs {
+		if rgs[i].State == sweep.RangeRunning {
+			h := holders[sweep.RangeKey(rgs[i])]
+			rgs[i].Holder = &h
+		}
+	}
+	return rgs, nil
 }
 
 // ListSweeps implements server.SweepAdmin.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -91,6 +92,39 @@ func TestSweepSurvivesAKilledReplica(t *testing.T) {
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	_ = cmd.Wait()
 	t.Logf("killed A (pid %d) holding range (%d, ...] at cursor %d", cmd.Process.Pid, lo, cursor)
+
+	// The API says at once that nobody holds A's range any more (its
+	// claim lapsed with A's lease), instead of "running" under A until B
+	// takes it over.
+	orphaned := until(t, 60*time.Second, "B's API shows A's range without a holder", func() bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/sweeps/%d", b.Addr, id), nil)
+		req.Header.Set("Authorization", "Bearer "+replicaToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		var v struct {
+			Data struct {
+				Ranges []struct {
+					Lo     int64   `json:"lo"`
+					State  string  `json:"state"`
+					Owner  string  `json:"owner"`
+					Holder *string `json:"holder"`
+				} `json:"ranges_list"`
+			} `json:"data"`
+		}
+		if json.NewDecoder(res.Body).Decode(&v) != nil {
+			return false
+		}
+		for _, rg := range v.Data.Ranges {
+			if rg.Lo == lo {
+				return rg.State != "running" || (rg.Holder != nil && *rg.Holder == "") || !strings.HasSuffix(rg.Owner, owner)
+			}
+		}
+		return false
+	})
+	t.Logf("measured: A's range shown without a holder (or taken over) %s after the kill (lease TTL 2s)", orphaned.Round(time.Millisecond))
 
 	var state string
 	took := until(t, 120*time.Second, "B finishes the sweep", func() bool {
