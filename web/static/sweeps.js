@@ -32,12 +32,19 @@ triad.start("Sweeps", async () => {
     return base + (c.advanced ? " · checkpoint " + c.taken.seq_no : "");
   }
 
+  // rangeHolder says who works a range now: its owner while its claim is
+  // live, or that nobody does (the owner died; another replica takes it).
+  function rangeHolder(r) {
+    if (r.holder === "") return " · unclaimed: " + (r.owner || "its owner") + " is gone; another replica takes it over";
+    return r.owner ? " · " + r.owner : "";
+  }
+
   async function card(s) {
     const d = await api("GET", "/api/v1/sweeps/" + s.id);
     const ranges = d.ranges_list || [];
     const share = ranges.length ? ranges.reduce((a, r) => a + rangeShare(r), 0) / ranges.length : 0;
     const bars = el("div", { className: "ranges", role: "img", "aria-label": ranges.length + " key ranges, " + Math.round(100 * share) + "% done" },
-      ranges.map((r) => el("div", { className: "range " + r.state, title: "(" + r.lo + ", " + r.hi + "] " + r.state + (r.owner ? " · " + r.owner : "") },
+      ranges.map((r) => el("div", { className: "range " + r.state + (r.holder === "" ? " orphaned" : ""), title: "(" + r.lo + ", " + r.hi + "] " + r.state + rangeHolder(r) },
         el("span", { style: "width:" + (100 * rangeShare(r)).toFixed(1) + "%" }))));
     const buttons = can("operator") ? el("p", {},
       d.state === "running" ? control(d, "pause", "Pause") : null,
