@@ -39,7 +39,7 @@ func alertErr(err error) error {
 	case errors.Is(err, alert.ErrNameUsed):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: alert store (postgres): %w", ErrUnavailable, err)
 }
 
 type alertsResponse struct {

@@ -90,13 +90,28 @@ func publicMessage(err error, status int, code string) string {
 		if errors.As(err, &pge) {
 			what = "postgres: the statement ran past its timeout"
 		} else {
-			what = err.Error()
+			what = namePostgres(err)
 		}
 		return "the request ran out of time: " + what
 	case errors.As(err, &pge) && status == http.StatusBadRequest:
 		return "bad request: a value the store cannot take (Postgres " + pge.Code + ")"
+	case status == http.StatusServiceUnavailable:
+		return namePostgres(err)
 	}
 	return err.Error()
+}
+
+// namePostgres is err's text, saying "postgres" when the failure came
+// from the Postgres client and the text does not already name it (a
+// handler's wrapping names what it was doing, not the store).
+func namePostgres(err error) string {
+	msg := err.Error()
+	var ce *pgconn.ConnectError
+	var pge *pgconn.PgError
+	if (pgconn.Timeout(err) || errors.As(err, &ce) || errors.As(err, &pge)) && !strings.Contains(msg, "postgres") {
+		return "postgres: " + msg
+	}
+	return msg
 }
 
 // handlerFunc returns data for a success envelope, or an error.

@@ -57,7 +57,7 @@ func (s *Server) listRepairs(c *gin.Context) (any, error) {
 	f.Limit = int(limit)
 	entries, next, err := s.repairLog.List(c.Request.Context(), f)
 	if err != nil {
-		return nil, fmt.Errorf("%w: repair log: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: repair log (postgres): %w", ErrUnavailable, err)
 	}
 	page := repairLogPage{Entries: entries}
 	if page.Entries == nil {
@@ -81,7 +81,7 @@ func (s *Server) listRepairRuns(c *gin.Context) (any, error) {
 	}
 	runs, err := s.repairLog.Runs(c.Request.Context(), limit, before)
 	if err != nil {
-		return nil, fmt.Errorf("%w: repair log: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: repair log (postgres): %w", ErrUnavailable, err)
 	}
 	if runs == nil {
 		runs = []repair.Run{}
@@ -191,7 +191,7 @@ func (s *Server) repairStats(c *gin.Context) (any, error) {
 	}
 	b, err := s.repairLog.Stats(c.Request.Context(), time.Now().Add(-time.Duration(hours)*time.Hour).Truncate(time.Hour))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: repair log (postgres): %w", ErrUnavailable, err)
 	}
 	if b == nil {
 		b = []repair.StatBucket{}

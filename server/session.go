@@ -208,7 +208,7 @@ func (s *Server) logout(c *gin.Context) (any, error) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), s.cfg.RequestTimeout)
 	defer cancel()
 	if err := s.authn.Logout(lctx, ck.Value); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: session store (postgres): %w", ErrUnavailable, err)
 	}
 	http.SetCookie(c.Writer, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		SameSite: http.SameSiteStrictMode, Secure: s.cfg.CookieSecure || c.Request.TLS != nil})
@@ -276,7 +276,7 @@ func (s *Server) listAudit(c *gin.Context) (any, error) {
 	}
 	entries, err := s.tokens.ListAudit(c.Request.Context(), f)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: audit log (postgres): %w", ErrUnavailable, err)
 	}
 	if entries == nil {
 		entries = []auth.AuditEntry{}

@@ -89,7 +89,7 @@ func sweepError(err error) error {
 	case errors.Is(err, sweep.ErrState):
 		return fmt.Errorf("%w: %w", ErrConflict, err)
 	}
-	return fmt.Errorf("%w: sweeps: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: sweeps (postgres): %w", ErrUnavailable, err)
 }
 
 func sweepID(c *gin.Context) (int64, error) {

@@ -61,7 +61,7 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 	}
 	spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans)
 	if err != nil {
-		return nil, fmt.Errorf("%w: span store: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: span store (postgres): %w", ErrUnavailable, err)
 	}
 	if len(spans) == 0 {
 		return nil, fmt.Errorf("%w: trace %s has no spans", ErrNotFound, id)
@@ -175,7 +175,7 @@ func (s *Server) searchTraces(c *gin.Context) (any, error) {
 	}
 	found, err := tr.Store.Search(c.Request.Context(), q)
 	if err != nil {
-		return nil, fmt.Errorf("%w: span store: %w", ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: span store (postgres): %w", ErrUnavailable, err)
 	}
 	if found == nil {
 		found = []trace.Found{}

@@ -25,6 +25,7 @@ package lookup
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"log/slog"
 	"math"
 	"sync"
@@ -353,8 +354,17 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 	}
 	var fromRedis map[int64]*ingest.Profile
 	if r.fromRedis != nil {
+		// A hung Redis may use at most half of what is left of the
+		// caller's deadline: the other half is Postgres's, so the read is
+		// answered from the source of truth instead of timing out.
+		rctx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
+			defer cancel()
+		}
 		var err error
-		if fromRedis, err = r.fromRedis.get(ctx, want); err != nil {
+		if fromRedis, err = r.fromRedis.get(rctx, want); err != nil {
 			r.m.storeErrors.WithLabelValues("redis").Inc()
 			r.log.Debug("redis read failed; reading postgres", "err", err, "ids", len(want))
 			fromRedis = nil
@@ -398,7 +408,7 @@ func (r *Reader) fromStores(ctx context.Context, ids []int64, out []Result, rest
 	byID, err := r.fromPG.get(ctx, want)
 	if err != nil {
 		r.m.storeErrors.WithLabelValues("postgres").Inc()
-		return err
+		return fmt.Errorf("postgres: %w", err)
 	}
 	var fill []*ingest.Profile
 	for _, id := range want {

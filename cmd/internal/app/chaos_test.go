@@ -282,6 +282,7 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 					require.Less(t, took, cfg.Server.RequestTimeout+time.Second, "%s hung %s: %s answered after %s", victim.Name, time.Since(paused), p.path, took)
 					if r.code == http.StatusServiceUnavailable {
 						require.NotContains(t, r.raw, "internal error", p.path)
+						require.Contains(t, r.raw, victim.Name, "a 503 names the store that hangs")
 					}
 				})
 			}
