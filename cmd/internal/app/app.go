@@ -108,6 +108,9 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		}
 	}
 	a.Addr = ln.Addr().String()
+	// Start owns the listener from here: a start that fails closes it (the
+	// HTTP server closes it itself on a normal stop, so errors are moot).
+	a.onStop("listener", func(context.Context) error { _ = ln.Close(); return nil })
 
 	// The read path and the dataset follower: the follower points the
 	// stores and the reader at the versions etcd says; the reader learns
@@ -135,6 +138,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	repairLog := repairpg.NewLog(set.Postgres)
 	entities, err := stores.Entities(c, set)
 	if err != nil {
+		a.stopAll(ctx)
 		return nil, err
 	}
 	checker := repair.NewChecker(entities...)
