@@ -1,6 +1,8 @@
 package trace
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
@@ -12,6 +14,19 @@ type Metrics struct {
 	pending  prometheus.Gauge
 	batches  *prometheus.CounterVec // result: ok, failed
 	writeDur prometheus.Histogram
+	// turnedAway counts spans rejected or refused, for alert rules
+	// (Refused), beside the exported counter.
+	turnedAway atomic.Int64
+}
+
+// Refused is how many spans the receivers rejected or refused since
+// start: what the trace_ingest_rejecting rule watches.
+func (m *Metrics) Refused() float64 { return float64(m.turnedAway.Load()) }
+
+// spansTurnedAway counts spans rejected or refused.
+func (m *Metrics) spansTurnedAway(protocol, result string, n int) {
+	m.spans.WithLabelValues(protocol, result).Add(float64(n))
+	m.turnedAway.Add(int64(n))
 }
 
 // NewMetrics registers the metrics on reg (nil: unregistered).

@@ -243,7 +243,7 @@ func (r *Receiver) store(ctx context.Context, protocol string, er ptraceotlp.Exp
 	if d.Rejected > 0 {
 		resp.PartialSuccess().SetRejectedSpans(int64(d.Rejected))
 		resp.PartialSuccess().SetErrorMessage(d.Message())
-		r.m.spans.WithLabelValues(protocol, "rejected").Add(float64(d.Rejected))
+		r.m.spansTurnedAway(protocol, "rejected", d.Rejected)
 	}
 	err := r.sub.Submit(ctx, d.Spans)
 	switch {
@@ -251,10 +251,10 @@ func (r *Receiver) store(ctx context.Context, protocol string, er ptraceotlp.Exp
 		r.m.spans.WithLabelValues(protocol, "accepted").Add(float64(len(d.Spans)))
 		return resp, codes.OK, ""
 	case errors.Is(err, ErrOverloaded):
-		r.m.spans.WithLabelValues(protocol, "refused").Add(float64(len(d.Spans)))
+		r.m.spansTurnedAway(protocol, "refused", len(d.Spans))
 		return resp, codes.ResourceExhausted, err.Error()
 	default:
-		r.m.spans.WithLabelValues(protocol, "refused").Add(float64(len(d.Spans)))
+		r.m.spansTurnedAway(protocol, "refused", len(d.Spans))
 		r.log.Warn("spans not stored", "spans", len(d.Spans), "err", err)
 		return resp, codes.Unavailable, "the span store is unavailable; retry later"
 	}

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,10 +171,13 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	alertStore := alertpg.New(set.Postgres)
 	var srv *server.Server
 	losses := &dataLosses{}
+	// The receivers' metrics, made here so the alert rules read their
+	// count of refused spans from the object, not the registry by name.
+	traceMetrics := trace.NewMetrics(reg)
 	alerts := alert.NewManager(c.Alert, alertStore, func(ctx context.Context, now time.Time, windows []time.Duration, sweepWindow time.Duration) (alert.Facts, error) {
 		f, err := alertStore.Facts(ctx, now, windows, sweepWindow)
 		f.StoresDown = srv.DependenciesDown()
-		f.TraceRefused = counterSum(reg, "triad_trace_spans_total", "result", "rejected", "refused")
+		f.TraceRefused = traceMetrics.Refused()
 		f.DataLoss = losses.snapshot()
 		return f, err
 	}, alert.NewSender(alert.NewGuard(c.Alert.AllowCIDRs, c.Alert.DenyCIDRs), c.Alert.Timeout, "triad/"+o.Version), log, alert.NewMetrics(reg))
@@ -257,7 +259,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 		}
 	})
 	if c.Trace.Enabled {
-		if err := a.startOTLP(c.Trace, o.Config.Auth.OTLPToken.Reveal(), traceStore, log, reg); err != nil {
+		if err := a.startOTLP(c.Trace, o.Config.Auth.OTLPToken.Reveal(), traceStore, log, traceMetrics); err != nil {
 			a.stopAll(ctx)
 			return nil, err
 		}
@@ -331,8 +333,7 @@ func buildWhenReachable(ctx context.Context, c config.Config, st *Stores, log *s
 //  1. the run group stops the receivers (HTTP drains, gRPC stops
 //     gracefully, both under the server's shutdown timeout);
 //  2. the "otlp batcher" teardown then writes what they accepted.
-func (a *App) startOTLP(c trace.Config, otlpToken string, store trace.Store, log *slog.Logger, reg prometheus.Registerer) error {
-	m := trace.NewMetrics(reg)
+func (a *App) startOTLP(c trace.Config, otlpToken string, store trace.Store, log *slog.Logger, m *trace.Metrics) error {
 	batcher := trace.NewBatcher(store, c, log, m)
 	bctx, bcancel := context.WithCancel(context.Background())
 	bdone := make(chan struct{})
@@ -495,30 +496,6 @@ func purgeSessions(ctx context.Context, tokens *auth.Store, retention time.Durat
 			log.Info("audit log purged", "entries", n, "retention", retention)
 		}
 	})
-}
-
-// counterSum adds up the counter name's series whose label has one of
-// values (read from the registry, so no component hands its counters
-// around).
-func counterSum(g prometheus.Gatherer, name, label string, values ...string) float64 {
-	mfs, err := g.Gather()
-	if err != nil {
-		return 0
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && slices.Contains(values, lp.GetValue()) {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }
 
 // periodically runs the leader job fn at once, then every d, until ctx
