@@ -32,10 +32,11 @@ import (
 
 // receiver is a receiver over a real Postgres store in a test schema.
 type receiver struct {
-	store *tracepg.Store
-	rcv   *trace.Receiver
-	http  *httptest.Server
-	grpc  string
+	store   *tracepg.Store
+	rcv     *trace.Receiver
+	http    *httptest.Server
+	grpc    string
+	metrics *trace.Metrics
 }
 
 func newReceiver(t testing.TB, cfg trace.Config) *receiver {
@@ -48,8 +49,8 @@ func newReceiverToken(t testing.TB, cfg trace.Config, token string) *receiver {
 	t.Helper()
 	ns := stacktest.New(t)
 	ns.Migrate(t)
-	r := &receiver{store: tracepg.New(ns.Pool())}
 	metrics := trace.NewMetrics(nil)
+	r := &receiver{store: tracepg.New(ns.Pool()), metrics: metrics}
 	b := trace.NewBatcher(r.store, cfg, stacktest.Logger(t), metrics)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -195,9 +196,11 @@ func TestReceiverStoresAndReportsPartialSuccess(t *testing.T) {
 		},
 	}
 	for tb, fn := range send {
+		before := r.metrics.Refused()
 		out := fn(request(tb, "svc"))
 		ps := out.PartialSuccess()
 		require.Equal(t, int64(2), ps.RejectedSpans(), "request %d", tb)
+		require.Equal(t, before+2, r.metrics.Refused(), "what the trace_ingest_rejecting rule reads")
 		require.Contains(t, ps.ErrorMessage(), "trace_id is all zero")
 		require.Contains(t, ps.ErrorMessage(), "span_id is all zero")
 
