@@ -7,10 +7,12 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -48,6 +50,36 @@ func New(pool *pgxpool.Pool, lockKey string, log *slog.Logger) (*Migrator, error
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
 	return &Migrator{db: db, provider: p}, nil
+}
+
+// ErrNoSchema is returned by EnsureSchema when the configured schema does
+// not exist and may not be created.
+var ErrNoSchema = errors.New("postgres schema does not exist")
+
+// EnsureSchema checks that schema (postgres.schema; "" means the
+// database's default search_path, which is not checked) exists, and
+// creates it when create is set. Without it every migration fails with
+// "relation triad_schema_migrations does not exist", which names neither
+// the schema nor the fix.
+func EnsureSchema(ctx context.Context, pool *pgxpool.Pool, schema string, create bool) error {
+	if schema == "" {
+		return nil
+	}
+	var exists bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, schema).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres: look for schema %q: %w", schema, err)
+	}
+	if exists {
+		return nil
+	}
+	if !create {
+		return fmt.Errorf("%w: %q (postgres.schema): create it (CREATE SCHEMA %s), or set postgres.create_schema (TRIAD_POSTGRES_CREATE_SCHEMA=true) for `triad migrate up` and `triad serve --migrate` to create it",
+			ErrNoSchema, schema, pgx.Identifier{schema}.Sanitize())
+	}
+	if _, err := pool.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{schema}.Sanitize()); err != nil {
+		return fmt.Errorf("postgres: create schema %q: %w", schema, err)
+	}
+	return nil
 }
 
 // Result is one applied or rolled-back migration.

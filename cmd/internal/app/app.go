@@ -214,7 +214,7 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	})
 	a.group.Add(func() error {
 		if o.Migrate {
-			migrateWhenReachable(runCtx, set, log)
+			migrateWhenReachable(runCtx, set, c.Postgres, log)
 		}
 		p := buildWhenReachable(runCtx, o.Config, stores, log, reg)
 		if p == nil {
@@ -285,11 +285,16 @@ func Start(ctx context.Context, o Options) (*App, error) {
 	return a, nil
 }
 
-// migrateWhenReachable applies migrations, retrying while Postgres is down.
-func migrateWhenReachable(ctx context.Context, set *clients.Set, log *slog.Logger) {
+// migrateWhenReachable applies migrations, retrying while Postgres is down
+// (or the schema is missing: the log says so and how to fix it).
+func migrateWhenReachable(ctx context.Context, set *clients.Set, pg clients.Postgres, log *slog.Logger) {
 	backoff := 500 * time.Millisecond
 	for {
-		m, err := migrations.New(set.Postgres, "", log)
+		err := migrations.EnsureSchema(ctx, set.Postgres, pg.Schema, pg.CreateSchema)
+		var m *migrations.Migrator
+		if err == nil {
+			m, err = migrations.New(set.Postgres, "", log)
+		}
 		if err == nil {
 			_, err = m.Up(ctx)
 			m.Close()

@@ -257,6 +257,9 @@ func (e env) migrate(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
+	if err := migrations.EnsureSchema(ctx, pool, cfg.Postgres.Schema, verb == "up" && cfg.Postgres.CreateSchema); err != nil {
+		return err
+	}
 	m, err := migrations.New(pool, "", log)
 	if err != nil {
 		return err

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -90,4 +92,26 @@ func TestTokenCommands(t *testing.T) {
 	code, out, _ = run(t, environ, "migrate", "down", "--all")
 	require.Equal(t, ExitOK, code)
 	require.Contains(t, out, "down")
+}
+
+// TestMissingSchemaIsNamed: pointing triad at a schema that does not
+// exist names the schema and the fix instead of failing on
+// triad_schema_migrations; with postgres.create_schema, migrate up makes
+// it.
+func TestMissingSchemaIsNamed(t *testing.T) {
+	ns := stacktest.New(t)
+	schema := ns.Schema + "_fresh"
+	t.Cleanup(func() { _, _ = ns.Pool().Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`) })
+	env := []string{"TRIAD_POSTGRES_SCHEMA=" + schema}
+	code, _, errs := run(t, env, "migrate", "up")
+	require.Equal(t, ExitError, code)
+	require.Contains(t, errs, fmt.Sprintf("schema does not exist: %q", schema))
+	require.Contains(t, errs, "create_schema")
+	require.NotContains(t, errs, "triad_schema_migrations")
+
+	code, out, errs := run(t, append(env, "TRIAD_POSTGRES_CREATE_SCHEMA=true"), "migrate", "up")
+	require.Equal(t, ExitOK, code, "%s %s", out, errs)
+	code, out, _ = run(t, env, "migrate", "status")
+	require.Equal(t, ExitOK, code)
+	require.NotContains(t, out, "pending", "every migration applied in the new schema")
 }

@@ -105,8 +105,10 @@ type Postgres struct {
 	MaxConns       int           `yaml:"max_conns"`
 	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// Schema, when set, becomes the connection's search_path (tests use it
-	// to isolate themselves on a shared server).
-	Schema string `yaml:"schema"`
+	// to isolate themselves on a shared server). CreateSchema lets
+	// `triad migrate up` (and `serve --migrate`) create it when missing.
+	Schema       string `yaml:"schema"`
+	CreateSchema bool   `yaml:"create_schema"`
 	// StatementTimeout is Postgres's statement_timeout for every session
 	// triad opens: no query of triad's (a hostile trace search included)
 	// runs longer. Migrations run under it too: raise it for a run of
