@@ -3,7 +3,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,21 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"strconv"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/triad-dev/triad/trace"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/config"
-	"github.com/triad-dev/triad/cmd/stack"
-	"github.com/triad-dev/triad/migrations"
-	"github.com/triad-dev/triad/server/auth"
 )
 
 // Version is set at build time with -ldflags "-X .../cli.Version=…".
@@ -154,7 +146,8 @@ type common struct {
 
 type multiFlag []string
 
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) String() string { return strings.Join(*m, ",") }
+
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func (e env) flags(name string, c *common) *flag.FlagSet {
@@ -219,225 +212,6 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(trace.LogHandler(slog.NewTextHandler(w, opts)))
 }
 
-// ---- serve ----
-
-func (e env) serve(ctx context.Context, args []string) error {
-	var c common
-	fs := e.flags("serve", &c)
-	listen := fs.String("listen", "", "address to serve on (overrides server.listen)")
-	migrate := fs.Bool("migrate", true, "apply pending migrations at start (retried while Postgres is down)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *listen != "" {
-		c.sets = append(c.sets, "server.listen="+*listen)
-	}
-	cfg, log, err := e.load(c)
-	if err != nil {
-		return err
-	}
-	if !cfg.Auth.AdminToken.IsSet() {
-		log.Warn("no bootstrap admin token configured (TRIAD_ADMIN_TOKEN or auth.admin_token_file): only tokens created with `triad token create` work")
-	}
-	return app.Run(ctx, app.Options{Config: cfg, Logger: log, Version: Version, Migrate: *migrate})
-}
-
-// ---- migrate ----
-
-func (e env) migrate(ctx context.Context, args []string) error {
-	var all *bool
-	verb, _, cfg, log, err := e.subcommand("migrate", "up, down or status", args, func(fs *flag.FlagSet) {
-		all = fs.Bool("all", false, "down: roll back every migration")
-	})
-	if err != nil {
-		return err
-	}
-	pool, err := clients.NewPostgres(cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := migrations.EnsureSchema(ctx, pool, cfg.Postgres.Schema, verb == "up" && cfg.Postgres.CreateSchema); err != nil {
-		return err
-	}
-	m, err := migrations.New(pool, "", log)
-	if err != nil {
-		return err
-	}
-	defer m.Close()
-	var res []migrations.Result
-	switch verb {
-	case "up":
-		res, err = m.Up(ctx)
-	case "down":
-		if *all {
-			res, err = m.DownTo(ctx, 0)
-		} else {
-			res, err = m.Down(ctx)
-		}
-	case "status":
-		st, err := m.Status(ctx)
-		if err != nil {
-			return err
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
-		for _, s := range st {
-			at := "pending"
-			if s.Applied {
-				at = s.At
-			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\n", s.Version, s.Name, at)
-		}
-		return tw.Flush()
-	default:
-		return usagef("unknown migrate command %q: want up, down or status", verb)
-	}
-	for _, r := range res {
-		fmt.Fprintf(e.stdout, "%s %d %s (%s)\n", r.Direction, r.Version, r.Name, r.Duration)
-	}
-	if err == nil && len(res) == 0 {
-		fmt.Fprintln(e.stdout, "nothing to do")
-	}
-	return err
-}
-
-// ---- stack ----
-
-func (e env) stack(ctx context.Context, args []string) error {
-	var asJSON *bool
-	verb, fs, cfg, log, err := e.subcommand("stack", "up, down or status", args, func(fs *flag.FlagSet) {
-		asJSON = fs.Bool("json", false, "print status as JSON")
-	})
-	if err != nil {
-		return err
-	}
-	st, err := stack.New(cfg.Stack, log)
-	if err != nil {
-		return err
-	}
-	names := fs.Args()
-	switch verb {
-	case "up":
-		start := time.Now()
-		status, err := st.Up(ctx, names...)
-		e.printStatus(status, *asJSON)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "stack up in %s; state in %s\n", time.Since(start).Round(time.Millisecond), cfg.Stack.Dir)
-		return nil
-	case "down":
-		return st.Down(ctx, names...)
-	case "status":
-		status, err := st.Status(ctx)
-		if err != nil {
-			return err
-		}
-		e.printStatus(status, *asJSON)
-		for _, s := range status {
-			if !s.Up {
-				return fmt.Errorf("%s is down", s.Name)
-			}
-		}
-		return nil
-	}
-	return usagef("unknown stack command %q: want up, down or status", verb)
-}
-
-func (e env) printStatus(status []stack.ServerStatus, asJSON bool) {
-	if asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(status)
-		return
-	}
-	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVER\tSTATE\tVERSION\tENDPOINT\tPID")
-	for _, s := range status {
-		state := "up"
-		if !s.Up {
-			state = "down"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", s.Name, state, s.Version, s.Endpoint, s.Pid)
-	}
-	_ = tw.Flush()
-}
-
-// ---- token ----
-
-func (e env) token(ctx context.Context, args []string) error {
-	var name, role *string
-	var ttl *time.Duration
-	var all, asJSON *bool
-	verb, fs, cfg, _, err := e.subcommand("token", "create, list or revoke", args, func(fs *flag.FlagSet) {
-		name = fs.String("name", "", "create: token name (unique among active tokens)")
-		role = fs.String("role", "viewer", "create: viewer, operator or admin")
-		ttl = fs.Duration("ttl", 0, "create: lifetime, e.g. 720h (0: no expiry)")
-		all = fs.Bool("all", false, "list: include revoked tokens")
-		asJSON = fs.Bool("json", false, "print JSON")
-	})
-	if err != nil {
-		return err
-	}
-	pool, err := clients.NewPostgres(cfg.Postgres)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := requireSchema(ctx, pool); err != nil {
-		return err
-	}
-	store := auth.NewStore(pool)
-	switch verb {
-	case "create":
-		r, err := auth.ParseRole(*role)
-		if err != nil {
-			return usageError{err}
-		}
-		secret, tok, err := store.Create(ctx, *name, r, *ttl)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(e.stdout).Encode(map[string]any{"token": tok, "secret": secret})
-		}
-		fmt.Fprintln(e.stdout, secret)
-		fmt.Fprintf(e.stderr, "created token %d %q with role %s; the secret above is shown only once\n", tok.ID, tok.Name, tok.Role)
-		return nil
-	case "list":
-		toks, err := store.List(ctx, *all)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return json.NewEncoder(e.stdout).Encode(toks)
-		}
-		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tNAME\tROLE\tPREFIX\tCREATED\tEXPIRES\tLAST USED\tREVOKED")
-		for _, t := range toks {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s…\t%s\t%s\t%s\t%s\n", t.ID, trace.Printable(t.Name), t.Role, trace.Printable(t.Prefix),
-				t.CreatedAt.UTC().Format(time.RFC3339), ts(t.ExpiresAt), ts(t.LastUsedAt), ts(t.RevokedAt))
-		}
-		return tw.Flush()
-	case "revoke":
-		if fs.NArg() != 1 {
-			return usagef("revoke takes one token ID (`triad token list` shows them)")
-		}
-		id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
-		if err != nil || id < 1 {
-			return usagef("revoke takes a token ID, a positive integer (`triad token list` shows them), not %q: names are reused after a revoke", fs.Arg(0))
-		}
-		tok, err := store.Revoke(ctx, id)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stdout, "revoked token %d %q\n", tok.ID, tok.Name)
-		return nil
-	}
-	return usagef("unknown token command %q: want create, list or revoke", verb)
-}
-
 // openMigrated connects to every store of cfg and checks that the schema
 // is migrated; the caller closes the set.
 func openMigrated(ctx context.Context, cfg config.Config) (*clients.Set, error) {
@@ -462,11 +236,4 @@ func requireSchema(ctx context.Context, pool *pgxpool.Pool) error {
 		return errors.New("the database has no api_tokens table: run `triad migrate up` first")
 	}
 	return nil
-}
-
-func ts(t *time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return t.UTC().Format(time.RFC3339)
 }

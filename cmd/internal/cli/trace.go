@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -105,29 +103,6 @@ func (e env) traceCmd(ctx context.Context, args []string) error {
 		return trace.HTML(e.stdout, &v, css, string(js))
 	}
 	return trace.RenderText(e.stdout, &v, trace.TextOptions{Width: *width, Color: *color})
-}
-
-// raw copies a non-enveloped answer (an export) to w.
-func (a *apiClient) raw(ctx context.Context, path string, w io.Writer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	res, err := a.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("triad API at %s: %w", a.base, err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		var env struct {
-			Error struct{ Message string } `json:"error"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&env)
-		return answerError(res, cmp.Or(env.Error.Message, "no answer"))
-	}
-	_, err = io.Copy(w, res.Body)
-	return err
 }
 
 func (e env) traceSearch(ctx context.Context, args []string) error {
