@@ -1,6 +1,7 @@
 // Package postgres is the Postgres store of the profile pipeline: the source
-// of truth (version-guarded bulk upserts, tombstones) and the catch-up log of
-// derived-store writes that failed.
+// of truth (version-guarded bulk upserts, tombstones), the outbox each upsert
+// writes of the derived writes it owes, the catch-up log of derived writes
+// that failed or were abandoned, and the records derived stores rejected.
 package postgres
 
 import (

@@ -1,5 +1,7 @@
-// Package postgres is the repair log in Postgres (tables repair_runs and
-// repair_log, migration 00004).
+// Package postgres is the consistency engine's state in Postgres: the repair
+// log (repair_runs, repair_log), sweeps with their ranges, findings and
+// index checkpoints, schedules' last starts, and the rows of configured
+// entities' tables (TableRows).
 package postgres
 
 import (
