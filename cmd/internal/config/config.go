@@ -454,7 +454,7 @@ func setValue(f reflect.Value, raw string) error {
 }
 
 // Keys lists every configuration key with its environment variable and
-// default, for the README's reference and `triad config keys`.
+// default, for docs/configuration.md's reference and `triad config keys`.
 func Keys() [][3]string {
 	var out [][3]string
 	d := Default()

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -11,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-var update = flag.Bool("update", false, "rewrite the configuration reference in README.md")
+var update = flag.Bool("update", false, "rewrite the configuration reference in docs/configuration.md")
 
 const begin, end = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
@@ -33,17 +34,43 @@ func reference() string {
 	return b.String()
 }
 
-// TestREADMEReference keeps README.md's configuration table equal to the
+// TestREADMEReference keeps docs/configuration.md's table equal to the
 // code's keys and defaults; regenerate with go test -run README -update.
 func TestREADMEReference(t *testing.T) {
-	const path = "../../../README.md"
+	const path = "../../../docs/configuration.md"
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	re := regexp.MustCompile("(?s)" + regexp.QuoteMeta(begin) + ".*" + regexp.QuoteMeta(end))
 	want := begin + "\n" + reference() + end
 	if *update {
-		require.True(t, re.Match(b), "README.md lacks the reference markers")
+		require.True(t, re.Match(b), "docs/configuration.md lacks the reference markers")
 		require.NoError(t, os.WriteFile(path, re.ReplaceAll(b, []byte(want)), 0o644))
 	}
-	require.Equal(t, want, re.FindString(string(b)), "README.md configuration reference is stale: go test ./cmd/internal/config -run README -update")
+	require.Equal(t, want, re.FindString(string(b)), "docs/configuration.md reference is stale: go test ./cmd/internal/config -run README -update")
+}
+
+// TestDocLinks checks every relative link in README.md and docs/*.md
+// points at a file that exists (anchors are not checked).
+func TestDocLinks(t *testing.T) {
+	root := "../../.."
+	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	require.NoError(t, err)
+	files = append(files, filepath.Join(root, "README.md"))
+	link := regexp.MustCompile(`\]\(([^)\s]+)\)`)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		require.NoError(t, err)
+		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
+			target := m[1]
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "#") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			target, _, _ = strings.Cut(target, "#")
+			_, err := os.Stat(filepath.Join(filepath.Dir(f), target))
+			require.NoError(t, err, "%s links to %s", f, m[1])
+		}
+	}
+	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	require.LessOrEqual(t, strings.Count(string(readme), "\n"), 200, "README.md is a map: at most ~200 lines")
 }
