@@ -158,16 +158,7 @@ func hangMidIngest(t *testing.T, r *rig, priv *stacktest.Private, store string) 
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	defer cancel2()
 	go r.pl.RunCatchup(ctx2)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		n, err := r.pg.Count(t.Context(), store)
-		require.NoError(t, err)
-		if n == 0 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "catch-up log still has %d %s entries", n, store)
-		time.Sleep(100 * time.Millisecond)
-	}
+	r.awaitCatchupDrained(t, store, 2*time.Minute)
 	r.requireAgreeEventually(t, want)
 	require.Zero(t, r.count(t, "profile_outbox"), "nothing left owed")
 	t.Logf("measured: %s converged %.1fs after SIGCONT", store, time.Since(resumed).Seconds())

@@ -345,16 +345,7 @@ func stopMidIngest(t *testing.T, r *rig, priv *stacktest.Private, store string) 
 	ctx2, cancel2 := context.WithCancel(t.Context())
 	defer cancel2()
 	go r.pl.RunCatchup(ctx2)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		n, err := r.pg.Count(t.Context(), store)
-		require.NoError(t, err)
-		if n == 0 {
-			break
-		}
-		require.True(t, time.Now().Before(deadline), "catch-up log still has %d entries", n)
-		time.Sleep(100 * time.Millisecond)
-	}
+	r.awaitCatchupDrained(t, store, 2*time.Minute)
 	t.Logf("catch-up drained %d entries %.1fs after the restart began", pending, time.Since(start).Seconds())
 	r.requireAgree(t, want)
 	// The replayed writes count in the consistent-after histogram with
@@ -363,6 +354,22 @@ func stopMidIngest(t *testing.T, r *rig, priv *stacktest.Private, store string) 
 	require.GreaterOrEqual(t, int64(n), int64(pending), "every replayed write observed")
 	require.Less(t, under1s, n, "replayed writes took longer than 1 s to become consistent")
 	t.Logf("measured: %d of %d replayed %s writes consistent within 1 s of their failure", under1s, n, store)
+}
+
+// awaitCatchupDrained waits until store's catch-up log is empty, failing
+// after limit.
+func (r *rig) awaitCatchupDrained(t *testing.T, store string, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		n, err := r.pg.Count(t.Context(), store)
+		require.NoError(t, err)
+		if n == 0 {
+			return
+		}
+		require.True(t, time.Now().Before(deadline), "catch-up log still has %d %s entries", n, store)
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // consistentAfter reads triad_ingest_consistent_after_seconds for store:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
@@ -54,20 +56,7 @@ func TestRedisDataLossIsDetectedAndRewarmed(t *testing.T) {
 			ids = append(ids, g.ID(i))
 		}
 		next += n
-		req, _ := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", &body)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return
-		}
-		var r struct {
-			Data struct {
-				Applied int64 `json:"applied"`
-			} `json:"data"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&r)
-		res.Body.Close()
-		if res.StatusCode == http.StatusOK && r.Data.Applied == n {
+		if code, applied := postBatch(t, a, &body); code == http.StatusOK && applied == n {
 			mu.Lock()
 			for _, id := range ids {
 				acked[id] = true
@@ -138,6 +127,27 @@ func TestRedisDataLossIsDetectedAndRewarmed(t *testing.T) {
 		n, n-2000, alerted.Seconds(), rewarmed.Seconds())
 }
 
+// postBatch posts a JSONL body to the batch endpoint as the admin and
+// returns the status and how many profiles were applied (0 and 0 when
+// the request failed). Not call: writers run in their own goroutines,
+// where a failed require must not be used.
+func postBatch(t *testing.T, a *app.App, body io.Reader) (int, int64) {
+	req, _ := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", body)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0
+	}
+	defer res.Body.Close()
+	var r struct {
+		Data struct {
+			Applied int64 `json:"applied"`
+		} `json:"data"`
+	}
+	_ = json.NewDecoder(res.Body).Decode(&r)
+	return res.StatusCode, r.Data.Applied
+}
+
 // privateConfig points a namespace's configuration at private servers.
 func privateConfig(t *testing.T, ns *stacktest.Namespace, pg, rd, es, etcd *stacktest.Private) config.Config {
 	t.Helper()
@@ -191,27 +201,13 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 		}
 		next += n
 		start := time.Now()
-		// Not call: this runs in its own goroutine, where a failed
-		// require must not be used.
-		req, _ := http.NewRequestWithContext(context.WithoutCancel(t.Context()), http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", &body)
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, time.Since(start)
-		}
-		var r struct {
-			Data struct {
-				Applied int64 `json:"applied"`
-			} `json:"data"`
-		}
-		_ = json.NewDecoder(res.Body).Decode(&r)
-		res.Body.Close()
-		if res.StatusCode == http.StatusOK && r.Data.Applied == n {
+		code, applied := postBatch(t, a, &body)
+		if code == http.StatusOK && applied == n {
 			mu.Lock()
 			acked = append(acked, ids...)
 			mu.Unlock()
 		}
-		return res.StatusCode, time.Since(start)
+		return code, time.Since(start)
 	}
 	for range 5 { // 10,000 profiles, in bodies under server.max_body_bytes
 		code, _ := write(2000)
