@@ -84,23 +84,26 @@ func ReadValues(ctx context.Context, c goredis.Cmdable, keys []string) ([]Value,
 	}
 	// First the sizes: a value over MaxValueBytes is fingerprinted inside
 	// Redis instead of read.
-	pipe := c.Pipeline()
-	sizes := make([]*goredis.IntCmd, len(keys))
-	for i, k := range keys {
-		sizes[i] = pipe.MemoryUsage(ctx, k)
+	if err := sizeScript.Load(ctx, c).Err(); err != nil {
+		return nil, fmt.Errorf("redis load size script: %w", err)
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !isReplyError(err) && !errors.Is(err, goredis.Nil) {
+	pipe := c.Pipeline()
+	sizes := make([]*goredis.Cmd, len(keys))
+	for i, k := range keys {
+		sizes[i] = sizeScript.EvalSha(ctx, pipe, []string{k})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isReplyError(err) {
 		return nil, fmt.Errorf("redis pipeline of %d sizes: %w", len(keys), err)
 	}
 	read := make([]bool, len(keys))
 	for i, k := range keys {
-		n, err := sizes[i].Result()
+		n, err := sizes[i].Int()
 		switch {
-		case errors.Is(err, goredis.Nil):
-			// absent
-		case err != nil && !isReplyError(err):
+		case err != nil:
 			return nil, fmt.Errorf("redis size of %s: %w", k, err)
-		case err == nil && n > MaxValueBytes:
+		case n < 0:
+			// absent
+		case n > MaxValueBytes:
 			res, err := fpScript.Run(ctx, c, []string{k}).StringSlice()
 			if err != nil {
 				return nil, fmt.Errorf("redis fingerprint of %s: %w", k, err)
@@ -215,6 +218,27 @@ local function fingerprint(key, t)
   return redis.sha1hex(#v .. ':' .. v)
 end
 `
+
+// sizeScript returns what KEYS[1] occupies in Redis (MEMORY USAGE), or -1
+// when it is absent. MEMORY USAGE samples five elements of an aggregate by
+// default, so a hash of ten small fields and one 2 MiB field is estimated
+// small half the time; a value of at most 1024 elements is measured
+// exactly (SAMPLES 0, cost bounded by that count), a larger one sampled
+// (its count alone puts it far past any profile, and sampling keeps the
+// probe from walking a hostile 10M-element value).
+var sizeScript = goredis.NewScript(`
+local k = KEYS[1]
+local t = redis.call('TYPE', k).ok
+if t == 'none' then return -1 end
+local n = 0
+if t == 'hash' then n = redis.call('HLEN', k)
+elseif t == 'list' then n = redis.call('LLEN', k)
+elseif t == 'set' then n = redis.call('SCARD', k)
+elseif t == 'zset' then n = redis.call('ZCARD', k)
+elseif t == 'stream' then n = redis.call('XLEN', k)
+end
+if n <= 1024 then return redis.call('MEMORY', 'USAGE', k, 'SAMPLES', 0) end
+return redis.call('MEMORY', 'USAGE', k)`)
 
 // fpScript returns {type, "lua:" fingerprint} of KEYS[1] ({"none", ""}
 // when absent).
