@@ -191,7 +191,7 @@ func BenchmarkRawPostgresCopy(b *testing.B) {
 	}
 	for range b.N {
 		ns, _ := benchNamespace(b)
-		c := ns.Config.Postgres
+		c := ns.Servers.Postgres
 		start := time.Now()
 		cmd := exec.Command("psql", "-X", "-q", "-h", c.Host, "-p", strconv.Itoa(c.Port), "-U", c.Username, "-d", c.Database,
 			"-c", fmt.Sprintf(`\copy %s.profiles (user_id, version, updated_at, tags, interests, devices, behavior, props) FROM '%s'`, ns.Schema, path))

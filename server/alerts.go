@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -25,21 +24,6 @@ func (s *Server) alerter() (Alerter, error) {
 		return nil, fmt.Errorf("%w: alerting is not configured", ErrUnavailable)
 	}
 	return s.alerts, nil
-}
-
-// alertErr maps the alert package's errors onto the API's.
-func alertErr(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, alert.ErrInvalid):
-		return fmt.Errorf("%w: %w", ErrBadRequest, err)
-	case errors.Is(err, alert.ErrNotFound):
-		return fmt.Errorf("%w: %w", ErrNotFound, err)
-	case errors.Is(err, alert.ErrNameUsed):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
-	}
-	return fmt.Errorf("%w: alert store (postgres): %w", ErrUnavailable, err)
 }
 
 type alertsResponse struct {
@@ -65,7 +49,7 @@ func (s *Server) listAlerts(c *gin.Context) (any, error) {
 	}
 	states, err := a.Store().Alerts(c.Request.Context(), 200)
 	if err != nil {
-		return nil, alertErr(err)
+		return nil, unavailable("alert store (postgres)", err)
 	}
 	if states == nil {
 		states = []alert.State{}
@@ -96,7 +80,7 @@ func (s *Server) listWebhooks(c *gin.Context) (any, error) {
 	if hooks == nil {
 		hooks = []alert.Webhook{}
 	}
-	return hooks, alertErr(err)
+	return hooks, unavailable("alert store (postgres)", err)
 }
 
 type createWebhookRequest struct {
@@ -129,7 +113,7 @@ func (s *Server) createWebhook(c *gin.Context) (any, error) {
 		SendResolved: req.SendResolved == nil || *req.SendResolved, CreatedBy: principal(c).Name}
 	w, err = a.CreateWebhook(c.Request.Context(), w)
 	if err != nil {
-		return nil, alertErr(err)
+		return nil, unavailable("alert store (postgres)", err)
 	}
 	s.log.Info("webhook created", "webhook", w.Name, "format", w.Format, "by", principal(c).Name)
 	created(c)
@@ -143,7 +127,7 @@ func (s *Server) deleteWebhook(c *gin.Context) (any, error) {
 	}
 	w, err := a.Store().DeleteWebhook(c.Request.Context(), c.Param("id"))
 	if err != nil {
-		return nil, alertErr(err)
+		return nil, unavailable("alert store (postgres)", err)
 	}
 	s.log.Info("webhook deleted", "webhook", w.Name, "by", principal(c).Name)
 	return w, nil
@@ -155,7 +139,7 @@ func (s *Server) testWebhook(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	d, err := a.Test(context.WithoutCancel(c.Request.Context()), c.Param("id"), principal(c).Name)
-	return d, alertErr(err)
+	return d, unavailable("alert store (postgres)", err)
 }
 
 func (s *Server) listDeliveries(c *gin.Context) (any, error) {
@@ -183,5 +167,5 @@ func (s *Server) listDeliveries(c *gin.Context) (any, error) {
 	if ds == nil {
 		ds = []alert.Delivery{}
 	}
-	return ds, alertErr(err)
+	return ds, unavailable("alert store (postgres)", err)
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -11,6 +12,8 @@ import (
 
 	"github.com/triad-dev/triad/ingest/dataset"
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/alert"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server/auth"
 )
 
@@ -40,32 +43,44 @@ type envelope struct {
 	RequestID string    `json:"request_id,omitempty"`
 }
 
-// statusOf maps an error to its HTTP status and a stable code.
+// statuses is the one place errors become HTTP statuses: each condition's
+// error is declared by the package that owns it and listed here once. The
+// first row that matches wins, so the conditions a store-backed part
+// reports itself (an unknown sweep, a bad key, a state conflict) come
+// before ErrUnavailable, which wraps whatever else a store said.
+var statuses = []struct {
+	errs   []error
+	status int
+	code   string
+}{
+	{[]error{ErrTooLarge}, http.StatusRequestEntityTooLarge, "too_large"},
+	{[]error{ErrBadRequest, auth.ErrInvalidInput, repair.ErrBadKey, repair.ErrTooMany, sweep.ErrBadOption, alert.ErrInvalid},
+		http.StatusBadRequest, "bad_request"},
+	{[]error{ErrNotFound, auth.ErrNotFound, repair.ErrUnknownEntity, sweep.ErrNoSweep, alert.ErrNotFound},
+		http.StatusNotFound, "not_found"},
+	{[]error{ErrConflict, auth.ErrNameTaken, dataset.ErrBusy, dataset.ErrState, dataset.ErrIncomplete, sweep.ErrState, alert.ErrNameUsed},
+		http.StatusConflict, "conflict"},
+	{[]error{dataset.ErrLostLock}, http.StatusServiceUnavailable, "unavailable"},
+	{[]error{ErrUnauthorized, auth.ErrNoToken, auth.ErrInvalidToken}, http.StatusUnauthorized, "unauthorized"},
+	{[]error{ErrForbidden}, http.StatusForbidden, "forbidden"},
+	{[]error{ErrUnavailable}, http.StatusServiceUnavailable, "unavailable"},
+	{[]error{ErrRateLimited}, http.StatusTooManyRequests, "rate_limited"},
+	{[]error{context.DeadlineExceeded}, http.StatusServiceUnavailable, "timeout"},
+}
+
+// statusOf maps an error to its HTTP status and a stable code (statuses,
+// then the body limit and Postgres's own codes); anything else is 500.
 func statusOf(err error) (int, string) {
 	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe), errors.Is(err, ErrTooLarge):
+	if errors.As(err, &mbe) {
 		return http.StatusRequestEntityTooLarge, "too_large"
-	case errors.Is(err, ErrBadRequest), errors.Is(err, auth.ErrInvalidInput),
-		errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
-		return http.StatusBadRequest, "bad_request"
-	case errors.Is(err, ErrNotFound), errors.Is(err, auth.ErrNotFound), errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, ErrNoSweep):
-		return http.StatusNotFound, "not_found"
-	case errors.Is(err, ErrConflict), errors.Is(err, auth.ErrNameTaken),
-		errors.Is(err, dataset.ErrBusy), errors.Is(err, dataset.ErrState), errors.Is(err, dataset.ErrIncomplete):
-		return http.StatusConflict, "conflict"
-	case errors.Is(err, dataset.ErrLostLock):
-		return http.StatusServiceUnavailable, "unavailable"
-	case errors.Is(err, ErrUnauthorized), errors.Is(err, auth.ErrNoToken), errors.Is(err, auth.ErrInvalidToken):
-		return http.StatusUnauthorized, "unauthorized"
-	case errors.Is(err, ErrForbidden):
-		return http.StatusForbidden, "forbidden"
-	case errors.Is(err, ErrUnavailable):
-		return http.StatusServiceUnavailable, "unavailable"
-	case errors.Is(err, ErrRateLimited):
-		return http.StatusTooManyRequests, "rate_limited"
-	case errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, "timeout"
+	}
+	for _, row := range statuses {
+		for _, e := range row.errs {
+			if errors.Is(err, e) {
+				return row.status, row.code
+			}
+		}
 	}
 	var pge *pgconn.PgError
 	if errors.As(err, &pge) {
@@ -77,6 +92,23 @@ func statusOf(err error) (int, string) {
 		}
 	}
 	return http.StatusInternalServerError, "internal"
+}
+
+// unavailable is a store-backed part's failure: 503, naming the part
+// (what, e.g. "sweeps (postgres)"; "" when err names it already). A
+// caller's condition statusOf maps by itself (a bad key, an unknown sweep,
+// a conflict: any 4xx) is returned as it is; nil stays nil.
+func unavailable(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if st, _ := statusOf(err); st < http.StatusInternalServerError {
+		return err
+	}
+	if what == "" {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, what, err)
 }
 
 // publicMessage is what a client is told of err: the server's own text

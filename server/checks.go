@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -72,12 +71,8 @@ func (s *Server) getCheck(c *gin.Context) (any, error) {
 
 func (s *Server) runCheck(c *gin.Context, ch Checker, entity string, keys []string) (checkResponse, error) {
 	res, err := ch.Check(c.Request.Context(), entity, keys)
-	switch {
-	case err == nil:
-	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
-		return checkResponse{}, err
-	default: // a store could not be read: say which, do not guess
-		return checkResponse{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	if err != nil { // a store could not be read: say which, do not guess
+		return checkResponse{}, unavailable("", err)
 	}
 	out := checkResponse{Checked: len(res), Results: res}
 	for _, r := range res {

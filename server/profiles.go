@@ -1,9 +1,7 @@
 package server
 
 import (
-	"errors"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -34,7 +32,7 @@ func (s *Server) profileBatch(c *gin.Context) (any, error) {
 		Source: "request " + c.GetString(requestIDKey), Format: ingest.FormatJSONL, MaxErrors: maxBatchErrors,
 	})
 	if err != nil {
-		return nil, batchError(err)
+		return nil, unavailable("", err)
 	}
 	if errs == nil {
 		errs = []ingest.LineError{}
@@ -42,17 +40,6 @@ func (s *Server) profileBatch(c *gin.Context) (any, error) {
 	s.log.Info("profile batch", "lines", sum.Lines, "applied", sum.Applied, "superseded", sum.Superseded,
 		"rejected", sum.Quarantined, "by", principal(c).Name)
 	return batchResponse{Summary: sum, Errors: errs}, nil
-}
-
-// batchError maps a pipeline error: an oversized body is 413 (lines before
-// the limit were taken); anything else means the pipeline cannot take
-// writes now (closing, or Postgres down past its retry window): 503.
-func batchError(err error) error {
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // deleteProfile writes a tombstone: ?version=V, or the current time in
@@ -80,16 +67,16 @@ func (s *Server) deleteProfile(c *gin.Context) (any, error) {
 	}
 	done := make(chan result, 1)
 	if err := pl.Submit(c.Request.Context(), p, func(o ingest.Outcome, err error) { done <- result{o, err} }); err != nil {
-		return nil, batchError(err)
+		return nil, unavailable("", err)
 	}
 	var r result
 	select {
 	case r = <-done:
 	case <-c.Request.Context().Done():
-		return nil, batchError(c.Request.Context().Err())
+		return nil, unavailable("", c.Request.Context().Err())
 	}
 	if r.err != nil {
-		return nil, batchError(r.err)
+		return nil, unavailable("", r.err)
 	}
 	s.log.Info("profile deleted", "user_id", id, "version", version, "outcome", r.o.String(), "by", principal(c).Name)
 	return gin.H{"user_id": id, "version": version, "outcome": r.o.String()}, nil

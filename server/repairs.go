@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -143,12 +142,10 @@ func (s *Server) postRepairs(c *gin.Context) (any, error) {
 	})
 	switch {
 	case err == nil:
-	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, repair.ErrBadKey), errors.Is(err, repair.ErrTooMany):
-		return nil, err
 	case run.ID != 0: // the run exists and says why it stopped
-		return nil, fmt.Errorf("%w: repair run %d: %w", ErrUnavailable, run.ID, err)
+		return nil, unavailable(fmt.Sprintf("repair run %d", run.ID), err)
 	default:
-		return nil, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return nil, unavailable("", err)
 	}
 	if entries == nil {
 		entries = []repair.Entry{}

@@ -17,6 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/alert"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/server/auth"
 )
 
@@ -41,10 +44,27 @@ func TestStatusOf(t *testing.T) {
 		{&http.MaxBytesError{Limit: 1}, 413},
 		{ErrUnavailable, 503},
 		{errors.New("boom"), 500},
+		// Each package's own conditions, wrapped as a store-backed part
+		// reports them: they keep their status.
+		{unavailable("sweeps (postgres)", fmt.Errorf("get sweep 7: %w", sweep.ErrNoSweep)), 404},
+		{unavailable("sweeps (postgres)", sweep.ErrState), 409},
+		{unavailable("sweeps (postgres)", sweep.ErrBadOption), 400},
+		{unavailable("alert store (postgres)", alert.ErrNameUsed), 409},
+		{unavailable("alert store (postgres)", alert.ErrNotFound), 404},
+		{unavailable("", repair.ErrBadKey), 400},
+		{unavailable("", &http.MaxBytesError{Limit: 1}), 413},
+		{unavailable("repair log (postgres)", errors.New("connection refused")), 503},
+		{unavailable("sweeps (postgres)", context.DeadlineExceeded), 503},
 	} {
 		code, _ := statusOf(tc.err)
 		require.Equal(t, tc.code, code, tc.err.Error())
 	}
+	require.NoError(t, unavailable("x", nil))
+	require.EqualError(t, unavailable("sweeps (postgres)", errors.New("connection refused")),
+		"unavailable: sweeps (postgres): connection refused")
+	require.EqualError(t, unavailable("", sweep.ErrNoSweep), "no such sweep", "a mapped condition is not rewrapped")
+	// A server-side condition is named: which part ran out of time.
+	require.EqualError(t, unavailable("sweeps (postgres)", context.DeadlineExceeded), "unavailable: sweeps (postgres): context deadline exceeded")
 }
 
 // TestReadinessLifecycle runs the probe loop against scripted dependencies:

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -11,9 +10,6 @@ import (
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/repair/sweep"
 )
-
-// ErrNoSweep is an unknown sweep (mapped to 404).
-var ErrNoSweep = errors.New("no such sweep")
 
 // SweepAdmin starts and controls sweeps (cmd/internal/app's sweep runner).
 type SweepAdmin interface {
@@ -73,23 +69,11 @@ func (s *Server) startSweep(c *gin.Context) (any, error) {
 	rec, err := sa.StartSweep(c.Request.Context(), sweep.Record{Entity: req.Entity, Repair: req.Repair, DryRun: req.DryRun,
 		SegmentSize: req.SegmentSize, Mode: req.Mode, Rate: req.Rate, Trigger: req.Trigger, Actor: principal(c).Name})
 	if err != nil {
-		return nil, sweepError(err)
+		return nil, unavailable("sweeps (postgres)", err)
 	}
 	s.log.Info("sweep started", "sweep", rec.ID, "entity", rec.Entity, "mode", rec.Mode, "repair", rec.Repair, "by", principal(c).Name)
 	created(c)
 	return rec, nil
-}
-
-func sweepError(err error) error {
-	switch {
-	case errors.Is(err, repair.ErrUnknownEntity), errors.Is(err, ErrNoSweep):
-		return err
-	case errors.Is(err, sweep.ErrBadOption):
-		return fmt.Errorf("%w: %w", ErrBadRequest, err)
-	case errors.Is(err, sweep.ErrState):
-		return fmt.Errorf("%w: %w", ErrConflict, err)
-	}
-	return fmt.Errorf("%w: sweeps (postgres): %w", ErrUnavailable, err)
 }
 
 func sweepID(c *gin.Context) (int64, error) {
@@ -120,18 +104,18 @@ func (s *Server) getSweep(c *gin.Context) (any, error) {
 	}
 	rec, err := sa.GetSweep(c.Request.Context(), id)
 	if err != nil {
-		return nil, sweepError(err)
+		return nil, unavailable("sweeps (postgres)", err)
 	}
 	fs, err := sa.SweepFindings(c.Request.Context(), id, 1000)
 	if err != nil {
-		return nil, sweepError(err)
+		return nil, unavailable("sweeps (postgres)", err)
 	}
 	if fs == nil {
 		fs = []sweep.Finding{}
 	}
 	rs, err := sa.SweepRanges(c.Request.Context(), id)
 	if err != nil {
-		return nil, sweepError(err)
+		return nil, unavailable("sweeps (postgres)", err)
 	}
 	if rs == nil {
 		rs = []sweep.Range{}
@@ -148,7 +132,7 @@ func (s *Server) listSweeps(c *gin.Context) (any, error) {
 	limit, _ := strconv.Atoi(c.Query("limit"))
 	recs, err := sa.ListSweeps(c.Request.Context(), limit)
 	if err != nil {
-		return nil, sweepError(err)
+		return nil, unavailable("sweeps (postgres)", err)
 	}
 	if recs == nil {
 		recs = []sweep.Record{}
@@ -170,7 +154,7 @@ func (s *Server) sweepControl(to string) handlerFunc {
 		}
 		rec, err := sa.SetSweepState(c.Request.Context(), id, to)
 		if err != nil {
-			return nil, sweepError(err)
+			return nil, unavailable("sweeps (postgres)", err)
 		}
 		s.log.Info("sweep state", "sweep", id, "state", to, "by", principal(c).Name)
 		return rec, nil

@@ -22,9 +22,6 @@ func NewSweeps(pool *pgxpool.Pool) *Sweeps { return &Sweeps{pool: pool} }
 
 var _ sweep.Store = (*Sweeps)(nil)
 
-// ErrNoSweep is an unknown sweep ID.
-var ErrNoSweep = errors.New("no such sweep")
-
 const sweepCols = `id, entity, mode, state, repair, dry_run, segment_size, rate, dataset_version, trigger, actor, schedule, supersedes,
 	created_at, updated_at, finished_at, ranges, ranges_done, segments, dirty, records, suspects, in_flight, findings, repaired, repair_run,
 	stuck, coalesce(error, ''), content_true, checkpoint, present, coalesce(orphan_scan, '')`
@@ -36,7 +33,7 @@ func scanSweep(row pgx.Row) (sweep.Record, error) {
 		&schedule, &r.Supersedes, &r.CreatedAt, &r.UpdatedAt, &r.FinishedAt, &r.Ranges, &r.RangesDone, &r.Segments, &r.Dirty, &r.Records,
 		&r.Suspects, &r.InFlight, &r.Findings, &r.Repaired, &r.RepairRun, &r.Stuck, &r.Error, &r.ContentTrue, &r.Checkpoint, &r.Present, &r.OrphanScan)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return r, ErrNoSweep
+		return r, sweep.ErrNoSweep
 	}
 	if schedule != nil {
 		r.Schedule = *schedule
@@ -282,7 +279,7 @@ func (s *Sweeps) SetState(ctx context.Context, id int64, to string) (sweep.Recor
 		return sweep.Record{}, fmt.Errorf("%w: unknown target state %q", sweep.ErrState, to)
 	}
 	rec, err := scanSweep(s.pool.QueryRow(ctx, `UPDATE sweeps SET state = $2, updated_at = now(), finished_at = CASE WHEN $2 = 'cancelled' THEN now() END WHERE id = $1 AND state = ANY($3) RETURNING `+sweepCols, id, to, from))
-	if errors.Is(err, ErrNoSweep) {
+	if errors.Is(err, sweep.ErrNoSweep) {
 		cur, gerr := s.GetSweep(ctx, id)
 		if gerr != nil {
 			return cur, gerr

@@ -38,6 +38,9 @@ var ErrBadOption = errors.New("bad sweep option")
 // ErrSweepState is a pause, resume or cancel the sweep's state does not allow.
 var ErrState = errors.New("sweep state does not allow this")
 
+// ErrNoSweep is an unknown sweep ID (a Store returns it).
+var ErrNoSweep = errors.New("no such sweep")
+
 // Record is a persisted
 type Record struct {
 	ID     int64  `json:"id"`

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/repair/alert"
 )
@@ -66,7 +67,7 @@ func (rc *receiver) snapshot() []received {
 // a test-fire arrives signed; SSRF targets and viewers are refused.
 func TestAlertWebhooks(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Alert.Interval = 200 * time.Millisecond
 	cfg.Alert.Rules = []alert.Rule{
 		{Name: "Backlog", Kind: alert.KindCatchupBacklog, Threshold: 2, Severity: "warning"},
@@ -201,7 +202,7 @@ func TestAlertWebhooks(t *testing.T) {
 func TestStoreUnreachableAlert(t *testing.T) {
 	ns := stacktest.New(t)
 	priv := stacktest.StartPrivate(t, "redis")
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Redis.Addr = priv.Endpoints().RedisAddr
 	cfg.Alert.Interval = 200 * time.Millisecond
 	cfg.Alert.Rules = []alert.Rule{{Name: "StoreUnreachable", Kind: alert.KindStoreUnreachable, For: time.Second, Severity: "critical"}}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/internal/secret"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/server/auth"
@@ -103,7 +104,7 @@ func waitReady(t *testing.T, a *app.App, want int, deadline time.Duration) (resp
 
 func TestServeAgainstRealStores(t *testing.T) {
 	ns := stacktest.New(t)
-	a := start(t, ns.Config)
+	a := start(t, configtest.For(t, ns))
 
 	rep, took := waitReady(t, a, http.StatusOK, 30*time.Second)
 	t.Logf("ready after %s", took)
@@ -201,7 +202,7 @@ func TestServeAgainstRealStores(t *testing.T) {
 	})
 
 	t.Run("oversized body is 413", func(t *testing.T) {
-		big := strings.Repeat("x", int(ns.Config.Server.MaxBodyBytes)+1)
+		big := strings.Repeat("x", int(configtest.For(t, ns).Server.MaxBodyBytes)+1)
 		r := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": big, "role": "viewer"})
 		require.Equal(t, http.StatusRequestEntityTooLarge, r.code)
 	})
@@ -212,7 +213,7 @@ func TestServeAgainstRealStores(t *testing.T) {
 func TestReadyFollowsADependency(t *testing.T) {
 	ns := stacktest.New(t)
 	priv := stacktest.StartPrivate(t, "redis")
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Redis.Addr = priv.Endpoints().RedisAddr
 	a := start(t, cfg)
 	waitReady(t, a, http.StatusOK, 30*time.Second)

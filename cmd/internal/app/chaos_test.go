@@ -21,6 +21,7 @@ import (
 
 	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
 )
@@ -35,7 +36,7 @@ import (
 func TestRedisDataLossIsDetectedAndRewarmed(t *testing.T) {
 	priv := stacktest.StartPrivate(t, "redis")
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Redis.Addr = priv.Endpoints().RedisAddr
 	cfg.Ingest.RedisWatch = 200 * time.Millisecond
 	cfg.Alert.Interval = 200 * time.Millisecond
@@ -151,7 +152,7 @@ func postBatch(t *testing.T, a *app.App, body io.Reader) (int, int64) {
 // privateConfig points a namespace's configuration at private servers.
 func privateConfig(t *testing.T, ns *stacktest.Namespace, pg, rd, es, etcd *stacktest.Private) config.Config {
 	t.Helper()
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Postgres.Host, cfg.Postgres.Port, cfg.Postgres.Schema = pg.Config.Host, pg.Config.PostgresPort, ""
 	cfg.Redis.Addr = rd.Endpoints().RedisAddr
 	cfg.Elasticsearch.Addresses = []string{es.Endpoints().ElasticsearchURL}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
 )
@@ -39,7 +40,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.NoError(t, err)
 
 	ns := stacktest.New(t)
-	a := startMigrated(t, ns.Config)
+	a := startMigrated(t, configtest.For(t, ns))
 	viewer := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": "e2e-viewer", "role": "viewer"}).body["data"].(map[string]any)["secret"].(string)
 
 	// 300 profiles through the pipeline; profile 7 carries script payloads.

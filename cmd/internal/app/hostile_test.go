@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
 )
@@ -63,7 +64,7 @@ func costOf(t *testing.T, fn func()) int64 {
 // viewer never sees a webhook's URL.
 func TestHostileCallers(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Server.RateLimit = 0
 	cfg.Postgres.StatementTimeout = time.Second
 	cfg.Trace.BodyTimeout = 2 * time.Second

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/triad-dev/triad/cmd/internal/app"
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/repair"
 )
@@ -19,7 +20,7 @@ import (
 // listener it was given is closed.
 func TestFailedStartLeaksNothing(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Repair.Entities = []repair.EntityConfig{{Name: "broken"}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

@@ -40,21 +40,18 @@ func (d *dataLosses) snapshot() map[string]alert.DataLoss {
 	return out
 }
 
-// watchRedis looks at Redis every cfg.RedisWatch (on the leader) and,
-// when it lost data, records the loss for alerting and acts as
-// cfg.OnRedisLoss says: re-warm every live profile through the catch-up
-// log, or start a repairing sweep of profiles.
-func watchRedis(ctx context.Context, w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.Pipeline,
-	sweeps *sweep.Worker, losses *dataLosses, log *slog.Logger) {
-	if cfg.RedisWatch <= 0 {
-		return
-	}
-	periodically(ctx, cfg.RedisWatch, func(ctx context.Context) {
+// redisLossWatch is the leader job that looks at Redis (every
+// cfg.RedisWatch) and, when it lost data, records the loss for alerting
+// and acts as cfg.OnRedisLoss says: re-warm every live profile through the
+// catch-up log, or start a repairing sweep of profiles.
+func redisLossWatch(w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.Pipeline,
+	sweeps *sweep.Worker, losses *dataLosses, log *slog.Logger) func(context.Context) error {
+	return func(ctx context.Context) error {
 		lctx, cancel := context.WithTimeout(ctx, cfg.RedisWatch)
 		loss, err := w.Look(lctx)
 		cancel()
 		if err != nil || loss == nil {
-			return
+			return nil
 		}
 		detail := loss.String()
 		switch cfg.OnRedisLoss {
@@ -79,7 +76,8 @@ func watchRedis(ctx context.Context, w *redisstore.Watch, cfg ingest.Config, pip
 		}
 		log.Warn("redis lost data", "reason", loss.Reason, "keys_before", loss.Before, "keys_after", loss.After, "action", cfg.OnRedisLoss, "detail", detail)
 		losses.record("redis", alert.DataLoss{At: loss.At, Detail: detail})
-	})
+		return nil
+	}
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 )
 
@@ -19,7 +20,7 @@ import (
 // view and its OTLP export — while operators see the values.
 func TestViewersSeeNoPII(t *testing.T) {
 	ns := stacktest.New(t)
-	a := startMigrated(t, ns.Config)
+	a := startMigrated(t, configtest.For(t, ns))
 	mint := func(name, role string) string {
 		return call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": name, "role": role}).body["data"].(map[string]any)["secret"].(string)
 	}

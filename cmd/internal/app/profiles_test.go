@@ -8,13 +8,14 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	pgstore "github.com/triad-dev/triad/ingest/postgres"
 )
 
 func TestProfileBatchAndDeleteEndpoints(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Archive.Dir = t.TempDir()
 	a := start(t, cfg)
 	body := []byte(`{"user_id": 1, "version": 3, "tags": ["a"]}
@@ -86,7 +87,7 @@ func TestProfileBatchAndDeleteEndpoints(t *testing.T) {
 // queues them for a logged repair that puts the right hash back.
 func TestProfileAPINeverServesInvalidJSON(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Archive.Dir = t.TempDir()
 	cfg.Lookup.CacheMaxBytes = 0 // every read reaches Redis
 	a := start(t, cfg)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/cmd/internal/app"
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/server"
 	"github.com/triad-dev/triad/server/auth"
@@ -85,7 +86,7 @@ func errMessage(r resp) string {
 // are rate limited with 429 and Retry-After.
 func TestDashboardSessions(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := ns.Config
+	cfg := configtest.For(t, ns)
 	cfg.Server.LoginRateLimit = 30
 	cfg.Server.RateLimit, cfg.Server.RateBurst = 40, 40
 	a := startMigrated(t, cfg)

@@ -2,15 +2,12 @@ package app
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/triad-dev/triad/repair/leader"
 	repairpg "github.com/triad-dev/triad/repair/postgres"
 	"github.com/triad-dev/triad/repair/sweep"
-	"github.com/triad-dev/triad/server"
 )
 
 // sweepAdmin implements server.SweepAdmin over this replica's sweep
@@ -26,17 +23,9 @@ func (a sweepAdmin) StartSweep(ctx context.Context, rec sweep.Record) (sweep.Rec
 	return a.w.Start(ctx, rec)
 }
 
-func noSweep(err error) error {
-	if errors.Is(err, repairpg.ErrNoSweep) {
-		return fmt.Errorf("%w: %w", server.ErrNoSweep, err)
-	}
-	return err
-}
-
 // GetSweep implements server.SweepAdmin.
 func (a sweepAdmin) GetSweep(ctx context.Context, id int64) (sweep.Record, error) {
-	rec, err := a.st.GetSweep(ctx, id)
-	return rec, noSweep(err)
+	return a.st.GetSweep(ctx, id)
 }
 
 // SweepRanges implements server.SweepAdmin. Running ranges say which
@@ -74,7 +63,7 @@ func (a sweepAdmin) SetSweepState(ctx context.Context, id int64, to string) (swe
 	if err == nil && to == sweep.Running {
 		a.w.Wake()
 	}
-	return rec, noSweep(err)
+	return rec, err
 }
 
 // SweepFindings implements server.SweepAdmin.

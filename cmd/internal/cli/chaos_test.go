@@ -145,7 +145,7 @@ func TestKilledIngestConverges(t *testing.T) {
 	ns := stacktest.New(t)
 	dir := t.TempDir()
 	env := namespaceEnv(ns, dir)
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(t, ns)
 	cfg.Archive.Dir = dir
 	cfg.Ingest.DerivedAttempts, cfg.Ingest.DerivedTimeout, cfg.Ingest.PrimaryTimeout = 2, time.Second, 3*time.Second
 	cfg.Ingest.OutboxGrace = 5 * time.Second

@@ -19,7 +19,7 @@ import (
 // absent; bad requests are 4xx with a clear message.
 func TestCheckThroughTheAPI(t *testing.T) {
 	ns := stacktest.New(t)
-	a := startReplica(t, replicaConfig(ns))
+	a := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, a)
 	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(1, 3, "a")+"\n"+profileLine(2, 3, "b")))
 	require.Equal(t, http.StatusOK, code, body)
@@ -143,7 +143,7 @@ func TestCheckThroughTheAPI(t *testing.T) {
 // bad requests are 4xx.
 func TestSweepThroughTheAPI(t *testing.T) {
 	ns := stacktest.New(t)
-	a := startReplica(t, replicaConfig(ns))
+	a := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, a)
 	var lines []string
 	for id := 1; id <= 600; id++ {

@@ -102,7 +102,7 @@ func TestCrossLanguageTrace(t *testing.T) {
 	require.NoError(t, err, "build the Go service: %s", out)
 
 	ns := stacktest.New(t)
-	a := startReplica(t, replicaConfig(ns))
+	a := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, a)
 	require.NotEmpty(t, a.OTLPHTTPAddr)
 	env := []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" + a.OTLPHTTPAddr + "/v1/traces", "OTEL_TRACES_SAMPLER=always_on"}
@@ -272,7 +272,7 @@ func apiGet(t *testing.T, addr, path string) (int, []byte) {
 // receiver as spans of service "triad".
 func TestOwnSpans(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(t, ns)
 	cfg.Trace.Self.Endpoint = "self"
 	a := startReplica(t, cfg)
 	awaitReady(t, a)

@@ -54,7 +54,7 @@ func BenchmarkReadPath(b *testing.B) {
 	}
 	b.Logf("loaded %d profiles in %s", rows, time.Since(start).Round(time.Millisecond))
 
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(b, ns)
 	// Warnings only, as in production: the test logger would print every
 	// request's debug line.
 	cfg.Log.Level = "warn"
@@ -137,7 +137,7 @@ func BenchmarkReadPath(b *testing.B) {
 	wrk("unknown IDs (filter full)", coldApp.Addr, "/api/v1/profiles/", 1_000_000_000, 1_000_000_000, true, dur)
 	afterFull := metrics(b, coldApp)
 
-	rb, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(stacktest.Config(b).Stack.RedisPort),
+	rb, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", strconv.Itoa(stacktest.ServerSettings(b).Stack.RedisPort),
 		"-t", "get", "-c", "64", "-n", "500000", "--csv").Output()
 	if err != nil {
 		b.Fatalf("redis-benchmark: %v", err)

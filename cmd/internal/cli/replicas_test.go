@@ -25,6 +25,7 @@ import (
 
 	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/internal/secret"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/server"
@@ -48,8 +49,8 @@ func replicaEnv(ns *stacktest.Namespace) []string {
 	}
 }
 
-func replicaConfig(ns *stacktest.Namespace) config.Config {
-	cfg := ns.Config
+func replicaConfig(t testing.TB, ns *stacktest.Namespace) config.Config {
+	cfg := configtest.For(t, ns)
 	cfg.Auth.AdminToken = secret.Value(replicaToken)
 	cfg.Server.ProbeInterval = 200 * time.Millisecond
 	cfg.Server.ProbeTimeout = 500 * time.Millisecond
@@ -158,7 +159,7 @@ func profileLine(id, version int64, tag string) string {
 // is visible through both within 1 s.
 func TestReplicasReadEachOthersWrites(t *testing.T) {
 	ns := stacktest.New(t)
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(t, ns)
 	a := startReplica(t, cfg)
 	b := startReplica(t, cfg)
 	awaitReady(t, a, b)
@@ -228,7 +229,7 @@ func TestReplicasReadEachOthersWrites(t *testing.T) {
 func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 	ns := stacktest.New(t)
 	env := replicaEnv(ns)
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(t, ns)
 	a := startReplica(t, cfg)
 	b := startReplica(t, cfg)
 	awaitReady(t, a, b)
@@ -522,7 +523,7 @@ func TestHelperProcess(t *testing.T) {
 func TestServingWithoutEtcd(t *testing.T) {
 	ns := stacktest.New(t)
 	priv := stacktest.StartPrivate(t, "etcd")
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(t, ns)
 	cfg.Etcd.Endpoints = []string{priv.Endpoints().EtcdEndpoint}
 	env := append(replicaEnv(ns), "TRIAD_ETCD_ENDPOINTS="+priv.Endpoints().EtcdEndpoint)
 	a := startReplica(t, cfg)
@@ -584,7 +585,7 @@ func metrics(t testing.TB, a *app.App) string {
 func TestDeadMemberReportExpires(t *testing.T) {
 	ns := stacktest.New(t)
 	env := replicaEnv(ns)
-	a := startReplica(t, replicaConfig(ns))
+	a := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, a)
 
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestHelperProcess$")
@@ -655,7 +656,7 @@ func TestLeaderFailover(t *testing.T) {
 	}
 	until(t, 60*time.Second, "the serve process leads", func() bool { l, _ := leading(addr); return l })
 
-	b := startReplica(t, replicaConfig(ns))
+	b := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, b)
 	until(t, 10*time.Second, "B sees A as the leader", func() bool { _, who := leading(b.Addr); return strings.HasSuffix(who, "@"+addr) })
 	for range 10 {

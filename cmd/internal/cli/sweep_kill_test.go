@@ -27,7 +27,7 @@ import (
 func TestSweepSurvivesAKilledReplica(t *testing.T) {
 	ns := stacktest.New(t)
 	env := append(replicaEnv(ns), "TRIAD_REPAIR_SWEEP_RANGE_SEGMENTS=20", "TRIAD_REPAIR_SWEEP_RECHECK=200ms")
-	cfg := replicaConfig(ns)
+	cfg := replicaConfig(t, ns)
 	cfg.Repair.Sweep.RangeSegments, cfg.Repair.Sweep.Recheck = 20, 200*time.Millisecond
 	b := startReplica(t, cfg)
 	awaitReady(t, b)

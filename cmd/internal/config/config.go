@@ -5,21 +5,18 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/triad-dev/triad/cmd/internal/clients"
 	"github.com/triad-dev/triad/cmd/internal/secret"
+	"github.com/triad-dev/triad/cmd/internal/settings"
 	"github.com/triad-dev/triad/cmd/stack"
 	"github.com/triad-dev/triad/ingest"
 	"github.com/triad-dev/triad/ingest/archive"
@@ -176,22 +173,20 @@ func Load(path string, env []string, sets []string) (Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("config file: %w", err)
 		}
-		err = decodeYAML(f, &c)
+		b, err := io.ReadAll(f)
 		f.Close()
+		if err == nil {
+			err = settings.DecodeYAML(b, &c, true) // a misspelt key is an error, not a silent default
+		}
 		if err != nil {
 			return c, fmt.Errorf("config file %s: %w", path, err)
 		}
-		if keys := setSecrets(reflect.ValueOf(&c).Elem(), ""); len(keys) > 0 {
+		if keys := settings.Secrets(&c); len(keys) > 0 {
 			return c, fmt.Errorf("config file %s: %s: secrets are not read from the config file; use the environment variable %s or the matching *_file key",
-				path, keys[0], envName(keys[0]))
+				path, keys[0], settings.EnvName(keys[0]))
 		}
 	}
-	envMap := map[string]string{}
-	for _, kv := range env {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			envMap[k] = v
-		}
-	}
+	envMap := settings.EnvMap(env)
 	// A shorter alias for the one secret every deployment needs.
 	if v, ok := envMap["TRIAD_ADMIN_TOKEN"]; ok {
 		if _, set := envMap["TRIAD_AUTH_ADMIN_TOKEN"]; !set {
@@ -203,7 +198,7 @@ func Load(path string, env []string, sets []string) (Config, error) {
 			envMap["TRIAD_AUTH_ADMIN_TOKEN_FILE"] = v
 		}
 	}
-	if err := applyEnv(reflect.ValueOf(&c).Elem(), "", envMap); err != nil {
+	if err := settings.ApplyEnv(&c, envMap); err != nil {
 		return c, err
 	}
 	for _, s := range sets {
@@ -211,7 +206,7 @@ func Load(path string, env []string, sets []string) (Config, error) {
 		if !ok {
 			return c, fmt.Errorf("--set %q: want key=value", s)
 		}
-		if err := setKey(&c, k, v); err != nil {
+		if err := settings.Set(&c, k, v); err != nil {
 			return c, fmt.Errorf("--set %s: %w", k, err)
 		}
 	}
@@ -219,65 +214,6 @@ func Load(path string, env []string, sets []string) (Config, error) {
 		return c, err
 	}
 	return c, c.Validate()
-}
-
-func decodeYAML(r io.Reader, c *Config) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true) // a misspelt key is an error, not a silent default
-	err = dec.Decode(c)
-	var te *yaml.TypeError
-	if !errors.As(err, &te) {
-		return err
-	}
-	// yaml.v3 names lines, not keys: add the dotted key of each line.
-	var root yaml.Node
-	if yaml.Unmarshal(b, &root) != nil {
-		return err
-	}
-	msgs := make([]string, len(te.Errors))
-	for i, m := range te.Errors {
-		var line int
-		if _, serr := fmt.Sscanf(m, "line %d:", &line); serr == nil {
-			if key := keyAtLine(&root, "", line); key != "" {
-				m = key + ": " + m
-			}
-		}
-		msgs[i] = m
-	}
-	return errors.New(strings.Join(msgs, "; "))
-}
-
-// keyAtLine returns the dotted key whose value starts on line.
-func keyAtLine(n *yaml.Node, prefix string, line int) string {
-	switch n.Kind {
-	case yaml.DocumentNode, yaml.SequenceNode:
-		for _, c := range n.Content {
-			if k := keyAtLine(c, prefix, line); k != "" {
-				return k
-			}
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			key := n.Content[i].Value
-			if prefix != "" {
-				key = prefix + "." + key
-			}
-			if n.Content[i].Line == line || n.Content[i+1].Line == line && n.Content[i+1].Kind == yaml.ScalarNode {
-				return key
-			}
-			if k := keyAtLine(n.Content[i+1], key, line); k != "" {
-				return k
-			}
-		}
-	}
-	return ""
 }
 
 func (c *Config) resolveSecrets() error {
@@ -304,162 +240,13 @@ func (c *Config) resolveSecrets() error {
 	return errors.Join(errs...)
 }
 
-// envName maps a dotted key to its environment variable.
-func envName(key string) string {
-	return "TRIAD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
-}
-
-// leaf visits every settable leaf field with its dotted key.
-func walk(v reflect.Value, prefix string, fn func(key string, f reflect.Value, sf reflect.StructField) error) error {
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		sf := t.Field(i)
-		tag := sf.Tag.Get("yaml")
-		name, opts, _ := strings.Cut(tag, ",")
-		fv := v.Field(i)
-		if opts == "inline" {
-			if err := walk(fv, prefix, fn); err != nil {
-				return err
-			}
-			continue
-		}
-		if name == "" || name == "-" {
-			continue
-		}
-		key := name
-		if prefix != "" {
-			key = prefix + "." + name
-		}
-		if fv.Kind() == reflect.Struct && fv.Type() != reflect.TypeOf(time.Duration(0)) {
-			if err := walk(fv, key, fn); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := fn(key, fv, sf); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func setSecrets(v reflect.Value, prefix string) []string {
-	var keys []string
-	_ = walk(v, prefix, func(key string, f reflect.Value, sf reflect.StructField) error {
-		if sf.Tag.Get("secret") == "true" && !f.IsZero() {
-			keys = append(keys, key)
-		}
-		return nil
-	})
-	return keys
-}
-
-func applyEnv(v reflect.Value, prefix string, env map[string]string) error {
-	return walk(v, prefix, func(key string, f reflect.Value, _ reflect.StructField) error {
-		name := envName(key)
-		raw, ok := env[name]
-		if !ok {
-			return nil
-		}
-		if err := setValue(f, raw); err != nil {
-			// Never echo the raw value: it may be a secret.
-			return fmt.Errorf("%s (%s): %w", name, key, err)
-		}
-		return nil
-	})
-}
-
-func setKey(c *Config, key, raw string) error {
-	found := false
-	err := walk(reflect.ValueOf(c).Elem(), "", func(k string, f reflect.Value, sf reflect.StructField) error {
-		if k != key {
-			return nil
-		}
-		found = true
-		if sf.Tag.Get("secret") == "true" {
-			return fmt.Errorf("secrets are not accepted as flags (they show in process lists); use %s or the *_file key", envName(key))
-		}
-		return setValue(f, raw)
-	})
-	if err != nil {
-		return err
-	}
-	if !found {
-		return errors.New("unknown key")
-	}
-	return nil
-}
-
-func setValue(f reflect.Value, raw string) error {
-	if f.Type() == reflect.TypeOf(time.Duration(0)) {
-		d, err := time.ParseDuration(raw)
-		if err != nil {
-			return fmt.Errorf("invalid duration (want e.g. 5s, 1m)")
-		}
-		f.SetInt(int64(d))
-		return nil
-	}
-	switch f.Kind() {
-	case reflect.String:
-		f.SetString(raw)
-	case reflect.Int, reflect.Int32, reflect.Int64:
-		n, err := strconv.ParseInt(strings.TrimSpace(raw), 10, 64)
-		if err != nil {
-			return fmt.Errorf("invalid integer")
-		}
-		f.SetInt(n)
-	case reflect.Bool:
-		b, err := strconv.ParseBool(strings.TrimSpace(raw))
-		if err != nil {
-			return fmt.Errorf("invalid boolean (want true or false)")
-		}
-		f.SetBool(b)
-	case reflect.Float64:
-		x, err := strconv.ParseFloat(strings.TrimSpace(raw), 64)
-		if err != nil {
-			return fmt.Errorf("invalid number")
-		}
-		f.SetFloat(x)
-	case reflect.Slice:
-		if f.Type().Elem().Kind() != reflect.String {
-			return fmt.Errorf("unsupported list type %s", f.Type())
-		}
-		var items []string
-		for _, p := range strings.Split(raw, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				items = append(items, p)
-			}
-		}
-		f.Set(reflect.ValueOf(items))
-	case reflect.Map:
-		if f.Type().Key().Kind() != reflect.String || f.Type().Elem().Kind() != reflect.String {
-			return fmt.Errorf("unsupported map type %s", f.Type())
-		}
-		m := map[string]string{}
-		for _, p := range strings.Split(raw, ",") {
-			if p = strings.TrimSpace(p); p == "" {
-				continue
-			}
-			k, v, ok := strings.Cut(p, "=")
-			if !ok || strings.TrimSpace(k) == "" {
-				return fmt.Errorf("invalid pair %q (want key=value,key=value)", p)
-			}
-			m[strings.TrimSpace(k)] = strings.TrimSpace(v)
-		}
-		f.Set(reflect.ValueOf(m))
-	default:
-		return fmt.Errorf("unsupported type %s", f.Type())
-	}
-	return nil
-}
-
 // Keys lists every configuration key with its environment variable and
 // default, for docs/configuration.md's reference and `triad config keys`.
 func Keys() [][3]string {
 	var out [][3]string
 	d := Default()
-	_ = walk(reflect.ValueOf(&d).Elem(), "", func(key string, f reflect.Value, _ reflect.StructField) error {
-		def, env := fmt.Sprint(f.Interface()), envName(key)
+	_ = settings.Walk(&d, func(key string, f reflect.Value, _ reflect.StructField) error {
+		def, env := fmt.Sprint(f.Interface()), settings.EnvName(key)
 		if f.Kind() == reflect.Slice {
 			parts := make([]string, f.Len())
 			for i := range parts {

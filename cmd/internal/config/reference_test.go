@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/stretchr/testify/require"
 )
@@ -50,7 +51,8 @@ func TestREADMEReference(t *testing.T) {
 }
 
 // TestDocLinks checks every relative link in README.md and docs/*.md
-// points at a file that exists (anchors are not checked).
+// points at a file that exists and, when it names an anchor, at a heading
+// of that file (GitHub's slugs).
 func TestDocLinks(t *testing.T) {
 	root := "../../.."
 	files, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
@@ -62,15 +64,51 @@ func TestDocLinks(t *testing.T) {
 		require.NoError(t, err)
 		for _, m := range link.FindAllStringSubmatch(string(b), -1) {
 			target := m[1]
-			if strings.Contains(target, "://") || strings.HasPrefix(target, "#") || strings.HasPrefix(target, "mailto:") {
+			if strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
 				continue
 			}
-			target, _, _ = strings.Cut(target, "#")
-			_, err := os.Stat(filepath.Join(filepath.Dir(f), target))
+			file, anchor, _ := strings.Cut(target, "#")
+			path := f
+			if file != "" {
+				path = filepath.Join(filepath.Dir(f), file)
+			}
+			_, err := os.Stat(path)
 			require.NoError(t, err, "%s links to %s", f, m[1])
+			if anchor != "" && strings.HasSuffix(path, ".md") {
+				require.True(t, headingSlugs(t, path)[anchor], "%s links to %s: no such heading", f, m[1])
+			}
 		}
 	}
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
 	require.NoError(t, err)
 	require.LessOrEqual(t, strings.Count(string(readme), "\n"), 200, "README.md is a map: at most ~200 lines")
+}
+
+// headingSlugs are the anchors GitHub gives the headings of a Markdown
+// file: lower case, punctuation dropped, spaces to hyphens.
+func headingSlugs(t *testing.T, path string) map[string]bool {
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	out := map[string]bool{}
+	inCode := false
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "```") {
+			inCode = !inCode
+		}
+		if inCode || !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var slug strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ':
+				slug.WriteByte('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				slug.WriteRune(r)
+			}
+		}
+		out[slug.String()] = true
+	}
+	return out
 }

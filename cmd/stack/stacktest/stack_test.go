@@ -16,7 +16,7 @@ import (
 // rejects: Up must name the server, say why with its log's last lines, and
 // leave nothing running.
 func TestUpFailsClearly(t *testing.T) {
-	c := stacktest.Config(t).Stack
+	c := stacktest.ServerSettings(t).Stack
 	c = privateConfig(t, c)
 	c.ESHeap = "lots"
 	st, err := stack.New(c, stacktest.Logger(t))
@@ -41,7 +41,7 @@ func TestUpFailsClearly(t *testing.T) {
 // TestUpRefusesAForeignPort: a port held by something that is not the
 // stack's server is reported, not silently shared.
 func TestUpRefusesAForeignPort(t *testing.T) {
-	c := privateConfig(t, stacktest.Config(t).Stack)
+	c := privateConfig(t, stacktest.ServerSettings(t).Stack)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer ln.Close()

@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,31 +34,59 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/triad-dev/triad/cmd/internal/clients"
-	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/internal/settings"
 	"github.com/triad-dev/triad/cmd/stack"
 	"github.com/triad-dev/triad/migrations"
 )
 
+// Servers are the settings of the servers the tests use, by the keys of
+// triad's configuration (postgres, redis, elasticsearch, etcd, stack).
+// The rest of triad's configuration is config's; configtest builds it for a
+// namespace, so this package imports none of the product.
+type Servers struct {
+	Postgres      clients.Postgres      `yaml:"postgres"`
+	Redis         clients.Redis         `yaml:"redis"`
+	Elasticsearch clients.Elasticsearch `yaml:"elasticsearch"`
+	Etcd          clients.Etcd          `yaml:"etcd"`
+	Stack         stack.Config          `yaml:"stack"`
+}
+
 var (
 	loadOnce sync.Once
-	loaded   config.Config
+	loaded   Servers
 	loadErr  error
 )
 
-// Config returns the configuration the tests use: defaults (the local stack),
-// TRIAD_CONFIG, then TRIAD_* variables.
-func Config(t testing.TB) config.Config {
+// ServerSettings returns the servers the tests use: the local stack's
+// defaults, then the file TRIAD_CONFIG names (its other keys are
+// ignored), then TRIAD_* variables, as `triad serve` reads them.
+func ServerSettings(t testing.TB) Servers {
 	t.Helper()
 	integration(t)
-	loadOnce.Do(func() {
-		loaded, loadErr = config.Load(os.Getenv("TRIAD_CONFIG"), os.Environ(), nil)
-		// Apps started by tests listen for OTLP on free ports.
-		loaded.Trace.HTTPAddr, loaded.Trace.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-	})
+	loadOnce.Do(func() { loaded, loadErr = loadServers(os.Getenv("TRIAD_CONFIG"), os.Environ()) })
 	if loadErr != nil {
 		t.Fatalf("stacktest: configuration: %v", loadErr)
 	}
 	return loaded
+}
+
+func loadServers(path string, env []string) (Servers, error) {
+	s := Servers{Postgres: clients.DefaultPostgres(), Redis: clients.DefaultRedis(),
+		Elasticsearch: clients.DefaultElasticsearch(), Etcd: clients.DefaultEtcd(), Stack: stack.DefaultConfig()}
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return s, fmt.Errorf("config file: %w", err)
+		}
+		if err := settings.DecodeYAML(b, &s, false); err != nil {
+			return s, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if err := settings.ApplyEnv(&s, settings.EnvMap(env)); err != nil {
+		return s, err
+	}
+	return s, errors.Join(s.Postgres.Credentials.Resolve("postgres"), s.Redis.Credentials.Resolve("redis"),
+		s.Elasticsearch.Resolve(), s.Etcd.Credentials.Resolve("etcd"))
 }
 
 func integration(t testing.TB) {
@@ -90,8 +119,8 @@ type Namespace struct {
 	// IndexPrefix prefixes every Elasticsearch index the test creates.
 	IndexPrefix string
 	EtcdPrefix  string
-	// Config is the test configuration pointing at this namespace.
-	Config  config.Config
+	// Servers are the servers' settings, Postgres's pointing at Schema.
+	Servers Servers
 	Clients *clients.Set
 }
 
@@ -131,7 +160,7 @@ func Kept(t testing.TB, id string) *Namespace {
 
 func open(t testing.TB, id string, keep bool) *Namespace {
 	t.Helper()
-	base := Config(t)
+	base := ServerSettings(t)
 	ns := &Namespace{ID: id, Schema: id, RedisPrefix: id + ":", IndexPrefix: strings.ReplaceAll(id, "_", "-") + "-", EtcdPrefix: "/" + id + "/"}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -155,10 +184,7 @@ func open(t testing.TB, id string, keep bool) *Namespace {
 
 	cfg := base
 	cfg.Postgres.Schema = id
-	cfg.ProfileCache.KeyPrefix = ns.RedisPrefix
-	cfg.ProfileIndex.IndexPrefix = ns.IndexPrefix
-	cfg.Dataset.EtcdPrefix = ns.EtcdPrefix
-	ns.Config = cfg
+	ns.Servers = cfg
 	set, err := clients.Build(cfg.Postgres, cfg.Redis, cfg.Elasticsearch, cfg.Etcd)
 	if err != nil {
 		t.Fatalf("stacktest: clients: %v", err)
@@ -192,7 +218,7 @@ func fail(t testing.TB, name, host string, port int, err error) {
 
 const startHint = "start the stack with `make stack-up` (or `triad stack up`); `make test` does this itself"
 
-func dropSchema(t testing.TB, base config.Config, id string) {
+func dropSchema(t testing.TB, base Servers, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	pool, err := clients.NewPostgres(base.Postgres)
@@ -208,7 +234,7 @@ func dropSchema(t testing.TB, base config.Config, id string) {
 // DropKept removes a kept namespace from every server.
 func (ns *Namespace) DropKept(t testing.TB) {
 	t.Helper()
-	dropSchema(t, ns.Config, ns.ID)
+	dropSchema(t, ns.Servers, ns.ID)
 	ns.cleanup(t)
 }
 
@@ -297,7 +323,7 @@ type Private struct {
 func StartPrivate(t testing.TB, name string) *Private {
 	t.Helper()
 	integration(t)
-	base := Config(t).Stack
+	base := ServerSettings(t).Stack
 	dir := PrivateDir(t)
 	c := base
 	c.Dir, c.Mode = dir, stack.ModeLocal

@@ -1,0 +1,50 @@
+// Package configtest gives integration tests triad's whole configuration
+// pointed at a stacktest namespace: what `triad serve` would read (the
+// defaults, TRIAD_CONFIG, TRIAD_* variables) with the namespace's schema,
+// key and index prefixes and etcd prefix, and OTLP receivers on free ports.
+package configtest
+
+import (
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/triad-dev/triad/cmd/internal/config"
+	"github.com/triad-dev/triad/cmd/stack/stacktest"
+)
+
+var (
+	once    sync.Once
+	loaded  config.Config
+	loadErr error
+)
+
+// Base is the configuration the tests start from (no namespace).
+func Base(t testing.TB) config.Config {
+	t.Helper()
+	once.Do(func() {
+		loaded, loadErr = config.Load(os.Getenv("TRIAD_CONFIG"), os.Environ(), nil)
+		// Apps started by tests listen for OTLP on free ports.
+		loaded.Trace.HTTPAddr, loaded.Trace.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+	})
+	if loadErr != nil {
+		t.Fatalf("configtest: configuration: %v", loadErr)
+	}
+	return loaded
+}
+
+// For is the configuration pointing at ns: its servers, its Postgres
+// schema, Redis key prefix, Elasticsearch index prefix and etcd prefix.
+func For(t testing.TB, ns *stacktest.Namespace) config.Config {
+	t.Helper()
+	c := Base(t)
+	c.Postgres = ns.Servers.Postgres
+	c.Redis = ns.Servers.Redis
+	c.Elasticsearch = ns.Servers.Elasticsearch
+	c.Etcd = ns.Servers.Etcd
+	c.Stack = ns.Servers.Stack
+	c.ProfileCache.KeyPrefix = ns.RedisPrefix
+	c.ProfileIndex.IndexPrefix = ns.IndexPrefix
+	c.Dataset.EtcdPrefix = ns.EtcdPrefix
+	return c
+}
