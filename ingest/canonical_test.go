@@ -9,6 +9,7 @@ import (
 )
 
 func TestCanonicalJSON(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{`{"b":1,"a":2,"aa":3}`, `{"a": 2, "b": 1, "aa": 3}`},
 		{`{"k":1,"k":2}`, `{"k": 2}`},
@@ -34,6 +35,7 @@ func TestCanonicalJSON(t *testing.T) {
 }
 
 func TestCanonicalJSONRejects(t *testing.T) {
+	t.Parallel()
 	for in, msg := range map[string]string{
 		``:                 "empty",
 		`{"a":}`:           "unexpected character",
@@ -103,6 +105,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func TestLineReader(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("x", 200<<10) // longer than the 64 KiB buffer
 	in := "a\r\nbb\n" + long + "\n" + strings.Repeat("y", 3000) + "\nlast"
 	lr := NewLineReader(strings.NewReader(in), 250<<10)

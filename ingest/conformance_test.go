@@ -67,6 +67,7 @@ func randomJSON(r *rand.Rand, b *strings.Builder, depth int) {
 // TestCanonicalMatchesPostgres checks the canonical form against what the
 // real Postgres prints for the same values as jsonb.
 func TestCanonicalMatchesPostgres(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	r := rand.New(rand.NewPCG(1, 2))
 	const n = 3000
@@ -98,6 +99,7 @@ func TestCanonicalMatchesPostgres(t *testing.T) {
 // generated column equals the one triad computes, for the fields as any
 // service might write them.
 func TestDigestMatchesPostgres(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	ns.Migrate(t)
 

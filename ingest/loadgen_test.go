@@ -7,6 +7,7 @@ import (
 )
 
 func TestGeneratorIsDeterministicAndRealistic(t *testing.T) {
+	t.Parallel()
 	g := NewGenerator(42)
 	require.Equal(t, string(g.AppendJSONL(nil, 7)), string(NewGenerator(42).AppendJSONL(nil, 7)), "same seed, same profile")
 	require.NotEqual(t, string(g.AppendJSONL(nil, 7)), string(NewGenerator(43).AppendJSONL(nil, 7)))

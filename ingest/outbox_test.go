@@ -26,6 +26,7 @@ func (r *rig) count(t *testing.T, table string) int64 {
 // TestOutboxSettlesEveryWrite: every batch's outbox entry is deleted once
 // its writes reach Redis and Elasticsearch; nothing is left owed.
 func TestOutboxSettlesEveryWrite(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	input, want := generate(t, ingest.NewGenerator(31), 0, 3000)
 	s := r.ingest(t, ingest.FormatJSONL, input, nil)
@@ -42,6 +43,7 @@ func TestOutboxSettlesEveryWrite(t *testing.T) {
 // outbox_grace; after it, any running pipeline moves it to the catch-up
 // log and replays it, so Redis and Elasticsearch converge without a rerun.
 func TestAbandonedOutboxIsRecovered(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, withConfig(func(c *ingest.Config) {
 		c.DerivedTimeout, c.PrimaryTimeout, c.OutboxGrace = 500*time.Millisecond, time.Second, 2*time.Second
 	}))
@@ -165,6 +167,7 @@ func hangMidIngest(t *testing.T, r *rig, priv *stacktest.Private, store string) 
 }
 
 func TestRedisHungMidIngestCatchesUp(t *testing.T) {
+	t.Parallel()
 	priv := stacktest.StartPrivate(t, "redis")
 	rdb := goredis.NewClient(&goredis.Options{Addr: priv.Endpoints().RedisAddr, MaxRetries: -1,
 		DialTimeout: 500 * time.Millisecond, ReadTimeout: 2 * time.Second, ContextTimeoutEnabled: true})
@@ -174,6 +177,7 @@ func TestRedisHungMidIngestCatchesUp(t *testing.T) {
 }
 
 func TestElasticsearchHungMidIngestCatchesUp(t *testing.T) {
+	t.Parallel()
 	priv := stacktest.StartPrivate(t, "elasticsearch")
 	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{priv.Endpoints().ElasticsearchURL}, MaxRetries: 1})
 	require.NoError(t, err)
@@ -188,6 +192,7 @@ func TestElasticsearchHungMidIngestCatchesUp(t *testing.T) {
 // retried, and never mark Elasticsearch down: a batch of only such
 // profiles is followed by good ones that reach the index at once.
 func TestRejectedProfilesAreQuarantined(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	_, good := generate(t, ingest.NewGenerator(34), 0, 50)
 	var bad []*ingest.Profile

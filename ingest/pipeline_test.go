@@ -183,6 +183,7 @@ func generate(t *testing.T, g *ingest.Generator, from, n int64) (string, map[int
 }
 
 func TestBadLinesAreQuarantinedAndGoodRowsAgree(t *testing.T) {
+	t.Parallel()
 	r := newRig(t, withConfig(func(c *ingest.Config) { c.MaxLineBytes = 16384 }))
 	g := ingest.NewGenerator(7)
 	g.FirstID = 1000
@@ -257,6 +258,7 @@ func TestBadLinesAreQuarantinedAndGoodRowsAgree(t *testing.T) {
 }
 
 func TestOlderVersionChangesNothing(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	var d ingest.Decoder
 	decode := func(s string) *ingest.Profile {
@@ -398,6 +400,7 @@ func consistentAfter(t *testing.T, reg *prometheus.Registry, store string) (n, u
 }
 
 func TestRedisStoppedMidIngestCatchesUp(t *testing.T) {
+	t.Parallel()
 	priv := stacktest.StartPrivate(t, "redis")
 	rdb := goredis.NewClient(&goredis.Options{Addr: priv.Endpoints().RedisAddr, MaxRetries: 0, DialTimeout: 500 * time.Millisecond})
 	t.Cleanup(func() { _ = rdb.Close() })
@@ -406,6 +409,7 @@ func TestRedisStoppedMidIngestCatchesUp(t *testing.T) {
 }
 
 func TestElasticsearchStoppedMidIngestCatchesUp(t *testing.T) {
+	t.Parallel()
 	priv := stacktest.StartPrivate(t, "elasticsearch")
 	es, err := elasticsearch.NewClient(elasticsearch.Config{Addresses: []string{priv.Endpoints().ElasticsearchURL}, MaxRetries: 1})
 	require.NoError(t, err)
@@ -414,6 +418,7 @@ func TestElasticsearchStoppedMidIngestCatchesUp(t *testing.T) {
 }
 
 func TestTSVAndGzipInput(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	g := ingest.NewGenerator(3)
 	var tsv bytes.Buffer
@@ -454,6 +459,7 @@ func writeGzip(t *testing.T, path string, data []byte) {
 }
 
 func TestTombstonesArePurgedAfterRetention(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	s := r.ingest(t, ingest.FormatJSONL, `{"user_id": 1, "version": 5, "deleted": true}`+"\n"+`{"user_id": 2, "version": 1}`+"\n", nil)
 	require.EqualValues(t, 2, s.Applied)
@@ -477,6 +483,7 @@ func TestTombstonesArePurgedAfterRetention(t *testing.T) {
 // they hold); running the same input again fills them in, because profiles
 // Postgres already holds at the same version and digest are forwarded again.
 func TestRerunAfterCrashConverges(t *testing.T) {
+	t.Parallel()
 	r := newRig(t)
 	input, want := generate(t, ingest.NewGenerator(21), 0, 500)
 	s := r.ingest(t, ingest.FormatJSONL, input, nil)

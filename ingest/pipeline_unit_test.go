@@ -155,6 +155,7 @@ func prof(id, version int64) *Profile {
 }
 
 func TestShardOfSpreadsAndIsStable(t *testing.T) {
+	t.Parallel()
 	counts := make([]int, 64)
 	for id := int64(1); id <= 64000; id++ {
 		s := ShardOf(id, 64)
@@ -167,6 +168,7 @@ func TestShardOfSpreadsAndIsStable(t *testing.T) {
 }
 
 func TestSameUserInOneBatchKeepsTheNewest(t *testing.T) {
+	t.Parallel()
 	mp := newMemPrimary()
 	cfg := unitConfig()
 	cfg.BatchSize, cfg.BatchDelay = 5, time.Minute // the five writes form one batch
@@ -191,6 +193,7 @@ func TestSameUserInOneBatchKeepsTheNewest(t *testing.T) {
 }
 
 func TestBackPressureReachesTheSubmitter(t *testing.T) {
+	t.Parallel()
 	mp := newMemPrimary()
 	mp.block = make(chan struct{})
 	cfg := unitConfig()
@@ -215,6 +218,7 @@ func TestBackPressureReachesTheSubmitter(t *testing.T) {
 }
 
 func TestPrimaryDownStopsTheRunWithTheError(t *testing.T) {
+	t.Parallel()
 	mp := newMemPrimary()
 	mp.fail.Store(1 << 20)
 	pl, err := New(unitConfig(), Deps{Primary: mp})
@@ -231,6 +235,7 @@ func TestPrimaryDownStopsTheRunWithTheError(t *testing.T) {
 }
 
 func TestDerivedOutageGoesToCatchupAndReplays(t *testing.T) {
+	t.Parallel()
 	mp, md := newMemPrimary(), &memDerived{rows: map[int64]int64{}}
 	cu := &memCatchup{log: map[int64]int64{}}
 	md.down.Store(true)

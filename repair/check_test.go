@@ -14,6 +14,7 @@ import (
 // TestCheckClassifiesEveryCase plants each kind of drift and checks that
 // check-by-ID names it exactly, per store.
 func TestCheckClassifiesEveryCase(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()

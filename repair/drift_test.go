@@ -30,6 +30,7 @@ import (
 // store's own API, is found by check by ID and by a default sweep,
 // repaired from Postgres, and a second repair writes nothing.
 func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 600, "ok")
@@ -130,6 +131,7 @@ func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 // copies never overwrite a newer write that came through triad, and a
 // refused repair says what was observed and what is there now.
 func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 3, "ok")
@@ -169,6 +171,7 @@ func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
 // garbage finishes and reports it with the rest of the drift, and a
 // sweep of the other entity started meanwhile runs too.
 func TestPoisonedSweepFinishes(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 400, "ok")
@@ -219,6 +222,7 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 // classified corrupt with their size, found by a sweep and repaired under
 // a guard on that fingerprint, which refuses a value changed since.
 func TestOversizeValuesAreNotRead(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 50, "ok")

@@ -23,6 +23,7 @@ import (
 // it, a digest sweep finds exactly that set, a repair fixes it, and a
 // second sweep and repair find and write nothing.
 func TestOrderEntity(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	orders := s.OrderTable(t)

@@ -10,6 +10,7 @@ import (
 // a cache-aside store (Redis) and in a store that must hold every record
 // (Elasticsearch).
 func TestRepairMatrix(t *testing.T) {
+	t.Parallel()
 	cells := []struct {
 		class      Class
 		cacheAside bool
@@ -38,6 +39,7 @@ func TestRepairMatrix(t *testing.T) {
 
 // TestClassify covers the comparison itself (no stores).
 func TestClassify(t *testing.T) {
+	t.Parallel()
 	live := Record{Present: true, Version: 5, Digest: 1, Computed: 1, Fields: map[string][]byte{"tags": []byte(`["a"]`)}}
 	same := live
 	other := live

@@ -17,6 +17,7 @@ import (
 // then does; the real run leaves every key consistent; a second run writes
 // nothing (every entry a no-op); a budget stops writes; the log has it all.
 func TestRepairFixesEveryPlantedDrift(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()
@@ -103,6 +104,7 @@ func TestRepairFixesEveryPlantedDrift(t *testing.T) {
 // TestGuardsNeverOverwriteANewerWrite: the store-level guards a repair
 // writes through refuse when the record changed since it was read.
 func TestGuardsNeverOverwriteANewerWrite(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Write(t, repairtest.Profile(t, 1, 5, "a"), "redis", "elasticsearch")

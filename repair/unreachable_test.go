@@ -30,6 +30,7 @@ import (
 // stale cache copy stays as it was); once Postgres is back the same
 // repair fixes it.
 func TestPostgresUnreachable(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t) // Redis and index prefixes
 	priv := stacktest.StartPrivate(t, "postgres")
 	ctx := t.Context()
@@ -88,6 +89,7 @@ func TestPostgresUnreachable(t *testing.T) {
 // Redis resumes the sweep finishes with exactly the planted drift and no
 // stale error.
 func TestHungRedisRangeBacksOff(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	priv := stacktest.StartPrivate(t, "redis")

@@ -1,6 +1,9 @@
 // Package server is triad's HTTP API and dashboard host: gin inside an
 // http.Server, health and readiness endpoints, Prometheus metrics, token
-// authentication with roles, and one JSON envelope for every /api response.
+// and session authentication with roles, rate limits, bounds on every
+// request (bytes, count, time: limits.go), redaction for viewers, and one
+// JSON envelope for every /api response, whose status comes from one table
+// of errors (api.go).
 package server
 
 import (

@@ -30,6 +30,7 @@ type act struct {
 // replica ends before any term of the other begins, and leadership
 // resumes after each restart.
 func TestNoTwoLeadersAcrossEtcdRestarts(t *testing.T) {
+	t.Parallel()
 	priv := stacktest.StartPrivate(t, "etcd")
 	const ttl = 2 * time.Second
 	var mu sync.Mutex

@@ -23,6 +23,7 @@ import (
 // checkpoint taken before it (update, plain index, delete and re-create),
 // while refreshes and merges leave the documents' numbers alone.
 func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 50, "ok")
@@ -95,6 +96,7 @@ func TestSeqNoCheckpointOnRealIndex(t *testing.T) {
 // a delete. A label-only sweep misses what left the labels alone and says
 // it is not content-true.
 func TestCheckpointedSweep(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 3000, "ok")
@@ -180,6 +182,7 @@ func TestCheckpointedSweep(t *testing.T) {
 // planned, verifies it when clean, and reads whole only what was written
 // since on the next run; a lying document found there holds it back.
 func TestPersistedSweepVerifiesCheckpoint(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 1500, "ok")

@@ -17,6 +17,7 @@ import (
 )
 
 func TestScheduleNext(t *testing.T) {
+	t.Parallel()
 	now := time.Date(2026, 11, 24, 1, 30, 0, 0, time.UTC)
 	for _, tt := range []struct {
 		name string
@@ -39,6 +40,7 @@ func TestScheduleNext(t *testing.T) {
 // dataset switch during the sweep ends it as superseded with a successor
 // on the new version.
 func TestSchedulerAndSwitch(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 2000, "ok")

@@ -25,6 +25,7 @@ import (
 // record mode and in digest mode, finds every drifted (key, store) and
 // nothing else, repairs it, and a second sweep finds nothing.
 func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{sweep.ModeRecords, sweep.ModeDigest} {
 		t.Run(mode, func(t *testing.T) { testSweepFindsPlanted(t, mode) })
 	}
@@ -99,6 +100,7 @@ func testSweepFindsPlanted(t *testing.T, mode string) {
 // planted drift (records in flight are rechecked, not reported) and its
 // repairs never replace a newer write.
 func TestSweepDuringLiveIngest(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 3000, "v1")
@@ -205,6 +207,7 @@ func TestSweepDuringLiveIngest(t *testing.T) {
 // from its cursor and finishes the sweep: every row compared exactly once,
 // the findings exactly the planted set. Cancel and bad options too.
 func TestPersistedSweepAcrossWorkers(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()
@@ -381,6 +384,7 @@ func sumOf(t *testing.T, reg *prometheus.Registry, name string, label ...string)
 // Postgres's records; drift there is still found exactly, and an expired
 // (absent) cache key is not drift.
 func TestDigestSweepDenseCache(t *testing.T) {
+	t.Parallel()
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 1000, "ok")

@@ -1,6 +1,8 @@
-// Package auth holds API tokens and roles. Tokens are random 256-bit strings
-// shown once at creation; only their SHA-256 is stored (a fast hash is enough
-// for high-entropy secrets, and lets a lookup use an index).
+// Package auth holds API tokens and roles, the dashboard's sessions (a
+// cookie and a CSRF token per login, ended with their token) and the audit
+// log of mutating requests, all in Postgres. Tokens are random 256-bit
+// strings shown once at creation; only their SHA-256 is stored (a fast hash
+// is enough for high-entropy secrets, and lets a lookup use an index).
 package auth
 
 import (

@@ -66,6 +66,7 @@ func (rc *receiver) snapshot() []received {
 // nothing is sent again while nothing changes, the resolution is sent,
 // a test-fire arrives signed; SSRF targets and viewers are refused.
 func TestAlertWebhooks(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	cfg := configtest.For(t, ns)
 	cfg.Alert.Interval = 200 * time.Millisecond
@@ -200,6 +201,7 @@ func TestAlertWebhooks(t *testing.T) {
 // the StoreUnreachable rule fires once its "for" has passed (a plain-JSON
 // webhook gets it), and resolves when Redis is back.
 func TestStoreUnreachableAlert(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	priv := stacktest.StartPrivate(t, "redis")
 	cfg := configtest.For(t, ns)

@@ -103,6 +103,7 @@ func waitReady(t *testing.T, a *app.App, want int, deadline time.Duration) (resp
 }
 
 func TestServeAgainstRealStores(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	a := start(t, configtest.For(t, ns))
 
@@ -211,6 +212,7 @@ func TestServeAgainstRealStores(t *testing.T) {
 // TestReadyFollowsADependency stops a private Redis under a running triad:
 // /-/ready turns 503 naming redis, and recovers by itself when Redis returns.
 func TestReadyFollowsADependency(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	priv := stacktest.StartPrivate(t, "redis")
 	cfg := configtest.For(t, ns)

@@ -34,6 +34,7 @@ import (
 // Redis was gone reach it through the catch-up log too. Afterwards Redis
 // holds every acknowledged profile.
 func TestRedisDataLossIsDetectedAndRewarmed(t *testing.T) {
+	t.Parallel()
 	priv := stacktest.StartPrivate(t, "redis")
 	ns := stacktest.New(t)
 	cfg := configtest.For(t, ns)
@@ -173,6 +174,7 @@ type probe struct {
 // SIGCONT the sweep finishes and every acknowledged profile is consistent
 // in all three stores.
 func TestHungStoresDegradeOnePath(t *testing.T) {
+	t.Parallel()
 	pg := stacktest.StartPrivate(t, "postgres")
 	rd := stacktest.StartPrivate(t, "redis")
 	es := stacktest.StartPrivate(t, "elasticsearch")

@@ -33,6 +33,7 @@ const xss = `<img src=x onerror=window.__xss=1><script>window.__xss=2</script>`
 // profile and in span attributes must show as text. Screenshots go to
 // web/e2e/artifacts.
 func TestDashboardInBrowser(t *testing.T) {
+	t.Parallel()
 	e2e := filepath.Join("..", "..", "..", "web", "e2e")
 	_, err := os.Stat(filepath.Join(e2e, "node_modules", "playwright-core"))
 	require.NoError(t, err, "playwright-core is not installed: run `make e2e-deps` (make test does)")

@@ -16,6 +16,7 @@ import (
 // is proven (here it is not: a context without the elector's fence), so a
 // replica that is not leader never purges or collects.
 func TestLeaderJobsTable(t *testing.T) {
+	t.Parallel()
 	var loop, off, periodic atomic.Int32
 	ctx, cancel := context.WithCancel(t.Context())
 	jobs := []leaderJob{

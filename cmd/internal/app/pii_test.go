@@ -19,6 +19,7 @@ import (
 // back as "[redacted]" to viewers — profile reads, lookups, the trace
 // view and its OTLP export — while operators see the values.
 func TestViewersSeeNoPII(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	a := startMigrated(t, configtest.For(t, ns))
 	mint := func(name, role string) string {

@@ -85,6 +85,7 @@ func errMessage(r resp) string {
 // mutation and login attempt is in the audit log; logins and API calls
 // are rate limited with 429 and Retry-After.
 func TestDashboardSessions(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	cfg := configtest.For(t, ns)
 	cfg.Server.LoginRateLimit = 30

@@ -79,6 +79,7 @@ func namespaceEnv(ns *stacktest.Namespace, archiveDir string) []string {
 // whole chunk); and the archived rows plus those the catch-up log still
 // owes the archive are exactly the input.
 func TestArchiveDiskFull(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	dir := stacktest.PrivateDir(t)
 	require.NoError(t, exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir).Run(), "mount a 1 MiB tmpfs (the tests run as root)")
@@ -142,6 +143,7 @@ func keys(m map[int64]bool) []int64 {
 // (after outbox_grace), and Redis, Elasticsearch and the archive come to
 // hold every row Postgres committed.
 func TestKilledIngestConverges(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	dir := t.TempDir()
 	env := namespaceEnv(ns, dir)

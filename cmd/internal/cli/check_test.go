@@ -18,6 +18,7 @@ import (
 // deleted behind triad's back comes out as missing, an unknown key as
 // absent; bad requests are 4xx with a clear message.
 func TestCheckThroughTheAPI(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	a := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, a)
@@ -142,6 +143,7 @@ func TestCheckThroughTheAPI(t *testing.T) {
 // drift and repairs it; pause, resume and cancel act on a running sweep;
 // bad requests are 4xx.
 func TestSweepThroughTheAPI(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	a := startReplica(t, replicaConfig(t, ns))
 	awaitReady(t, a)

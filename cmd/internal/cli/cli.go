@@ -1,4 +1,9 @@
-// Package cli implements triad's subcommands. main only calls Main.
+// Package cli implements triad's subcommands, one file each (serve.go,
+// ingest.go, check.go, sweep.go, trace.go, …): Main parses the command
+// line and maps outcomes to exit codes. api.go is the HTTP client of the
+// API the check, repair, sweep and trace commands talk to; pipeline.go the
+// ingest pipeline the ingest, loadgen and archive commands share. main only
+// calls Main.
 package cli
 
 import (

@@ -22,6 +22,7 @@ func run(t testing.TB, environ []string, args ...string) (int, string, string) {
 }
 
 func TestUsageAndVersion(t *testing.T) {
+	t.Parallel()
 	code, out, _ := run(t, nil, "version")
 	require.Equal(t, ExitOK, code)
 	require.True(t, strings.HasPrefix(out, "triad "))
@@ -39,6 +40,7 @@ func TestUsageAndVersion(t *testing.T) {
 // TestInvalidConfigStopsStartUp: the message names the key and the problem,
 // and never shows a secret.
 func TestInvalidConfigStopsStartUp(t *testing.T) {
+	t.Parallel()
 	code, _, errs := run(t, []string{"TRIAD_REDIS_POOL_SIZE=0", "TRIAD_POSTGRES_PASSWORD=hunter2"}, "serve")
 	require.Equal(t, ExitError, code)
 	require.Contains(t, errs, "invalid configuration")
@@ -52,6 +54,7 @@ func TestInvalidConfigStopsStartUp(t *testing.T) {
 // TestTokenCommands drives migrate and token create/list/revoke against the
 // real Postgres, in the test's own schema.
 func TestTokenCommands(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	environ := []string{"TRIAD_POSTGRES_SCHEMA=" + ns.Schema}
 	code, out, errs := run(t, environ, "migrate", "up")
@@ -99,6 +102,7 @@ func TestTokenCommands(t *testing.T) {
 // triad_schema_migrations; with postgres.create_schema, migrate up makes
 // it.
 func TestMissingSchemaIsNamed(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	schema := ns.Schema + "_fresh"
 	t.Cleanup(func() { _, _ = ns.Pool().Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`) })

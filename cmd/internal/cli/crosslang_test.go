@@ -89,6 +89,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // processes, languages go, python and scala (Scala told apart from Java by
 // its class path), and every child inside its parent's time.
 func TestCrossLanguageTrace(t *testing.T) {
+	t.Parallel()
 	python := filepath.Join(serviceDir, "pysvc", ".venv", "bin", "python")
 	scalaJar := filepath.Join(serviceDir, "scalasvc", "target", "price-scala-1.0.0.jar")
 	for _, f := range []string{python, scalaJar} {
@@ -271,6 +272,7 @@ func apiGet(t *testing.T, addr, path string) (int, []byte) {
 // batches, derived-store writes and repair runs arrive at its own
 // receiver as spans of service "triad".
 func TestOwnSpans(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	cfg := replicaConfig(t, ns)
 	cfg.Trace.Self.Endpoint = "self"

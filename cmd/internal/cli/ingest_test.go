@@ -17,6 +17,7 @@ import (
 // byte (verify names the chunk, exit 3), and replay the archive into empty
 // stores of another namespace.
 func TestIngestArchiveReplay(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	dir := t.TempDir()
 	environ := []string{

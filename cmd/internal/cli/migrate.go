@@ -1,4 +1,3 @@
-// Package cli implements triad's subcommands. main only calls Main.
 package cli
 
 import (

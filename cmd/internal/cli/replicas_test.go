@@ -158,6 +158,7 @@ func profileLine(id, version int64, tag string) string {
 // within 1 s of the write returning and never 404s after that; an update
 // is visible through both within 1 s.
 func TestReplicasReadEachOthersWrites(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	cfg := replicaConfig(t, ns)
 	a := startReplica(t, cfg)
@@ -227,6 +228,7 @@ func TestReplicasReadEachOthersWrites(t *testing.T) {
 // switches, rolls back and collects, then kills the lock holder mid-switch
 // at both dangerous points.
 func TestDatasetSwitchAcrossReplicas(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	env := replicaEnv(ns)
 	cfg := replicaConfig(t, ns)
@@ -521,6 +523,7 @@ func TestHelperProcess(t *testing.T) {
 // last known version and says so in /-/ready and metrics; when etcd
 // returns it follows the state again (a rollback made then reaches it).
 func TestServingWithoutEtcd(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	priv := stacktest.StartPrivate(t, "etcd")
 	cfg := replicaConfig(t, ns)
@@ -583,6 +586,7 @@ func metrics(t testing.TB, a *app.App) string {
 // SIGKILL, its report disappears when the lease expires, and a switch
 // after that confirms every live replica without waiting for it.
 func TestDeadMemberReportExpires(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	env := replicaEnv(ns)
 	a := startReplica(t, replicaConfig(t, ns))
@@ -625,6 +629,7 @@ func TestDeadMemberReportExpires(t *testing.T) {
 // TestLeaderFailover: one replica leads (runs the singleton jobs); killed
 // with SIGKILL, its lease expires and the other replica takes over.
 func TestLeaderFailover(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	env := replicaEnv(ns)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

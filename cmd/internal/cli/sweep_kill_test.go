@@ -25,6 +25,7 @@ import (
 // once, exactly the planted drift found, each drifted copy repaired once
 // (one repair log entry per key), and a second sweep finds nothing.
 func TestSweepSurvivesAKilledReplica(t *testing.T) {
+	t.Parallel()
 	ns := stacktest.New(t)
 	env := append(replicaEnv(ns), "TRIAD_REPAIR_SWEEP_RANGE_SEGMENTS=20", "TRIAD_REPAIR_SWEEP_RECHECK=200ms")
 	cfg := replicaConfig(t, ns)

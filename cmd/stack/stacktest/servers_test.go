@@ -14,6 +14,7 @@ import (
 // `triad serve` reads them (the file TRIAD_CONFIG names, then TRIAD_*
 // variables), ignoring the file's other keys.
 func TestServersFromConfigFileAndEnv(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "triad.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("postgres:\n  port: 5999\nredis:\n  addr: file:1\nserver:\n  listen: 127.0.0.1:1\n"), 0o600))
 	s, err := loadServers(path, []string{"TRIAD_REDIS_ADDR=env:2", "TRIAD_STACK_ELASTICSEARCH_PORT=19999"})
@@ -30,6 +31,7 @@ func TestServersFromConfigFileAndEnv(t *testing.T) {
 // the stack, the migrations and the leaf settings package, so a test in
 // any package (config included) can use them without an import cycle.
 func TestImportsNoProductPackage(t *testing.T) {
+	t.Parallel()
 	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	allowed := map[string]bool{

@@ -16,6 +16,7 @@ import (
 // rejects: Up must name the server, say why with its log's last lines, and
 // leave nothing running.
 func TestUpFailsClearly(t *testing.T) {
+	t.Parallel()
 	c := stacktest.ServerSettings(t).Stack
 	c = privateConfig(t, c)
 	c.ESHeap = "lots"
@@ -41,6 +42,7 @@ func TestUpFailsClearly(t *testing.T) {
 // TestUpRefusesAForeignPort: a port held by something that is not the
 // stack's server is reported, not silently shared.
 func TestUpRefusesAForeignPort(t *testing.T) {
+	t.Parallel()
 	c := privateConfig(t, stacktest.ServerSettings(t).Stack)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -55,6 +57,7 @@ func TestUpRefusesAForeignPort(t *testing.T) {
 // TestPrivateRestart: a stopped server of a stack is brought back by the next
 // Up (a half-started stack is repaired) and a second Up is a no-op.
 func TestPrivateRestart(t *testing.T) {
+	t.Parallel()
 	p := stacktest.StartPrivate(t, "etcd")
 	st, err := stack.New(p.Config, stacktest.Logger(t))
 	require.NoError(t, err)
