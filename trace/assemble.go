@@ -276,18 +276,22 @@ func (a *Assembled) languages(l Languages) {
 	}
 }
 
-// criticalPath marks the chain the trace's end waited for: from the
-// root's end backwards, the child that ended last before that point,
-// then recursively inside it, then the child before its start, and so
-// on (as Jaeger computes it; children running past their parent are
-// clipped to it).
+// criticalPath marks the chain the trace's end waited for, as Jaeger
+// defines it: from a span's end walk back, taking the child that finished
+// last before the cursor, mark it and its own path, move the cursor to
+// that child's start, and repeat; the span's remaining time is its own.
+// Children are clipped to their parent's end (one that outlives its parent
+// is waited for only up to it), and a child that starts after its parent
+// ended (asynchronous, FOLLOWS_FROM-like work the parent did not wait
+// for) is never on the parent's path. A child ending exactly at the
+// cursor counts as finished before it (sequential calls often touch).
 func (a *Assembled) criticalPath() {
 	if len(a.Nodes) == 0 {
 		return
 	}
 	type item struct {
 		node int
-		end  int64
+		end  int64 // the cursor: where in this span the walk starts
 	}
 	work := []item{{0, a.Nodes[0].End}}
 	var byEnd []int
@@ -296,16 +300,22 @@ func (a *Assembled) criticalPath() {
 		work = work[:len(work)-1]
 		n := &a.Nodes[it.node]
 		n.Critical = true
-		byEnd = append(byEnd[:0], n.Children...)
-		slices.SortFunc(byEnd, func(x, y int) int { return cmp.Compare(a.Nodes[y].End, a.Nodes[x].End) })
+		clipped := func(c int) int64 { return min(a.Nodes[c].End, n.End) }
+		byEnd = byEnd[:0]
+		for _, c := range n.Children {
+			if a.Nodes[c].Start < n.End {
+				byEnd = append(byEnd, c)
+			}
+		}
+		slices.SortFunc(byEnd, func(x, y int) int { return cmp.Compare(clipped(y), clipped(x)) })
 		t := it.end
 		for _, c := range byEnd {
-			cn := &a.Nodes[c]
-			if cn.Start >= t {
-				continue
+			e := clipped(c)
+			if e > t {
+				continue // still running at the cursor: not what this point waited for
 			}
-			work = append(work, item{c, min(cn.End, t)})
-			t = cn.Start
+			work = append(work, item{c, e})
+			t = a.Nodes[c].Start
 		}
 	}
 }

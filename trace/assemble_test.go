@@ -2,7 +2,9 @@ package trace
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,31 +67,98 @@ func TestAssembleTree(t *testing.T) {
 	}
 }
 
-func TestAssembleCriticalPathSkipsOverlappedChildren(t *testing.T) {
-	spans := []Span{
-		span(1, 0, "a", 0, 100),
-		span(2, 1, "b", 10, 50), // overlapped by 3, which ends later
-		span(3, 1, "c", 20, 90),
-	}
-	a := Assemble(tid, spans, AssembleOptions{})
-	crit := map[string]bool{}
+// criticalNames lists the names of the critical received spans.
+func criticalNames(a *Assembled) []string {
+	var out []string
 	for _, n := range a.Nodes {
-		crit[n.Name] = n.Critical
+		if n.Critical && !n.Placeholder {
+			out = append(out, n.Name)
+		}
 	}
-	require.Equal(t, map[string]bool{"a-op": true, "b-op": true, "c-op": true}, crit, "c ends last; b started before c (10 < 20), so the path runs through b up to c's start")
-	require.Equal(t, 3, a.Summary.CriticalPath)
+	slices.Sort(out)
+	return out
+}
 
-	// A child entirely inside the span of a later-ending sibling is off
-	// the path.
-	spans = []Span{
-		span(1, 0, "a", 0, 100),
-		span(2, 1, "b", 30, 40),
-		span(3, 1, "c", 20, 90),
+func named(s Span, name string) Span { s.Name = name; return s }
+
+// TestCriticalPathAsJaeger: the walk back from a span's end takes the child
+// that finished last before the cursor, then the cursor moves to that
+// child's start. Each case lists exactly the spans Jaeger's definition
+// marks.
+func TestCriticalPathAsJaeger(t *testing.T) {
+	fanOut := []Span{named(span(1, 0, "a", 0, 1200), "root")}
+	for i := range 10 { // ten parallel children, starts and ends staggered
+		fanOut = append(fanOut, named(span(byte(2+i), 1, "a", int64(i*5), int64(950+i*5)), fmt.Sprintf("par%d", i)))
 	}
-	a = Assemble(tid, spans, AssembleOptions{})
-	for _, n := range a.Nodes {
-		require.Equal(t, n.Name != "b-op", n.Critical, n.Name)
+	fanOut = append(fanOut, named(span(20, 1, "a", 1000, 1200), "final"))
+
+	for _, tc := range []struct {
+		name  string
+		spans []Span
+		want  []string
+	}{
+		{"ten parallel children then a final one: the final one and the parallel child that ended last",
+			fanOut, []string{"final", "par9", "root"}},
+		{"overlapping children: the one ending last, then only one that ended before it started",
+			[]Span{
+				named(span(1, 0, "a", 0, 100), "root"),
+				named(span(2, 1, "a", 10, 50), "overlapped"), // still running when c started
+				named(span(3, 1, "a", 20, 90), "c"),
+			}, []string{"c", "root"}},
+		{"a child inside a later-ending sibling is off the path",
+			[]Span{
+				named(span(1, 0, "a", 0, 100), "root"),
+				named(span(2, 1, "a", 30, 40), "inner"),
+				named(span(3, 1, "a", 20, 90), "c"),
+			}, []string{"c", "root"}},
+		{"sequential children, touching: all of them",
+			[]Span{
+				named(span(1, 0, "a", 0, 100), "root"),
+				named(span(2, 1, "a", 0, 30), "s1"),
+				named(span(3, 1, "a", 30, 60), "s2"),
+				named(span(4, 1, "a", 60, 100), "s3"),
+			}, []string{"root", "s1", "s2", "s3"}},
+		{"a child that outlives its parent is clipped to the parent's end and still waited for",
+			[]Span{
+				named(span(1, 0, "a", 0, 100), "root"),
+				named(span(2, 1, "a", 10, 40), "early"),
+				named(span(3, 1, "a", 50, 180), "outlives"),
+				named(span(4, 3, "a", 150, 170), "grandchild after root's end"),
+				named(span(5, 3, "a", 55, 90), "grandchild"),
+			}, []string{"early", "grandchild", "outlives", "root"}},
+		{"async work started after its parent ended is never on the parent's path",
+			[]Span{
+				named(span(1, 0, "a", 0, 100), "root"),
+				named(span(2, 1, "a", 10, 60), "work"),
+				named(span(3, 1, "a", 120, 300), "async consumer"),
+			}, []string{"root", "work"}},
+		{"nested: the path goes down into the child that ended last",
+			[]Span{
+				named(span(1, 0, "a", 0, 100), "root"),
+				named(span(2, 1, "a", 10, 90), "mid"),
+				named(span(3, 2, "a", 20, 40), "leaf1"),
+				named(span(4, 2, "a", 30, 80), "leaf2"), // overlaps leaf1
+				named(span(5, 1, "a", 5, 8), "before mid"),
+			}, []string{"before mid", "leaf2", "mid", "root"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a := Assemble(tid, tc.spans, AssembleOptions{})
+			want := slices.Clone(tc.want)
+			slices.Sort(want)
+			require.Equal(t, want, criticalNames(a))
+			require.Equal(t, len(want), a.Summary.CriticalPath)
+		})
 	}
+
+	// A wide overlapping fan-out marks a chain, not every span.
+	wide := []Span{named(span(1, 0, "a", 0, 1_000_000), "root")}
+	for i := range 50_000 {
+		s := Span{TraceID: tid, ParentID: sid(1), Service: "a", Name: "w", Start: int64(i), End: int64(500_000 + i)}
+		s.SpanID = SpanID{9, 9, byte(i >> 16), byte(i >> 8), byte(i), 0, 0, 1}
+		wide = append(wide, s)
+	}
+	a := Assemble(tid, wide, AssembleOptions{})
+	require.Equal(t, 2, a.Summary.CriticalPath, "the root and the fan-out child that ended last")
 }
 
 func TestAssembleOrphansAndRoots(t *testing.T) {
