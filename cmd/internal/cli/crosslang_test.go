@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,6 +180,40 @@ func TestCrossLanguageTrace(t *testing.T) {
 	require.Equal(t, "GET /price", parentOf("price lookup"))
 	require.Equal(t, "GET /quote", parentOf("validate basket"))
 
+	// A fan-out from the real Python SDK: ten parallel children, then a
+	// final one. The critical path holds exactly the spans Jaeger's
+	// definition gives: the root, the final child, and the parallel child
+	// that ended last before the final one started (computed here from
+	// the spans' own times).
+	fan := fanOutTrace(t, a.Addr, "http://"+py+"/fanout")
+	var root, final trace.ViewSpan
+	for _, sp := range fan.Spans {
+		switch sp.Name {
+		case "GET /fanout":
+			root = sp
+		case "final":
+			final = sp
+		}
+	}
+	var lastParallel trace.ViewSpan
+	for _, sp := range fan.Spans {
+		if strings.HasPrefix(sp.Name, "parallel ") && sp.End <= final.Start && sp.End > lastParallel.End {
+			lastParallel = sp
+		}
+	}
+	require.NotEmpty(t, lastParallel.Name)
+	var critical []string
+	for _, sp := range fan.Spans {
+		if sp.Critical {
+			critical = append(critical, sp.Name)
+		}
+	}
+	slices.Sort(critical)
+	want := []string{root.Name, final.Name, lastParallel.Name}
+	slices.Sort(want)
+	require.Equal(t, want, critical, "Jaeger's critical path of a fan-out")
+	require.Equal(t, 3, fan.Summary.CriticalPath)
+
 	// The CLI renders the same trace.
 	code, text, errs := run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, answer.TraceID)
 	require.Equal(t, ExitOK, code, errs)
@@ -302,4 +337,33 @@ func TestOwnSpans(t *testing.T) {
 	code, got := apiGet(t, a.Addr, "/api/v1/traces?service=triad&operation=repair.run&attr=triad.dry_run=true&attr=triad.keys=2")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, string(got), `"root_name":"repair.run"`, "found by its attributes")
+}
+
+// fanOutTrace calls the Python service's /fanout and returns its trace once
+// all 12 spans are stored.
+func fanOutTrace(t *testing.T, api, url string) trace.View {
+	t.Helper()
+	resp, err := http.Get(url)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
+	var answer struct {
+		TraceID string `json:"trace_id"`
+	}
+	require.NoError(t, json.Unmarshal(body, &answer))
+	var v trace.View
+	start := time.Now()
+	for {
+		code, got := apiGet(t, api, "/api/v1/traces/"+answer.TraceID)
+		if code == http.StatusOK {
+			v = trace.View{}
+			require.NoError(t, json.Unmarshal(got, &v))
+			if v.Summary.Spans >= 12 {
+				return v
+			}
+		}
+		require.Less(t, time.Since(start), 30*time.Second, "all 12 spans of the fan-out: %d %s", code, got)
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -1,5 +1,7 @@
 """The Python sample service: GET /quote is called by the Go service and
-calls the Scala service. Instrumented with the OpenTelemetry Python SDK,
+calls the Scala service. GET /fanout runs ten parallel child spans (in
+threads, started and ended a little apart) and then a final one, and
+answers its trace ID: the critical-path test's fan-out. Instrumented with the OpenTelemetry Python SDK,
 exporting OTLP/HTTP protobuf to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (triad).
 
 Usage: python app.py PORT SCALA_URL
@@ -8,6 +10,7 @@ Usage: python app.py PORT SCALA_URL
 import json
 import signal
 import sys
+import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +35,33 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet
         pass
 
+    def fanout(self):
+        with tracer.start_as_current_span("GET /fanout", context=extract(self.headers), kind=SpanKind.SERVER) as span:
+            parent = trace.set_span_in_context(span)
+
+            def work(i):
+                with tracer.start_as_current_span(f"parallel {i}", context=parent):
+                    time.sleep(0.030 + 0.003 * i)
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(10)]
+            for th in threads:
+                th.start()
+                time.sleep(0.002)
+            for th in threads:
+                th.join()
+            with tracer.start_as_current_span("final"):
+                time.sleep(0.010)
+            body = json.dumps({"trace_id": format(span.get_span_context().trace_id, "032x")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self):
+        if self.path.startswith("/fanout"):
+            self.fanout()
+            return
         if not self.path.startswith("/quote"):
             self.send_error(404)
             return
