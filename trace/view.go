@@ -109,6 +109,13 @@ func rawOr(stored json.RawMessage, v any, n int) json.RawMessage {
 	return b
 }
 
+// RenderText's name column: indentation for at most maxIndent levels, and
+// labels (service and operation) cut at maxLabel runes.
+const (
+	maxIndent = 12
+	maxLabel  = 48
+)
+
 // TextOptions shape RenderText.
 type TextOptions struct {
 	Width int // the timeline's columns (default 40)
@@ -151,16 +158,21 @@ func RenderText(w io.Writer, v *View, o TextOptions) error {
 	}
 	fmt.Fprintln(w)
 	// Column widths: the name column fits the deepest, longest label up
-	// to a bound.
+	// to a bound. Indentation stops at maxIndent levels; deeper rows say
+	// their depth instead ("↳37"), so a name is always visible.
 	labels := make([]string, len(v.Spans))
 	nameW := len("SERVICE OPERATION")
 	for i, sp := range v.Spans {
-		l := strings.Repeat("  ", sp.Depth) + Printable(spanLabel(sp))
-		if r := []rune(l); len(r) > 60 {
-			l = string(r[:59]) + "…"
+		l := Printable(spanLabel(sp))
+		if r := []rune(l); len(r) > maxLabel {
+			l = string(r[:maxLabel-1]) + "…"
 		}
-		labels[i] = l
-		nameW = max(nameW, len([]rune(l)))
+		indent := strings.Repeat("  ", min(sp.Depth, maxIndent))
+		if sp.Depth > maxIndent {
+			indent += fmt.Sprintf("↳%d ", sp.Depth)
+		}
+		labels[i] = indent + l
+		nameW = max(nameW, len([]rune(labels[i])))
 	}
 	fmt.Fprintf(w, "%-*s  %-8s  %10s  %s\n", nameW, "SERVICE OPERATION", "LANGUAGE", "DURATION", "TIMELINE")
 	total := max(s.Duration, 1)

@@ -103,10 +103,14 @@ func (a *apiClient) do(ctx context.Context, method, path string, body, out any) 
 	return json.Unmarshal(env.Data, out)
 }
 
-// answerError is the error for an API answer that is not a success: a
-// usage error for a 4xx the caller can fix (not 401 or 403).
+// answerError is the error for an API answer that is not a success:
+// ExitNotFound for a 404, a usage error for another 4xx the caller can fix
+// (not 401 or 403).
 func answerError(res *http.Response, message string) error {
 	err := fmt.Errorf("%s (%s)", message, res.Status)
+	if res.StatusCode == http.StatusNotFound {
+		return exitError{ExitNotFound, err}
+	}
 	if res.StatusCode >= 400 && res.StatusCode < 500 && res.StatusCode != http.StatusUnauthorized && res.StatusCode != http.StatusForbidden {
 		return usageError{err}
 	}

@@ -56,7 +56,7 @@ func TestCheckThroughTheAPI(t *testing.T) {
 	require.Regexp(t, `150\s+redis\s+no\s+0\s+0\s+missing`, out)
 
 	code, _, errs = run(t, nil, append(append([]string{"check", "--entity", "orders"}, flags...), "1")...)
-	require.Equal(t, ExitUsage, code)
+	require.Equal(t, ExitNotFound, code)
 	require.Contains(t, errs, `unknown entity "orders"`)
 	code, _, errs = run(t, nil, append(append([]string{"check"}, flags...), "1", "-5")...)
 	require.Equal(t, ExitUsage, code)
@@ -205,10 +205,10 @@ func TestSweepThroughTheAPI(t *testing.T) {
 	require.Contains(t, errs, "409")
 
 	code, _, errs = run(t, nil, append(append([]string{"sweep", "status"}, flags...), "999999")...)
-	require.Equal(t, ExitUsage, code)
+	require.Equal(t, ExitNotFound, code, "a well-formed ID the server does not know is not a usage error")
 	require.Contains(t, errs, "404")
 	code, _, errs = run(t, nil, append([]string{"sweep", "start", "--entity", "orders"}, flags...)...)
-	require.Equal(t, ExitUsage, code)
+	require.Equal(t, ExitNotFound, code)
 	require.Contains(t, errs, `unknown entity "orders"`)
 	code, out, _ = run(t, nil, append([]string{"sweep", "status"}, flags...)...)
 	require.Equal(t, ExitOK, code)

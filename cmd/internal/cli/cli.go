@@ -33,7 +33,10 @@ const (
 	ExitOK    = 0
 	ExitError = 1
 	ExitUsage = 2
-	// ExitPartial (3, in ingest.go): finished, but something was left out.
+	// ExitPartial (3, in pipeline.go): finished, but something was left out.
+	// ExitNotFound: the server has no such trace, sweep, entity or token.
+	// A well-formed ID the server does not know is not a usage error.
+	ExitNotFound = 4
 )
 
 type env struct {

@@ -221,6 +221,10 @@ func TestCrossLanguageTrace(t *testing.T) {
 	require.Contains(t, text, "languages: go, python, scala")
 	require.Regexp(t, `price-scala GET /price\s+scala`, text)
 	require.Regexp(t, `\n    quote-py GET /quote\s+python`, text, "indented under the go client span (depth 2)")
+	code, _, errs = run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, "0123456789abcdef0123456789abcdef")
+	require.Equal(t, ExitNotFound, code, "an unknown trace is not a usage error: %s", errs)
+	code, _, _ = run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, "not-an-id")
+	require.Equal(t, ExitUsage, code)
 
 	code, raw, errs := run(t, nil, "trace", "--format", "otlp", "--server", "http://"+a.Addr, "--token", replicaToken, answer.TraceID)
 	require.Equal(t, ExitOK, code, errs)

@@ -32,6 +32,9 @@ on separate tracks); --format html a self-contained page with the
 dashboard's flame timeline.
 
 'search' lists traces with a span matching every filter, newest first.
+
+Exit status: 0 shown; 4 the server has no such trace; 2 a malformed ID or
+flag; 1 another failure (the server unreachable, a store down).
 `
 
 func (e env) traceCmd(ctx context.Context, args []string) error {

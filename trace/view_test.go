@@ -1,0 +1,43 @@
+package trace
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestRenderTextDeepTree: a 200-deep chain prints every span's service and
+// operation; indentation stops at maxIndent levels and deeper rows carry
+// their depth.
+func TestRenderTextDeepTree(t *testing.T) {
+	var spans []Span
+	for i := range 200 {
+		s := Span{TraceID: tid, SpanID: SpanID{8, 8, 8, 8, 8, 8, byte(i >> 8), byte(i) + 1}, Service: "svc",
+			Name: fmt.Sprintf("op-%03d-with-a-longish-operation-name", i), Start: int64(i), End: int64(1000 - i)}
+		if i > 0 {
+			s.ParentID = SpanID{8, 8, 8, 8, 8, 8, byte((i - 1) >> 8), byte(i-1) + 1}
+		}
+		spans = append(spans, s)
+	}
+	var out bytes.Buffer
+	require.NoError(t, RenderText(&out, Assemble(tid, spans, AssembleOptions{}).View(), TextOptions{Width: 20}))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2+200+1, "header, column titles, one row per span, legend")
+	rows := lines[2 : 2+200]
+	width := len([]rune(rows[0]))
+	for i, row := range rows {
+		require.Contains(t, row, fmt.Sprintf("svc op-%03d-with-a-longish-operation-name", i), "row %d names its span", i)
+		require.Equal(t, width, len([]rune(row)), "row %d: the columns line up", i)
+		indent := len(row) - len(strings.TrimLeft(row, " "))
+		require.LessOrEqual(t, indent, 2*maxIndent, "row %d", i)
+		if i > maxIndent {
+			require.Contains(t, row, fmt.Sprintf("↳%d ", i), "row %d says its depth", i)
+		} else {
+			require.NotContains(t, row, "↳")
+		}
+	}
+	require.NotContains(t, out.String(), "…", "no name is cut at this length")
+}
