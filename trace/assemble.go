@@ -252,24 +252,36 @@ func (a *Assembled) adjustSkew() {
 	}
 }
 
-// languages names each span's language, once per service and resource.
+// languages names each span's language, once per service and resource,
+// from every instrumentation scope that process used in the trace (a
+// Scala service's JDBC spans are Scala's too).
 func (a *Assembled) languages(l Languages) {
 	type key struct {
 		service string
 		res     uint64
-		scope   string
 	}
 	type lang struct{ name, how string }
+	scopes := map[key][]string{}
+	for i := range a.Nodes {
+		n := &a.Nodes[i]
+		if n.Placeholder {
+			continue
+		}
+		k := key{n.Service, n.ResourceKey}
+		if sc := n.Scope.Name; sc != "" && !slices.Contains(scopes[k], sc) && len(scopes[k]) < 64 {
+			scopes[k] = append(scopes[k], sc)
+		}
+	}
 	seen := map[key]lang{}
 	for i := range a.Nodes {
 		n := &a.Nodes[i]
 		if n.Placeholder {
 			continue
 		}
-		k := key{n.Service, n.ResourceKey, n.Scope.Name}
+		k := key{n.Service, n.ResourceKey}
 		v, ok := seen[k]
 		if !ok {
-			v.name, v.how = l.Language(n.Service, n.Resource, n.Scope.Name)
+			v.name, v.how = l.Language(n.Service, n.Resource, scopes[k]...)
 			seen[k] = v
 		}
 		n.Language, n.LanguageFrom = v.name, v.how

@@ -237,6 +237,19 @@ func TestLanguages(t *testing.T) {
 		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_line": "/usr/bin/java -cp /app/lib/scala-library-2.13.14.jar:/app/svc.jar Main"}, "", "scala", "heuristic"},
 		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_args": []any{"java", "-cp", "kotlin-stdlib-2.0.jar"}}, "", "kotlin", "heuristic"},
 		{"x", map[string]any{"telemetry.sdk.language": "java"}, "akka.http", "scala", "heuristic"},
+		// Every JVM signal alone, on the Java SDK.
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.runtime.description": "Eclipse Adoptium OpenJDK 64-Bit Server VM 17.0.13+11, Scala 2.13.15"}, "", "scala", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_line": "/usr/bin/java -jar /app/price-assembly-0.1.0.jar"}, "", "scala", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_args": []any{"java", "-cp", "/app/svc-assembly.jar", "Main"}}, "", "scala", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_line": "java -cp app.jar com.example.ServerKt"}, "", "kotlin", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java"}, "io.ktor.server", "kotlin", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_line": "java -jar target/shop-1.2.0-standalone.jar"}, "", "clojure", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.command_line": "java -cp clojure-1.12.0.jar:src clojure.main -m shop.core"}, "", "clojure", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java", "telemetry.distro.name": "clj-otel"}, "", "clojure", "heuristic"},
+		{"x", map[string]any{"telemetry.sdk.language": "java"}, "steffan-westcott.clj-otel.api", "clojure", "heuristic"},
+		// A plain Java service stays java: a Spring fat jar, a "Kt"-less main.
+		{"x", map[string]any{"telemetry.sdk.language": "java", "process.runtime.description": "Eclipse Adoptium OpenJDK 64-Bit Server VM 17.0.13+11",
+			"process.command_line": "java -jar /app/orders-0.0.1-SNAPSHOT.jar --server.port=8080"}, "io.opentelemetry.jdbc", "java", "sdk"},
 		{"x", map[string]any{"process.runtime.name": "CPython"}, "", "python", "heuristic"},
 		{"x", map[string]any{}, "", "", ""},
 	}

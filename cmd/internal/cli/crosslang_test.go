@@ -3,6 +3,7 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -370,4 +371,81 @@ func fanOutTrace(t *testing.T, api, url string) trace.View {
 		require.Less(t, time.Since(start), 30*time.Second, "all 12 spans of the fan-out: %d %s", code, got)
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// TestJVMLanguages runs the JVM sample service on the plain OpenTelemetry
+// Java SDK (telemetry.sdk.language=java, no language attribute), each time
+// with exactly one JVM-language signal, and reads its span back: the
+// runtime's description, an sbt-assembly jar on the command line, or a
+// Scala library's instrumentation scope each make it scala; with none it
+// stays java. The standard library is on the class path behind a wildcard,
+// so its jar name is not a signal here.
+func TestJVMLanguages(t *testing.T) {
+	t.Parallel()
+	appJar := filepath.Join(serviceDir, "scalasvc", "target", "price-scala-1.0.0.jar")
+	libs, err := filepath.Glob(filepath.Join(serviceDir, "scalasvc", "target", "lib", "*.jar"))
+	require.NoError(t, err)
+	require.NotEmpty(t, libs, "the sample services are not built: run `make trace-services` (make test does)")
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "lib"), 0o755))
+	for _, f := range libs {
+		copyFile(t, f, filepath.Join(dir, "lib", filepath.Base(f)))
+	}
+	ns := stacktest.New(t)
+	a := startReplica(t, replicaConfig(t, ns))
+	awaitReady(t, a)
+	for i, tc := range []struct {
+		name, jar, resource, scope, want string
+	}{
+		{name: "runtime-description", jar: "price.jar", want: "scala",
+			resource: "process.runtime.description=OpenJDK 64-Bit Server VM 17.0.13+11 Scala 2.13.16"},
+		{name: "assembly-jar", jar: "price-assembly-1.0.0.jar", want: "scala"},
+		{name: "library-scope", jar: "price.jar", scope: "sttp.client3", want: "scala"},
+		{name: "no-signal", jar: "price.jar", want: "java"},
+	} {
+		jar := filepath.Join(dir, tc.name, tc.jar)
+		require.NoError(t, os.Mkdir(filepath.Dir(jar), 0o755))
+		copyFile(t, appJar, jar)
+		service := "jvm-" + tc.name
+		env := []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" + a.OTLPHTTPAddr + "/v1/traces",
+			"OTEL_RESOURCE_ATTRIBUTES=service.name=" + service + "," + tc.resource, "PRICE_TRACER_SCOPE=" + cmp.Or(tc.scope, "triad.testdata.jvm")}
+		addr := startService(t, env, "java", "-Xmx96m", "-cp", jar+string(os.PathListSeparator)+filepath.Join(dir, "lib", "*"), "triad.Price", "0")
+		traceID := fmt.Sprintf("%032x", 0xabc000+i)
+		req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/price", nil)
+		require.NoError(t, err)
+		req.Header.Set("traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		var v trace.View
+		start := time.Now()
+		for {
+			code, got := apiGet(t, a.Addr, "/api/v1/traces/"+traceID)
+			if code == http.StatusOK {
+				v = trace.View{}
+				require.NoError(t, json.Unmarshal(got, &v))
+				if v.Summary.Spans >= 2 {
+					break
+				}
+			}
+			require.Less(t, time.Since(start), 60*time.Second, "%s: the service's 2 spans: %d %s", tc.name, code, got)
+			time.Sleep(50 * time.Millisecond)
+		}
+		for _, sp := range v.Spans {
+			if sp.Placeholder {
+				continue // the caller's span (00f067aa0ba902b7) was never sent
+			}
+			require.Equal(t, service, sp.Service)
+			require.Equal(t, tc.want, sp.Language, "%s: %s", tc.name, sp.Name)
+		}
+		t.Logf("%s: %s (%s)", tc.name, v.Summary.Languages, tc.want)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(to, b, 0o644))
 }

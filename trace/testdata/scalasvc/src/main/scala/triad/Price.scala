@@ -33,16 +33,27 @@ object Price {
   def main(args: Array[String]): Unit = {
     val port     = args.headOption.map(_.toInt).getOrElse(0)
     val endpoint = sys.env.getOrElse("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:4318/v1/traces")
+    // OTEL_RESOURCE_ATTRIBUTES (k=v,k=v) is merged last, as the SDK's
+    // autoconfiguration does: tests rename the service and add runtime
+    // attributes with it.
+    val fromEnv = Attributes.builder()
+    sys.env.get("OTEL_RESOURCE_ATTRIBUTES").toList.flatMap(_.split(",")).map(_.split("=", 2)).foreach {
+      case Array(k, v) if k.trim.nonEmpty => fromEnv.put(k.trim, v.trim)
+      case _                              =>
+    }
     val resource = Resource.getDefault
       .merge(ProcessResource.get())
       .merge(Resource.create(Attributes.builder().put("service.name", "price-scala").build()))
+      .merge(Resource.create(fromEnv.build()))
     val exporter = OtlpHttpSpanExporter.builder().setEndpoint(endpoint).build()
     val provider = SdkTracerProvider.builder()
       .setResource(resource)
       .addSpanProcessor(BatchSpanProcessor.builder(exporter).setScheduleDelay(Duration.ofMillis(200)).build())
       .build()
     val otel   = OpenTelemetrySdk.builder().setTracerProvider(provider).build()
-    val tracer = otel.getTracer("triad.testdata.scalasvc")
+    // PRICE_TRACER_SCOPE names the instrumentation scope (a test makes it
+    // a Scala library's).
+    val tracer = otel.getTracer(sys.env.getOrElse("PRICE_TRACER_SCOPE", "triad.testdata.scalasvc"))
     sys.addShutdownHook(provider.shutdown().join(java.util.concurrent.TimeUnit.SECONDS.toMillis(10), java.util.concurrent.TimeUnit.MILLISECONDS))
 
     val server = HttpServer.create(new InetSocketAddress("127.0.0.1", port), 0)
