@@ -38,7 +38,7 @@ func (l limited) Trace(_ context.Context, _ trace.TraceID, limit int) ([]trace.S
 // an unknown trace 404.
 func TestTraceAPI(t *testing.T) {
 	id := trace.TraceID{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
-	d := trace.FromOTLP(trace.SyntheticTrace(id, 300, time.Now()))
+	d := trace.FromOTLP(trace.SyntheticTrace(id, 300, time.Now()), trace.DefaultLimits())
 	reg := prometheus.NewRegistry()
 	s := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
 		Auth:   auth.NewAuthenticator(nil, "bootstrap-token-0123456789"),

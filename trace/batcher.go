@@ -2,6 +2,7 @@ package trace
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,20 @@ func (b *Batcher) write(ctx context.Context, batch []*job) {
 	n := int64(len(spans))
 	b.pending.Add(-n)
 	b.m.pending.Sub(float64(n))
+	if err != nil && len(batch) > 1 && errors.Is(err, ErrRejected) {
+		// One request's content must not fail another's: each is written
+		// alone, and only those the store refuses again fail.
+		for _, j := range batch {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			jerr := b.store.Write(wctx, j.spans)
+			cancel()
+			if jerr != nil {
+				b.log.Warn("span request refused when written alone", "spans", len(j.spans), "err", jerr)
+			}
+			j.done <- jerr
+		}
+		return
+	}
 	for _, j := range batch {
 		j.done <- err
 	}

@@ -119,7 +119,7 @@ func BenchmarkTraceByID(b *testing.B) {
 	r := newReceiver(b, trace.DefaultConfig())
 	const n = 10000
 	id := trace.TraceID{9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9}
-	d := trace.FromOTLP(trace.SyntheticTrace(id, n, time.Now().Add(-time.Minute)))
+	d := trace.FromOTLP(trace.SyntheticTrace(id, n, time.Now().Add(-time.Minute)), trace.DefaultLimits())
 	require.Len(b, d.Spans, n)
 	require.NoError(b, r.store.Write(context.Background(), d.Spans))
 	var times []time.Duration
@@ -146,7 +146,7 @@ func BenchmarkSpanStoreWrite(b *testing.B) {
 	r := newReceiver(b, trace.DefaultConfig())
 	batches := make([][]trace.Span, 64)
 	for i := range batches {
-		batches[i] = trace.FromOTLP(batch(uint64(1000+i), 5000)).Spans
+		batches[i] = trace.FromOTLP(batch(uint64(1000+i), 5000), trace.DefaultLimits()).Spans
 	}
 	var next atomic.Int64
 	total := max(b.N, 4)

@@ -45,6 +45,8 @@ type Config struct {
 	MaxTraceSpans int `yaml:"max_trace_spans"`
 	// Languages names each span's language (see Languages).
 	Languages Languages `yaml:"languages"`
+	// Limits bound what one span may hold, as the SDKs' span limits do.
+	Limits Limits `yaml:"limits"`
 	// Self configures triad's own spans.
 	Self SelfConfig `yaml:"self"`
 }
@@ -67,8 +69,30 @@ func DefaultConfig() Config {
 		Retention:        7 * 24 * time.Hour,
 		MaxTraceSpans:    50000,
 		Languages:        Languages{Attribute: "service.language"},
+		Limits:           DefaultLimits(),
 		Self:             SelfConfig{SampleRatio: 1},
 	}
+}
+
+// Limits bound one span, as the OpenTelemetry SDKs' span limits do (and
+// with their defaults for counts). Over a limit the span is kept, cut: the
+// attributes, events and links beyond the counts are dropped and counted
+// on the span (its dropped counts, added to the sender's own), and a
+// string value longer than AttributeValueBytes is cut at a character
+// boundary and ends with "…[+N bytes]".
+type Limits struct {
+	// Attributes per span, and per event and per link.
+	Attributes int `yaml:"attributes"`
+	// AttributeValueBytes bounds each string value (and each string in an
+	// array value), in bytes.
+	AttributeValueBytes int `yaml:"attribute_value_bytes"`
+	Events              int `yaml:"events"`
+	Links               int `yaml:"links"`
+}
+
+// DefaultLimits are the SDKs' count limits (128) and a value bound of 8 KiB.
+func DefaultLimits() Limits {
+	return Limits{Attributes: 128, AttributeValueBytes: 8 << 10, Events: 128, Links: 128}
 }
 
 // Validate reports every invalid key.
@@ -96,6 +120,10 @@ func (c Config) Validate() error {
 	positive("batch_spans", c.BatchSpans, 1<<20)
 	positive("writers", c.Writers, 64)
 	positive("max_trace_spans", c.MaxTraceSpans, 1<<22)
+	positive("limits.attributes", c.Limits.Attributes, 1<<16)
+	positive("limits.attribute_value_bytes", c.Limits.AttributeValueBytes, 1<<24)
+	positive("limits.events", c.Limits.Events, 1<<16)
+	positive("limits.links", c.Limits.Links, 1<<16)
 	for _, kd := range []struct {
 		key string
 		d   time.Duration

@@ -4,7 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
 	"go.opentelemetry.io/collector/pdata/pcommon"
@@ -50,16 +53,24 @@ func (d *Decoded) Message() string {
 	return msg
 }
 
-// FromOTLP converts decoded OTLP traces into spans. A span with an
-// all-zero trace or span ID is rejected (the specification calls both
-// invalid); every other span of the request is kept.
-func FromOTLP(td ptrace.Traces) Decoded {
+// FromOTLP converts decoded OTLP traces into spans under the limits. A
+// span is rejected alone, with its reason, when the specification or the
+// store cannot take it: an all-zero trace or span ID, a start or end time
+// of zero or an end before its start, or text that is not UTF-8 or holds
+// NUL (its name, status, scope, resource, attributes, events or links).
+// Every other span of the request is kept; one over a limit is kept cut
+// (see Limits).
+func FromOTLP(td ptrace.Traces, lim Limits) Decoded {
 	var d Decoded
 	d.Spans = make([]Span, 0, td.SpanCount())
 	rss := td.ResourceSpans()
 	for r := range rss.Len() {
 		rs := rss.At(r)
 		res := rawOrNil(rs.Resource().Attributes())
+		for k, v := range res {
+			res[k] = cutValue(v, lim.AttributeValueBytes)
+		}
+		resBad := badText(res)
 		key := ResourceHash(res)
 		service, _ := res["service.name"].(string)
 		if service == "" {
@@ -69,48 +80,178 @@ func FromOTLP(td ptrace.Traces) Decoded {
 		for x := range sss.Len() {
 			ss := sss.At(x)
 			scope := Scope{Name: ss.Scope().Name(), Version: ss.Scope().Version()}
+			scopeBad := resBad
+			if scopeBad == "" {
+				scopeBad = badText(scope.Name, scope.Version)
+			}
 			spans := ss.Spans()
 			for i := range spans.Len() {
 				sp := spans.At(i)
+				at := fmt.Sprintf("resource %d scope %d span %d", r, x, i)
 				tid, sid := TraceID(sp.TraceID()), SpanID(sp.SpanID())
+				start, end := int64(sp.StartTimestamp()), int64(sp.EndTimestamp())
 				switch {
 				case tid.IsZero():
-					d.reject(fmt.Sprintf("resource %d scope %d span %d: trace_id is all zero", r, x, i))
+					d.reject(at + ": trace_id is all zero")
 					continue
 				case sid.IsZero():
-					d.reject(fmt.Sprintf("resource %d scope %d span %d: span_id is all zero", r, x, i))
+					d.reject(at + ": span_id is all zero")
+					continue
+				case start <= 0 || end <= 0:
+					d.reject(fmt.Sprintf("%s (%s): start and end times must be set, got %d and %d", at, sid, start, end))
+					continue
+				case end < start:
+					d.reject(fmt.Sprintf("%s (%s): ends %d ns before it starts", at, sid, start-end))
+					continue
+				case scopeBad != "":
+					d.reject(fmt.Sprintf("%s (%s): its resource or scope holds %s", at, sid, scopeBad))
 					continue
 				}
 				s := Span{
 					TraceID: tid, SpanID: sid, ParentID: SpanID(sp.ParentSpanID()),
 					TraceState: sp.TraceState().AsRaw(), Flags: sp.Flags(),
-					Name: sp.Name(), Kind: int(sp.Kind()),
-					Start: int64(sp.StartTimestamp()), End: int64(sp.EndTimestamp()),
-					StatusCode: int(sp.Status().Code()), StatusMessage: sp.Status().Message(),
+					Name: cut(sp.Name(), lim.AttributeValueBytes), Kind: int(sp.Kind()),
+					Start: start, End: end,
+					StatusCode: int(sp.Status().Code()), StatusMessage: cut(sp.Status().Message(), lim.AttributeValueBytes),
 					Service: service, Scope: scope, Resource: res, ResourceKey: key,
 					DroppedAttributes: sp.DroppedAttributesCount(), DroppedEvents: sp.DroppedEventsCount(), DroppedLinks: sp.DroppedLinksCount(),
 				}
-				s.Attributes = rawOrNil(sp.Attributes())
+				var dropped uint32
+				s.Attributes, dropped = limitAttributes(sp.Attributes(), lim)
+				s.DroppedAttributes += dropped
 				if ev := sp.Events(); ev.Len() > 0 {
-					s.Events = make([]Event, ev.Len())
-					for j := range ev.Len() {
+					n := min(ev.Len(), lim.Events)
+					s.DroppedEvents += uint32(ev.Len() - n)
+					s.Events = make([]Event, n)
+					for j := range n {
 						e := ev.At(j)
-						s.Events[j] = Event{Time: int64(e.Timestamp()), Name: e.Name(), Attributes: rawOrNil(e.Attributes())}
+						attrs, _ := limitAttributes(e.Attributes(), lim)
+						s.Events[j] = Event{Time: int64(e.Timestamp()), Name: cut(e.Name(), lim.AttributeValueBytes), Attributes: attrs}
 					}
 				}
 				if ls := sp.Links(); ls.Len() > 0 {
-					s.Links = make([]Link, ls.Len())
-					for j := range ls.Len() {
+					n := min(ls.Len(), lim.Links)
+					s.DroppedLinks += uint32(ls.Len() - n)
+					s.Links = make([]Link, n)
+					for j := range n {
 						l := ls.At(j)
+						attrs, _ := limitAttributes(l.Attributes(), lim)
 						s.Links[j] = Link{TraceID: TraceID(l.TraceID()).String(), SpanID: SpanID(l.SpanID()).String(),
-							TraceState: l.TraceState().AsRaw(), Attributes: rawOrNil(l.Attributes())}
+							TraceState: l.TraceState().AsRaw(), Attributes: attrs}
 					}
+				}
+				if bad := s.badText(); bad != "" {
+					d.reject(fmt.Sprintf("%s (%s): holds %s", at, sid, bad))
+					continue
 				}
 				d.Spans = append(d.Spans, s)
 			}
 		}
 	}
 	return d
+}
+
+// limitAttributes is m as plain values under the limits: the first
+// lim.Attributes keys in sorted order (so the same span is cut the same
+// way every time), string values cut to lim.AttributeValueBytes; the count
+// of attributes dropped.
+func limitAttributes(m pcommon.Map, lim Limits) (map[string]any, uint32) {
+	out := rawOrNil(m)
+	var dropped uint32
+	if len(out) > lim.Attributes {
+		keys := make([]string, 0, len(out))
+		for k := range out {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys[lim.Attributes:] {
+			delete(out, k)
+		}
+		dropped = uint32(len(keys) - lim.Attributes)
+	}
+	for k, v := range out {
+		out[k] = cutValue(v, lim.AttributeValueBytes)
+	}
+	return out, dropped
+}
+
+func cutValue(v any, max int) any {
+	switch x := v.(type) {
+	case string:
+		return cut(x, max)
+	case []byte:
+		if len(x) > max {
+			return x[:max]
+		}
+	case []any:
+		for i := range x {
+			x[i] = cutValue(x[i], max)
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = cutValue(x[k], max)
+		}
+	}
+	return v
+}
+
+// cut shortens s to at most max bytes at a character boundary, saying how
+// much was cut.
+func cut(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf("…[+%d bytes]", len(s)-i)
+}
+
+// badText names the first text in vals (strings, or maps and arrays of
+// them, keys included) that a span cannot hold: invalid UTF-8, or NUL,
+// which Postgres's text and jsonb refuse. "" when all are fine.
+func badText(vals ...any) string {
+	for _, v := range vals {
+		switch x := v.(type) {
+		case string:
+			if !utf8.ValidString(x) {
+				return "text that is not UTF-8"
+			}
+			if strings.IndexByte(x, 0) >= 0 {
+				return "a NUL character"
+			}
+		case []any:
+			if b := badText(x...); b != "" {
+				return b
+			}
+		case map[string]any:
+			for k, e := range x {
+				if b := badText(k, e); b != "" {
+					return b
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// badText checks every text of the span (see badText).
+func (s *Span) badText() string {
+	if b := badText(s.Name, s.StatusMessage, s.TraceState, s.Attributes); b != "" {
+		return b
+	}
+	for _, e := range s.Events {
+		if b := badText(e.Name, e.Attributes); b != "" {
+			return b
+		}
+	}
+	for _, l := range s.Links {
+		if b := badText(l.TraceState, l.Attributes); b != "" {
+			return b
+		}
+	}
+	return ""
 }
 
 // rawOrNil is m as plain values (nil when empty). Doubles that JSON

@@ -230,15 +230,18 @@ func (r *Receiver) export(req *http.Request, wire []byte, encoding string) (http
 		return httpAnswer{code: http.StatusOK}, &resp
 	case codes.ResourceExhausted:
 		return httpAnswer{http.StatusServiceUnavailable, retryBackedUp, msg}, nil
+	case codes.InvalidArgument:
+		return httpAnswer{http.StatusBadRequest, 0, msg}, nil
 	default:
 		return httpAnswer{http.StatusServiceUnavailable, retryStoreError, msg}, nil
 	}
 }
 
 // store converts and submits one request's spans; the code is OK,
-// ResourceExhausted (backed up) or Unavailable (the store failed).
+// ResourceExhausted (backed up), InvalidArgument (the store refused their
+// content) or Unavailable (the store failed).
 func (r *Receiver) store(ctx context.Context, protocol string, er ptraceotlp.ExportRequest) (ptraceotlp.ExportResponse, codes.Code, string) {
-	d := FromOTLP(er.Traces())
+	d := FromOTLP(er.Traces(), r.cfg.Limits)
 	resp := ptraceotlp.NewExportResponse()
 	if d.Rejected > 0 {
 		resp.PartialSuccess().SetRejectedSpans(int64(d.Rejected))
@@ -253,6 +256,12 @@ func (r *Receiver) store(ctx context.Context, protocol string, er ptraceotlp.Exp
 	case errors.Is(err, ErrOverloaded):
 		r.m.spansTurnedAway(protocol, "refused", len(d.Spans))
 		return resp, codes.ResourceExhausted, err.Error()
+	case errors.Is(err, ErrRejected):
+		// The store refused these spans' content (written alone, so no
+		// other sender's): retrying them would fail again.
+		r.m.spansTurnedAway(protocol, "rejected", len(d.Spans))
+		r.log.Warn("spans refused by the store", "spans", len(d.Spans), "err", err)
+		return resp, codes.InvalidArgument, "the span store refused this request's spans: " + err.Error()
 	default:
 		r.m.spansTurnedAway(protocol, "refused", len(d.Spans))
 		r.log.Warn("spans not stored", "spans", len(d.Spans), "err", err)
@@ -342,8 +351,11 @@ func (g *grpcService) Export(ctx context.Context, er ptraceotlp.ExportRequest) (
 	defer r.release()
 	resp, code, msg := r.store(ctx, "grpc", er)
 	if code != codes.OK {
-		r.m.requests.WithLabelValues("grpc", "protobuf", codes.Unavailable.String()).Inc()
-		return resp, status.Error(codes.Unavailable, msg)
+		if code != codes.InvalidArgument {
+			code = codes.Unavailable // retried by senders with back-off
+		}
+		r.m.requests.WithLabelValues("grpc", "protobuf", code.String()).Inc()
+		return resp, status.Error(code, msg)
 	}
 	r.m.requests.WithLabelValues("grpc", "protobuf", code.String()).Inc()
 	return resp, nil

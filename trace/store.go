@@ -54,3 +54,8 @@ type Found struct {
 // ErrOverloaded is returned while the write queue is full: senders are
 // told to retry later (HTTP 429/503 with Retry-After, gRPC UNAVAILABLE).
 var ErrOverloaded = errors.New("span writes are backed up; retry later")
+
+// ErrRejected is a write the store refused for the spans' content, not for
+// its own state (a value it cannot hold): retrying the same spans fails
+// again, and other requests' spans written with them are written alone.
+var ErrRejected = errors.New("the span store refused the spans' content")

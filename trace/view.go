@@ -41,12 +41,23 @@ type ViewSpan struct {
 	Orphan        bool   `json:"orphan,omitempty"`
 	Critical      bool   `json:"critical,omitempty"`
 	SkewNs        int64  `json:"skew_ns,omitempty"`
-	Resource      string `json:"resource,omitempty"` // key into resources
-	Scope         *Scope `json:"scope,omitempty"`
+	// Dropped counts what the sender or triad's limits dropped from the
+	// span (nil when nothing was).
+	Dropped  *Dropped `json:"dropped,omitempty"`
+	Resource string   `json:"resource,omitempty"` // key into resources
+	Scope    *Scope   `json:"scope,omitempty"`
 	// Attributes is an object, Events and Links arrays of Event and Link.
 	Attributes json.RawMessage `json:"attributes,omitempty"`
 	Events     json.RawMessage `json:"events,omitempty"`
 	Links      json.RawMessage `json:"links,omitempty"`
+}
+
+// Dropped counts the attributes, events and links a span lost: to the
+// sender's SDK limits, or to triad's (trace.limits).
+type Dropped struct {
+	Attributes uint32 `json:"attributes"`
+	Events     uint32 `json:"events"`
+	Links      uint32 `json:"links"`
 }
 
 // View returns the trace as a View. Attributes, events and links are
@@ -63,6 +74,9 @@ func (a *Assembled) View() *View {
 			Attributes: rawOr(n.Stored.Attributes, n.Attributes, len(n.Attributes)),
 			Events:     rawOr(n.Stored.Events, n.Events, len(n.Events)),
 			Links:      rawOr(n.Stored.Links, n.Links, len(n.Links)),
+		}
+		if n.DroppedAttributes+n.DroppedEvents+n.DroppedLinks > 0 {
+			s.Dropped = &Dropped{Attributes: n.DroppedAttributes, Events: n.DroppedEvents, Links: n.DroppedLinks}
 		}
 		if n.SpanID.IsZero() {
 			s.SpanID = ""

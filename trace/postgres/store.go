@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/triad-dev/triad/trace"
@@ -57,7 +58,7 @@ func (s *Store) Write(ctx context.Context, spans []trace.Span) error {
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	newRes, err := s.writeResources(ctx, tx, spans)
 	if err != nil {
-		return err
+		return rejected(err)
 	}
 	rows := make([][]any, len(spans))
 	for i := range spans {
@@ -77,7 +78,7 @@ func (s *Store) Write(ctx context.Context, spans []trace.Span) error {
 			attrs, events, links, dropped}
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"spans"}, spanColumns, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("copy %d spans: %w", len(spans), err)
+		return rejected(fmt.Errorf("copy %d spans: %w", len(spans), err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return err
@@ -88,6 +89,17 @@ func (s *Store) Write(ctx context.Context, spans []trace.Span) error {
 	}
 	s.mu.Unlock()
 	return nil
+}
+
+// rejected marks a Postgres data exception (class 22: text it cannot
+// hold, a value out of range) as trace.ErrRejected: the spans' content,
+// not the store's state, failed the write.
+func rejected(err error) error {
+	var pge *pgconn.PgError
+	if errors.As(err, &pge) && strings.HasPrefix(pge.Code, "22") {
+		return fmt.Errorf("%w: %w", trace.ErrRejected, err)
+	}
+	return err
 }
 
 var spanColumns = []string{"trace_id", "span_id", "parent_span_id", "start_time", "start_ns", "duration_ns",

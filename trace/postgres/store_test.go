@@ -47,7 +47,7 @@ func spans(t *testing.T, id byte, svc, op string, start time.Time, dur time.Dura
 	child.SetName("child")
 	child.SetStartTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Millisecond)))
 	child.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(2 * time.Millisecond)))
-	d := trace.FromOTLP(td)
+	d := trace.FromOTLP(td, trace.DefaultLimits())
 	require.Zero(t, d.Rejected)
 	return d.Spans
 }
@@ -153,7 +153,7 @@ func TestPartitionsAndRetention(t *testing.T) {
 func TestTraceLimit(t *testing.T) {
 	st, _ := newStore(t)
 	id := trace.TraceID{0x11, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
-	d := trace.FromOTLP(trace.SyntheticTrace(id, 500, time.Now().Add(-time.Minute)))
+	d := trace.FromOTLP(trace.SyntheticTrace(id, 500, time.Now().Add(-time.Minute)), trace.DefaultLimits())
 	require.NoError(t, st.Write(t.Context(), d.Spans))
 	got, more, err := st.Trace(t.Context(), id, 100)
 	require.NoError(t, err)

@@ -268,6 +268,7 @@
       duration: fmtDur(sp.duration_ns), "starts at": "+" + fmtDur(sp.offset_ns), status: ["unset", "ok", "error"][sp.status_code] + (sp.status_message ? ": " + sp.status_message : ""),
     };
     if (sp.scope) facts.scope = sp.scope.name + (sp.scope.version ? " " + sp.scope.version : "");
+    if (sp.dropped) facts.dropped = sp.dropped.attributes + " attributes, " + sp.dropped.events + " events, " + sp.dropped.links + " links (over the sender's or triad's limits)";
     detail.append(h);
     for (const part of [table("Span", facts), table("Attributes", sp.attributes), table("Resource", view.resources[sp.resource])]) if (part) detail.append(part);
     if (sp.events && sp.events.length) {
