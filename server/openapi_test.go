@@ -1,8 +1,12 @@
 package server
 
 import (
+	"bytes"
+	"compress/gzip"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"sort"
 	"strings"
@@ -52,4 +56,31 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		return out
 	}
 	require.Equal(t, keys(registered), keys(documented), "server/openapi.yaml and the registered routes differ")
+}
+
+// TestAnswersAreGzipWhenAsked: the server compresses what a client asks to
+// have compressed, and nothing else.
+func TestAnswersAreGzipWhenAsked(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+		Auth: auth.NewAuthenticator(nil, "")})
+	for _, enc := range []string{"gzip", ""} {
+		req := httptest.NewRequest(http.MethodGet, "/openapi.yaml", nil)
+		if enc != "" {
+			req.Header.Set("Accept-Encoding", enc)
+		}
+		rec := httptest.NewRecorder()
+		s.http.Handler.ServeHTTP(rec, req)
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.Equal(t, enc, rec.Header().Get("Content-Encoding"))
+		body := rec.Body.Bytes()
+		if enc == "gzip" {
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			require.NoError(t, err)
+			body, err = io.ReadAll(zr)
+			require.NoError(t, err)
+			require.Less(t, rec.Body.Len(), len(openapiDoc)/2)
+		}
+		require.Equal(t, openapiDoc, body)
+	}
 }

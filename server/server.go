@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/klauspost/compress/gzhttp"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -206,7 +207,13 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)
 	s.engine = e
 	s.profiles.Store(o.Profiles)
-	s.http = &http.Server{Handler: e, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	// Answers are gzip when the client asks (a 50k-span trace is ~16 MB of
+	// JSON, ~1.5 MB gzipped); gzhttp skips small and already-encoded ones.
+	gz, err := gzhttp.NewWrapper(gzhttp.MinSize(1024), gzhttp.ExceptContentTypes([]string{"text/event-stream"}))
+	if err != nil {
+		panic(err) // fixed options: cannot fail
+	}
+	s.http = &http.Server{Handler: gz(e), ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		ReadHeaderTimeout: o.Config.ReadHeaderTimeout, ReadTimeout: o.Config.ReadTimeout,
 		WriteTimeout: o.Config.WriteTimeout, IdleTimeout: o.Config.IdleTimeout, MaxHeaderBytes: 64 << 10}
 	return s
