@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
@@ -162,6 +163,20 @@ func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
 			c.Data(http.StatusOK, rb.contentType, rb.body)
 			return
 		}
+		if stream, ok := data.(jsonStream); ok {
+			// Encoded as it is written: a large answer is never held
+			// whole. A failure mid-way cannot change the status any more;
+			// the client sees a truncated body, and the log says why.
+			c.Writer.Header()["Content-Type"] = jsonContentType
+			c.Status(http.StatusOK)
+			_, _ = c.Writer.Write(envelopeHead)
+			if err := stream(c.Writer); err != nil {
+				s.log.Error("answer not written whole", "path", c.FullPath(), "request_id", requestID(c), "err", err)
+				return
+			}
+			_, _ = c.Writer.Write(envelopeTail)
+			return
+		}
 		if raw, ok := data.(rawJSON); ok {
 			// Written in three parts into the response buffer: no copy of
 			// the body (net/http still sets Content-Length for small ones).
@@ -183,6 +198,10 @@ func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
 }
 
 const createdKey = "triad.created"
+
+// jsonStream is handler data written into the success envelope as it is
+// encoded.
+type jsonStream func(w io.Writer) error
 
 // rawBody is handler data written as is, without the envelope (an
 // export in another format).

@@ -196,6 +196,7 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/sweeps/:id/cancel", auth.RoleOperator, s.sweepControl(sweep.Cancelled))
 	s.handle(api, http.MethodGet, "/traces", auth.RoleViewer, s.searchTraces)
 	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
+	s.handle(api, http.MethodGet, "/traces/:id/spans/:span", auth.RoleViewer, s.getSpan)
 	s.handle(api, http.MethodGet, "/alerts", auth.RoleViewer, s.listAlerts)
 	s.handle(api, http.MethodGet, "/alerts/deliveries", auth.RoleViewer, s.listDeliveries)
 	s.handle(api, http.MethodGet, "/webhooks", auth.RoleAdmin, s.listWebhooks)
@@ -248,7 +249,7 @@ func (s *Server) serving(g *gin.RouterGroup, method, path string, h handlerFunc)
 func (s *Server) Routes() []Route { return append([]Route(nil), s.routes...) }
 
 // Handler is the server's root handler (tests use it with httptest).
-func (s *Server) Handler() http.Handler { return s.engine }
+func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // RunProbes probes dependencies until ctx ends.
 func (s *Server) RunProbes(ctx context.Context) { s.ready.run(ctx) }

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -17,9 +19,11 @@ import (
 // assembled.
 type Traces struct {
 	Store trace.Store
-	// MaxSpans bounds one assembled trace (trace.max_trace_spans).
-	MaxSpans  int
-	Languages trace.Languages
+	// MaxSpans bounds one assembled trace (trace.max_trace_spans);
+	// DetailSpans the spans of it read with their details
+	// (trace.max_detail_spans; the others are lean).
+	MaxSpans, DetailSpans int
+	Languages             trace.Languages
 }
 
 func (s *Server) traceStore() (*Traces, error) {
@@ -59,7 +63,14 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 			}
 		}
 	}
-	spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans)
+	details := 0
+	switch {
+	case format == "otlp":
+		details = tr.MaxSpans // an export is the spans as received
+	case detail:
+		details = cmp.Or(tr.DetailSpans, tr.MaxSpans)
+	}
+	spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans, details)
 	if err != nil {
 		return nil, fmt.Errorf("%w: span store (postgres): %w", ErrUnavailable, err)
 	}
@@ -87,9 +98,57 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 		a.Summary.Partial = true
 		a.Summary.Status = fmt.Sprintf("partial: the trace has more than %d spans (trace.max_trace_spans); these are the first %d by start time", tr.MaxSpans, tr.MaxSpans)
 	}
+	if !s.redact.applies(c) {
+		// Streamed span by span: memory follows the trace's skeleton.
+		return jsonStream(func(w io.Writer) error { return a.WriteView(w, !detail) }), nil
+	}
+	// A viewer's answer is redacted as a whole (held once, as JSON).
 	v := a.View()
 	if !detail {
 		v.Lean()
+	}
+	body, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	if body, err = s.redact.Spans(body); err != nil {
+		return nil, err
+	}
+	return rawJSON(body), nil
+}
+
+// getSpan answers one span of a trace with its details (attributes,
+// events, links, resource): what a lean span of a large trace's view
+// leaves out. The answer is a View holding that one span.
+func (s *Server) getSpan(c *gin.Context) (any, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, err
+	}
+	id, err := trace.ParseTraceID(c.Param("id"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	sid, err := trace.ParseSpanID(c.Param("span"))
+	if err != nil || sid.IsZero() {
+		return nil, fmt.Errorf("%w: a span ID is 16 hex digits, not all zero, got %q", ErrBadRequest, c.Param("span"))
+	}
+	sp, ok, err := tr.Store.Span(c.Request.Context(), id, sid)
+	if err != nil {
+		return nil, unavailable("span store (postgres)", err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: trace %s has no span %s", ErrNotFound, id, sid)
+	}
+	v := trace.Assemble(id, []trace.Span{sp}, trace.AssembleOptions{Languages: tr.Languages}).View()
+	// Alone, the span hangs under a placeholder for its parent: answer
+	// the span only (its parent_span_id still names the parent).
+	for _, vs := range v.Spans {
+		if !vs.Placeholder {
+			vs.Parent, vs.Depth = -1, 0
+			v.Spans = []trace.ViewSpan{vs}
+			break
+		}
 	}
 	if s.redact.applies(c) {
 		body, err := json.Marshal(v)

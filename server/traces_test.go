@@ -26,11 +26,22 @@ type limited struct {
 	spans []trace.Span
 }
 
-func (l limited) Trace(_ context.Context, _ trace.TraceID, limit int) ([]trace.Span, bool, error) {
-	if len(l.spans) > limit {
-		return l.spans[:limit], true, nil
+func (l limited) Trace(_ context.Context, _ trace.TraceID, limit, details int) ([]trace.Span, bool, error) {
+	more := len(l.spans) > limit
+	out := append([]trace.Span(nil), l.spans[:min(limit, len(l.spans))]...)
+	for i := details; i < len(out); i++ {
+		out[i].Stored, out[i].Attributes, out[i].Events, out[i].Links, out[i].Lean = trace.StoredJSON{}, nil, nil, nil, true
 	}
-	return l.spans, false, nil
+	return out, more, nil
+}
+
+func (l limited) Span(_ context.Context, _ trace.TraceID, id trace.SpanID) (trace.Span, bool, error) {
+	for _, s := range l.spans {
+		if s.SpanID == id {
+			return s, true, nil
+		}
+	}
+	return trace.Span{}, false, nil
 }
 
 // TestTraceAPI: a trace over the limit answers a partial view that says
@@ -42,7 +53,7 @@ func TestTraceAPI(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	s := New(Options{Config: testConfig(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
 		Auth:   auth.NewAuthenticator(nil, "bootstrap-token-0123456789"),
-		Traces: &Traces{Store: limited{spans: d.Spans}, MaxSpans: 100}})
+		Traces: &Traces{Store: limited{spans: d.Spans}, MaxSpans: 100, DetailSpans: 40}})
 	get := func(path string) (int, string) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodGet, path, nil)
@@ -58,6 +69,34 @@ func TestTraceAPI(t *testing.T) {
 	require.Contains(t, env.Data.Summary.Status, "more than 100 spans")
 	require.Equal(t, 100, env.Data.Summary.Spans)
 	require.Contains(t, body, `"attributes":{"item":`)
+	// Past the detail budget spans are lean; their details are one read
+	// away.
+	lean := 0
+	for i, sp := range env.Data.Spans {
+		if sp.Lean {
+			lean++
+			require.Nil(t, sp.Attributes, "span %d", i)
+		}
+	}
+	require.Equal(t, 60, lean, "100 spans, the first 40 with details")
+	var one trace.ViewSpan
+	for _, sp := range env.Data.Spans {
+		if sp.Lean {
+			one = sp
+			break
+		}
+	}
+	code, body = get("/api/v1/traces/" + id.String() + "/spans/" + one.SpanID)
+	require.Equal(t, http.StatusOK, code, body)
+	require.NoError(t, json.Unmarshal([]byte(body), &env))
+	require.Len(t, env.Data.Spans, 1)
+	require.Equal(t, one.SpanID, env.Data.Spans[0].SpanID)
+	require.False(t, env.Data.Spans[0].Lean)
+	require.Contains(t, string(env.Data.Spans[0].Attributes), `"item"`)
+	code, _ = get("/api/v1/traces/" + id.String() + "/spans/0000000000000001")
+	require.Equal(t, http.StatusNotFound, code)
+	code, _ = get("/api/v1/traces/" + id.String() + "/spans/xyz")
+	require.Equal(t, http.StatusBadRequest, code)
 
 	code, body = get("/api/v1/traces/" + id.String() + "?detail=false")
 	require.Equal(t, http.StatusOK, code)

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,11 +18,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/triad-dev/triad/server"
+	"github.com/triad-dev/triad/server/auth"
 	"github.com/triad-dev/triad/trace"
 )
 
@@ -126,7 +133,7 @@ func BenchmarkTraceByID(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
-		spans, _, err := r.store.Trace(context.Background(), id, 50000)
+		spans, _, err := r.store.Trace(context.Background(), id, 50000, trace.DefaultConfig().MaxDetailSpans)
 		require.NoError(b, err)
 		a := trace.Assemble(id, spans, trace.AssembleOptions{})
 		_ = a.View()
@@ -182,6 +189,70 @@ func peakRSS() int64 {
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkRead50kTrace reads one 50,000-span trace through the API (the
+// real Postgres store, assembly, JSON, gzip as asked) and reports how much
+// the process's RSS grew while it did (VmHWM after the read, reset before
+// it through /proc/self/clear_refs, against VmRSS before), with the
+// detail budget (trace.max_detail_spans) and with every span's details.
+func BenchmarkRead50kTrace(b *testing.B) {
+	r := newReceiver(b, trace.DefaultConfig())
+	const n = 50000
+	id := trace.TraceID{5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}
+	d := trace.FromOTLP(trace.SyntheticTrace(id, n, time.Now().Add(-time.Minute)), trace.DefaultLimits())
+	require.Len(b, d.Spans, n)
+	for i := 0; i < n; i += 5000 {
+		require.NoError(b, r.store.Write(context.Background(), d.Spans[i:i+5000]))
+	}
+	d = trace.Decoded{}
+	for _, details := range []int{trace.DefaultConfig().MaxDetailSpans, n} {
+		b.Run(fmt.Sprintf("details=%d", details), func(b *testing.B) {
+			reg := prometheus.NewRegistry()
+			s := server.New(server.Options{Config: server.DefaultConfig(), Logger: slog.New(slog.DiscardHandler), Registerer: reg, Gatherer: reg,
+				Auth:   auth.NewAuthenticator(nil, "bench-token-0123456789abcdef"),
+				Traces: &server.Traces{Store: r.store, MaxSpans: n, DetailSpans: details}})
+			var growth, size int64
+			var took time.Duration
+			for range b.N {
+				runtime.GC()
+				debug.FreeOSMemory()
+				before := procStatus("VmRSS:")
+				require.NoError(b, os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)) // VmHWM := VmRSS
+				req := httptest.NewRequest(http.MethodGet, "/api/v1/traces/"+id.String(), nil)
+				req.Host = "127.0.0.1:8383"
+				req.Header.Set("Authorization", "Bearer bench-token-0123456789abcdef")
+				req.Header.Set("Accept-Encoding", "gzip")
+				rec := httptest.NewRecorder()
+				t0 := time.Now()
+				s.Handler().ServeHTTP(rec, req)
+				took = time.Since(t0)
+				require.Equal(b, http.StatusOK, rec.Code)
+				require.Equal(b, "gzip", rec.Header().Get("Content-Encoding"))
+				growth = max(growth, procStatus("VmHWM:")-before)
+				size = int64(rec.Body.Len())
+			}
+			b.ReportMetric(float64(growth)/(1<<20), "rss-growth-MiB")
+			b.ReportMetric(float64(size)/(1<<20), "gzip-MiB")
+			b.ReportMetric(float64(took.Milliseconds()), "ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// procStatus reads one of /proc/self/status's kB lines, in bytes.
+func procStatus(key string) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
 			return kb << 10
 		}

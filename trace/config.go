@@ -43,6 +43,11 @@ type Config struct {
 	// MaxTraceSpans bounds an assembled trace; a larger one is answered
 	// as a partial view that says so.
 	MaxTraceSpans int `yaml:"max_trace_spans"`
+	// MaxDetailSpans bounds the spans of one trace read whose attributes,
+	// events and links come with it (the first by start time); the others
+	// are marked lean and read one at a time
+	// (GET /api/v1/traces/{id}/spans/{span_id}).
+	MaxDetailSpans int `yaml:"max_detail_spans"`
 	// Languages names each span's language (see Languages).
 	Languages Languages `yaml:"languages"`
 	// Limits bound what one span may hold, as the SDKs' span limits do.
@@ -68,6 +73,7 @@ func DefaultConfig() Config {
 		Writers:          2,
 		Retention:        7 * 24 * time.Hour,
 		MaxTraceSpans:    50000,
+		MaxDetailSpans:   2000,
 		Languages:        Languages{Attribute: "service.language"},
 		Limits:           DefaultLimits(),
 		Self:             SelfConfig{SampleRatio: 1},
@@ -120,6 +126,7 @@ func (c Config) Validate() error {
 	positive("batch_spans", c.BatchSpans, 1<<20)
 	positive("writers", c.Writers, 64)
 	positive("max_trace_spans", c.MaxTraceSpans, 1<<22)
+	positive("max_detail_spans", c.MaxDetailSpans, 1<<22)
 	positive("limits.attributes", c.Limits.Attributes, 1<<16)
 	positive("limits.attribute_value_bytes", c.Limits.AttributeValueBytes, 1<<24)
 	positive("limits.events", c.Limits.Events, 1<<16)

@@ -100,12 +100,12 @@ func TestBadSpansCostOnlyThemselves(t *testing.T) {
 	}
 	for i, c := range codes {
 		require.Equal(t, http.StatusOK, c, "sender %d is not affected", i)
-		spans, _, err := r.store.Trace(t.Context(), trace.TraceID(traceID(byte(i+1))), 100)
+		spans, _, err := r.store.Trace(t.Context(), trace.TraceID(traceID(byte(i+1))), 100, 100)
 		require.NoError(t, err)
 		require.Len(t, spans, 4, "sender %d: every valid span stored", i)
 	}
 
-	spans, _, err := r.store.Trace(t.Context(), trace.TraceID(traceID(200)), 100)
+	spans, _, err := r.store.Trace(t.Context(), trace.TraceID(traceID(200)), 100, 100)
 	require.NoError(t, err)
 	require.Len(t, spans, 3, "the good spans and the one over the limits")
 	var cut *trace.Span

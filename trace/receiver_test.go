@@ -205,7 +205,7 @@ func TestReceiverStoresAndReportsPartialSuccess(t *testing.T) {
 		require.Contains(t, ps.ErrorMessage(), "span_id is all zero")
 
 		id := trace.TraceID(traceID(tb))
-		spans, more, err := r.store.Trace(t.Context(), id, 100)
+		spans, more, err := r.store.Trace(t.Context(), id, 100, 100)
 		require.NoError(t, err)
 		require.False(t, more)
 		require.Len(t, spans, 4, "request %d: every valid span kept", tb)

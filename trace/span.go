@@ -99,6 +99,9 @@ type Span struct {
 	// them (the maps above are nil until Decode): a trace that is only
 	// shown is never decoded and encoded again.
 	Stored StoredJSON
+	// Lean: the store left out the attributes, events and links (a large
+	// trace's spans past its detail budget); Store.Span reads them.
+	Lean bool
 }
 
 // StoredJSON is a span's attributes, events and links as stored.

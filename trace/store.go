@@ -13,7 +13,12 @@ type Store interface {
 	Write(ctx context.Context, spans []Span) error
 	// Trace returns up to limit spans of a trace by start time, and
 	// whether it holds more; no spans and no error when it is unknown.
-	Trace(ctx context.Context, id TraceID, limit int) (spans []Span, more bool, err error)
+	// Only the first details spans carry their attributes, events and
+	// links; the others are Lean, so a read's memory follows what it
+	// returns, not the trace.
+	Trace(ctx context.Context, id TraceID, limit, details int) (spans []Span, more bool, err error)
+	// Span returns one span with its details (false when unknown).
+	Span(ctx context.Context, id TraceID, span SpanID) (Span, bool, error)
 	// Search lists traces with a span matching q, the most recent first.
 	Search(ctx context.Context, q Query) ([]Found, error)
 	// Retain drops spans that started before cutoff and reports how

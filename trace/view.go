@@ -1,6 +1,7 @@
 package trace
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -41,6 +42,10 @@ type ViewSpan struct {
 	Orphan        bool   `json:"orphan,omitempty"`
 	Critical      bool   `json:"critical,omitempty"`
 	SkewNs        int64  `json:"skew_ns,omitempty"`
+	// Lean: this span's attributes, events and links were not read with
+	// the trace (past trace.max_detail_spans); read them with
+	// GET /api/v1/traces/{trace_id}/spans/{span_id}.
+	Lean bool `json:"lean,omitempty"`
 	// Dropped counts what the sender or triad's limits dropped from the
 	// span (nil when nothing was).
 	Dropped  *Dropped `json:"dropped,omitempty"`
@@ -65,37 +70,79 @@ type Dropped struct {
 func (a *Assembled) View() *View {
 	v := &View{Summary: a.Summary, Spans: make([]ViewSpan, len(a.Nodes)), Resources: map[string]map[string]any{}}
 	for i := range a.Nodes {
-		n := &a.Nodes[i]
-		s := ViewSpan{
-			SpanID: n.SpanID.String(), Parent: n.Parent, Depth: n.Depth, Service: n.Service, Name: n.Name, Kind: n.Kind,
-			Start: n.Start, End: n.End, Offset: n.Start - a.Summary.Start, Duration: n.Duration(), StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
-			Language: n.Language, LanguageFrom: n.LanguageFrom, Placeholder: n.Placeholder, Orphan: n.Orphan,
-			Critical: n.Critical, SkewNs: n.SkewNs,
-			Attributes: rawOr(n.Stored.Attributes, n.Attributes, len(n.Attributes)),
-			Events:     rawOr(n.Stored.Events, n.Events, len(n.Events)),
-			Links:      rawOr(n.Stored.Links, n.Links, len(n.Links)),
-		}
-		if n.DroppedAttributes+n.DroppedEvents+n.DroppedLinks > 0 {
-			s.Dropped = &Dropped{Attributes: n.DroppedAttributes, Events: n.DroppedEvents, Links: n.DroppedLinks}
-		}
-		if n.SpanID.IsZero() {
-			s.SpanID = ""
-		}
-		if !n.ParentID.IsZero() {
-			s.ParentSpanID = n.ParentID.String()
-		}
-		if n.Scope != (Scope{}) {
-			sc := n.Scope
-			s.Scope = &sc
-		}
-		if n.Resource != nil {
-			k := strconv.FormatUint(n.ResourceKey, 16)
-			s.Resource = k
-			v.Resources[k] = n.Resource
-		}
-		v.Spans[i] = s
+		v.Spans[i] = a.viewSpan(i, v.Resources)
 	}
 	return v
+}
+
+// viewSpan is node i as a ViewSpan; its resource is added to resources.
+func (a *Assembled) viewSpan(i int, resources map[string]map[string]any) ViewSpan {
+	n := &a.Nodes[i]
+	s := ViewSpan{
+		SpanID: n.SpanID.String(), Parent: n.Parent, Depth: n.Depth, Service: n.Service, Name: n.Name, Kind: n.Kind,
+		Start: n.Start, End: n.End, Offset: n.Start - a.Summary.Start, Duration: n.Duration(), StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
+		Language: n.Language, LanguageFrom: n.LanguageFrom, Placeholder: n.Placeholder, Orphan: n.Orphan,
+		Critical: n.Critical, SkewNs: n.SkewNs, Lean: n.Lean,
+		Attributes: rawOr(n.Stored.Attributes, n.Attributes, len(n.Attributes)),
+		Events:     rawOr(n.Stored.Events, n.Events, len(n.Events)),
+		Links:      rawOr(n.Stored.Links, n.Links, len(n.Links)),
+	}
+	if n.DroppedAttributes+n.DroppedEvents+n.DroppedLinks > 0 {
+		s.Dropped = &Dropped{Attributes: n.DroppedAttributes, Events: n.DroppedEvents, Links: n.DroppedLinks}
+	}
+	if n.SpanID.IsZero() {
+		s.SpanID = ""
+	}
+	if !n.ParentID.IsZero() {
+		s.ParentSpanID = n.ParentID.String()
+	}
+	if n.Scope != (Scope{}) {
+		sc := n.Scope
+		s.Scope = &sc
+	}
+	if n.Resource != nil {
+		k := strconv.FormatUint(n.ResourceKey, 16)
+		s.Resource = k
+		resources[k] = n.Resource
+	}
+	return s
+}
+
+// WriteView writes the View's JSON to w span by span, never holding the
+// whole View or its encoding: a read's memory follows the trace's
+// skeleton, not its JSON. lean leaves out attributes, events, links and
+// resources (as View.Lean).
+func (a *Assembled) WriteView(w io.Writer, lean bool) error {
+	bw := bufio.NewWriterSize(w, 32<<10)
+	enc := json.NewEncoder(bw)
+	write := func(s string) { _, _ = bw.WriteString(s) }
+	write(`{"summary":`)
+	if err := enc.Encode(a.Summary); err != nil {
+		return err
+	}
+	write(`,"spans":[`)
+	resources := map[string]map[string]any{}
+	for i := range a.Nodes {
+		if i > 0 {
+			write(",")
+		}
+		s := a.viewSpan(i, resources)
+		if lean {
+			s.Attributes, s.Events, s.Links, s.Resource = nil, nil, nil, ""
+		}
+		if err := enc.Encode(s); err != nil {
+			return err
+		}
+	}
+	write(`],"resources":`)
+	if lean {
+		resources = map[string]map[string]any{}
+	}
+	if err := enc.Encode(resources); err != nil {
+		return err
+	}
+	write("}")
+	return bw.Flush()
 }
 
 // Lean drops attributes, events, links and resources: what a timeline

@@ -2,9 +2,11 @@ package trace
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -40,4 +42,26 @@ func TestRenderTextDeepTree(t *testing.T) {
 		}
 	}
 	require.NotContains(t, out.String(), "…", "no name is cut at this length")
+}
+
+// TestWriteViewIsTheView: the streamed answer decodes to the same View as
+// the one built whole, lean or not.
+func TestWriteViewIsTheView(t *testing.T) {
+	d := FromOTLP(SyntheticTrace(tid, 500, time.Now()), DefaultLimits())
+	a := Assemble(tid, d.Spans, AssembleOptions{})
+	for _, lean := range []bool{false, true} {
+		var buf bytes.Buffer
+		require.NoError(t, a.WriteView(&buf, lean))
+		var got, want View
+		require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
+		v := a.View()
+		if lean {
+			v.Lean()
+		}
+		b, err := json.Marshal(v)
+		require.NoError(t, err)
+		require.NoError(t, json.Unmarshal(b, &want))
+		require.Equal(t, want, got)
+		require.Len(t, got.Spans, 500)
+	}
 }

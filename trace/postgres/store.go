@@ -253,9 +253,13 @@ func (s *Store) createDay(ctx context.Context, d int64) error {
 	return tx.Commit(ctx)
 }
 
-// Trace implements trace.Store.
-func (s *Store) Trace(ctx context.Context, id trace.TraceID, limit int) ([]trace.Span, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+selectColumns+` FROM spans WHERE trace_id = $1 ORDER BY start_ns, span_id LIMIT $2`, id[:], limit+1)
+// Trace implements trace.Store. The details of spans past the first
+// `details` are not read (a CASE that is false never detoasts them).
+func (s *Store) Trace(ctx context.Context, id trace.TraceID, limit, details int) ([]trace.Span, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+leanColumns+`,
+		CASE WHEN n <= $3 THEN attributes END, CASE WHEN n <= $3 THEN events END, CASE WHEN n <= $3 THEN links END, n > $3
+		FROM (SELECT *, row_number() OVER (ORDER BY start_ns, span_id) AS n FROM spans WHERE trace_id = $1 ORDER BY start_ns, span_id LIMIT $2) s
+		ORDER BY start_ns, span_id`, id[:], limit+1, details)
 	if err != nil {
 		return nil, false, err
 	}
@@ -270,9 +274,25 @@ func (s *Store) Trace(ctx context.Context, id trace.TraceID, limit int) ([]trace
 	return spans, more, nil
 }
 
-const selectColumns = `trace_id, span_id, parent_span_id, start_ns, duration_ns, service, name, kind, status_code,
+// Span implements trace.Store.
+func (s *Store) Span(ctx context.Context, id trace.TraceID, span trace.SpanID) (trace.Span, bool, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+leanColumns+`, attributes, events, links, false
+		FROM spans WHERE trace_id = $1 AND span_id = $2 LIMIT 1`, id[:], span[:])
+	if err != nil {
+		return trace.Span{}, false, err
+	}
+	spans, err := s.scan(ctx, rows)
+	if err != nil || len(spans) == 0 {
+		return trace.Span{}, false, err
+	}
+	return spans[0], true, nil
+}
+
+// leanColumns are a span's columns but its details; queries follow them
+// with attributes, events, links and whether those were left out.
+const leanColumns = `trace_id, span_id, parent_span_id, start_ns, duration_ns, service, name, kind, status_code,
 	coalesce(status_message, ''), resource_id, coalesce(scope_name, ''), coalesce(scope_version, ''), coalesce(trace_state, ''), flags,
-	attributes, events, links, dropped`
+	dropped`
 
 // scan reads span rows and attaches their resources (read once each).
 func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
@@ -288,7 +308,7 @@ func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
 		var dropped []int32
 		if err := rows.Scan(&tid, &sid, &pid, &sp.Start, &dur, &sp.Service, &sp.Name, &kind, &code,
 			&sp.StatusMessage, &resID, &sp.Scope.Name, &sp.Scope.Version, &sp.TraceState, &flags,
-			&attrs, &events, &links, &dropped); err != nil {
+			&dropped, &attrs, &events, &links, &sp.Lean); err != nil {
 			return nil, err
 		}
 		copy(sp.TraceID[:], tid)

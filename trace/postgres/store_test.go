@@ -128,7 +128,7 @@ func TestPartitionsAndRetention(t *testing.T) {
 	require.NoError(t, st.Write(ctx, spans(t, 5, "a", "then", future, time.Millisecond, false, nil)))
 	require.Equal(t, 4, count("spans_"+future.Format("20060102")))
 	require.Equal(t, 2, count("spans_default"))
-	got, more, err := st.Trace(ctx, traceID(3), 10)
+	got, more, err := st.Trace(ctx, traceID(3), 10, 10)
 	require.NoError(t, err)
 	require.False(t, more)
 	require.Len(t, got, 2, "a moved trace reads whole")
@@ -143,7 +143,7 @@ func TestPartitionsAndRetention(t *testing.T) {
 	var left int
 	require.NoError(t, ns.Pool().QueryRow(ctx, `SELECT count(*) FROM spans`).Scan(&left))
 	require.Equal(t, 4, left, "traces 3 and 5, on the kept day")
-	got, _, err = st.Trace(ctx, traceID(1), 10)
+	got, _, err = st.Trace(ctx, traceID(1), 10, 10)
 	require.NoError(t, err)
 	require.Empty(t, got, "an unknown trace is no spans, no error")
 }
@@ -155,7 +155,7 @@ func TestTraceLimit(t *testing.T) {
 	id := trace.TraceID{0x11, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15}
 	d := trace.FromOTLP(trace.SyntheticTrace(id, 500, time.Now().Add(-time.Minute)), trace.DefaultLimits())
 	require.NoError(t, st.Write(t.Context(), d.Spans))
-	got, more, err := st.Trace(t.Context(), id, 100)
+	got, more, err := st.Trace(t.Context(), id, 100, 100)
 	require.NoError(t, err)
 	require.True(t, more)
 	require.Len(t, got, 100)
@@ -164,7 +164,7 @@ func TestTraceLimit(t *testing.T) {
 	}
 	a := trace.Assemble(id, got, trace.AssembleOptions{})
 	require.Equal(t, 100, a.Summary.Spans)
-	got, more, err = st.Trace(t.Context(), id, 500)
+	got, more, err = st.Trace(t.Context(), id, 500, 500)
 	require.NoError(t, err)
 	require.False(t, more)
 	require.Len(t, got, 500)

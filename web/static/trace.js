@@ -257,10 +257,30 @@
     return box;
   }
 
+  async function showLean(i) {
+    // A large trace's spans past trace.max_detail_spans come without their
+    // attributes, events and links: read them now, once.
+    const sp = spans[i];
+    detail.replaceChildren(document.createTextNode("Loading the span's details…"));
+    try {
+      const res = await fetch("/api/v1/traces/" + encodeURIComponent(view.summary.trace_id) + "/spans/" + encodeURIComponent(sp.span_id), { credentials: "same-origin", cache: "no-store" });
+      const body = await res.json();
+      if (!res.ok || body.status !== "success") throw new Error(body.error ? body.error.message : res.statusText);
+      const full = body.data.spans[0];
+      Object.assign(sp, { attributes: full.attributes, events: full.events, links: full.links, dropped: full.dropped, resource: full.resource, lean: false });
+      Object.assign(view.resources, body.data.resources || {});
+    } catch (e) {
+      detail.replaceChildren(document.createTextNode("The span's details could not be read: " + e.message));
+      return;
+    }
+    if (selected === i) showDetail(i);
+  }
+
   function showDetail(i) {
     detail.replaceChildren();
     if (i < 0) return;
     const sp = spans[i];
+    if (sp.lean) { showLean(i); return; }
     const h = document.createElement("h3");
     h.textContent = sp.placeholder ? sp.name : sp.service + " · " + sp.name;
     const facts = {

@@ -214,7 +214,8 @@ func (a *App) newServer(reg *prometheus.Registry, rp *repairParts) *server.Serve
 		RepairLog: rp.log,
 		Repairer:  rp.repairer,
 		Sweeps:    rp.sweeps,
-		Traces:    &server.Traces{Store: a.traceStore, MaxSpans: c.Trace.MaxTraceSpans, Languages: c.Trace.Languages},
+		Traces: &server.Traces{Store: a.traceStore, MaxSpans: c.Trace.MaxTraceSpans, DetailSpans: c.Trace.MaxDetailSpans,
+			Languages: c.Trace.Languages},
 		Alerts:    rp.alerts,
 		Schedules: c.Repair.Schedules,
 	})
