@@ -197,6 +197,8 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/traces", auth.RoleViewer, s.searchTraces)
 	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
 	s.handle(api, http.MethodGet, "/traces/:id/spans/:span", auth.RoleViewer, s.getSpan)
+	s.handle(api, http.MethodGet, "/services", auth.RoleViewer, s.listServices)
+	s.handle(api, http.MethodGet, "/services/:service/operations", auth.RoleViewer, s.listOperations)
 	s.handle(api, http.MethodGet, "/alerts", auth.RoleViewer, s.listAlerts)
 	s.handle(api, http.MethodGet, "/alerts/deliveries", auth.RoleViewer, s.listDeliveries)
 	s.handle(api, http.MethodGet, "/webhooks", auth.RoleAdmin, s.listWebhooks)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
@@ -161,6 +162,67 @@ func (s *Server) getSpan(c *gin.Context) (any, error) {
 		return rawJSON(body), nil
 	}
 	return v, nil
+}
+
+// maxNames bounds a list of services or operations.
+const maxNames = 1000
+
+// namesSince reads ?since (a Go duration, default 24h, at most the span
+// retention's 90 days).
+func namesSince(c *gin.Context) (time.Time, error) {
+	d := 24 * time.Hour
+	if v := c.Query("since"); v != "" {
+		var err error
+		if d, err = time.ParseDuration(v); err != nil || d <= 0 || d > 90*24*time.Hour {
+			return time.Time{}, fmt.Errorf("%w: since is a duration from 1s to 2160h, got %q", ErrBadRequest, v)
+		}
+	}
+	return time.Now().Add(-d), nil
+}
+
+// listServices lists the services that sent spans since ?since (24h), by
+// name: what the trace search's service dropdown offers.
+func (s *Server) listServices(c *gin.Context) (any, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, err
+	}
+	since, err := namesSince(c)
+	if err != nil {
+		return nil, err
+	}
+	names, err := tr.Store.Services(c.Request.Context(), since, maxNames)
+	if err != nil {
+		return nil, unavailable("span store (postgres)", err)
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return map[string]any{"services": names}, nil
+}
+
+// listOperations lists one service's span names since ?since (24h).
+func (s *Server) listOperations(c *gin.Context) (any, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, err
+	}
+	service := c.Param("service")
+	if len(service) > 256 || !utf8.ValidString(service) || strings.ContainsRune(service, 0) {
+		return nil, fmt.Errorf("%w: a service name is at most 256 bytes of UTF-8 without NUL", ErrBadRequest)
+	}
+	since, err := namesSince(c)
+	if err != nil {
+		return nil, err
+	}
+	names, err := tr.Store.Operations(c.Request.Context(), service, since, maxNames)
+	if err != nil {
+		return nil, unavailable("span store (postgres)", err)
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return map[string]any{"service": service, "operations": names}, nil
 }
 
 // maxAttrFilters bounds a trace search's attr filters (each is a join in

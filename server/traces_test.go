@@ -35,6 +35,17 @@ func (l limited) Trace(_ context.Context, _ trace.TraceID, limit, details int) (
 	return out, more, nil
 }
 
+func (l limited) Services(context.Context, time.Time, int) ([]string, error) {
+	return []string{"checkout-go", "quote-py"}, nil
+}
+
+func (l limited) Operations(_ context.Context, service string, _ time.Time, _ int) ([]string, error) {
+	if service == "quote-py" {
+		return []string{"GET /quote"}, nil
+	}
+	return nil, nil
+}
+
 func (l limited) Span(_ context.Context, _ trace.TraceID, id trace.SpanID) (trace.Span, bool, error) {
 	for _, s := range l.spans {
 		if s.SpanID == id {
@@ -96,6 +107,18 @@ func TestTraceAPI(t *testing.T) {
 	code, _ = get("/api/v1/traces/" + id.String() + "/spans/0000000000000001")
 	require.Equal(t, http.StatusNotFound, code)
 	code, _ = get("/api/v1/traces/" + id.String() + "/spans/xyz")
+	require.Equal(t, http.StatusBadRequest, code)
+
+	code, body = get("/api/v1/services")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"data":{"services":["checkout-go","quote-py"]}`)
+	code, body = get("/api/v1/services/quote-py/operations?since=1h")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"operations":["GET /quote"]`)
+	code, body = get("/api/v1/services/nobody/operations")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"operations":[]`)
+	code, _ = get("/api/v1/services?since=forever")
 	require.Equal(t, http.StatusBadRequest, code)
 
 	code, body = get("/api/v1/traces/" + id.String() + "?detail=false")

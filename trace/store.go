@@ -19,6 +19,10 @@ type Store interface {
 	Trace(ctx context.Context, id TraceID, limit, details int) (spans []Span, more bool, err error)
 	// Span returns one span with its details (false when unknown).
 	Span(ctx context.Context, id TraceID, span SpanID) (Span, bool, error)
+	// Services lists, by name, up to limit services that sent spans
+	// since since; Operations the span names of one of them.
+	Services(ctx context.Context, since time.Time, limit int) ([]string, error)
+	Operations(ctx context.Context, service string, since time.Time, limit int) ([]string, error)
 	// Search lists traces with a span matching q, the most recent first.
 	Search(ctx context.Context, q Query) ([]Found, error)
 	// Retain drops spans that started before cutoff and reports how

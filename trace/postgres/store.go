@@ -274,6 +274,33 @@ func (s *Store) Trace(ctx context.Context, id trace.TraceID, limit, details int)
 	return spans, more, nil
 }
 
+// Services implements trace.Store: a loose scan of the (service,
+// start_time) index, one probe per service rather than a read of every
+// span in the window.
+func (s *Store) Services(ctx context.Context, since time.Time, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE svc AS (
+			(SELECT service FROM spans ORDER BY service LIMIT 1)
+			UNION ALL
+			SELECT (SELECT service FROM spans WHERE service > svc.service ORDER BY service LIMIT 1) FROM svc WHERE svc.service IS NOT NULL)
+		SELECT service FROM svc WHERE service IS NOT NULL
+			AND EXISTS (SELECT 1 FROM spans x WHERE x.service = svc.service AND x.start_time >= $1)
+		ORDER BY service LIMIT $2`, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// Operations implements trace.Store.
+func (s *Store) Operations(ctx context.Context, service string, since time.Time, limit int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT name FROM spans WHERE service = $1 AND start_time >= $2 ORDER BY name LIMIT $3`,
+		service, since, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // Span implements trace.Store.
 func (s *Store) Span(ctx context.Context, id trace.TraceID, span trace.SpanID) (trace.Span, bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+leanColumns+`, attributes, events, links, false

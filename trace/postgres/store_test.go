@@ -99,6 +99,34 @@ func TestSearch(t *testing.T) {
 	require.Equal(t, []string{"checkout"}, f.Services)
 }
 
+// TestServicesAndOperations: the services that sent spans in the window,
+// by name, and one service's span names.
+func TestServicesAndOperations(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t)
+	now := time.Now().UTC()
+	ctx := t.Context()
+	require.NoError(t, st.Write(ctx, spans(t, 1, "checkout", "GET /a", now.Add(-50*time.Minute), time.Millisecond, false, nil)))
+	require.NoError(t, st.Write(ctx, spans(t, 2, "checkout", "GET /b", now.Add(-40*time.Minute), time.Millisecond, false, nil)))
+	require.NoError(t, st.Write(ctx, spans(t, 3, "quote", "GET /q", now.Add(-30*time.Minute), time.Millisecond, false, nil)))
+	require.NoError(t, st.Write(ctx, spans(t, 4, "archived", "old", now.Add(-3*24*time.Hour), time.Millisecond, false, nil)))
+	got, err := st.Services(ctx, now.Add(-24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"checkout", "quote"}, got, "by name; a service silent in the window is left out")
+	got, err = st.Services(ctx, now.Add(-7*24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"archived", "checkout", "quote"}, got)
+	got, err = st.Services(ctx, now.Add(-7*24*time.Hour), 1)
+	require.NoError(t, err)
+	require.Equal(t, []string{"archived"}, got)
+	got, err = st.Operations(ctx, "checkout", now.Add(-24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Equal(t, []string{"GET /a", "GET /b", "child"}, got)
+	got, err = st.Operations(ctx, "nobody", now.Add(-24*time.Hour), 100)
+	require.NoError(t, err)
+	require.Empty(t, got)
+}
+
 // TestPartitionsAndRetention: spans go to their day's partition; a span
 // far outside the window waits in the default partition and moves into
 // its day's partition when that is created; retention drops whole days

@@ -42,6 +42,16 @@ try {
   await page.fill("#login-token", TOKEN);
   await page.press("#login-token", "Enter");
   await page.waitForSelector("#login", { state: "hidden" });
+  // On arrival: recent traces are listed, and the service dropdown lists
+  // the services that sent spans (the sample services').
+  await page.waitForSelector("#found-table tbody tr", { timeout: 30000 });
+  await page.waitForFunction(() => document.querySelectorAll("#service option").length > 1, null, { timeout: 30000 });
+  const services = await page.$$eval("#service option", (os) => os.map((o) => o.value));
+  for (const s of ["checkout-go", "quote-py", "price-scala"]) assert.ok(services.includes(s), "the service dropdown lists " + s + ": " + services);
+  await page.selectOption("#service", "quote-py");
+  await page.waitForFunction(() => [...document.querySelectorAll("#operation option")].some((o) => o.value === "GET /quote"), null, { timeout: 30000 });
+  out.services = services.filter(Boolean);
+  assert.deepEqual(out.services, [...out.services].sort(), "listed by name");
   const small = await show(TRACE_ID);
   assert.equal(small.spans, 8);
   out.small = small;
@@ -69,7 +79,16 @@ try {
   await page.mouse.move(p.x, p.y);
   assert.match(await page.textContent("#tooltip"), /price-scala · GET \/price/);
   assert.match(await page.textContent("#tooltip"), /language: scala \(heuristic\)/);
+  const whole = await page.$eval("#ruler", (r) => ({ ...r.dataset }));
+  assert.match(await page.textContent("#window-label"), /^Whole trace: /);
+  assert.ok(Number(whole.ticks) > 1, "the ruler has ticks");
   await page.mouse.click(p.x, p.y);
+  // The click zoomed into the span: the ruler shows the narrower window.
+  const zoomed = await page.$eval("#ruler", (r) => ({ ...r.dataset }));
+  assert.ok(Number(zoomed.end) - Number(zoomed.start) < Number(whole.end) - Number(whole.start), "a zoom narrows the ruler's window");
+  assert.ok(Number(zoomed.start) > Number(whole.start), "the window starts later");
+  assert.match(await page.textContent("#window-label"), /^Zoomed: \+.* of .*% shown\)$/);
+  out.ruler = { whole, zoomed };
   const detail = await page.textContent("#detail");
   assert.match(detail, /price-scala · GET \/price/);
   assert.match(detail, /scala \(heuristic\)/);
@@ -81,6 +100,17 @@ try {
   await page.keyboard.press("c");
   assert.ok((await page.$eval("#flame", (c) => c.clientHeight)) < tall, "collapsing the Scala span hid its child's row");
   await page.keyboard.press("c");
+  assert.match(await page.textContent("#window-label"), /^Whole trace: /, "Escape zoomed out");
+
+  if (BIG_TRACE_ID) {
+    // Deep links follow the hash, and Back returns to the last trace.
+    await page.evaluate((id) => { location.hash = "#" + id; }, BIG_TRACE_ID);
+    await page.waitForFunction((n) => document.getElementById("flame").dataset.spans !== n, "8", { timeout: 30000 });
+    assert.equal(await page.inputValue("#trace-id"), BIG_TRACE_ID);
+    await page.goBack();
+    await page.waitForFunction(() => document.getElementById("flame").dataset.spans === "8", null, { timeout: 30000 });
+    assert.equal(await page.evaluate(() => location.hash), "#" + TRACE_ID);
+  }
 
   if (BIG_TRACE_ID) {
     await page.goto(BASE_URL + "/ui/trace.html");

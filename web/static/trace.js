@@ -8,6 +8,7 @@
   const form = $("lookup"), idInput = $("trace-id"), skewInput = $("skew");
   const colorBy = $("color-by"), status = $("status"), section = $("trace");
   const canvas = $("flame"), tooltip = $("tooltip"), detail = $("detail"), legend = $("legend");
+  const ruler = $("ruler"), windowLabel = $("window-label");
   const ctx = canvas.getContext("2d");
   const ROW = 20;
   const LANG = { go: "#00add8", python: "#f2c94c", scala: "#dc322f", java: "#b07219", kotlin: "#a97bff",
@@ -69,8 +70,18 @@
     canvas.dataset.fetchMs = (t1 - t0).toFixed(1);
     canvas.dataset.renderMs = (t2 - t1).toFixed(1);
     status.textContent = "Drawn " + view.summary.spans + " spans in " + (t2 - t1).toFixed(0) + " ms (fetched in " + (t1 - t0).toFixed(0) + " ms).";
-    history.replaceState(null, "", "#" + id);
+    // A new trace is a new history entry, so Back returns to the last one.
+    if (location.hash !== "#" + id) history.pushState(null, "", "#" + id);
   }
+
+  // Deep links follow the hash: typing one, Back and Forward load that
+  // trace.
+  window.addEventListener("hashchange", () => {
+    const h = location.hash.slice(1).toLowerCase();
+    if (!form || !/^[0-9a-f]{32}$/.test(h) || (view && view.summary.trace_id === h)) return;
+    idInput.value = h;
+    load(h);
+  });
 
   function show(data) {
     view = data;
@@ -153,7 +164,45 @@
 
   function xOf(ns, w) { return ((ns - win.start) / win.dur) * w; }
 
+  // drawRuler marks the visible window's time with ticks at 1, 2 or 5 ×
+  // a power of ten, and says which part of the trace is shown.
+  function drawRuler() {
+    if (!ruler) return;
+    const w = canvas.clientWidth, h = 22, dpr = window.devicePixelRatio || 1;
+    ruler.width = Math.floor(w * dpr);
+    ruler.height = Math.floor(h * dpr);
+    ruler.style.width = w + "px";
+    const rc = ruler.getContext("2d");
+    rc.setTransform(dpr, 0, 0, dpr, 0, 0);
+    rc.clearRect(0, 0, w, h);
+    rc.font = "11px system-ui, sans-serif";
+    rc.fillStyle = "#5f6368";
+    rc.strokeStyle = "#9aa0a6";
+    rc.textBaseline = "top";
+    const raw = win.dur / Math.max(1, Math.floor(w / 90));
+    const p = Math.pow(10, Math.floor(Math.log10(raw)));
+    const step = [1, 2, 5, 10].map((m) => m * p).find((s) => s >= raw);
+    let ticks = 0;
+    for (let t = Math.ceil(win.start / step) * step; t <= win.start + win.dur; t += step) {
+      const x = Math.round(xOf(t, w)) + 0.5;
+      rc.beginPath();
+      rc.moveTo(x, h - 7);
+      rc.lineTo(x, h);
+      rc.stroke();
+      rc.fillText("+" + fmtDur(Math.round(t)), Math.min(x + 2, w - 50), 2);
+      ticks++;
+    }
+    const total = Math.max(1, view.summary.duration_ns);
+    const end = Math.min(total, win.start + win.dur);
+    ruler.dataset.start = String(Math.round(win.start));
+    ruler.dataset.end = String(Math.round(win.start + win.dur));
+    ruler.dataset.ticks = String(ticks);
+    windowLabel.textContent = (win.start <= 0 && win.dur >= total ? "Whole trace: " : "Zoomed: ") + "+" + fmtDur(Math.max(0, Math.round(win.start))) +
+      " to +" + fmtDur(Math.round(end)) + " of " + fmtDur(total) + " (" + (100 * Math.min(1, win.dur / total)).toFixed(1) + "% shown)";
+  }
+
   function draw() {
+    drawRuler();
     const w = canvas.clientWidth;
     ctx.clearRect(0, 0, w, canvas.clientHeight);
     ctx.font = "12px system-ui, sans-serif";
@@ -375,6 +424,14 @@
     const sf = $("search"), found = $("found");
     if (!sf) return;
     const { el, api, table } = triad;
+    const svc = $("service"), op = $("operation");
+    const fill = (sel, names) => sel.replaceChildren(el("option", { value: "" }, "any"), ...names.map((n) => el("option", { value: n }, n)));
+    // The dropdowns list what sent spans in the last 7 days.
+    api("GET", "/api/v1/services?since=168h").then((r) => fill(svc, r.services)).catch(() => {});
+    svc.addEventListener("change", () => {
+      fill(op, []);
+      if (svc.value) api("GET", "/api/v1/services/" + encodeURIComponent(svc.value) + "/operations?since=168h").then((r) => fill(op, r.operations)).catch(() => {});
+    });
     sf.addEventListener("submit", async (ev) => {
       ev.preventDefault();
       const q = new URLSearchParams();
@@ -388,7 +445,7 @@
       try {
         const res = await api("GET", "/api/v1/traces?" + q);
         found.replaceChildren(res.traces.length ? table([
-          ["Trace", (f) => el("a", { href: "#" + f.trace_id, onclick: (e) => { e.preventDefault(); idInput.value = f.trace_id; load(f.trace_id); } }, f.trace_id)],
+          ["Trace", (f) => el("a", { href: "#" + f.trace_id }, f.trace_id)],
           ["Root", (f) => f.root_service + " · " + f.root_name], ["Start", (f) => new Date(f.start_unix_nano / 1e6).toLocaleString()],
           ["Duration", (f) => fmtDur(f.duration_ns)], ["Spans", (f) => String(f.spans)], ["Errors", (f) => String(f.errors)],
           ["Services", (f) => f.services.join(", ")],
@@ -397,5 +454,7 @@
         found.replaceChildren(el("p", { className: "error" }, e.message));
       }
     });
+    // On arrival the page lists the most recent traces.
+    sf.requestSubmit();
   }
 })();
