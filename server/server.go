@@ -198,6 +198,7 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
 	s.handle(api, http.MethodGet, "/traces/:id/spans/:span", auth.RoleViewer, s.getSpan)
 	s.handle(api, http.MethodGet, "/services", auth.RoleViewer, s.listServices)
+	s.handle(api, http.MethodGet, "/services/graph", auth.RoleViewer, s.serviceGraph)
 	s.handle(api, http.MethodGet, "/services/:service/operations", auth.RoleViewer, s.listOperations)
 	s.handle(api, http.MethodGet, "/alerts", auth.RoleViewer, s.listAlerts)
 	s.handle(api, http.MethodGet, "/alerts/deliveries", auth.RoleViewer, s.listDeliveries)

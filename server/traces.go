@@ -201,6 +201,28 @@ func (s *Server) listServices(c *gin.Context) (any, error) {
 	return map[string]any{"services": names}, nil
 }
 
+// maxGraphSpans bounds the recent spans a service graph is drawn from.
+const maxGraphSpans = 200_000
+
+// serviceGraph answers the services of the most recent spans since ?since
+// (default 24h; at most 200,000 spans) and the calls between them, each
+// service with its language.
+func (s *Server) serviceGraph(c *gin.Context) (any, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, err
+	}
+	since, err := namesSince(c)
+	if err != nil {
+		return nil, err
+	}
+	calls, err := tr.Store.Calls(c.Request.Context(), since, maxGraphSpans)
+	if err != nil {
+		return nil, unavailable("span store (postgres)", err)
+	}
+	return calls.Graph(tr.Languages), nil
+}
+
 // listOperations lists one service's span names since ?since (24h).
 func (s *Server) listOperations(c *gin.Context) (any, error) {
 	tr, err := s.traceStore()

@@ -46,6 +46,11 @@ func (l limited) Operations(_ context.Context, service string, _ time.Time, _ in
 	return nil, nil
 }
 
+func (l limited) Calls(context.Context, time.Time, int) (trace.Calls, error) {
+	return trace.Calls{Edges: []trace.CallEdge{{From: "checkout-go", To: "quote-py", Calls: 2}}, Spans: 5,
+		Resources: map[string][]map[string]any{"quote-py": {{"telemetry.sdk.language": "python"}}}}, nil
+}
+
 func (l limited) Span(_ context.Context, _ trace.TraceID, id trace.SpanID) (trace.Span, bool, error) {
 	for _, s := range l.spans {
 		if s.SpanID == id {
@@ -118,6 +123,9 @@ func TestTraceAPI(t *testing.T) {
 	code, body = get("/api/v1/services/nobody/operations")
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, `"operations":[]`)
+	code, body = get("/api/v1/services/graph")
+	require.Equal(t, http.StatusOK, code, body)
+	require.Contains(t, body, `"nodes":[{"service":"checkout-go"},{"service":"quote-py","language":"python"}],"edges":[{"from":"checkout-go","to":"quote-py","calls":2,"errors":0}],"spans":5`)
 	code, _ = get("/api/v1/services?since=forever")
 	require.Equal(t, http.StatusBadRequest, code)
 

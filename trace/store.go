@@ -3,6 +3,8 @@ package trace
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -23,6 +25,10 @@ type Store interface {
 	// since since; Operations the span names of one of them.
 	Services(ctx context.Context, since time.Time, limit int) ([]string, error)
 	Operations(ctx context.Context, service string, since time.Time, limit int) ([]string, error)
+	// Calls reads the calls between services among the (at most) limit
+	// most recent spans since since: each span whose parent, in the same
+	// trace, belongs to another service is a call from that service.
+	Calls(ctx context.Context, since time.Time, limit int) (Calls, error)
 	// Search lists traces with a span matching q, the most recent first.
 	Search(ctx context.Context, q Query) ([]Found, error)
 	// Retain drops spans that started before cutoff and reports how
@@ -47,6 +53,71 @@ type Query struct {
 
 // MaxSearchLimit bounds Query.Limit.
 const MaxSearchLimit = 1000
+
+// Calls are what Store.Calls read: the edges, and each service's
+// resources (to name its language).
+type Calls struct {
+	Edges []CallEdge
+	// Resources holds some resources of each service seen.
+	Resources map[string][]map[string]any
+	// Spans is how many spans were read (at most the limit asked for).
+	Spans int
+}
+
+// CallEdge is the calls from one service to another.
+type CallEdge struct {
+	From   string `json:"from"`
+	To     string `json:"to"`
+	Calls  int64  `json:"calls"`
+	Errors int64  `json:"errors"` // calls whose span (the callee's) failed
+}
+
+// ServiceNode is one service of a graph.
+type ServiceNode struct {
+	Service  string `json:"service"`
+	Language string `json:"language,omitempty"`
+}
+
+// ServiceGraph is the services of recent spans and the calls between
+// them, each service with its language (which no tracer shows).
+type ServiceGraph struct {
+	Nodes []ServiceNode `json:"nodes"`
+	Edges []CallEdge    `json:"edges"`
+	// Spans is how many recent spans the graph was drawn from.
+	Spans int `json:"spans"`
+}
+
+// Graph names each service's language (from the first of its resources
+// that tells) and lists every service an edge touches or a resource
+// names, by name.
+func (c Calls) Graph(l Languages) ServiceGraph {
+	g := ServiceGraph{Edges: c.Edges, Spans: c.Spans}
+	if g.Edges == nil {
+		g.Edges = []CallEdge{}
+	}
+	seen := map[string]bool{}
+	for _, e := range c.Edges {
+		seen[e.From], seen[e.To] = true, true
+	}
+	for s := range c.Resources {
+		seen[s] = true
+	}
+	for s := range seen {
+		n := ServiceNode{Service: s}
+		for _, res := range c.Resources[s] {
+			if lang, _ := l.Language(s, res); lang != "" {
+				n.Language = lang
+				break
+			}
+		}
+		if n.Language == "" {
+			n.Language, _ = l.Language(s, nil)
+		}
+		g.Nodes = append(g.Nodes, n)
+	}
+	slices.SortFunc(g.Nodes, func(a, b ServiceNode) int { return strings.Compare(a.Service, b.Service) })
+	return g
+}
 
 // Found is one trace a search found, summarised.
 type Found struct {

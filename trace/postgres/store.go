@@ -3,6 +3,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -299,6 +300,77 @@ func (s *Store) Operations(ctx context.Context, service string, since time.Time,
 		return nil, err
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// Calls implements trace.Store: one query over the most recent spans
+// (bounded by limit), joined child to parent within the same trace.
+func (s *Store) Calls(ctx context.Context, since time.Time, limit int) (trace.Calls, error) {
+	out := trace.Calls{Resources: map[string][]map[string]any{}}
+	rows, err := s.pool.Query(ctx, `WITH recent AS (
+			SELECT trace_id, span_id, parent_span_id, service, status_code, resource_id FROM spans
+			WHERE start_time >= $1 ORDER BY start_time DESC LIMIT $2)
+		SELECT 'edge', p.service, c.service, count(*), count(*) FILTER (WHERE c.status_code = 2), 0
+			FROM recent c JOIN recent p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+			WHERE p.service <> c.service GROUP BY p.service, c.service
+		UNION ALL
+		SELECT 'res', service, '', 0, 0, resource_id FROM (SELECT DISTINCT service, resource_id FROM recent) r
+		UNION ALL
+		SELECT 'count', '', '', count(*), 0, 0 FROM recent`, since, limit)
+	if err != nil {
+		return out, err
+	}
+	resOf := map[int64][]string{}
+	for rows.Next() {
+		var kind, from, to string
+		var calls, errs, res int64
+		if err := rows.Scan(&kind, &from, &to, &calls, &errs, &res); err != nil {
+			rows.Close()
+			return out, err
+		}
+		switch kind {
+		case "edge":
+			out.Edges = append(out.Edges, trace.CallEdge{From: from, To: to, Calls: calls, Errors: errs})
+		case "res":
+			if len(resOf) < 10_000 {
+				resOf[res] = append(resOf[res], from)
+			}
+		case "count":
+			out.Spans = int(calls)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return out, err
+	}
+	ids := make([]int64, 0, len(resOf))
+	for id := range resOf {
+		ids = append(ids, id)
+	}
+	rrows, err := s.pool.Query(ctx, `SELECT id, attributes FROM span_resources WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return out, err
+	}
+	defer rrows.Close()
+	for rrows.Next() {
+		var id int64
+		var raw []byte
+		if err := rrows.Scan(&id, &raw); err != nil {
+			return out, err
+		}
+		var m map[string]any
+		if json.Unmarshal(raw, &m) != nil {
+			continue // a resource that does not decode names no language
+		}
+		for _, svc := range resOf[id] {
+			if len(out.Resources[svc]) < 8 {
+				out.Resources[svc] = append(out.Resources[svc], m)
+			}
+		}
+	}
+	slices.SortFunc(out.Edges, func(a, b trace.CallEdge) int {
+		return cmp.Or(strings.Compare(a.From, b.From), strings.Compare(a.To, b.To))
+	})
+	return out, rrows.Err()
 }
 
 // Span implements trace.Store.

@@ -127,6 +127,61 @@ func TestServicesAndOperations(t *testing.T) {
 	require.Empty(t, got)
 }
 
+// TestServiceGraph: calls between services from recent spans, each child
+// of another service's span one call (an error when the child failed),
+// and each service's language from its resource.
+func TestServiceGraph(t *testing.T) {
+	t.Parallel()
+	st, _ := newStore(t)
+	ctx := t.Context()
+	now := time.Now()
+	td := ptrace.NewTraces()
+	add := func(svc, lang string) ptrace.SpanSlice {
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", svc)
+		rs.Resource().Attributes().PutStr("telemetry.sdk.language", lang)
+		return rs.ScopeSpans().AppendEmpty().Spans()
+	}
+	goSpans, pySpans, jvmSpans := add("checkout-go", "go"), add("quote-py", "python"), add("price-scala", "java")
+	span := func(ss ptrace.SpanSlice, tr, id, parent byte, failed bool) {
+		sp := ss.AppendEmpty()
+		sp.SetTraceID(pcommon.TraceID{tr, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9})
+		sp.SetSpanID(pcommon.SpanID{tr, id, 0, 0, 0, 0, 0, 1})
+		if parent != 0 {
+			sp.SetParentSpanID(pcommon.SpanID{tr, parent, 0, 0, 0, 0, 0, 1})
+		}
+		sp.SetName("op")
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(now.Add(-time.Minute)))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(now.Add(-time.Minute + time.Millisecond)))
+		if failed {
+			sp.Status().SetCode(ptrace.StatusCodeError)
+		}
+	}
+	for tr := byte(1); tr <= 3; tr++ {
+		span(goSpans, tr, 1, 0, false)
+		span(goSpans, tr, 2, 1, false) // same service: not a call
+		span(pySpans, tr, 3, 2, tr == 3)
+		span(jvmSpans, tr, 4, 3, false)
+	}
+	d := trace.FromOTLP(td, trace.DefaultLimits())
+	require.Zero(t, d.Rejected)
+	require.NoError(t, st.Write(ctx, d.Spans))
+
+	calls, err := st.Calls(ctx, now.Add(-time.Hour), 1000)
+	require.NoError(t, err)
+	require.Equal(t, 12, calls.Spans)
+	g := calls.Graph(trace.DefaultConfig().Languages)
+	require.Equal(t, []trace.CallEdge{
+		{From: "checkout-go", To: "quote-py", Calls: 3, Errors: 1},
+		{From: "quote-py", To: "price-scala", Calls: 3},
+	}, g.Edges)
+	require.Equal(t, []trace.ServiceNode{{"checkout-go", "go"}, {"price-scala", "java"}, {"quote-py", "python"}}, g.Nodes)
+
+	calls, err = st.Calls(ctx, now.Add(-time.Hour), 4)
+	require.NoError(t, err)
+	require.Equal(t, 4, calls.Spans, "bounded by the limit")
+}
+
 // TestPartitionsAndRetention: spans go to their day's partition; a span
 // far outside the window waits in the default partition and moves into
 // its day's partition when that is created; retention drops whole days

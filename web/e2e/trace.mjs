@@ -50,6 +50,15 @@ try {
   for (const s of ["checkout-go", "quote-py", "price-scala"]) assert.ok(services.includes(s), "the service dropdown lists " + s + ": " + services);
   await page.selectOption("#service", "quote-py");
   await page.waitForFunction(() => [...document.querySelectorAll("#operation option")].some((o) => o.value === "GET /quote"), null, { timeout: 30000 });
+  // The service graph: Go → Python → Scala, each service in its language.
+  await page.waitForSelector('#graph g.edge[data-from="checkout-go"][data-to="quote-py"]', { timeout: 30000 });
+  await page.waitForSelector('#graph g.edge[data-from="quote-py"][data-to="price-scala"]', { timeout: 30000 });
+  const langs = await page.$$eval("#graph g.node", (ns) => Object.fromEntries(ns.map((n) => [n.dataset.service, n.dataset.language])));
+  assert.equal(langs["checkout-go"], "go");
+  assert.equal(langs["quote-py"], "python");
+  assert.equal(langs["price-scala"], "scala");
+  out.graph = langs;
+  await page.locator("#graph").screenshot({ path: ARTIFACTS + "/service-graph.png" });
   out.services = services.filter(Boolean);
   assert.deepEqual(out.services, [...out.services].sort(), "listed by name");
   const small = await show(TRACE_ID);

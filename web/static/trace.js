@@ -416,7 +416,82 @@
   });
   window.addEventListener("resize", () => { if (view) { layout(); draw(); } });
   if (embedded) show(JSON.parse(embedded.textContent));
-  else if (form && typeof triad !== "undefined") triad.start("Traces", () => { if (idInput.value) load(idInput.value); searchForm(); });
+  else if (form && typeof triad !== "undefined") triad.start("Traces", () => { if (idInput.value) load(idInput.value); searchForm(); serviceGraph(); });
+
+  // The service graph: services of recent spans in columns by call depth,
+  // coloured by language, each edge labelled with its calls and error
+  // rate. Drawn as SVG from GET /api/v1/services/graph.
+  async function serviceGraph() {
+    const svg = $("graph"), st = $("graph-status");
+    if (!svg) return;
+    let g;
+    try {
+      g = await triad.api("GET", "/api/v1/services/graph");
+    } catch (e) {
+      st.textContent = "The service graph could not be read: " + e.message;
+      return;
+    }
+    const NS = "http://www.w3.org/2000/svg";
+    const mk = (tag, attrs, text) => {
+      const e = document.createElementNS(NS, tag);
+      for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+      if (text !== undefined) e.textContent = text;
+      return e;
+    };
+    // Columns: breadth-first from the services nobody calls (cycles and
+    // services only called within a cycle start at column 0).
+    const called = new Set(g.edges.filter((e) => e.from !== e.to).map((e) => e.to));
+    const depth = new Map();
+    const queue = g.nodes.filter((n) => !called.has(n.service)).map((n) => n.service);
+    if (!queue.length && g.nodes.length) {
+      // Everyone is called (a cycle): start from the service that calls
+      // out most for the calls it receives.
+      const net = new Map(g.nodes.map((n) => [n.service, 0]));
+      for (const e of g.edges) { net.set(e.from, net.get(e.from) + e.calls); net.set(e.to, net.get(e.to) - e.calls); }
+      queue.push([...net].sort((a, b) => b[1] - a[1])[0][0]);
+    }
+    for (const s of queue) depth.set(s, 0);
+    for (let q = 0; q < queue.length; q++) {
+      for (const e of g.edges) {
+        if (e.from === queue[q] && !depth.has(e.to)) { depth.set(e.to, depth.get(e.from) + 1); queue.push(e.to); }
+      }
+    }
+    for (const n of g.nodes) if (!depth.has(n.service)) depth.set(n.service, 0);
+    const cols = [];
+    for (const n of g.nodes) (cols[depth.get(n.service)] ||= []).push(n);
+    const W = 190, H = 34, GX = 110, GY = 26;
+    const pos = new Map();
+    cols.forEach((col, c) => col.forEach((n, r) => pos.set(n.service, { x: 10 + c * (W + GX), y: 10 + r * (H + GY) })));
+    const width = 20 + cols.length * (W + GX), height = 20 + Math.max(1, ...cols.map((c) => c.length)) * (H + GY);
+    svg.replaceChildren();
+    svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+    svg.setAttribute("width", width);
+    svg.setAttribute("height", height);
+    const defs = mk("defs", {});
+    const marker = mk("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" });
+    marker.append(mk("path", { d: "M0,0 L10,5 L0,10 z", fill: "#5f6368" }));
+    defs.append(marker);
+    svg.append(defs);
+    for (const e of g.edges) {
+      const a = pos.get(e.from), b = pos.get(e.to);
+      if (!a || !b) continue;
+      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
+      const rate = e.calls ? (100 * e.errors) / e.calls : 0;
+      const grp = mk("g", { class: "edge", "data-from": e.from, "data-to": e.to, "data-calls": e.calls, "data-errors": e.errors });
+      grp.append(mk("path", { d: `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`, fill: "none", stroke: rate > 0 ? "#b3261e" : "#5f6368", "stroke-width": 1.5, "marker-end": "url(#arrow)" }));
+      grp.append(mk("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 6, "text-anchor": "middle", fill: "#3c4043" }, e.calls + " calls" + (e.errors ? " · " + rate.toFixed(1) + "% errors" : "")));
+      svg.append(grp);
+    }
+    for (const n of g.nodes) {
+      const p = pos.get(n.service);
+      const grp = mk("g", { class: "node", "data-service": n.service, "data-language": n.language || "" });
+      grp.append(mk("rect", { x: p.x, y: p.y, width: W, height: H, rx: 6, fill: LANG[n.language] || hashColor(n.language || "?") }));
+      grp.append(mk("text", { x: p.x + 8, y: p.y + H / 2 + 4, fill: n.language === "python" || n.language === "javascript" ? "#1f1f1f" : "#fff" },
+        n.service + " · " + (n.language || "unknown")));
+      svg.append(grp);
+    }
+    st.textContent = g.nodes.length ? "From the " + g.spans + " most recent spans of the last 24 h." : "No spans in the last 24 h.";
+  }
 
   // Search: traces with a span matching every filter, newest first; a
   // result loads its timeline.
