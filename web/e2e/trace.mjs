@@ -101,9 +101,24 @@ try {
   const detail = await page.textContent("#detail");
   assert.match(detail, /price-scala · GET \/price/);
   assert.match(detail, /scala \(heuristic\)/);
-  assert.match(detail, /scala-library/, "the resource's command line shows why it is Scala");
+  // The class path is long: folded, with a button that shows it all.
+  const folded = page.locator("#detail td", { hasText: "trace/testdata/scalasvc" }).first();
+  assert.doesNotMatch(await folded.textContent(), /scala-library/, "a long value is folded");
+  await folded.locator("button.show-all").click();
+  assert.match(await folded.textContent(), /scala-library/, "the resource's command line shows why it is Scala");
+  // The span table: by self time first, then by duration.
+  await page.click("#span-table-section > summary");
+  const bySelf = await page.$$eval("#spans-by tbody tr", (rs) => rs.length);
+  assert.equal(bySelf, 8);
+  await page.click("#spans-by thead button >> text=Duration");
+  assert.equal(await page.getAttribute("#spans-by", "data-by"), "duration");
+  const durs = await page.$$eval("#spans-by tbody tr td:nth-child(2)", (tds) => tds.map((t) => t.textContent));
+  assert.equal(durs[0], "GET /checkout", "the root lasts longest");
+  // The download is the trace as OTLP/JSON.
+  assert.match(await page.getAttribute("#download", "href"), /^\/api\/v1\/traces\/[0-9a-f]{32}\?format=otlp$/);
   await page.screenshot({ path: ARTIFACTS + "/trace-flame-selected.png", fullPage: true });
   // Zoomed into the Scala span: Escape zooms out again; c collapses it.
+  await page.focus("#flame");
   await page.keyboard.press("Escape");
   const tall = await page.$eval("#flame", (c) => c.clientHeight);
   await page.keyboard.press("c");
@@ -119,6 +134,13 @@ try {
     await page.goBack();
     await page.waitForFunction(() => document.getElementById("flame").dataset.spans === "8", null, { timeout: 30000 });
     assert.equal(await page.evaluate(() => location.hash), "#" + TRACE_ID);
+    // A link's target, "#trace/span", selects that span.
+    const scalaID = await page.evaluate(async ([id, token]) => {
+      const r = await fetch("/api/v1/traces/" + id, { headers: { Authorization: "Bearer " + token } });
+      return (await r.json()).data.spans.find((s) => s.name === "price lookup").span_id;
+    }, [TRACE_ID, TOKEN]);
+    await page.evaluate(([id, span]) => { location.hash = "#" + id + "/" + span; }, [TRACE_ID, scalaID]);
+    await page.waitForFunction(() => /price lookup/.test(document.getElementById("detail").textContent), null, { timeout: 30000 });
   }
 
   if (BIG_TRACE_ID) {

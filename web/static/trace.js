@@ -8,9 +8,11 @@
   const form = $("lookup"), idInput = $("trace-id"), skewInput = $("skew");
   const colorBy = $("color-by"), status = $("status"), section = $("trace");
   const canvas = $("flame"), tooltip = $("tooltip"), detail = $("detail"), legend = $("legend");
-  const ruler = $("ruler"), windowLabel = $("window-label");
+  const ruler = $("ruler"), windowLabel = $("window-label"), download = $("download");
   const ctx = canvas.getContext("2d");
   const ROW = 20;
+  const FOLD = 300; // characters of a value shown before "show all"
+  const TABLE_ROWS = 200; // the span table lists the top rows by its sort
   const LANG = { go: "#00add8", python: "#f2c94c", scala: "#dc322f", java: "#b07219", kotlin: "#a97bff",
     javascript: "#e8d44d", rust: "#dea584", "c++": "#f34b7d", ruby: "#cc342d", dotnet: "#512bd4", php: "#777bb4" };
   const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
@@ -27,7 +29,13 @@
   // A page written by `triad trace --format html` carries its trace and
   // has no lookup form.
   const embedded = $("trace-data");
-  if (form && location.hash.length === 33) idInput.value = location.hash.slice(1);
+  // The hash is the trace ID, optionally "/span ID" to select a span.
+  function fromHash() {
+    const m = /^#([0-9a-fA-F]{32})(?:\/([0-9a-fA-F]{16}))?$/.exec(location.hash);
+    return m ? { trace: m[1].toLowerCase(), span: (m[2] || "").toLowerCase() } : null;
+  }
+  let wantSpan = "";
+  if (form && fromHash()) { idInput.value = fromHash().trace; wantSpan = fromHash().span; }
 
   function hashColor(s) {
     let h = 0;
@@ -71,17 +79,30 @@
     canvas.dataset.renderMs = (t2 - t1).toFixed(1);
     status.textContent = "Drawn " + view.summary.spans + " spans in " + (t2 - t1).toFixed(0) + " ms (fetched in " + (t1 - t0).toFixed(0) + " ms).";
     // A new trace is a new history entry, so Back returns to the last one.
-    if (location.hash !== "#" + id) history.pushState(null, "", "#" + id);
+    if (!location.hash.startsWith("#" + id)) history.pushState(null, "", "#" + id);
+    download.href = "/api/v1/traces/" + id + "?format=otlp";
+    download.download = "trace-" + id + ".otlp.json";
+    selectWanted();
   }
 
   // Deep links follow the hash: typing one, Back and Forward load that
   // trace.
   window.addEventListener("hashchange", () => {
-    const h = location.hash.slice(1).toLowerCase();
-    if (!form || !/^[0-9a-f]{32}$/.test(h) || (view && view.summary.trace_id === h)) return;
-    idInput.value = h;
-    load(h);
+    const h = fromHash();
+    if (!form || !h) return;
+    wantSpan = h.span;
+    if (view && view.summary.trace_id === h.trace) { selectWanted(); return; }
+    idInput.value = h.trace;
+    load(h.trace);
   });
+
+  // selectWanted selects the span the hash names, once its trace is shown.
+  function selectWanted() {
+    if (!wantSpan || !view) return;
+    const i = spans.findIndex((s) => s.span_id === wantSpan);
+    wantSpan = "";
+    if (i >= 0) select(i, true);
+  }
 
   function show(data) {
     view = data;
@@ -94,7 +115,43 @@
     layout();
     draw();
     showDetail(-1);
+    selfTimes();
+    spanTable("self");
     canvas.dataset.spans = String(view.summary.spans);
+  }
+
+  // selfTimes sets each span's self time: its duration less the time at
+  // least one of its children ran (children clipped to it).
+  function selfTimes() {
+    const kids = new Map();
+    spans.forEach((sp, i) => { if (sp.parent >= 0) (kids.get(sp.parent) || kids.set(sp.parent, []).get(sp.parent)).push(i); });
+    spans.forEach((sp, i) => {
+      const a = sp.offset_ns, b = a + sp.duration_ns;
+      const iv = (kids.get(i) || []).map((c) => [Math.max(a, spans[c].offset_ns), Math.min(b, spans[c].offset_ns + spans[c].duration_ns)])
+        .filter(([x, y]) => y > x).sort((p, q) => p[0] - q[0]);
+      let covered = 0, end = a;
+      for (const [x, y] of iv) { if (y > end) { covered += y - Math.max(x, end); end = y; } }
+      sp.self_ns = Math.max(0, sp.duration_ns - covered);
+    });
+  }
+
+  // spanTable lists the top spans by self time or duration; a row
+  // selects its span.
+  function spanTable(by) {
+    const box = $("span-table");
+    if (!box || typeof triad === "undefined") return;
+    const key = by === "self" ? "self_ns" : "duration_ns";
+    const order = spans.map((_, i) => i).filter((i) => !spans[i].placeholder).sort((x, y) => spans[y][key] - spans[x][key]).slice(0, TABLE_ROWS);
+    const { el } = triad;
+    const head = (label, k) => el("th", { scope: "col" }, el("button", { type: "button", className: "sort", "aria-pressed": String(k === by), onclick: () => spanTable(k) }, label + (k === by ? " ▼" : "")));
+    const t = el("table", { id: "spans-by" , "data-by": by },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Service"), el("th", { scope: "col" }, "Operation"), head("Self time", "self"), head("Duration", "duration"), el("th", { scope: "col" }, "Starts at"))),
+      el("tbody", {}, order.map((i) => {
+        const sp = spans[i];
+        return el("tr", { onclick: () => select(i, true), dataset: { span: sp.span_id } },
+          el("td", {}, sp.service), el("td", {}, sp.name), el("td", {}, fmtDur(sp.self_ns)), el("td", {}, fmtDur(sp.duration_ns)), el("td", {}, "+" + fmtDur(sp.offset_ns)));
+      })));
+    box.replaceChildren(t, el("p", { className: "hint" }, spans.length > TABLE_ROWS ? "The top " + TABLE_ROWS + " of " + view.summary.spans + " spans." : ""));
   }
 
   function renderSummary() {
@@ -298,7 +355,17 @@
       th.textContent = k;
       const td = document.createElement("td");
       const v = obj[k];
-      td.textContent = typeof v === "string" ? v : JSON.stringify(v);
+      const text = typeof v === "string" ? v : JSON.stringify(v);
+      if (text.length > FOLD) {
+        // A long value is folded: its start, and a button for the rest.
+        td.textContent = text.slice(0, FOLD) + "… ";
+        const more = document.createElement("button");
+        more.type = "button";
+        more.className = "show-all";
+        more.textContent = "show all (" + text.length + " characters)";
+        more.addEventListener("click", () => { td.textContent = text; });
+        td.append(more);
+      } else td.textContent = text;
       tr.append(th, td);
       t.append(tr);
     }
@@ -346,9 +413,23 @@
       detail.append(table("Events", ev));
     }
     if (sp.links && sp.links.length) {
-      const ln = {};
-      sp.links.forEach((l, n) => { ln["link " + (n + 1)] = l.trace_id + "/" + l.span_id; });
-      detail.append(table("Links", ln));
+      // Each link opens the linked trace with the linked span selected.
+      const box = document.createElement("div");
+      const h4 = document.createElement("h3");
+      h4.textContent = "Links";
+      const ul = document.createElement("ul");
+      ul.className = "links";
+      for (const l of sp.links) {
+        const li = document.createElement("li");
+        const a = document.createElement("a");
+        a.href = "#" + l.trace_id + "/" + l.span_id;
+        a.textContent = l.trace_id + " / " + l.span_id;
+        li.append(a);
+        if (l.attributes && Object.keys(l.attributes).length) li.append(document.createTextNode(" " + JSON.stringify(l.attributes)));
+        ul.append(li);
+      }
+      box.append(h4, ul);
+      detail.append(box);
     }
   }
 
