@@ -45,6 +45,8 @@ try {
   // On arrival: recent traces are listed, and the service dropdown lists
   // the services that sent spans (the sample services').
   await page.waitForSelector("#found-table tbody tr", { timeout: 30000 });
+  // The found traces are plotted too, one dot each.
+  assert.equal(await page.$$eval("#scatter circle", (cs) => cs.length), await page.$$eval("#found-table tbody tr", (rs) => rs.length));
   await page.waitForFunction(() => document.querySelectorAll("#service option").length > 1, null, { timeout: 30000 });
   const services = await page.$$eval("#service option", (os) => os.map((o) => o.value));
   for (const s of ["checkout-go", "quote-py", "price-scala"]) assert.ok(services.includes(s), "the service dropdown lists " + s + ": " + services);

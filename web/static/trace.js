@@ -574,6 +574,41 @@
     st.textContent = g.nodes.length ? "From the " + g.spans + " most recent spans of the last 24 h." : "No spans in the last 24 h.";
   }
 
+  // scatter plots the found traces, duration against start time (as
+  // Jaeger's search does): red dots had errors; a dot opens its trace.
+  function scatter(found) {
+    const svg = $("scatter");
+    if (!svg) return;
+    svg.hidden = !found.length;
+    svg.replaceChildren();
+    if (!found.length) return;
+    const NS = "http://www.w3.org/2000/svg";
+    const w = svg.clientWidth || 800, h = 160, pad = 28;
+    svg.setAttribute("viewBox", "0 0 " + w + " " + h);
+    const t0 = Math.min(...found.map((f) => f.start_unix_nano)), t1 = Math.max(...found.map((f) => f.start_unix_nano));
+    const dmax = Math.max(1, ...found.map((f) => f.duration_ns));
+    const x = (f) => pad + ((f.start_unix_nano - t0) / Math.max(1, t1 - t0)) * (w - 2 * pad);
+    const y = (f) => h - pad + 8 - (f.duration_ns / dmax) * (h - 2 * pad);
+    const label = (tx, ty, text, anchor) => {
+      const t = document.createElementNS(NS, "text");
+      for (const [k, v] of Object.entries({ x: tx, y: ty, "text-anchor": anchor, fill: "#5f6368", "font-size": 11 })) t.setAttribute(k, v);
+      t.textContent = text;
+      svg.append(t);
+    };
+    label(4, 14, fmtDur(dmax), "start");
+    label(4, h - 6, new Date(t0 / 1e6).toLocaleTimeString(), "start");
+    label(w - 4, h - 6, new Date(t1 / 1e6).toLocaleTimeString(), "end");
+    for (const f of found) {
+      const c = document.createElementNS(NS, "circle");
+      for (const [k, v] of Object.entries({ cx: x(f), cy: y(f), r: 3 + Math.min(6, Math.log10(f.spans + 1) * 2), fill: f.errors ? "#d93025" : "#1a73e8", "fill-opacity": 0.7, "data-trace": f.trace_id })) c.setAttribute(k, v);
+      const title = document.createElementNS(NS, "title");
+      title.textContent = f.root_service + " · " + f.root_name + " — " + fmtDur(f.duration_ns) + ", " + f.spans + " spans" + (f.errors ? ", " + f.errors + " errors" : "");
+      c.append(title);
+      c.addEventListener("click", () => { location.hash = "#" + f.trace_id; });
+      svg.append(c);
+    }
+  }
+
   // Search: traces with a span matching every filter, newest first; a
   // result loads its timeline.
   function searchForm() {
@@ -606,6 +641,7 @@
           ["Duration", (f) => fmtDur(f.duration_ns)], ["Spans", (f) => String(f.spans)], ["Errors", (f) => String(f.errors)],
           ["Services", (f) => f.services.join(", ")],
         ], res.traces, { id: "found-table" }) : el("p", { className: "hint" }, "No trace matches."));
+        scatter(res.traces);
       } catch (e) {
         found.replaceChildren(el("p", { className: "error" }, e.message));
       }
