@@ -164,6 +164,36 @@ func (s *Server) getSpan(c *gin.Context) (any, error) {
 	return v, nil
 }
 
+// compareTraces sets two traces side by side: their summaries and their
+// structure by call path (counts and summed durations per position, and
+// the spans only one of them has). Both are read without details.
+func (s *Server) compareTraces(c *gin.Context) (any, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, err
+	}
+	var both [2]*trace.Assembled
+	for i, p := range []string{c.Param("id"), c.Param("other")} {
+		id, err := trace.ParseTraceID(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+		}
+		spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans, 0)
+		if err != nil {
+			return nil, unavailable("span store (postgres)", err)
+		}
+		if len(spans) == 0 {
+			return nil, fmt.Errorf("%w: trace %s has no spans", ErrNotFound, id)
+		}
+		both[i] = trace.Assemble(id, spans, trace.AssembleOptions{Languages: tr.Languages})
+		if more {
+			both[i].Summary.Partial = true
+			both[i].Summary.Status = fmt.Sprintf("partial: compared by its first %d spans (trace.max_trace_spans)", tr.MaxSpans)
+		}
+	}
+	return trace.Compare(both[0], both[1]), nil
+}
+
 // maxNames bounds a list of services or operations.
 const maxNames = 1000
 

@@ -273,3 +273,32 @@ func TestLogHandlerAddsTraceID(t *testing.T) {
 	require.Contains(t, lines[0], "trace_id=0af7651916cd43dd8448eb211c80319c span_id=b7ad6b7169203331")
 	require.NotContains(t, lines[1], "trace_id")
 }
+
+// TestCompare: two runs of the same request line up by call path; a span
+// only one run made is counted on its side; durations are summed per
+// position.
+func TestCompare(t *testing.T) {
+	a := Assemble(tid, []Span{
+		named(span(1, 0, "go", 0, 100), "GET /checkout"),
+		named(span(2, 1, "python", 10, 60), "GET /quote"),
+		named(span(3, 1, "python", 60, 90), "GET /quote"),
+		named(span(4, 2, "scala", 20, 50), "price"),
+	}, AssembleOptions{})
+	b := Assemble(tid, []Span{
+		named(span(1, 0, "go", 0, 300), "GET /checkout"),
+		named(span(2, 1, "python", 10, 250), "GET /quote"),
+		named(span(5, 2, "scala", 20, 240), "price"),
+		named(span(6, 1, "go", 260, 280), "retry"),
+	}, AssembleOptions{})
+	c := Compare(a, b)
+	require.Equal(t, []CompareRow{
+		{Path: "go GET /checkout", Service: "go", Name: "GET /checkout", CountA: 1, CountB: 1, DurationA: 100, DurationB: 300},
+		{Path: "go GET /checkout > python GET /quote", Depth: 1, Service: "python", Name: "GET /quote", CountA: 2, CountB: 1, DurationA: 80, DurationB: 240},
+		{Path: "go GET /checkout > python GET /quote > scala price", Depth: 2, Service: "scala", Name: "price", CountA: 1, CountB: 1, DurationA: 30, DurationB: 220},
+		{Path: "go GET /checkout > go retry", Depth: 1, Service: "go", Name: "retry", CountB: 1, DurationB: 20},
+	}, c.Rows)
+	require.Zero(t, c.OnlyA)
+	require.Equal(t, 1, c.OnlyB)
+	require.Equal(t, int64(100), c.A.Duration)
+	require.Equal(t, int64(300), c.B.Duration)
+}

@@ -116,6 +116,12 @@ try {
   assert.equal(await page.getAttribute("#spans-by", "data-by"), "duration");
   const durs = await page.$$eval("#spans-by tbody tr td:nth-child(2)", (tds) => tds.map((t) => t.textContent));
   assert.equal(durs[0], "GET /checkout", "the root lasts longest");
+  // Compared with itself: every position in both, nothing only in one.
+  await page.fill("#compare-id", TRACE_ID);
+  await page.click("#compare-form button[type=submit]");
+  await page.waitForSelector("#compare-table tbody tr", { timeout: 30000 });
+  assert.match(await page.textContent("#compare"), /0 spans only in A, 0 only in B/);
+  assert.equal(await page.$$eval("#compare-table tr.only-a, #compare-table tr.only-b", (rs) => rs.length), 0);
   // The download is the trace as OTLP/JSON.
   assert.match(await page.getAttribute("#download", "href"), /^\/api\/v1\/traces\/[0-9a-f]{32}\?format=otlp$/);
   await page.screenshot({ path: ARTIFACTS + "/trace-flame-selected.png", fullPage: true });

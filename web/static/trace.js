@@ -574,6 +574,31 @@
     st.textContent = g.nodes.length ? "From the " + g.spans + " most recent spans of the last 24 h." : "No spans in the last 24 h.";
   }
 
+  // Compare: the shown trace (A) and another (B) side by side by call
+  // path; rows only one of them has are tinted.
+  const compareForm = $("compare-form");
+  if (compareForm) compareForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const box = $("compare"), other = $("compare-id").value.trim().toLowerCase();
+    const { el, api } = triad;
+    try {
+      const c = await api("GET", "/api/v1/traces/" + view.summary.trace_id + "/compare/" + encodeURIComponent(other));
+      const diff = (a, b) => (a && b ? (b >= a ? "+" : "−") + fmtDur(Math.abs(b - a)) : "");
+      box.replaceChildren(
+        el("p", {}, "A " + fmtDur(c.a.duration_ns) + ", " + c.a.spans + " spans · B " + fmtDur(c.b.duration_ns) + ", " + c.b.spans + " spans · " +
+          c.only_a_spans + " spans only in A, " + c.only_b_spans + " only in B"),
+        el("table", { id: "compare-table" },
+          el("thead", {}, el("tr", {}, ["Position", "A spans", "B spans", "A time", "B time", "B − A"].map((h) => el("th", { scope: "col" }, h)))),
+          el("tbody", {}, c.rows.map((r) => el("tr", { className: r.count_b === 0 ? "only-a" : r.count_a === 0 ? "only-b" : "" },
+            el("td", {}, "\u00a0\u00a0".repeat(r.depth) + (r.service ? r.service + " · " : "") + r.name),
+            el("td", {}, String(r.count_a)), el("td", {}, String(r.count_b)),
+            el("td", {}, r.count_a ? fmtDur(r.duration_a_ns) : "—"), el("td", {}, r.count_b ? fmtDur(r.duration_b_ns) : "—"),
+            el("td", {}, diff(r.duration_a_ns, r.duration_b_ns)))))));
+    } catch (e) {
+      box.replaceChildren(el("p", { className: "error" }, e.message));
+    }
+  });
+
   // scatter plots the found traces, duration against start time (as
   // Jaeger's search does): red dots had errors; a dot opens its trace.
   function scatter(found) {
