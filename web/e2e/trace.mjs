@@ -21,7 +21,7 @@ const browser = await chromium.launch({
 });
 const out = {};
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1600 } });
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   // The login check answers 401 before the login: the browser logs it.
@@ -100,6 +100,15 @@ try {
   assert.ok(Number(zoomed.start) > Number(whole.start), "the window starts later");
   assert.match(await page.textContent("#window-label"), /^Zoomed: \+.* of .*% shown\)$/);
   out.ruler = { whole, zoomed };
+  // Dragging the minimap's window pans: same width, another start.
+  const mm = await page.locator("#minimap").boundingBox();
+  await page.mouse.move(mm.x + mm.width * 0.5, mm.y + mm.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(mm.x + mm.width * 0.1, mm.y + mm.height / 2, { steps: 5 });
+  await page.mouse.up();
+  const panned = await page.$eval("#ruler", (r) => ({ ...r.dataset }));
+  assert.ok(Number(panned.start) < Number(zoomed.start), "the window moved earlier");
+  assert.ok(Math.abs((Number(panned.end) - Number(panned.start)) - (Number(zoomed.end) - Number(zoomed.start))) <= 1, "and kept its width");
   const detail = await page.textContent("#detail");
   assert.match(detail, /price-scala · GET \/price/);
   assert.match(detail, /scala \(heuristic\)/);

@@ -8,7 +8,7 @@
   const form = $("lookup"), idInput = $("trace-id"), skewInput = $("skew");
   const colorBy = $("color-by"), status = $("status"), section = $("trace");
   const canvas = $("flame"), tooltip = $("tooltip"), detail = $("detail"), legend = $("legend");
-  const ruler = $("ruler"), windowLabel = $("window-label"), download = $("download");
+  const ruler = $("ruler"), windowLabel = $("window-label"), download = $("download"), minimap = $("minimap");
   const ctx = canvas.getContext("2d");
   const ROW = 20;
   const FOLD = 300; // characters of a value shown before "show all"
@@ -258,8 +258,61 @@
       " to +" + fmtDur(Math.round(end)) + " of " + fmtDur(total) + " (" + (100 * Math.min(1, win.dur / total)).toFixed(1) + "% shown)";
   }
 
+  // drawMinimap shows the whole trace, a pixel column per time slice
+  // shaded by how many spans run in it, and the visible window as a box.
+  let density = null; // per column, for the current trace and width
+  function drawMinimap() {
+    if (!minimap) return;
+    const w = canvas.clientWidth, h = 40, dpr = window.devicePixelRatio || 1;
+    minimap.width = Math.floor(w * dpr);
+    minimap.height = Math.floor(h * dpr);
+    minimap.style.width = w + "px";
+    const mc = minimap.getContext("2d");
+    mc.setTransform(dpr, 0, 0, dpr, 0, 0);
+    mc.clearRect(0, 0, w, h);
+    const total = Math.max(1, view.summary.duration_ns);
+    if (!density || density.w !== w || density.view !== view) {
+      const cols = new Float64Array(w + 1);
+      for (const sp of spans) {
+        if (sp.placeholder) continue;
+        const a = Math.floor((sp.offset_ns / total) * w), b = Math.ceil(((sp.offset_ns + sp.duration_ns) / total) * w);
+        cols[Math.max(0, a)] += 1;
+        cols[Math.min(w, Math.max(a + 1, b))] -= 1;
+      }
+      let run = 0, max = 1;
+      for (let x = 0; x <= w; x++) { run += cols[x]; cols[x] = run; max = Math.max(max, run); }
+      density = { w, view, cols, max };
+    }
+    mc.fillStyle = "#1a73e8";
+    for (let x = 0; x < w; x++) {
+      const v = density.cols[x] / density.max;
+      if (v > 0) mc.fillRect(x, h - 2 - v * (h - 6), 1, v * (h - 6));
+    }
+    const x0 = (win.start / total) * w, x1 = ((win.start + win.dur) / total) * w;
+    mc.fillStyle = "rgba(32,33,36,0.12)";
+    mc.fillRect(x0, 0, Math.max(2, x1 - x0), h);
+    mc.strokeStyle = "#202124";
+    mc.lineWidth = 1;
+    mc.strokeRect(x0 + 0.5, 0.5, Math.max(2, x1 - x0) - 1, h - 1);
+    minimap.dataset.window = Math.round(x0) + "-" + Math.round(x1);
+  }
+  if (minimap) {
+    // Dragging moves the window (its width kept); a click centres it.
+    let dragging = false;
+    const moveTo = (ev) => {
+      const r = minimap.getBoundingClientRect(), total = Math.max(1, view.summary.duration_ns);
+      const centre = ((ev.clientX - r.left) / r.width) * total;
+      win.start = Math.min(Math.max(0, centre - win.dur / 2), Math.max(0, total - win.dur));
+      draw();
+    };
+    minimap.addEventListener("mousedown", (ev) => { if (!view) return; dragging = true; moveTo(ev); });
+    window.addEventListener("mousemove", (ev) => { if (dragging) moveTo(ev); });
+    window.addEventListener("mouseup", () => { dragging = false; });
+  }
+
   function draw() {
     drawRuler();
+    drawMinimap();
     const w = canvas.clientWidth;
     ctx.clearRect(0, 0, w, canvas.clientHeight);
     ctx.font = "12px system-ui, sans-serif";
