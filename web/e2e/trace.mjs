@@ -11,7 +11,7 @@ import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
-const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, HTML_FILE, ARTIFACTS = "artifacts" } = process.env;
+const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, HUGE_TRACE_ID, HTML_FILE, ARTIFACTS = "artifacts" } = process.env;
 assert.ok(BASE_URL && TOKEN && TRACE_ID, "BASE_URL, TOKEN and TRACE_ID are required");
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -171,6 +171,32 @@ try {
     const h0 = Date.now();
     for (let i = 0; i < 50; i++) await page.mouse.move(bb.x + (bb.width * i) / 50, bb.y + 30);
     out.big.hover50Ms = Date.now() - h0;
+  }
+  if (HUGE_TRACE_ID) {
+    // 50k spans: draw, then hover, zoom and select, each timed from the
+    // test (Playwright's round trips included).
+    await page.goto(BASE_URL + "/ui/trace.html");
+    const t0 = Date.now();
+    const huge = await show(HUGE_TRACE_ID);
+    out.huge = { ...huge, wallMs: Date.now() - t0 };
+    const bb = await page.locator("#flame").boundingBox();
+    const h0 = Date.now();
+    for (let i = 0; i < 50; i++) await page.mouse.move(bb.x + (bb.width * i) / 50, bb.y + 30);
+    out.huge.hover50Ms = Date.now() - h0;
+    const before = await page.$eval("#ruler", (r) => r.dataset.end);
+    const z0 = Date.now();
+    await page.mouse.click(bb.x + bb.width * 0.5, bb.y + 10); // the root: zoomed into, with a margin
+    await page.waitForFunction((b) => document.getElementById("ruler").dataset.end !== b, before, { timeout: 30000 });
+    out.huge.zoomSelectMs = Date.now() - z0;
+    const s0 = Date.now();
+    await page.focus("#flame");
+    await page.keyboard.press("ArrowDown");
+    await page.waitForFunction(() => document.getElementById("detail").textContent.length > 0, null, { timeout: 30000 });
+    out.huge.keySelectMs = Date.now() - s0;
+    const e0 = Date.now();
+    await page.keyboard.press("Escape");
+    out.huge.zoomOutMs = Date.now() - e0;
+    await page.screenshot({ path: ARTIFACTS + "/trace-flame-50k.png" });
   }
   if (HTML_FILE) {
     // `triad trace --format html`: the same view from a file, no server.

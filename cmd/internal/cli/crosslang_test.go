@@ -242,6 +242,16 @@ func TestCrossLanguageTrace(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// A 50k-span trace: the page must stay usable (times reported, not
+	// asserted).
+	huge := trace.TraceID{0xb1, 0x6, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}
+	payload, err = ptraceotlp.NewExportRequestFromTraces(trace.SyntheticTrace(huge, 50000, time.Now().Add(-time.Minute))).MarshalProto()
+	require.NoError(t, err)
+	resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
 	// The CLI renders it whole (the time is logged, not asserted).
 	t0 := time.Now()
 	code, text, errs = run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, big.String())
@@ -260,15 +270,17 @@ func TestCrossLanguageTrace(t *testing.T) {
 	node := exec.Command("node", "trace.mjs")
 	node.Dir = e2e
 	node.Env = append(os.Environ(), "BASE_URL=http://"+a.Addr, "TOKEN="+replicaToken, "TRACE_ID="+answer.TraceID,
-		"BIG_TRACE_ID="+big.String(), "HTML_FILE="+htmlFile, "ARTIFACTS="+artifacts)
+		"BIG_TRACE_ID="+big.String(), "HUGE_TRACE_ID="+huge.String(), "HTML_FILE="+htmlFile, "ARTIFACTS="+artifacts)
 	got, err := node.CombinedOutput()
 	require.NoError(t, err, "browser test: %s", got)
 	t.Logf("browser (first render measured in the page; screenshots in %s): %s", artifacts, got)
 	var measured struct {
-		Big struct{ Spans int } `json:"big"`
+		Big  struct{ Spans int } `json:"big"`
+		Huge struct{ Spans int } `json:"huge"`
 	}
 	require.NoError(t, json.Unmarshal(bytes.TrimSpace(got[bytes.LastIndexByte(bytes.TrimSpace(got), '\n')+1:]), &measured))
 	require.Equal(t, 10000, measured.Big.Spans, "the page drew all 10k spans")
+	require.Equal(t, 50000, measured.Huge.Spans, "the page drew all 50k spans")
 	for _, f := range []string{"trace-flame.png", "trace-flame-big.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, f))
 		require.NoError(t, err)
