@@ -14,6 +14,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/trace"
@@ -187,4 +191,39 @@ func TestBatcherIsolatesARefusedRequest(t *testing.T) {
 	defer st.mu.Unlock()
 	require.Len(t, st.writes[0], 3, "the three requests were batched together first")
 	require.Len(t, st.writes, 4, "then each written alone")
+}
+
+// bytesCodec sends a message's bytes as they are (a test's malformed
+// request).
+type bytesCodec struct{}
+
+func (bytesCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (bytesCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append([]byte(nil), data...)
+	return nil
+}
+func (bytesCodec) Name() string { return "proto" }
+
+// TestGRPCMalformedIsInvalidArgument: bytes that are not an OTLP export
+// request get INVALID_ARGUMENT (not INTERNAL, which senders read as the
+// server's fault), and a well-formed request on the same connection is
+// still stored.
+func TestGRPCMalformedIsInvalidArgument(t *testing.T) {
+	t.Parallel()
+	r := newReceiver(t, trace.DefaultConfig())
+	conn, err := grpc.NewClient(r.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	bad := []byte{0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01} // a field longer than the message
+	var out []byte
+	err = conn.Invoke(t.Context(), "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &bad, &out, grpc.ForceCodec(bytesCodec{}))
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), "malformed OTLP protobuf")
+
+	resp, err := ptraceotlp.NewGRPCClient(conn).Export(t.Context(), ptraceotlp.NewExportRequestFromTraces(request(77, "after-bad")))
+	require.NoError(t, err)
+	require.EqualValues(t, 2, resp.PartialSuccess().RejectedSpans(), "the usual zero-ID spans")
+	spans, _, err := r.store.Trace(t.Context(), trace.TraceID(traceID(77)), 100, 100)
+	require.NoError(t, err)
+	require.Len(t, spans, 4)
 }

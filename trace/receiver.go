@@ -319,17 +319,90 @@ func httpToCode(status int) codes.Code {
 	return codes.Unavailable
 }
 
-// RegisterGRPC registers the OTLP trace service on s.
-func (r *Receiver) RegisterGRPC(s *grpc.Server) { ptraceotlp.RegisterGRPCServer(s, &grpcService{r: r}) }
+// RegisterGRPC registers the OTLP trace service on s (built with
+// GRPCServerOptions).
+func (r *Receiver) RegisterGRPC(s *grpc.Server) {
+	s.RegisterService(&traceServiceDesc, &grpcService{r: r})
+}
 
-// GRPCServerOptions are the options the gRPC server should be built with:
-// the body limit (larger messages get RESOURCE_EXHAUSTED).
+// GRPCServerOptions are the options the gRPC server must be built with:
+// the body limit (larger messages get RESOURCE_EXHAUSTED), and a codec
+// that hands the OTLP service its request's bytes undecoded, so a
+// malformed request is INVALID_ARGUMENT (grpc-go answers a codec failure
+// with INTERNAL, which senders read as a server fault).
 func (r *Receiver) GRPCServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.MaxRecvMsgSize(r.cfg.MaxBodyBytes)}
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(r.cfg.MaxBodyBytes), grpc.ForceServerCodec(rawCodec{})}
+}
+
+// rawFrame is a gRPC message's bytes, undecoded.
+type rawFrame struct{ b []byte }
+
+// rawCodec moves messages as bytes (rawFrame); the handler decodes them.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	f, ok := v.(*rawFrame)
+	if !ok {
+		return nil, fmt.Errorf("otlp grpc codec: cannot marshal %T", v)
+	}
+	return f.b, nil
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	f, ok := v.(*rawFrame)
+	if !ok {
+		return fmt.Errorf("otlp grpc codec: cannot unmarshal into %T", v)
+	}
+	f.b = append(f.b[:0], data...) // gRPC may reuse data's buffer
+	return nil
+}
+
+func (rawCodec) Name() string { return "proto" }
+
+// rawExporter is what the service descriptor's handler calls.
+type rawExporter interface {
+	exportRaw(ctx context.Context, req []byte) (*rawFrame, error)
+}
+
+// traceServiceDesc is the OTLP trace service
+// (opentelemetry.proto.collector.trace.v1.TraceService/Export) over
+// rawCodec.
+var traceServiceDesc = grpc.ServiceDesc{
+	ServiceName: "opentelemetry.proto.collector.trace.v1.TraceService",
+	HandlerType: (*rawExporter)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Export",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			in := new(rawFrame)
+			if err := dec(in); err != nil {
+				return nil, err
+			}
+			return srv.(rawExporter).exportRaw(ctx, in.b)
+		},
+	}},
+	Metadata: "opentelemetry/proto/collector/trace/v1/trace_service.proto",
+}
+
+// exportRaw decodes one request (malformed: INVALID_ARGUMENT) and
+// exports it.
+func (g *grpcService) exportRaw(ctx context.Context, req []byte) (*rawFrame, error) {
+	er := ptraceotlp.NewExportRequest()
+	if err := er.UnmarshalProto(req); err != nil {
+		g.r.m.requests.WithLabelValues("grpc", "protobuf", codes.InvalidArgument.String()).Inc()
+		return nil, status.Error(codes.InvalidArgument, "malformed OTLP protobuf: "+err.Error())
+	}
+	resp, err := g.Export(ctx, er)
+	if err != nil {
+		return nil, err
+	}
+	b, err := resp.MarshalProto()
+	if err != nil {
+		return nil, status.Error(codes.Internal, "encode the answer: "+err.Error())
+	}
+	return &rawFrame{b: b}, nil
 }
 
 type grpcService struct {
-	ptraceotlp.UnimplementedGRPCServer
 	r *Receiver
 }
 
