@@ -12,6 +12,7 @@
   const ctx = canvas.getContext("2d");
   const ROW = 20;
   const FOLD = 300; // characters of a value shown before "show all"
+  const EVENTS = 20; // events of a span shown before "show all"
   const TABLE_ROWS = 200; // the span table lists the top rows by its sort
   const LANG = { go: "#00add8", python: "#f2c94c", scala: "#dc322f", java: "#b07219", kotlin: "#a97bff",
     javascript: "#e8d44d", rust: "#dea584", "c++": "#f34b7d", ruby: "#cc342d", dotnet: "#512bd4", php: "#777bb4" };
@@ -461,9 +462,23 @@
     detail.append(h);
     for (const part of [table("Span", facts), table("Attributes", sp.attributes), table("Resource", view.resources[sp.resource])]) if (part) detail.append(part);
     if (sp.events && sp.events.length) {
-      const ev = {};
-      for (const e of sp.events) ev["+" + fmtDur(Math.max(0, e.time_unix_nano - (view.summary.start_unix_nano + sp.offset_ns))) + " " + e.name] = e.attributes || {};
-      detail.append(table("Events", ev));
+      // The first EVENTS events, and a button for the rest: a span's
+      // details stay a few screens however many events it has.
+      const render = (n) => {
+        const ev = {};
+        for (const e of sp.events.slice(0, n)) ev["+" + fmtDur(Math.max(0, e.time_unix_nano - (view.summary.start_unix_nano + sp.offset_ns))) + " " + e.name] = e.attributes || {};
+        const t = table("Events", ev);
+        if (sp.events.length > n) {
+          const more = document.createElement("button");
+          more.type = "button";
+          more.className = "show-all";
+          more.textContent = "show all " + sp.events.length + " events";
+          more.addEventListener("click", () => t.replaceWith(render(sp.events.length)));
+          t.append(more);
+        }
+        return t;
+      };
+      detail.append(render(EVENTS));
     }
     if (sp.links && sp.links.length) {
       // Each link opens the linked trace with the linked span selected.
