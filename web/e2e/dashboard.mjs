@@ -115,11 +115,14 @@ try {
 
   // --- a trace: flame timeline, payloads as text ---
   await page.click("header nav a:text('Traces')");
-  await page.fill("#search input[name=service]", "checkout-go");
+  // The service dropdown lists the services that sent spans.
+  await page.waitForFunction(() => [...document.querySelectorAll("#service option")].some((o) => o.value === "checkout-go"), null, { timeout: 20000 });
+  await page.selectOption("#service", "checkout-go");
   await page.click("#search button[type=submit]");
   await page.waitForSelector("#found-table a:text('" + TRACE_ID + "')");
   await page.click("#found-table a:text('" + TRACE_ID + "')");
   await page.waitForFunction(() => document.getElementById("flame").dataset.spans === "3", null, { timeout: 20000 });
+  await page.locator("#flame").scrollIntoViewIfNeeded();
   const box = await page.locator("#flame").boundingBox();
   await page.mouse.click(box.x + box.width * 0.5, box.y + 2 + 8);
   await page.waitForFunction(() => document.getElementById("detail").textContent.includes("comment"));
