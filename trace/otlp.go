@@ -87,24 +87,26 @@ func FromOTLP(td ptrace.Traces, lim Limits) Decoded {
 			spans := ss.Spans()
 			for i := range spans.Len() {
 				sp := spans.At(i)
-				at := fmt.Sprintf("resource %d scope %d span %d", r, x, i)
+				// Where the span is, for a rejection's reason (formatted only
+				// then: this loop runs for every span received).
+				at := func() string { return fmt.Sprintf("resource %d scope %d span %d", r, x, i) }
 				tid, sid := TraceID(sp.TraceID()), SpanID(sp.SpanID())
 				start, end := int64(sp.StartTimestamp()), int64(sp.EndTimestamp())
 				switch {
 				case tid.IsZero():
-					d.reject(at + ": trace_id is all zero")
+					d.reject(at() + ": trace_id is all zero")
 					continue
 				case sid.IsZero():
-					d.reject(at + ": span_id is all zero")
+					d.reject(at() + ": span_id is all zero")
 					continue
 				case start <= 0 || end <= 0:
-					d.reject(fmt.Sprintf("%s (%s): start and end times must be set, got %d and %d", at, sid, start, end))
+					d.reject(fmt.Sprintf("%s (%s): start and end times must be set, got %d and %d", at(), sid, start, end))
 					continue
 				case end < start:
-					d.reject(fmt.Sprintf("%s (%s): ends %d ns before it starts", at, sid, start-end))
+					d.reject(fmt.Sprintf("%s (%s): ends %d ns before it starts", at(), sid, start-end))
 					continue
 				case scopeBad != "":
-					d.reject(fmt.Sprintf("%s (%s): its resource or scope holds %s", at, sid, scopeBad))
+					d.reject(fmt.Sprintf("%s (%s): its resource or scope holds %s", at(), sid, scopeBad))
 					continue
 				}
 				s := Span{
@@ -141,7 +143,7 @@ func FromOTLP(td ptrace.Traces, lim Limits) Decoded {
 					}
 				}
 				if bad := s.badText(); bad != "" {
-					d.reject(fmt.Sprintf("%s (%s): holds %s", at, sid, bad))
+					d.reject(fmt.Sprintf("%s (%s): holds %s", at(), sid, bad))
 					continue
 				}
 				d.Spans = append(d.Spans, s)
