@@ -175,7 +175,7 @@ func TestServiceGraph(t *testing.T) {
 		{From: "checkout-go", To: "quote-py", Calls: 3, Errors: 1},
 		{From: "quote-py", To: "price-scala", Calls: 3},
 	}, g.Edges)
-	require.Equal(t, []trace.ServiceNode{{"checkout-go", "go"}, {"price-scala", "java"}, {"quote-py", "python"}}, g.Nodes)
+	require.Equal(t, []trace.ServiceNode{{Service: "checkout-go", Language: "go"}, {Service: "price-scala", Language: "java"}, {Service: "quote-py", Language: "python"}}, g.Nodes)
 
 	calls, err = st.Calls(ctx, now.Add(-time.Hour), 4)
 	require.NoError(t, err)
