@@ -108,6 +108,15 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 	if !detail {
 		v.Lean()
 	}
+	return s.viewAnswer(c, v)
+}
+
+// viewAnswer is v as the caller may see it: redacted as a whole for a
+// viewer the redaction applies to, as it is otherwise.
+func (s *Server) viewAnswer(c *gin.Context, v *trace.View) (any, error) {
+	if !s.redact.applies(c) {
+		return v, nil
+	}
 	body, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
@@ -151,17 +160,7 @@ func (s *Server) getSpan(c *gin.Context) (any, error) {
 			break
 		}
 	}
-	if s.redact.applies(c) {
-		body, err := json.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		if body, err = s.redact.Spans(body); err != nil {
-			return nil, err
-		}
-		return rawJSON(body), nil
-	}
-	return v, nil
+	return s.viewAnswer(c, v)
 }
 
 // compareTraces sets two traces side by side: their summaries and their
@@ -197,6 +196,17 @@ func (s *Server) compareTraces(c *gin.Context) (any, error) {
 // maxNames bounds a list of services or operations.
 const maxNames = 1000
 
+// traceWindow is the trace store and the start of the window ?since asks
+// for: what the services, operations and graph answers read.
+func (s *Server) traceWindow(c *gin.Context) (*Traces, time.Time, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	since, err := namesSince(c)
+	return tr, since, err
+}
+
 // namesSince reads ?since (a Go duration, default 24h, at most the span
 // retention's 90 days).
 func namesSince(c *gin.Context) (time.Time, error) {
@@ -213,11 +223,7 @@ func namesSince(c *gin.Context) (time.Time, error) {
 // listServices lists the services that sent spans since ?since (24h), by
 // name: what the trace search's service dropdown offers.
 func (s *Server) listServices(c *gin.Context) (any, error) {
-	tr, err := s.traceStore()
-	if err != nil {
-		return nil, err
-	}
-	since, err := namesSince(c)
+	tr, since, err := s.traceWindow(c)
 	if err != nil {
 		return nil, err
 	}
@@ -238,11 +244,7 @@ const maxGraphSpans = 200_000
 // (default 24h; at most 200,000 spans) and the calls between them, each
 // service with its language.
 func (s *Server) serviceGraph(c *gin.Context) (any, error) {
-	tr, err := s.traceStore()
-	if err != nil {
-		return nil, err
-	}
-	since, err := namesSince(c)
+	tr, since, err := s.traceWindow(c)
 	if err != nil {
 		return nil, err
 	}
@@ -255,15 +257,11 @@ func (s *Server) serviceGraph(c *gin.Context) (any, error) {
 
 // listOperations lists one service's span names since ?since (24h).
 func (s *Server) listOperations(c *gin.Context) (any, error) {
-	tr, err := s.traceStore()
-	if err != nil {
-		return nil, err
-	}
 	service := c.Param("service")
 	if len(service) > 256 || !utf8.ValidString(service) || strings.ContainsRune(service, 0) {
 		return nil, fmt.Errorf("%w: a service name is at most 256 bytes of UTF-8 without NUL", ErrBadRequest)
 	}
-	since, err := namesSince(c)
+	tr, since, err := s.traceWindow(c)
 	if err != nil {
 		return nil, err
 	}

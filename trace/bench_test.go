@@ -182,19 +182,7 @@ func BenchmarkSpanStoreWrite(b *testing.B) {
 // peakRSS is this process's peak resident set (VmHWM): the receiver, the
 // batcher, the store's client and the senders with their 64 prepared
 // bodies; 0 where /proc is missing.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func peakRSS() int64 { return procStatus("VmHWM:") }
 
 // BenchmarkRead50kTrace reads one 50,000-span trace through the API (the
 // real Postgres store, assembly, JSON, gzip as asked) and reports how much

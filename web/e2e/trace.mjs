@@ -197,6 +197,15 @@ try {
     await page.keyboard.press("Escape");
     out.huge.zoomOutMs = Date.now() - e0;
     await page.screenshot({ path: ARTIFACTS + "/trace-flame-50k.png" });
+    // A span past the detail budget comes lean: selecting it (here by its
+    // deep link) reads its details.
+    const lean = await page.evaluate(async ([id, token]) => {
+      const r = await fetch("/api/v1/traces/" + id, { headers: { Authorization: "Bearer " + token } });
+      return (await r.json()).data.spans.find((s) => s.lean).span_id;
+    }, [HUGE_TRACE_ID, TOKEN]);
+    await page.evaluate(([id, span]) => { location.hash = "#" + id + "/" + span; }, [HUGE_TRACE_ID, lean]);
+    await page.waitForFunction(() => /Attributes/.test(document.getElementById("detail").textContent), null, { timeout: 30000 });
+    assert.match(await page.textContent("#detail"), /item/, "the lean span's attributes were read");
   }
   if (HTML_FILE) {
     // `triad trace --format html`: the same view from a file, no server.

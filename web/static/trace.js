@@ -210,14 +210,22 @@
         (rows[base + lane] ||= []).push(i);
       }
     }
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.parentElement.clientWidth;
     const h = Math.max(1, rows.length) * ROW + 4;
-    canvas.width = Math.floor(w * dpr);
-    canvas.height = Math.floor(h * dpr);
-    canvas.style.width = w + "px";
+    sized(canvas, canvas.parentElement.clientWidth, h);
     canvas.style.height = h + "px";
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  }
+
+  // sized gives canvas c w × h CSS pixels at the screen's density and
+  // returns its cleared context, drawing in CSS pixels.
+  function sized(c, w, h) {
+    const dpr = window.devicePixelRatio || 1;
+    c.width = Math.floor(w * dpr);
+    c.height = Math.floor(h * dpr);
+    c.style.width = w + "px";
+    const cx = c.getContext("2d");
+    cx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    cx.clearRect(0, 0, w, h);
+    return cx;
   }
 
   function xOf(ns, w) { return ((ns - win.start) / win.dur) * w; }
@@ -226,13 +234,7 @@
   // a power of ten, and says which part of the trace is shown.
   function drawRuler() {
     if (!ruler) return;
-    const w = canvas.clientWidth, h = 22, dpr = window.devicePixelRatio || 1;
-    ruler.width = Math.floor(w * dpr);
-    ruler.height = Math.floor(h * dpr);
-    ruler.style.width = w + "px";
-    const rc = ruler.getContext("2d");
-    rc.setTransform(dpr, 0, 0, dpr, 0, 0);
-    rc.clearRect(0, 0, w, h);
+    const w = canvas.clientWidth, h = 22, rc = sized(ruler, w, h);
     rc.font = "11px system-ui, sans-serif";
     rc.fillStyle = "#5f6368";
     rc.strokeStyle = "#9aa0a6";
@@ -264,13 +266,7 @@
   let density = null; // per column, for the current trace and width
   function drawMinimap() {
     if (!minimap) return;
-    const w = canvas.clientWidth, h = 40, dpr = window.devicePixelRatio || 1;
-    minimap.width = Math.floor(w * dpr);
-    minimap.height = Math.floor(h * dpr);
-    minimap.style.width = w + "px";
-    const mc = minimap.getContext("2d");
-    mc.setTransform(dpr, 0, 0, dpr, 0, 0);
-    mc.clearRect(0, 0, w, h);
+    const w = canvas.clientWidth, h = 40, mc = sized(minimap, w, h);
     const total = Math.max(1, view.summary.duration_ns);
     if (!density || density.w !== w || density.view !== view) {
       const cols = new Float64Array(w + 1);
@@ -433,12 +429,10 @@
     const sp = spans[i];
     detail.replaceChildren(document.createTextNode("Loading the span's details…"));
     try {
-      const res = await fetch("/api/v1/traces/" + encodeURIComponent(view.summary.trace_id) + "/spans/" + encodeURIComponent(sp.span_id), { credentials: "same-origin", cache: "no-store" });
-      const body = await res.json();
-      if (!res.ok || body.status !== "success") throw new Error(body.error ? body.error.message : res.statusText);
-      const full = body.data.spans[0];
+      const one = await triad.api("GET", "/api/v1/traces/" + encodeURIComponent(view.summary.trace_id) + "/spans/" + encodeURIComponent(sp.span_id));
+      const full = one.spans[0];
       Object.assign(sp, { attributes: full.attributes, events: full.events, links: full.links, dropped: full.dropped, resource: full.resource, lean: false });
-      Object.assign(view.resources, body.data.resources || {});
+      Object.assign(view.resources, one.resources || {});
     } catch (e) {
       detail.replaceChildren(document.createTextNode("The span's details could not be read: " + e.message));
       return;

@@ -132,22 +132,8 @@ func TestCrossLanguageTrace(t *testing.T) {
 
 	// Spans are exported in batches every 200ms: poll the API (10x that
 	// and then some; the JVM's first export is the slowest).
-	var v trace.View
-	var last string
 	start := time.Now()
-	for {
-		code, got := apiGet(t, a.Addr, "/api/v1/traces/"+answer.TraceID)
-		last = fmt.Sprintf("%d %s", code, got)
-		if code == http.StatusOK {
-			v = trace.View{}
-			require.NoError(t, json.Unmarshal(got, &v))
-			if v.Summary.Spans >= 8 {
-				break
-			}
-		}
-		require.Less(t, time.Since(start), 60*time.Second, "all 8 spans of the trace; last answer: %s", last)
-		time.Sleep(50 * time.Millisecond)
-	}
+	v := awaitTrace(t, a.Addr, answer.TraceID, 8, 60*time.Second)
 	took := time.Since(start)
 	t.Logf("all spans stored %s after the request returned", took)
 
@@ -356,18 +342,24 @@ func fanOutTrace(t *testing.T, api, url string) trace.View {
 		TraceID string `json:"trace_id"`
 	}
 	require.NoError(t, json.Unmarshal(body, &answer))
-	var v trace.View
+	return awaitTrace(t, api, answer.TraceID, 12, 30*time.Second)
+}
+
+// awaitTrace polls the API until trace id holds at least spans spans (the
+// SDKs export in batches) and returns its view; it fails after limit.
+func awaitTrace(t *testing.T, api, id string, spans int, limit time.Duration) trace.View {
+	t.Helper()
 	start := time.Now()
 	for {
-		code, got := apiGet(t, api, "/api/v1/traces/"+answer.TraceID)
+		code, got := apiGet(t, api, "/api/v1/traces/"+id)
 		if code == http.StatusOK {
-			v = trace.View{}
+			var v trace.View
 			require.NoError(t, json.Unmarshal(got, &v))
-			if v.Summary.Spans >= 12 {
+			if v.Summary.Spans >= spans {
 				return v
 			}
 		}
-		require.Less(t, time.Since(start), 30*time.Second, "all 12 spans of the fan-out: %d %s", code, got)
+		require.Less(t, time.Since(start), limit, "%d spans of trace %s; last answer: %d %s", spans, id, code, got)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
@@ -417,20 +409,7 @@ func TestJVMLanguages(t *testing.T) {
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)
-		var v trace.View
-		start := time.Now()
-		for {
-			code, got := apiGet(t, a.Addr, "/api/v1/traces/"+traceID)
-			if code == http.StatusOK {
-				v = trace.View{}
-				require.NoError(t, json.Unmarshal(got, &v))
-				if v.Summary.Spans >= 2 {
-					break
-				}
-			}
-			require.Less(t, time.Since(start), 60*time.Second, "%s: the service's 2 spans: %d %s", tc.name, code, got)
-			time.Sleep(50 * time.Millisecond)
-		}
+		v := awaitTrace(t, a.Addr, traceID, 2, 60*time.Second)
 		for _, sp := range v.Spans {
 			if sp.Placeholder {
 				continue // the caller's span (00f067aa0ba902b7) was never sent
