@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/triad-dev/triad/internal/jsontext"
 )
 
 // The canonical JSON form is the text Postgres prints for a jsonb value
@@ -408,7 +410,7 @@ func (p *parser) Append(dst []byte, n int32) []byte {
 	case kindNumber:
 		return append(dst, p.text[nd.start:nd.end]...)
 	case kindString:
-		return appendString(dst, p.text[nd.start:nd.end])
+		return jsontext.AppendString(dst, p.text[nd.start:nd.end])
 	case kindArray:
 		dst = append(dst, '[')
 		for i := nd.start; i < nd.end; i++ {
@@ -442,7 +444,7 @@ func (p *parser) appendObject(dst []byte, nd node) []byte {
 			dst = append(dst, ", "...)
 		}
 		first = false
-		dst = appendString(dst, p.key(m))
+		dst = jsontext.AppendString(dst, p.key(m))
 		dst = append(dst, ": "...)
 		dst = p.Append(dst, p.kids[m+1])
 	}
@@ -461,42 +463,6 @@ func compareKeys(a, b []byte) int {
 		return len(a) - len(b)
 	}
 	return bytes.Compare(a, b)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString prints s as a jsonb string literal.
-func appendString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"':
-			dst = append(dst, `\"`...)
-		case '\\':
-			dst = append(dst, `\\`...)
-		case '\b':
-			dst = append(dst, `\b`...)
-		case '\f':
-			dst = append(dst, `\f`...)
-		case '\n':
-			dst = append(dst, `\n`...)
-		case '\r':
-			dst = append(dst, `\r`...)
-		case '\t':
-			dst = append(dst, `\t`...)
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		start = i + 1
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // errEmpty is returned by CanonicalJSON for an empty input.

@@ -3,6 +3,8 @@ package trace_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -13,9 +15,21 @@ import (
 	"github.com/triad-dev/triad/trace"
 )
 
+// discard accepts spans without storing them, but refuses (so the fuzz
+// sees a 503) any span whose encoded attributes, events or links are not
+// valid JSON: whatever a sender sends, triad never stores broken JSON.
 type discard struct{}
 
-func (discard) Submit(context.Context, []trace.Span) error { return nil }
+func (discard) Submit(_ context.Context, spans []trace.Span) error {
+	for _, s := range spans {
+		for _, raw := range [][]byte{s.Stored.Attributes, s.Stored.Events, s.Stored.Links} {
+			if len(raw) > 0 && !json.Valid(raw) {
+				return fmt.Errorf("span %s: invalid JSON %q", s.SpanID, raw)
+			}
+		}
+	}
+	return nil
+}
 
 // FuzzExport feeds arbitrary bodies to the OTLP/HTTP receiver as protobuf
 // and as JSON: every answer is 200 or 400 (never a panic or a 500), and a

@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/cespare/xxhash/v2"
@@ -59,10 +57,12 @@ func (d *Decoded) Message() string {
 // of zero or an end before its start, or text that is not UTF-8 or holds
 // NUL (its name, status, scope, resource, attributes, events or links).
 // Every other span of the request is kept; one over a limit is kept cut
-// (see Limits).
+// (see Limits). A span's attributes, events and links come encoded, in
+// Span.Stored (as a store would read them; Span.Decode makes maps).
 func FromOTLP(td ptrace.Traces, lim Limits) Decoded {
 	var d Decoded
 	d.Spans = make([]Span, 0, td.SpanCount())
+	enc := encoder{lim: lim}
 	rss := td.ResourceSpans()
 	for r := range rss.Len() {
 		rs := rss.At(r)
@@ -118,31 +118,11 @@ func FromOTLP(td ptrace.Traces, lim Limits) Decoded {
 					Service: service, Scope: scope, Resource: res, ResourceKey: key,
 					DroppedAttributes: sp.DroppedAttributesCount(), DroppedEvents: sp.DroppedEventsCount(), DroppedLinks: sp.DroppedLinksCount(),
 				}
-				var dropped uint32
-				s.Attributes, dropped = limitAttributes(sp.Attributes(), lim)
-				s.DroppedAttributes += dropped
-				if ev := sp.Events(); ev.Len() > 0 {
-					n := min(ev.Len(), lim.Events)
-					s.DroppedEvents += uint32(ev.Len() - n)
-					s.Events = make([]Event, n)
-					for j := range n {
-						e := ev.At(j)
-						attrs, _ := limitAttributes(e.Attributes(), lim)
-						s.Events[j] = Event{Time: int64(e.Timestamp()), Name: cut(e.Name(), lim.AttributeValueBytes), Attributes: attrs}
-					}
+				bad := enc.span(sp, &s)
+				if bad == "" {
+					bad = badText(s.Name, s.StatusMessage, s.TraceState)
 				}
-				if ls := sp.Links(); ls.Len() > 0 {
-					n := min(ls.Len(), lim.Links)
-					s.DroppedLinks += uint32(ls.Len() - n)
-					s.Links = make([]Link, n)
-					for j := range n {
-						l := ls.At(j)
-						attrs, _ := limitAttributes(l.Attributes(), lim)
-						s.Links[j] = Link{TraceID: TraceID(l.TraceID()).String(), SpanID: SpanID(l.SpanID()).String(),
-							TraceState: l.TraceState().AsRaw(), Attributes: attrs}
-					}
-				}
-				if bad := s.badText(); bad != "" {
+				if bad != "" {
 					d.reject(fmt.Sprintf("%s (%s): holds %s", at(), sid, bad))
 					continue
 				}
@@ -151,30 +131,6 @@ func FromOTLP(td ptrace.Traces, lim Limits) Decoded {
 		}
 	}
 	return d
-}
-
-// limitAttributes is m as plain values under the limits: the first
-// lim.Attributes keys in sorted order (so the same span is cut the same
-// way every time), string values cut to lim.AttributeValueBytes; the count
-// of attributes dropped.
-func limitAttributes(m pcommon.Map, lim Limits) (map[string]any, uint32) {
-	out := rawOrNil(m)
-	var dropped uint32
-	if len(out) > lim.Attributes {
-		keys := make([]string, 0, len(out))
-		for k := range out {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for _, k := range keys[lim.Attributes:] {
-			delete(out, k)
-		}
-		dropped = uint32(len(keys) - lim.Attributes)
-	}
-	for k, v := range out {
-		out[k] = cutValue(v, lim.AttributeValueBytes)
-	}
-	return out, dropped
 }
 
 func cutValue(v any, max int) any {
@@ -217,11 +173,8 @@ func badText(vals ...any) string {
 	for _, v := range vals {
 		switch x := v.(type) {
 		case string:
-			if !utf8.ValidString(x) {
-				return "text that is not UTF-8"
-			}
-			if strings.IndexByte(x, 0) >= 0 {
-				return "a NUL character"
+			if p := textProblem(x); p != "" {
+				return p
 			}
 		case []any:
 			if b := badText(x...); b != "" {
@@ -233,24 +186,6 @@ func badText(vals ...any) string {
 					return b
 				}
 			}
-		}
-	}
-	return ""
-}
-
-// badText checks every text of the span (see badText).
-func (s *Span) badText() string {
-	if b := badText(s.Name, s.StatusMessage, s.TraceState, s.Attributes); b != "" {
-		return b
-	}
-	for _, e := range s.Events {
-		if b := badText(e.Name, e.Attributes); b != "" {
-			return b
-		}
-	}
-	for _, l := range s.Links {
-		if b := badText(l.TraceState, l.Attributes); b != "" {
-			return b
 		}
 	}
 	return ""

@@ -68,7 +68,8 @@ func (s *Store) Write(ctx context.Context, spans []trace.Span) error {
 		if !sp.ParentID.IsZero() {
 			parent = sp.ParentID[:]
 		}
-		attrs, events, links := jsonOrNil(sp.Attributes, len(sp.Attributes)), jsonOrNil(sp.Events, len(sp.Events)), jsonOrNil(sp.Links, len(sp.Links))
+		attrs, events, links := jsonOrNil(sp.Stored.Attributes, sp.Attributes, len(sp.Attributes)),
+			jsonOrNil(sp.Stored.Events, sp.Events, len(sp.Events)), jsonOrNil(sp.Stored.Links, sp.Links, len(sp.Links))
 		var dropped any
 		if sp.DroppedAttributes+sp.DroppedEvents+sp.DroppedLinks > 0 {
 			dropped = []int32{int32(sp.DroppedAttributes), int32(sp.DroppedEvents), int32(sp.DroppedLinks)}
@@ -114,9 +115,13 @@ func nullString(s string) any {
 	return s
 }
 
-// jsonOrNil encodes v for a jsonb column (pgx would encode it too; doing
-// it here keeps the encoding json.Marshal's, with sorted keys).
-func jsonOrNil(v any, n int) any {
+// jsonOrNil is a jsonb column's value: the span's stored JSON (as
+// trace.FromOTLP encodes it), else v encoded, with sorted keys; nil when
+// there is neither.
+func jsonOrNil(stored json.RawMessage, v any, n int) any {
+	if len(stored) > 0 {
+		return []byte(stored)
+	}
 	if n == 0 {
 		return nil
 	}
