@@ -11,7 +11,7 @@ import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
-const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, HUGE_TRACE_ID, HTML_FILE, ARTIFACTS = "artifacts" } = process.env;
+const { BASE_URL, TOKEN, TRACE_ID, BIG_TRACE_ID, HUGE_TRACE_ID, WIDE_TRACE_ID, HTML_FILE, ARTIFACTS = "artifacts" } = process.env;
 assert.ok(BASE_URL && TOKEN && TRACE_ID, "BASE_URL, TOKEN and TRACE_ID are required");
 mkdirSync(ARTIFACTS, { recursive: true });
 
@@ -206,6 +206,33 @@ try {
     await page.evaluate(([id, span]) => { location.hash = "#" + id + "/" + span; }, [HUGE_TRACE_ID, lean]);
     await page.waitForFunction(() => /Attributes/.test(document.getElementById("detail").textContent), null, { timeout: 30000 });
     assert.match(await page.textContent("#detail"), /item/, "the lean span's attributes were read");
+  }
+  if (WIDE_TRACE_ID) {
+    // One span with 3001 attributes and 1000 events: its details are
+    // virtualised, so the DOM holds a screenful of rows, and scrolling
+    // brings the last ones in.
+    await page.evaluate((id) => { location.hash = "#" + id + "/0707070707070707"; }, WIDE_TRACE_ID);
+    const w0 = Date.now();
+    await page.waitForFunction(() => /Attributes \(3001\)/.test(document.getElementById("detail").textContent), null, { timeout: 30000 });
+    out.wide = { selectMs: Date.now() - w0 };
+    const lists = await page.$$eval("#detail .vlist", (ls) => ls.map((l) => Number(l.dataset.rows)));
+    assert.deepEqual(lists, [3001, 1000], "attributes and events are virtualised lists");
+    out.wide.rowsInDom = await page.$$eval("#detail .vrow", (rs) => rs.length);
+    assert.ok(out.wide.rowsInDom < 100, "a screenful of rows in the DOM, not 4001: " + out.wide.rowsInDom);
+    assert.ok(!(await page.textContent("#detail")).includes("attr.2999"), "rows out of view are not drawn");
+    const [attrs, events] = await page.$$("#detail .vlist");
+    await attrs.evaluate((l) => { l.scrollTop = l.scrollHeight; });
+    await page.waitForFunction(() => [...document.querySelectorAll("#detail .vkey")].some((k) => k.textContent === "attr.long"), null, { timeout: 10000 });
+    assert.ok((await page.textContent("#detail")).includes("attr.2999"), "scrolled to the end: the last attributes are drawn");
+    // The long value is folded; "show all" shows it whole below the list.
+    const longRow = page.locator("#detail .vrow", { hasText: "attr.long" });
+    await longRow.locator("button.show-all").click();
+    assert.equal(await page.textContent("#detail .vfull:not([hidden])"), "attr.long = " + "x".repeat(2000));
+    await events.evaluate((l) => { l.scrollTop = l.scrollHeight; });
+    await page.waitForFunction(() => [...document.querySelectorAll("#detail .vkey")].some((k) => / event 999$/.test(k.textContent)), null, { timeout: 10000 });
+    out.wide.rowsInDomAfterScroll = await page.$$eval("#detail .vrow", (rs) => rs.length);
+    assert.ok(out.wide.rowsInDomAfterScroll < 100);
+    await page.screenshot({ path: ARTIFACTS + "/trace-wide-span.png" });
   }
   if (HTML_FILE) {
     // `triad trace --format html`: the same view from a file, no server.

@@ -12,7 +12,6 @@
   const ctx = canvas.getContext("2d");
   const ROW = 20;
   const FOLD = 300; // characters of a value shown before "show all"
-  const EVENTS = 20; // events of a span shown before "show all"
   const TABLE_ROWS = 200; // the span table lists the top rows by its sort
   const LANG = { go: "#00add8", python: "#f2c94c", scala: "#dc322f", java: "#b07219", kotlin: "#a97bff",
     javascript: "#e8d44d", rust: "#dea584", "c++": "#f34b7d", ruby: "#cc342d", dotnet: "#512bd4", php: "#777bb4" };
@@ -391,36 +390,130 @@
     tooltip.style.top = ev.clientY - r.top + 16 + "px";
   }
 
-  function table(title, obj) {
-    const keys = Object.keys(obj || {}).sort();
-    if (!keys.length) return null;
+  // A span's details: a small table, or past VIRTUAL rows a virtualised
+  // list (fixed-height rows, only those in view are in the DOM), so a span
+  // with thousands of attributes or events (limits raised in
+  // trace.limits) costs a screenful of elements. Long values are folded to
+  // FOLD characters with a "show all" button either way.
+  const VIRTUAL = 50, VROW = 22, VSHOWN = 16;
+
+  function fold(text, full) {
+    // full(text): where the whole value goes when asked for.
+    const frag = document.createDocumentFragment();
+    if (text.length <= FOLD) { frag.append(text); return frag; }
+    frag.append(text.slice(0, FOLD) + "… ");
+    const more = document.createElement("button");
+    more.type = "button";
+    more.className = "show-all";
+    more.textContent = "show all (" + text.length + " characters)";
+    more.addEventListener("click", () => full(text));
+    frag.append(more);
+    return frag;
+  }
+
+  function valueText(v) { return typeof v === "string" ? v : JSON.stringify(v); }
+
+  // cell fills a value's cell: a function makes its own elements (a link),
+  // anything else is text, folded.
+  function cell(c, v, full) {
+    if (typeof v === "function") c.append(v());
+    else c.append(fold(valueText(v), full));
+  }
+
+  // details(title, rows): rows are [key, value] pairs, in order.
+  function details(title, rows) {
+    if (!rows.length) return null;
     const box = document.createElement("div");
     const h = document.createElement("h3");
-    h.textContent = title;
-    const t = document.createElement("table");
-    for (const k of keys) {
-      const tr = document.createElement("tr");
-      const th = document.createElement("th");
-      th.scope = "row";
-      th.textContent = k;
-      const td = document.createElement("td");
-      const v = obj[k];
-      const text = typeof v === "string" ? v : JSON.stringify(v);
-      if (text.length > FOLD) {
-        // A long value is folded: its start, and a button for the rest.
-        td.textContent = text.slice(0, FOLD) + "… ";
-        const more = document.createElement("button");
-        more.type = "button";
-        more.className = "show-all";
-        more.textContent = "show all (" + text.length + " characters)";
-        more.addEventListener("click", () => { td.textContent = text; });
-        td.append(more);
-      } else td.textContent = text;
-      tr.append(th, td);
-      t.append(tr);
+    h.textContent = rows.length > VIRTUAL ? title + " (" + rows.length + ")" : title;
+    box.append(h);
+    if (rows.length <= VIRTUAL) {
+      const t = document.createElement("table");
+      for (const [k, v] of rows) {
+        const tr = document.createElement("tr");
+        const th = document.createElement("th");
+        th.scope = "row";
+        th.textContent = k;
+        const td = document.createElement("td");
+        cell(td, v, (text) => { td.textContent = text; });
+        tr.append(th, td);
+        t.append(tr);
+      }
+      box.append(t);
+      return box;
     }
-    box.append(h, t);
+    // Virtualised: one line per row, the whole value shown below on demand.
+    const list = document.createElement("div");
+    list.className = "vlist";
+    list.tabIndex = 0;
+    list.setAttribute("role", "table");
+    list.setAttribute("aria-rowcount", String(rows.length));
+    list.dataset.rows = String(rows.length);
+    const height = VSHOWN * VROW;
+    list.style.height = height + "px";
+    const inner = document.createElement("div");
+    inner.style.height = rows.length * VROW + "px";
+    list.append(inner);
+    const full = document.createElement("pre");
+    full.className = "vfull";
+    full.hidden = true;
+    // Rows still in view keep their elements (a button being clicked is
+    // not replaced under the pointer); the others are dropped or made.
+    const drawn = new Map();
+    const render = () => {
+      const first = Math.max(0, Math.floor(list.scrollTop / VROW) - 4);
+      const last = Math.min(rows.length, Math.ceil((list.scrollTop + height) / VROW) + 4);
+      for (const [i, row] of drawn) if (i < first || i >= last) { row.remove(); drawn.delete(i); }
+      for (let i = first; i < last; i++) {
+        if (drawn.has(i)) continue;
+        const [k, v] = rows[i];
+        const row = document.createElement("div");
+        row.className = "vrow";
+        row.setAttribute("role", "row");
+        row.setAttribute("aria-rowindex", String(i + 1));
+        row.style.top = i * VROW + "px";
+        const kc = document.createElement("span");
+        kc.className = "vkey";
+        kc.textContent = k;
+        kc.title = k;
+        const vc = document.createElement("span");
+        vc.className = "vval";
+        row.append(kc, vc);
+        if (typeof v === "function") vc.append(v());
+        else {
+          // One line, cut by the row's width; the whole value shows below
+          // the list on "show all" (long values) or a click on the row.
+          const text = valueText(v);
+          const showFull = () => { full.textContent = k + " = " + text; full.hidden = false; };
+          vc.textContent = text.length > FOLD ? text.slice(0, FOLD) + "…" : text;
+          vc.title = "click to show the whole value";
+          vc.addEventListener("click", showFull);
+          if (text.length > FOLD) {
+            const more = document.createElement("button");
+            more.type = "button";
+            more.className = "show-all";
+            more.textContent = "show all (" + text.length + " characters)";
+            more.addEventListener("click", showFull);
+            row.append(more);
+          }
+        }
+        inner.append(row);
+        drawn.set(i, row);
+      }
+    };
+    let queued = false;
+    list.addEventListener("scroll", () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => { queued = false; render(); });
+    });
+    render();
+    box.append(list, full);
     return box;
+  }
+
+  function entries(obj) {
+    return Object.keys(obj || {}).sort().map((k) => [k, obj[k]]);
   }
 
   async function showLean(i) {
@@ -454,44 +547,22 @@
     if (sp.scope) facts.scope = sp.scope.name + (sp.scope.version ? " " + sp.scope.version : "");
     if (sp.dropped) facts.dropped = sp.dropped.attributes + " attributes, " + sp.dropped.events + " events, " + sp.dropped.links + " links (over the sender's or triad's limits)";
     detail.append(h);
-    for (const part of [table("Span", facts), table("Attributes", sp.attributes), table("Resource", view.resources[sp.resource])]) if (part) detail.append(part);
+    for (const part of [details("Span", Object.entries(facts)), details("Attributes", entries(sp.attributes)), details("Resource", entries(view.resources[sp.resource]))]) if (part) detail.append(part);
     if (sp.events && sp.events.length) {
-      // The first EVENTS events, and a button for the rest: a span's
-      // details stay a few screens however many events it has.
-      const render = (n) => {
-        const ev = {};
-        for (const e of sp.events.slice(0, n)) ev["+" + fmtDur(Math.max(0, e.time_unix_nano - (view.summary.start_unix_nano + sp.offset_ns))) + " " + e.name] = e.attributes || {};
-        const t = table("Events", ev);
-        if (sp.events.length > n) {
-          const more = document.createElement("button");
-          more.type = "button";
-          more.className = "show-all";
-          more.textContent = "show all " + sp.events.length + " events";
-          more.addEventListener("click", () => t.replaceWith(render(sp.events.length)));
-          t.append(more);
-        }
-        return t;
-      };
-      detail.append(render(EVENTS));
+      const at = view.summary.start_unix_nano + sp.offset_ns;
+      detail.append(details("Events", sp.events.map((e) => ["+" + fmtDur(Math.max(0, e.time_unix_nano - at)) + " " + e.name, e.attributes || {}])));
     }
     if (sp.links && sp.links.length) {
       // Each link opens the linked trace with the linked span selected.
-      const box = document.createElement("div");
-      const h4 = document.createElement("h3");
-      h4.textContent = "Links";
-      const ul = document.createElement("ul");
-      ul.className = "links";
-      for (const l of sp.links) {
-        const li = document.createElement("li");
+      detail.append(details("Links", sp.links.map((l, n) => ["link " + (n + 1), () => {
+        const frag = document.createDocumentFragment();
         const a = document.createElement("a");
         a.href = "#" + l.trace_id + "/" + l.span_id;
         a.textContent = l.trace_id + " / " + l.span_id;
-        li.append(a);
-        if (l.attributes && Object.keys(l.attributes).length) li.append(document.createTextNode(" " + JSON.stringify(l.attributes)));
-        ul.append(li);
-      }
-      box.append(h4, ul);
-      detail.append(box);
+        frag.append(a);
+        if (l.attributes && Object.keys(l.attributes).length) frag.append(" " + JSON.stringify(l.attributes));
+        return frag;
+      }])));
     }
   }
 

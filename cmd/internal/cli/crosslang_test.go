@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
@@ -105,7 +107,11 @@ func TestCrossLanguageTrace(t *testing.T) {
 	require.NoError(t, err, "build the Go service: %s", out)
 
 	ns := stacktest.New(t)
-	a := startReplica(t, replicaConfig(t, ns))
+	cfg := replicaConfig(t, ns)
+	// An operator who raised the limits: a span of 3000 attributes and
+	// 1000 events is kept whole (below), and the page must stay light.
+	cfg.Trace.Limits.Attributes, cfg.Trace.Limits.Events = 5000, 2000
+	a := startReplica(t, cfg)
 	awaitReady(t, a)
 	require.NotEmpty(t, a.OTLPHTTPAddr)
 	env := []string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://" + a.OTLPHTTPAddr + "/v1/traces", "OTEL_TRACES_SAMPLER=always_on"}
@@ -238,6 +244,16 @@ func TestCrossLanguageTrace(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	// One span of 3000 attributes and 1000 events (the limits are raised
+	// above): the page lists them virtualised.
+	wide := trace.TraceID{0xb1, 0x6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}
+	payload, err = ptraceotlp.NewExportRequestFromTraces(wideTrace(wide, 3000, 1000)).MarshalProto()
+	require.NoError(t, err)
+	resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
 	// The CLI renders it whole (the time is logged, not asserted).
 	t0 := time.Now()
 	code, text, errs = run(t, nil, "trace", "--server", "http://"+a.Addr, "--token", replicaToken, big.String())
@@ -256,7 +272,7 @@ func TestCrossLanguageTrace(t *testing.T) {
 	node := exec.Command("node", "trace.mjs")
 	node.Dir = e2e
 	node.Env = append(os.Environ(), "BASE_URL=http://"+a.Addr, "TOKEN="+replicaToken, "TRACE_ID="+answer.TraceID,
-		"BIG_TRACE_ID="+big.String(), "HUGE_TRACE_ID="+huge.String(), "HTML_FILE="+htmlFile, "ARTIFACTS="+artifacts)
+		"BIG_TRACE_ID="+big.String(), "HUGE_TRACE_ID="+huge.String(), "WIDE_TRACE_ID="+wide.String(), "HTML_FILE="+htmlFile, "ARTIFACTS="+artifacts)
 	got, err := node.CombinedOutput()
 	require.NoError(t, err, "browser test: %s", got)
 	t.Logf("browser (first render measured in the page; screenshots in %s): %s", artifacts, got)
@@ -467,4 +483,30 @@ func jaegerCriticalPath(v trace.View) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// wideTrace is one span with attrs attributes (attr.0000…) and events
+// events (event 0…), each event with one attribute.
+func wideTrace(id trace.TraceID, attrs, events int) ptrace.Traces {
+	td := ptrace.NewTraces()
+	rs := td.ResourceSpans().AppendEmpty()
+	rs.Resource().Attributes().PutStr("service.name", "wide-svc")
+	sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+	sp.SetTraceID(pcommon.TraceID(id))
+	sp.SetSpanID(pcommon.SpanID{7, 7, 7, 7, 7, 7, 7, 7})
+	sp.SetName("wide")
+	start := time.Now().Add(-time.Minute)
+	sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start))
+	sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Second)))
+	for i := range attrs {
+		sp.Attributes().PutStr(fmt.Sprintf("attr.%04d", i), fmt.Sprintf("value %d", i))
+	}
+	sp.Attributes().PutStr("attr.long", strings.Repeat("x", 2000))
+	for i := range events {
+		ev := sp.Events().AppendEmpty()
+		ev.SetName(fmt.Sprintf("event %d", i))
+		ev.SetTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(i) * time.Millisecond)))
+		ev.Attributes().PutInt("n", int64(i))
+	}
+	return td
 }
