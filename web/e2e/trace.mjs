@@ -59,6 +59,19 @@ try {
   assert.equal(langs["checkout-go"], "go");
   assert.equal(langs["quote-py"], "python");
   assert.equal(langs["price-scala"], "scala");
+  // Services that call each other: two edges, on different lines, with
+  // labels apart.
+  await page.waitForSelector('#graph g.edge[data-from="cycle-a"][data-to="cycle-b"]', { timeout: 30000 });
+  const cycle = await page.evaluate(() => ["cycle-a", "cycle-b"].map((from) => {
+    const g = document.querySelector(`#graph g.edge[data-from="${from}"][data-to="${from === "cycle-a" ? "cycle-b" : "cycle-a"}"]`);
+    const b = g.querySelector("text").getBBox();
+    return { d: g.querySelector("path").getAttribute("d"), box: { x: b.x, y: b.y, w: b.width, h: b.height } };
+  }));
+  assert.notEqual(cycle[0].d, cycle[1].d, "A → B and B → A are drawn apart");
+  const boxes = await page.$$eval("#graph g.edge text", (ts) => ts.map((t) => { const b = t.getBBox(); return { x: b.x, y: b.y, w: b.width, h: b.height, text: t.textContent }; }));
+  for (const [i, p] of boxes.entries()) for (const q of boxes.slice(i + 1)) {
+    assert.ok(p.x + p.w <= q.x || q.x + q.w <= p.x || p.y + p.h <= q.y || q.y + q.h <= p.y, "edge labels do not overlap: " + JSON.stringify([p, q]));
+  }
   out.graph = langs;
   await page.locator("#graph").screenshot({ path: ARTIFACTS + "/service-graph.png" });
   out.services = services.filter(Boolean);

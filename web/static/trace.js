@@ -652,31 +652,37 @@
       if (text !== undefined) e.textContent = text;
       return e;
     };
-    // Columns: breadth-first from the services nobody calls (cycles and
-    // services only called within a cycle start at column 0).
+    // Columns: breadth-first from the services nobody calls.
     const called = new Set(g.edges.filter((e) => e.from !== e.to).map((e) => e.to));
     const depth = new Map();
     const queue = g.nodes.filter((n) => !called.has(n.service)).map((n) => n.service);
-    if (!queue.length && g.nodes.length) {
-      // Everyone is called (a cycle): start from the service that calls
-      // out most for the calls it receives.
-      const net = new Map(g.nodes.map((n) => [n.service, 0]));
-      for (const e of g.edges) { net.set(e.from, net.get(e.from) + e.calls); net.set(e.to, net.get(e.to) - e.calls); }
-      queue.push([...net].sort((a, b) => b[1] - a[1])[0][0]);
-    }
-    for (const s of queue) depth.set(s, 0);
-    for (let q = 0; q < queue.length; q++) {
-      for (const e of g.edges) {
-        if (e.from === queue[q] && !depth.has(e.to)) { depth.set(e.to, depth.get(e.from) + 1); queue.push(e.to); }
+    // A group of services only called within a cycle starts from the one
+    // that calls out most for the calls it receives; repeated until every
+    // service has a column.
+    const net = new Map(g.nodes.map((n) => [n.service, 0]));
+    for (const e of g.edges) { net.set(e.from, net.get(e.from) + e.calls); net.set(e.to, net.get(e.to) - e.calls); }
+    const walk = (from) => {
+      for (const s of queue.slice(from)) if (!depth.has(s)) depth.set(s, 0);
+      for (let q = from; q < queue.length; q++) {
+        for (const e of g.edges) {
+          if (e.from === queue[q] && !depth.has(e.to)) { depth.set(e.to, depth.get(e.from) + 1); queue.push(e.to); }
+        }
       }
+    };
+    walk(0);
+    for (;;) {
+      const left = g.nodes.filter((n) => !depth.has(n.service)).sort((a, b) => net.get(b.service) - net.get(a.service));
+      if (!left.length) break;
+      const from = queue.length;
+      queue.push(left[0].service);
+      walk(from);
     }
-    for (const n of g.nodes) if (!depth.has(n.service)) depth.set(n.service, 0);
     const cols = [];
     for (const n of g.nodes) (cols[depth.get(n.service)] ||= []).push(n);
     const W = 190, H = 34, GX = 110, GY = 26;
     const pos = new Map();
-    cols.forEach((col, c) => col.forEach((n, r) => pos.set(n.service, { x: 10 + c * (W + GX), y: 10 + r * (H + GY) })));
-    const width = 20 + cols.length * (W + GX), height = 20 + Math.max(1, ...cols.map((c) => c.length)) * (H + GY);
+    cols.forEach((col, c) => col.forEach((n, r) => pos.set(n.service, { x: 70 + c * (W + GX), y: 10 + r * (H + GY) })));
+    const width = 80 + cols.length * (W + GX), height = 50 + Math.max(1, ...cols.map((c) => c.length)) * (H + GY);
     svg.replaceChildren();
     svg.setAttribute("viewBox", "0 0 " + width + " " + height);
     svg.setAttribute("width", width);
@@ -689,11 +695,35 @@
     for (const e of g.edges) {
       const a = pos.get(e.from), b = pos.get(e.to);
       if (!a || !b) continue;
-      const x1 = a.x + W, y1 = a.y + H / 2, x2 = b.x, y2 = b.y + H / 2;
       const rate = e.calls ? (100 * e.errors) / e.calls : 0;
       const grp = mk("g", { class: "edge", "data-from": e.from, "data-to": e.to, "data-calls": e.calls, "data-errors": e.errors });
-      grp.append(mk("path", { d: `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`, fill: "none", stroke: rate > 0 ? "#b3261e" : "#5f6368", "stroke-width": 1.5, "marker-end": "url(#arrow)" }));
-      grp.append(mk("text", { x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 6, "text-anchor": "middle", fill: "#3c4043" }, e.calls + " calls" + (e.errors ? " · " + rate.toFixed(1) + "% errors" : "")));
+      // Forward edges (to a later column) run right to left sides, a little
+      // above the middle, labelled above; edges back to an earlier column
+      // (the other half of services calling each other) run from the
+      // caller's left to the callee's right, below the middle, dipping
+      // under, labelled below; within one column, around the right side.
+      // So A → B and B → A never share a line or a label.
+      const dir = Math.sign(depth.get(e.to) - depth.get(e.from));
+      let d, lx, ly;
+      if (dir > 0) {
+        const x1 = a.x + W, y1 = a.y + H * 0.4, x2 = b.x, y2 = b.y + H * 0.4;
+        d = `M${x1},${y1} C${x1 + GX / 2},${y1} ${x2 - GX / 2},${y2} ${x2},${y2}`;
+        lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 - 6;
+      } else if (dir < 0) {
+        const x1 = a.x, y1 = a.y + H * 0.8, x2 = b.x + W, y2 = b.y + H * 0.8;
+        d = `M${x1},${y1} C${x1 - GX / 2},${y1 + 22} ${x2 + GX / 2},${y2 + 22} ${x2},${y2}`;
+        lx = (x1 + x2) / 2; ly = (y1 + y2) / 2 + 26;
+      } else {
+        // Within a column: downwards around the right side, upwards
+        // around the left.
+        const side = a.y < b.y ? 1 : -1, ex = (p) => (side > 0 ? p.x + W : p.x);
+        const x1 = ex(a), y1 = a.y + H / 2, x2 = ex(b), y2 = b.y + H / 2;
+        d = `M${x1},${y1} C${x1 + side * GX / 2},${y1} ${x2 + side * GX / 2},${y2} ${x2},${y2}`;
+        lx = x1 + side * (GX / 2 - 20); ly = (y1 + y2) / 2;
+      }
+      grp.append(mk("title", {}, e.from + " → " + e.to + ": " + e.calls + " calls, " + e.errors + " with errors"));
+      grp.append(mk("path", { d, fill: "none", stroke: rate > 0 ? "#b3261e" : "#5f6368", "stroke-width": 1.5, "marker-end": "url(#arrow)" }));
+      grp.append(mk("text", { x: lx, y: ly, "text-anchor": "middle", fill: "#3c4043" }, e.calls + " calls" + (e.errors ? " · " + rate.toFixed(1) + "% errors" : "")));
       svg.append(grp);
     }
     for (const n of g.nodes) {
@@ -703,6 +733,17 @@
       grp.append(mk("text", { x: p.x + 8, y: p.y + H / 2 + 4, fill: n.language === "python" || n.language === "javascript" ? "#1f1f1f" : "#fff" },
         n.service + " · " + (n.language || "unknown")));
       svg.append(grp);
+    }
+    // Labels of edges that cross the same stretch are moved apart (down,
+    // a line at a time) so each count stays readable.
+    const placed = [];
+    for (const t of svg.querySelectorAll("g.edge text")) {
+      for (let tries = 0; tries < 12; tries++) {
+        const b = t.getBBox();
+        if (!placed.some((p) => b.x < p.x + p.width && p.x < b.x + b.width && b.y < p.y + p.height && p.y < b.y + b.height)) break;
+        t.setAttribute("y", Number(t.getAttribute("y")) + b.height + 1);
+      }
+      placed.push(t.getBBox());
     }
     st.textContent = g.nodes.length ? "From the " + g.spans + " most recent spans of the last 24 h." : "No spans in the last 24 h.";
   }

@@ -247,12 +247,16 @@ func TestCrossLanguageTrace(t *testing.T) {
 	// One span of 3000 attributes and 1000 events (the limits are raised
 	// above): the page lists them virtualised.
 	wide := trace.TraceID{0xb1, 0x6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}
-	payload, err = ptraceotlp.NewExportRequestFromTraces(wideTrace(wide, 3000, 1000)).MarshalProto()
-	require.NoError(t, err)
-	resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	// And two services that call each other (cycle-a → cycle-b → cycle-a):
+	// the graph draws both edges apart.
+	for _, td := range []ptrace.Traces{wideTrace(wide, 3000, 1000), cycleTrace()} {
+		payload, err = ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+		require.NoError(t, err)
+		resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
 
 	// The CLI renders it whole (the time is logged, not asserted).
 	t0 := time.Now()
@@ -507,6 +511,28 @@ func wideTrace(id trace.TraceID, attrs, events int) ptrace.Traces {
 		ev.SetName(fmt.Sprintf("event %d", i))
 		ev.SetTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(i) * time.Millisecond)))
 		ev.Attributes().PutInt("n", int64(i))
+	}
+	return td
+}
+
+// cycleTrace is one trace in which cycle-a calls cycle-b, which calls
+// cycle-a back.
+func cycleTrace() ptrace.Traces {
+	td := ptrace.NewTraces()
+	id := pcommon.TraceID{0xc7, 0xc1, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+	start := time.Now().Add(-time.Minute)
+	for i, svc := range []string{"cycle-a", "cycle-b", "cycle-a"} {
+		rs := td.ResourceSpans().AppendEmpty()
+		rs.Resource().Attributes().PutStr("service.name", svc)
+		sp := rs.ScopeSpans().AppendEmpty().Spans().AppendEmpty()
+		sp.SetTraceID(id)
+		sp.SetSpanID(pcommon.SpanID{0xc7, byte(i + 1), 1, 1, 1, 1, 1, 1})
+		if i > 0 {
+			sp.SetParentSpanID(pcommon.SpanID{0xc7, byte(i), 1, 1, 1, 1, 1, 1})
+		}
+		sp.SetName(fmt.Sprintf("call %d", i))
+		sp.SetStartTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(i) * time.Millisecond)))
+		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(10-i) * time.Millisecond)))
 	}
 	return td
 }
