@@ -9,6 +9,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/triad-dev/triad/server/auth"
+	"github.com/triad-dev/triad/trace"
 )
 
 // Redacted replaces a personal value a viewer may not see.
@@ -82,18 +83,42 @@ func (r redactor) Spans(body []byte) ([]byte, error) {
 	return json.Marshal(r.walk(doc))
 }
 
+// GarbledHidden replaces, for a viewer the redaction applies to, a note
+// on stored content triad could not read: its excerpt of the stored form
+// could hold any attribute, redacted ones included.
+const GarbledHidden = "stored content triad could not read; the excerpt is hidden for this role"
+
+// isGarbled is a key that carries such notes: a view span's "garbled",
+// a resource's or an exported span's trace.GarbledKey attributes.
+func isGarbled(k string) bool {
+	return k == "garbled" || strings.HasPrefix(k, trace.GarbledKey)
+}
+
+func (r redactor) hidden(k string) string {
+	if isGarbled(k) {
+		return GarbledHidden
+	}
+	return Redacted
+}
+
 func (r redactor) walk(v any) any {
 	switch x := v.(type) {
 	case map[string]any:
-		if k, ok := x["key"].(string); ok && r.span[k] {
+		if k, ok := x["key"].(string); ok && (r.span[k] || isGarbled(k)) {
 			if _, has := x["value"]; has {
-				x["value"] = map[string]any{"stringValue": Redacted}
+				x["value"] = map[string]any{"stringValue": r.hidden(k)}
 				return x
 			}
 		}
 		for k, child := range x {
-			if r.span[k] {
-				x[k] = Redacted
+			if notes, ok := child.(map[string]any); ok && k == "garbled" {
+				for part := range notes {
+					notes[part] = GarbledHidden
+				}
+				continue
+			}
+			if r.span[k] || isGarbled(k) {
+				x[k] = r.hidden(k)
 				continue
 			}
 			x[k] = r.walk(child)

@@ -79,11 +79,7 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: trace %s has no spans", ErrNotFound, id)
 	}
 	if format == "otlp" {
-		td, err := trace.ToOTLP(spans)
-		if err != nil {
-			return nil, err
-		}
-		body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalJSON()
+		body, err := ptraceotlp.NewExportRequestFromTraces(trace.ToOTLP(spans)).MarshalJSON()
 		if err != nil {
 			return nil, err
 		}

@@ -233,8 +233,9 @@ func ResourceHash(attrs map[string]any) uint64 {
 
 // ToOTLP converts spans back into OTLP traces (the raw export): one
 // resource per distinct resource, one scope per distinct scope. Stored
-// JSON is decoded (see Span.Decode).
-func ToOTLP(spans []Span) (ptrace.Traces, error) {
+// JSON is decoded (see Span.Decode); what could not be read is exported
+// as the span's attribute GarbledKey + "." + its part, with the note.
+func ToOTLP(spans []Span) ptrace.Traces {
 	td := ptrace.NewTraces()
 	type scopeKey struct {
 		res   uint64
@@ -244,9 +245,7 @@ func ToOTLP(spans []Span) (ptrace.Traces, error) {
 	scopes := map[scopeKey]ptrace.SpanSlice{}
 	for i := range spans {
 		s := &spans[i]
-		if err := s.Decode(); err != nil {
-			return td, err
-		}
+		s.Decode()
 		rs, ok := resources[s.ResourceKey]
 		if !ok {
 			rs = td.ResourceSpans().AppendEmpty()
@@ -275,6 +274,9 @@ func ToOTLP(spans []Span) (ptrace.Traces, error) {
 		sp.Status().SetCode(ptrace.StatusCode(s.StatusCode))
 		sp.Status().SetMessage(s.StatusMessage)
 		_ = sp.Attributes().FromRaw(s.Attributes)
+		for part, note := range s.Garbled {
+			sp.Attributes().PutStr(GarbledKey+"."+part, note)
+		}
 		sp.SetDroppedAttributesCount(s.DroppedAttributes)
 		sp.SetDroppedEventsCount(s.DroppedEvents)
 		sp.SetDroppedLinksCount(s.DroppedLinks)
@@ -296,5 +298,5 @@ func ToOTLP(spans []Span) (ptrace.Traces, error) {
 			_ = pl.Attributes().FromRaw(l.Attributes)
 		}
 	}
-	return td, nil
+	return td
 }

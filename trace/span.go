@@ -102,26 +102,34 @@ type Span struct {
 	// Lean: the store left out the attributes, events and links (a large
 	// trace's spans past its detail budget); Store.Span reads them.
 	Lean bool
+	// Garbled notes, by part ("attributes", "events", "links"), stored
+	// content that could not be read (see Decode).
+	Garbled map[string]string
 }
 
 // StoredJSON is a span's attributes, events and links as stored.
 type StoredJSON struct{ Attributes, Events, Links json.RawMessage }
 
-// Decode fills Attributes, Events and Links from Stored.
-func (s *Span) Decode() error {
+// Decode fills Attributes, Events and Links from Stored. A part that
+// does not decode (stored by someone else, of the wrong shape) is noted in
+// Garbled and left as far as it decoded; the span is still whole.
+func (s *Span) Decode() {
 	for _, p := range []struct {
-		raw json.RawMessage
-		dst any
-	}{{s.Stored.Attributes, &s.Attributes}, {s.Stored.Events, &s.Events}, {s.Stored.Links, &s.Links}} {
+		part string
+		raw  json.RawMessage
+		dst  any
+	}{{"attributes", s.Stored.Attributes, &s.Attributes}, {"events", s.Stored.Events, &s.Events}, {"links", s.Stored.Links, &s.Links}} {
 		if len(p.raw) == 0 {
 			continue
 		}
 		if err := json.Unmarshal(p.raw, p.dst); err != nil {
-			return fmt.Errorf("span %s: %w", s.SpanID, err)
+			if s.Garbled == nil {
+				s.Garbled = map[string]string{}
+			}
+			s.Garbled[p.part] = decodeNote(p.part, p.raw, err)
 		}
 	}
 	s.Stored = StoredJSON{}
-	return nil
 }
 
 // Duration is End - Start in nanoseconds (0 when End is before Start).

@@ -48,9 +48,12 @@ type ViewSpan struct {
 	Lean bool `json:"lean,omitempty"`
 	// Dropped counts what the sender or triad's limits dropped from the
 	// span (nil when nothing was).
-	Dropped  *Dropped `json:"dropped,omitempty"`
-	Resource string   `json:"resource,omitempty"` // key into resources
-	Scope    *Scope   `json:"scope,omitempty"`
+	Dropped *Dropped `json:"dropped,omitempty"`
+	// Garbled names, by part ("attributes", "events", "links"), stored
+	// content that could not be read, with an excerpt of its stored form.
+	Garbled  map[string]string `json:"garbled,omitempty"`
+	Resource string            `json:"resource,omitempty"` // key into resources
+	Scope    *Scope            `json:"scope,omitempty"`
 	// Attributes is an object, Events and Links arrays of Event and Link.
 	Attributes json.RawMessage `json:"attributes,omitempty"`
 	Events     json.RawMessage `json:"events,omitempty"`
@@ -86,6 +89,22 @@ func (a *Assembled) viewSpan(i int, resources map[string]map[string]any) ViewSpa
 		Attributes: rawOr(n.Stored.Attributes, n.Attributes, len(n.Attributes)),
 		Events:     rawOr(n.Stored.Events, n.Events, len(n.Events)),
 		Links:      rawOr(n.Stored.Links, n.Links, len(n.Links)),
+		Garbled:    n.Garbled,
+	}
+	// Stored JSON of the wrong shape (written by someone else) is not
+	// passed on as if it were attributes, events or links: it is named in
+	// Garbled with an excerpt.
+	for _, p := range []struct {
+		part string
+		raw  *json.RawMessage
+	}{{"attributes", &s.Attributes}, {"events", &s.Events}, {"links", &s.Links}} {
+		if note := shapeNote(p.part, *p.raw); note != "" {
+			if s.Garbled == nil {
+				s.Garbled = map[string]string{}
+			}
+			s.Garbled[p.part] = note
+			*p.raw = nil
+		}
 	}
 	if n.DroppedAttributes+n.DroppedEvents+n.DroppedLinks > 0 {
 		s.Dropped = &Dropped{Attributes: n.DroppedAttributes, Events: n.DroppedEvents, Links: n.DroppedLinks}

@@ -362,10 +362,7 @@ func (s *Store) Calls(ctx context.Context, since time.Time, limit int) (trace.Ca
 		if err := rrows.Scan(&id, &raw); err != nil {
 			return out, err
 		}
-		var m map[string]any
-		if json.Unmarshal(raw, &m) != nil {
-			continue // a resource that does not decode names no language
-		}
+		m := trace.DecodeResource(id, raw) // one that does not decode names no language
 		for _, svc := range resOf[id] {
 			if len(out.Resources[svc]) < 8 {
 				out.Resources[svc] = append(out.Resources[svc], m)
@@ -449,11 +446,7 @@ func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
 		if err := rrows.Scan(&id, &raw); err != nil {
 			return nil, err
 		}
-		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
-			return nil, fmt.Errorf("resource %d: %w", id, err)
-		}
-		res[id] = m
+		res[id] = trace.DecodeResource(id, raw) // garbage is noted, never fatal
 	}
 	if err := rrows.Err(); err != nil {
 		return nil, err

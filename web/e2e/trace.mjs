@@ -247,6 +247,15 @@ try {
     assert.ok(out.wide.rowsInDomAfterScroll < 100);
     await page.screenshot({ path: ARTIFACTS + "/trace-wide-span.png" });
   }
+  // A span another writer garbled (attributes a string, a null event, a
+  // link that is a number): named, and the rest shown.
+  await page.evaluate(() => { location.hash = "#c7c1e00102030405060708090a0b0c0d/c701010101010101"; });
+  await page.waitForFunction(() => /Could not be read/.test(document.getElementById("detail").textContent), null, { timeout: 30000 });
+  const garbled = await page.textContent("#detail");
+  assert.match(garbled, /stored attributes are not a JSON object: "not an object"/);
+  assert.match(garbled, /\(not an event\)/);
+  assert.match(garbled, /kept/);
+  assert.equal(errors.length, 0, "no page errors: " + errors.join("; "));
   if (HTML_FILE) {
     // `triad trace --format html`: the same view from a file, no server.
     await page.goto("file://" + HTML_FILE);

@@ -547,14 +547,21 @@
     if (sp.scope) facts.scope = sp.scope.name + (sp.scope.version ? " " + sp.scope.version : "");
     if (sp.dropped) facts.dropped = sp.dropped.attributes + " attributes, " + sp.dropped.events + " events, " + sp.dropped.links + " links (over the sender's or triad's limits)";
     detail.append(h);
+    // Stored content someone else wrote in a shape triad cannot read is
+    // named, with an excerpt, rather than shown as if it were attributes.
+    if (sp.garbled) {
+      const g = details("Could not be read", entries(sp.garbled));
+      g.classList.add("garbled");
+      detail.append(g);
+    }
     for (const part of [details("Span", Object.entries(facts)), details("Attributes", entries(sp.attributes)), details("Resource", entries(view.resources[sp.resource]))]) if (part) detail.append(part);
     if (sp.events && sp.events.length) {
       const at = view.summary.start_unix_nano + sp.offset_ns;
-      detail.append(details("Events", sp.events.map((e) => ["+" + fmtDur(Math.max(0, e.time_unix_nano - at)) + " " + e.name, e.attributes || {}])));
+      detail.append(details("Events", sp.events.map((e) => (e && typeof e === "object" ? ["+" + fmtDur(Math.max(0, (Number(e.time_unix_nano) || at) - at)) + " " + e.name, e.attributes || {}] : ["(not an event)", e]))));
     }
     if (sp.links && sp.links.length) {
       // Each link opens the linked trace with the linked span selected.
-      detail.append(details("Links", sp.links.map((l, n) => ["link " + (n + 1), () => {
+      detail.append(details("Links", sp.links.map((l, n) => ["link " + (n + 1), !(l && typeof l === "object") ? l : () => {
         const frag = document.createDocumentFragment();
         const a = document.createElement("a");
         a.href = "#" + l.trace_id + "/" + l.span_id;
