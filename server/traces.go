@@ -95,16 +95,13 @@ func (s *Server) getTrace(c *gin.Context) (any, error) {
 		a.Summary.Partial = true
 		a.Summary.Status = fmt.Sprintf("partial: the trace has more than %d spans (trace.max_trace_spans); these are the first %d by start time", tr.MaxSpans, tr.MaxSpans)
 	}
-	if !s.redact.applies(c) {
-		// Streamed span by span: memory follows the trace's skeleton.
-		return jsonStream(func(w io.Writer) error { return a.WriteView(w, !detail) }), nil
+	// Streamed span by span: memory follows the trace's skeleton; a
+	// viewer's answer is redacted span by span on the way.
+	var filter func([]byte) ([]byte, error)
+	if s.redact.applies(c) {
+		filter = s.redact.Spans
 	}
-	// A viewer's answer is redacted as a whole (held once, as JSON).
-	v := a.View()
-	if !detail {
-		v.Lean()
-	}
-	return s.viewAnswer(c, v)
+	return jsonStream(func(w io.Writer) error { return a.WriteView(w, !detail, filter) }), nil
 }
 
 // viewAnswer is v as the caller may see it: redacted as a whole for a

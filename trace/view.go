@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -130,13 +131,36 @@ func (a *Assembled) viewSpan(i int, resources map[string]map[string]any) ViewSpa
 // WriteView writes the View's JSON to w span by span, never holding the
 // whole View or its encoding: a read's memory follows the trace's
 // skeleton, not its JSON. lean leaves out attributes, events, links and
-// resources (as View.Lean).
-func (a *Assembled) WriteView(w io.Writer, lean bool) error {
+// resources (as View.Lean). filter, when not nil, rewrites each span's
+// JSON and the resources' (a viewer's redaction) one at a time, so a
+// filtered answer is as bounded as the others.
+func (a *Assembled) WriteView(w io.Writer, lean bool, filter func([]byte) ([]byte, error)) error {
 	bw := bufio.NewWriterSize(w, 32<<10)
-	enc := json.NewEncoder(bw)
+	var one bytes.Buffer
+	out := io.Writer(bw)
+	if filter != nil {
+		out = &one
+	}
+	enc := json.NewEncoder(out)
 	write := func(s string) { _, _ = bw.WriteString(s) }
+	// put encodes v, through filter when there is one.
+	put := func(v any) error {
+		one.Reset()
+		if err := enc.Encode(v); err != nil {
+			return err
+		}
+		if filter == nil {
+			return nil
+		}
+		b, err := filter(one.Bytes())
+		if err != nil {
+			return err
+		}
+		_, err = bw.Write(b)
+		return err
+	}
 	write(`{"summary":`)
-	if err := enc.Encode(a.Summary); err != nil {
+	if err := put(a.Summary); err != nil {
 		return err
 	}
 	write(`,"spans":[`)
@@ -149,7 +173,7 @@ func (a *Assembled) WriteView(w io.Writer, lean bool) error {
 		if lean {
 			s.Attributes, s.Events, s.Links, s.Resource = nil, nil, nil, ""
 		}
-		if err := enc.Encode(s); err != nil {
+		if err := put(s); err != nil {
 			return err
 		}
 	}
@@ -157,7 +181,7 @@ func (a *Assembled) WriteView(w io.Writer, lean bool) error {
 	if lean {
 		resources = map[string]map[string]any{}
 	}
-	if err := enc.Encode(resources); err != nil {
+	if err := put(resources); err != nil {
 		return err
 	}
 	write("}")

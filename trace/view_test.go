@@ -49,9 +49,30 @@ func TestRenderTextDeepTree(t *testing.T) {
 func TestWriteViewIsTheView(t *testing.T) {
 	d := FromOTLP(SyntheticTrace(tid, 500, time.Now()), DefaultLimits())
 	a := Assemble(tid, d.Spans, AssembleOptions{})
-	for _, lean := range []bool{false, true} {
+	// A filter sees each part alone; one that re-encodes changes nothing,
+	// one that rewrites a key rewrites it everywhere.
+	reencode := func(b []byte) ([]byte, error) {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.UseNumber() // nanoseconds do not survive float64
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		return json.Marshal(v)
+	}
+	var buf bytes.Buffer
+	require.NoError(t, a.WriteView(&buf, false, func(b []byte) ([]byte, error) {
+		return bytes.ReplaceAll(b, []byte(`"item":`), []byte(`"ITEM":`)), nil
+	}))
+	require.NotContains(t, buf.String(), `"item":`)
+	require.Equal(t, 500, strings.Count(buf.String(), `"ITEM":`))
+	for _, tc := range []struct {
+		lean   bool
+		filter func([]byte) ([]byte, error)
+	}{{false, nil}, {true, nil}, {false, reencode}, {true, reencode}} {
+		lean := tc.lean
 		var buf bytes.Buffer
-		require.NoError(t, a.WriteView(&buf, lean))
+		require.NoError(t, a.WriteView(&buf, lean, tc.filter))
 		var got, want View
 		require.NoError(t, json.Unmarshal(buf.Bytes(), &got))
 		v := a.View()

@@ -248,6 +248,12 @@ func TestHungStoresDegradeOnePath(t *testing.T) {
 		{"/api/v1/sweeps", nil},
 		{"/api/v1/dataset", nil},
 		{"/api/v1/repairs", nil},
+		// The trace readers (the span store is Postgres): a search, the
+		// dropdowns, the service graph, a trace by ID.
+		{"/api/v1/traces?limit=5", nil},
+		{"/api/v1/services", nil},
+		{"/api/v1/services/graph", nil},
+		{"/api/v1/traces/0123456789abcdef0123456789abcdef", nil},
 	}
 	for _, victim := range []*stacktest.Private{rd, es, ed, pg} {
 		sw := call(t, a, http.MethodPost, "/api/v1/sweeps", adminToken, map[string]any{"entity": "profile", "repair": true, "segment_size": 100, "rate": 2000})

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -15,12 +16,15 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/trace"
 )
 
 // rss reads this process's resident set and its peak (VmRSS, VmHWM) in
@@ -92,10 +96,38 @@ func TestHostileCallers(t *testing.T) {
 	for i := range 16 {
 		attrs = append(attrs, "attr="+fmt.Sprintf("k%d=", i)+strings.Repeat("v", 1000))
 	}
+	// A 50k-span trace (trace.max_trace_spans) for the trace readers below.
+	huge := trace.TraceID{0x40, 0x57, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+	payload, err := ptraceotlp.NewExportRequestFromTraces(trace.SyntheticTrace(huge, 50000, time.Now().Add(-time.Minute))).MarshalProto()
+	require.NoError(t, err)
+	res, err := http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	payload = nil
+	longName := strings.Repeat("s", 256) // the longest name allowed
 	for _, tc := range []struct {
 		role, name string
 		do         func() int
 	}{
+		{"viewer", "GET /traces/{id}, 50k spans", func() int {
+			return drain(t, a, "/api/v1/traces/"+huge.String(), viewer)
+		}},
+		{"viewer", "GET /traces/{a}/compare/{b}, 50k spans each", func() int {
+			return drain(t, a, "/api/v1/traces/"+huge.String()+"/compare/"+huge.String(), viewer)
+		}},
+		{"viewer", "GET /services/graph, 90 days (the longest window)", func() int {
+			return call(t, a, http.MethodGet, "/api/v1/services/graph?since=2160h", viewer, nil).code
+		}},
+		{"viewer", "GET /services, 90 days", func() int {
+			return call(t, a, http.MethodGet, "/api/v1/services?since=2160h", viewer, nil).code
+		}},
+		{"viewer", "GET /services/{256-byte name}/operations, 90 days", func() int {
+			return call(t, a, http.MethodGet, "/api/v1/services/"+longName+"/operations?since=2160h", viewer, nil).code
+		}},
+		{"viewer", "GET /services/{name}/operations, a 50k-span service, 90 days", func() int {
+			return call(t, a, http.MethodGet, "/api/v1/services/checkout-go/operations?since=2160h", viewer, nil).code
+		}},
 		{"operator", "POST /profiles/batch, max_body_bytes (4 MiB)", func() int {
 			return call(t, a, http.MethodPost, "/api/v1/profiles/batch", operator, batch.Bytes()).code
 		}},
@@ -153,7 +185,7 @@ func TestHostileCallers(t *testing.T) {
 	require.NoError(t, a.Clients.Postgres.QueryRow(t.Context(), "SHOW statement_timeout").Scan(&st))
 	require.Equal(t, "1s", st)
 	start := time.Now()
-	_, err := a.Clients.Postgres.Exec(t.Context(), "SELECT pg_sleep(10)")
+	_, err = a.Clients.Postgres.Exec(t.Context(), "SELECT pg_sleep(10)")
 	require.ErrorContains(t, err, "statement timeout")
 	require.Less(t, time.Since(start), 3*time.Second)
 
@@ -203,4 +235,20 @@ func TestHostileCallers(t *testing.T) {
 		require.NotContains(t, r.raw, "T0KEN", path)
 		require.NotContains(t, r.raw, "s3cr3t", path)
 	}
+}
+
+// drain GETs path and discards the answer as it arrives: the cost
+// measured is the server's, not the test client's decoding of a large
+// answer (a 50k-span trace is 16 MB of JSON).
+func drain(t *testing.T, a *app.App, path, token string) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+a.Addr+path, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	_, err = io.Copy(io.Discard, res.Body)
+	require.NoError(t, err)
+	return res.StatusCode
 }
