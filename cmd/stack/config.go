@@ -49,7 +49,24 @@ type Config struct {
 	// User is the unprivileged account servers run as when triad runs as root.
 	User        string `yaml:"user"`
 	ComposeFile string `yaml:"compose_file"`
+
+	// Profile is single (one server of each) or cluster: one Postgres, a
+	// Redis Cluster of 3 masters and 3 replicas, 3 etcd members and
+	// ClusterESNodes Elasticsearch nodes, from the same packages, in
+	// ClusterDir, on ports counted from ClusterPortBase (see
+	// ClusterEndpoints).
+	Profile         string `yaml:"profile"`
+	ClusterDir      string `yaml:"cluster_dir"`
+	ClusterPortBase int    `yaml:"cluster_port_base"`
+	ClusterESNodes  int    `yaml:"cluster_elasticsearch_nodes"`
+	ClusterESHeap   string `yaml:"cluster_elasticsearch_heap"`
 }
+
+// Profiles of the stack.
+const (
+	ProfileSingle  = "single"
+	ProfileCluster = "cluster"
+)
 
 // DefaultConfig returns the local stack's defaults.
 func DefaultConfig() Config {
@@ -72,6 +89,11 @@ func DefaultConfig() Config {
 		MavenURL:        "https://repo1.maven.org/maven2",
 		User:            "triad",
 		ComposeFile:     "docker-compose.yml",
+		Profile:         ProfileSingle,
+		ClusterDir:      "/var/tmp/triad-stack/cluster",
+		ClusterPortBase: 20000,
+		ClusterESNodes:  2,
+		ClusterESHeap:   "384m",
 	}
 }
 
@@ -112,6 +134,21 @@ func (c Config) Validate() error {
 	}
 	if c.ESVersion == "" {
 		errs = append(errs, errors.New("stack.elasticsearch_version: must not be empty"))
+	}
+	switch c.Profile {
+	case ProfileSingle:
+	case ProfileCluster:
+		if c.ClusterDir == "" || !filepath.IsAbs(c.ClusterDir) {
+			errs = append(errs, fmt.Errorf("stack.cluster_dir: must be an absolute path, got %q", c.ClusterDir))
+		}
+		if c.ClusterPortBase < 1024 || c.ClusterPortBase > 65535-17006 {
+			errs = append(errs, fmt.Errorf("stack.cluster_port_base: must be 1024-%d (ports up to base+17006, the Redis cluster bus, are used), got %d", 65535-17006, c.ClusterPortBase))
+		}
+		if c.ClusterESNodes < 2 || c.ClusterESNodes > 3 {
+			errs = append(errs, fmt.Errorf("stack.cluster_elasticsearch_nodes: must be 2 or 3, got %d", c.ClusterESNodes))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("stack.profile: must be single or cluster, got %q", c.Profile))
 	}
 	return errors.Join(errs...)
 }

@@ -40,18 +40,26 @@ type server interface {
 	stop(ctx context.Context) error
 	logPath() string
 	readyTimeout() time.Duration
+	// endpoint is where clients reach the server.
+	endpoint() string
 }
 
+// base is what every server has: its configuration (for a member of a
+// cluster, a copy holding that member's ports), its name (postgres, or
+// redis-1 … for a member) and its directory, Dir/<name>.
 type base struct {
-	c   Config
-	log *slog.Logger
-	as  runAs
-	dir string
+	c    Config
+	log  *slog.Logger
+	as   runAs
+	name string
+	dir  string
 }
 
 func newBase(c Config, log *slog.Logger, as runAs, name string) base {
-	return base{c: c, log: log.With("server", name), as: as, dir: filepath.Join(c.Dir, name)}
+	return base{c: c, log: log.With("server", name), as: as, name: name, dir: filepath.Join(c.Dir, name)}
 }
+
+func (b base) Name() string { return b.name }
 
 func (b base) logPath() string { return filepath.Join(b.dir, "server.log") }
 func (b base) pidPath() string { return filepath.Join(b.dir, "server.pid") }
@@ -63,9 +71,9 @@ type postgresServer struct {
 	bin string
 }
 
-func (s *postgresServer) Name() string                { return "postgres" }
 func (s *postgresServer) Port() int                   { return s.c.PostgresPort }
 func (s *postgresServer) readyTimeout() time.Duration { return 60 * time.Second }
+func (s *postgresServer) endpoint() string            { return s.c.Endpoints().PostgresURL }
 func (s *postgresServer) data() string                { return filepath.Join(s.dir, "data") }
 
 func (s *postgresServer) prepare(ctx context.Context) error {
@@ -145,11 +153,16 @@ func (s *postgresServer) stop(ctx context.Context) error {
 
 // ---- Redis ----
 
-type redisServer struct{ base }
+type redisServer struct {
+	base
+	// cluster runs the node with cluster mode on (a member of the cluster
+	// profile's Redis Cluster, formed by Stack.formRedisCluster).
+	cluster bool
+}
 
-func (s *redisServer) Name() string                { return "redis" }
 func (s *redisServer) Port() int                   { return s.c.RedisPort }
 func (s *redisServer) readyTimeout() time.Duration { return 20 * time.Second }
+func (s *redisServer) endpoint() string            { return s.c.Endpoints().RedisAddr }
 func (s *redisServer) pid() int                    { return readPid(s.pidPath()) }
 func (s *redisServer) startedPid() int             { return s.pid() }
 
@@ -165,9 +178,13 @@ func (s *redisServer) prepare(ctx context.Context) error {
 // acknowledged writes, as a production cache with persistence would; triad
 // notices the restart and re-warms (docs/operations.md).
 func (s *redisServer) start(context.Context) error {
-	cmd := s.as.command("redis-server", "--bind", s.c.Host, "--port", strconv.Itoa(s.c.RedisPort),
+	args := []string{"--bind", s.c.Host, "--port", strconv.Itoa(s.c.RedisPort),
 		"--dir", s.dir, "--save", "3600 1", "--appendonly", "yes", "--appendfsync", "everysec",
-		"--daemonize", "no", "--maxclients", "2000")
+		"--daemonize", "no", "--maxclients", "2000"}
+	if s.cluster {
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "3000")
+	}
+	cmd := s.as.command("redis-server", args...)
 	return startDetached(cmd, s.logPath(), s.pidPath())
 }
 
@@ -187,11 +204,22 @@ func (s *redisServer) stop(ctx context.Context) error {
 type etcdServer struct {
 	base
 	bin string
+	// initialCluster is etcd's --initial-cluster (name=peer URL, …); empty:
+	// a single member named triad-stack.
+	initialCluster string
 }
 
-func (s *etcdServer) Name() string                { return "etcd" }
+// member is the etcd member's name.
+func (s *etcdServer) member() string {
+	if s.initialCluster == "" {
+		return "triad-stack"
+	}
+	return s.name
+}
+
 func (s *etcdServer) Port() int                   { return s.c.EtcdPort }
 func (s *etcdServer) readyTimeout() time.Duration { return 30 * time.Second }
+func (s *etcdServer) endpoint() string            { return s.c.Endpoints().EtcdEndpoint }
 func (s *etcdServer) pid() int                    { return readPid(s.pidPath()) }
 func (s *etcdServer) startedPid() int             { return s.pid() }
 
@@ -207,10 +235,14 @@ func (s *etcdServer) prepare(ctx context.Context) error {
 func (s *etcdServer) start(context.Context) error {
 	client := fmt.Sprintf("http://%s:%d", s.c.Host, s.c.EtcdPort)
 	peer := fmt.Sprintf("http://%s:%d", s.c.Host, s.c.EtcdPeerPort)
-	cmd := s.as.command(s.bin, "--name", "triad-stack", "--data-dir", filepath.Join(s.dir, "data"),
+	initial := s.initialCluster
+	if initial == "" {
+		initial = "triad-stack=" + peer
+	}
+	cmd := s.as.command(s.bin, "--name", s.member(), "--data-dir", filepath.Join(s.dir, "data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "triad-stack="+peer, "--auto-compaction-retention", "1")
+		"--initial-cluster", initial, "--initial-cluster-token", "triad-stack", "--auto-compaction-retention", "1")
 	return startDetached(cmd, s.logPath(), s.pidPath())
 }
 
@@ -245,11 +277,14 @@ type esServer struct {
 	base
 	java string
 	home string
+	// seeds are the transport addresses of every node of a multi-node
+	// cluster (and masters their node names); empty: a single node.
+	seeds, masters []string
 }
 
-func (s *esServer) Name() string                { return "elasticsearch" }
 func (s *esServer) Port() int                   { return s.c.ESPort }
 func (s *esServer) readyTimeout() time.Duration { return 180 * time.Second }
+func (s *esServer) endpoint() string            { return s.c.Endpoints().ElasticsearchURL }
 func (s *esServer) pid() int                    { return readPid(filepath.Join(s.dir, "es.pid")) }
 func (s *esServer) startedPid() int             { return readPid(filepath.Join(s.dir, "launcher.pid")) }
 
@@ -284,11 +319,11 @@ func (s *esServer) prepare(ctx context.Context) error {
 	// Rewritten on every start, so a changed port or heap takes effect.
 	yml := fmt.Sprintf(`# written by triad stack; edits are overwritten
 cluster.name: triad-stack
-node.name: triad-stack
+node.name: %s
 network.host: %s
 http.port: %d
 transport.port: %d
-discovery.type: single-node
+%s
 path.data: %s
 path.logs: %s
 xpack.security.enabled: false
@@ -296,7 +331,7 @@ xpack.security.enabled: false
 cluster.routing.allocation.disk.threshold_enabled: false
 # Test clean-up deletes its own prefixed indices by wildcard.
 action.destructive_requires_name: false
-`, s.c.Host, s.c.ESPort, s.c.ESTransportPort, filepath.Join(s.dir, "data"), filepath.Join(s.dir, "logs"))
+`, s.nodeName(), s.c.Host, s.c.ESPort, s.c.ESTransportPort, s.discovery(), filepath.Join(s.dir, "data"), filepath.Join(s.dir, "logs"))
 	if err := os.WriteFile(filepath.Join(s.home, "config", "elasticsearch.yml"), []byte(yml), 0o644); err != nil {
 		return err
 	}
@@ -310,6 +345,22 @@ action.destructive_requires_name: false
 		}
 	}
 	return s.as.chownTree(s.home)
+}
+
+func (s *esServer) nodeName() string {
+	if len(s.seeds) == 0 {
+		return "triad-stack"
+	}
+	return s.name
+}
+
+// discovery is elasticsearch.yml's discovery settings: a single node, or
+// the seeds and initial masters of a cluster formed on first start.
+func (s *esServer) discovery() string {
+	if len(s.seeds) == 0 {
+		return "discovery.type: single-node"
+	}
+	return fmt.Sprintf("discovery.seed_hosts: [%s]\ncluster.initial_master_nodes: [%s]", strings.Join(s.seeds, ", "), strings.Join(s.masters, ", "))
 }
 
 func (s *esServer) start(context.Context) error {

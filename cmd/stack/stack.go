@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -68,6 +70,9 @@ func (s *Stack) servers(ctx context.Context, names ...string) ([]server, error) 
 	if len(names) == 0 {
 		names = Names
 	}
+	if s.c.Profile == ProfileCluster {
+		return s.clusterMembers(as, names)
+	}
 	var out []server
 	for _, n := range names {
 		srv, err := newServer(n, newBase(s.c, s.log, as, n))
@@ -110,7 +115,16 @@ func (s *Stack) Up(ctx context.Context, names ...string) ([]ServerStatus, error)
 	// because Elasticsearch alone takes tens of seconds.
 	errs := make([]error, len(srvs))
 	parallel(len(srvs), func(i int) { errs[i] = s.upOne(ctx, srvs[i]) })
-	return s.statusOf(ctx, srvs), errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return s.statusOf(ctx, srvs), err
+	}
+	// The cluster profile's Redis nodes answer before they are a cluster.
+	if s.c.Profile == ProfileCluster && (len(names) == 0 || slices.ContainsFunc(names, func(n string) bool { return strings.HasPrefix(n, "redis") })) {
+		if err := s.formRedisCluster(ctx); err != nil {
+			return s.statusOf(ctx, srvs), err
+		}
+	}
+	return s.statusOf(ctx, srvs), nil
 }
 
 func (s *Stack) upOne(ctx context.Context, srv server) error {
@@ -186,14 +200,12 @@ func (s *Stack) Status(ctx context.Context) ([]ServerStatus, error) {
 }
 
 func (s *Stack) statusOf(ctx context.Context, srvs []server) []ServerStatus {
-	ep := s.c.Endpoints()
-	endpoint := map[string]string{"postgres": ep.PostgresURL, "redis": ep.RedisAddr, "etcd": ep.EtcdEndpoint, "elasticsearch": ep.ElasticsearchURL}
 	out := make([]ServerStatus, len(srvs))
 	parallel(len(srvs), func(i int) {
 		srv := srvs[i]
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		st := ServerStatus{Name: srv.Name(), Endpoint: endpoint[srv.Name()], Pid: srv.pid(), Log: srv.logPath()}
+		st := ServerStatus{Name: srv.Name(), Endpoint: srv.endpoint(), Pid: srv.pid(), Log: srv.logPath()}
 		if v, err := srv.probe(pctx); err != nil {
 			st.Error = err.Error()
 		} else {

@@ -14,11 +14,16 @@ import (
 
 func (e env) stack(ctx context.Context, args []string) error {
 	var asJSON *bool
+	var profile *string
 	verb, fs, cfg, log, err := e.subcommand("stack", "up, down or status", args, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print status as JSON")
+		profile = fs.String("profile", "", "single, or cluster: a Redis Cluster (3 masters, 3 replicas), 3 etcd members and 2 Elasticsearch nodes (stack.profile)")
 	})
 	if err != nil {
 		return err
+	}
+	if *profile != "" {
+		cfg.Stack.Profile = *profile
 	}
 	st, err := stack.New(cfg.Stack, log)
 	if err != nil {
@@ -33,7 +38,11 @@ func (e env) stack(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(e.stdout, "stack up in %s; state in %s\n", time.Since(start).Round(time.Millisecond), cfg.Stack.Dir)
+		dir := cfg.Stack.Dir
+		if cfg.Stack.Profile == stack.ProfileCluster {
+			dir = cfg.Stack.ClusterDir
+		}
+		fmt.Fprintf(e.stdout, "stack up in %s; state in %s\n", time.Since(start).Round(time.Millisecond), dir)
 		return nil
 	case "down":
 		return st.Down(ctx, names...)

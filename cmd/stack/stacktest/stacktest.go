@@ -410,26 +410,28 @@ func (p *Private) Pid(t testing.TB) int {
 // process and every descendant (Postgres serves each connection from a
 // child process). The server keeps its sockets, so clients connect and
 // send but get no answer until Resume. The test's end resumes it.
-func (p *Private) Pause(t testing.TB) {
+func (p *Private) Pause(t testing.TB) { t.Helper(); pauseTree(t, p.Name, p.Pid(t)) }
+
+// Resume continues a paused private server (SIGCONT to its process tree).
+func (p *Private) Resume(t testing.TB) { t.Helper(); resumeTree(p.Pid(t)) }
+
+// pauseTree stops root and its descendants with SIGSTOP; the test's end
+// continues them.
+func pauseTree(t testing.TB, name string, root int) {
 	t.Helper()
-	pids := processTree(p.Pid(t))
+	pids := processTree(root)
 	if len(pids) == 0 {
-		t.Fatalf("stacktest: private %s is not running", p.Name)
+		t.Fatalf("stacktest: %s is not running", name)
 	}
 	for _, pid := range pids {
 		_ = syscall.Kill(pid, syscall.SIGSTOP)
 	}
-	t.Cleanup(func() {
-		for _, pid := range processTree(pids[0]) {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-		}
-	})
+	t.Cleanup(func() { resumeTree(pids[0]) })
 }
 
-// Resume continues a paused private server (SIGCONT to its process tree).
-func (p *Private) Resume(t testing.TB) {
-	t.Helper()
-	for _, pid := range processTree(p.Pid(t)) {
+// resumeTree continues root and its descendants (SIGCONT).
+func resumeTree(root int) {
+	for _, pid := range processTree(root) {
 		_ = syscall.Kill(pid, syscall.SIGCONT)
 	}
 }
