@@ -9,11 +9,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
-// Dependency is a store the server needs; Check returns its version when it
-// answers. Check must honour ctx and be safe to call concurrently.
+// Dependency is a store the server needs; Check returns what it found when
+// the store answers. Check must honour ctx and be safe to call
+// concurrently.
 type Dependency struct {
 	Name  string
-	Check func(ctx context.Context) (version string, err error)
+	Check func(ctx context.Context) (Probed, error)
 	// Optional dependencies are reported but do not make the server
 	// unready when down (etcd: replicas keep serving the last known
 	// dataset version).
@@ -28,6 +29,13 @@ type Component struct {
 	Status func() (detail any, ready bool)
 }
 
+// Probed is what a dependency's probe found: its version and, for a
+// store that reports one (Elasticsearch's cluster health), its health
+// (green, yellow, red) with a note saying why when it is not green.
+type Probed struct {
+	Version, Health, Note string
+}
+
 // DependencyState is one dependency's last probe, as /-/ready reports it.
 type DependencyState struct {
 	Status    string    `json:"status"` // up or down
@@ -39,6 +47,13 @@ type DependencyState struct {
 	Since time.Time `json:"since"`
 	// Optional: being down does not make the server unready.
 	Optional bool `json:"optional,omitempty"`
+	// Health is the store's own health where it reports one
+	// (Elasticsearch: green, yellow, red), HealthNote why when not green,
+	// HealthSince when it entered it. Yellow is ready but degraded; red is
+	// down.
+	Health      string    `json:"health,omitempty"`
+	HealthNote  string    `json:"health_note,omitempty"`
+	HealthSince time.Time `json:"health_since,omitzero"`
 }
 
 // readiness probes dependencies on an interval and remembers the last result.
@@ -50,6 +65,7 @@ type readiness struct {
 	now      func() time.Time
 
 	up      *prometheus.GaugeVec
+	health  *prometheus.GaugeVec
 	latency *prometheus.HistogramVec
 
 	mu       sync.RWMutex
@@ -66,6 +82,9 @@ func newReadiness(deps []Dependency, parts []Component, interval, timeout time.D
 		up: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "triad_dependency_up", Help: "Whether the dependency answered its last readiness probe (1) or not (0).",
 		}, []string{"dependency"}),
+		health: f.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "triad_dependency_health", Help: "The health a dependency reports of itself (1 for its current status: green, yellow or red; Elasticsearch only).",
+		}, []string{"dependency", "status"}),
 		latency: f.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "triad_dependency_probe_duration_seconds", Help: "Duration of readiness probes per dependency.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
@@ -106,12 +125,22 @@ func (r *readiness) probe(ctx context.Context, d Dependency) {
 	pctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	start := r.now()
-	version, err := d.Check(pctx)
+	found, err := d.Check(pctx)
 	took := r.now().Sub(start)
 	if ctx.Err() != nil {
 		return // shutting down: do not record a spurious failure
 	}
-	st := DependencyState{Status: "up", Version: version, LatencyMS: float64(took.Microseconds()) / 1000, CheckedAt: r.now()}
+	st := DependencyState{Status: "up", Version: found.Version, LatencyMS: float64(took.Microseconds()) / 1000, CheckedAt: r.now(),
+		Health: found.Health, HealthNote: found.Note}
+	if found.Health != "" {
+		for _, h := range []string{"green", "yellow", "red"} {
+			v := 0.0
+			if h == found.Health {
+				v = 1
+			}
+			r.health.WithLabelValues(d.Name, h).Set(v)
+		}
+	}
 	if err != nil {
 		st.Status, st.Error = "down", err.Error()
 	}
@@ -124,6 +153,12 @@ func (r *readiness) probe(ctx context.Context, d Dependency) {
 	r.mu.Lock()
 	prev, ok := r.state[d.Name]
 	st.Since = st.CheckedAt
+	if st.Health != "" {
+		st.HealthSince = st.CheckedAt
+		if ok && prev.Health == st.Health {
+			st.HealthSince = prev.HealthSince
+		}
+	}
 	if ok && prev.Status == st.Status {
 		st.Since = prev.Since
 		if st.Version == "" {
@@ -192,6 +227,27 @@ func (r *readiness) setStopping() {
 	r.mu.Lock()
 	r.stopping = true
 	r.mu.Unlock()
+}
+
+// Degraded is a store that answers but reports itself not healthy.
+type Degraded struct {
+	Health, Note string
+	Since        time.Time
+}
+
+// DependenciesDegraded returns the dependencies that answer but report a
+// health other than green (Elasticsearch yellow: a replica unassigned),
+// the alert rules' store_degraded facts.
+func (s *Server) DependenciesDegraded() map[string]Degraded {
+	s.ready.mu.RLock()
+	defer s.ready.mu.RUnlock()
+	out := map[string]Degraded{}
+	for name, st := range s.ready.state {
+		if st.Status == "up" && st.Health != "" && st.Health != "green" {
+			out[name] = Degraded{Health: st.Health, Note: st.HealthNote, Since: st.HealthSince}
+		}
+	}
+	return out
 }
 
 // DependenciesDown returns the dependencies whose last probe failed, with

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -73,13 +74,25 @@ func TestStatusOf(t *testing.T) {
 func TestReadinessLifecycle(t *testing.T) {
 	var redisUp atomic.Bool
 	redisUp.Store(true)
+	var esHealth atomic.Value
+	esHealth.Store("green")
 	deps := []Dependency{
-		{Name: "postgres", Check: func(context.Context) (string, error) { return "15.0", nil }},
-		{Name: "redis", Check: func(context.Context) (string, error) {
+		{Name: "postgres", Check: func(context.Context) (Probed, error) { return Probed{Version: "15.0"}, nil }},
+		{Name: "redis", Check: func(context.Context) (Probed, error) {
 			if redisUp.Load() {
-				return "7.0", nil
+				return Probed{Version: "7.0"}, nil
 			}
-			return "", errors.New("connection refused")
+			return Probed{}, errors.New("connection refused")
+		}},
+		{Name: "elasticsearch", Check: func(context.Context) (Probed, error) {
+			switch h := esHealth.Load().(string); h {
+			case "red":
+				return Probed{Health: h, Note: "1 primary unassigned"}, errors.New("cluster health is red: 1 primary unassigned")
+			case "yellow":
+				return Probed{Version: "8.19.4", Health: h, Note: "2 shards unassigned"}, nil
+			default:
+				return Probed{Version: "8.19.4", Health: h}, nil
+			}
 		}},
 	}
 	cfg := testConfig()
@@ -116,6 +129,22 @@ func TestReadinessLifecycle(t *testing.T) {
 	require.Contains(t, body, "connection refused")
 	redisUp.Store(true)
 	wait(200, `"status":"ready"`)
+
+	// Yellow is ready but degraded, with the reason; red is down.
+	esHealth.Store("yellow")
+	wait(200, `"health":"yellow","health_note":"2 shards unassigned"`)
+	require.Equal(t, "yellow", s.DependenciesDegraded()["elasticsearch"].Health)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.ready.health.WithLabelValues("elasticsearch", "yellow")))
+	require.Equal(t, 0.0, testutil.ToFloat64(s.ready.health.WithLabelValues("elasticsearch", "green")))
+	esHealth.Store("red")
+	wait(503, `"elasticsearch":{"status":"down"`)
+	_, body = get()
+	require.Contains(t, body, `"health":"red"`)
+	require.Contains(t, s.DependenciesDown(), "elasticsearch")
+	require.Empty(t, s.DependenciesDegraded())
+	esHealth.Store("green")
+	wait(200, `"health":"green"`)
+	require.Empty(t, s.DependenciesDegraded())
 
 	require.NoError(t, s.Shutdown(t.Context()))
 	code, body = get()

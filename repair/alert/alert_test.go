@@ -44,6 +44,7 @@ func TestEvaluate(t *testing.T) {
 		},
 		RepairFailures: map[time.Duration]map[string]int64{15 * time.Minute: {"profile": 3}},
 		StoresDown:     map[string]time.Time{"redis": now.Add(-time.Minute)},
+		StoresDegraded: map[string]StoreHealth{"elasticsearch": {Health: "yellow", Note: "2 nodes, 3 shards unassigned", Since: now.Add(-10 * time.Minute)}},
 		Catchup:        map[string]int64{"elasticsearch": 20000, "redis": 5},
 		TraceRefused:   100,
 	}
@@ -65,6 +66,11 @@ func TestEvaluate(t *testing.T) {
 	require.Equal(t, "critical", byRule["RepairsFailing"][0].Labels["severity"])
 	require.Len(t, byRule["StoreUnreachable"], 1)
 	require.Equal(t, "redis", byRule["StoreUnreachable"][0].Labels["store"])
+	require.Len(t, byRule["StoreDegraded"], 1)
+	require.Equal(t, map[string]string{"alertname": "StoreDegraded", "kind": KindStoreDegraded, "severity": "warning", "store": "elasticsearch", "health": "yellow"},
+		byRule["StoreDegraded"][0].Labels)
+	require.Contains(t, byRule["StoreDegraded"][0].Annotations["summary"], "3 shards unassigned")
+	require.Equal(t, 600.0, byRule["StoreDegraded"][0].Value, "seconds degraded")
 	require.Len(t, byRule["CatchupBacklogGrowing"], 1)
 	require.Equal(t, "elasticsearch", byRule["CatchupBacklogGrowing"][0].Labels["store"])
 	require.Empty(t, byRule["TraceIngestRejecting"], "one observation of a counter has no increase")

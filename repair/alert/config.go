@@ -35,9 +35,13 @@ const (
 	// KindStoreDataLoss fires per store that lost data (Redis restarted,
 	// or its keyspace shrank) within Window.
 	KindStoreDataLoss = "store_data_loss"
+	// KindStoreDegraded fires per store that answers but reports itself
+	// not healthy (Elasticsearch yellow: a replica shard unassigned, so
+	// one more node lost could lose data). Red is store_unreachable.
+	KindStoreDegraded = "store_degraded"
 )
 
-var kinds = []string{KindDriftRate, KindRepairFailures, KindSweepFailed, KindSweepStuck, KindSweepRangeFailing, KindStoreUnreachable, KindTraceRejecting, KindCatchupBacklog, KindStoreDataLoss}
+var kinds = []string{KindDriftRate, KindRepairFailures, KindSweepFailed, KindSweepStuck, KindSweepRangeFailing, KindStoreUnreachable, KindTraceRejecting, KindCatchupBacklog, KindStoreDataLoss, KindStoreDegraded}
 
 // Rule is one configured alert rule.
 type Rule struct {
@@ -93,6 +97,7 @@ func DefaultRules() []Rule {
 		{Name: "TraceIngestRejecting", Kind: KindTraceRejecting, Threshold: 0, Window: 5 * time.Minute, Severity: "warning"},
 		{Name: "CatchupBacklogGrowing", Kind: KindCatchupBacklog, Threshold: 10000, For: 5 * time.Minute, Severity: "warning"},
 		{Name: "StoreDataLoss", Kind: KindStoreDataLoss, Window: 30 * time.Minute, Severity: "critical"},
+		{Name: "StoreDegraded", Kind: KindStoreDegraded, For: 5 * time.Minute, Severity: "warning"},
 	}
 }
 

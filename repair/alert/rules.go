@@ -55,6 +55,15 @@ type Facts struct {
 	// DataLoss is each store's last detected loss of data (a restart
 	// without its keys, a keyspace drop).
 	DataLoss map[string]DataLoss
+	// StoresDegraded names the stores that answer but report a health
+	// other than green (Elasticsearch yellow).
+	StoresDegraded map[string]StoreHealth
+}
+
+// StoreHealth is a store's own report of its health.
+type StoreHealth struct {
+	Health, Note string
+	Since        time.Time
 }
 
 // DataLoss is a store's detected loss of data and what was done about it.
@@ -216,6 +225,12 @@ func (e *Evaluator) Evaluate(f Facts) []Active {
 				if l := f.DataLoss[store]; f.Now.Sub(l.At) <= r.Window {
 					add(r, 1, fmt.Sprintf("%s lost data at %s: %s", store, l.At.UTC().Format(time.RFC3339), l.Detail), "store", store)
 				}
+			}
+		case KindStoreDegraded:
+			for _, store := range slices.Sorted(maps.Keys(f.StoresDegraded)) {
+				h := f.StoresDegraded[store]
+				add(r, f.Now.Sub(h.Since).Seconds(), fmt.Sprintf("%s reports %s health since %s: %s", store, h.Health, h.Since.UTC().Format(time.RFC3339), h.Note),
+					"store", store, "health", h.Health)
 			}
 		case KindCatchupBacklog:
 			for _, store := range slices.Sorted(maps.Keys(f.Catchup)) {

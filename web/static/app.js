@@ -21,10 +21,13 @@ triad.start("Overview", async () => {
       const tr = el("tr", { className: d.status, dataset: { dependency: name } });
       cell(tr, name);
       cell(tr, d.status, "state");
+      // A store's own health where it reports one (Elasticsearch): yellow
+      // serves but is degraded (a replica unassigned).
+      cell(tr, d.health || "—", "health " + (d.health || ""));
       cell(tr, d.version || "—");
       cell(tr, d.status === "up" ? d.latency_ms.toFixed(1) + " ms" : "—");
       cell(tr, d.since ? new Date(d.since).toLocaleTimeString() : "—");
-      cell(tr, d.error || "", "detail");
+      cell(tr, d.error || d.health_note || "", "detail");
       tbody.append(tr);
     }
     updated.textContent = "Updated " + new Date().toLocaleTimeString();

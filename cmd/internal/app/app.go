@@ -272,7 +272,11 @@ func buildWhenReachable(ctx context.Context, c config.Config, st *Stores, log *s
 func dependencies(set *clients.Set) []server.Dependency {
 	var deps []server.Dependency
 	for _, p := range set.Probes() {
-		deps = append(deps, server.Dependency{Name: p.Name, Check: p.Check, Optional: p.Name == "etcd"})
+		check := func(ctx context.Context) (server.Probed, error) {
+			got, err := p.Check(ctx)
+			return server.Probed{Version: got.Version, Health: got.Health, Note: got.Note}, err
+		}
+		deps = append(deps, server.Dependency{Name: p.Name, Check: check, Optional: p.Name == "etcd"})
 	}
 	return deps
 }

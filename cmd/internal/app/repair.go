@@ -70,6 +70,10 @@ func (a *App) buildRepair(ctx context.Context, reg prometheus.Registerer) (*repa
 	rp.alerts = alert.NewManager(c.Alert, alertStore, func(ctx context.Context, now time.Time, windows []time.Duration, sweepWindow time.Duration) (alert.Facts, error) {
 		f, err := alertStore.Facts(ctx, now, windows, sweepWindow)
 		f.StoresDown = a.Server.DependenciesDown()
+		f.StoresDegraded = map[string]alert.StoreHealth{}
+		for name, d := range a.Server.DependenciesDegraded() {
+			f.StoresDegraded[name] = alert.StoreHealth{Health: d.Health, Note: d.Note, Since: d.Since}
+		}
 		f.TraceRefused = a.traceMetrics.Refused()
 		f.DataLoss = a.losses.snapshot()
 		return f, err

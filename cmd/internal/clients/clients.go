@@ -193,29 +193,42 @@ func ProbeRedis(ctx context.Context, rdb *redis.Client) (string, error) {
 	return "", errors.New("INFO server has no redis_version")
 }
 
-// ProbeElasticsearch returns the local node's version when the cluster is at
-// least yellow.
-func ProbeElasticsearch(ctx context.Context, es *elasticsearch.Client) (string, error) {
+// ProbeElasticsearch returns the local node's version and the cluster's
+// health (green, yellow or red, with a note saying why when not green);
+// red is an error (primaries are missing: writes and reads of
+// their shards fail), yellow is not (every primary serves; some replica
+// is unassigned, so one more node lost could lose data).
+func ProbeElasticsearch(ctx context.Context, es *elasticsearch.Client) (Probed, error) {
 	res, err := es.Cluster.Health(es.Cluster.Health.WithContext(ctx))
 	if err != nil {
-		return "", err
+		return Probed{}, err
 	}
 	defer res.Body.Close()
 	var h struct {
-		Status string `json:"status"`
+		Status             string  `json:"status"`
+		Nodes              int     `json:"number_of_nodes"`
+		Unassigned         int     `json:"unassigned_shards"`
+		Initializing       int     `json:"initializing_shards"`
+		Relocating         int     `json:"relocating_shards"`
+		ActiveShardPercent float64 `json:"active_shards_percent_as_number"`
 	}
 	if res.IsError() {
-		return "", fmt.Errorf("cluster health: %s", res.Status())
+		return Probed{}, fmt.Errorf("cluster health: %s", res.Status())
 	}
 	if err := json.NewDecoder(res.Body).Decode(&h); err != nil {
-		return "", fmt.Errorf("cluster health: %w", err)
+		return Probed{}, fmt.Errorf("cluster health: %w", err)
+	}
+	out := Probed{Health: h.Status}
+	if h.Status != "green" {
+		out.Note = fmt.Sprintf("%d nodes, %d shards unassigned, %d initializing, %d relocating (%.1f%% of shards active)",
+			h.Nodes, h.Unassigned, h.Initializing, h.Relocating, h.ActiveShardPercent)
 	}
 	if h.Status == "red" {
-		return "", errors.New("cluster health is red")
+		return out, fmt.Errorf("cluster health is red: %s", out.Note)
 	}
 	nres, err := es.Nodes.Info(es.Nodes.Info.WithContext(ctx), es.Nodes.Info.WithNodeID("_local"), es.Nodes.Info.WithFilterPath("nodes.*.version"))
 	if err != nil {
-		return "", err
+		return out, err
 	}
 	defer nres.Body.Close()
 	var n struct {
@@ -224,12 +237,13 @@ func ProbeElasticsearch(ctx context.Context, es *elasticsearch.Client) (string, 
 		} `json:"nodes"`
 	}
 	if err := json.NewDecoder(nres.Body).Decode(&n); err != nil {
-		return "", fmt.Errorf("nodes info: %w", err)
+		return out, fmt.Errorf("nodes info: %w", err)
 	}
 	for _, node := range n.Nodes {
-		return node.Version, nil
+		out.Version = node.Version
+		return out, nil
 	}
-	return "", errors.New("nodes info: no local node")
+	return out, errors.New("nodes info: no local node")
 }
 
 // ProbeEtcd returns the version of the first endpoint that answers Status.
@@ -289,16 +303,28 @@ func Build(pg Postgres, r Redis, es Elasticsearch, etcd Etcd) (*Set, error) {
 // Probe is one dependency's readiness check; Check returns its version.
 type Probe struct {
 	Name  string
-	Check func(ctx context.Context) (string, error)
+	Check func(ctx context.Context) (Probed, error)
+}
+
+// Probed is what a probe found: the server's version and, for a store
+// that reports one (Elasticsearch), its health and why.
+type Probed struct {
+	Version, Health, Note string
 }
 
 // Probes returns a readiness probe per client, in a stable order.
 func (s *Set) Probes() []Probe {
+	version := func(probe func(ctx context.Context) (string, error)) func(ctx context.Context) (Probed, error) {
+		return func(ctx context.Context) (Probed, error) {
+			v, err := probe(ctx)
+			return Probed{Version: v}, err
+		}
+	}
 	return []Probe{
-		{"postgres", func(ctx context.Context) (string, error) { return ProbePostgres(ctx, s.Postgres) }},
-		{"redis", func(ctx context.Context) (string, error) { return ProbeRedis(ctx, s.Redis) }},
-		{"elasticsearch", func(ctx context.Context) (string, error) { return ProbeElasticsearch(ctx, s.Elasticsearch) }},
-		{"etcd", func(ctx context.Context) (string, error) { return ProbeEtcd(ctx, s.Etcd) }},
+		{"postgres", version(func(ctx context.Context) (string, error) { return ProbePostgres(ctx, s.Postgres) })},
+		{"redis", version(func(ctx context.Context) (string, error) { return ProbeRedis(ctx, s.Redis) })},
+		{"elasticsearch", func(ctx context.Context) (Probed, error) { return ProbeElasticsearch(ctx, s.Elasticsearch) }},
+		{"etcd", version(func(ctx context.Context) (string, error) { return ProbeEtcd(ctx, s.Etcd) })},
 	}
 }
 

@@ -22,7 +22,8 @@ func TestSmoke(t *testing.T) {
 	for _, p := range ns.Clients.Probes() {
 		v, err := p.Check(ctx)
 		require.NoError(t, err, p.Name)
-		t.Logf("smoke: %s %s is up", p.Name, v)
+		t.Logf("smoke: %s %s is up (health %q)", p.Name, v.Version, v.Health)
+		require.NotEmpty(t, v.Version, p.Name)
 	}
 
 	t.Run("postgres", func(t *testing.T) {
