@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -106,50 +107,54 @@ func TestHostileCallers(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	payload = nil
 	longName := strings.Repeat("s", 256) // the longest name allowed
+	// A 50k-span trace read has its own bound, issue 18's target.
+	const traceLimit = 100 << 20
 	for _, tc := range []struct {
 		role, name string
 		do         func() int
+		limit      int64 // 0: limit
 	}{
 		{"viewer", "GET /traces/{id}, 50k spans", func() int {
 			return drain(t, a, "/api/v1/traces/"+huge.String(), viewer)
-		}},
+		}, traceLimit},
 		{"viewer", "GET /traces/{a}/compare/{b}, 50k spans each", func() int {
 			return drain(t, a, "/api/v1/traces/"+huge.String()+"/compare/"+huge.String(), viewer)
-		}},
+		}, traceLimit},
 		{"viewer", "GET /services/graph, 90 days (the longest window)", func() int {
 			return call(t, a, http.MethodGet, "/api/v1/services/graph?since=2160h", viewer, nil).code
-		}},
+		}, 0},
 		{"viewer", "GET /services, 90 days", func() int {
 			return call(t, a, http.MethodGet, "/api/v1/services?since=2160h", viewer, nil).code
-		}},
+		}, 0},
 		{"viewer", "GET /services/{256-byte name}/operations, 90 days", func() int {
 			return call(t, a, http.MethodGet, "/api/v1/services/"+longName+"/operations?since=2160h", viewer, nil).code
-		}},
+		}, 0},
 		{"viewer", "GET /services/{name}/operations, a 50k-span service, 90 days", func() int {
 			return call(t, a, http.MethodGet, "/api/v1/services/checkout-go/operations?since=2160h", viewer, nil).code
-		}},
+		}, 0},
 		{"operator", "POST /profiles/batch, max_body_bytes (4 MiB)", func() int {
 			return call(t, a, http.MethodPost, "/api/v1/profiles/batch", operator, batch.Bytes()).code
-		}},
+		}, 0},
 		{"viewer", "POST /profiles/lookup, 1000 IDs", func() int {
 			return call(t, a, http.MethodPost, "/api/v1/profiles/lookup", viewer, map[string]any{"ids": ids}).code
-		}},
+		}, 0},
 		{"viewer", "POST /checks, 1000 IDs", func() int {
 			return call(t, a, http.MethodPost, "/api/v1/checks", viewer, map[string]any{"entity": "profile", "ids": ids}).code
-		}},
+		}, 0},
 		{"viewer", "GET /traces, 16 attr filters of 1 KiB", func() int {
 			return call(t, a, http.MethodGet, "/api/v1/traces?"+strings.Join(attrs, "&"), viewer, nil).code
-		}},
+		}, 0},
 		{"viewer", "POST /checks, an 8 MiB ids array", func() int {
 			big := []byte(`{"entity": "profile", "ids": [` + strings.Repeat("1,", 4<<20) + `1]}`)
 			return call(t, a, http.MethodPost, "/api/v1/checks", viewer, big).code
-		}},
+		}, 0},
 	} {
 		var code int
 		cost := costOf(t, func() { code = tc.do() })
 		t.Logf("measured: %s (%s): status %d, peak RSS +%.1f MiB", tc.name, tc.role, code, float64(cost)/(1<<20))
 		require.Less(t, code, 500, tc.name)
-		require.LessOrEqual(t, cost, int64(limit), "%s costs at most 64 MiB", tc.name)
+		bound := cmp.Or(tc.limit, int64(limit))
+		require.LessOrEqual(t, cost, bound, "%s costs at most %d MiB", tc.name, bound>>20)
 	}
 
 	// Many at once: 32 maximal batches; the in-flight budget (64 MiB of
