@@ -434,7 +434,7 @@ func switchAndMeasure(t *testing.T, ns *stacktest.Namespace, replicas []*app.App
 		for {
 			all := true
 			for _, r := range replicas {
-				if servedDataset(ctx, r, 1500) != n {
+				if servedDataset(ctx, r.Addr, 1500) != n {
 					all = false
 				}
 			}
@@ -458,8 +458,8 @@ func switchAndMeasure(t *testing.T, ns *stacktest.Namespace, replicas []*app.App
 
 // servedDataset is the dataset version a replica answers id from (0 on
 // any error); safe outside the test goroutine.
-func servedDataset(ctx context.Context, a *app.App, id int64) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", a.Addr, id), nil)
+func servedDataset(ctx context.Context, addr string, id int64) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", addr, id), nil)
 	if err != nil {
 		return 0
 	}
@@ -631,6 +631,29 @@ func TestDeadMemberReportExpires(t *testing.T) {
 
 // TestLeaderFailover: one replica leads (runs the singleton jobs); killed
 // with SIGKILL, its lease expires and the other replica takes over.
+// leading reads a replica's readiness report: whether it leads, and who
+// does.
+func leading(base string) (bool, string) {
+	res, err := http.Get("http://" + base + "/-/ready")
+	if err != nil {
+		return false, ""
+	}
+	defer res.Body.Close()
+	var rep struct {
+		Components map[string]struct {
+			Detail struct {
+				Leading bool   `json:"leading"`
+				Leader  string `json:"leader"`
+			} `json:"detail"`
+		} `json:"components"`
+	}
+	if json.NewDecoder(res.Body).Decode(&rep) != nil {
+		return false, ""
+	}
+	d := rep.Components["leader"].Detail
+	return d.Leading, d.Leader
+}
+
 func TestLeaderFailover(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
@@ -642,26 +665,6 @@ func TestLeaderFailover(t *testing.T) {
 
 	// Replica A: a real `triad serve` process, started first so it leads.
 	cmd := startServeProcess(t, env, addr)
-	leading := func(base string) (bool, string) {
-		res, err := http.Get("http://" + base + "/-/ready")
-		if err != nil {
-			return false, ""
-		}
-		defer res.Body.Close()
-		var rep struct {
-			Components map[string]struct {
-				Detail struct {
-					Leading bool   `json:"leading"`
-					Leader  string `json:"leader"`
-				} `json:"detail"`
-			} `json:"components"`
-		}
-		if json.NewDecoder(res.Body).Decode(&rep) != nil {
-			return false, ""
-		}
-		d := rep.Components["leader"].Detail
-		return d.Leading, d.Leader
-	}
 	until(t, 60*time.Second, "the serve process leads", func() bool { l, _ := leading(addr); return l })
 
 	b := startReplica(t, replicaConfig(t, ns))
