@@ -52,7 +52,9 @@ type Config struct {
 
 	// Profile is single (one server of each) or cluster: one Postgres, a
 	// Redis Cluster of 3 masters and 3 replicas, 3 etcd members and
-	// ClusterESNodes Elasticsearch nodes, from the same packages, in
+	// ClusterESNodes Elasticsearch nodes (3 by default: two master-eligible
+	// nodes keep only one in the voting configuration, and losing that
+	// one stops the cluster), from the same packages, in
 	// ClusterDir, on ports counted from ClusterPortBase (see
 	// ClusterEndpoints).
 	Profile         string `yaml:"profile"`
@@ -92,7 +94,7 @@ func DefaultConfig() Config {
 		Profile:         ProfileSingle,
 		ClusterDir:      "/var/tmp/triad-stack/cluster",
 		ClusterPortBase: 20000,
-		ClusterESNodes:  2,
+		ClusterESNodes:  3,
 		ClusterESHeap:   "384m",
 	}
 }

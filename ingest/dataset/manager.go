@@ -119,7 +119,7 @@ type BuildProgress func(copied int64)
 //
 // A build whose process dies leaves versions/N building with no live
 // build: followers stop writing it and gc removes it.
-func (m *Manager) Build(ctx context.Context, progress BuildProgress) (Info, Verification, error) {
+func (m *Manager) Build(ctx context.Context, shape esstore.Shape, progress BuildProgress) (Info, Verification, error) {
 	s, err := m.session(ctx)
 	if err != nil {
 		return Info{}, Verification{}, err
@@ -134,7 +134,7 @@ func (m *Manager) Build(ctx context.Context, progress BuildProgress) (Info, Veri
 		for n, by := range st.Builds {
 			return fmt.Errorf("%w: version %d is being built by %s", ErrBusy, n, by)
 		}
-		info = Info{Version: st.NextVersion(), State: StateBuilding, CreatedAt: m.now().UTC()}
+		info = Info{Version: st.NextVersion(), State: StateBuilding, CreatedAt: m.now().UTC(), Index: shape}
 		return m.put(ctx, mu,
 			clientv3.OpPut(m.k.version(info.Version), mustJSON(info)),
 			clientv3.OpPut(m.k.build(info.Version), m.Name, clientv3.WithLease(s.Lease())))
@@ -151,7 +151,7 @@ func (m *Manager) Build(ctx context.Context, progress BuildProgress) (Info, Veri
 		return info, Verification{}, fmt.Errorf("build version %d: %w", n, err)
 	}
 	m.log.Info("dataset build started", "version", n)
-	if err := m.es.CreateIndex(ctx, n); err != nil {
+	if err := m.es.CreateIndex(ctx, n, shape); err != nil {
 		return fail(err)
 	}
 	if lag, err := m.awaitMembers(ctx, func(mb Member) bool { return slices.Contains(mb.Writing, n) }); err != nil {

@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	esstore "github.com/triad-dev/triad/ingest/elasticsearch"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/triad-dev/triad/ingest"
@@ -114,6 +116,9 @@ type Info struct {
 	Rows      int64      `json:"rows,omitempty"`
 	RetireAt  *time.Time `json:"retire_at,omitempty"`
 	Note      string     `json:"note,omitempty"`
+	// Index is the shape of the version's Elasticsearch index as built
+	// (zero for a version created before shapes were recorded).
+	Index esstore.Shape `json:"index,omitzero"`
 }
 
 // Member is one process's report, bound to its lease.

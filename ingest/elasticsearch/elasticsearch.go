@@ -8,6 +8,7 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -33,6 +34,38 @@ type Config struct {
 	// Version is the dataset version whose index a fresh setup creates
 	// (<prefix>profiles-v<Version>); the alias <prefix>profiles points at it.
 	Version int `yaml:"-"`
+	// Shape is the primary shards and replicas of the indices triad
+	// creates (a fresh setup's; a dataset build may ask for another).
+	Shape `yaml:",inline"`
+}
+
+// Shape is an index's primary shards and replicas per primary. Shards
+// are fixed when the index is created (a dataset build is how to change
+// them); replicas keep every document on that many more nodes, so losing
+// a node loses nothing, at the cost of each write on each.
+type Shape struct {
+	Shards   int `yaml:"shards" json:"shards,omitempty"`
+	Replicas int `yaml:"replicas" json:"replicas,omitempty"`
+}
+
+// DefaultShape is one shard and no replica: a single node.
+func DefaultShape() Shape { return Shape{Shards: 1} }
+
+// Validate names the first invalid key under prefix.
+func (sh Shape) Validate(prefix string) error {
+	var errs []error
+	if sh.Shards < 1 || sh.Shards > 1024 {
+		errs = append(errs, fmt.Errorf("%sshards: must be 1-1024, got %d", prefix, sh.Shards))
+	}
+	if sh.Replicas < 0 || sh.Replicas > 16 {
+		errs = append(errs, fmt.Errorf("%sreplicas: must be 0-16, got %d", prefix, sh.Replicas))
+	}
+	return errors.Join(errs...)
+}
+
+// settings is the index-creation body's settings for the shape.
+func (sh Shape) settings() string {
+	return fmt.Sprintf(`"settings":{"index":{"number_of_shards":%d,"number_of_replicas":%d}}`, max(sh.Shards, 1), max(sh.Replicas, 0))
 }
 
 // Store writes profiles to Elasticsearch. Safe for concurrent use.
@@ -59,10 +92,10 @@ func (s *Store) Name() string { return "elasticsearch" }
 // SetVersions sets the dataset versions whose indices Write writes.
 func (s *Store) SetVersions(v ingest.Versions) { s.versions.Store(&v) }
 
-// CreateIndex creates a dataset version's index (the template gives it
-// the mapping); an existing index is fine.
-func (s *Store) CreateIndex(ctx context.Context, version int) error {
-	res, err := esapi.IndicesCreateRequest{Index: s.Index(version)}.Do(ctx, s.es)
+// CreateIndex creates a dataset version's index of the given shape (the
+// template gives it the mapping); an existing index is fine.
+func (s *Store) CreateIndex(ctx context.Context, version int, shape Shape) error {
+	res, err := esapi.IndicesCreateRequest{Index: s.Index(version), Body: strings.NewReader("{" + shape.settings() + "}")}.Do(ctx, s.es)
 	if err != nil {
 		return fmt.Errorf("create index %s: %w", s.Index(version), err)
 	}
@@ -188,7 +221,7 @@ func (s *Store) Setup(ctx context.Context) error {
 	if res.StatusCode == http.StatusOK {
 		return nil
 	}
-	create := fmt.Sprintf(`{"aliases": {%q: {"is_write_index": true}}}`, s.Alias())
+	create := fmt.Sprintf(`{%s, "aliases": {%q: {"is_write_index": true}}}`, s.cfg.Shape.settings(), s.Alias())
 	res, err = esapi.IndicesCreateRequest{Index: s.Index(s.cfg.Version), Body: strings.NewReader(create)}.Do(ctx, s.es)
 	if err != nil {
 		return fmt.Errorf("create index: %w", err)

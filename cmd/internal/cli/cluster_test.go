@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -195,4 +196,125 @@ func TestThreeReplicasOnAThreeMemberEtcd(t *testing.T) {
 	until(t, 30*time.Second, "B and C serve version 2", func() bool {
 		return servedDataset(ctx, b, 1500) == 2 && servedDataset(ctx, c.Addr, 1500) == 2
 	})
+}
+
+// TestElasticsearchNodeLostWithReplicas: a replica writes profiles to a
+// three-node Elasticsearch whose index has 2 shards with a replica each.
+// The elected master node is killed with SIGKILL mid-ingest: writes go on, readiness
+// shows the cluster yellow (with the reason), then green once the node is
+// back; nothing is lost: every acknowledged profile is in the index and
+// matches Postgres (dataset verify), with the outbox and catch-up empty.
+func TestElasticsearchNodeLostWithReplicas(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	cl := stacktest.StartCluster(t, "elasticsearch")
+	es := cl.Endpoints.ElasticsearchURLs
+	env := append(replicaEnv(ns), "TRIAD_ELASTICSEARCH_ADDRESSES="+strings.Join(es, ","),
+		"TRIAD_PROFILE_INDEX_SHARDS=2", "TRIAD_PROFILE_INDEX_REPLICAS=1")
+	cfg := replicaConfig(t, ns)
+	cfg.Elasticsearch.Addresses, cfg.Elasticsearch.MaxRetries = es, 2
+	cfg.ProfileIndex.Shards, cfg.ProfileIndex.Replicas = 2, 1
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	health := func() (string, string) {
+		res, err := http.Get("http://" + a.Addr + "/-/ready")
+		if err != nil {
+			return "", ""
+		}
+		defer res.Body.Close()
+		var rep struct {
+			Dependencies map[string]struct {
+				Health string `json:"health"`
+				Note   string `json:"health_note"`
+			} `json:"dependencies"`
+		}
+		if json.NewDecoder(res.Body).Decode(&rep) != nil {
+			return "", ""
+		}
+		d := rep.Dependencies["elasticsearch"]
+		return d.Health, d.Note
+	}
+	until(t, 60*time.Second, "elasticsearch green", func() bool { h, _ := health(); return h == "green" })
+
+	// A writer: 200 profiles a batch through the replica, acknowledged IDs
+	// counted.
+	ctx := t.Context()
+	stop := make(chan struct{})
+	acked := make(chan int64, 1)
+	go func() {
+		var n int64
+		for next := int64(1); ; next += 200 {
+			select {
+			case <-stop:
+				acked <- n
+				return
+			default:
+			}
+			var lines []string
+			for id := next; id < next+200; id++ {
+				lines = append(lines, profileLine(id, 1, "es-node-lost"))
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", strings.NewReader(strings.Join(lines, "\n")))
+			if err != nil {
+				continue
+			}
+			req.Header.Set("Authorization", "Bearer "+replicaToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				var body struct {
+					Data struct {
+						Applied int64 `json:"applied"`
+					} `json:"data"`
+				}
+				_ = json.NewDecoder(res.Body).Decode(&body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					n = next + 199 // batches are acknowledged in order
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	// The elected master: the hardest node to lose.
+	res, err := http.Get(es[0] + "/_cat/master?h=node")
+	require.NoError(t, err)
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	victim := strings.TrimSpace(string(b))
+	require.True(t, strings.HasPrefix(victim, "elasticsearch-"), "master %q", victim)
+	cl.Kill(t, victim)
+	killed := time.Now()
+	var note string
+	until(t, 60*time.Second, "readiness shows elasticsearch yellow", func() bool { h, n := health(); note = n; return h == "yellow" })
+	t.Logf("measured: %s (the elected master) killed: readiness yellow after %s (%s)", victim, time.Since(killed).Round(time.Millisecond), note)
+	time.Sleep(3 * time.Second) // writes go on without it
+	cl.Start(t, victim)
+	restarted := time.Now()
+	until(t, 120*time.Second, "readiness shows elasticsearch green again", func() bool { h, _ := health(); return h == "green" })
+	t.Logf("measured: %s restarted: green after %s", victim, time.Since(restarted).Round(time.Millisecond))
+	close(stop)
+	last := <-acked
+	require.Greater(t, last, int64(2000), "writes went on")
+
+	until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
+		var owed int64
+		_ = ns.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
+		return owed == 0
+	})
+	code, out, errs := run(t, env, "dataset", "verify", "1")
+	require.Equal(t, ExitOK, code, "every acknowledged profile is in the index and matches Postgres: %s %s", out, errs)
+	// Asked of a node that was never killed.
+	alive := es[0]
+	if victim == "elasticsearch-1" {
+		alive = es[1]
+	}
+	res, err = http.Get(alive + "/" + ns.IndexPrefix + "profiles/_count")
+	require.NoError(t, err)
+	var count struct {
+		Count int64 `json:"count"`
+	}
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&count))
+	res.Body.Close()
+	require.GreaterOrEqual(t, count.Count, last, "no acknowledged profile lost")
+	t.Logf("measured: %d profiles acknowledged, %d in the index, verify: %s", last, count.Count, strings.TrimSpace(out))
 }

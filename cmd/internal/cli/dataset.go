@@ -46,7 +46,9 @@ const datasetHelp = `Usage: triad dataset <command> [flags]
   status            the active version, every version's state, live builds,
                     members (serving replicas and ingest runs) and the alias
   build             build the next version from Postgres (new Redis key
-                    prefix and ES index); writes during the build go to both
+                    prefix and ES index); writes during the build go to both.
+                    --shards N, --replicas N: the new index's shape (default
+                    profile_index.shards and .replicas)
   switch N          verify N against Postgres, make it active (etcd lock,
                     active key, ES alias); waits for every replica to follow
   rollback          switch back to the previous version
@@ -60,8 +62,11 @@ func (e env) dataset(ctx context.Context, args []string) error {
 		return nil
 	}
 	var asJSON, redisMissingOK *bool
+	var shards, replicas *int
 	verb, fs, cfg, log, err := e.subcommand("dataset", "status, build, switch N, rollback, verify N or gc", args, func(fs *flag.FlagSet) {
 		asJSON = fs.Bool("json", false, "print JSON")
+		shards = fs.Int("shards", 0, "build: primary shards of the new index (0: profile_index.shards)")
+		replicas = fs.Int("replicas", -1, "build: replicas of each shard of the new index (-1: profile_index.replicas)")
 		redisMissingOK = fs.Bool("redis-missing-ok", false, "switch, rollback, verify: accept profiles absent from Redis (expired cache keys); stale ones are never accepted")
 	})
 	if err != nil {
@@ -114,7 +119,17 @@ func (e env) dataset(ctx context.Context, args []string) error {
 		start := time.Now()
 		var mu sync.Mutex
 		next := int64(100_000)
-		info, ver, err := m.Build(ctx, func(n int64) { // called from the copy workers
+		shape := cfg.ProfileIndex.Shape
+		if *shards != 0 {
+			shape.Shards = *shards
+		}
+		if *replicas >= 0 {
+			shape.Replicas = *replicas
+		}
+		if err := shape.Validate("--"); err != nil {
+			return usagef("%v", err)
+		}
+		info, ver, err := m.Build(ctx, shape, func(n int64) { // called from the copy workers
 			mu.Lock()
 			defer mu.Unlock()
 			if n >= next {
@@ -126,8 +141,8 @@ func (e env) dataset(ctx context.Context, args []string) error {
 			return err
 		}
 		return out(map[string]any{"version": info, "verification": ver}, func() {
-			fmt.Fprintf(e.stdout, "built version %d: %d profiles in %s; ready to switch (triad dataset switch %d)\n%s\n",
-				info.Version, info.Rows, time.Since(start).Round(time.Millisecond), info.Version, ver.Summary())
+			fmt.Fprintf(e.stdout, "built version %d: %d profiles in %s, index of %d shards with %d replicas each; ready to switch (triad dataset switch %d)\n%s\n",
+				info.Version, info.Rows, time.Since(start).Round(time.Millisecond), shape.Shards, shape.Replicas, info.Version, ver.Summary())
 		})
 	case "switch", "rollback":
 		var rep dataset.SwitchReport

@@ -117,6 +117,7 @@ func Default() Config {
 		Ingest:        ingest.DefaultConfig(),
 		Archive:       archive.DefaultConfig(),
 		ProfileCache:  redisstore.Config{TTL: 24 * time.Hour},
+		ProfileIndex:  esstore.Config{Shape: esstore.DefaultShape()},
 		Lookup:        lookup.DefaultConfig(),
 		Dataset:       dataset.DefaultConfig(),
 		Repair:        Repair{Config: repair.DefaultConfig(), Sweep: sweep.DefaultConfig()},
@@ -156,6 +157,7 @@ func (c Config) Validate() error {
 	if c.Archive.Dir != "" {
 		errs = append(errs, c.Archive.Validate())
 	}
+	errs = append(errs, c.ProfileIndex.Shape.Validate("profile_index."))
 	if c.ProfileCache.TTL < 0 {
 		errs = append(errs, fmt.Errorf("profile_cache.ttl: must not be negative, got %s", c.ProfileCache.TTL))
 	}

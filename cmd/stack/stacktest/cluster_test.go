@@ -18,13 +18,13 @@ import (
 // as the single stack and checks each part is what it claims: a Redis
 // Cluster of 3 masters with a replica each that fails over when a master
 // is killed and takes it back as a replica; 3 etcd members that keep
-// serving writes with one hung; 2 Elasticsearch nodes, green, placing a
-// replica shard on the other node. A second `up` is a no-op.
+// serving writes with one hung; 3 Elasticsearch nodes, green, placing
+// replica shards on other nodes. A second `up` is a no-op.
 func TestClusterProfile(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	cl := StartCluster(t)
-	t.Logf("measured: cluster profile up in %s (12 servers)", time.Since(start).Round(time.Millisecond))
+	t.Logf("measured: cluster profile up in %s (13 servers)", time.Since(start).Round(time.Millisecond))
 	ctx := t.Context()
 
 	// Idempotent.
@@ -32,7 +32,7 @@ func TestClusterProfile(t *testing.T) {
 	cl.Start(t)
 	require.Less(t, time.Since(again), 20*time.Second, "a second up finds everything answering")
 	sts := cl.Status(t)
-	require.Len(t, sts, 12)
+	require.Len(t, sts, 13)
 	for _, s := range sts {
 		require.True(t, s.Up, "%s: %s", s.Name, s.Error)
 	}
@@ -149,7 +149,7 @@ func TestClusterProfile(t *testing.T) {
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&health))
 	res.Body.Close()
 	require.Equal(t, "green", health.Status)
-	require.Equal(t, 2, health.Nodes)
+	require.Equal(t, 3, health.Nodes)
 	require.Equal(t, 4, health.ActiveShards, "2 primaries and their 2 replicas allocated")
 }
 
