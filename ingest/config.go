@@ -44,14 +44,13 @@ type Config struct {
 	// DerivedAttempts × DerivedTimeout plus the back-off.
 	OutboxGrace time.Duration `yaml:"outbox_grace"`
 	// RedisWatch is how often the leader looks for signs that Redis lost
-	// data (a restart: a new run_id; or its key count falling by more than
-	// RedisDropRatio); 0 turns the watch off. OnRedisLoss is what it does
+	// data (a restart: a new run_id; or a flush: the watch's marker key
+	// gone); 0 turns the watch off. OnRedisLoss is what it does
 	// then, beside alerting (store_data_loss): "rewarm" owes every live
 	// profile to Redis through the catch-up log, "sweep" starts a
 	// repairing sweep of profiles, "none" only alerts.
-	RedisWatch     time.Duration `yaml:"redis_watch"`
-	RedisDropRatio float64       `yaml:"redis_drop_ratio"`
-	OnRedisLoss    string        `yaml:"on_redis_loss"`
+	RedisWatch  time.Duration `yaml:"redis_watch"`
+	OnRedisLoss string        `yaml:"on_redis_loss"`
 	// MaxLineBytes is the longest accepted input line.
 	MaxLineBytes int `yaml:"max_line_bytes"`
 	// TombstoneRetention is how long Postgres keeps deleted profiles'
@@ -77,7 +76,6 @@ func DefaultConfig() Config {
 		DerivedTimeout:     5 * time.Second,
 		OutboxGrace:        time.Minute,
 		RedisWatch:         5 * time.Second,
-		RedisDropRatio:     0.1,
 		OnRedisLoss:        "rewarm",
 		MaxLineBytes:       DefaultMaxLineBytes,
 		TombstoneRetention: 7 * 24 * time.Hour,
@@ -114,8 +112,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("ingest.%s: must be positive, got %s", kd.key, kd.d))
 		}
 	}
-	if c.RedisWatch < 0 || c.RedisDropRatio <= 0 || c.RedisDropRatio >= 1 {
-		errs = append(errs, fmt.Errorf("ingest.redis_watch: must not be negative (got %s), and redis_drop_ratio between 0 and 1 (got %g)", c.RedisWatch, c.RedisDropRatio))
+	if c.RedisWatch < 0 {
+		errs = append(errs, fmt.Errorf("ingest.redis_watch: must not be negative, got %s", c.RedisWatch))
 	}
 	switch c.OnRedisLoss {
 	case "rewarm", "sweep", "none":

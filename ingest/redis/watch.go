@@ -2,8 +2,10 @@ package redis
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -11,39 +13,49 @@ import (
 )
 
 // Loss is a sign that Redis lost data: it restarted (a new run_id), or
-// its keyspace shrank by more than the watch's ratio between two looks.
+// the watch's marker key is gone (the database was flushed or replaced).
 type Loss struct {
 	At     time.Time
-	Reason string // "restart" or "keyspace_drop"
-	// Keys before and after (DBSIZE of triad's database).
-	Before, After int64
+	Reason string // "restart" or "flushed"
+	// Keys is the database's key count now (DBSIZE; shared with whatever
+	// else uses it: for the message, never for the decision).
+	Keys int64
 }
 
 func (l Loss) String() string {
 	if l.Reason == "restart" {
-		return fmt.Sprintf("Redis restarted (new run_id); its database holds %d keys, %d before", l.After, l.Before)
+		return fmt.Sprintf("Redis restarted (new run_id); its database holds %d keys", l.Keys)
 	}
-	return fmt.Sprintf("Redis's database shrank from %d to %d keys", l.Before, l.After)
+	return fmt.Sprintf("the watch's marker key is gone (the database was flushed or replaced); it holds %d keys", l.Keys)
 }
 
-// Watch notices Redis restarts and keyspace drops: a Redis without
-// persistence (or with an fsync policy that lost the last second) comes
-// back with fewer keys than triad wrote, and nothing else would say so.
-// It is not safe for concurrent use (one leader job drives it).
+// Watch notices that Redis lost triad's data: a restart (a Redis without
+// persistence, or with an fsync policy that lost the last second, comes
+// back with less than triad wrote), or a flush or restore, which removes
+// a marker key the watch keeps (no TTL) beside triad's keys. The key
+// count is not used: in a database other services share, their deletes
+// and expiries would read as losses. Deletes of triad's own keys are
+// drift, which sweeps find. Not safe for concurrent use (one leader job
+// drives it); several leaders in turn share the marker.
 type Watch struct {
-	rdb   *goredis.Client
-	ratio float64
-	runID string
-	keys  int64
-	seen  bool
+	rdb    *goredis.Client
+	marker string
+	runID  string
+	token  string
+	seen   bool
 }
 
-// NewWatch returns a watch that reports a drop of more than ratio (0.1:
-// a tenth of the keys) between two looks.
-func NewWatch(rdb *goredis.Client, ratio float64) *Watch { return &Watch{rdb: rdb, ratio: ratio} }
+// NewWatch returns a watch whose marker key is prefix+"triad:watch".
+func NewWatch(rdb *goredis.Client, prefix string) *Watch {
+	return &Watch{rdb: rdb, marker: prefix + "triad:watch"}
+}
 
-// Look reads Redis's run_id and key count and compares them with the last
-// look; the first look only sets the baseline.
+// Marker is the watch's marker key.
+func (w *Watch) Marker() string { return w.marker }
+
+// Look reads Redis's run_id and the marker and compares them with the
+// last look; the first look only sets the baseline (creating the marker
+// when it is missing).
 func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 	info, err := w.rdb.Info(ctx, "server").Result()
 	if err != nil {
@@ -56,27 +68,49 @@ func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 		}
 	}
 	if runID == "" {
-		return nil, fmt.Errorf("INFO server has no run_id")
+		return nil, errors.New("INFO server has no run_id")
+	}
+	token, err := w.rdb.Get(ctx, w.marker).Result()
+	if errors.Is(err, goredis.Nil) {
+		token = ""
+	} else if err != nil {
+		return nil, err
+	}
+	if token == "" {
+		// First look, or the marker went with the data: set a new one
+		// (SET NX: a leader before us may just have).
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		fresh := hex.EncodeToString(b)
+		if ok, err := w.rdb.SetNX(ctx, w.marker, fresh, 0).Result(); err != nil {
+			return nil, err
+		} else if ok {
+			token = fresh
+		} else if token, err = w.rdb.Get(ctx, w.marker).Result(); err != nil {
+			return nil, err
+		}
+	}
+	first := !w.seen
+	prevRun, prevToken := w.runID, w.token
+	w.runID, w.token, w.seen = runID, token, true
+	if first {
+		return nil, nil
+	}
+	var reason string
+	switch {
+	case runID != prevRun:
+		reason = "restart"
+	case token != prevToken:
+		reason = "flushed"
+	default:
+		return nil, nil
 	}
 	keys, err := w.rdb.DBSize(ctx).Result()
 	if err != nil {
-		return nil, err
+		keys = -1
 	}
-	defer func() { w.runID, w.keys, w.seen = runID, keys, true }()
-	if !w.seen {
-		return nil, nil
-	}
-	now := time.Now()
-	switch {
-	case runID != w.runID:
-		return &Loss{At: now, Reason: "restart", Before: w.keys, After: keys}, nil
-	case w.keys > 0 && float64(w.keys-keys) > w.ratio*float64(w.keys):
-		return &Loss{At: now, Reason: "keyspace_drop", Before: w.keys, After: keys}, nil
-	}
-	return nil, nil
+	return &Loss{At: time.Now(), Reason: reason, Keys: keys}, nil
 }
 
 // String describes the last look.
-func (w *Watch) String() string {
-	return "run_id " + w.runID + ", " + strconv.FormatInt(w.keys, 10) + " keys"
-}
+func (w *Watch) String() string { return "run_id " + w.runID + ", marker " + w.marker }

@@ -80,7 +80,7 @@ func (a *App) leaderJobs(p *Pipeline, rp *repairParts) []leaderJob {
 		}},
 		{name: "sweep schedules", run: func(ctx context.Context) error { rp.scheduler.Run(ctx); return nil }},
 		{name: "redis data-loss watch", every: c.Ingest.RedisWatch, off: c.Ingest.RedisWatch <= 0,
-			run: redisLossWatch(redisstore.NewWatch(a.Clients.Redis, c.Ingest.RedisDropRatio), c.Ingest,
+			run: redisLossWatch(redisstore.NewWatch(a.Clients.Redis, c.ProfileCache.KeyPrefix), c.Ingest,
 				func() *ingest.Pipeline { return p.Pipeline }, rp.worker, a.losses, log)},
 	}
 }

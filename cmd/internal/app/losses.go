@@ -74,7 +74,7 @@ func redisLossWatch(w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.
 				detail += "; repairing sweep " + itoa(rec.ID) + " started"
 			}
 		}
-		log.Warn("redis lost data", "reason", loss.Reason, "keys_before", loss.Before, "keys_after", loss.After, "action", cfg.OnRedisLoss, "detail", detail)
+		log.Warn("redis lost data", "reason", loss.Reason, "keys", loss.Keys, "action", cfg.OnRedisLoss, "detail", detail)
 		losses.record("redis", alert.DataLoss{At: loss.At, Detail: detail})
 		return nil
 	}

@@ -46,9 +46,6 @@ func replicaEnv(ns *stacktest.Namespace) []string {
 		// Several serve processes at once: OTLP on free ports.
 		"TRIAD_TRACE_HTTP_ADDR=127.0.0.1:0",
 		"TRIAD_TRACE_GRPC_ADDR=127.0.0.1:0",
-		// The Redis data-loss watch reads the whole database's key count,
-		// which other tests' clean-ups shrink (see configtest.For).
-		"TRIAD_INGEST_REDIS_WATCH=0s",
 	}
 }
 

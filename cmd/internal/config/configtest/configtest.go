@@ -46,11 +46,5 @@ func For(t testing.TB, ns *stacktest.Namespace) config.Config {
 	c.ProfileCache.KeyPrefix = ns.RedisPrefix
 	c.ProfileIndex.IndexPrefix = ns.IndexPrefix
 	c.Dataset.EtcdPrefix = ns.EtcdPrefix
-	// Off: namespaces share one Redis database, whose key count other
-	// tests' clean-ups shrink at any moment; the watch reads that count
-	// and would take a clean-up for data loss and re-warm every profile,
-	// repairing drift a test planted (CI saw a sweep find 0 of 40). Tests
-	// of the watch use a private Redis and turn it on.
-	c.Ingest.RedisWatch = 0
 	return c
 }
