@@ -164,7 +164,12 @@ func (s *Stack) formRedisCluster(ctx context.Context) error {
 		args = append(args, "--cluster-replicas", "1", "--cluster-yes")
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 		defer cancel()
-		if out, err := exec.CommandContext(cctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		cmd := exec.CommandContext(cctx, "redis-cli", args...)
+		if _, err := exec.LookPath("redis-cli"); err != nil && s.useDocker(ctx) {
+			// No local redis-cli: the one in the first node's container.
+			cmd = exec.CommandContext(cctx, "docker", append([]string{"compose", "-f", s.c.ComposeFile, "-p", "triad", "exec", "-T", "redis-1", "redis-cli"}, args...)...)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("redis-cli --cluster create: %w: %s", err, lastLines(string(out), 10))
 		}
 	}

@@ -23,9 +23,19 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 			Ports       []string          `yaml:"ports"`
 			Environment map[string]string `yaml:"environment"`
 			Healthcheck map[string]any    `yaml:"healthcheck"`
+			Profiles    []string          `yaml:"profiles"`
+			NetworkMode string            `yaml:"network_mode"`
+			Command     any               `yaml:"command"`
 		} `yaml:"services"`
 	}
 	require.NoError(t, yaml.Unmarshal(b, &f))
+	single := 0
+	for _, s := range f.Services {
+		if len(s.Profiles) == 0 {
+			single++
+		}
+	}
+	require.Equal(t, len(Names), single, "the single stack's services carry no profile")
 	c := DefaultConfig()
 	ports := map[string]string{
 		"postgres":      fmt.Sprintf("127.0.0.1:${TRIAD_STACK_POSTGRES_PORT:-%d}:", c.PostgresPort),
@@ -33,7 +43,6 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 		"etcd":          fmt.Sprintf("127.0.0.1:${TRIAD_STACK_ETCD_PORT:-%d}:", c.EtcdPort),
 		"elasticsearch": fmt.Sprintf("127.0.0.1:${TRIAD_STACK_ELASTICSEARCH_PORT:-%d}:", c.ESPort),
 	}
-	require.Len(t, f.Services, len(Names))
 	for _, name := range Names {
 		s, ok := f.Services[name]
 		require.True(t, ok, "service %s", name)
@@ -46,6 +55,39 @@ func TestComposeMatchesLocalStack(t *testing.T) {
 	require.Equal(t, "docker.elastic.co/elasticsearch/elasticsearch:"+ElasticsearchVersion, f.Services["elasticsearch"].Image)
 	require.Equal(t, "false", f.Services["elasticsearch"].Environment["xpack.security.enabled"])
 	require.Equal(t, "single-node", f.Services["elasticsearch"].Environment["discovery.type"])
+
+	// The cluster profile: the members cmd/stack/cluster.go starts, on the
+	// same ports (the default port base), host networking on 127.0.0.1.
+	c.Profile = ProfileCluster
+	ep := c.ClusterEndpoints()
+	want := map[string]string{"postgres-cluster": fmt.Sprint(c.member(0).PostgresPort)}
+	for i, a := range ep.RedisAddrs {
+		want[fmt.Sprintf("redis-%d", i+1)] = a
+	}
+	for i, e := range ep.EtcdEndpoints {
+		want[fmt.Sprintf("etcd-%d", i+1)] = e
+	}
+	for i := range ep.ElasticsearchURLs {
+		want[fmt.Sprintf("elasticsearch-%d", i+1)] = fmt.Sprint(c.member(i).ESPort)
+	}
+	require.Len(t, f.Services, len(Names)+len(want))
+	for name, port := range want {
+		s, ok := f.Services[name]
+		require.True(t, ok, "cluster service %s", name)
+		require.Equal(t, []string{ProfileCluster}, s.Profiles, name)
+		require.Equal(t, "host", s.NetworkMode, name)
+		require.NotEmpty(t, s.Healthcheck, name)
+		_, tag, ok := strings.Cut(s.Image, ":")
+		require.True(t, ok && tag != "" && tag != "latest", "%s image %s must be pinned", name, s.Image)
+		all := fmt.Sprint(s.Command) + fmt.Sprint(s.Environment)
+		_, p, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(port, "http://"), "127.0.0.1"), ":")
+		if p == "" {
+			p = port
+		}
+		require.Contains(t, all, p, "%s listens on %s", name, p)
+		require.Contains(t, all, "127.0.0.1", "%s binds loopback", name)
+	}
+	require.Equal(t, "docker.elastic.co/elasticsearch/elasticsearch:"+ElasticsearchVersion, f.Services["elasticsearch-1"].Image)
 }
 
 func TestConfigValidate(t *testing.T) {

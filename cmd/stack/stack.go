@@ -174,6 +174,9 @@ func (s *Stack) upOne(ctx context.Context, srv server) error {
 // Down stops every server of the stack; data stays in Dir.
 func (s *Stack) Down(ctx context.Context, names ...string) error {
 	if s.useDocker(ctx) {
+		if s.c.Profile == ProfileCluster {
+			return s.compose(ctx, "--profile", ProfileCluster, "down")
+		}
 		return s.compose(ctx, "down")
 	}
 	srvs, err := s.servers(ctx, names...)
@@ -246,20 +249,40 @@ func (s *Stack) compose(ctx context.Context, args ...string) error {
 }
 
 func (s *Stack) composeUp(ctx context.Context) ([]ServerStatus, error) {
-	s.log.Info("using docker compose", "file", s.c.ComposeFile)
-	if err := s.compose(ctx, "up", "-d", "--wait"); err != nil {
-		return nil, err
-	}
+	s.log.Info("using docker compose", "file", s.c.ComposeFile, "profile", s.c.Profile)
 	// The probes need no local binaries; they talk to the published ports.
 	var srvs []server
-	for _, n := range Names {
-		srv, _ := newServer(n, base{c: s.c, log: s.log})
-		srvs = append(srvs, srv)
+	if s.c.Profile == ProfileCluster {
+		srvs = s.clusterServers(runAs{}, Names)
+		args := []string{"--profile", ProfileCluster, "up", "-d", "--wait"}
+		for _, srv := range srvs {
+			name := srv.Name()
+			if name == "postgres" {
+				name = "postgres-cluster"
+			}
+			args = append(args, name)
+		}
+		if err := s.compose(ctx, args...); err != nil {
+			return nil, err
+		}
+	} else {
+		if err := s.compose(ctx, "up", "-d", "--wait"); err != nil {
+			return nil, err
+		}
+		for _, n := range Names {
+			srv, _ := newServer(n, base{c: s.c, log: s.log})
+			srvs = append(srvs, srv)
+		}
 	}
 	var errs []error
 	for _, srv := range srvs {
 		if err := poll(ctx, srv.readyTimeout(), time.Second, func(ctx context.Context) error { _, err := srv.probe(ctx); return err }); err != nil {
 			errs = append(errs, fmt.Errorf("%s (docker): %w", srv.Name(), err))
+		}
+	}
+	if len(errs) == 0 && s.c.Profile == ProfileCluster {
+		if err := s.formRedisCluster(ctx); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return s.statusOf(ctx, srvs), errors.Join(errs...)
