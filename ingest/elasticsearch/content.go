@@ -8,9 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/triad-dev/triad/ingest"
 )
@@ -367,41 +369,57 @@ func (s *Store) DeleteDocIf(ctx context.Context, id int64, g Guard) (ok bool, er
 // Changed reads every document of index written after seqNo, whoever
 // wrote it (an update, a plain index, a re-index, triad's own writes: each
 // gets a new _seq_no; a deleted document is gone and shows as missing in
-// the segment sums instead), shard by shard in _seq_no order, a page at a
-// time, and hands each page to fn. Documents with no user_id, or another
+// the segment sums instead), each shard in _seq_no order, a page at a
+// time, and hands each page to fn. The shards are read in parallel (up to
+// changedShards at once: each is a sequential walk of its own numbers, so
+// an index of several shards is read in the time of its largest), and fn
+// is called for one page at a time. Documents with no user_id, or another
 // one than their _id, are read too: they decode with an error. It returns
 // how many documents it read.
 func (s *Store) Changed(ctx context.Context, index string, shards int, seqNo int64, fn func([]Doc) error) (int64, error) {
+	var mu sync.Mutex // fn is called for one page at a time
 	var n int64
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(changedShards)
 	for shard := range max(shards, 1) {
-		after := seqNo
-		for {
-			q := fmt.Sprintf(`{"size":%d,"seq_no_primary_term":true,"version":true,"sort":[{"_seq_no":"asc"}],"query":{"range":{"_seq_no":{"gt":%d}}}}`, scanPage, after)
-			req := esapi.SearchRequest{Index: []string{index}, Body: strings.NewReader(q)}
-			if shards > 1 {
-				// _seq_no counts per shard: page through one at a time.
-				req.Preference = "_shards:" + strconv.Itoa(shard)
-			}
-			hits, docs, err := s.searchPage(ctx, req)
-			if err != nil {
-				return n, fmt.Errorf("documents since seq_no %d: %w", seqNo, err)
-			}
-			for _, h := range hits {
-				after = max(after, h.SeqNo)
-			}
-			n += int64(len(hits))
-			if len(docs) > 0 {
-				if err := fn(docs); err != nil {
-					return n, err
+		g.Go(func() error {
+			after := seqNo
+			for {
+				q := fmt.Sprintf(`{"size":%d,"seq_no_primary_term":true,"version":true,"sort":[{"_seq_no":"asc"}],"query":{"range":{"_seq_no":{"gt":%d}}}}`, scanPage, after)
+				req := esapi.SearchRequest{Index: []string{index}, Body: strings.NewReader(q)}
+				if shards > 1 {
+					// _seq_no counts per shard: page through one at a time.
+					req.Preference = "_shards:" + strconv.Itoa(shard)
+				}
+				hits, docs, err := s.searchPage(gctx, req)
+				if err != nil {
+					return fmt.Errorf("shard %d: documents since seq_no %d: %w", shard, seqNo, err)
+				}
+				for _, h := range hits {
+					after = max(after, h.SeqNo)
+				}
+				mu.Lock()
+				n += int64(len(hits))
+				var ferr error
+				if len(docs) > 0 {
+					ferr = fn(docs)
+				}
+				mu.Unlock()
+				if ferr != nil {
+					return ferr
+				}
+				if len(hits) < scanPage {
+					return nil
 				}
 			}
-			if len(hits) < scanPage {
-				break
-			}
-		}
+		})
 	}
-	return n, nil
+	err := g.Wait()
+	return n, err
 }
+
+// changedShards bounds the shards Changed reads at once.
+const changedShards = 4
 
 // CreateIfAbsent writes p's document only if there is none (op_type
 // create, internal versioning): the repair of a document another writer
