@@ -126,7 +126,7 @@ func OrderEntity() EntityConfig {
 type Table struct {
 	cfg         EntityConfig
 	rows        TableRows
-	rdb         *goredis.Client
+	rdb         goredis.UniversalClient
 	redisPrefix string
 	es          *repaires.Index
 	names       []string // counted field names
@@ -141,7 +141,7 @@ type Table struct {
 // NewTable returns the configured entity on its primary's rows
 // (repair/postgres TableRows); rdb or es may be nil when the entity has no
 // such store.
-func NewTable(cfg EntityConfig, rows TableRows, rdb *goredis.Client, redisPrefix string, es *repaires.Index) (*Table, error) {
+func NewTable(cfg EntityConfig, rows TableRows, rdb goredis.UniversalClient, redisPrefix string, es *repaires.Index) (*Table, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("entity %s: %w", cfg.Name, err)
 	}

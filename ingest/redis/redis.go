@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -71,7 +72,7 @@ type Config struct {
 
 // Store writes profiles to Redis. Safe for concurrent use.
 type Store struct {
-	rdb     *goredis.Client
+	rdb     goredis.UniversalClient
 	cfg     Config
 	latency prometheus.Histogram
 	// versions are the dataset versions read (serving) and written.
@@ -80,7 +81,7 @@ type Store struct {
 
 // New returns a store; reg receives redis_pipeline_latency_ms. It serves
 // and writes dataset version 1 until SetVersions says otherwise.
-func New(rdb *goredis.Client, cfg Config, reg prometheus.Registerer) *Store {
+func New(rdb goredis.UniversalClient, cfg Config, reg prometheus.Registerer) *Store {
 	s := &Store{rdb: rdb, cfg: cfg, latency: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
 		// The seed's name, kept exactly.
 		Name:    "redis_pipeline_latency_ms",
@@ -416,27 +417,60 @@ func (s *Store) GetManyAt(ctx context.Context, version int, ids []int64) (good m
 }
 
 // DeleteVersion removes every profile key of a dataset version (SCAN and
-// UNLINK in batches of 1000) and returns how many it removed.
+// UNLINK in batches of 1000, on every master of a cluster) and returns how
+// many it removed.
 func (s *Store) DeleteVersion(ctx context.Context, version int) (int64, error) {
-	var cursor uint64
-	var n int64
+	var n atomic.Int64
 	match := s.Prefix(version) + "profile:*"
-	for {
-		keys, next, err := s.rdb.Scan(ctx, cursor, match, 1000).Result()
-		if err != nil {
-			return n, fmt.Errorf("scan %s: %w", match, err)
-		}
-		if len(keys) > 0 {
-			removed, err := s.rdb.Unlink(ctx, keys...).Result()
-			if err != nil {
-				return n, fmt.Errorf("unlink: %w", err)
+	err := scanAll(ctx, s.rdb, match, func(node goredis.Cmdable, keys []string) error {
+		// One UNLINK per key: a cluster refuses keys of several slots in
+		// one command, even on one node.
+		cmds, err := node.Pipelined(ctx, func(p goredis.Pipeliner) error {
+			for _, k := range keys {
+				p.Unlink(ctx, k)
 			}
-			n += removed
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("unlink: %w", err)
 		}
-		if cursor = next; cursor == 0 {
-			return n, nil
+		for _, c := range cmds {
+			n.Add(c.(*goredis.IntCmd).Val())
+		}
+		return nil
+	})
+	return n.Load(), err
+}
+
+// scanAll SCANs (COUNT 1000) every node that holds keys for match: the
+// server, or each master of a cluster (a SCAN walks one node). fn gets
+// each batch with the node it came from, one batch at a time.
+func scanAll(ctx context.Context, rdb goredis.UniversalClient, match string, fn func(node goredis.Cmdable, keys []string) error) error {
+	var mu sync.Mutex // masters are walked concurrently; fn is not
+	scan := func(ctx context.Context, node goredis.Cmdable) error {
+		var cursor uint64
+		for {
+			keys, next, err := node.Scan(ctx, cursor, match, 1000).Result()
+			if err != nil {
+				return fmt.Errorf("scan %s: %w", match, err)
+			}
+			if len(keys) > 0 {
+				mu.Lock()
+				err := fn(node, keys)
+				mu.Unlock()
+				if err != nil {
+					return err
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
 		}
 	}
+	if cc, ok := rdb.(*goredis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error { return scan(ctx, m) })
+	}
+	return scan(ctx, rdb)
 }
 
 // Head is a stored profile's version and digest, as read for a sweep.
@@ -628,30 +662,21 @@ func (s *Store) ScanIDs(ctx context.Context, fn func(ids []int64) error) error {
 }
 
 // ScanKeys walks the keys prefix<id>suffix with SCAN (COUNT 1000, so
-// memory stays bounded) and hands their IDs to fn in batches; keys whose
-// middle is not an integer are skipped.
-func ScanKeys(ctx context.Context, rdb goredis.Cmdable, prefix, suffix string, fn func(ids []int64) error) error {
-	var cursor uint64
-	for {
-		keys, next, err := rdb.Scan(ctx, cursor, prefix+"*"+suffix, 1000).Result()
-		if err != nil {
-			return fmt.Errorf("scan %s*%s: %w", prefix, suffix, err)
-		}
+// memory stays bounded; every master of a cluster) and hands their IDs to
+// fn in batches; keys whose middle is not an integer are skipped.
+func ScanKeys(ctx context.Context, rdb goredis.UniversalClient, prefix, suffix string, fn func(ids []int64) error) error {
+	return scanAll(ctx, rdb, prefix+"*"+suffix, func(_ goredis.Cmdable, keys []string) error {
 		ids := make([]int64, 0, len(keys))
 		for _, k := range keys {
 			if id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(k, prefix), suffix), 10, 64); err == nil {
 				ids = append(ids, id)
 			}
 		}
-		if len(ids) > 0 {
-			if err := fn(ids); err != nil {
-				return err
-			}
-		}
-		if cursor = next; cursor == 0 {
+		if len(ids) == 0 {
 			return nil
 		}
-	}
+		return fn(ids)
+	})
 }
 
 // Serving is the dataset version reads address.

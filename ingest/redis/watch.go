@@ -6,13 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 )
 
-// Loss is a sign that Redis lost data: it restarted (a new run_id), or
+// Loss is a sign that Redis lost data: it restarted (a new run_id; in a
+// cluster, a master restarted or a replica took over), or
 // the watch's marker key is gone (the database was flushed or replaced).
 type Loss struct {
 	At     time.Time
@@ -38,7 +41,7 @@ func (l Loss) String() string {
 // drift, which sweeps find. Not safe for concurrent use (one leader job
 // drives it); several leaders in turn share the marker.
 type Watch struct {
-	rdb    *goredis.Client
+	rdb    goredis.UniversalClient
 	marker string
 	runID  string
 	token  string
@@ -46,7 +49,7 @@ type Watch struct {
 }
 
 // NewWatch returns a watch whose marker key is prefix+"triad:watch".
-func NewWatch(rdb *goredis.Client, prefix string) *Watch {
+func NewWatch(rdb goredis.UniversalClient, prefix string) *Watch {
 	return &Watch{rdb: rdb, marker: prefix + "triad:watch"}
 }
 
@@ -57,18 +60,9 @@ func (w *Watch) Marker() string { return w.marker }
 // last look; the first look only sets the baseline (creating the marker
 // when it is missing).
 func (w *Watch) Look(ctx context.Context) (*Loss, error) {
-	info, err := w.rdb.Info(ctx, "server").Result()
+	runID, err := runIDs(ctx, w.rdb)
 	if err != nil {
 		return nil, err
-	}
-	runID := ""
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
-			runID = v
-		}
-	}
-	if runID == "" {
-		return nil, errors.New("INFO server has no run_id")
 	}
 	token, err := w.rdb.Get(ctx, w.marker).Result()
 	if errors.Is(err, goredis.Nil) {
@@ -110,6 +104,39 @@ func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 		keys = -1
 	}
 	return &Loss{At: time.Now(), Reason: reason, Keys: keys}, nil
+}
+
+// runIDs is the server's run_id, or a cluster's masters' (sorted, joined):
+// a master that restarted, or a replica promoted in its place (whose
+// asynchronous replication may have lost the last writes), changes it.
+func runIDs(ctx context.Context, rdb goredis.UniversalClient) (string, error) {
+	one := func(ctx context.Context, c goredis.Cmdable) (string, error) {
+		info, err := c.Info(ctx, "server").Result()
+		if err != nil {
+			return "", err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+				return v, nil
+			}
+		}
+		return "", errors.New("INFO server has no run_id")
+	}
+	cc, ok := rdb.(*goredis.ClusterClient)
+	if !ok {
+		return one(ctx, rdb)
+	}
+	var mu sync.Mutex
+	var ids []string
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error {
+		id, err := one(ctx, m)
+		mu.Lock()
+		ids = append(ids, id)
+		mu.Unlock()
+		return err
+	})
+	slices.Sort(ids)
+	return strings.Join(ids, ","), err
 }
 
 // String describes the last look.

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -9,10 +10,12 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -317,4 +320,143 @@ func TestElasticsearchNodeLostWithReplicas(t *testing.T) {
 	res.Body.Close()
 	require.GreaterOrEqual(t, count.Count, last, "no acknowledged profile lost")
 	t.Logf("measured: %d profiles acknowledged, %d in the index, verify: %s", last, count.Count, strings.TrimSpace(out))
+}
+
+// TestProfilesOnARedisCluster is the cluster lane's end-to-end test: a
+// replica whose Redis is a Redis Cluster (3 masters, 3 replicas) through
+// redis.addrs. Profiles stream in through the batch endpoint; a Redis
+// master is killed with SIGKILL mid-ingest and a replica takes over. After
+// the failover (seen as a loss: StoreDataLoss, and a re-warm) every
+// acknowledged profile is in Redis, Elasticsearch and Postgres alike
+// (dataset verify), the catch-up log and the outbox are empty, the read path and checks answer from the cluster, and drift
+// planted with HSET on the cluster is found and repaired once by a sweep.
+func TestProfilesOnARedisCluster(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	cl := stacktest.StartCluster(t, "redis")
+	cfg := replicaConfig(t, ns)
+	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	// A failover is a loss (replication is asynchronous): the watch sees a
+	// new master and re-warms; looked for often here.
+	cfg.Ingest.RedisWatch, cfg.Alert.Interval = 500*time.Millisecond, 200*time.Millisecond
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
+	ctx := t.Context()
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
+	t.Cleanup(func() { _ = rc.Close() })
+
+	stop := make(chan struct{})
+	acked := make(chan int64, 1)
+	go func() {
+		var last int64
+		for next := int64(1); ; next += 200 {
+			select {
+			case <-stop:
+				acked <- last
+				return
+			default:
+			}
+			var lines []string
+			for id := next; id < next+200; id++ {
+				lines = append(lines, profileLine(id, 1, "redis-cluster"))
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", strings.NewReader(strings.Join(lines, "\n")))
+			if err != nil {
+				continue
+			}
+			req.Header.Set("Authorization", "Bearer "+replicaToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					last = next + 199
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	// A master dies.
+	var victim string
+	nodes, err := rc.ClusterNodes(ctx).Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && strings.Contains(f[2], "master") {
+			addr, _, _ := strings.Cut(f[1], "@")
+			for i, x := range cl.Endpoints.RedisAddrs {
+				if x == addr {
+					victim = fmt.Sprintf("redis-%d", i+1)
+				}
+			}
+			break
+		}
+	}
+	require.NotEmpty(t, victim)
+	cl.Kill(t, victim)
+	killed := time.Now()
+	time.Sleep(8 * time.Second) // failover (cluster-node-timeout 3 s) while writes go on
+	close(stop)
+	last := <-acked
+	require.Greater(t, last, int64(2000), "writes went on")
+	cl.Start(t, victim) // back, as a replica
+	t.Logf("measured: %s (a master) killed mid-ingest; %d profiles acknowledged; restarted after %s", victim, last, time.Since(killed).Round(time.Millisecond))
+
+	noticed := until(t, 60*time.Second, "the failover is noticed as a loss (StoreDataLoss)", func() bool {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+a.Addr+"/api/v1/alerts", nil)
+		req.Header.Set("Authorization", "Bearer "+replicaToken)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return strings.Contains(string(b), `"StoreDataLoss"`)
+	})
+	t.Logf("measured: the failover listed as StoreDataLoss %s after the restart", noticed.Round(time.Millisecond))
+	drained := until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
+		var owed int64
+		_ = ns.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
+		return owed == 0
+	})
+	t.Logf("measured: catch-up (the writes that failed over, and the re-warm) and outbox empty %s later", drained.Round(time.Millisecond))
+	code, out, errs := run(t, env, "dataset", "verify", "1")
+	require.Equal(t, ExitOK, code, "the three stores agree: %s %s", out, errs)
+	require.Contains(t, out, "redis 0 missing, 0 stale")
+	var inRedis int64
+	var mu sync.Mutex
+	require.NoError(t, rc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		keys, err := m.Keys(ctx, ns.RedisPrefix+"profile:*").Result()
+		mu.Lock()
+		inRedis += int64(len(keys))
+		mu.Unlock()
+		return err
+	}))
+	require.GreaterOrEqual(t, inRedis, last, "every acknowledged profile is in the cluster")
+
+	// The read path and checks, through the cluster.
+	for _, id := range []int64{1, last / 2, last} {
+		r := get(t, a, id)
+		require.Equal(t, http.StatusOK, r.code, "profile %d", id)
+	}
+	body, err := json.Marshal(map[string]any{"entity": "profile", "ids": []int64{1, 2, 3, last}})
+	require.NoError(t, err)
+	code, resp := post(t, a, "/api/v1/checks", body)
+	require.Equal(t, http.StatusOK, code, resp)
+	require.NotContains(t, resp, `"drift"`)
+
+	// Drift written on the cluster with HSET; a repairing sweep finds and
+	// repairs exactly it.
+	var planted []int64
+	for id := int64(100); id <= 2000; id += 100 {
+		require.NoError(t, rc.HSet(ctx, fmt.Sprintf("%sprofile:%d", ns.RedisPrefix, id), "tags", `["tampered"]`).Err())
+		planted = append(planted, id)
+	}
+	code, out, errs = run(t, nil, "sweep", "start", "--server", "http://"+a.Addr, "--token", replicaToken, "--mode", "digest", "--repair", "--wait")
+	require.Equal(t, ExitPartial, code, "a sweep that finds drift exits 3: %s %s", out, errs)
+	require.Contains(t, out, fmt.Sprintf("%d findings, %d repaired", len(planted), len(planted)))
+	code, out, errs = run(t, nil, "sweep", "start", "--server", "http://"+a.Addr, "--token", replicaToken, "--mode", "digest", "--wait")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "0 findings", "repaired")
 }

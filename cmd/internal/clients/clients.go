@@ -66,11 +66,28 @@ func NewPostgres(c Postgres) (*pgxpool.Pool, error) {
 	return pgxpool.NewWithConfig(context.Background(), cfg)
 }
 
-// NewRedis builds a go-redis client; it connects lazily.
-func NewRedis(c Redis) (*redis.Client, error) {
+// NewRedis builds a go-redis client, or a cluster client when c.Addrs
+// names a Redis Cluster's seed nodes; it connects lazily.
+func NewRedis(c Redis) (redis.UniversalClient, error) {
 	tc, err := c.TLS.Build()
 	if err != nil {
 		return nil, fmt.Errorf("redis.tls: %w", err)
+	}
+	if len(c.Addrs) > 0 {
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs:                 c.Addrs,
+			Username:              c.Username,
+			Password:              c.Password.Reveal(),
+			TLSConfig:             tc,
+			DialTimeout:           c.DialTimeout,
+			ReadTimeout:           c.Timeout,
+			WriteTimeout:          c.Timeout,
+			PoolSize:              c.PoolSize,
+			ContextTimeoutEnabled: true,
+			MaxRetries:            redisRetries(c.MaxRetries),
+			// Redirections (MOVED, ASK) during a resharding or failover.
+			MaxRedirects: 8,
+		}), nil
 	}
 	return redis.NewClient(&redis.Options{
 		Addr:         c.Addr,
@@ -86,6 +103,18 @@ func NewRedis(c Redis) (*redis.Client, error) {
 		ContextTimeoutEnabled: true,
 		MaxRetries:            redisRetries(c.MaxRetries),
 	}), nil
+}
+
+// RedisAddr names where rdb connects (a cluster's seed nodes), for
+// messages.
+func RedisAddr(rdb redis.UniversalClient) string {
+	switch c := rdb.(type) {
+	case *redis.Client:
+		return c.Options().Addr
+	case *redis.ClusterClient:
+		return strings.Join(c.Options().Addrs, ",")
+	}
+	return "redis"
 }
 
 // redisRetries maps triad's retry count to go-redis's, where 0 means its
@@ -180,10 +209,10 @@ func ProbePostgres(ctx context.Context, pool *pgxpool.Pool) (string, error) {
 }
 
 // ProbeRedis returns the server version when Redis answers INFO.
-func ProbeRedis(ctx context.Context, rdb *redis.Client) (string, error) {
+func ProbeRedis(ctx context.Context, rdb redis.UniversalClient) (string, error) {
 	info, err := rdb.Info(ctx, "server").Result()
 	if err != nil {
-		return "", diagnose(err, rdb.Options().Addr)
+		return "", diagnose(err, RedisAddr(rdb))
 	}
 	for _, line := range strings.Split(info, "\n") {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:"); ok {
@@ -331,7 +360,7 @@ func (s *Set) Probes() []Probe {
 // Set is the four clients triad uses.
 type Set struct {
 	Postgres      *pgxpool.Pool
-	Redis         *redis.Client
+	Redis         redis.UniversalClient
 	Elasticsearch *elasticsearch.Client
 	Etcd          *clientv3.Client
 }

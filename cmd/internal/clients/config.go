@@ -123,7 +123,11 @@ type Postgres struct {
 
 // Redis configures go-redis.
 type Redis struct {
-	Addr        string `yaml:"addr"`
+	Addr string `yaml:"addr"`
+	// Addrs, when set, are seed nodes of a Redis Cluster: triad uses
+	// go-redis's cluster client (slots, MOVED and ASK redirections,
+	// failovers) and Addr is not used.
+	Addrs       []string `yaml:"addrs"`
 	Credentials `yaml:",inline"`
 	DB          int           `yaml:"db"`
 	TLS         TLS           `yaml:"tls"`
@@ -219,8 +223,11 @@ func (c Postgres) Validate() error {
 
 func (c Redis) Validate() error {
 	var errs []error
-	if c.Addr == "" {
-		errs = append(errs, errors.New("redis.addr: must not be empty"))
+	if c.Addr == "" && len(c.Addrs) == 0 {
+		errs = append(errs, errors.New("redis.addr: must not be empty (or redis.addrs: a cluster's seed nodes)"))
+	}
+	if len(c.Addrs) > 0 && c.DB != 0 {
+		errs = append(errs, fmt.Errorf("redis.db: a Redis Cluster has only database 0, got %d", c.DB))
 	}
 	if c.DB < 0 {
 		errs = append(errs, fmt.Errorf("redis.db: must not be negative, got %d", c.DB))

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/cmd/internal/secret"
@@ -76,8 +77,16 @@ func TestClientsCarryCredentialsAndTLS(t *testing.T) {
 	rdb, err := NewRedis(r)
 	require.NoError(t, err)
 	defer rdb.Close()
-	require.NotNil(t, rdb.Options().TLSConfig)
-	require.Equal(t, "triad", rdb.Options().Username)
+	require.NotNil(t, rdb.(*redis.Client).Options().TLSConfig)
+	require.Equal(t, "triad", rdb.(*redis.Client).Options().Username)
+	// A cluster's seed nodes: the cluster client, with the same settings.
+	r.Addrs = []string{"127.0.0.1:1", "127.0.0.1:2"}
+	crdb, err := NewRedis(r)
+	require.NoError(t, err)
+	defer crdb.Close()
+	require.NotNil(t, crdb.(*redis.ClusterClient).Options().TLSConfig)
+	require.Equal(t, "triad", crdb.(*redis.ClusterClient).Options().Username)
+	require.Equal(t, "127.0.0.1:1,127.0.0.1:2", RedisAddr(crdb))
 
 	es := DefaultElasticsearch()
 	es.Addresses = []string{"https://127.0.0.1:1"}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +46,14 @@ func StartCluster(t testing.TB, kinds ...string) *Cluster {
 	return cl
 }
 
-// freePortBase picks a cluster_port_base whose every port is free now.
+// freePortBase claims a cluster_port_base for the test: one of 20 slots
+// (1100 + 40k), held with an exclusive lock file until the test ends, so
+// parallel tests in any package never share a port, and whose ports are
+// all free now. Every port lies below Linux's ephemeral range (32768 and
+// up), where outgoing connections would take them from under a server;
+// the slots' port sets do not overlap (offsets within a group differ by
+// less than 40, groups by more than 20 × 40) and avoid the single stack's
+// and the default cluster profile's ports.
 func freePortBase(t testing.TB) int {
 	t.Helper()
 	offsets := []int{5432}
@@ -55,8 +63,16 @@ func freePortBase(t testing.TB) int {
 	for i := range 3 {
 		offsets = append(offsets, 2379+10*i, 2380+10*i, 9200+i, 9300+i)
 	}
-	for range 50 {
-		base := 21000 + rand.IntN(25000)
+	for _, k := range rand.Perm(20) {
+		base := 1100 + 40*k
+		lock, err := os.OpenFile(fmt.Sprintf("/var/tmp/triad-stacktest-cluster-slot-%d.lock", k), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+			lock.Close() // another test holds this slot
+			continue
+		}
 		free := true
 		for _, o := range offsets {
 			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+o))
@@ -66,11 +82,14 @@ func freePortBase(t testing.TB) int {
 			}
 			ln.Close()
 		}
-		if free {
-			return base
+		if !free {
+			lock.Close()
+			continue
 		}
+		t.Cleanup(func() { lock.Close() }) // after the cluster's own clean-up (LIFO)
+		return base
 	}
-	t.Fatal("stacktest: no free cluster port base after 50 tries")
+	t.Fatal("stacktest: no free cluster port slot")
 	return 0
 }
 

@@ -262,13 +262,34 @@ func (ns *Namespace) cleanup(t testing.TB) {
 }
 
 // DeleteRedisPrefix removes every key starting with prefix.
-func DeleteRedisPrefix(ctx context.Context, rdb *redis.Client, prefix string) error {
+func DeleteRedisPrefix(ctx context.Context, rdb redis.UniversalClient, prefix string) error {
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		// SCAN walks one node: walk every master; keys of several slots
+		// cannot share one UNLINK, so each is its own (pipelined).
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return unlinkMatching(ctx, m, prefix, func(keys []string) error {
+				_, err := m.Pipelined(ctx, func(p redis.Pipeliner) error {
+					for _, k := range keys {
+						p.Unlink(ctx, k)
+					}
+					return nil
+				})
+				return err
+			})
+		})
+	}
+	return unlinkMatching(ctx, rdb, prefix, func(keys []string) error { return rdb.Unlink(ctx, keys...).Err() })
+}
+
+// unlinkMatching scans rdb for prefix* and hands the keys to unlink in
+// batches of 1000.
+func unlinkMatching(ctx context.Context, rdb redis.Cmdable, prefix string, unlink func([]string) error) error {
 	iter := rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
 	var batch []string
 	for iter.Next(ctx) {
 		batch = append(batch, iter.Val())
 		if len(batch) == 1000 {
-			if err := rdb.Unlink(ctx, batch...).Err(); err != nil {
+			if err := unlink(batch); err != nil {
 				return err
 			}
 			batch = batch[:0]
@@ -278,7 +299,7 @@ func DeleteRedisPrefix(ctx context.Context, rdb *redis.Client, prefix string) er
 		return err
 	}
 	if len(batch) > 0 {
-		return rdb.Unlink(ctx, batch...).Err()
+		return unlink(batch)
 	}
 	return nil
 }
@@ -286,8 +307,15 @@ func DeleteRedisPrefix(ctx context.Context, rdb *redis.Client, prefix string) er
 // Pool is shorthand for the namespace's Postgres pool.
 func (ns *Namespace) Pool() *pgxpool.Pool { return ns.Clients.Postgres }
 
-// Redis is shorthand for the namespace's Redis client.
-func (ns *Namespace) Redis() *redis.Client { return ns.Clients.Redis }
+// Redis is shorthand for the namespace's Redis client (the shared
+// stack's single Redis).
+func (ns *Namespace) Redis() *redis.Client {
+	rdb, ok := ns.Clients.Redis.(*redis.Client)
+	if !ok {
+		panic("stacktest: the shared stack's Redis is a single server, not a cluster")
+	}
+	return rdb
+}
 
 // ES is shorthand for the namespace's Elasticsearch client.
 func (ns *Namespace) ES() *elasticsearch.Client { return ns.Clients.Elasticsearch }
