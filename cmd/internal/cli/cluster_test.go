@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -459,4 +460,146 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 	code, out, errs = run(t, nil, "sweep", "start", "--server", "http://"+a.Addr, "--token", replicaToken, "--mode", "digest", "--wait")
 	require.Equal(t, ExitOK, code, out, errs)
 	require.Contains(t, out, "0 findings", "repaired")
+}
+
+// TestRedisClusterReshardMidIngest moves 2,000 slots between masters
+// (redis-cli --cluster reshard: keys migrate while clients are redirected
+// with MOVED and ASK) while profiles stream in, and older versions of
+// profiles already written are sent again: afterwards every acknowledged
+// profile is in Redis at its newest version (the version guard held
+// through redirections), the stores agree and nothing is owed.
+func TestRedisClusterReshardMidIngest(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	cl := stacktest.StartCluster(t, "redis")
+	cfg := replicaConfig(t, ns)
+	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
+	ctx := t.Context()
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
+	t.Cleanup(func() { _ = rc.Close() })
+
+	// Version 2 of profiles 1–2000 first.
+	var lines []string
+	for id := int64(1); id <= 2000; id++ {
+		lines = append(lines, profileLine(id, 2, "v2"))
+	}
+	code, body := post(t, a, "/api/v1/profiles/batch", []byte(strings.Join(lines, "\n")))
+	require.Equal(t, http.StatusOK, code, body)
+
+	stop := make(chan struct{})
+	acked := make(chan int64, 1)
+	go func() {
+		var last int64
+		for next := int64(2001); ; next += 200 {
+			select {
+			case <-stop:
+				acked <- last
+				return
+			default:
+			}
+			var lines []string
+			for id := next; id < next+200; id++ {
+				lines = append(lines, profileLine(id, 1, "during-reshard"))
+			}
+			// Stale: version 1 of profiles that have version 2.
+			for id := (next/200)%10*200 + 1; id <= (next/200)%10*200+200; id++ {
+				lines = append(lines, profileLine(id, 1, "stale"))
+			}
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", strings.NewReader(strings.Join(lines, "\n")))
+			if err != nil {
+				continue
+			}
+			req.Header.Set("Authorization", "Bearer "+replicaToken)
+			if res, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					last = next + 199
+				}
+			}
+		}
+	}()
+	time.Sleep(time.Second)
+	masters := masterIDs(t, rc)
+	require.Len(t, masters, 3)
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "redis-cli", "--cluster", "reshard", cl.Endpoints.RedisAddrs[0],
+		"--cluster-from", masters[0], "--cluster-to", masters[1], "--cluster-slots", "2000", "--cluster-yes").CombinedOutput()
+	require.NoError(t, err, "%s", lastLinesOf(string(out), 10))
+	took := time.Since(start)
+	require.Greater(t, slotsOf(t, rc, masters[1]), 5461+1900, "the slots moved to %s", masters[1])
+	time.Sleep(time.Second)
+	close(stop)
+	last := <-acked
+	t.Logf("measured: 2000 slots moved in %s; %d new profiles acknowledged from 1 s before the move to 1 s after it", took.Round(time.Millisecond), last-2000)
+	require.Greater(t, last, int64(4000), "writes went on during the reshard")
+
+	until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
+		var owed int64
+		_ = ns.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
+		return owed == 0
+	})
+	code, vout, errs := run(t, env, "dataset", "verify", "1")
+	require.Equal(t, ExitOK, code, "the three stores agree: %s %s", vout, errs)
+	for id := int64(1); id <= 2000; id += 37 {
+		v, err := rc.HGet(ctx, fmt.Sprintf("%sprofile:%d", ns.RedisPrefix, id), "v").Int64()
+		require.NoError(t, err)
+		require.EqualValues(t, 2, v, "profile %d keeps its newest version", id)
+	}
+	for id := int64(2001); id <= last; id += 97 {
+		require.EqualValues(t, 1, rc.Exists(ctx, fmt.Sprintf("%sprofile:%d", ns.RedisPrefix, id)).Val(), "acknowledged profile %d is in Redis", id)
+	}
+}
+
+// masterIDs are the Redis Cluster's masters' node IDs (failed ones left
+// out), sorted.
+func masterIDs(t *testing.T, rc *redis.ClusterClient) []string {
+	t.Helper()
+	txt, err := rc.ClusterNodes(t.Context()).Result()
+	require.NoError(t, err)
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(txt), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && strings.Contains(f[2], "master") && !strings.Contains(f[2], "fail") {
+			out = append(out, f[0])
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// slotsOf counts the slots a master serves (CLUSTER NODES' ranges).
+func slotsOf(t *testing.T, rc *redis.ClusterClient, id string) int {
+	t.Helper()
+	txt, err := rc.ClusterNodes(t.Context()).Result()
+	require.NoError(t, err)
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(txt), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || f[0] != id {
+			continue
+		}
+		for _, r := range f[8:] {
+			if strings.HasPrefix(r, "[") {
+				continue // a slot being migrated
+			}
+			lo, hi, found := strings.Cut(r, "-")
+			a, _ := strconv.Atoi(lo)
+			b := a
+			if found {
+				b, _ = strconv.Atoi(hi)
+			}
+			n += b - a + 1
+		}
+	}
+	return n
+}
+
+// lastLinesOf is the last n lines of s.
+func lastLinesOf(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
