@@ -23,6 +23,7 @@ import (
 
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
@@ -77,13 +78,25 @@ func report(b *testing.B, n int64, d time.Duration) {
 // BenchmarkIngestEndToEnd: loadgen JSONL through the parser and pipeline
 // into Postgres, Redis and Elasticsearch, until every store has every row
 // (the clock stops when the pipeline has drained its derived writers).
-func BenchmarkIngestEndToEnd(b *testing.B) { benchIngest(b, true) }
+func BenchmarkIngestEndToEnd(b *testing.B) { benchIngest(b, true, nil) }
+
+// BenchmarkIngestEndToEndRedisCluster: the same with Redis a Redis Cluster
+// of 3 masters and 3 replicas (the cluster profile's, on the same
+// machine): the cluster lane's cost against the single-node lane.
+func BenchmarkIngestEndToEndRedisCluster(b *testing.B) {
+	cl := stacktest.StartCluster(b, "redis")
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs, PoolSize: 64})
+	b.Cleanup(func() { _ = rc.Close() })
+	benchIngest(b, true, rc)
+}
 
 // BenchmarkIngestPostgresOnly: the same run with no derived stores, to
 // show what the Postgres stage alone sustains.
-func BenchmarkIngestPostgresOnly(b *testing.B) { benchIngest(b, false) }
+func BenchmarkIngestPostgresOnly(b *testing.B) { benchIngest(b, false, nil) }
 
-func benchIngest(b *testing.B, derived bool) {
+// benchIngest runs the pipeline over benchRows profiles; rdb, when not
+// nil, is the Redis to write (else the namespace's).
+func benchIngest(b *testing.B, derived bool, rdb redis.UniversalClient) {
 	n := benchRows(b)
 	for range b.N {
 		ns, es := benchNamespace(b)
@@ -101,7 +114,11 @@ func benchIngest(b *testing.B, derived bool) {
 			cfg.BatchDelay, _ = time.ParseDuration(v)
 		}
 		pg := pgstore.New(ns.Pool())
-		rs := redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
+		var client redis.UniversalClient = ns.Redis()
+		if rdb != nil {
+			client = rdb
+		}
+		rs := redisstore.New(client, redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
 		deps := ingest.Deps{Primary: pg, Catchup: pg}
 		if os.Getenv("TRIAD_BENCH_NO_OUTBOX") == "1" {
 			// The baseline of the outbox's cost: the same run with no

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
@@ -41,6 +42,8 @@ import (
 // TRIAD_BENCH_SWEEP_CPUPROFILE writes a CPU profile of the digest sweep
 // (with TRIAD_BENCH_SWEEP_KEEP: of the steady state);
 // TRIAD_BENCH_SWEEP_SKIP_RAW leaves out the stores' raw content reads;
+// TRIAD_BENCH_SWEEP_REDIS_CLUSTER writes and sweeps a Redis Cluster of 3
+// masters and 3 replicas instead of the shared Redis (with DIGEST_ONLY);
 // TRIAD_BENCH_SWEEP_STEADY (with KEEP, on stores a full run verified)
 // runs only Redis's raw read, the steady state, the quick mode and the raw
 // read again.
@@ -62,7 +65,17 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	ns.Migrate(b)
 	pg := pgstore.New(ns.Pool())
-	rs := redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
+	var rdb redis.UniversalClient = ns.Redis()
+	if os.Getenv("TRIAD_BENCH_SWEEP_REDIS_CLUSTER") != "" {
+		// The cluster lane: Redis is a Redis Cluster of 3 masters and 3
+		// replicas on the same machine (run with DIGEST_ONLY: the drift
+		// part plants through the shared Redis).
+		cl := stacktest.StartCluster(b, "redis")
+		rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs, PoolSize: 64})
+		b.Cleanup(func() { _ = rc.Close() })
+		rdb = rc
+	}
+	rs := redisstore.New(rdb, redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: 24 * time.Hour}, prometheus.NewRegistry())
 	es := esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})
 	if err := es.Setup(ctx); err != nil {
 		b.Fatal(err)
