@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
@@ -65,13 +64,13 @@ func BenchmarkSweep(b *testing.B) {
 	}
 	ns.Migrate(b)
 	pg := pgstore.New(ns.Pool())
-	var rdb redis.UniversalClient = ns.Redis()
+	var rdb goredis.UniversalClient = ns.Redis()
 	if os.Getenv("TRIAD_BENCH_SWEEP_REDIS_CLUSTER") != "" {
 		// The cluster lane: Redis is a Redis Cluster of 3 masters and 3
 		// replicas on the same machine (run with DIGEST_ONLY: the drift
 		// part plants through the shared Redis).
 		cl := stacktest.StartCluster(b, "redis")
-		rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs, PoolSize: 64})
+		rc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs, PoolSize: 64})
 		b.Cleanup(func() { _ = rc.Close() })
 		rdb = rc
 	}
