@@ -15,7 +15,17 @@ import (
 // check-by-ID names it exactly, per store.
 func TestCheckClassifiesEveryCase(t *testing.T) {
 	t.Parallel()
-	s := repairtest.New(t)
+	checkClassifies(t, repairtest.New(t))
+}
+
+// TestCheckClassifiesEveryCaseOnARedisCluster: the same with Redis a
+// Redis Cluster (the cluster lane).
+func TestCheckClassifiesEveryCaseOnARedisCluster(t *testing.T) {
+	t.Parallel()
+	checkClassifies(t, repairtest.NewOnRedisCluster(t))
+}
+
+func checkClassifies(t *testing.T, s *repairtest.Stores) {
 	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()
 

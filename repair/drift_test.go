@@ -31,13 +31,24 @@ import (
 // repaired from Postgres, and a second repair writes nothing.
 func TestExternalDriftIsFoundAndRepaired(t *testing.T) {
 	t.Parallel()
-	s := repairtest.New(t)
+	externalDrift(t, repairtest.New(t))
+}
+
+// TestExternalDriftOnARedisCluster is the same with Redis a Redis Cluster
+// (the cluster lane): the drift written with HSET, SET and DEL on the
+// cluster, found and repaired through slots.
+func TestExternalDriftOnARedisCluster(t *testing.T) {
+	t.Parallel()
+	externalDrift(t, repairtest.NewOnRedisCluster(t))
+}
+
+func externalDrift(t *testing.T, s *repairtest.Stores) {
 	ctx := t.Context()
 	s.Consistent(t, 1, 600, "ok")
 	orders := s.Orders(t, 600)
 	require.NoError(t, s.ES.Refresh(ctx))
 
-	rdb := s.NS.Redis()
+	rdb := s.Redis
 	pkey := func(id int) string { return s.RS.KeyAt(1, int64(id)) }
 	var want = map[string][]repairtest.Injected{}
 	add := func(entity, key, store string, class repair.Class) {
@@ -139,7 +150,7 @@ func TestGuardsHoldAgainstExternalWrites(t *testing.T) {
 	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
 	e, err := c.Entity("profile")
 	require.NoError(t, err)
-	rdb := s.NS.Redis()
+	rdb := s.Redis
 	// 1: drifted in both stores by other writers.
 	require.NoError(t, rdb.HSet(ctx, s.RS.KeyAt(1, 1), "tags", `["x"]`).Err())
 	s.ESUpdate(t, s.ES.Alias(), "1", `{"tags":["y"]}`)
@@ -177,7 +188,7 @@ func TestPoisonedSweepFinishes(t *testing.T) {
 	s.Consistent(t, 1, 400, "ok")
 	orders := s.Orders(t, 300)
 	require.NoError(t, s.ES.Refresh(ctx))
-	rdb := s.NS.Redis()
+	rdb := s.Redis
 	require.NoError(t, rdb.Del(ctx, s.RS.KeyAt(1, 2)).Err())
 	require.NoError(t, rdb.RPush(ctx, s.RS.KeyAt(1, 2), "a", "list").Err()) // a list where the hash belongs
 	require.NoError(t, rdb.HSet(ctx, s.RS.KeyAt(1, 3), "devices", "{{").Err())
@@ -226,7 +237,7 @@ func TestOversizeValuesAreNotRead(t *testing.T) {
 	s := repairtest.New(t)
 	ctx := t.Context()
 	s.Consistent(t, 1, 50, "ok")
-	rdb := s.NS.Redis()
+	rdb := s.Redis
 	big := strings.Repeat("x", 4<<20)
 	require.NoError(t, rdb.Set(ctx, s.RS.KeyAt(1, 1), big, 0).Err())
 	require.NoError(t, rdb.Del(ctx, s.RS.KeyAt(1, 2)).Err())

@@ -54,7 +54,7 @@ func TestOrderEntity(t *testing.T) {
 	}
 
 	// Plant drift.
-	rdb := s.NS.Redis()
+	rdb := s.Redis
 	esPut := func(id int, body string, version int64, vt string) {
 		res, err := s.NS.ES().Index(s.OrderIndex(), strings.NewReader(body), s.NS.ES().Index.WithDocumentID(fmt.Sprint(id)),
 			s.NS.ES().Index.WithVersion(int(version)), s.NS.ES().Index.WithVersionType(vt), s.NS.ES().Index.WithRefresh("true"))

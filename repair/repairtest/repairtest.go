@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
@@ -25,21 +26,39 @@ import (
 )
 
 // Stores are the profile's three stores in a test's own namespace
-// (migrated, the index set up).
+// (migrated, the index set up). Redis is the client drift is written
+// through: the shared Redis, or a Redis Cluster (NewOnRedisCluster).
 type Stores struct {
-	NS *stacktest.Namespace
-	PG *pgstore.Store
-	RS *redisstore.Store
-	ES *esstore.Store
+	NS    *stacktest.Namespace
+	PG    *pgstore.Store
+	RS    *redisstore.Store
+	ES    *esstore.Store
+	Redis redis.UniversalClient
 }
 
 // New returns a migrated namespace's stores.
 func New(t testing.TB) *Stores {
 	t.Helper()
 	ns := stacktest.New(t)
+	return newOn(t, ns, ns.Redis())
+}
+
+// NewOnRedisCluster is New with Redis a private Redis Cluster (3 masters
+// with a replica each): the cluster lane of the engine's tests.
+func NewOnRedisCluster(t testing.TB) *Stores {
+	t.Helper()
+	ns := stacktest.New(t)
+	cl := stacktest.StartCluster(t, "redis")
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
+	t.Cleanup(func() { _ = rc.Close() })
+	return newOn(t, ns, rc)
+}
+
+func newOn(t testing.TB, ns *stacktest.Namespace, rdb redis.UniversalClient) *Stores {
+	t.Helper()
 	ns.Migrate(t)
-	s := &Stores{NS: ns, PG: pgstore.New(ns.Pool()),
-		RS: redisstore.New(ns.Redis(), redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
+	s := &Stores{NS: ns, PG: pgstore.New(ns.Pool()), Redis: rdb,
+		RS: redisstore.New(rdb, redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),
 		ES: esstore.New(ns.ES(), esstore.Config{IndexPrefix: ns.IndexPrefix})}
 	require.NoError(t, s.ES.Setup(t.Context()))
 	return s
@@ -152,7 +171,7 @@ func PlantAll(t testing.TB, s *Stores) map[int64]Want {
 	plant(1, Want{repair.ClassOK, repair.ClassOK}, func() { s.Write(t, Profile(t, 1, 5, "a"), all...) })
 	plant(2, Want{repair.ClassAbsentAllowed, repair.ClassOK}, func() {
 		s.Write(t, Profile(t, 2, 5, "a"), all...)
-		require.NoError(t, s.NS.Redis().Del(ctx, s.RS.Key(2)).Err()) // an expired cache key
+		require.NoError(t, s.Redis.Del(ctx, s.RS.Key(2)).Err()) // an expired cache key
 	})
 	plant(3, Want{repair.ClassOK, repair.ClassMissing}, func() {
 		s.Write(t, Profile(t, 3, 5, "a"), "postgres", "redis")
@@ -163,7 +182,7 @@ func PlantAll(t testing.TB, s *Stores) map[int64]Want {
 	})
 	plant(5, Want{repair.ClassFieldMismatch, repair.ClassFieldMismatch}, func() {
 		s.Write(t, Profile(t, 5, 5, "a"), all...)
-		require.NoError(t, s.NS.Redis().HSet(ctx, s.RS.Key(5), "tags", `["changed"]`).Err())
+		require.NoError(t, s.Redis.HSet(ctx, s.RS.Key(5), "tags", `["changed"]`).Err())
 		s.ESForce(t, Profile(t, 5, 5, "changed"))
 	})
 	plant(6, Want{repair.ClassOrphan, repair.ClassOrphan}, func() {
@@ -193,7 +212,7 @@ func (s *Stores) OrderTable(t testing.TB) *repair.Table {
 	rows, err := repairpg.NewTableRows(s.NS.Pool(), repair.OrderEntity())
 	require.NoError(t, err)
 	idx := repaires.New(s.NS.ES(), s.OrderIndex(), "order_id")
-	orders, err := repair.NewTable(repair.OrderEntity(), rows, s.NS.Redis(), s.NS.RedisPrefix, idx)
+	orders, err := repair.NewTable(repair.OrderEntity(), rows, s.Redis, s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	return orders
 }

@@ -145,7 +145,7 @@ func TestCheckpointedSweep(t *testing.T) {
 	res, err := s.NS.ES().Delete(s.ES.Alias(), "400", s.NS.ES().Delete.WithRefresh("true"))
 	require.NoError(t, err)
 	res.Body.Close()
-	require.NoError(t, s.NS.Redis().HSet(ctx, s.RS.KeyAt(1, 500), "tags", `["changed-by-hset"]`).Err())
+	require.NoError(t, s.Redis.HSet(ctx, s.RS.KeyAt(1, 500), "tags", `["changed-by-hset"]`).Err())
 
 	quick := run(sweep.ModeLabels, false)
 	require.False(t, quick.ContentTrue)

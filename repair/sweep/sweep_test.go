@@ -27,12 +27,16 @@ import (
 func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{sweep.ModeRecords, sweep.ModeDigest} {
-		t.Run(mode, func(t *testing.T) { testSweepFindsPlanted(t, mode) })
+		t.Run(mode, func(t *testing.T) { testSweepFindsPlanted(t, mode, repairtest.New(t)) })
 	}
+	// The cluster lane: Redis a Redis Cluster; the segments' Redis reads
+	// are pipelines split per master, the orphan scan walks each master.
+	t.Run("digest on a Redis Cluster", func(t *testing.T) {
+		testSweepFindsPlanted(t, sweep.ModeDigest, repairtest.NewOnRedisCluster(t))
+	})
 }
 
-func testSweepFindsPlanted(t *testing.T, mode string) {
-	s := repairtest.New(t)
+func testSweepFindsPlanted(t *testing.T, mode string, s *repairtest.Stores) {
 	cases := repairtest.PlantAll(t, s)
 	// Many consistent profiles around them, so there are several segments.
 	ctx := t.Context()
@@ -111,7 +115,7 @@ func TestSweepDuringLiveIngest(t *testing.T) {
 	// never a false finding, never a newer write undone).
 	drifted := repairtest.Profile(t, 5000, 1, "x")
 	s.Write(t, drifted, "postgres", "redis")
-	rdb := s.NS.Redis()
+	rdb := s.Redis
 	planted := map[string]bool{"5000/elasticsearch": true}
 	for _, id := range []int64{2, 8} {
 		require.NoError(t, rdb.HSet(ctx, s.RS.Key(id), "tags", `["by-hset"]`).Err())
@@ -392,7 +396,7 @@ func TestDigestSweepDenseCache(t *testing.T) {
 	// expired from the cache.
 	s.Write(t, repairtest.Profile(t, 250, 2, "new"), "postgres", "elasticsearch")
 	s.Write(t, repairtest.Profile(t, 650, 9, "ahead"), "redis")
-	require.NoError(t, s.NS.Redis().Del(ctx, s.RS.Key(450)).Err())
+	require.NoError(t, s.Redis.Del(ctx, s.RS.Key(450)).Err())
 	require.NoError(t, s.ES.Refresh(ctx))
 
 	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES))
