@@ -603,3 +603,61 @@ func lastLinesOf(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
+
+// TestDatasetVersionsOnARedisCluster: a dataset build, switch and gc with
+// Redis a Redis Cluster: version 2's keys are written on every master,
+// the replica serves version 2, and gc removes version 1's keys from
+// every master (a SCAN walks one node: gc walks each).
+func TestDatasetVersionsOnARedisCluster(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	cl := stacktest.StartCluster(t, "redis")
+	cfg := replicaConfig(t, ns)
+	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
+	const rows = 3000
+	code, _, errs := run(t, env, "loadgen", "--count", strconv.Itoa(rows), "--ingest", "--progress", "never")
+	require.Equal(t, ExitOK, code, errs)
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
+	t.Cleanup(func() { _ = rc.Close() })
+	perMaster := func(pattern string) map[string]int {
+		out := map[string]int{}
+		var mu sync.Mutex
+		require.NoError(t, rc.ForEachMaster(t.Context(), func(ctx context.Context, m *redis.Client) error {
+			keys, err := m.Keys(ctx, pattern).Result()
+			mu.Lock()
+			out[m.Options().Addr] = len(keys)
+			mu.Unlock()
+			return err
+		}))
+		return out
+	}
+	sum := func(m map[string]int) (n int) {
+		for _, v := range m {
+			n += v
+		}
+		return n
+	}
+	v1 := perMaster(ns.RedisPrefix + "profile:*")
+	require.Equal(t, rows, sum(v1))
+
+	code, out, errs := run(t, env, "dataset", "build")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Contains(t, out, "built version 2")
+	v2 := perMaster(ns.RedisPrefix + "v2:profile:*")
+	require.Equal(t, rows, sum(v2))
+	require.Len(t, v2, 3)
+	for addr, n := range v2 {
+		require.Positive(t, n, "version 2 has keys on master %s", addr)
+	}
+	code, out, errs = run(t, append(env, "TRIAD_DATASET_RETIRE_AFTER=0s"), "dataset", "switch", "2")
+	require.Equal(t, ExitOK, code, out, errs)
+	until(t, 10*time.Second, "the replica serves version 2", func() bool { return get(t, a, 1500).dataset == 2 })
+	code, out, errs = run(t, env, "dataset", "gc")
+	require.Equal(t, ExitOK, code, out, errs)
+	require.Zero(t, sum(perMaster(ns.RedisPrefix+"profile:*")), "gc removed version 1's keys from every master: %s", out)
+	require.Equal(t, rows, sum(perMaster(ns.RedisPrefix+"v2:profile:*")))
+	t.Logf("measured: version 1 keys per master %v, version 2 keys per master %v; gc: %s", v1, v2, strings.TrimSpace(out))
+}
