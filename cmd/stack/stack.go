@@ -145,8 +145,12 @@ func (s *Stack) upOne(ctx context.Context, srv server) error {
 		}
 	}
 	if !portFree(s.c.Host, srv.Port()) {
-		return fmt.Errorf("%s: port %s:%d is taken by a process that is not this stack's %s; stop it or choose another port (stack.%s_port)",
-			srv.Name(), s.c.Host, srv.Port(), srv.Name(), srv.Name())
+		key := "stack." + srv.Name() + "_port"
+		if s.c.Profile == ProfileCluster {
+			key = "stack.cluster_port_base" // members' ports are counted from it
+		}
+		return fmt.Errorf("%s: port %s:%d is taken by a process that is not this stack's %s; stop it or choose another port (%s)",
+			srv.Name(), s.c.Host, srv.Port(), srv.Name(), key)
 	}
 	if err := srv.prepare(ctx); err != nil {
 		return fmt.Errorf("%s: prepare: %w", srv.Name(), err)

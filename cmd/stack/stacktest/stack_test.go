@@ -52,6 +52,17 @@ func TestUpRefusesAForeignPort(t *testing.T) {
 	require.NoError(t, err)
 	_, err = st.Up(t.Context(), "redis")
 	require.ErrorContains(t, err, "is taken by a process that is not this stack's redis")
+	require.ErrorContains(t, err, "(stack.redis_port)", "names the key to change")
+
+	// A cluster member's port: the key is the port base.
+	c.Profile, c.ClusterDir, c.ClusterPortBase = stack.ProfileCluster, stacktest.PrivateDir(t), ln.Addr().(*net.TCPAddr).Port-7001
+	if c.ClusterPortBase >= 1024 && c.ClusterPortBase <= 65535-17006 {
+		st, err = stack.New(c, stacktest.Logger(t))
+		require.NoError(t, err)
+		_, err = st.Up(t.Context(), "redis-1")
+		require.ErrorContains(t, err, "redis-1: port")
+		require.ErrorContains(t, err, "(stack.cluster_port_base)")
+	}
 }
 
 // TestPrivateRestart: a stopped server of a stack is brought back by the next
