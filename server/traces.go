@@ -41,13 +41,9 @@ func (s *Server) traceStore() (*Traces, error) {
 // A trace over MaxSpans answers its first MaxSpans spans by start time
 // with summary.partial set.
 func (s *Server) getTrace(c *gin.Context) (any, error) {
-	tr, err := s.traceStore()
+	tr, id, err := s.traceParam(c)
 	if err != nil {
 		return nil, err
-	}
-	id, err := trace.ParseTraceID(c.Param("id"))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	format := c.DefaultQuery("format", "tree")
 	if format != "tree" && format != "otlp" {
@@ -124,13 +120,9 @@ func (s *Server) viewAnswer(c *gin.Context, v *trace.View) (any, error) {
 // events, links, resource): what a lean span of a large trace's view
 // leaves out. The answer is a View holding that one span.
 func (s *Server) getSpan(c *gin.Context) (any, error) {
-	tr, err := s.traceStore()
+	tr, id, err := s.traceParam(c)
 	if err != nil {
 		return nil, err
-	}
-	id, err := trace.ParseTraceID(c.Param("id"))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	sid, err := trace.ParseSpanID(c.Param("span"))
 	if err != nil || sid.IsZero() {
@@ -156,6 +148,26 @@ func (s *Server) getSpan(c *gin.Context) (any, error) {
 	return s.viewAnswer(c, v)
 }
 
+// traceParam is the span store and the trace ID the route names (:id):
+// 503 when traces are off, 400 for an ID that is not one.
+func (s *Server) traceParam(c *gin.Context) (*Traces, trace.TraceID, error) {
+	tr, err := s.traceStore()
+	if err != nil {
+		return nil, trace.TraceID{}, err
+	}
+	id, err := parseTraceID(c.Param("id"))
+	return tr, id, err
+}
+
+// parseTraceID is trace.ParseTraceID with its error a bad request.
+func parseTraceID(s string) (trace.TraceID, error) {
+	id, err := trace.ParseTraceID(s)
+	if err != nil {
+		return id, fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	return id, nil
+}
+
 // compareTraces sets two traces side by side: their summaries and their
 // structure by call path (counts and summed durations per position, and
 // the spans only one of them has). Both are read without details.
@@ -166,9 +178,9 @@ func (s *Server) compareTraces(c *gin.Context) (any, error) {
 	}
 	var both [2]*trace.Assembled
 	for i, p := range []string{c.Param("id"), c.Param("other")} {
-		id, err := trace.ParseTraceID(p)
+		id, err := parseTraceID(p)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
+			return nil, err
 		}
 		spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans, 0)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -347,22 +348,11 @@ func (s *Store) Calls(ctx context.Context, since time.Time, limit int) (trace.Ca
 	if err := rows.Err(); err != nil {
 		return out, err
 	}
-	ids := make([]int64, 0, len(resOf))
-	for id := range resOf {
-		ids = append(ids, id)
-	}
-	rrows, err := s.pool.Query(ctx, `SELECT id, attributes FROM span_resources WHERE id = ANY($1)`, ids)
+	res, err := s.readResources(ctx, slices.Collect(maps.Keys(resOf)))
 	if err != nil {
 		return out, err
 	}
-	defer rrows.Close()
-	for rrows.Next() {
-		var id int64
-		var raw []byte
-		if err := rrows.Scan(&id, &raw); err != nil {
-			return out, err
-		}
-		m := trace.DecodeResource(id, raw) // one that does not decode names no language
+	for id, m := range res { // one that does not decode names no language
 		for _, svc := range resOf[id] {
 			if len(out.Resources[svc]) < 8 {
 				out.Resources[svc] = append(out.Resources[svc], m)
@@ -372,7 +362,7 @@ func (s *Store) Calls(ctx context.Context, since time.Time, limit int) (trace.Ca
 	slices.SortFunc(out.Edges, func(a, b trace.CallEdge) int {
 		return cmp.Or(strings.Compare(a.From, b.From), strings.Compare(a.To, b.To))
 	})
-	return out, rrows.Err()
+	return out, nil
 }
 
 // Span implements trace.Store.
@@ -430,31 +420,34 @@ func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
 	if len(out) == 0 {
 		return out, nil
 	}
-	ids := make([]int64, 0, len(resIDs))
-	for id := range resIDs {
-		ids = append(ids, id)
-	}
-	res := make(map[int64]map[string]any, len(ids))
-	rrows, err := s.pool.Query(ctx, `SELECT id, attributes FROM span_resources WHERE id = ANY($1)`, ids)
+	res, err := s.readResources(ctx, slices.Collect(maps.Keys(resIDs)))
 	if err != nil {
-		return nil, err
-	}
-	defer rrows.Close()
-	for rrows.Next() {
-		var id int64
-		var raw []byte
-		if err := rrows.Scan(&id, &raw); err != nil {
-			return nil, err
-		}
-		res[id] = trace.DecodeResource(id, raw) // garbage is noted, never fatal
-	}
-	if err := rrows.Err(); err != nil {
 		return nil, err
 	}
 	for i := range out {
 		out[i].Resource = res[int64(out[i].ResourceKey)]
 	}
 	return out, nil
+}
+
+// readResources reads the resources of ids; one whose stored attributes do
+// not decode comes back as a note (trace.DecodeResource), never an error.
+func (s *Store) readResources(ctx context.Context, ids []int64) (map[int64]map[string]any, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, attributes FROM span_resources WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make(map[int64]map[string]any, len(ids))
+	for rows.Next() {
+		var id int64
+		var raw []byte
+		if err := rows.Scan(&id, &raw); err != nil {
+			return nil, err
+		}
+		out[id] = trace.DecodeResource(id, raw)
+	}
+	return out, rows.Err()
 }
 
 // Search implements trace.Store.

@@ -67,41 +67,33 @@ func NewPostgres(c Postgres) (*pgxpool.Pool, error) {
 }
 
 // NewRedis builds a go-redis client, or a cluster client when c.Addrs
-// names a Redis Cluster's seed nodes; it connects lazily.
+// names a Redis Cluster's seed nodes (go-redis's UniversalOptions pick
+// the kind); it connects lazily.
 func NewRedis(c Redis) (redis.UniversalClient, error) {
 	tc, err := c.TLS.Build()
 	if err != nil {
 		return nil, fmt.Errorf("redis.tls: %w", err)
 	}
-	if len(c.Addrs) > 0 {
-		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 c.Addrs,
-			Username:              c.Username,
-			Password:              c.Password.Reveal(),
-			TLSConfig:             tc,
-			DialTimeout:           c.DialTimeout,
-			ReadTimeout:           c.Timeout,
-			WriteTimeout:          c.Timeout,
-			PoolSize:              c.PoolSize,
-			ContextTimeoutEnabled: true,
-			MaxRetries:            redisRetries(c.MaxRetries),
-			// Redirections (MOVED, ASK) during a resharding or failover.
-			MaxRedirects: 8,
-		}), nil
+	addrs := c.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{c.Addr}
 	}
-	return redis.NewClient(&redis.Options{
-		Addr:         c.Addr,
-		Username:     c.Username,
-		Password:     c.Password.Reveal(),
-		DB:           c.DB,
-		TLSConfig:    tc,
-		DialTimeout:  c.DialTimeout,
-		ReadTimeout:  c.Timeout,
-		WriteTimeout: c.Timeout,
-		PoolSize:     c.PoolSize,
+	return redis.NewUniversalClient(&redis.UniversalOptions{
+		Addrs:         addrs,
+		IsClusterMode: len(c.Addrs) > 0, // even a single seed node
+		Username:      c.Username,
+		Password:      c.Password.Reveal(),
+		DB:            c.DB,
+		TLSConfig:     tc,
+		DialTimeout:   c.DialTimeout,
+		ReadTimeout:   c.Timeout,
+		WriteTimeout:  c.Timeout,
+		PoolSize:      c.PoolSize,
 		// The caller's deadline, when sooner, bounds socket I/O too.
 		ContextTimeoutEnabled: true,
 		MaxRetries:            redisRetries(c.MaxRetries),
+		// Redirections (MOVED, ASK) during a resharding or failover.
+		MaxRedirects: 8,
 	}), nil
 }
 
