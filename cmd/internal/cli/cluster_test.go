@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 )
 
@@ -243,41 +244,7 @@ func TestElasticsearchNodeLostWithReplicas(t *testing.T) {
 	// A writer: 200 profiles a batch through the replica, acknowledged IDs
 	// counted.
 	ctx := t.Context()
-	stop := make(chan struct{})
-	acked := make(chan int64, 1)
-	go func() {
-		var n int64
-		for next := int64(1); ; next += 200 {
-			select {
-			case <-stop:
-				acked <- n
-				return
-			default:
-			}
-			var lines []string
-			for id := next; id < next+200; id++ {
-				lines = append(lines, profileLine(id, 1, "es-node-lost"))
-			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", strings.NewReader(strings.Join(lines, "\n")))
-			if err != nil {
-				continue
-			}
-			req.Header.Set("Authorization", "Bearer "+replicaToken)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				var body struct {
-					Data struct {
-						Applied int64 `json:"applied"`
-					} `json:"data"`
-				}
-				_ = json.NewDecoder(res.Body).Decode(&body)
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					n = next + 199 // batches are acknowledged in order
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	stop := streamProfiles(ctx, a, 1, "es-node-lost", 50*time.Millisecond, nil)
 	time.Sleep(2 * time.Second)
 	// The elected master: the hardest node to lose.
 	res, err := http.Get(es[0] + "/_cat/master?h=node")
@@ -296,15 +263,9 @@ func TestElasticsearchNodeLostWithReplicas(t *testing.T) {
 	restarted := time.Now()
 	until(t, 120*time.Second, "readiness shows elasticsearch green again", func() bool { h, _ := health(); return h == "green" })
 	t.Logf("measured: %s restarted: green after %s", victim, time.Since(restarted).Round(time.Millisecond))
-	close(stop)
-	last := <-acked
+	last := stop()
 	require.Greater(t, last, int64(2000), "writes went on")
-
-	until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
-		var owed int64
-		_ = ns.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
-		return owed == 0
-	})
+	awaitNothingOwed(t, ns)
 	code, out, errs := run(t, env, "dataset", "verify", "1")
 	require.Equal(t, ExitOK, code, "every acknowledged profile is in the index and matches Postgres: %s %s", out, errs)
 	// Asked of a node that was never killed.
@@ -347,36 +308,7 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
 	t.Cleanup(func() { _ = rc.Close() })
 
-	stop := make(chan struct{})
-	acked := make(chan int64, 1)
-	go func() {
-		var last int64
-		for next := int64(1); ; next += 200 {
-			select {
-			case <-stop:
-				acked <- last
-				return
-			default:
-			}
-			var lines []string
-			for id := next; id < next+200; id++ {
-				lines = append(lines, profileLine(id, 1, "redis-cluster"))
-			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", strings.NewReader(strings.Join(lines, "\n")))
-			if err != nil {
-				continue
-			}
-			req.Header.Set("Authorization", "Bearer "+replicaToken)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					last = next + 199
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
+	stop := streamProfiles(ctx, a, 1, "redis-cluster", 50*time.Millisecond, nil)
 	time.Sleep(2 * time.Second)
 	// A master dies.
 	var victim string
@@ -398,8 +330,7 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 	cl.Kill(t, victim)
 	killed := time.Now()
 	time.Sleep(8 * time.Second) // failover (cluster-node-timeout 3 s) while writes go on
-	close(stop)
-	last := <-acked
+	last := stop()
 	require.Greater(t, last, int64(2000), "writes went on")
 	cl.Start(t, victim) // back, as a replica
 	t.Logf("measured: %s (a master) killed mid-ingest; %d profiles acknowledged; restarted after %s", victim, last, time.Since(killed).Round(time.Millisecond))
@@ -416,11 +347,7 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 		return strings.Contains(string(b), `"StoreDataLoss"`)
 	})
 	t.Logf("measured: the failover listed as StoreDataLoss %s after the restart", noticed.Round(time.Millisecond))
-	drained := until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
-		var owed int64
-		_ = ns.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
-		return owed == 0
-	})
+	drained := awaitNothingOwed(t, ns)
 	t.Logf("measured: catch-up (the writes that failed over, and the re-warm) and outbox empty %s later", drained.Round(time.Millisecond))
 	code, out, errs := run(t, env, "dataset", "verify", "1")
 	require.Equal(t, ExitOK, code, "the three stores agree: %s %s", out, errs)
@@ -489,39 +416,15 @@ func TestRedisClusterReshardMidIngest(t *testing.T) {
 	code, body := post(t, a, "/api/v1/profiles/batch", []byte(strings.Join(lines, "\n")))
 	require.Equal(t, http.StatusOK, code, body)
 
-	stop := make(chan struct{})
-	acked := make(chan int64, 1)
-	go func() {
-		var last int64
-		for next := int64(2001); ; next += 200 {
-			select {
-			case <-stop:
-				acked <- last
-				return
-			default:
-			}
-			var lines []string
-			for id := next; id < next+200; id++ {
-				lines = append(lines, profileLine(id, 1, "during-reshard"))
-			}
-			// Stale: version 1 of profiles that have version 2.
-			for id := (next/200)%10*200 + 1; id <= (next/200)%10*200+200; id++ {
-				lines = append(lines, profileLine(id, 1, "stale"))
-			}
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch", strings.NewReader(strings.Join(lines, "\n")))
-			if err != nil {
-				continue
-			}
-			req.Header.Set("Authorization", "Bearer "+replicaToken)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					last = next + 199
-				}
-			}
+	// New profiles, each batch with version 1 of 200 profiles that have
+	// version 2 (stale: the guard must refuse them).
+	stop := streamProfiles(ctx, a, 2001, "during-reshard", 0, func(next int64) []string {
+		var stale []string
+		for id := (next/200)%10*200 + 1; id <= (next/200)%10*200+200; id++ {
+			stale = append(stale, profileLine(id, 1, "stale"))
 		}
-	}()
+		return stale
+	})
 	time.Sleep(time.Second)
 	masters := masterIDs(t, rc)
 	require.Len(t, masters, 3)
@@ -532,16 +435,11 @@ func TestRedisClusterReshardMidIngest(t *testing.T) {
 	took := time.Since(start)
 	require.Greater(t, slotsOf(t, rc, masters[1]), 5461+1900, "the slots moved to %s", masters[1])
 	time.Sleep(time.Second)
-	close(stop)
-	last := <-acked
+	last := stop()
 	t.Logf("measured: 2000 slots moved in %s; %d new profiles acknowledged from 1 s before the move to 1 s after it", took.Round(time.Millisecond), last-2000)
 	require.Greater(t, last, int64(4000), "writes went on during the reshard")
 
-	until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
-		var owed int64
-		_ = ns.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
-		return owed == 0
-	})
+	awaitNothingOwed(t, ns)
 	code, vout, errs := run(t, env, "dataset", "verify", "1")
 	require.Equal(t, ExitOK, code, "the three stores agree: %s %s", vout, errs)
 	for id := int64(1); id <= 2000; id += 37 {
@@ -660,4 +558,48 @@ func TestDatasetVersionsOnARedisCluster(t *testing.T) {
 	require.Zero(t, sum(perMaster(ns.RedisPrefix+"profile:*")), "gc removed version 1's keys from every master: %s", out)
 	require.Equal(t, rows, sum(perMaster(ns.RedisPrefix+"v2:profile:*")))
 	t.Logf("measured: version 1 keys per master %v, version 2 keys per master %v; gc: %s", v1, v2, strings.TrimSpace(out))
+}
+
+// streamProfiles posts batches of 200 new profiles (IDs from first up)
+// through a's batch endpoint, pause apart, each with extra(next)'s lines
+// added when extra is set, until the returned stop is called; stop
+// returns the last acknowledged new ID (batches are acknowledged in
+// order). It never calls require: it runs outside the test goroutine.
+func streamProfiles(ctx context.Context, a *app.App, first int64, tag string, pause time.Duration, extra func(next int64) []string) (stop func() int64) {
+	done := make(chan struct{})
+	acked := make(chan int64, 1)
+	go func() {
+		var last int64
+		for next := first; ; next += 200 {
+			select {
+			case <-done:
+				acked <- last
+				return
+			default:
+			}
+			var lines []string
+			for id := next; id < next+200; id++ {
+				lines = append(lines, profileLine(id, 1, tag))
+			}
+			if extra != nil {
+				lines = append(lines, extra(next)...)
+			}
+			if postBatchAsync(ctx, a.Addr, strings.Join(lines, "\n")) == http.StatusOK {
+				last = next + 199
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return func() int64 { close(done); return <-acked }
+}
+
+// awaitNothingOwed waits until the catch-up log and the outbox of ns are
+// empty and returns how long that took.
+func awaitNothingOwed(t *testing.T, ns *stacktest.Namespace) time.Duration {
+	t.Helper()
+	return until(t, 120*time.Second, "the outbox and the catch-up log drain", func() bool {
+		var owed int64
+		_ = ns.Pool().QueryRow(t.Context(), `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
+		return owed == 0
+	})
 }

@@ -226,34 +226,20 @@ func TestCrossLanguageTrace(t *testing.T) {
 	htmlFile := filepath.Join(t.TempDir(), "trace.html")
 	require.NoError(t, os.WriteFile(htmlFile, []byte(page), 0o644))
 
-	// A 10k-span trace, sent over OTLP/HTTP like any other.
+	// A 10k-span trace and a 50k-span one (the page must stay usable:
+	// times reported, not asserted), sent over OTLP/HTTP like any other;
+	// one span of 3000 attributes and 1000 events (the limits are raised
+	// above: the page lists them virtualised); and two services that call
+	// each other (cycle-a → cycle-b → cycle-a: the graph draws both edges
+	// apart).
 	big := trace.TraceID{0xb1, 0x6, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14}
-	payload, err := ptraceotlp.NewExportRequestFromTraces(trace.SyntheticTrace(big, 10000, time.Now().Add(-time.Minute))).MarshalProto()
-	require.NoError(t, err)
-	resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-
-	// A 50k-span trace: the page must stay usable (times reported, not
-	// asserted).
 	huge := trace.TraceID{0xb1, 0x6, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5}
-	payload, err = ptraceotlp.NewExportRequestFromTraces(trace.SyntheticTrace(huge, 50000, time.Now().Add(-time.Minute))).MarshalProto()
-	require.NoError(t, err)
-	resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-
-	// One span of 3000 attributes and 1000 events (the limits are raised
-	// above): the page lists them virtualised.
 	wide := trace.TraceID{0xb1, 0x6, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7}
-	// And two services that call each other (cycle-a → cycle-b → cycle-a):
-	// the graph draws both edges apart.
-	for _, td := range []ptrace.Traces{wideTrace(wide, 3000, 1000), cycleTrace()} {
-		payload, err = ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	for _, td := range []ptrace.Traces{trace.SyntheticTrace(big, 10000, time.Now().Add(-time.Minute)),
+		trace.SyntheticTrace(huge, 50000, time.Now().Add(-time.Minute)), wideTrace(wide, 3000, 1000), cycleTrace()} {
+		payload, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
 		require.NoError(t, err)
-		resp, err = http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
+		resp, err := http.Post("http://"+a.OTLPHTTPAddr+"/v1/traces", "application/x-protobuf", bytes.NewReader(payload))
 		require.NoError(t, err)
 		resp.Body.Close()
 		require.Equal(t, http.StatusOK, resp.StatusCode)

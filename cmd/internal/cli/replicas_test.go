@@ -106,6 +106,24 @@ func get(t testing.TB, a *app.App, id int64) answer {
 	return answer{code: res.StatusCode, tier: res.Header.Get("X-Triad-Tier"), version: v, dataset: d, body: string(b)}
 }
 
+// postBatchAsync posts body to addr's batch endpoint as the admin and
+// returns the status (0 when the request failed). It never calls
+// require, so writers in their own goroutines may use it.
+func postBatchAsync(ctx context.Context, addr, body string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/profiles/batch", strings.NewReader(body))
+	if err != nil {
+		return 0
+	}
+	req.Header.Set("Authorization", "Bearer "+replicaToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res.StatusCode
+}
+
 func post(t testing.TB, a *app.App, path string, body []byte) (int, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.Addr+path, bytes.NewReader(body))
@@ -309,18 +327,8 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 			default:
 			}
 			// Not post(): require must not run outside the test goroutine.
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+a.Addr+"/api/v1/profiles/batch",
-				strings.NewReader(profileLine(id, 1, "during-build")))
-			if err != nil {
-				continue
-			}
-			req.Header.Set("Authorization", "Bearer "+replicaToken)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				_, _ = io.Copy(io.Discard, res.Body)
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					n++
-				}
+			if postBatchAsync(t.Context(), a.Addr, profileLine(id, 1, "during-build")) == http.StatusOK {
+				n++
 			}
 		}
 	}()
