@@ -21,6 +21,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/triad-dev/triad/cmd/internal/app"
+	"github.com/triad-dev/triad/cmd/internal/config"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 )
 
@@ -295,18 +296,13 @@ func TestElasticsearchNodeLostWithReplicas(t *testing.T) {
 func TestProfilesOnARedisCluster(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
-	cl := stacktest.StartCluster(t, "redis")
-	cfg := replicaConfig(t, ns)
-	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	cl, cfg, env, rc := onRedisCluster(t, ns)
 	// A failover is a loss (replication is asynchronous): the watch sees a
 	// new master and re-warms; looked for often here.
 	cfg.Ingest.RedisWatch, cfg.Alert.Interval = 500*time.Millisecond, 200*time.Millisecond
 	a := startReplica(t, cfg)
 	awaitReady(t, a)
-	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
 	ctx := t.Context()
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
-	t.Cleanup(func() { _ = rc.Close() })
 
 	stop := streamProfiles(ctx, a, 1, "redis-cluster", 50*time.Millisecond, nil)
 	time.Sleep(2 * time.Second)
@@ -398,15 +394,10 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 func TestRedisClusterReshardMidIngest(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
-	cl := stacktest.StartCluster(t, "redis")
-	cfg := replicaConfig(t, ns)
-	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	cl, cfg, env, rc := onRedisCluster(t, ns)
 	a := startReplica(t, cfg)
 	awaitReady(t, a)
-	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
 	ctx := t.Context()
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
-	t.Cleanup(func() { _ = rc.Close() })
 
 	// Version 2 of profiles 1–2000 first.
 	var lines []string
@@ -509,17 +500,12 @@ func lastLinesOf(s string, n int) string {
 func TestDatasetVersionsOnARedisCluster(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
-	cl := stacktest.StartCluster(t, "redis")
-	cfg := replicaConfig(t, ns)
-	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	_, cfg, env, rc := onRedisCluster(t, ns)
 	a := startReplica(t, cfg)
 	awaitReady(t, a)
-	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
 	const rows = 3000
 	code, _, errs := run(t, env, "loadgen", "--count", strconv.Itoa(rows), "--ingest", "--progress", "never")
 	require.Equal(t, ExitOK, code, errs)
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
-	t.Cleanup(func() { _ = rc.Close() })
 	perMaster := func(pattern string) map[string]int {
 		out := map[string]int{}
 		var mu sync.Mutex
@@ -602,4 +588,19 @@ func awaitNothingOwed(t *testing.T, ns *stacktest.Namespace) time.Duration {
 		_ = ns.Pool().QueryRow(t.Context(), `SELECT (SELECT count(*) FROM profile_catchup) + (SELECT count(*) FROM profile_outbox)`).Scan(&owed)
 		return owed == 0
 	})
+}
+
+// onRedisCluster starts a private Redis Cluster (3 masters, 3 replicas)
+// and returns it, a replica configuration and a CLI environment of ns
+// pointed at it (redis.addrs), and a cluster client for the test's own
+// reads and drift.
+func onRedisCluster(t *testing.T, ns *stacktest.Namespace) (*stacktest.Cluster, config.Config, []string, *redis.ClusterClient) {
+	t.Helper()
+	cl := stacktest.StartCluster(t, "redis")
+	cfg := replicaConfig(t, ns)
+	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
+	env := append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ","))
+	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
+	t.Cleanup(func() { _ = rc.Close() })
+	return cl, cfg, env, rc
 }

@@ -20,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -110,18 +109,26 @@ func get(t testing.TB, a *app.App, id int64) answer {
 // returns the status (0 when the request failed). It never calls
 // require, so writers in their own goroutines may use it.
 func postBatchAsync(ctx context.Context, addr, body string) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/api/v1/profiles/batch", strings.NewReader(body))
+	code, _ := requestAsync(ctx, http.MethodPost, "http://"+addr+"/api/v1/profiles/batch", strings.NewReader(body))
+	return code
+}
+
+// requestAsync sends one request as the admin, discards the body and
+// returns the status and headers (0 and nil when it failed); it never
+// calls require.
+func requestAsync(ctx context.Context, method, url string, body io.Reader) (int, http.Header) {
+	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	req.Header.Set("Authorization", "Bearer "+replicaToken)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return 0
+		return 0, nil
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
-	return res.StatusCode
+	return res.StatusCode, res.Header
 }
 
 func post(t testing.TB, a *app.App, path string, body []byte) (int, string) {
@@ -190,13 +197,8 @@ func TestReplicasReadEachOthersWrites(t *testing.T) {
 func TestReplicasReadEachOthersWritesOnARedisCluster(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
-	cl := stacktest.StartCluster(t, "redis")
-	cfg := replicaConfig(t, ns)
-	cfg.Redis.Addrs = cl.Endpoints.RedisAddrs
-	a, b := readEachOthersWrites(t, cfg, append(replicaEnv(ns), "TRIAD_REDIS_ADDRS="+strings.Join(cl.Endpoints.RedisAddrs, ",")))
-
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
-	t.Cleanup(func() { _ = rc.Close() })
+	cl, cfg, env, rc := onRedisCluster(t, ns)
+	a, b := readEachOthersWrites(t, cfg, env)
 	// Kill the master of the profile's key.
 	key := ns.RedisPrefix + "profile:1002"
 	master, err := rc.MasterForKey(t.Context(), key)
@@ -510,18 +512,8 @@ func switchAndMeasure(t *testing.T, ns *stacktest.Namespace, replicas []*app.App
 // servedDataset is the dataset version a replica answers id from (0 on
 // any error); safe outside the test goroutine.
 func servedDataset(ctx context.Context, addr string, id int64) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", addr, id), nil)
-	if err != nil {
-		return 0
-	}
-	req.Header.Set("Authorization", "Bearer "+replicaToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	_, _ = io.Copy(io.Discard, res.Body)
-	res.Body.Close()
-	d, _ := strconv.Atoi(res.Header.Get(server.HeaderDataset))
+	_, h := requestAsync(ctx, http.MethodGet, fmt.Sprintf("http://%s/api/v1/profiles/%d", addr, id), nil)
+	d, _ := strconv.Atoi(h.Get(server.HeaderDataset))
 	return d
 }
 
