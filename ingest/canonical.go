@@ -9,7 +9,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"github.com/triad-dev/triad/internal/jsontext"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // The canonical JSON form is the text Postgres prints for a jsonb value
@@ -410,7 +410,8 @@ func (p *parser) Append(dst []byte, n int32) []byte {
 	case kindNumber:
 		return append(dst, p.text[nd.start:nd.end]...)
 	case kindString:
-		return jsontext.AppendString(dst, p.text[nd.start:nd.end])
+		dst, _ = jsontext.AppendQuote(dst, p.text[nd.start:nd.end])
+		return dst
 	case kindArray:
 		dst = append(dst, '[')
 		for i := nd.start; i < nd.end; i++ {
@@ -444,7 +445,7 @@ func (p *parser) appendObject(dst []byte, nd node) []byte {
 			dst = append(dst, ", "...)
 		}
 		first = false
-		dst = jsontext.AppendString(dst, p.key(m))
+		dst, _ = jsontext.AppendQuote(dst, p.key(m))
 		dst = append(dst, ": "...)
 		dst = p.Append(dst, p.kids[m+1])
 	}

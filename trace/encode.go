@@ -12,7 +12,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 
-	"github.com/triad-dev/triad/internal/jsontext"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // encoder writes a span's attributes, events and links as the JSON the
@@ -150,7 +150,8 @@ func (e *encoder) value(b []byte, v pcommon.Value) []byte {
 	case pcommon.ValueTypeDouble:
 		f := v.Double()
 		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return jsontext.AppendString(b, strconv.FormatFloat(f, 'g', -1, 64))
+			b, _ = jsontext.AppendQuote(b, strconv.FormatFloat(f, 'g', -1, 64))
+			return b
 		}
 		return strconv.AppendFloat(b, f, 'g', -1, 64)
 	case pcommon.ValueTypeBool:
@@ -195,7 +196,8 @@ func (e *encoder) text(b []byte, s string) []byte {
 	if e.bad == "" {
 		e.bad = textProblem(s)
 	}
-	return jsontext.AppendString(b, s)
+	b, _ = jsontext.AppendQuote(b, s)
+	return b
 }
 
 // textProblem says what in s a span cannot hold; "" when nothing.
