@@ -24,6 +24,9 @@ const Redacted = "[redacted]"
 type redactor struct {
 	profile [][]string      // paths from a profile's root
 	span    map[string]bool // attribute keys
+	// needles are the texts a span answer holds when Spans has anything
+	// to do in it: each key as a JSON string, and the garbled notes' keys.
+	needles [][]byte
 }
 
 func newRedactor(profileFields, spanAttributes []string) redactor {
@@ -33,8 +36,26 @@ func newRedactor(profileFields, spanAttributes []string) redactor {
 	}
 	for _, k := range spanAttributes {
 		r.span[k] = true
+		q, _ := json.Marshal(k)
+		r.needles = append(r.needles, q)
 	}
+	r.needles = append(r.needles, []byte(`"garbled"`), []byte(`"`+trace.GarbledKey))
 	return r
+}
+
+// mayHold reports whether Spans could change body: it names a redacted key
+// or a garbled note, or holds an escape (a key could be spelt with one).
+// Most spans of a large trace name none, and pass without being decoded.
+func (r redactor) mayHold(body []byte) bool {
+	if bytes.IndexByte(body, '\\') >= 0 {
+		return true
+	}
+	for _, n := range r.needles {
+		if bytes.Contains(body, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // applies reports whether the caller's answers are redacted.
@@ -73,7 +94,7 @@ func redactPath(node map[string]any, path []string) {
 // replaced: map-form attributes ({"user.email": "…"}) and OTLP's
 // key/value lists ({"key": "user.email", "value": {…}}).
 func (r redactor) Spans(body []byte) ([]byte, error) {
-	if len(r.span) == 0 {
+	if len(r.span) == 0 || !r.mayHold(body) {
 		return body, nil
 	}
 	var doc any

@@ -23,6 +23,19 @@ func TestRedactor(t *testing.T) {
 		`"events":[{"name":"login","attributes":{"enduser.id":"[redacted]"}}]}],`+
 		`"otlp":[{"key":"user.email","value":{"stringValue":"[redacted]"}},{"key":"http.method","value":{"stringValue":"GET"}}]}`, string(out))
 
+	// A key spelt with an escape is still found; a span naming no
+	// redacted key passes as it is, undecoded.
+	out, err = r.Spans([]byte(`{"attributes":{"user\u002eemail":"a@example.org"}}`))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"attributes":{"user.email":"[redacted]"}}`, string(out))
+	plain := []byte(`{"name":"GET /",  "attributes":{"item":"7"}}`)
+	out, err = r.Spans(plain)
+	require.NoError(t, err)
+	require.Equal(t, plain, out)
+	out, err = r.Spans([]byte(`{"garbled":{"attributes":"stored attributes are not a JSON object: user.email=a@example.org"}}`))
+	require.NoError(t, err)
+	require.NotContains(t, string(out), "a@example.org", "a garbled note's excerpt is hidden")
+
 	none := newRedactor(nil, nil)
 	in := []byte(`{"props":{"email":"a@example.org"}}`)
 	out, err = none.Profile(in)

@@ -170,32 +170,38 @@ func parseTraceID(s string) (trace.TraceID, error) {
 
 // compareTraces sets two traces side by side: their summaries and their
 // structure by call path (counts and summed durations per position, and
-// the spans only one of them has). Both are read without details.
+// the spans only one of them has). Both are read without details, one at
+// a time: the first is folded into rows before the second is read. Each
+// is compared by at most half of trace.max_trace_spans, so a comparison
+// reads no more spans than one trace read may.
 func (s *Server) compareTraces(c *gin.Context) (any, error) {
 	tr, err := s.traceStore()
 	if err != nil {
 		return nil, err
 	}
-	var both [2]*trace.Assembled
-	for i, p := range []string{c.Param("id"), c.Param("other")} {
+	var comparer trace.Comparer
+	limit := max(1, tr.MaxSpans/2)
+	for _, p := range []string{c.Param("id"), c.Param("other")} {
 		id, err := parseTraceID(p)
 		if err != nil {
 			return nil, err
 		}
-		spans, more, err := tr.Store.Trace(c.Request.Context(), id, tr.MaxSpans, 0)
+		spans, more, err := tr.Store.Trace(c.Request.Context(), id, limit, 0)
 		if err != nil {
 			return nil, unavailable("span store (postgres)", err)
 		}
 		if len(spans) == 0 {
 			return nil, fmt.Errorf("%w: trace %s has no spans", ErrNotFound, id)
 		}
-		both[i] = trace.Assemble(id, spans, trace.AssembleOptions{Languages: tr.Languages})
+		a := trace.Assemble(id, spans, trace.AssembleOptions{Languages: tr.Languages})
 		if more {
-			both[i].Summary.Partial = true
-			both[i].Summary.Status = fmt.Sprintf("partial: compared by its first %d spans (trace.max_trace_spans)", tr.MaxSpans)
+			a.Summary.Partial = true
+			a.Summary.Status = fmt.Sprintf("partial: compared by its first %d spans by start time (half of trace.max_trace_spans)", limit)
 		}
+		comparer.Add(a)
 	}
-	return trace.Compare(both[0], both[1]), nil
+	res := comparer.Result()
+	return jsonStream(res.WriteJSON), nil
 }
 
 // maxNames bounds a list of services or operations.

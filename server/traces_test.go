@@ -30,7 +30,7 @@ func (l limited) Trace(_ context.Context, _ trace.TraceID, limit, details int) (
 	more := len(l.spans) > limit
 	out := append([]trace.Span(nil), l.spans[:min(limit, len(l.spans))]...)
 	for i := details; i < len(out); i++ {
-		out[i].Stored, out[i].Attributes, out[i].Events, out[i].Links, out[i].Lean = trace.StoredJSON{}, nil, nil, nil, true
+		out[i].Detail, out[i].Lean = nil, true
 	}
 	return out, more, nil
 }
@@ -126,6 +126,8 @@ func TestTraceAPI(t *testing.T) {
 	code, body = get("/api/v1/traces/" + id.String() + "/compare/" + id.String())
 	require.Equal(t, http.StatusOK, code, body)
 	require.Contains(t, body, `"only_a_spans":0,"only_b_spans":0`, "a trace compared with itself")
+	require.Contains(t, body, `"partial":true,"status":"partial: compared by its first 50 spans by start time (half of trace.max_trace_spans)"`,
+		"a comparison reads at most max_trace_spans spans in all")
 	code, _ = get("/api/v1/traces/" + id.String() + "/compare/xyz")
 	require.Equal(t, http.StatusBadRequest, code)
 	code, body = get("/api/v1/services/graph")

@@ -191,21 +191,37 @@ func Assemble(id TraceID, spans []Span, o AssembleOptions) *Assembled {
 	for newIdx, old := range order {
 		pos[old] = newIdx
 	}
-	out := make([]Node, len(order))
-	for newIdx, old := range order {
-		n := nodes[old]
+	// The nodes move into that order in place (one cycle of the
+	// permutation at a time): a 50k-span trace is never held twice.
+	done := make([]bool, len(nodes))
+	for start := range nodes {
+		if done[start] {
+			continue
+		}
+		tmp := nodes[start]
+		j := start
+		for {
+			done[j] = true
+			k := order[j] // the node that belongs at j
+			if k == start {
+				nodes[j] = tmp
+				break
+			}
+			nodes[j] = nodes[k]
+			j = k
+		}
+	}
+	for i := range nodes {
+		n := &nodes[i]
 		if n.Parent >= 0 {
 			n.Parent = pos[n.Parent]
-			n.Depth = out[n.Parent].Depth + 1
+			n.Depth = nodes[n.Parent].Depth + 1
 		}
-		ch := make([]int, len(n.Children))
 		for j, c := range n.Children {
-			ch[j] = pos[c]
+			n.Children[j] = pos[c]
 		}
-		n.Children = ch
-		out[newIdx] = n
 	}
-	a.Nodes = out
+	a.Nodes = nodes
 	if o.AdjustSkew {
 		a.adjustSkew()
 	}

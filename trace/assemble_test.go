@@ -2,6 +2,7 @@ package trace
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -292,13 +293,43 @@ func TestCompare(t *testing.T) {
 	}, AssembleOptions{})
 	c := Compare(a, b)
 	require.Equal(t, []CompareRow{
-		{Path: "go GET /checkout", Service: "go", Name: "GET /checkout", CountA: 1, CountB: 1, DurationA: 100, DurationB: 300},
-		{Path: "go GET /checkout > python GET /quote", Depth: 1, Service: "python", Name: "GET /quote", CountA: 2, CountB: 1, DurationA: 80, DurationB: 240},
-		{Path: "go GET /checkout > python GET /quote > scala price", Depth: 2, Service: "scala", Name: "price", CountA: 1, CountB: 1, DurationA: 30, DurationB: 220},
-		{Path: "go GET /checkout > go retry", Depth: 1, Service: "go", Name: "retry", CountB: 1, DurationB: 20},
+		{Parent: -1, Service: "go", Name: "GET /checkout", CountA: 1, CountB: 1, DurationA: 100, DurationB: 300},
+		{Parent: 0, Depth: 1, Service: "python", Name: "GET /quote", CountA: 2, CountB: 1, DurationA: 80, DurationB: 240},
+		{Parent: 1, Depth: 2, Service: "scala", Name: "price", CountA: 1, CountB: 1, DurationA: 30, DurationB: 220},
+		{Parent: 0, Depth: 1, Service: "go", Name: "retry", CountB: 1, DurationB: 20},
 	}, c.Rows)
 	require.Zero(t, c.OnlyA)
 	require.Equal(t, 1, c.OnlyB)
 	require.Equal(t, int64(100), c.A.Duration)
 	require.Equal(t, int64(300), c.B.Duration)
+
+	// Streamed, the answer is what encoding/json makes of it.
+	var streamed bytes.Buffer
+	require.NoError(t, c.WriteJSON(&streamed))
+	whole, err := json.Marshal(c)
+	require.NoError(t, err)
+	require.JSONEq(t, string(whole), streamed.String())
+}
+
+// TestCompareDeepChain: a chain of 20,000 spans (each the only child of
+// the one before) compares in an answer that grows with the chain, not
+// with its square (a path string per position would be 20,000 names
+// long at the bottom: gigabytes in all).
+func TestCompareDeepChain(t *testing.T) {
+	const n = 20000
+	spans := make([]Span, n)
+	for i := range spans {
+		spans[i] = Span{TraceID: tid, SpanID: syntheticSpanID(i + 1), Service: "go", Name: "step", Start: int64(i), End: int64(2*n - i)}
+		if i > 0 {
+			spans[i].ParentID = syntheticSpanID(i)
+		}
+	}
+	a := Assemble(tid, spans, AssembleOptions{})
+	c := Compare(a, a)
+	require.Len(t, c.Rows, n)
+	require.Equal(t, n-1, c.Rows[n-1].Depth)
+	require.Equal(t, n-2, c.Rows[n-1].Parent)
+	var out bytes.Buffer
+	require.NoError(t, c.WriteJSON(&out))
+	require.Less(t, out.Len(), 200*n, "about a row's worth of bytes per span")
 }

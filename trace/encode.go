@@ -27,12 +27,14 @@ type encoder struct {
 	bad  string // the first bad text of the current span; "" when none
 }
 
-// span encodes sp's attributes, events and links into s.Stored and adds
-// what the limits dropped to s's counts. It reports the first bad text.
+// span encodes sp's attributes, events and links into s.Detail.Stored
+// (no Detail when there are none) and adds what the limits dropped to s's
+// counts. It reports the first bad text.
 func (e *encoder) span(sp ptrace.Span, s *Span) string {
 	e.bad = ""
 	var dropped uint32
-	s.Stored.Attributes, dropped = e.attrs(sp.Attributes())
+	var st StoredJSON
+	st.Attributes, dropped = e.attrs(sp.Attributes())
 	s.DroppedAttributes += dropped
 	if ev := sp.Events(); ev.Len() > 0 {
 		n := min(ev.Len(), e.lim.Events)
@@ -51,7 +53,7 @@ func (e *encoder) span(sp ptrace.Span, s *Span) string {
 			b = append(b, '}')
 		}
 		e.buf = append(b, ']')
-		s.Stored.Events = bytes.Clone(e.buf)
+		st.Events = bytes.Clone(e.buf)
 	}
 	if ls := sp.Links(); ls.Len() > 0 {
 		n := min(ls.Len(), e.lim.Links)
@@ -75,7 +77,10 @@ func (e *encoder) span(sp ptrace.Span, s *Span) string {
 			b = append(b, '}')
 		}
 		e.buf = append(b, ']')
-		s.Stored.Links = bytes.Clone(e.buf)
+		st.Links = bytes.Clone(e.buf)
+	}
+	if st.Attributes != nil || st.Events != nil || st.Links != nil {
+		s.Detail = &Detail{Stored: st}
 	}
 	return e.bad
 }

@@ -22,6 +22,9 @@ type discard struct{}
 
 func (discard) Submit(_ context.Context, spans []trace.Span) error {
 	for _, s := range spans {
+		if s.Detail == nil {
+			continue
+		}
 		for _, raw := range [][]byte{s.Stored.Attributes, s.Stored.Events, s.Stored.Links} {
 			if len(raw) > 0 && !json.Valid(raw) {
 				return fmt.Errorf("span %s: invalid JSON %q", s.SpanID, raw)

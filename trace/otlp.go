@@ -246,6 +246,10 @@ func ToOTLP(spans []Span) ptrace.Traces {
 	for i := range spans {
 		s := &spans[i]
 		s.Decode()
+		d := s.Detail
+		if d == nil {
+			d = &Detail{}
+		}
 		rs, ok := resources[s.ResourceKey]
 		if !ok {
 			rs = td.ResourceSpans().AppendEmpty()
@@ -273,20 +277,20 @@ func ToOTLP(spans []Span) ptrace.Traces {
 		sp.SetEndTimestamp(pcommon.Timestamp(s.End))
 		sp.Status().SetCode(ptrace.StatusCode(s.StatusCode))
 		sp.Status().SetMessage(s.StatusMessage)
-		_ = sp.Attributes().FromRaw(s.Attributes)
-		for part, note := range s.Garbled {
+		_ = sp.Attributes().FromRaw(d.Attributes)
+		for part, note := range d.Garbled {
 			sp.Attributes().PutStr(GarbledKey+"."+part, note)
 		}
 		sp.SetDroppedAttributesCount(s.DroppedAttributes)
 		sp.SetDroppedEventsCount(s.DroppedEvents)
 		sp.SetDroppedLinksCount(s.DroppedLinks)
-		for _, e := range s.Events {
+		for _, e := range d.Events {
 			pe := sp.Events().AppendEmpty()
 			pe.SetTimestamp(pcommon.Timestamp(e.Time))
 			pe.SetName(e.Name)
 			_ = pe.Attributes().FromRaw(e.Attributes)
 		}
-		for _, l := range s.Links {
+		for _, l := range d.Links {
 			pl := sp.Links().AppendEmpty()
 			if t, err := ParseTraceID(l.TraceID); err == nil {
 				pl.SetTraceID(pcommon.TraceID(t))

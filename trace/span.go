@@ -85,9 +85,6 @@ type Span struct {
 	StatusMessage string
 	Service       string // the resource's service.name ("unknown_service" if absent)
 	Scope         Scope
-	Attributes    map[string]any
-	Events        []Event
-	Links         []Link
 	// Resource is the resource's attributes; spans of one resource share
 	// the map. ResourceKey is a hash of them (ResourceHash): equal keys,
 	// equal resources.
@@ -95,13 +92,25 @@ type Span struct {
 	ResourceKey uint64
 	// Dropped counts what the sender dropped (attributes, events, links).
 	DroppedAttributes, DroppedEvents, DroppedLinks uint32
+	// Lean: the store left out the attributes, events and links (a large
+	// trace's spans past its detail budget); Store.Span reads them.
+	Lean bool
+	// Detail is the span's attributes, events and links. It is nil where
+	// there are none to hold: a Lean span, a placeholder. Apart, a lean
+	// span costs less than half a whole one, which is most of what reading
+	// a 50k-span trace holds.
+	*Detail
+}
+
+// Detail is what a lean read of a span leaves out.
+type Detail struct {
+	Attributes map[string]any
+	Events     []Event
+	Links      []Link
 	// Stored holds attributes, events and links as JSON where a store read
 	// them (the maps above are nil until Decode): a trace that is only
 	// shown is never decoded and encoded again.
 	Stored StoredJSON
-	// Lean: the store left out the attributes, events and links (a large
-	// trace's spans past its detail budget); Store.Span reads them.
-	Lean bool
 	// Garbled notes, by part ("attributes", "events", "links"), stored
 	// content that could not be read (see Decode).
 	Garbled map[string]string
@@ -114,6 +123,9 @@ type StoredJSON struct{ Attributes, Events, Links json.RawMessage }
 // does not decode (stored by someone else, of the wrong shape) is noted in
 // Garbled and left as far as it decoded; the span is still whole.
 func (s *Span) Decode() {
+	if s.Detail == nil {
+		return
+	}
 	for _, p := range []struct {
 		part string
 		raw  json.RawMessage

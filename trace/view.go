@@ -87,10 +87,12 @@ func (a *Assembled) viewSpan(i int, resources map[string]map[string]any) ViewSpa
 		Start: n.Start, End: n.End, Offset: n.Start - a.Summary.Start, Duration: n.Duration(), StatusCode: n.StatusCode, StatusMessage: n.StatusMessage,
 		Language: n.Language, LanguageFrom: n.LanguageFrom, Placeholder: n.Placeholder, Orphan: n.Orphan,
 		Critical: n.Critical, SkewNs: n.SkewNs, Lean: n.Lean,
-		Attributes: rawOr(n.Stored.Attributes, n.Attributes, len(n.Attributes)),
-		Events:     rawOr(n.Stored.Events, n.Events, len(n.Events)),
-		Links:      rawOr(n.Stored.Links, n.Links, len(n.Links)),
-		Garbled:    n.Garbled,
+	}
+	if d := n.Detail; d != nil {
+		s.Attributes = rawOr(d.Stored.Attributes, d.Attributes, len(d.Attributes))
+		s.Events = rawOr(d.Stored.Events, d.Events, len(d.Events))
+		s.Links = rawOr(d.Stored.Links, d.Links, len(d.Links))
+		s.Garbled = d.Garbled
 	}
 	// Stored JSON of the wrong shape (written by someone else) is not
 	// passed on as if it were attributes, events or links: it is named in

@@ -14,6 +14,7 @@ func BenchmarkViewJSON(b *testing.B) {
 	id := trace.TraceID{7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7}
 	d := trace.FromOTLP(trace.SyntheticTrace(id, 10000, time.Now()), trace.DefaultLimits())
 	for i := range d.Spans {
+		d.Spans[i].Decode()
 		raw, _ := json.Marshal(d.Spans[i].Attributes)
 		d.Spans[i].Stored.Attributes, d.Spans[i].Attributes = raw, nil
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/triad-dev/triad/trace"
@@ -69,8 +70,11 @@ func (s *Store) Write(ctx context.Context, spans []trace.Span) error {
 		if !sp.ParentID.IsZero() {
 			parent = sp.ParentID[:]
 		}
-		attrs, events, links := jsonOrNil(sp.Stored.Attributes, sp.Attributes, len(sp.Attributes)),
-			jsonOrNil(sp.Stored.Events, sp.Events, len(sp.Events)), jsonOrNil(sp.Stored.Links, sp.Links, len(sp.Links))
+		var attrs, events, links any
+		if d := sp.Detail; d != nil {
+			attrs, events, links = jsonOrNil(d.Stored.Attributes, d.Attributes, len(d.Attributes)),
+				jsonOrNil(d.Stored.Events, d.Events, len(d.Events)), jsonOrNil(d.Stored.Links, d.Links, len(d.Links))
+		}
 		var dropped any
 		if sp.DroppedAttributes+sp.DroppedEvents+sp.DroppedLinks > 0 {
 			dropped = []int32{int32(sp.DroppedAttributes), int32(sp.DroppedEvents), int32(sp.DroppedLinks)}
@@ -264,13 +268,14 @@ func (s *Store) createDay(ctx context.Context, d int64) error {
 // `details` are not read (a CASE that is false never detoasts them).
 func (s *Store) Trace(ctx context.Context, id trace.TraceID, limit, details int) ([]trace.Span, bool, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+leanColumns+`,
-		CASE WHEN n <= $3 THEN attributes END, CASE WHEN n <= $3 THEN events END, CASE WHEN n <= $3 THEN links END, n > $3
-		FROM (SELECT *, row_number() OVER (ORDER BY start_ns, span_id) AS n FROM spans WHERE trace_id = $1 ORDER BY start_ns, span_id LIMIT $2) s
+		CASE WHEN n <= $3 THEN attributes END, CASE WHEN n <= $3 THEN events END, CASE WHEN n <= $3 THEN links END, n > $3, total
+		FROM (SELECT *, row_number() OVER (ORDER BY start_ns, span_id) AS n, count(*) OVER () AS total
+			FROM spans WHERE trace_id = $1 ORDER BY start_ns, span_id LIMIT $2) s
 		ORDER BY start_ns, span_id`, id[:], limit+1, details)
 	if err != nil {
 		return nil, false, err
 	}
-	spans, err := s.scan(ctx, rows)
+	spans, err := s.scan(ctx, rows, limit+1)
 	if err != nil {
 		return nil, false, err
 	}
@@ -367,12 +372,12 @@ func (s *Store) Calls(ctx context.Context, since time.Time, limit int) (trace.Ca
 
 // Span implements trace.Store.
 func (s *Store) Span(ctx context.Context, id trace.TraceID, span trace.SpanID) (trace.Span, bool, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+leanColumns+`, attributes, events, links, false
+	rows, err := s.pool.Query(ctx, `SELECT `+leanColumns+`, attributes, events, links, false, 1
 		FROM spans WHERE trace_id = $1 AND span_id = $2 LIMIT 1`, id[:], span[:])
 	if err != nil {
 		return trace.Span{}, false, err
 	}
-	spans, err := s.scan(ctx, rows)
+	spans, err := s.scan(ctx, rows, 1)
 	if err != nil || len(spans) == 0 {
 		return trace.Span{}, false, err
 	}
@@ -380,34 +385,55 @@ func (s *Store) Span(ctx context.Context, id trace.TraceID, span trace.SpanID) (
 }
 
 // leanColumns are a span's columns but its details; queries follow them
-// with attributes, events, links and whether those were left out.
+// with attributes, events, links, whether those were left out, and how
+// many rows the query matched (scan sizes its answer by it).
 const leanColumns = `trace_id, span_id, parent_span_id, start_ns, duration_ns, service, name, kind, status_code,
 	coalesce(status_message, ''), resource_id, coalesce(scope_name, ''), coalesce(scope_version, ''), coalesce(trace_state, ''), flags,
 	dropped`
 
 // scan reads span rows and attaches their resources (read once each).
-func (s *Store) scan(ctx context.Context, rows pgx.Rows) ([]trace.Span, error) {
+// The answer is allocated once, at the size the query reports (at most
+// max), and the names spans repeat (service, operation, scope, status)
+// are held once each: a 50k-span trace's memory is its spans, not the
+// slack of a growing slice and 100k copies of a few names.
+func (s *Store) scan(ctx context.Context, rows pgx.Rows, max int) ([]trace.Span, error) {
 	defer rows.Close()
 	var out []trace.Span
 	resIDs := map[int64]bool{}
+	names := map[string]string{}
+	intern := func(b []byte) string {
+		if s, ok := names[string(b)]; ok {
+			return s
+		}
+		s := string(b)
+		names[s] = s
+		return s
+	}
 	for rows.Next() {
 		var sp trace.Span
-		var tid, sid, pid []byte
-		var dur, resID, flags int64
+		var tid, sid, pid, service, name, message, scope, scopeVersion, state pgtype.DriverBytes
+		var dur, resID, flags, total int64
 		var kind, code int16
 		var attrs, events, links []byte
 		var dropped []int32
-		if err := rows.Scan(&tid, &sid, &pid, &sp.Start, &dur, &sp.Service, &sp.Name, &kind, &code,
-			&sp.StatusMessage, &resID, &sp.Scope.Name, &sp.Scope.Version, &sp.TraceState, &flags,
-			&dropped, &attrs, &events, &links, &sp.Lean); err != nil {
+		if err := rows.Scan(&tid, &sid, &pid, &sp.Start, &dur, &service, &name, &kind, &code,
+			&message, &resID, &scope, &scopeVersion, &state, &flags,
+			&dropped, &attrs, &events, &links, &sp.Lean, &total); err != nil {
 			return nil, err
 		}
+		if out == nil {
+			out = make([]trace.Span, 0, min(int64(max), total))
+		}
+		sp.Service, sp.Name, sp.StatusMessage = intern(service), intern(name), intern(message)
+		sp.Scope.Name, sp.Scope.Version, sp.TraceState = intern(scope), intern(scopeVersion), intern(state)
 		copy(sp.TraceID[:], tid)
 		copy(sp.SpanID[:], sid)
 		copy(sp.ParentID[:], pid)
 		sp.End = sp.Start + dur
 		sp.Kind, sp.StatusCode, sp.Flags, sp.ResourceKey = int(kind), int(code), uint32(flags), uint64(resID)
-		sp.Stored = trace.StoredJSON{Attributes: attrs, Events: events, Links: links}
+		if attrs != nil || events != nil || links != nil {
+			sp.Detail = &trace.Detail{Stored: trace.StoredJSON{Attributes: attrs, Events: events, Links: links}}
+		}
 		if len(dropped) == 3 {
 			sp.DroppedAttributes, sp.DroppedEvents, sp.DroppedLinks = uint32(dropped[0]), uint32(dropped[1]), uint32(dropped[2])
 		}
