@@ -492,3 +492,31 @@ func (s *Store) HeadsBetween(ctx context.Context, lo, hi int64) ([]Head, error) 
 	}
 	return out, rows.Err()
 }
+
+// WatchBaseline keeps a store watch's last look in table store_watch, so
+// that the next leader's watch compares against it (redis.Baseline).
+type WatchBaseline struct {
+	pool  *pgxpool.Pool
+	store string
+}
+
+// NewWatchBaseline returns the baseline of store's watch.
+func NewWatchBaseline(pool *pgxpool.Pool, store string) *WatchBaseline {
+	return &WatchBaseline{pool: pool, store: store}
+}
+
+// Load returns the last look saved; ok is false when none was.
+func (b *WatchBaseline) Load(ctx context.Context) (runID, token string, ok bool, err error) {
+	err = b.pool.QueryRow(ctx, `SELECT run_id, token FROM store_watch WHERE store = $1`, b.store).Scan(&runID, &token)
+	if err == pgx.ErrNoRows {
+		return "", "", false, nil
+	}
+	return runID, token, err == nil, err
+}
+
+// Save records a look.
+func (b *WatchBaseline) Save(ctx context.Context, runID, token string) error {
+	_, err := b.pool.Exec(ctx, `INSERT INTO store_watch (store, run_id, token) VALUES ($1, $2, $3)
+		ON CONFLICT (store) DO UPDATE SET run_id = excluded.run_id, token = excluded.token, updated_at = now()`, b.store, runID, token)
+	return err
+}

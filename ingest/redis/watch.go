@@ -41,24 +41,38 @@ func (l Loss) String() string {
 // drift, which sweeps find. Not safe for concurrent use (one leader job
 // drives it); several leaders in turn share the marker.
 type Watch struct {
-	rdb    goredis.UniversalClient
-	marker string
-	runID  string
-	token  string
-	seen   bool
+	rdb      goredis.UniversalClient
+	marker   string
+	baseline Baseline
+	runID    string
+	token    string
+	seen     bool
 }
 
-// NewWatch returns a watch whose marker key is prefix+"triad:watch".
-func NewWatch(rdb goredis.UniversalClient, prefix string) *Watch {
-	return &Watch{rdb: rdb, marker: prefix + "triad:watch"}
+// Baseline keeps the watch's last look (run_id and marker token) where the
+// next leader's watch finds it, so that a restart or flush while
+// leadership changes hands is still compared with what was seen before.
+// Implementations are safe for concurrent use.
+type Baseline interface {
+	// Load returns the last look saved; ok is false when there is none.
+	Load(ctx context.Context) (runID, token string, ok bool, err error)
+	// Save records a look.
+	Save(ctx context.Context, runID, token string) error
+}
+
+// NewWatch returns a watch whose marker key is prefix+"triad:watch". With
+// a baseline, its first look compares with the saved one and every look
+// that differs is saved; without, its first look only sets the baseline.
+func NewWatch(rdb goredis.UniversalClient, prefix string, baseline Baseline) *Watch {
+	return &Watch{rdb: rdb, marker: prefix + "triad:watch", baseline: baseline}
 }
 
 // Marker is the watch's marker key.
 func (w *Watch) Marker() string { return w.marker }
 
 // Look reads Redis's run_id and the marker and compares them with the
-// last look; the first look only sets the baseline (creating the marker
-// when it is missing).
+// last look (this watch's, or the saved baseline's); a first look with no
+// baseline only sets it (creating the marker when it is missing).
 func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 	runID, err := runIDs(ctx, w.rdb)
 	if err != nil {
@@ -84,11 +98,18 @@ func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 			return nil, err
 		}
 	}
+	if !w.seen && w.baseline != nil {
+		run, tok, ok, err := w.baseline.Load(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load the watch's baseline: %w", err)
+		}
+		w.runID, w.token, w.seen = run, tok, ok
+	}
 	first := !w.seen
 	prevRun, prevToken := w.runID, w.token
 	w.runID, w.token, w.seen = runID, token, true
 	if first {
-		return nil, nil
+		return nil, w.Settle(ctx)
 	}
 	var reason string
 	switch {
@@ -104,6 +125,20 @@ func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 		keys = -1
 	}
 	return &Loss{At: time.Now(), Reason: reason, Keys: keys}, nil
+}
+
+// Settle saves the last look as the baseline. Look leaves a loss it
+// reports unsaved: the caller settles it once it has acted, so a leader
+// that dies in between leaves the loss for the next leader to report
+// again (a second re-warm is harmless) rather than not at all.
+func (w *Watch) Settle(ctx context.Context) error {
+	if w.baseline == nil || !w.seen {
+		return nil
+	}
+	if err := w.baseline.Save(ctx, w.runID, w.token); err != nil {
+		return fmt.Errorf("save the watch's baseline: %w", err)
+	}
+	return nil
 }
 
 // runIDs is the server's run_id, or a cluster's masters' (sorted, joined):

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/triad-dev/triad/ingest"
+	pgstore "github.com/triad-dev/triad/ingest/postgres"
 	redisstore "github.com/triad-dev/triad/ingest/redis"
 	"github.com/triad-dev/triad/repair/leader"
 )
@@ -80,7 +81,7 @@ func (a *App) leaderJobs(p *Pipeline, rp *repairParts) []leaderJob {
 		}},
 		{name: "sweep schedules", run: func(ctx context.Context) error { rp.scheduler.Run(ctx); return nil }},
 		{name: "redis data-loss watch", every: c.Ingest.RedisWatch, off: c.Ingest.RedisWatch <= 0,
-			run: redisLossWatch(redisstore.NewWatch(a.Clients.Redis, c.ProfileCache.KeyPrefix), c.Ingest,
+			run: redisLossWatch(redisstore.NewWatch(a.Clients.Redis, c.ProfileCache.KeyPrefix, pgstore.NewWatchBaseline(a.Clients.Postgres, "redis:"+c.ProfileCache.KeyPrefix)), c.Ingest,
 				func() *ingest.Pipeline { return p.Pipeline }, rp.worker, a.losses, log)},
 	}
 }

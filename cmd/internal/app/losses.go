@@ -50,9 +50,20 @@ func redisLossWatch(w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.
 		lctx, cancel := context.WithTimeout(ctx, cfg.RedisWatch)
 		loss, err := w.Look(lctx)
 		cancel()
-		if err != nil || loss == nil {
+		if err != nil {
+			log.Warn("redis watch: no look", "err", err)
 			return nil
 		}
+		if loss == nil {
+			return nil
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.RedisWatch)
+			defer cancel()
+			if err := w.Settle(sctx); err != nil {
+				log.Warn("redis watch: the loss is reported but its baseline not saved; the next leader reports it again", "err", err)
+			}
+		}()
 		detail := loss.String()
 		switch cfg.OnRedisLoss {
 		case "rewarm":
