@@ -2,6 +2,7 @@ package repair_test
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -118,7 +119,9 @@ func TestHungRedisRangeBacksOff(t *testing.T) {
 	st := repairpg.NewSweeps(s.NS.Pool())
 	claims := leader.NewClaims(s.NS.Etcd(), s.NS.EtcdPrefix, "w1", time.Second)
 	t.Cleanup(func() { _ = claims.Close() })
-	w := sweep.NewWorker(sw, st, claims, sweep.WorkerConfig{Owner: "w1", Recheck: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RangeSegments: 1}, nil)
+	hook := &hangAtFinish{Sweeps: st, hang: func() { priv.Pause(t) }}
+	t.Cleanup(func() { priv.Resume(t) }) // never leave it hung for the server's own clean-up
+	w := sweep.NewWorker(sw, hook, claims, sweep.WorkerConfig{Owner: "w1", Recheck: 50 * time.Millisecond, Poll: 20 * time.Millisecond, RangeSegments: 1}, nil)
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go w.Run(wctx)
@@ -180,4 +183,43 @@ func TestHungRedisRangeBacksOff(t *testing.T) {
 	findings, err := st.Findings(ctx, prof.ID, 100)
 	require.NoError(t, err)
 	require.Equal(t, []sweep.Finding{{Key: "7", Store: "redis", Class: repair.ClassFieldMismatch}}, findings)
+
+	// Redis hangs when a sweep's ranges are done and its finish (the
+	// orphan scan) is due: the finish backs off and the sweep says why,
+	// then finishes clean once Redis resumes.
+	hook.armed.Store(true)
+	third, err := w.Start(ctx, sweep.Record{Entity: "profile", SegmentSize: 100, Trigger: repair.TriggerAPI, Actor: "test"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		hung, err = st.GetSweep(ctx, third.ID)
+		require.NoError(t, err)
+		return hung.Error != ""
+	}, time.Minute, 20*time.Millisecond, "the failed finish shows on the sweep")
+	require.Equal(t, sweep.Running, hung.State)
+	require.Contains(t, hung.Error, "finish:")
+	require.Contains(t, hung.Error, "retrying at")
+	priv.Resume(t)
+	require.Eventually(t, func() bool {
+		done, err = st.GetSweep(ctx, third.ID)
+		require.NoError(t, err)
+		return done.State == sweep.Done
+	}, 5*time.Minute, 50*time.Millisecond)
+	require.Empty(t, done.Error, "a finished sweep carries no stale finish error")
+}
+
+// hangAtFinish is the real sweep store, which runs hang once, when armed,
+// as soon as a sweep is ready to finish: a store then hangs exactly
+// between a sweep's ranges and its finish.
+type hangAtFinish struct {
+	*repairpg.Sweeps
+	hang  func()
+	armed atomic.Bool
+}
+
+func (h *hangAtFinish) Work(ctx context.Context) ([]sweep.Record, []sweep.Range, []sweep.Record, error) {
+	unplanned, ranges, finishable, err := h.Sweeps.Work(ctx)
+	if len(finishable) > 0 && h.armed.CompareAndSwap(true, false) {
+		h.hang()
+	}
+	return unplanned, ranges, finishable, err
 }

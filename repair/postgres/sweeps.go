@@ -186,6 +186,12 @@ func (s *Sweeps) FailRange(ctx context.Context, id, lo int64, cause string, retr
 	return failures, err
 }
 
+// NoteError implements sweep.Store.
+func (s *Sweeps) NoteError(ctx context.Context, id int64, note string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE sweeps SET error = $2, updated_at = now() WHERE id = $1 AND state IN ('running', 'paused')`, id, note)
+	return err
+}
+
 // StartRange implements sweep.Store.
 func (s *Sweeps) StartRange(ctx context.Context, id, lo int64, owner string) (sweep.Range, error) {
 	rs, err := collectRanges(s.pool.Query(ctx, `UPDATE sweep_ranges SET

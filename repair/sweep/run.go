@@ -146,6 +146,9 @@ type Store interface {
 	// FailRange puts a range that failed back to pending with its error,
 	// not to be claimed before retryAt; it returns its failure count.
 	FailRange(ctx context.Context, id, lo int64, cause string, retryAt time.Time) (int, error)
+	// NoteError shows why a running sweep waits (its finish failed for a
+	// store reason and is tried again); a finished sweep clears it.
+	NoteError(ctx context.Context, id int64, note string) error
 	// StartRange records that owner runs the range (one more attempt).
 	StartRange(ctx context.Context, id, lo int64, owner string) (Range, error)
 	// SaveProgress records a batch (suspects, counts, cursor; done) and
@@ -337,6 +340,10 @@ func (w *Worker) step(ctx context.Context) (bool, error) {
 			wait := min(RangeBackoff<<min(r.failures, 16), RangeBackoffMax)
 			w.finishes[rec.ID] = retry{failures: r.failures + 1, next: time.Now().Add(wait)}
 			w.log.WarnContext(ctx, "sweep finish failed; backing off", "sweep", rec.ID, "failures", r.failures+1, "retry_in", wait, "err", err)
+			note := fmt.Sprintf("finish: %s (failure %d; retrying at %s)", err, r.failures+1, time.Now().Add(wait).UTC().Format(time.RFC3339))
+			if err := w.st.NoteError(context.WithoutCancel(ctx), rec.ID, note); err != nil {
+				w.log.WarnContext(ctx, "sweep finish error not recorded", "sweep", rec.ID, "err", err)
+			}
 			continue
 		}
 		if ok {
