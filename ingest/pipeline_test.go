@@ -47,14 +47,6 @@ type rigParts struct {
 
 func withRedis(rdb goredis.UniversalClient) rigOption { return func(p *rigParts) { p.rdb = rdb } }
 
-// withRedisCluster writes Redis as a private Redis Cluster of 3 masters
-// with a replica each (the cluster lane).
-func withRedisCluster(t *testing.T) rigOption {
-	cl := stacktest.StartCluster(t, "redis")
-	rc := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
-	t.Cleanup(func() { _ = rc.Close() })
-	return withRedis(rc)
-}
 func withES(es *elasticsearch.Client) rigOption { return func(p *rigParts) { p.es = es } }
 func withConfig(f func(*ingest.Config)) rigOption {
 	return func(p *rigParts) { f(&p.cfg) }
@@ -193,18 +185,7 @@ func generate(t *testing.T, g *ingest.Generator, from, n int64) (string, map[int
 
 func TestBadLinesAreQuarantinedAndGoodRowsAgree(t *testing.T) {
 	t.Parallel()
-	badLinesAreQuarantined(t)
-}
-
-// TestBadLinesAreQuarantinedOnARedisCluster: the same with Redis a Redis
-// Cluster (the cluster lane).
-func TestBadLinesAreQuarantinedOnARedisCluster(t *testing.T) {
-	t.Parallel()
-	badLinesAreQuarantined(t, withRedisCluster(t))
-}
-
-func badLinesAreQuarantined(t *testing.T, opts ...rigOption) {
-	r := newRig(t, append(opts, withConfig(func(c *ingest.Config) { c.MaxLineBytes = 16384 }))...)
+	r := newRig(t, withConfig(func(c *ingest.Config) { c.MaxLineBytes = 16384 }))
 	g := ingest.NewGenerator(7)
 	g.FirstID = 1000
 	good, want := generate(t, g, 0, 3000)
@@ -279,18 +260,7 @@ func badLinesAreQuarantined(t *testing.T, opts ...rigOption) {
 
 func TestOlderVersionChangesNothing(t *testing.T) {
 	t.Parallel()
-	olderVersionChangesNothing(t)
-}
-
-// TestOlderVersionChangesNothingOnARedisCluster: the version guard on a
-// Redis Cluster (the cluster lane).
-func TestOlderVersionChangesNothingOnARedisCluster(t *testing.T) {
-	t.Parallel()
-	olderVersionChangesNothing(t, withRedisCluster(t))
-}
-
-func olderVersionChangesNothing(t *testing.T, opts ...rigOption) {
-	r := newRig(t, opts...)
+	r := newRig(t)
 	var d ingest.Decoder
 	decode := func(s string) *ingest.Profile {
 		p, err := d.DecodeJSON([]byte(s))

@@ -18,13 +18,6 @@ func TestCheckClassifiesEveryCase(t *testing.T) {
 	checkClassifies(t, repairtest.New(t))
 }
 
-// TestCheckClassifiesEveryCaseOnARedisCluster: the same with Redis a
-// Redis Cluster (the cluster lane).
-func TestCheckClassifiesEveryCaseOnARedisCluster(t *testing.T) {
-	t.Parallel()
-	checkClassifies(t, repairtest.NewOnRedisCluster(t))
-}
-
 func checkClassifies(t *testing.T, s *repairtest.Stores) {
 	cases := repairtest.PlantAll(t, s)
 	ctx := t.Context()

@@ -27,7 +27,7 @@ import (
 
 // Stores are the profile's three stores in a test's own namespace
 // (migrated, the index set up). Redis is the client drift is written
-// through: the shared Redis, or a Redis Cluster (NewOnRedisCluster).
+// through: the stack's Redis, or in the cluster lane its Redis Cluster.
 type Stores struct {
 	NS    *stacktest.Namespace
 	PG    *pgstore.Store
@@ -40,22 +40,7 @@ type Stores struct {
 func New(t testing.TB) *Stores {
 	t.Helper()
 	ns := stacktest.New(t)
-	return newOn(t, ns, ns.Redis())
-}
-
-// NewOnRedisCluster is New with Redis a private Redis Cluster (3 masters
-// with a replica each): the cluster lane of the engine's tests.
-func NewOnRedisCluster(t testing.TB) *Stores {
-	t.Helper()
-	ns := stacktest.New(t)
-	cl := stacktest.StartCluster(t, "redis")
-	rc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Endpoints.RedisAddrs})
-	t.Cleanup(func() { _ = rc.Close() })
-	return newOn(t, ns, rc)
-}
-
-func newOn(t testing.TB, ns *stacktest.Namespace, rdb redis.UniversalClient) *Stores {
-	t.Helper()
+	rdb := ns.Redis()
 	ns.Migrate(t)
 	s := &Stores{NS: ns, PG: pgstore.New(ns.Pool()), Redis: rdb,
 		RS: redisstore.New(rdb, redisstore.Config{KeyPrefix: ns.RedisPrefix, TTL: time.Hour}, prometheus.NewRegistry()),

@@ -29,11 +29,6 @@ func TestSweepFindsExactlyThePlantedDrift(t *testing.T) {
 	for _, mode := range []string{sweep.ModeRecords, sweep.ModeDigest} {
 		t.Run(mode, func(t *testing.T) { testSweepFindsPlanted(t, mode, repairtest.New(t)) })
 	}
-	// The cluster lane: Redis a Redis Cluster; the segments' Redis reads
-	// are pipelines split per master, the orphan scan walks each master.
-	t.Run("digest on a Redis Cluster", func(t *testing.T) {
-		testSweepFindsPlanted(t, sweep.ModeDigest, repairtest.NewOnRedisCluster(t))
-	})
 }
 
 func testSweepFindsPlanted(t *testing.T, mode string, s *repairtest.Stores) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest/archive"
 )
@@ -63,13 +64,7 @@ func archivedIDs(t *testing.T, dir string) (ids map[int64]bool, torn int) {
 }
 
 func namespaceEnv(ns *stacktest.Namespace, archiveDir string) []string {
-	return []string{
-		"TRIAD_POSTGRES_SCHEMA=" + ns.Schema,
-		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + ns.RedisPrefix,
-		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + ns.IndexPrefix,
-		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
-		"TRIAD_ARCHIVE_DIR=" + archiveDir,
-	}
+	return append(configtest.Env(ns), "TRIAD_ARCHIVE_DIR="+archiveDir)
 }
 
 // TestArchiveDiskFull: the archive sits on a 1 MiB filesystem that fills
@@ -172,12 +167,11 @@ func TestKilledIngestConverges(t *testing.T) {
 	t.Logf("killed the ingest with %d rows committed and %d profile writes owed in its outbox", committed, owed)
 
 	redisKeys := func() int64 {
-		var n int64
-		iter := ns.Redis().Scan(t.Context(), 0, ns.RedisPrefix+"profile:*", 5000).Iterator()
-		for iter.Next(t.Context()) {
-			n++
+		keys, err := stacktest.RedisKeys(t.Context(), ns.Redis(), ns.RedisPrefix+"profile:*")
+		if err != nil {
+			return -1
 		}
-		return n
+		return int64(len(keys))
 	}
 	esDocs := func() int64 {
 		_, _ = ns.ES().Indices.Refresh(ns.ES().Indices.Refresh.WithIndex(ns.IndexPrefix + "*"))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 )
 
@@ -56,7 +57,7 @@ func TestInvalidConfigStopsStartUp(t *testing.T) {
 func TestTokenCommands(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
-	environ := []string{"TRIAD_POSTGRES_SCHEMA=" + ns.Schema}
+	environ := configtest.Env(ns)
 	code, out, errs := run(t, environ, "migrate", "up")
 	require.Equal(t, ExitOK, code, errs)
 	require.Contains(t, out, "api_tokens")
@@ -106,7 +107,7 @@ func TestMissingSchemaIsNamed(t *testing.T) {
 	ns := stacktest.New(t)
 	schema := ns.Schema + "_fresh"
 	t.Cleanup(func() { _, _ = ns.Pool().Exec(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`) })
-	env := []string{"TRIAD_POSTGRES_SCHEMA=" + schema}
+	env := append(configtest.Env(ns), "TRIAD_POSTGRES_SCHEMA="+schema) // the later value wins
 	code, _, errs := run(t, env, "migrate", "up")
 	require.Equal(t, ExitError, code)
 	require.Contains(t, errs, fmt.Sprintf("schema does not exist: %q", schema))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest/archive"
 )
@@ -20,14 +21,10 @@ func TestIngestArchiveReplay(t *testing.T) {
 	t.Parallel()
 	ns := stacktest.New(t)
 	dir := t.TempDir()
-	environ := []string{
-		"TRIAD_POSTGRES_SCHEMA=" + ns.Schema,
-		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + ns.RedisPrefix,
-		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + ns.IndexPrefix,
-		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
-		"TRIAD_ARCHIVE_DIR=" + filepath.Join(dir, "archive"),
+	environ := append(configtest.Env(ns),
+		"TRIAD_ARCHIVE_DIR="+filepath.Join(dir, "archive"),
 		"TRIAD_ARCHIVE_CHUNK_BYTES=65536",
-	}
+	)
 	code, _, errs := run(t, environ, "migrate", "up")
 	require.Equal(t, ExitOK, code, errs)
 
@@ -54,12 +51,7 @@ func TestIngestArchiveReplay(t *testing.T) {
 
 	// Replay into another namespace's empty stores.
 	other := stacktest.New(t)
-	env2 := []string{
-		"TRIAD_POSTGRES_SCHEMA=" + other.Schema,
-		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + other.RedisPrefix,
-		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + other.IndexPrefix,
-		"TRIAD_DATASET_ETCD_PREFIX=" + other.EtcdPrefix,
-	}
+	env2 := configtest.Env(other)
 	code, _, errs = run(t, env2, "migrate", "up")
 	require.Equal(t, ExitOK, code, errs)
 	code, out, errs = run(t, env2, "archive", "replay", files[0])
@@ -72,7 +64,7 @@ func TestIngestArchiveReplay(t *testing.T) {
 	var same bool
 	require.NoError(t, ns.Pool().QueryRow(t.Context(), `SELECT (SELECT array_agg(digest ORDER BY user_id) FROM `+ns.Schema+`.profiles) = (SELECT array_agg(digest ORDER BY user_id) FROM `+other.Schema+`.profiles)`).Scan(&same))
 	require.True(t, same, "replayed Postgres rows have the same digests")
-	keys, err := other.Redis().Keys(t.Context(), other.RedisPrefix+"profile:*").Result()
+	keys, err := stacktest.RedisKeys(t.Context(), other.Redis(), other.RedisPrefix+"profile:*")
 	require.NoError(t, err)
 	require.Len(t, keys, 1999, "replay reached Redis")
 

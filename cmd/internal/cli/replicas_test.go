@@ -36,17 +36,13 @@ const replicaToken = "replica-test-admin-token-0123"
 // replicaEnv is the environment a CLI run needs to share ns with the
 // replicas.
 func replicaEnv(ns *stacktest.Namespace) []string {
-	return []string{
-		"TRIAD_POSTGRES_SCHEMA=" + ns.Schema,
-		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + ns.RedisPrefix,
-		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + ns.IndexPrefix,
-		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
+	return append(configtest.Env(ns),
 		"TRIAD_DATASET_SESSION_TTL=2s",
 		"TRIAD_DATASET_CONFIRM_TIMEOUT=10s",
 		// Several serve processes at once: OTLP on free ports.
 		"TRIAD_TRACE_HTTP_ADDR=127.0.0.1:0",
 		"TRIAD_TRACE_GRPC_ADDR=127.0.0.1:0",
-	}
+	)
 }
 
 func replicaConfig(t testing.TB, ns *stacktest.Namespace) config.Config {
@@ -454,7 +450,7 @@ func TestDatasetSwitchAcrossReplicas(t *testing.T) {
 			require.Equal(t, "removed", info.State, "version %d: %+v", v, info)
 		}
 	}
-	keys, err := ns.Redis().Keys(t.Context(), ns.RedisPrefix+"profile:*").Result()
+	keys, err := stacktest.RedisKeys(t.Context(), ns.Redis(), ns.RedisPrefix+"profile:*")
 	require.NoError(t, err)
 	require.Empty(t, keys, "version 1's Redis keys are removed")
 	res, err := ns.ES().Indices.Exists([]string{ns.IndexPrefix + "profiles-v1"})

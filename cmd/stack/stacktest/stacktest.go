@@ -11,6 +11,7 @@ package stacktest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -84,6 +86,20 @@ func loadServers(path string, env []string) (Servers, error) {
 	}
 	if err := settings.ApplyEnv(&s, settings.EnvMap(env)); err != nil {
 		return s, err
+	}
+	if s.Stack.Profile == stack.ProfileCluster {
+		// The cluster lane (TRIAD_STACK_PROFILE=cluster): the same tests on
+		// the cluster profile's Redis Cluster, Elasticsearch nodes, etcd
+		// members and Postgres.
+		ep := s.Stack.ClusterEndpoints()
+		u, err := url.Parse(ep.PostgresURL)
+		if err != nil {
+			return s, fmt.Errorf("cluster profile: %w", err)
+		}
+		if s.Postgres.Port, err = strconv.Atoi(u.Port()); err != nil {
+			return s, fmt.Errorf("cluster profile: postgres port: %w", err)
+		}
+		s.Redis.Addrs, s.Elasticsearch.Addresses, s.Etcd.Endpoints = ep.RedisAddrs, ep.ElasticsearchURLs, ep.EtcdEndpoints
 	}
 	return s, errors.Join(s.Postgres.Credentials.Resolve("postgres"), s.Redis.Credentials.Resolve("redis"),
 		s.Elasticsearch.Resolve(), s.Etcd.Credentials.Resolve("etcd"))
@@ -190,6 +206,9 @@ func open(t testing.TB, id string, keep bool) *Namespace {
 		t.Fatalf("stacktest: clients: %v", err)
 	}
 	ns.Clients = set
+	if _, ok := set.Redis.(*redis.ClusterClient); cfg.Stack.Profile == stack.ProfileCluster && !ok {
+		t.Fatalf("stacktest: the cluster lane's Redis is not a Redis Cluster (redis.addrs %v)", cfg.Redis.Addrs)
+	}
 	if keep {
 		t.Cleanup(func() { _ = ns.Clients.Close() })
 	} else {
@@ -197,7 +216,7 @@ func open(t testing.TB, id string, keep bool) *Namespace {
 	}
 
 	at := map[string]string{
-		"postgres": fmt.Sprintf("%s:%d", cfg.Postgres.Host, cfg.Postgres.Port), "redis": cfg.Redis.Addr,
+		"postgres": fmt.Sprintf("%s:%d", cfg.Postgres.Host, cfg.Postgres.Port), "redis": cmp.Or(strings.Join(cfg.Redis.Addrs, ","), cfg.Redis.Addr),
 		"elasticsearch": strings.Join(cfg.Elasticsearch.Addresses, ","), "etcd": strings.Join(cfg.Etcd.Endpoints, ","),
 	}
 	for _, p := range set.Probes() {
@@ -281,6 +300,29 @@ func DeleteRedisPrefix(ctx context.Context, rdb redis.UniversalClient, prefix st
 	return unlinkMatching(ctx, rdb, prefix, func(keys []string) error { return rdb.Unlink(ctx, keys...).Err() })
 }
 
+// RedisKeys lists the keys matching pattern, on every master when rdb is a
+// Redis Cluster (SCAN and KEYS see one node each).
+func RedisKeys(ctx context.Context, rdb redis.UniversalClient, pattern string) ([]string, error) {
+	var mu sync.Mutex
+	var out []string
+	add := func(node redis.Cmdable) error {
+		iter := node.Scan(ctx, 0, pattern, 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		mu.Lock()
+		out = append(out, keys...)
+		mu.Unlock()
+		return iter.Err()
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return add(m) })
+		return out, err
+	}
+	return out, add(rdb)
+}
+
 // unlinkMatching scans rdb for prefix* and hands the keys to unlink in
 // batches of 1000.
 func unlinkMatching(ctx context.Context, rdb redis.Cmdable, prefix string, unlink func([]string) error) error {
@@ -307,15 +349,9 @@ func unlinkMatching(ctx context.Context, rdb redis.Cmdable, prefix string, unlin
 // Pool is shorthand for the namespace's Postgres pool.
 func (ns *Namespace) Pool() *pgxpool.Pool { return ns.Clients.Postgres }
 
-// Redis is shorthand for the namespace's Redis client (the shared
-// stack's single Redis).
-func (ns *Namespace) Redis() *redis.Client {
-	rdb, ok := ns.Clients.Redis.(*redis.Client)
-	if !ok {
-		panic("stacktest: the shared stack's Redis is a single server, not a cluster")
-	}
-	return rdb
-}
+// Redis is shorthand for the namespace's Redis client: the stack's single
+// Redis, or in the cluster lane its Redis Cluster.
+func (ns *Namespace) Redis() redis.UniversalClient { return ns.Clients.Redis }
 
 // ES is shorthand for the namespace's Elasticsearch client.
 func (ns *Namespace) ES() *elasticsearch.Client { return ns.Clients.Elasticsearch }
@@ -354,7 +390,7 @@ func StartPrivate(t testing.TB, name string) *Private {
 	base := ServerSettings(t).Stack
 	dir := PrivateDir(t)
 	c := base
-	c.Dir, c.Mode = dir, stack.ModeLocal
+	c.Dir, c.Mode, c.Profile = dir, stack.ModeLocal, stack.ProfileSingle
 	targets := []*int{&c.PostgresPort, &c.RedisPort, &c.EtcdPort, &c.EtcdPeerPort, &c.ESPort, &c.ESTransportPort}
 	ports, err := stack.FreePorts(len(targets))
 	if err != nil {

@@ -6,6 +6,8 @@ package configtest
 
 import (
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -47,4 +49,26 @@ func For(t testing.TB, ns *stacktest.Namespace) config.Config {
 	c.ProfileIndex.IndexPrefix = ns.IndexPrefix
 	c.Dataset.EtcdPrefix = ns.EtcdPrefix
 	return c
+}
+
+// Env is ns as TRIAD_* variables, for a triad run in another process or
+// through the CLI: its servers (so a run reaches the same ones as the test,
+// the cluster lane's included), its schema and its key, index and etcd
+// prefixes.
+func Env(ns *stacktest.Namespace) []string {
+	s := ns.Servers
+	env := []string{
+		"TRIAD_POSTGRES_HOST=" + s.Postgres.Host,
+		"TRIAD_POSTGRES_PORT=" + strconv.Itoa(s.Postgres.Port),
+		"TRIAD_POSTGRES_SCHEMA=" + ns.Schema,
+		"TRIAD_ELASTICSEARCH_ADDRESSES=" + strings.Join(s.Elasticsearch.Addresses, ","),
+		"TRIAD_ETCD_ENDPOINTS=" + strings.Join(s.Etcd.Endpoints, ","),
+		"TRIAD_PROFILE_CACHE_KEY_PREFIX=" + ns.RedisPrefix,
+		"TRIAD_PROFILE_INDEX_INDEX_PREFIX=" + ns.IndexPrefix,
+		"TRIAD_DATASET_ETCD_PREFIX=" + ns.EtcdPrefix,
+	}
+	if len(s.Redis.Addrs) > 0 {
+		return append(env, "TRIAD_REDIS_ADDRS="+strings.Join(s.Redis.Addrs, ","))
+	}
+	return append(env, "TRIAD_REDIS_ADDR="+s.Redis.Addr)
 }
