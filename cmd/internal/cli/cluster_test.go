@@ -307,22 +307,7 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 	stop := streamProfiles(ctx, a, 1, "redis-cluster", 50*time.Millisecond, nil)
 	time.Sleep(2 * time.Second)
 	// A master dies.
-	var victim string
-	nodes, err := rc.ClusterNodes(ctx).Result()
-	require.NoError(t, err)
-	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 2 && strings.Contains(f[2], "master") {
-			addr, _, _ := strings.Cut(f[1], "@")
-			for i, x := range cl.Endpoints.RedisAddrs {
-				if x == addr {
-					victim = fmt.Sprintf("redis-%d", i+1)
-				}
-			}
-			break
-		}
-	}
-	require.NotEmpty(t, victim)
+	victim := masterMember(t, rc, cl)
 	cl.Kill(t, victim)
 	killed := time.Now()
 	time.Sleep(8 * time.Second) // failover (cluster-node-timeout 3 s) while writes go on
@@ -376,6 +361,66 @@ func TestProfilesOnARedisCluster(t *testing.T) {
 	code, out, errs = run(t, nil, "sweep", "start", "--server", "http://"+a.Addr, "--token", replicaToken, "--mode", "digest", "--wait")
 	require.Equal(t, ExitOK, code, out, errs)
 	require.Contains(t, out, "0 findings", "repaired")
+
+	// A master hangs (SIGSTOP, not dead) for 10 s mid-ingest, past the
+	// cluster's node timeout (3 s), so the cluster fails it over while it
+	// hangs. triad's writes to its slots time out into the catch-up log,
+	// the other writes go on, and every read answers (from Postgres where
+	// Redis does not) within the request deadline; once it resumes (now a
+	// replica) nothing is owed and the stores agree.
+	hung := masterMember(t, rc, cl)
+	stop = streamProfiles(ctx, a, last+1, "hung-member", 50*time.Millisecond, nil)
+	time.Sleep(time.Second)
+	cl.Pause(t, hung)
+	paused := time.Now()
+	var slowest time.Duration
+	var owedToRedis int64 // the most the catch-up log held for Redis: the hang reached triad's writes
+	reads := 0
+	for time.Since(paused) < 10*time.Second {
+		start := time.Now()
+		r := get(t, a, 1+int64(reads*97)%last)
+		require.Equal(t, http.StatusOK, r.code, "a read while a master hangs: %s", r.body)
+		slowest = max(slowest, time.Since(start))
+		reads++
+		var n int64
+		_ = ns.Pool().QueryRow(ctx, `SELECT count(*) FROM profile_catchup WHERE store = 'redis'`).Scan(&n)
+		owedToRedis = max(owedToRedis, n)
+		time.Sleep(50 * time.Millisecond)
+	}
+	cl.Resume(t, hung)
+	after := stop()
+	require.Greater(t, after, last+2000, "writes went on while a master hung")
+	require.Less(t, slowest, cfg.Server.RequestTimeout, "every read answered within the request deadline")
+	require.Positive(t, owedToRedis, "writes to the hung master's slots went to the catch-up log")
+	drained = awaitNothingOwed(t, ns)
+	code, out, errs = run(t, env, "dataset", "verify", "1")
+	require.Equal(t, ExitOK, code, "the three stores agree after the hang: %s %s", out, errs)
+	inRedis, err = stacktest.RedisKeys(ctx, rc, ns.RedisPrefix+"profile:*")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, int64(len(inRedis)), after, "every acknowledged profile is in the cluster")
+	t.Logf("measured: %s (a master) hung 10 s mid-ingest: %d profiles acknowledged meanwhile (up to %d owed to Redis in the catch-up log), %d reads, the slowest %s; nothing owed %s after it resumed",
+		hung, after-last, owedToRedis, reads, slowest.Round(time.Millisecond), drained.Round(time.Millisecond))
+}
+
+// masterMember is the first cluster member (redis-N) that says it is a
+// master (ROLE, asked of each member itself: another node's CLUSTER NODES
+// can still show a restarted master as one) and serves slots.
+func masterMember(t *testing.T, rc *redis.ClusterClient, cl *stacktest.Cluster) string {
+	t.Helper()
+	for i, addr := range cl.Endpoints.RedisAddrs {
+		c := redis.NewClient(&redis.Options{Addr: addr})
+		role, err := c.Do(t.Context(), "ROLE").Slice()
+		_ = c.Close()
+		if err != nil || len(role) == 0 || role[0] != "master" {
+			continue
+		}
+		id, err := redis.NewClient(&redis.Options{Addr: addr}).ClusterMyID(t.Context()).Result()
+		if err == nil && slotsOf(t, rc, id) > 0 {
+			return fmt.Sprintf("redis-%d", i+1)
+		}
+	}
+	t.Fatal("no member is a master serving slots")
+	return ""
 }
 
 // TestRedisClusterReshardMidIngest moves 2,000 slots between masters
