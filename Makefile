@@ -32,7 +32,7 @@ TRACE_SVC := trace/testdata
 PY_STAMP := $(TRACE_SVC)/pysvc/.venv/.installed
 SCALA_JAR := $(TRACE_SVC)/scalasvc/target/price-scala-1.0.0.jar
 
-.PHONY: help build trace-services e2e-deps stack-up stack-down stack-status demo demo-data test test-cluster-lane test-short bench bench-read bench-sweep bench-log lint fmt clean
+.PHONY: help build trace-services e2e-deps webhook-verifier stack-up stack-down stack-status demo demo-data test test-cluster-lane test-short bench bench-read bench-sweep bench-log lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -73,6 +73,18 @@ bin/gosvc: $(TRACE_SVC)/gosvc/main.go $(TRACE_SVC)/gosvc/go.mod $(TRACE_SVC)/gos
 
 E2E_STAMP := web/e2e/node_modules/.installed
 
+# The Standard Webhooks reference library (Python, PyPI), which a test
+# verifies triad's deliveries with.
+SW_DIR   := repair/alert/testdata/standardwebhooks
+SW_STAMP := $(SW_DIR)/.venv/.installed
+
+$(SW_STAMP): $(SW_DIR)/requirements.txt
+	test -x $(SW_DIR)/.venv/bin/python || python3 -m venv $(SW_DIR)/.venv
+	$(SW_DIR)/.venv/bin/pip install -q --disable-pip-version-check -r $<
+	touch $@
+
+webhook-verifier: $(SW_STAMP) ## Install the Standard Webhooks library the webhook test verifies deliveries with (a venv)
+
 $(E2E_STAMP): web/e2e/package.json web/e2e/package-lock.json
 	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	cd web/e2e && npm ci --no-audit --no-fund --silent
@@ -104,7 +116,7 @@ demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load de
 CLUSTER_LANE_PKGS := ./ingest/... ./repair/... ./cmd/internal/app ./cmd/internal/cli
 CLUSTER_LANE_NOT := TestStoreUnreachableAlert|TestReadyFollowsADependency|TestHungStoresDegradeOnePath|TestRedisDataLossIsDetectedAndRewarmed|TestElasticsearchHungMidIngestCatchesUp|TestRedisHungMidIngestCatchesUp|TestElasticsearchStoppedMidIngestCatchesUp|TestRedisStoppedMidIngestCatchesUp|TestRestartWhileLeadershipChangesHands|TestNoTwoLeadersAcrossEtcdRestarts|TestHungRedisRangeBacksOff|TestPostgresUnreachable|TestServingWithoutEtcd|TestThreeReplicasOnAThreeMemberEtcd|TestElasticsearchNodeLostWithReplicas|TestProfilesOnARedisCluster|TestRedisClusterReshardMidIngest|TestDatasetVersionsOnARedisCluster|TestReplicasReadEachOthersWritesOnARedisCluster|TestCrossLanguageTrace|TestOwnSpans|TestJVMLanguages
 
-test: stack-up trace-services e2e-deps ## Stack up, build the sample services, then every test against the real servers (none skipped), then the cluster lane
+test: stack-up trace-services e2e-deps webhook-verifier ## Stack up, build the sample services, then every test against the real servers (none skipped), then the cluster lane
 	@echo "== smoke test through the real clients =="
 	$(GO) test -count=1 -run '^TestSmoke$$' -v ./cmd/internal/clients | grep -E 'smoke:|^(--- |ok|FAIL|PASS)'
 	@echo "== all tests =="

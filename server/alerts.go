@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,6 +17,7 @@ type Alerter interface {
 	Config() alert.Config
 	Store() alert.Store
 	CreateWebhook(ctx context.Context, w alert.Webhook) (alert.Webhook, error)
+	RotateWebhook(ctx context.Context, idOrName string, grace time.Duration) (alert.Webhook, error)
 	Test(ctx context.Context, idOrName, actor string) (alert.Delivery, error)
 }
 
@@ -96,8 +98,14 @@ type createWebhookRequest struct {
 type createWebhookResponse struct {
 	alert.Webhook
 	// Secret is the HMAC key receivers verify X-Triad-Signature with;
-	// shown once.
-	Secret string `json:"secret"`
+	// StandardSecret the same key as Standard Webhooks libraries take it
+	// (webhook-signature). Shown once.
+	Secret         string `json:"secret"`
+	StandardSecret string `json:"standard_webhooks_secret"`
+}
+
+func secretResponse(w alert.Webhook) createWebhookResponse {
+	return createWebhookResponse{Webhook: w, Secret: w.Secret, StandardSecret: alert.StandardSecret(w.Secret)}
 }
 
 func (s *Server) createWebhook(c *gin.Context) (any, error) {
@@ -117,7 +125,28 @@ func (s *Server) createWebhook(c *gin.Context) (any, error) {
 	}
 	s.log.Info("webhook created", "webhook", w.Name, "format", w.Format, "by", principal(c).Name)
 	created(c)
-	return createWebhookResponse{Webhook: w, Secret: w.Secret}, nil
+	return secretResponse(w), nil
+}
+
+// rotateWebhook gives a webhook a new secret, shown once; the old one
+// keeps signing beside it for ?grace (default 24h, at most 720h).
+func (s *Server) rotateWebhook(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	grace := 24 * time.Hour
+	if v := c.Query("grace"); v != "" {
+		if grace, err = time.ParseDuration(v); err != nil {
+			return nil, fmt.Errorf("%w: grace is a duration such as 24h, got %q", ErrBadRequest, v)
+		}
+	}
+	w, err := a.RotateWebhook(c.Request.Context(), c.Param("id"), grace)
+	if err != nil {
+		return nil, unavailable("alert store (postgres)", err)
+	}
+	s.log.Info("webhook secret rotated", "webhook", w.Name, "previous_until", w.PreviousUntil, "by", principal(c).Name)
+	return secretResponse(w), nil
 }
 
 func (s *Server) deleteWebhook(c *gin.Context) (any, error) {

@@ -207,6 +207,7 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/webhooks", auth.RoleAdmin, s.createWebhook)
 	s.handle(api, http.MethodDelete, "/webhooks/:id", auth.RoleAdmin, s.deleteWebhook)
 	s.handle(api, http.MethodPost, "/webhooks/:id/test", auth.RoleAdmin, s.testWebhook)
+	s.handle(api, http.MethodPost, "/webhooks/:id/rotate", auth.RoleAdmin, s.rotateWebhook)
 	s.handle(api, http.MethodGet, "/dataset", auth.RoleViewer, s.getDataset)
 	s.handle(api, http.MethodPost, "/dataset/switch", auth.RoleOperator, s.switchDataset)
 	s.handle(api, http.MethodPost, "/dataset/rollback", auth.RoleOperator, s.rollbackDataset)

@@ -2,7 +2,6 @@ package alert
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -54,15 +53,19 @@ func (s State) Status() string {
 
 // Webhook is a notification endpoint.
 type Webhook struct {
-	ID           int64     `json:"id"`
-	Name         string    `json:"name"`
-	URL          string    `json:"url"`
-	Format       string    `json:"format"`
-	Secret       string    `json:"-"`
-	Rules        []string  `json:"rules"` // empty: every rule
-	SendResolved bool      `json:"send_resolved"`
-	CreatedAt    time.Time `json:"created_at"`
-	CreatedBy    string    `json:"created_by"`
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	URL    string `json:"url"`
+	Format string `json:"format"`
+	Secret string `json:"-"`
+	// PreviousSecret still signs (a second signature) until PreviousUntil:
+	// the secret before the last rotation.
+	PreviousSecret string     `json:"-"`
+	PreviousUntil  *time.Time `json:"previous_secret_until,omitempty"`
+	Rules          []string   `json:"rules"` // empty: every rule
+	SendResolved   bool       `json:"send_resolved"`
+	CreatedAt      time.Time  `json:"created_at"`
+	CreatedBy      string     `json:"created_by"`
 }
 
 func (w Webhook) wants(rule string) bool { return len(w.Rules) == 0 || slices.Contains(w.Rules, rule) }
@@ -112,6 +115,9 @@ type Store interface {
 	Webhooks(ctx context.Context) ([]Webhook, error)
 	Webhook(ctx context.Context, idOrName string) (Webhook, error)
 	CreateWebhook(ctx context.Context, w Webhook) (Webhook, error)
+	// RotateSecret makes secret the webhook's and keeps the one it had
+	// signing until previousUntil; ErrNotFound when there is no such webhook.
+	RotateSecret(ctx context.Context, idOrName, secret string, previousUntil time.Time) (Webhook, error)
 	DeleteWebhook(ctx context.Context, idOrName string) (Webhook, error)
 
 	// ActiveAlerts returns the instances not resolved.
@@ -521,11 +527,19 @@ func (m *Manager) CreateWebhook(ctx context.Context, w Webhook) (Webhook, error)
 		return Webhook{}, err
 	}
 	if w.Secret == "" {
-		b := make([]byte, 24)
-		_, _ = rand.Read(b)
-		w.Secret = "whsec_" + hex.EncodeToString(b)
+		w.Secret = NewSecret()
 	} else if len(w.Secret) < 16 {
 		return Webhook{}, fmt.Errorf("%w: secret must be at least 16 characters (leave it out to have one generated)", ErrInvalid)
 	}
 	return m.store.CreateWebhook(ctx, w)
+}
+
+// RotateWebhook gives a webhook a new generated secret; the one it had
+// keeps signing beside it (two signatures per delivery) for grace, so
+// receivers can switch without refusing a delivery.
+func (m *Manager) RotateWebhook(ctx context.Context, idOrName string, grace time.Duration) (Webhook, error) {
+	if grace < 0 || grace > 30*24*time.Hour {
+		return Webhook{}, fmt.Errorf("%w: grace must be 0 to 720h, got %s", ErrInvalid, grace)
+	}
+	return m.store.RotateSecret(ctx, idOrName, NewSecret(), time.Now().Add(grace))
 }

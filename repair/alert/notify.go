@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
+	crand "crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -131,49 +133,115 @@ func Render(format string, n Notification) ([]byte, error) {
 	return nil, fmt.Errorf("%w: format %q: want alertmanager or json", ErrInvalid, format)
 }
 
-// Headers of a delivery.
+// Headers of a delivery. Each is signed twice over: triad's own scheme
+// (SignatureHeader) and the Standard Webhooks scheme (webhook-id,
+// webhook-timestamp, webhook-signature; https://www.standardwebhooks.com),
+// which receivers verify with the libraries they already have.
 const (
-	SignatureHeader = "X-Triad-Signature" // t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
+	SignatureHeader = "X-Triad-Signature" // t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">[,v1=… with the previous secret]
 	DeliveryHeader  = "X-Triad-Delivery"  // the delivery's id: the same on every retry (receivers de-duplicate by it)
 	EventHeader     = "X-Triad-Event"     // firing, resolved or test
+
+	StandardIDHeader        = "webhook-id"        // the delivery's id, as DeliveryHeader
+	StandardTimestampHeader = "webhook-timestamp" // unix seconds
+	StandardSignatureHeader = "webhook-signature" // v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">[ v1,… with the previous secret]
 )
+
+// NewSecret is a generated webhook secret in the Standard Webhooks form:
+// "whsec_" and the base64 of 24 random bytes.
+func NewSecret() string {
+	b := make([]byte, 24)
+	_, _ = crand.Read(b)
+	return "whsec_" + base64.StdEncoding.EncodeToString(b)
+}
+
+// StandardKey is the HMAC key a secret stands for in the Standard Webhooks
+// scheme: the bytes after "whsec_", base64-decoded, as the scheme's
+// libraries read it; a secret not of that form (one an operator chose)
+// keys with its own bytes. StandardSecret is that key in the form those
+// libraries take.
+func StandardKey(secret string) []byte {
+	if rest, ok := strings.CutPrefix(secret, "whsec_"); ok {
+		if k, err := base64.StdEncoding.DecodeString(rest); err == nil && len(k) > 0 {
+			return k
+		}
+	}
+	return []byte(secret)
+}
+
+// StandardSecret is secret in the form Standard Webhooks libraries take.
+func StandardSecret(secret string) string {
+	return "whsec_" + base64.StdEncoding.EncodeToString(StandardKey(secret))
+}
 
 // Sign returns the signature header value of body at t with secret.
 func Sign(secret string, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
+	return "t=" + ts + ",v1=" + triadMAC(secret, ts, body)
+}
+
+func triadMAC(secret, ts string, body []byte) string {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write([]byte(ts))
 	mac.Write([]byte("."))
 	mac.Write(body)
-	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// SignStandard returns the webhook-signature value of the message id's
+// body at t with each secret (space-separated, as the scheme wants one
+// per active key).
+func SignStandard(secrets []string, id string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	var sigs []string
+	for _, s := range secrets {
+		mac := hmac.New(sha256.New, StandardKey(s))
+		mac.Write([]byte(id + "." + ts + "."))
+		mac.Write(body)
+		sigs = append(sigs, "v1,"+base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+	}
+	return strings.Join(sigs, " ")
+}
+
+// signingSecrets are w's secrets that sign at t: its own, and the one
+// before the last rotation until its grace ends.
+func signingSecrets(w Webhook, t time.Time) []string {
+	out := []string{w.Secret}
+	if w.PreviousSecret != "" && w.PreviousUntil != nil && t.Before(*w.PreviousUntil) {
+		out = append(out, w.PreviousSecret)
+	}
+	return out
 }
 
 // Verify checks a signature header against body: the HMAC must match and
 // its timestamp be within tolerance of now (replays of old deliveries
 // fail). Receivers written in Go can use it as is.
 func Verify(secret, header string, body []byte, now time.Time, tolerance time.Duration) error {
-	var ts, sig string
+	var ts string
+	var sigs []string
 	for part := range strings.SplitSeq(header, ",") {
 		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
 		switch k {
 		case "t":
 			ts = v
 		case "v1":
-			sig = v
+			sigs = append(sigs, v)
 		}
 	}
 	sec, err := strconv.ParseInt(ts, 10, 64)
-	if err != nil || sig == "" {
+	if err != nil || len(sigs) == 0 {
 		return errors.New("signature header must be t=<unix>,v1=<hex>")
 	}
 	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
 		return fmt.Errorf("signature timestamp %s is outside the %s tolerance", time.Unix(sec, 0).UTC().Format(time.RFC3339), tolerance)
 	}
-	want := Sign(secret, time.Unix(sec, 0), body)
-	if !hmac.Equal([]byte(want), []byte("t="+ts+",v1="+sig)) {
-		return errors.New("signature does not match")
+	want := triadMAC(secret, ts, body)
+	for _, sig := range sigs { // one per active secret while a rotation's grace lasts
+		if hmac.Equal([]byte(want), []byte(sig)) {
+			return nil
+		}
 	}
-	return nil
+	return errors.New("signature does not match")
 }
 
 // Guard decides which addresses webhooks may reach.
@@ -337,9 +405,21 @@ func (s *Sender) Send(ctx context.Context, w Webhook, d Delivery) (int, error) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", s.userAgent)
-	req.Header.Set(SignatureHeader, Sign(w.Secret, s.now(), d.Payload))
-	req.Header.Set(DeliveryHeader, strconv.FormatInt(d.ID, 10))
+	now, id := s.now(), strconv.FormatInt(d.ID, 10)
+	secrets := signingSecrets(w, now)
+	ts := strconv.FormatInt(now.Unix(), 10)
+	sig := "t=" + ts
+	for _, sec := range secrets {
+		sig += ",v1=" + triadMAC(sec, ts, d.Payload)
+	}
+	req.Header.Set(SignatureHeader, sig)
+	req.Header.Set(DeliveryHeader, id)
 	req.Header.Set(EventHeader, event)
+	// Standard Webhooks' headers are lower case in the specification;
+	// net/http would canonicalise them through Set.
+	req.Header[StandardIDHeader] = []string{id}
+	req.Header[StandardTimestampHeader] = []string{ts}
+	req.Header[StandardSignatureHeader] = []string{SignStandard(secrets, id, now, d.Payload)}
 	res, err := s.client.Do(req)
 	if err != nil {
 		// net/http quotes the whole URL, whose path or query may hold the

@@ -64,6 +64,8 @@ Commands:
                               one trace as a tree with an ASCII timeline (json, otlp), or find traces
   dataset status|build|switch|rollback|verify|gc
                               dataset versions (Redis keyspace + ES index) through etcd
+  webhook add|list|test|remove|rotate
+                              alert webhooks: endpoints, test deliveries, secret rotation (asks a running triad)
   version                     print the version
 
 Every command takes --config FILE (or TRIAD_CONFIG) and --set key=value
@@ -108,6 +110,8 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.sweep(ctx, args[1:])
 	case "trace":
 		err = e.traceCmd(ctx, args[1:])
+	case "webhook":
+		err = e.webhook(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK
@@ -166,14 +170,34 @@ func (e env) flags(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
+// parse parses flags wherever they stand, before or after the positional
+// arguments (`triad webhook test pager --server URL`), as operators type
+// them; "--" ends the flags.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return err
+			}
+			return usageError{err}
 		}
-		return usageError{err}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		i := 0
+		for i < len(rest) && (rest[i] == "-" || !strings.HasPrefix(rest[i], "-")) {
+			i++
+		}
+		pos = append(pos, rest[:i]...)
+		if i == len(rest) {
+			break
+		}
+		args = rest[i:]
 	}
-	return nil
+	return fs.Parse(append([]string{"--"}, pos...))
 }
 
 func (e env) load(c common) (config.Config, *slog.Logger, error) {

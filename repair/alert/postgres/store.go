@@ -25,11 +25,11 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 var _ alert.Store = (*Store)(nil)
 
-const webhookCols = `id, name, url, format, secret, rules, send_resolved, created_at, created_by`
+const webhookCols = `id, name, url, format, secret, coalesce(previous_secret, ''), previous_until, rules, send_resolved, created_at, created_by`
 
 func scanWebhook(row pgx.Row) (alert.Webhook, error) {
 	var w alert.Webhook
-	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.Format, &w.Secret, &w.Rules, &w.SendResolved, &w.CreatedAt, &w.CreatedBy)
+	err := row.Scan(&w.ID, &w.Name, &w.URL, &w.Format, &w.Secret, &w.PreviousSecret, &w.PreviousUntil, &w.Rules, &w.SendResolved, &w.CreatedAt, &w.CreatedBy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, alert.ErrNotFound
 	}
@@ -63,6 +63,12 @@ func (s *Store) CreateWebhook(ctx context.Context, w alert.Webhook) (alert.Webho
 		return alert.Webhook{}, alert.ErrNameUsed
 	}
 	return out, err
+}
+
+// RotateSecret implements alert.Store.
+func (s *Store) RotateSecret(ctx context.Context, idOrName, secret string, previousUntil time.Time) (alert.Webhook, error) {
+	return scanWebhook(s.pool.QueryRow(ctx, `UPDATE alert_webhooks SET previous_secret = secret, previous_until = $3, secret = $2
+		WHERE id::text = $1 OR name = $1 RETURNING `+webhookCols, idOrName, secret, previousUntil))
 }
 
 // DeleteWebhook implements alert.Store; its deliveries go with it.

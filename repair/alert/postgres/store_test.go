@@ -49,3 +49,29 @@ func TestPurge(t *testing.T) {
 	require.Len(t, left, 1)
 	require.Equal(t, "pending", left[0].State)
 }
+
+// TestRotateSecret: a rotation keeps the previous secret and its grace with
+// the webhook (by id or name); an unknown webhook is ErrNotFound.
+func TestRotateSecret(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	ns.Migrate(t)
+	ctx := t.Context()
+	s := postgres.New(ns.Pool())
+	w, err := s.CreateWebhook(ctx, alert.Webhook{Name: "pager", URL: "http://127.0.0.1:9/", Format: alert.FormatJSON, Secret: "first-secret-0123", CreatedBy: "t"})
+	require.NoError(t, err)
+	require.Empty(t, w.PreviousSecret)
+	require.Nil(t, w.PreviousUntil)
+	until := time.Now().Add(time.Hour).Truncate(time.Microsecond)
+	r, err := s.RotateSecret(ctx, "pager", "second-secret-0123", until)
+	require.NoError(t, err)
+	require.Equal(t, "second-secret-0123", r.Secret)
+	require.Equal(t, "first-secret-0123", r.PreviousSecret)
+	require.True(t, until.Equal(*r.PreviousUntil))
+	got, err := s.Webhook(ctx, "1")
+	require.NoError(t, err)
+	require.Equal(t, r.Secret, got.Secret)
+	require.Equal(t, r.PreviousSecret, got.PreviousSecret)
+	_, err = s.RotateSecret(ctx, "nobody", "x-secret-0123456", until)
+	require.ErrorIs(t, err, alert.ErrNotFound)
+}
