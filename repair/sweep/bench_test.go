@@ -12,8 +12,10 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -124,12 +126,19 @@ func BenchmarkSweep(b *testing.B) {
 				}
 			}
 		})
+		cpu := serverCPU()
 		rep, err := sw.Sweep(ctx, sweep.Options{Entity: "profile", Mode: mode, Recheck: time.Millisecond, Repair: fix, Actor: "bench"})
 		close(stop)
 		wg.Wait()
 		if err != nil {
 			b.Fatal(err)
 		}
+		used := serverCPU()
+		var shares []string
+		for _, s := range []string{"postgres", "redis", "elasticsearch", "triad"} {
+			shares = append(shares, fmt.Sprintf("%s %.1fs", s, (used[s]-cpu[s]).Seconds()))
+		}
+		logf(b, "  CPU by process during the sweep: %s", strings.Join(shares, ", "))
 		logf(b, "%-22s mode=%-15s %8d records %6d segments %6d dirty %5d suspects %5d findings  took %8s  (%.0f records/s)  RSS before %d MiB, peak %d MiB",
 			name, rep.Mode, rep.Records, rep.Segments, rep.Dirty, rep.Suspects, len(rep.Findings), rep.Took.Round(time.Millisecond),
 			float64(rep.Records)/rep.Took.Seconds(), base>>20, peak.Load()>>20)
@@ -445,4 +454,65 @@ func rssBytes() int64 {
 		return 0
 	}
 	return rss * int64(os.Getpagesize())
+}
+
+// serverCPU is the CPU time (user + system) the store servers on this
+// machine have used, by server: every postgres process's own time plus
+// what its postmaster collected from backends that exited, redis-server's
+// and Elasticsearch's JVM's. Compared before and after a sweep, it splits
+// the sweep's cost by store (other servers on the machine idle meanwhile).
+func serverCPU() map[string]time.Duration {
+	out := map[string]time.Duration{}
+	entries, _ := os.ReadDir("/proc")
+	tick := time.Second / 100 // USER_HZ
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// comm is in parentheses and may hold spaces: the fields after
+		// the last ')' are state, ppid, … utime (14th field overall).
+		open, end := bytes.IndexByte(raw, '('), bytes.LastIndexByte(raw, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		comm := string(raw[open+1 : end])
+		f := strings.Fields(string(raw[end+1:]))
+		if len(f) < 15 {
+			continue
+		}
+		n := func(i int) time.Duration { v, _ := strconv.ParseInt(f[i], 10, 64); return time.Duration(v) * tick }
+		own := n(11) + n(12) // utime, stime
+		var server string
+		switch {
+		case comm == "postgres":
+			server = "postgres"
+			if ppid, _ := strconv.Atoi(f[1]); !isComm(ppid, "postgres") {
+				own += n(13) + n(14) // the postmaster: cutime, cstime of backends gone
+			}
+		case strings.HasPrefix(comm, "redis-server"):
+			server = "redis"
+		case comm == "java":
+			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); bytes.Contains(cmd, []byte("org.elasticsearch")) {
+				server = "elasticsearch"
+			}
+		}
+		if server != "" {
+			out[server] += own
+		}
+	}
+	var self syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &self) == nil {
+		out["triad"] = time.Duration(self.Utime.Nano() + self.Stime.Nano())
+	}
+	return out
+}
+
+func isComm(pid int, comm string) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(raw)) == comm
 }

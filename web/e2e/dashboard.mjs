@@ -162,6 +162,28 @@ try {
   }
   assert.deepEqual(errors, [], "page errors");
 
+  // --- polling pauses while the tab is hidden, and resumes when shown ---
+  // (the overview polls /-/ready every second)
+  await page.goto(BASE_URL + "/");
+  await page.waitForSelector('tr[data-dependency="redis"]');
+  let polls = 0;
+  const count = (req) => { if (req.url().endsWith("/-/ready")) polls++; };
+  page.on("request", count);
+  const setVisibility = (state) => page.evaluate((s) => {
+    Object.defineProperty(document, "visibilityState", { configurable: true, get: () => s });
+    document.dispatchEvent(new Event("visibilitychange"));
+  }, state);
+  await setVisibility("hidden");
+  await page.waitForTimeout(300); // a request already on its way
+  polls = 0;
+  await page.waitForTimeout(3000);
+  assert.equal(polls, 0, "no polling while the tab is hidden");
+  await setVisibility("visible");
+  await page.waitForTimeout(1500);
+  assert.ok(polls >= 1, "polling resumes when the tab is shown: " + polls);
+  page.off("request", count);
+  step("polling paused while hidden (0 requests in 3 s), resumed when shown (" + polls + " in 1.5 s)");
+
   // --- a viewer sees no repair controls and cannot mutate ---
   const v = await newPage();
   await v.page.goto(BASE_URL + "/ui/check.html?entity=profile&id=7");

@@ -71,5 +71,5 @@ triad.start("Alerts", async () => {
   });
 
   await refresh();
-  setInterval(refresh, 5000);
+  triad.every(refresh, 5000);
 });

@@ -108,7 +108,7 @@ triad.start("Overview", async () => {
   }
 
   tick();
-  setInterval(tick, 1000);
+  triad.every(tick, 1000);
   await sweeps().catch((e) => triad.status(updated, e.message, true));
-  setInterval(() => sweeps().catch(() => {}), 10000);
+  triad.every(sweeps, 10000);
 });

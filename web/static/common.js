@@ -30,6 +30,21 @@ const triad = (function () {
     return e;
   }
 
+  // every(fn, ms) runs fn every ms while the page is visible: polling
+  // pauses when the tab is hidden (no requests from a background tab) and,
+  // when it is shown again, runs at once and resumes.
+  function every(fn, ms) {
+    let timer = null;
+    const run = () => { Promise.resolve().then(fn).catch(() => {}); };
+    const start = () => { if (timer === null) timer = setInterval(run, ms); };
+    const stop = () => { if (timer !== null) { clearInterval(timer); timer = null; } };
+    document.addEventListener("visibilitychange", () => {
+      if (document.visibilityState === "hidden") stop();
+      else { run(); start(); }
+    });
+    if (document.visibilityState !== "hidden") start();
+  }
+
   class APIError extends Error {
     constructor(status, message) { super(message); this.status = status; }
   }
@@ -151,5 +166,5 @@ const triad = (function () {
     node.className = isError ? "error" : "hint";
   }
 
-  return { el, api, start, can, table, fmtTime, status, session: () => session, APIError };
+  return { el, api, start, can, table, fmtTime, status, every, session: () => session, APIError };
 })();

@@ -92,5 +92,5 @@ triad.start("Sweeps", async () => {
     ["Repair", (s) => (s.repair ? (s.dry_run ? "dry run" : "yes") : "no")], ["Rate", (s) => String(s.rate || "unlimited")],
   ], sched) : el("p", { className: "hint" }, "No schedules configured (repair.schedules)."));
   await refresh();
-  setInterval(refresh, 1000);
+  triad.every(refresh, 1000);
 });
