@@ -170,6 +170,20 @@ func (e env) flags(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
+// verbHelp answers a command of verbs (`triad sweep start`, …) called bare
+// or with -h: it prints help and reports the call done (a usage error,
+// naming the verbs, when none was given).
+func (e env) verbHelp(help, verbs string, args []string) (bool, error) {
+	if len(args) > 0 && args[0] != "-h" && args[0] != "--help" {
+		return false, nil
+	}
+	fmt.Fprint(e.stdout, help)
+	if len(args) == 0 {
+		return true, usagef("want %s", verbs)
+	}
+	return true, nil
+}
+
 // parse parses flags wherever they stand, before or after the positional
 // arguments (`triad webhook test pager --server URL`), as operators type
 // them; "--" ends the flags.

@@ -26,12 +26,8 @@ or control). Exit status of start --wait and status ID: 0 no drift found,
 `
 
 func (e env) sweep(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(e.stdout, sweepHelp)
-		if len(args) == 0 {
-			return usagef("want start, status, pause, resume or cancel")
-		}
-		return nil
+	if done, err := e.verbHelp(sweepHelp, "start, status, pause, resume or cancel", args); done {
+		return err
 	}
 	verb := args[0]
 	var c common

@@ -40,12 +40,8 @@ func (r *ruleFlags) String() string     { return strings.Join(*r, ",") }
 func (r *ruleFlags) Set(v string) error { *r = append(*r, v); return nil }
 
 func (e env) webhook(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(e.stdout, webhookHelp)
-		if len(args) == 0 {
-			return usagef("want add, list, test, remove or rotate")
-		}
-		return nil
+	if done, err := e.verbHelp(webhookHelp, "add, list, test, remove or rotate", args); done {
+		return err
 	}
 	verb := args[0]
 	var c common
