@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 
 	"github.com/triad-dev/triad/trace"
@@ -170,6 +171,12 @@ func (e env) flags(name string, c *common) *flag.FlagSet {
 	return fs
 }
 
+// negative reports whether s reads as a negative number.
+func negative(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil && strings.HasPrefix(s, "-")
+}
+
 // verbHelp answers a command of verbs (`triad sweep start`, …) called bare
 // or with -h: it prints help and reports the call done (a usage error,
 // naming the verbs, when none was given).
@@ -186,7 +193,9 @@ func (e env) verbHelp(help, verbs string, args []string) (bool, error) {
 
 // parse parses flags wherever they stand, before or after the positional
 // arguments (`triad webhook test pager --server URL`), as operators type
-// them; "--" ends the flags.
+// them; "--" ends the flags, and after the first positional argument one
+// that reads as a negative number is positional too (`triad check 1 -5`
+// is a bad key, not an unknown flag).
 func parse(fs *flag.FlagSet, args []string) error {
 	var pos []string
 	for {
@@ -202,7 +211,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 			break
 		}
 		i := 0
-		for i < len(rest) && (rest[i] == "-" || !strings.HasPrefix(rest[i], "-")) {
+		for i < len(rest) && (rest[i] == "-" || !strings.HasPrefix(rest[i], "-") || negative(rest[i])) {
 			i++
 		}
 		pos = append(pos, rest[:i]...)

@@ -3,7 +3,9 @@ package cli
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
@@ -119,4 +121,29 @@ func TestMissingSchemaIsNamed(t *testing.T) {
 	code, out, _ = run(t, env, "migrate", "status")
 	require.Equal(t, ExitOK, code)
 	require.NotContains(t, out, "pending", "every migration applied in the new schema")
+}
+
+// TestFlagsAfterArguments: flags are parsed wherever they stand; "--" ends
+// them; a negative number after a positional argument is an argument.
+func TestFlagsAfterArguments(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		json bool
+		want []string
+	}{
+		{[]string{"a", "--json", "b"}, true, []string{"a", "b"}},
+		{[]string{"--json", "a"}, true, []string{"a"}},
+		{[]string{"a", "-5", "--json"}, true, []string{"a", "-5"}},
+		{[]string{"a", "--", "--json"}, false, []string{"a", "--json"}},
+		{[]string{"a", "b"}, false, []string{"a", "b"}},
+	} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		asJSON := fs.Bool("json", false, "")
+		require.NoError(t, parse(fs, tc.args), "%v", tc.args)
+		require.Equal(t, tc.json, *asJSON, "%v", tc.args)
+		require.Equal(t, tc.want, fs.Args(), "%v", tc.args)
+	}
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	require.Error(t, parse(fs, []string{"a", "--nope"}), "an unknown flag after an argument is still an error")
 }
