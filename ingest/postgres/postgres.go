@@ -6,10 +6,14 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -206,19 +210,43 @@ func (s *Store) Record(ctx context.Context, store string, batch []*ingest.Profil
 	for _, p := range batch {
 		newest[p.UserID] = max(newest[p.UserID], p.Version)
 	}
-	ids, versions := make([]int64, 0, len(newest)), make([]int64, 0, len(newest))
-	for id, v := range newest {
-		ids, versions = append(ids, id), append(versions, v)
+	// In user_id order, as every writer of the log takes its rows: two
+	// statements that lock rows in the same order cannot deadlock.
+	ids := slices.Sorted(maps.Keys(newest))
+	versions := make([]int64, len(ids))
+	for i, id := range ids {
+		versions[i] = newest[id]
 	}
 	if len(reason) > 1000 {
 		reason = reason[:1000]
 	}
-	_, err := s.pool.Exec(ctx, `
+	return retryDeadlock(ctx, func() error {
+		_, err := s.pool.Exec(ctx, `
 		INSERT INTO profile_catchup AS c (store, user_id, version, last_error)
-		SELECT $1, u.id, u.v, $4 FROM unnest($2::bigint[], $3::bigint[]) AS u(id, v)
+		SELECT $1, u.id, u.v, $4 FROM unnest($2::bigint[], $3::bigint[]) AS u(id, v) ORDER BY u.id
 		ON CONFLICT (store, user_id) DO UPDATE SET
 			version = GREATEST(c.version, EXCLUDED.version), attempts = c.attempts + 1,
 			last_error = EXCLUDED.last_error, last_failed_at = now()`, store, ids, versions, reason)
+		return err
+	})
+}
+
+// retryDeadlock runs fn again (up to three times in all) when Postgres
+// chose it as a deadlock's victim (40P01): the catch-up log is written by
+// every shard writer, the replay and a re-warm at once, and a victim's
+// statement succeeds when run again. Other errors are returned as they are.
+func retryDeadlock(ctx context.Context, fn func() error) error {
+	var err error
+	for attempt := range 3 {
+		if err = fn(); err == nil {
+			return nil
+		}
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "40P01" || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(10*(attempt+1)) * time.Millisecond)
+	}
 	return err
 }
 
@@ -243,10 +271,12 @@ func (s *Store) Done(ctx context.Context, store string, written []*ingest.Profil
 	for i, p := range written {
 		ids[i], versions[i] = p.UserID, p.Version
 	}
-	_, err := s.pool.Exec(ctx, `
+	return retryDeadlock(ctx, func() error {
+		_, err := s.pool.Exec(ctx, `
 		DELETE FROM profile_catchup c USING unnest($2::bigint[], $3::bigint[]) AS u(id, v)
 		WHERE c.store = $1 AND c.user_id = u.id AND c.version <= u.v`, store, ids, versions)
-	return err
+		return err
+	})
 }
 
 // Settle implements ingest.CatchupLog.
@@ -260,7 +290,8 @@ func (s *Store) Settle(ctx context.Context, outbox []int64) error {
 // each profile they owe, per store, in the catch-up log.
 func (s *Store) Recover(ctx context.Context, age time.Duration, limit int) (int64, error) {
 	var n int64
-	err := s.pool.QueryRow(ctx, `
+	err := retryDeadlock(ctx, func() error {
+		return s.pool.QueryRow(ctx, `
 WITH o AS (
     DELETE FROM profile_outbox WHERE id IN (
         SELECT id FROM profile_outbox WHERE created_at < now() - $1::interval
@@ -272,10 +303,11 @@ u AS (
     GROUP BY st.store, x.id),
 i AS (
     INSERT INTO profile_catchup AS c (store, user_id, version, last_error)
-    SELECT store, id, v, 'owed by a writer that did not finish (recovered from the outbox)' FROM u
+    SELECT store, id, v, 'owed by a writer that did not finish (recovered from the outbox)' FROM u ORDER BY store, id
     ON CONFLICT (store, user_id) DO UPDATE SET
         version = GREATEST(c.version, EXCLUDED.version), last_failed_at = now())
 SELECT count(*) FROM u`, age, limit).Scan(&n)
+	})
 	return n, err
 }
 
@@ -284,15 +316,18 @@ SELECT count(*) FROM u`, age, limit).Scan(&n)
 func (s *Store) OweAll(ctx context.Context, store, reason string) (int64, error) {
 	var total, after int64
 	for {
-		var n int64
-		err := s.pool.QueryRow(ctx, `
+		var n, last int64
+		err := retryDeadlock(ctx, func() error {
+			return s.pool.QueryRow(ctx, `
 WITH page AS (SELECT user_id, version FROM profiles WHERE NOT deleted AND user_id > $3 ORDER BY user_id LIMIT 50000),
 i AS (
     INSERT INTO profile_catchup AS c (store, user_id, version, last_error)
-    SELECT $1, user_id, version, $2 FROM page
+    SELECT $1, user_id, version, $2 FROM page ORDER BY user_id
     ON CONFLICT (store, user_id) DO UPDATE SET
         version = GREATEST(c.version, EXCLUDED.version), last_error = EXCLUDED.last_error, last_failed_at = now())
-SELECT count(*), coalesce(max(user_id), 0) FROM page`, store, reason, after).Scan(&n, &after)
+SELECT count(*), coalesce(max(user_id), 0) FROM page`, store, reason, after).Scan(&n, &last)
+		})
+		after = max(after, last)
 		if err != nil || n == 0 {
 			return total, err
 		}

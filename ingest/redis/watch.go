@@ -47,6 +47,9 @@ type Watch struct {
 	runID    string
 	token    string
 	seen     bool
+	// before is the look a reported loss was judged against, kept for
+	// Retry.
+	before struct{ runID, token string }
 }
 
 // Baseline keeps the watch's last look (run_id and marker token) where the
@@ -107,6 +110,7 @@ func (w *Watch) Look(ctx context.Context) (*Loss, error) {
 	}
 	first := !w.seen
 	prevRun, prevToken := w.runID, w.token
+	w.before.runID, w.before.token = prevRun, prevToken
 	w.runID, w.token, w.seen = runID, token, true
 	if first {
 		return nil, w.Settle(ctx)
@@ -139,6 +143,13 @@ func (w *Watch) Settle(ctx context.Context) error {
 		return fmt.Errorf("save the watch's baseline: %w", err)
 	}
 	return nil
+}
+
+// Retry puts back the look the last reported loss was judged against:
+// the caller could not act on the loss (a re-warm that did not start), so
+// the next Look reports it again.
+func (w *Watch) Retry() {
+	w.runID, w.token = w.before.runID, w.before.token
 }
 
 // runIDs is the server's run_id, or a cluster's masters' (sorted, joined):

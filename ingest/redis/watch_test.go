@@ -98,6 +98,10 @@ func TestRestartWhileLeadershipChangesHands(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, loss, "the next leader's first look compares with the saved baseline")
 	require.Equal(t, "restart", loss.Reason)
+	next.Retry() // the re-warm could not start: the same watch reports it again
+	loss, err = next.Look(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, loss, "a loss not acted on is reported again")
 
 	// Not settled (the leader died acting on it): the one after reports it again.
 	again := redisstore.NewWatch(rdb, ns.RedisPrefix, baseline)

@@ -57,7 +57,12 @@ func redisLossWatch(w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.
 		if loss == nil {
 			return nil
 		}
+		acted := true
 		defer func() {
+			if !acted {
+				w.Retry() // reported again at the next look, and acted on then
+				return
+			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.RedisWatch)
 			defer cancel()
 			if err := w.Settle(sctx); err != nil {
@@ -70,8 +75,9 @@ func redisLossWatch(w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.
 			if p := pipe(); p != nil {
 				n, err := p.Rewarm(ctx, "redis", "re-warm after Redis lost data: "+loss.Reason)
 				if err != nil {
-					log.Error("redis lost data; re-warm not started", "reason", loss.Reason, "err", err)
-					detail += "; the re-warm could not be started: " + err.Error()
+					log.Error("redis lost data; re-warm not started, tried again at the next look", "reason", loss.Reason, "err", err)
+					detail += "; the re-warm could not be started (tried again at the next look): " + err.Error()
+					acted = false
 				} else {
 					detail += "; re-warming " + itoa(n) + " profiles through the catch-up log"
 				}
@@ -80,7 +86,8 @@ func redisLossWatch(w *redisstore.Watch, cfg ingest.Config, pipe func() *ingest.
 			rec, err := sweeps.Start(ctx, sweep.Record{Entity: "profile", Mode: sweep.ModeAuto, Repair: true,
 				Trigger: repair.TriggerSchedule, Actor: "redis-loss"})
 			if err != nil {
-				detail += "; the sweep could not be started: " + err.Error()
+				detail += "; the sweep could not be started (tried again at the next look): " + err.Error()
+				acted = false
 			} else {
 				detail += "; repairing sweep " + itoa(rec.ID) + " started"
 			}
