@@ -543,7 +543,7 @@ func NewWatchBaseline(pool *pgxpool.Pool, store string) *WatchBaseline {
 // Load returns the last look saved; ok is false when none was.
 func (b *WatchBaseline) Load(ctx context.Context) (runID, token string, ok bool, err error) {
 	err = b.pool.QueryRow(ctx, `SELECT run_id, token FROM store_watch WHERE store = $1`, b.store).Scan(&runID, &token)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return "", "", false, nil
 	}
 	return runID, token, err == nil, err

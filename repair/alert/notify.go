@@ -176,8 +176,17 @@ func StandardSecret(secret string) string {
 
 // Sign returns the signature header value of body at t with secret.
 func Sign(secret string, t time.Time, body []byte) string {
+	return signTriad([]string{secret}, t, body)
+}
+
+// signTriad is SignatureHeader's value with one v1 per secret.
+func signTriad(secrets []string, t time.Time, body []byte) string {
 	ts := strconv.FormatInt(t.Unix(), 10)
-	return "t=" + ts + ",v1=" + triadMAC(secret, ts, body)
+	sig := "t=" + ts
+	for _, s := range secrets {
+		sig += ",v1=" + triadMAC(s, ts, body)
+	}
+	return sig
 }
 
 func triadMAC(secret, ts string, body []byte) string {
@@ -407,18 +416,13 @@ func (s *Sender) Send(ctx context.Context, w Webhook, d Delivery) (int, error) {
 	req.Header.Set("User-Agent", s.userAgent)
 	now, id := s.now(), strconv.FormatInt(d.ID, 10)
 	secrets := signingSecrets(w, now)
-	ts := strconv.FormatInt(now.Unix(), 10)
-	sig := "t=" + ts
-	for _, sec := range secrets {
-		sig += ",v1=" + triadMAC(sec, ts, d.Payload)
-	}
-	req.Header.Set(SignatureHeader, sig)
+	req.Header.Set(SignatureHeader, signTriad(secrets, now, d.Payload))
 	req.Header.Set(DeliveryHeader, id)
 	req.Header.Set(EventHeader, event)
 	// Standard Webhooks' headers are lower case in the specification;
 	// net/http would canonicalise them through Set.
 	req.Header[StandardIDHeader] = []string{id}
-	req.Header[StandardTimestampHeader] = []string{ts}
+	req.Header[StandardTimestampHeader] = []string{strconv.FormatInt(now.Unix(), 10)}
 	req.Header[StandardSignatureHeader] = []string{SignStandard(secrets, id, now, d.Payload)}
 	res, err := s.client.Do(req)
 	if err != nil {

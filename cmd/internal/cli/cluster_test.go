@@ -410,12 +410,12 @@ func masterMember(t *testing.T, rc *redis.ClusterClient, cl *stacktest.Cluster) 
 	for i, addr := range cl.Endpoints.RedisAddrs {
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		role, err := c.Do(t.Context(), "ROLE").Slice()
-		_ = c.Close()
-		if err != nil || len(role) == 0 || role[0] != "master" {
-			continue
+		var id string
+		if err == nil && len(role) > 0 && role[0] == "master" {
+			id, err = c.ClusterMyID(t.Context()).Result()
 		}
-		id, err := redis.NewClient(&redis.Options{Addr: addr}).ClusterMyID(t.Context()).Result()
-		if err == nil && slotsOf(t, rc, id) > 0 {
+		_ = c.Close()
+		if err == nil && id != "" && slotsOf(t, rc, id) > 0 {
 			return fmt.Sprintf("redis-%d", i+1)
 		}
 	}
