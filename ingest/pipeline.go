@@ -12,6 +12,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// TraceWrite is what one traced batch wrote to the primary: the users
+// and versions of the rows its span (SpanID, hex) wrote.
+type TraceWrite struct {
+	SpanID    string    `json:"span_id"`
+	WrittenAt time.Time `json:"written_at"`
+	UserIDs   []int64   `json:"user_ids"`
+	Versions  []int64   `json:"versions"`
+}
+
 // Primary is the source of truth (Postgres). Implementations are safe for
 // concurrent use.
 type Primary interface {
@@ -23,7 +32,8 @@ type Primary interface {
 	// transaction it records in the outbox that the profiles it wrote are
 	// owed to the stores named in owed, and returns that entry's ID (0 when
 	// it wrote nothing or owed is empty), so a crash after the commit
-	// loses no derived write.
+	// loses no derived write. When ctx carries a sampled span, the rows
+	// written keep its trace (the write that produced them).
 	Apply(ctx context.Context, batch []*Profile, held []bool, owed []string) (int64, error)
 	// Get reads the current rows for ids, tombstones included; an id with
 	// no row is left out of the result.

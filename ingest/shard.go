@@ -70,11 +70,13 @@ func (s *shard) flush() {
 	}
 	s.held = append(s.held[:0], make([]bool, len(s.uniq))...)
 
-	_, span := tracer.Start(context.Background(), "ingest.batch", oteltrace.WithAttributes(
+	// The batch's span context goes with its Postgres write: each row
+	// keeps the trace that wrote it.
+	sctx, span := tracer.Start(context.Background(), "ingest.batch", oteltrace.WithAttributes(
 		attribute.Int("triad.shard", s.id), attribute.Int("triad.profiles", len(s.batch)), attribute.Int("triad.users", len(s.uniq))))
 	err := p.Err()
 	if err == nil {
-		err = s.apply()
+		err = s.apply(sctx)
 	}
 	defer func() { endSpan(span, err) }()
 	var forward []*Profile
@@ -153,13 +155,13 @@ func (s *shard) announce(held []*Profile) {
 // apply writes s.uniq to Postgres (and the outbox entry of what it owes
 // to s.outbox), each attempt under PrimaryTimeout, retrying for
 // PrimaryRetryFor; when that runs out the pipeline stops with the error.
-func (s *shard) apply() error {
+func (s *shard) apply(sctx context.Context) error {
 	p := s.p
 	s.outbox = 0
 	deadline := time.Now().Add(p.cfg.PrimaryRetryFor)
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), p.cfg.PrimaryTimeout)
+		ctx, cancel := context.WithTimeout(sctx, p.cfg.PrimaryTimeout)
 		id, err := p.primary.Apply(ctx, s.uniq, s.held, p.owed)
 		cancel()
 		p.m.pgBatch.Observe(time.Since(start).Seconds())

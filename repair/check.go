@@ -3,6 +3,7 @@ package repair
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -45,6 +46,13 @@ type StoreView struct {
 	// size.
 	Corrupt string `json:"corrupt,omitempty"`
 	Bytes   int    `json:"bytes,omitempty"`
+	// WriteTrace is the trace of the write through triad that produced
+	// this copy, when known (Record.WriteTrace).
+	WriteTrace string `json:"write_trace,omitempty"`
+	// Fields and Raw are filled by Inspect only: the copy's counted
+	// fields (canonical JSON), and a corrupt copy's stored value as text.
+	Fields map[string]json.RawMessage `json:"fields,omitempty"`
+	Raw    string                     `json:"raw,omitempty"`
 }
 
 // Result is one key's check.
@@ -189,7 +197,7 @@ func Classify(e Entity, key string, primary Record, derived []Record) Result {
 }
 
 func view(r Record) StoreView {
-	return StoreView{Present: r.Present, Deleted: r.Deleted, Version: r.Version, Digest: r.Digest, Computed: r.Computed, Corrupt: r.Corrupt, Bytes: r.Bytes}
+	return StoreView{Present: r.Present, Deleted: r.Deleted, Version: r.Version, Digest: r.Digest, Computed: r.Computed, Corrupt: r.Corrupt, Bytes: r.Bytes, WriteTrace: r.WriteTrace}
 }
 
 func classify(e Entity, p, d Record, cacheAside bool) (Class, []string) {

@@ -31,9 +31,16 @@ type Record struct {
 	// Such a copy is drift (ClassCorrupt), never an error of the read.
 	Corrupt string
 	Bytes   int
+	// RawText is a corrupt copy's stored value as text (a hash as a JSON
+	// object of its fields), at most MaxRawText bytes of it.
+	RawText string
 	// LabelsLie: the copy's own digest labels (a stored digest, segment
 	// hash halves) disagree with its content.
 	LabelsLie bool
+	// WriteTrace is the trace ID (hex) of the last write through triad
+	// that produced this copy, while the copy is still what it wrote;
+	// empty when unknown (written by another service, or untraced).
+	WriteTrace string
 	// Raw is the store adapter's own value: for the primary, what a Fixer
 	// writes; for a derived copy, the exact value observed, which its
 	// Fixer's guard checks.

@@ -88,6 +88,10 @@ type Entry struct {
 	Observed string    `json:"observed,omitempty"`
 	Outcome  string    `json:"outcome"`
 	Error    string    `json:"error,omitempty"`
+	// WriteTrace is the trace of the primary's last write through triad
+	// when the entry was made (Record.WriteTrace): the write whose copy
+	// the derived store should have held.
+	WriteTrace string `json:"write_trace,omitempty"`
 	Attempts int       `json:"attempts"`
 	FirstAt  time.Time `json:"first_at"`
 	LastAt   time.Time `json:"last_at"`

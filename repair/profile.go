@@ -50,9 +50,15 @@ func (p *Profile) Primary() Reader {
 		if err != nil {
 			return nil, err
 		}
+		traces, err := p.pg.WriteTraces(ctx, ids)
+		if err != nil {
+			return nil, err
+		}
 		out := make(map[string]Record, len(rows))
 		for _, r := range rows {
-			out[strconv.FormatInt(r.UserID, 10)] = profileRecord(r, r)
+			rec := profileRecord(r, r)
+			rec.WriteTrace = traces[r.UserID]
+			out[strconv.FormatInt(r.UserID, 10)] = rec
 		}
 		return out, nil
 	}}
@@ -77,7 +83,7 @@ func (p *Profile) readRedis(ctx context.Context, ids []int64) (map[string]Record
 	for id, c := range got {
 		k := strconv.FormatInt(id, 10)
 		if c.Err != nil {
-			out[k] = Record{Present: true, Corrupt: c.Err.Error(), Bytes: c.Value.Bytes, Raw: c.Value}
+			out[k] = Record{Present: true, Corrupt: c.Err.Error(), Bytes: c.Value.Bytes, Raw: c.Value, RawText: redisText(c.Value)}
 			continue
 		}
 		rec := profileRecord(c.Profile, c.Value)
@@ -98,7 +104,7 @@ func (p *Profile) readES(ctx context.Context, ids []int64) (map[string]Record, e
 	for id, d := range docs {
 		k := strconv.FormatInt(id, 10)
 		if d.Err != nil {
-			out[k] = Record{Present: true, Corrupt: d.Err.Error(), Bytes: d.Bytes, Raw: d}
+			out[k] = Record{Present: true, Corrupt: d.Err.Error(), Bytes: d.Bytes, Raw: d, RawText: clip(string(d.Source), d.Bytes)}
 			continue
 		}
 		rec := profileRecord(d.Profile, d)

@@ -130,7 +130,7 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 			class, diff := classify(e, p, obs, d.CacheAside)
 			action, reason := Plan(class, d.CacheAside)
 			en := Entry{RunID: run.ID, Entity: e.Name(), Key: k, Store: d.Store(), Class: class, Action: action, Priority: d.Priority,
-				Before: state(obs), Outcome: OutcomeNoop, Fields: diff, Observed: obs.Corrupt}
+				Before: state(obs), Outcome: OutcomeNoop, Fields: diff, Observed: obs.Corrupt, WriteTrace: p.WriteTrace}
 			switch {
 			case reason != nil:
 				en.Outcome, en.Error = OutcomeSkipped, reason.Error()

@@ -369,7 +369,7 @@ func (t *Table) readRedis(ctx context.Context, ids []int64) (map[string]Record, 
 		}
 		key := strconv.FormatInt(ids[i], 10)
 		corrupt := func(why string) {
-			out[key] = Record{Present: true, Corrupt: fmt.Sprintf("%s: %s (value of %d bytes)", keys[i], why, v.Bytes), Bytes: v.Bytes, Raw: v}
+			out[key] = Record{Present: true, Corrupt: fmt.Sprintf("%s: %s (value of %d bytes)", keys[i], why, v.Bytes), Bytes: v.Bytes, Raw: v, RawText: redisText(v)}
 		}
 		if v.Oversize {
 			corrupt(fmt.Sprintf("a %s over the %d-byte read bound: not read", v.Type, redisstore.MaxValueBytes))

@@ -14,6 +14,8 @@ import (
 // Checker checks records by key across the stores (repair.Checker).
 type Checker interface {
 	Check(ctx context.Context, entity string, keys []string) ([]repair.Result, error)
+	// Inspect checks one key and keeps each copy's fields and raw value.
+	Inspect(ctx context.Context, entity, key string) (repair.Result, error)
 }
 
 func (s *Server) checker() (Checker, error) {
@@ -56,11 +58,33 @@ func (s *Server) postChecks(c *gin.Context) (any, error) {
 	return s.runCheck(c, ch, req.Entity, keys)
 }
 
-// getCheck checks one key: GET /api/v1/checks/{entity}/{id}.
+// getCheck checks one key: GET /api/v1/checks/{entity}/{id}; with
+// ?fields=true each store's copy comes with its fields and, when it is
+// not a valid record, its raw value (the side-by-side view). Viewers get
+// the configured personal fields redacted, and no raw values.
 func (s *Server) getCheck(c *gin.Context) (any, error) {
 	ch, err := s.checker()
 	if err != nil {
 		return nil, err
+	}
+	if c.Query("fields") == "true" {
+		res, err := ch.Inspect(c.Request.Context(), c.Param("entity"), c.Param("id"))
+		if err != nil {
+			return nil, unavailable("", err)
+		}
+		c.Header("X-Triad-Inconsistent", map[bool]string{true: "0", false: "1"}[res.Consistent])
+		if s.redact.applies(c) {
+			for name, v := range res.Stores {
+				if v.Raw != "" {
+					v.Raw = Redacted
+				}
+				if v.Fields, err = s.redact.Fields(v.Fields); err != nil {
+					return nil, err
+				}
+				res.Stores[name] = v
+			}
+		}
+		return res, nil
 	}
 	res, err := s.runCheck(c, ch, c.Param("entity"), []string{c.Param("id")})
 	if err != nil {

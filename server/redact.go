@@ -76,6 +76,23 @@ func (r redactor) Profile(body []byte) ([]byte, error) {
 	return json.Marshal(doc)
 }
 
+// Fields redacts a record's fields (name → canonical JSON) as Profile
+// redacts a profile: the names are the paths' roots.
+func (r redactor) Fields(fields map[string]json.RawMessage) (map[string]json.RawMessage, error) {
+	if len(r.profile) == 0 || len(fields) == 0 {
+		return fields, nil
+	}
+	body, err := json.Marshal(fields)
+	if err != nil {
+		return nil, err
+	}
+	if body, err = r.Profile(body); err != nil {
+		return nil, err
+	}
+	out := map[string]json.RawMessage{}
+	return out, json.Unmarshal(body, &out)
+}
+
 func redactPath(node map[string]any, path []string) {
 	v, ok := node[path[0]]
 	if !ok {

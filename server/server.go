@@ -198,6 +198,7 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodGet, "/traces/:id", auth.RoleViewer, s.getTrace)
 	s.handle(api, http.MethodGet, "/traces/:id/spans/:span", auth.RoleViewer, s.getSpan)
 	s.handle(api, http.MethodGet, "/traces/:id/compare/:other", auth.RoleViewer, s.compareTraces)
+	s.handle(api, http.MethodGet, "/traces/:id/records", auth.RoleViewer, s.traceRecords)
 	s.handle(api, http.MethodGet, "/services", auth.RoleViewer, s.listServices)
 	s.handle(api, http.MethodGet, "/services/graph", auth.RoleViewer, s.serviceGraph)
 	s.handle(api, http.MethodGet, "/services/:service/operations", auth.RoleViewer, s.listOperations)

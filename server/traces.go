@@ -2,6 +2,7 @@ package server
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/trace"
 )
 
@@ -25,6 +28,16 @@ type Traces struct {
 	// (trace.max_detail_spans; the others are lean).
 	MaxSpans, DetailSpans int
 	Languages             trace.Languages
+	// Writes finds the records a trace wrote (ingest/postgres); nil
+	// answers 503 on /traces/{id}/records.
+	Writes TraceWriter
+}
+
+// TraceWriter finds what traced batches wrote to the primary.
+type TraceWriter interface {
+	// TraceWrites returns the batches of trace, oldest first, with at
+	// most limit users in all.
+	TraceWrites(ctx context.Context, trace []byte, limit int) ([]ingest.TraceWrite, error)
 }
 
 func (s *Server) traceStore() (*Traces, error) {
@@ -363,4 +376,86 @@ func (s *Server) searchTraces(c *gin.Context) (any, error) {
 		found = []trace.Found{}
 	}
 	return gin.H{"traces": found}, nil
+}
+
+// traceRecord is one record a trace wrote, as it is now.
+type traceRecord struct {
+	Entity  string `json:"entity"`
+	Key     string `json:"key"`
+	Version int64  `json:"version"`
+	// Current: the primary still holds what this trace wrote (its last
+	// write through triad is this trace, and nothing changed it since).
+	Current    bool                        `json:"current"`
+	Consistent bool                        `json:"consistent"`
+	Stores     map[string]repair.StoreView `json:"stores"`
+}
+
+type traceRecords struct {
+	TraceID string              `json:"trace_id"`
+	Batches []ingest.TraceWrite `json:"batches"`
+	Records []traceRecord       `json:"records"`
+	// Truncated: the trace wrote more than limit records; the first are
+	// listed.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// traceRecords lists the profiles a trace's ingest batches wrote (at most
+// limit, default 100, up to the check bound of 1000) and checks each
+// across the stores now: the way from a write to the consistency of what
+// it wrote.
+func (s *Server) traceRecords(c *gin.Context) (any, error) {
+	tr, id, err := s.traceParam(c)
+	if err != nil {
+		return nil, err
+	}
+	if tr.Writes == nil {
+		return nil, fmt.Errorf("%w: write traces are not configured", ErrUnavailable)
+	}
+	ch, err := s.checker()
+	if err != nil {
+		return nil, err
+	}
+	limit := 100
+	if v := c.Query("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 1000 {
+			return nil, fmt.Errorf("%w: limit must be 1..1000, got %q", ErrBadRequest, v)
+		}
+	}
+	batches, err := tr.Writes.TraceWrites(c.Request.Context(), id[:], limit+1)
+	if err != nil {
+		return nil, unavailable("", fmt.Errorf("postgres: %w", err))
+	}
+	out := traceRecords{TraceID: id.String(), Batches: batches, Records: []traceRecord{}}
+	if out.Batches == nil {
+		out.Batches = []ingest.TraceWrite{}
+	}
+	var keys []string
+	versions := map[string]int64{}
+	for _, b := range batches {
+		for i, u := range b.UserIDs {
+			k := strconv.FormatInt(u, 10)
+			if _, dup := versions[k]; dup {
+				continue
+			}
+			if len(keys) == limit {
+				out.Truncated = true
+				break
+			}
+			keys = append(keys, k)
+			versions[k] = b.Versions[i]
+		}
+	}
+	if len(keys) == 0 {
+		return out, nil
+	}
+	res, err := ch.Check(c.Request.Context(), "profile", keys)
+	if err != nil {
+		return nil, unavailable("", err)
+	}
+	want := id.String()
+	for _, r := range res {
+		out.Records = append(out.Records, traceRecord{Entity: r.Entity, Key: r.Key, Version: versions[r.Key],
+			Current: r.Stores["postgres"].WriteTrace == want, Consistent: r.Consistent, Stores: r.Stores})
+	}
+	return out, nil
 }

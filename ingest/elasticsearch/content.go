@@ -32,6 +32,9 @@ type Doc struct {
 	Bytes       int   // the _source's size
 	Profile     *ingest.Profile
 	Err         error
+	// Source is the raw _source when Err is set: what an operator
+	// inspects of a document that is not a valid profile.
+	Source []byte
 	// Computed is the digest recomputed from the content (0 with Err).
 	Computed int64
 	// LabelsLie: the stored digest or segment hash halves do not match
@@ -161,7 +164,7 @@ func (h hit) doc() (Doc, bool) {
 	d := Doc{ID: id, SeqNo: h.SeqNo, PrimaryTerm: h.PrimaryTerm, ESVersion: h.Version, Bytes: len(h.Source)}
 	d.Profile, d.Computed, d.LabelsLie, d.Err = DecodeDoc(id, h.Source)
 	if d.Err != nil {
-		d.Profile, d.Computed, d.LabelsLie = nil, 0, false
+		d.Profile, d.Computed, d.LabelsLie, d.Source = nil, 0, false, h.Source
 	}
 	return d, true
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/triad-dev/triad/ingest"
 )
@@ -35,25 +36,34 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 // arrays so one round trip carries the whole batch. The same statement,
 // and so the same transaction, records what the rows it wrote owe to the
 // stores in $10 as one outbox entry, whose ID every returned row carries.
+// When the batch is traced ($11 the trace ID, $13 the span's), each row
+// keeps the trace and the digest it was written with ($12), and the batch
+// the users it wrote (migration 00019).
 const upsert = `
 WITH w AS (
-INSERT INTO profiles AS p (user_id, version, updated_at, deleted, deleted_at, tags, interests, devices, behavior, props)
+INSERT INTO profiles AS p (user_id, version, updated_at, deleted, deleted_at, tags, interests, devices, behavior, props, write_trace, write_digest)
 SELECT u.user_id, u.version, u.updated_at, u.deleted, CASE WHEN u.deleted THEN now() END,
-       u.tags::jsonb, u.interests::jsonb, u.devices::jsonb, u.behavior::jsonb, u.props::jsonb
-FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::boolean[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[])
-     AS u(user_id, version, updated_at, deleted, tags, interests, devices, behavior, props)
+       u.tags::jsonb, u.interests::jsonb, u.devices::jsonb, u.behavior::jsonb, u.props::jsonb,
+       $11::bytea, CASE WHEN $11::bytea IS NOT NULL THEN u.digest END
+FROM unnest($1::bigint[], $2::bigint[], $3::timestamptz[], $4::boolean[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $12::bigint[])
+     AS u(user_id, version, updated_at, deleted, tags, interests, devices, behavior, props, digest)
 ON CONFLICT (user_id) DO UPDATE SET
     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at,
     deleted = EXCLUDED.deleted, deleted_at = EXCLUDED.deleted_at,
     tags = EXCLUDED.tags, interests = EXCLUDED.interests, devices = EXCLUDED.devices,
-    behavior = EXCLUDED.behavior, props = EXCLUDED.props
+    behavior = EXCLUDED.behavior, props = EXCLUDED.props,
+    write_trace = EXCLUDED.write_trace, write_digest = EXCLUDED.write_digest
 WHERE p.version < EXCLUDED.version
 RETURNING user_id, version),
 o AS (
 INSERT INTO profile_outbox (stores, user_ids, versions)
 SELECT $10::text[], array_agg(user_id), array_agg(version) FROM w
 HAVING count(*) > 0 AND cardinality($10::text[]) > 0
-RETURNING id)
+RETURNING id),
+t AS (
+INSERT INTO profile_write_traces (trace_id, span_id, user_ids, versions)
+SELECT $11::bytea, $13::bytea, array_agg(user_id), array_agg(version) FROM w
+HAVING count(*) > 0 AND $11::bytea IS NOT NULL)
 SELECT user_id, coalesce((SELECT id FROM o), 0) FROM w`
 
 // held reads back what the table holds for users whose upsert wrote
@@ -67,20 +77,26 @@ func (s *Store) Apply(ctx context.Context, batch []*ingest.Profile, out []bool, 
 		owed = []string{}
 	}
 	n := len(batch)
-	ids, versions := make([]int64, n), make([]int64, n)
+	ids, versions, digests := make([]int64, n), make([]int64, n), make([]int64, n)
 	updated, deleted := make([]pgtype.Timestamptz, n), make([]bool, n)
 	var fields [ingest.NumFields][]string
 	for f := range fields {
 		fields[f] = make([]string, n)
 	}
 	for i, p := range batch {
-		ids[i], versions[i], deleted[i] = p.UserID, p.Version, p.Deleted
+		ids[i], versions[i], deleted[i], digests[i] = p.UserID, p.Version, p.Deleted, p.Digest
 		updated[i] = pgtype.Timestamptz{Time: p.UpdatedAt, Valid: !p.UpdatedAt.IsZero()}
 		for f := range fields {
 			fields[f][i] = string(p.Field(f))
 		}
 	}
-	rows, err := s.pool.Query(ctx, upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4], owed)
+	var traceID, spanID []byte // NULL unless the batch is traced
+	if sc := oteltrace.SpanContextFromContext(ctx); sc.IsValid() && sc.IsSampled() {
+		t, sp := sc.TraceID(), sc.SpanID()
+		traceID, spanID = t[:], sp[:]
+	}
+	rows, err := s.pool.Query(ctx, upsert, ids, versions, updated, deleted, fields[0], fields[1], fields[2], fields[3], fields[4], owed,
+		traceID, digests, spanID)
 	if err != nil {
 		return 0, fmt.Errorf("upsert %d profiles: %w", n, err)
 	}
@@ -554,4 +570,57 @@ func (b *WatchBaseline) Save(ctx context.Context, runID, token string) error {
 	_, err := b.pool.Exec(ctx, `INSERT INTO store_watch (store, run_id, token) VALUES ($1, $2, $3)
 		ON CONFLICT (store) DO UPDATE SET run_id = excluded.run_id, token = excluded.token, updated_at = now()`, b.store, runID, token)
 	return err
+}
+
+// WriteTraces returns the trace of each profile's last write through
+// triad (hex), for the ids whose row is still what that write left: a
+// row changed since by another writer has another digest, and no trace
+// is claimed for it.
+func (s *Store) WriteTraces(ctx context.Context, ids []int64) (map[int64]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT user_id, encode(write_trace, 'hex') FROM profiles
+		WHERE user_id = ANY($1::bigint[]) AND write_trace IS NOT NULL AND write_digest = digest`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("write traces: %w", err)
+	}
+	out := map[int64]string{}
+	var id int64
+	var t string
+	_, err = pgx.ForEachRow(rows, []any{&id, &t}, func() error {
+		out[id] = t
+		return nil
+	})
+	return out, err
+}
+
+// TraceWrites returns the batches trace wrote (hex trace ID), oldest
+// first, with at most limit users in all.
+func (s *Store) TraceWrites(ctx context.Context, trace []byte, limit int) ([]ingest.TraceWrite, error) {
+	rows, err := s.pool.Query(ctx, `SELECT encode(span_id, 'hex'), written_at, user_ids[1:$2], versions[1:$2]
+		FROM profile_write_traces WHERE trace_id = $1 ORDER BY written_at LIMIT $2`, trace, limit)
+	if err != nil {
+		return nil, fmt.Errorf("trace writes: %w", err)
+	}
+	var out []ingest.TraceWrite
+	var w ingest.TraceWrite
+	n := 0
+	_, err = pgx.ForEachRow(rows, []any{&w.SpanID, &w.WrittenAt, &w.UserIDs, &w.Versions}, func() error {
+		if n >= limit {
+			return nil
+		}
+		if n+len(w.UserIDs) > limit {
+			w.UserIDs, w.Versions = w.UserIDs[:limit-n], w.Versions[:limit-n]
+		}
+		n += len(w.UserIDs)
+		out = append(out, w)
+		w = ingest.TraceWrite{}
+		return nil
+	})
+	return out, err
+}
+
+// PurgeWriteTraces drops the batch records of traced writes older than
+// cutoff (the spans they point to are gone by then).
+func (s *Store) PurgeWriteTraces(ctx context.Context, cutoff time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM profile_write_traces WHERE written_at < $1`, cutoff)
+	return tag.RowsAffected(), err
 }

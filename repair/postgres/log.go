@@ -86,13 +86,14 @@ func (l *Log) Record(ctx context.Context, entries []repair.Entry) error {
 		// The entry keeps its first run in run_id; every run that touched
 		// it is in repair_log_runs (filtering by run finds them all).
 		b.Queue(`WITH e AS (
-			INSERT INTO repair_log (run_id, entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest, outcome, error, dedupe_key, fields, observed)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, nullif($13, ''), $14, $15, nullif($16, ''))
+			INSERT INTO repair_log (run_id, entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest, outcome, error, dedupe_key, fields, observed, write_trace)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, nullif($13, ''), $14, $15, nullif($16, ''), decode(nullif($17, ''), 'hex'))
 			ON CONFLICT (dedupe_key) DO UPDATE SET attempts = repair_log.attempts + 1, last_run_id = excluded.run_id,
-				outcome = excluded.outcome, error = excluded.error, fields = excluded.fields, observed = excluded.observed, last_at = now()
+				outcome = excluded.outcome, error = excluded.error, fields = excluded.fields, observed = excluded.observed,
+				write_trace = coalesce(excluded.write_trace, repair_log.write_trace), last_at = now()
 			RETURNING id)
 			INSERT INTO repair_log_runs (entry_id, run_id) SELECT id, $1 FROM e ON CONFLICT DO NOTHING`,
-			e.RunID, e.Entity, e.Key, e.Store, string(e.Class), e.Action, e.Priority, bv, bd, av, ad, e.Outcome, e.Error, dedupeKey(e, dry[e.RunID]), e.Fields, e.Observed)
+			e.RunID, e.Entity, e.Key, e.Store, string(e.Class), e.Action, e.Priority, bv, bd, av, ad, e.Outcome, e.Error, dedupeKey(e, dry[e.RunID]), e.Fields, e.Observed, e.WriteTrace)
 	}
 	return l.pool.SendBatch(ctx, b).Close()
 }
@@ -150,7 +151,8 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 		}
 	}
 	q := `SELECT id, coalesce(last_run_id, run_id), entity, key, store, class, action, priority, before_version, before_digest, after_version, after_digest,
-		outcome, coalesce(error, ''), attempts, first_at, last_at, coalesce(fields, '{}'), coalesce(observed, '') FROM repair_log`
+		outcome, coalesce(error, ''), attempts, first_at, last_at, coalesce(fields, '{}'), coalesce(observed, ''),
+		coalesce(encode(write_trace, 'hex'), '') FROM repair_log`
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -171,7 +173,7 @@ func (l *Log) List(ctx context.Context, f repair.LogFilter) ([]repair.Entry, int
 		var bv, bd, av, ad *int64
 		var class string
 		if err := rows.Scan(&e.ID, &e.RunID, &e.Entity, &e.Key, &e.Store, &class, &e.Action, &e.Priority, &bv, &bd, &av, &ad,
-			&e.Outcome, &e.Error, &e.Attempts, &e.FirstAt, &e.LastAt, &e.Fields, &e.Observed); err != nil {
+			&e.Outcome, &e.Error, &e.Attempts, &e.FirstAt, &e.LastAt, &e.Fields, &e.Observed, &e.WriteTrace); err != nil {
 			return nil, 0, err
 		}
 		e.Class = repair.Class(class)

@@ -66,6 +66,16 @@ try {
   const rec = await page.textContent("#record");
   assert.ok(rec.includes(XSS), "the profile's script payload is shown as text: " + rec);
   await noXSS(page, "check");
+  // Side by side: the redis column's stored digest is highlighted (the
+  // drift is its label), postgres's copy names the trace of its write.
+  await page.waitForSelector("#side-table");
+  const sideHead = await page.locator("#side-table thead th").allTextContents();
+  assert.deepEqual(sideHead, ["field", "postgres", "elasticsearch", "redis"]);
+  const storedDigest = page.locator("#side-table tbody tr", { hasText: "stored digest" });
+  assert.equal(await storedDigest.locator("td.differs").count(), 1, "one copy's stored digest differs");
+  assert.equal(await storedDigest.locator("td").nth(2).getAttribute("class"), "differs", "and it is redis's");
+  assert.ok((await page.textContent("#side-table")).includes(XSS), "field values shown as text in the side-by-side view");
+  assert.equal(await page.locator("#side-table a.write-trace").count(), 1, "postgres's copy links to the trace of its write");
   await shot(page, "check-drift.png");
   await page.click("#preview");
   await page.waitForSelector("#plan-summary");
@@ -93,6 +103,20 @@ try {
   assert.match(await page.textContent("#detail"), /Before → after/);
   await shot(page, "repairs-filtered.png");
   step("repair log filtered by key and outcome: 1 entry, detail with before/after");
+
+  // --- from the entry to the trace of the ingest write that produced the record ---
+  const toTrace = page.locator("#detail-trace");
+  assert.equal(await toTrace.count(), 1, "the entry links to the trace of the write");
+  const writeTrace = (await toTrace.getAttribute("href")).split("#")[1];
+  await toTrace.click();
+  await page.waitForFunction((id) => document.getElementById("flame")?.dataset.trace === id && Number(document.getElementById("flame").dataset.spans) >= 1,
+    writeTrace, { timeout: 20000 });
+  await page.waitForSelector("#written-table tr[data-key='7']");
+  const written = await page.textContent("#written-table tr[data-key='7']");
+  assert.match(written, /profile 7/);
+  assert.match(written, /consistent/, "the record the trace wrote is consistent again after the repair: " + written);
+  await shot(page, "write-trace.png");
+  step("repair-log entry → the trace of the ingest batch that wrote profile 7 (" + writeTrace + "), listing the record and its consistency now");
 
   // --- a sweep: start (slowly), pause, resume, cancel ---
   await page.click("header nav a:text('Sweeps')");

@@ -35,12 +35,56 @@ triad.start("Check", async () => {
             ["Why invalid", ([, v]) => v.corrupt || ""]], stores)));
       }
       status(st, res.results.length + " checked, " + drift + " with drift");
+      if (keys.length === 1) await sideBySide(entity, keys[0]);
       if (entity === "profile" && keys.length === 1) await record(keys[0]);
       last = { entity, keys };
       box.hidden = !can("operator") || (drift === 0 && !afterRepair);
     } catch (e) {
       status(st, e.message, true);
     }
+  }
+
+  // One record's three copies side by side: every counted field, the
+  // cells that differ from the primary's highlighted; versions, digests,
+  // the trace of the write that produced the primary's copy, and the raw
+  // stored value of a copy that is not a valid record.
+  async function sideBySide(entity, id) {
+    let r;
+    try {
+      r = await api("GET", "/api/v1/checks/" + encodeURIComponent(entity) + "/" + encodeURIComponent(id) + "?fields=true");
+    } catch (e) {
+      results.append(el("p", { className: "error", id: "side" }, "Side by side: " + e.message));
+      return;
+    }
+    const stores = Object.keys(r.stores).sort((a, b) => (a === "postgres" ? -1 : b === "postgres" ? 1 : a.localeCompare(b)));
+    const primary = r.stores.postgres || {};
+    const names = [];
+    for (const s of stores) for (const f of Object.keys(r.stores[s].fields || {})) if (!names.includes(f)) names.push(f);
+    const text = (v) => (v === undefined ? "—" : JSON.stringify(v));
+    const row = (label, cell) => el("tr", {}, el("th", { scope: "row" }, label), stores.map((s) => cell(s, r.stores[s])));
+    const plain = (f) => (s, v) => el("td", {}, f(v, s));
+    const body = el("tbody", {},
+      row("class", plain((v, s) => (s === "postgres" ? "primary" : v.class || ""))),
+      row("present", plain((v) => (v.present ? (v.deleted ? "tombstone" : "yes") : "no"))),
+      row("version", (s, v) => el("td", { className: s !== "postgres" && v.present && v.version !== primary.version ? "differs" : "" }, v.version ? String(v.version) : "—")),
+      row("stored digest", (s, v) => el("td", { className: s !== "postgres" && v.present && v.digest !== primary.digest ? "differs" : "" }, v.digest || "—")),
+      row("content digest", (s, v) => el("td", { className: s !== "postgres" && v.present && v.computed_digest !== primary.computed_digest ? "differs" : "" }, v.computed_digest || "—")),
+      names.map((f) => row(f, (s, v) => {
+        const mine = text((v.fields || {})[f]), theirs = text((primary.fields || {})[f]);
+        return el("td", { className: s !== "postgres" && v.present && !v.corrupt && mine !== theirs ? "differs" : "" }, el("code", {}, mine));
+      })),
+      row("write trace", plain((v) => (v.write_trace ? el("a", { href: "/ui/trace.html#" + v.write_trace, className: "write-trace" }, v.write_trace.slice(0, 12) + "…") : "—"))),
+    );
+    for (const s of stores) {
+      if (r.stores[s].raw) body.append(row("raw (" + s + ")", (t, v) => el("td", {}, t === s ? el("pre", { className: "raw" }, v.raw) : "")));
+      if (r.stores[s].corrupt) body.append(row("why invalid (" + s + ")", (t, v) => el("td", {}, t === s ? v.corrupt : "")));
+    }
+    const t = el("table", { className: "side-by-side", id: "side-table" },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "field"), stores.map((s) => el("th", { scope: "col" }, s)))), body);
+    results.append(el("section", { className: "card", id: "side" },
+      el("h3", {}, r.entity + " " + r.key + " in each store"),
+      el("p", { className: "hint" }, "Highlighted: differs from Postgres, the source of truth. The write trace is the ingest batch that wrote Postgres's copy, while the row is still what it wrote."),
+      t));
   }
 
   // The profile as the read path serves it, every value as text.

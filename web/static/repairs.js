@@ -30,13 +30,16 @@ triad.start("Repairs", async () => {
         ["fields that differed", e.fields && e.fields.length ? e.fields.join(", ") : "—"],
         ["observed", e.observed || "—"],
         ["error", e.error || "—"],
+        ["write trace", e.write_trace || "— (not written through triad, or untraced)"],
       ], { className: "kv" }),
       el("h4", {}, "Before → after"),
       table([["", (r) => r[0]], ["before", (r) => r[1]], ["after", (r) => r[2]]], [
         ["version", e.before ? String(e.before.version) : "absent", e.after ? String(e.after.version) : "absent"],
         ["digest", e.before ? String(e.before.digest) : "absent", e.after ? String(e.after.digest) : "absent"],
       ], { className: "kv diff" + (changed(e.before, e.after) ? " changed" : "") }),
-      el("p", {}, el("a", { href: "/ui/check.html?entity=" + encodeURIComponent(e.entity) + "&id=" + encodeURIComponent(e.key) }, "Check this record now")));
+      el("p", {}, el("a", { href: "/ui/check.html?entity=" + encodeURIComponent(e.entity) + "&id=" + encodeURIComponent(e.key), id: "detail-check" }, "The three copies side by side, now"),
+        e.write_trace ? " · " : "",
+        e.write_trace ? el("a", { href: "/ui/trace.html#" + e.write_trace, id: "detail-trace" }, "Trace of the write that produced Postgres's copy") : ""));
     detail.querySelector("h3").focus?.();
   }
 

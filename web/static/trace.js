@@ -83,6 +83,38 @@
     download.href = "/api/v1/traces/" + id + "?format=otlp";
     download.download = "trace-" + id + ".otlp.json";
     selectWanted();
+    written(id);
+  }
+
+  // The records this trace wrote (its ingest batches), and their
+  // consistency now: each links to its side-by-side check.
+  async function written(id) {
+    const box = $("written");
+    if (!box || typeof triad === "undefined") return; // a page of `triad trace --format html`
+    const el = triad.el;
+    box.hidden = true;
+    let body;
+    try {
+      const res = await fetch("/api/v1/traces/" + encodeURIComponent(id) + "/records", { credentials: "same-origin", cache: "no-store" });
+      body = await res.json();
+      if (!res.ok) throw new Error(body && body.error ? body.error.message : res.statusText);
+    } catch (e) {
+      box.replaceChildren(el("p", { className: "hint" }, "Records written: " + e.message));
+      box.hidden = false;
+      return;
+    }
+    const d = body.data;
+    if (!d.records.length) return; // not a write through triad
+    const rows = d.records.map((r) => el("tr", { dataset: { key: r.key } },
+      el("td", {}, el("a", { href: "/ui/check.html?entity=" + encodeURIComponent(r.entity) + "&id=" + encodeURIComponent(r.key) }, r.entity + " " + r.key)),
+      el("td", {}, String(r.version)),
+      el("td", {}, r.current ? "yes" : "no: written again since"),
+      el("td", { className: r.consistent ? "state-ok" : "state-drift" }, r.consistent ? "consistent" : "drift: " +
+        Object.entries(r.stores).filter(([, v]) => v.class && !["ok", "absent", "absent_allowed"].includes(v.class)).map(([s, v]) => s + " " + v.class).join(", "))));
+    box.replaceChildren(el("h3", {}, "Records this trace wrote (" + d.records.length + (d.truncated ? "+" : "") + ")"),
+      el("table", { id: "written-table" }, el("thead", {}, el("tr", {}, ["record", "version written", "still what it wrote", "consistency now"].map((h) => el("th", { scope: "col" }, h)))),
+        el("tbody", {}, rows)));
+    box.hidden = false;
   }
 
   // Deep links follow the hash: typing one, Back and Forward load that
@@ -118,6 +150,7 @@
     selfTimes();
     spanTable("self");
     canvas.dataset.spans = String(view.summary.spans);
+    canvas.dataset.trace = view.summary.trace_id;
   }
 
   // selfTimes sets each span's self time: its duration less the time at

@@ -215,7 +215,7 @@ func (a *App) newServer(reg *prometheus.Registry, rp *repairParts) *server.Serve
 		Repairer:  rp.repairer,
 		Sweeps:    rp.sweeps,
 		Traces: &server.Traces{Store: a.traceStore, MaxSpans: c.Trace.MaxTraceSpans, DetailSpans: c.Trace.MaxDetailSpans,
-			Languages: c.Trace.Languages},
+			Languages: c.Trace.Languages, Writes: a.Stores.Postgres},
 		Alerts:    rp.alerts,
 		Schedules: c.Repair.Schedules,
 	})

@@ -68,11 +68,17 @@ func (a *App) leaderJobs(p *Pipeline, rp *repairParts) []leaderJob {
 			return errors.Join(err, aerr)
 		}},
 		{name: "span retention", every: time.Hour, run: func(ctx context.Context) error {
-			parts, rows, err := a.traceStore.Retain(ctx, time.Now().Add(-c.Trace.Retention))
+			cutoff := time.Now().Add(-c.Trace.Retention)
+			parts, rows, err := a.traceStore.Retain(ctx, cutoff)
 			if parts > 0 || rows > 0 {
 				log.Info("spans dropped", "partitions", parts, "rows", rows, "retention", c.Trace.Retention)
 			}
-			return err
+			// The records of traced writes go with the spans they name.
+			w, werr := p.Postgres.PurgeWriteTraces(ctx, cutoff)
+			if w > 0 {
+				log.Info("write traces dropped", "batches", w, "retention", c.Trace.Retention)
+			}
+			return errors.Join(err, werr)
 		}},
 		{name: "alert rules", off: !c.Alert.Enabled, run: func(ctx context.Context) error { rp.alerts.Run(ctx, leader.Check); return nil }},
 		{name: "stuck sweeps", run: func(ctx context.Context) error {

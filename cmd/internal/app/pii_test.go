@@ -49,6 +49,24 @@ func TestViewersSeeNoPII(t *testing.T) {
 	require.NotContains(t, many.raw, "alice@example.org")
 	require.Contains(t, many.raw, `"email":"[redacted]"`)
 
+	// The side-by-side check: viewers see the fields redacted, and not a
+	// corrupt copy's raw value (it may hold anything); operators see both.
+	require.NoError(t, ns.Redis().Set(t.Context(), ns.RedisPrefix+"profile:11", `{"email": "alice@example.org"}`, 0).Err())
+	side := call(t, a, http.MethodGet, "/api/v1/checks/profile/11?fields=true", operator, nil)
+	require.Equal(t, http.StatusOK, side.code, side.raw)
+	require.Equal(t, "1", side.hdr.Get("X-Triad-Inconsistent"))
+	stores := side.body["data"].(map[string]any)["stores"].(map[string]any)
+	require.Equal(t, "corrupt", stores["redis"].(map[string]any)["class"])
+	require.Equal(t, `{"email": "alice@example.org"}`, stores["redis"].(map[string]any)["raw"], "the raw stored value, as stored")
+	require.Equal(t, "alice@example.org", stores["postgres"].(map[string]any)["fields"].(map[string]any)["props"].(map[string]any)["email"])
+	vside := call(t, a, http.MethodGet, "/api/v1/checks/profile/11?fields=true", viewer, nil)
+	require.Equal(t, http.StatusOK, vside.code, vside.raw)
+	require.NotContains(t, vside.raw, "alice@example.org")
+	require.NotContains(t, vside.raw, "fp-1")
+	vstores := vside.body["data"].(map[string]any)["stores"].(map[string]any)
+	require.Equal(t, "[redacted]", vstores["redis"].(map[string]any)["raw"])
+	require.Equal(t, "Lyon", vstores["postgres"].(map[string]any)["fields"].(map[string]any)["props"].(map[string]any)["city"])
+
 	traceID := "0af7651916cd43dd8448eb211c80319c"
 	now := time.Now()
 	otlp, _ := json.Marshal(map[string]any{"resourceSpans": []any{map[string]any{

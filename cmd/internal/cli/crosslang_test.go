@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/trace"
 )
 
@@ -528,4 +529,99 @@ func cycleTrace() ptrace.Traces {
 		sp.SetEndTimestamp(pcommon.NewTimestampFromTime(start.Add(time.Duration(10-i) * time.Millisecond)))
 	}
 	return td
+}
+
+// TestDriftLinksToTheTraceOfItsWrite: each profile written by a traced
+// ingest batch keeps that batch's trace. A check, and every repair-log
+// entry, name it while the row is still what the batch wrote; the trace
+// lists the records it wrote and their consistency now. A row changed
+// behind triad (psql) claims no trace.
+func TestDriftLinksToTheTraceOfItsWrite(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	cfg := replicaConfig(t, ns)
+	cfg.Trace.Self.Endpoint = "self"
+	a := startReplica(t, cfg)
+	awaitReady(t, a)
+	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(11, 3, "a")+"\n"+profileLine(12, 3, "b")))
+	require.Equal(t, http.StatusOK, code, body)
+
+	type view struct {
+		Consistent bool
+		Stores     map[string]repair.StoreView
+	}
+	check := func(id string) view {
+		code, got := apiGet(t, a.Addr, "/api/v1/checks/profile/"+id)
+		require.Equal(t, http.StatusOK, code, string(got))
+		var v view
+		require.NoError(t, json.Unmarshal(got, &v))
+		return v
+	}
+	// Drift written the way another service would: HSET on the cached copy.
+	key := ns.RedisPrefix + "profile:11"
+	until(t, 30*time.Second, "profile 11 cached", func() bool { return ns.Redis().Exists(t.Context(), key).Val() == 1 })
+	require.NoError(t, ns.Redis().HSet(t.Context(), key, "tags", `["written-behind"]`).Err())
+	v := check("11")
+	require.False(t, v.Consistent)
+	write := v.Stores["postgres"].WriteTrace
+	require.Len(t, write, 32, "the primary's copy names the trace of the batch that wrote it: %+v", v.Stores["postgres"])
+	write12 := check("12").Stores["postgres"].WriteTrace
+	require.Len(t, write12, 32) // its shard's batch: the same trace or another
+
+	// The trace is a real one: its ingest.batch span arrives (exported
+	// every second; polled up to 30 s).
+	took := until(t, 30*time.Second, "the write's trace", func() bool {
+		code, got := apiGet(t, a.Addr, "/api/v1/traces/"+write)
+		return code == http.StatusOK && strings.Contains(string(got), `"name":"ingest.batch"`)
+	})
+	t.Logf("the write's trace was readable %s after the check", took)
+
+	// A dry-run repair's entry carries it.
+	code, body = post(t, a, "/api/v1/repairs", []byte(`{"entity": "profile", "ids": [11], "dry_run": true}`))
+	require.Equal(t, http.StatusOK, code, body)
+	code, got := apiGet(t, a.Addr, "/api/v1/repairs?key=11&store=redis")
+	require.Equal(t, http.StatusOK, code)
+	var page struct{ Entries []repair.Entry }
+	require.NoError(t, json.Unmarshal(got, &page))
+	require.Len(t, page.Entries, 1, string(got))
+	require.Equal(t, repair.ClassFieldMismatch, page.Entries[0].Class)
+	require.Equal(t, write, page.Entries[0].WriteTrace)
+
+	// Another writer changes profile 12 behind triad: no trace is claimed.
+	_, err := ns.Pool().Exec(t.Context(), `UPDATE profiles SET props = '{"by": "psql"}' WHERE user_id = 12`)
+	require.NoError(t, err)
+	require.Empty(t, check("12").Stores["postgres"].WriteTrace)
+
+	// From each trace to the records it wrote, as they are now.
+	type record struct {
+		Key        string
+		Current    bool
+		Consistent bool
+	}
+	records := func(trace string) map[string]record {
+		code, got := apiGet(t, a.Addr, "/api/v1/traces/"+trace+"/records")
+		require.Equal(t, http.StatusOK, code, string(got))
+		var recs struct {
+			Batches []struct {
+				UserIDs []int64 `json:"user_ids"`
+			}
+			Records []record
+		}
+		require.NoError(t, json.Unmarshal(got, &recs))
+		require.Len(t, recs.Batches, 1, string(got))
+		out := map[string]record{}
+		for _, r := range recs.Records {
+			out[r.Key] = r
+		}
+		require.Len(t, out, len(recs.Batches[0].UserIDs), string(got))
+		return out
+	}
+	r11 := records(write)["11"]
+	require.True(t, r11.Current, "11 still holds what the trace wrote")
+	require.False(t, r11.Consistent, "11's cached copy drifted")
+	r12, ok := records(write12)["12"]
+	require.True(t, ok, "12 is listed under its trace")
+	require.False(t, r12.Current, "12 was changed since by another writer")
+	code, _ = apiGet(t, a.Addr, "/api/v1/traces/nothex/records")
+	require.Equal(t, http.StatusBadRequest, code)
 }
