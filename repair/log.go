@@ -92,6 +92,8 @@ type Entry struct {
 	// when the entry was made (Record.WriteTrace): the write whose copy
 	// the derived store should have held.
 	WriteTrace string `json:"write_trace,omitempty"`
+	// Bytes is a corrupt copy's size (plans compare it; not in the log).
+	Bytes int `json:"bytes,omitempty"`
 	Attempts int       `json:"attempts"`
 	FirstAt  time.Time `json:"first_at"`
 	LastAt   time.Time `json:"last_at"`

@@ -49,6 +49,10 @@ type Request struct {
 	Budget  int // most writes (and deletes) in the run; 0: no limit
 	Trigger string
 	Actor   string
+	// plan, when set, limits the run to these reviewed entries
+	// (Planner.Apply); bulk lifts the bound to MaxPlanKeys.
+	plan map[planKey]Entry
+	bulk bool
 }
 
 // Repairer repairs records from the primary and logs every step.
@@ -97,8 +101,12 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 			return Run{}, nil, fmt.Errorf("keys[%d]: %w", i, err)
 		}
 	}
-	if len(req.Keys) == 0 || len(req.Keys) > r.checker.MaxKeys {
-		return Run{}, nil, fmt.Errorf("%w: a repair takes 1 to %d keys, got %d", ErrTooMany, r.checker.MaxKeys, len(req.Keys))
+	most := r.checker.MaxKeys
+	if req.bulk {
+		most = MaxPlanKeys // read MaxKeys at a time
+	}
+	if len(req.Keys) == 0 || len(req.Keys) > most {
+		return Run{}, nil, fmt.Errorf("%w: a repair takes 1 to %d keys, got %d", ErrTooMany, most, len(req.Keys))
 	}
 	if err := r.log.StartRun(ctx, &run); err != nil {
 		return Run{}, nil, fmt.Errorf("repair log: %w", err)
@@ -116,64 +124,85 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 		}
 		return run, entries, cause
 	}
-	records, err := r.checker.read(ctx, e, req.Keys)
-	if err != nil {
-		// The primary (or a store) cannot be read: nothing is repaired.
-		return finish(nil, fmt.Errorf("read the stores: %w", err))
-	}
 	writes := 0
 	var entries []Entry
-	for _, k := range records.keys {
-		p := records.primary[k]
-		for i, d := range e.Derived() {
-			obs := records.derived[i][k]
-			class, diff := classify(e, p, obs, d.CacheAside)
-			action, reason := Plan(class, d.CacheAside)
-			en := Entry{RunID: run.ID, Entity: e.Name(), Key: k, Store: d.Store(), Class: class, Action: action, Priority: d.Priority,
-				Before: state(obs), Outcome: OutcomeNoop, Fields: diff, Observed: obs.Corrupt, WriteTrace: p.WriteTrace}
-			switch {
-			case reason != nil:
-				en.Outcome, en.Error = OutcomeSkipped, reason.Error()
-			case action == ActionNone:
-				en.After = state(obs)
-			case d.Fixer == nil:
-				en.Outcome, en.Error = OutcomeSkipped, "this store has no repairer"
-			case req.Budget > 0 && writes >= req.Budget:
-				en.Outcome, en.Error = OutcomeSkipped, fmt.Sprintf("the run's budget of %d writes is spent", req.Budget)
-			default:
-				writes++
-				if req.DryRun {
-					en.Outcome = OutcomePlanned
-					if action == ActionWrite {
-						en.After = state(p)
+	for from := 0; from < len(req.Keys); from += r.checker.MaxKeys {
+		chunk := req.Keys[from:min(from+r.checker.MaxKeys, len(req.Keys))]
+		records, err := r.checker.read(ctx, e, chunk)
+		if err != nil {
+			// The primary (or a store) cannot be read: nothing more is
+			// repaired.
+			return finish(entries, fmt.Errorf("read the stores: %w", err))
+		}
+		for _, k := range records.keys {
+			p := records.primary[k]
+			for i, d := range e.Derived() {
+				var reviewed *Entry
+				if req.plan != nil {
+					pe, ok := req.plan[planKey{k, d.Store()}]
+					if !ok {
+						continue // not in the plan: not touched
 					}
-					break
+					reviewed = &pe
 				}
-				var ok bool
-				var now string
-				var err error
-				if action == ActionWrite {
-					ok, now, err = d.Fixer.Put(ctx, k, obs, p)
-				} else {
-					ok, now, err = d.Fixer.Delete(ctx, k, obs)
+				obs := records.derived[i][k]
+				class, diff := classify(e, p, obs, d.CacheAside)
+				action, reason := Plan(class, d.CacheAside)
+				en := Entry{RunID: run.ID, Entity: e.Name(), Key: k, Store: d.Store(), Class: class, Action: action, Priority: d.Priority,
+					Before: state(obs), Outcome: OutcomeNoop, Fields: diff, Observed: obs.Corrupt, WriteTrace: p.WriteTrace}
+				if obs.Corrupt != "" {
+					en.Bytes = obs.Bytes
+				}
+				var changed string
+				if reviewed != nil {
+					changed = reviewed.changedSince(en, p)
 				}
 				switch {
-				case err != nil:
-					en.Outcome, en.Error = OutcomeFailed, err.Error()
-				case !ok:
-					// Nothing was written: After stays empty.
-					en.Outcome = OutcomeConflict
-					en.Error = fmt.Sprintf("not written: the copy changed after it was read (read: %s; now: %s); the newer value was kept", describe(obs), now)
+				case changed != "":
+					en.Outcome, en.Error = OutcomeSkipped, "changed since the plan was reviewed: "+changed+"; not written"
+				case reason != nil:
+					en.Outcome, en.Error = OutcomeSkipped, reason.Error()
+				case action == ActionNone:
+					en.After = state(obs)
+				case d.Fixer == nil:
+					en.Outcome, en.Error = OutcomeSkipped, "this store has no repairer"
+				case req.Budget > 0 && writes >= req.Budget:
+					en.Outcome, en.Error = OutcomeSkipped, fmt.Sprintf("the run's budget of %d writes is spent", req.Budget)
 				default:
-					en.Outcome = OutcomeRepaired
+					writes++
+					if req.DryRun {
+						en.Outcome = OutcomePlanned
+						if action == ActionWrite {
+							en.After = state(p)
+						}
+						break
+					}
+					var ok bool
+					var now string
+					var err error
 					if action == ActionWrite {
-						en.After = state(p)
+						ok, now, err = d.Fixer.Put(ctx, k, obs, p)
+					} else {
+						ok, now, err = d.Fixer.Delete(ctx, k, obs)
+					}
+					switch {
+					case err != nil:
+						en.Outcome, en.Error = OutcomeFailed, err.Error()
+					case !ok:
+						// Nothing was written: After stays empty.
+						en.Outcome = OutcomeConflict
+						en.Error = fmt.Sprintf("not written: the copy changed after it was read (read: %s; now: %s); the newer value was kept", describe(obs), now)
+					default:
+						en.Outcome = OutcomeRepaired
+						if action == ActionWrite {
+							en.After = state(p)
+						}
 					}
 				}
+				run.Count(en.Outcome)
+				r.checker.Metrics.repaired(en)
+				entries = append(entries, en)
 			}
-			run.Count(en.Outcome)
-			r.checker.Metrics.repaired(en)
-			entries = append(entries, en)
 		}
 	}
 	return finish(entries, nil)

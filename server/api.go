@@ -57,9 +57,9 @@ var statuses = []struct {
 	{[]error{ErrTooLarge}, http.StatusRequestEntityTooLarge, "too_large"},
 	{[]error{ErrBadRequest, auth.ErrInvalidInput, repair.ErrBadKey, repair.ErrTooMany, sweep.ErrBadOption, alert.ErrInvalid},
 		http.StatusBadRequest, "bad_request"},
-	{[]error{ErrNotFound, auth.ErrNotFound, repair.ErrUnknownEntity, sweep.ErrNoSweep, alert.ErrNotFound},
+	{[]error{ErrNotFound, auth.ErrNotFound, repair.ErrUnknownEntity, repair.ErrPlanNotFound, sweep.ErrNoSweep, alert.ErrNotFound},
 		http.StatusNotFound, "not_found"},
-	{[]error{ErrConflict, auth.ErrNameTaken, dataset.ErrBusy, dataset.ErrState, dataset.ErrIncomplete, sweep.ErrState, alert.ErrNameUsed},
+	{[]error{ErrConflict, repair.ErrPlanApplied, repair.ErrPlanEmpty, auth.ErrNameTaken, dataset.ErrBusy, dataset.ErrState, dataset.ErrIncomplete, sweep.ErrState, alert.ErrNameUsed},
 		http.StatusConflict, "conflict"},
 	{[]error{dataset.ErrLostLock}, http.StatusServiceUnavailable, "unavailable"},
 	{[]error{ErrUnauthorized, auth.ErrNoToken, auth.ErrInvalidToken}, http.StatusUnauthorized, "unauthorized"},
@@ -161,6 +161,12 @@ func (s *Server) wrap(h handlerFunc) gin.HandlerFunc {
 		}
 		if rb, ok := data.(rawBody); ok {
 			c.Data(http.StatusOK, rb.contentType, rb.body)
+			return
+		}
+		if x, ok := data.(exportStream); ok {
+			if err := x.write(c.Writer); err != nil {
+				s.log.Error("export not written whole", "path", c.FullPath(), "request_id", requestID(c), "err", err)
+			}
 			return
 		}
 		if stream, ok := data.(jsonStream); ok {

@@ -61,6 +61,8 @@ type Options struct {
 	RepairLog repair.Log
 	// Repairer repairs records by key; nil answers 503.
 	Repairer Repairer
+	// Plans makes and applies reviewed repair plans; nil answers 503.
+	Plans Planner
 	// Sweeps starts and controls sweeps; nil answers 503.
 	Sweeps SweepAdmin
 	// Traces answers trace lookups and searches; nil answers 503.
@@ -95,6 +97,7 @@ type Server struct {
 	checks    Checker
 	repairLog repair.Log
 	repairer  Repairer
+	plans     Planner
 	sweeps    SweepAdmin
 	traces    *Traces
 	alerts    Alerter
@@ -122,7 +125,7 @@ func New(o Options) *Server {
 	f := promauto.With(o.Registerer)
 	s := &Server{
 		cfg: o.Config, log: o.Logger.With("component", "server"), authn: o.Auth, tokens: o.Tokens, version: o.Version,
-		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
+		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, plans: o.Plans, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
 		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		budget: newBudget(o.Config.MaxInflight, o.Config.MaxInflightBytes), auditBehind: semaphore.NewWeighted(maxAuditBehind),
 		hosts: allowedHosts(o.Config),
@@ -187,6 +190,11 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/repairs", auth.RoleOperator, s.postRepairs)
 	s.handle(api, http.MethodGet, "/repairs/runs", auth.RoleViewer, s.listRepairRuns)
 	s.handle(api, http.MethodGet, "/repairs/stats", auth.RoleViewer, s.repairStats)
+	s.handle(api, http.MethodGet, "/plans", auth.RoleViewer, s.listPlans)
+	s.handle(api, http.MethodPost, "/plans", auth.RoleOperator, s.postPlan)
+	s.handle(api, http.MethodGet, "/plans/:id", auth.RoleViewer, s.getPlan)
+	s.handle(api, http.MethodGet, "/plans/:id/entries", auth.RoleViewer, s.planEntries)
+	s.handle(api, http.MethodPost, "/plans/:id/apply", auth.RoleOperator, s.applyPlan)
 	s.handle(api, http.MethodGet, "/sweeps", auth.RoleViewer, s.listSweeps)
 	s.handle(api, http.MethodPost, "/sweeps", auth.RoleOperator, s.startSweep)
 	s.handle(api, http.MethodGet, "/sweeps/schedules", auth.RoleViewer, s.listSchedules)

@@ -229,6 +229,10 @@ func (l *Log) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
 		return 0, err
 	}
 	n := tag.RowsAffected()
+	// Plans go with the log they came from.
+	if _, err := l.pool.Exec(ctx, `DELETE FROM repair_plans WHERE created_at < $1`, cutoff); err != nil {
+		return n, err
+	}
 	tag, err = l.pool.Exec(ctx, `DELETE FROM repair_runs r WHERE finished_at < $1 AND NOT EXISTS (SELECT 1 FROM repair_log_runs e WHERE e.run_id = r.id)`, cutoff)
 	return n + tag.RowsAffected(), err
 }

@@ -213,6 +213,7 @@ func (a *App) newServer(reg *prometheus.Registry, rp *repairParts) *server.Serve
 		Checks:    rp.checker,
 		RepairLog: rp.log,
 		Repairer:  rp.repairer,
+		Plans:     rp.plans,
 		Sweeps:    rp.sweeps,
 		Traces: &server.Traces{Store: a.traceStore, MaxSpans: c.Trace.MaxTraceSpans, DetailSpans: c.Trace.MaxDetailSpans,
 			Languages: c.Trace.Languages, Writes: a.Stores.Postgres},

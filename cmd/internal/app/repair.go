@@ -21,6 +21,7 @@ type repairParts struct {
 	log       *repairpg.Log
 	checker   *repair.Checker
 	repairer  *repair.Repairer
+	plans     *repair.Planner
 	worker    *sweep.Worker
 	scheduler *sweep.Scheduler
 	sweeps    sweepAdmin
@@ -43,6 +44,7 @@ func (a *App) buildRepair(ctx context.Context, reg prometheus.Registerer) (*repa
 	rp.checker = repair.NewChecker(entities...)
 	rp.checker.Metrics = repair.NewMetrics(reg)
 	rp.repairer = repair.NewRepairer(rp.checker, rp.log)
+	rp.plans = repair.NewPlanner(rp.repairer, repairpg.NewPlans(set.Postgres))
 	// Cached values the read path cannot decode are answered from Postgres
 	// and repaired here, logged and guarded (every replica: the value is
 	// found where it is read).
