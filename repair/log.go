@@ -84,16 +84,16 @@ type Entry struct {
 	After *State `json:"after,omitempty"`
 	// Fields name what differed from the primary (field_mismatch);
 	// Observed says why a corrupt copy is not a valid record.
-	Fields   []string  `json:"fields,omitempty"`
-	Observed string    `json:"observed,omitempty"`
-	Outcome  string    `json:"outcome"`
-	Error    string    `json:"error,omitempty"`
+	Fields   []string `json:"fields,omitempty"`
+	Observed string   `json:"observed,omitempty"`
+	Outcome  string   `json:"outcome"`
+	Error    string   `json:"error,omitempty"`
 	// WriteTrace is the trace of the primary's last write through triad
 	// when the entry was made (Record.WriteTrace): the write whose copy
 	// the derived store should have held.
 	WriteTrace string `json:"write_trace,omitempty"`
 	// Bytes is a corrupt copy's size (plans compare it; not in the log).
-	Bytes int `json:"bytes,omitempty"`
+	Bytes    int       `json:"bytes,omitempty"`
 	Attempts int       `json:"attempts"`
 	FirstAt  time.Time `json:"first_at"`
 	LastAt   time.Time `json:"last_at"`
