@@ -28,6 +28,10 @@ const (
 	ClassCorrupt       Class = "corrupt"        // present, but not a valid record (wrong type, undecodable, missing or extra fields)
 )
 
+// Classes are every class, the consistent ones first.
+var Classes = []Class{ClassOK, ClassAbsent, ClassAbsentAllowed, ClassMissing, ClassStale, ClassAhead, ClassOrphan,
+	ClassOrphanDeleted, ClassFieldMismatch, ClassCorrupt}
+
 // Drift is whether a class needs a repair.
 func (c Class) Drift() bool {
 	return c != ClassOK && c != ClassAbsent && c != ClassAbsentAllowed
@@ -79,6 +83,16 @@ func NewChecker(entities ...Entity) *Checker {
 		c.entities[e.Name()] = e
 	}
 	return c
+}
+
+// Entities names the checker's entities, sorted.
+func (c *Checker) Entities() []string {
+	names := make([]string, 0, len(c.entities))
+	for n := range c.entities {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // Entity returns an entity by name.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -54,6 +55,13 @@ func (s *Server) listRepairs(c *gin.Context) (any, error) {
 		return nil, fmt.Errorf("%w: limit must be at most 1000, got %d", ErrBadRequest, limit)
 	}
 	f.Limit = int(limit)
+	format, err := exportFormat(c)
+	if err != nil {
+		return nil, err
+	}
+	if format != "" {
+		return s.exportRepairs(c, format, f), nil
+	}
 	entries, next, err := s.repairLog.List(c.Request.Context(), f)
 	if err != nil {
 		return nil, fmt.Errorf("%w: repair log (postgres): %w", ErrUnavailable, err)
@@ -66,6 +74,41 @@ func (s *Server) listRepairs(c *gin.Context) (any, error) {
 		page.Next = strconv.FormatInt(next, 10)
 	}
 	return page, nil
+}
+
+// maxExportRows bounds one export of a list; a larger one ends with a
+// line saying so (narrow the filter).
+const maxExportRows = 1_000_000
+
+var repairColumns = []string{"id", "run_id", "last_at", "entity", "key", "store", "class", "action", "priority",
+	"before_version", "before_digest", "after_version", "after_digest", "outcome", "error", "attempts", "fields", "observed", "write_trace"}
+
+// exportRepairs streams the entries f selects, newest first, page by page.
+func (s *Server) exportRepairs(c *gin.Context, format string, f repair.LogFilter) exportStream {
+	ctx := c.Request.Context()
+	return exportStream{format: format, name: "triad-repairs", columns: repairColumns, rows: func(emit emitFunc) error {
+		f.Limit = 1000
+		for n := 0; ; {
+			entries, next, err := s.repairLog.List(ctx, f)
+			if err != nil {
+				return unavailable("repair log (postgres)", err)
+			}
+			for _, e := range entries {
+				cells := entryCells(e)
+				row := append([]string{strconv.FormatInt(e.ID, 10), strconv.FormatInt(e.RunID, 10), e.LastAt.UTC().Format(time.RFC3339Nano)}, cells[:10]...)
+				row = append(row, e.Outcome, e.Error, strconv.Itoa(e.Attempts), strings.Join(e.Fields, " "), e.Observed, e.WriteTrace)
+				if err := emit(e, row); err != nil {
+					return err
+				}
+			}
+			if n += len(entries); next == 0 {
+				return nil
+			} else if n >= maxExportRows {
+				return fmt.Errorf("%w: more than %d entries; narrow the filter", ErrTooLarge, maxExportRows)
+			}
+			f.After = next
+		}
+	}}
 }
 
 // listRepairRuns lists repair runs newest first (limit, before).

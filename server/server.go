@@ -171,6 +171,7 @@ func New(o Options) *Server {
 
 	api := e.Group("/api/v1")
 	s.handle(api, http.MethodGet, "/whoami", auth.RoleViewer, s.whoami)
+	s.handle(api, http.MethodGet, "/meta", auth.RoleViewer, s.getMeta)
 	s.handle(api, http.MethodPost, "/session", auth.RoleNone, s.login)
 	s.handle(api, http.MethodGet, "/session", auth.RoleViewer, s.session)
 	s.handle(api, http.MethodDelete, "/session", auth.RoleViewer, s.logout)

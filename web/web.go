@@ -37,3 +37,19 @@ func Mount(e *gin.Engine) {
 // Asset returns an embedded dashboard file by name (e.g. "trace.js"), for
 // exports that carry the dashboard's code with them.
 func Asset(name string) ([]byte, error) { return static.ReadFile("static/" + name) }
+
+// Page is one page of the dashboard's navigation.
+type Page struct {
+	Href string `json:"href"`
+	Name string `json:"name"`
+	// Role is the least role that sees the page ("" for every role).
+	Role string `json:"role,omitempty"`
+}
+
+// Pages is the dashboard's navigation, in order: the API serves it
+// (GET /api/v1/meta), so pages hold no copy of it.
+var Pages = []Page{
+	{Href: "/", Name: "Overview"}, {Href: "/ui/repairs.html", Name: "Repairs"}, {Href: "/ui/plans.html", Name: "Plans"},
+	{Href: "/ui/check.html", Name: "Check"}, {Href: "/ui/sweeps.html", Name: "Sweeps"}, {Href: "/ui/trace.html", Name: "Traces"},
+	{Href: "/ui/alerts.html", Name: "Alerts"}, {Href: "/ui/tokens.html", Name: "Tokens", Role: "admin"},
+}

@@ -104,7 +104,35 @@ try {
   await shot(page, "repairs-filtered.png");
   step("repair log filtered by key and outcome: 1 entry, detail with before/after");
 
+  // The filter is in the URL and in the export links; the export is the
+  // filtered list.
+  assert.match(page.url(), /key=7/);
+  const csvHref = await page.getAttribute("#export-csv", "href");
+  assert.match(csvHref, /format=csv/);
+  assert.match(csvHref, /outcome=repaired/);
+  const csv = await page.request.get(BASE_URL + csvHref);
+  assert.equal(csv.status(), 200);
+  const csvLines = (await csv.text()).trim().split("\n");
+  assert.equal(csvLines.length, 2, "a header and the one entry: " + csvLines.join(" | "));
+  assert.match(csvLines[1], /,7,redis,/);
+  step("the filter is the URL; its CSV export holds the same 1 entry");
+
+  // --- a reviewed plan from the Plans page: IDs, review, apply ---
+  await page.click("header nav a:text('Plans')");
+  await page.waitForSelector("#plans-table, #plans .empty");
+  await page.fill("#plan-ids", "7");
+  await page.press("#plan-ids", "Enter");
+  await page.waitForSelector("#plan .error, #status.error", { timeout: 5000 }).catch(() => {});
+  assert.match(await page.textContent("#status"), /nothing to repair/, "profile 7 is consistent now: no plan is saved");
+  step("plans page: a dry run that plans nothing saves no plan, and says so");
+
   // --- from the entry to the trace of the ingest write that produced the record ---
+  await page.goBack();
+  await page.waitForSelector("#detail:not([hidden]), #log-table");
+  if (await page.locator("#detail[hidden]").count()) {
+    await page.locator("#log-table tbody button.link").first().click();
+    await page.waitForSelector("#detail:not([hidden])");
+  }
   const toTrace = page.locator("#detail-trace");
   assert.equal(await toTrace.count(), 1, "the entry links to the trace of the write");
   const writeTrace = (await toTrace.getAttribute("href")).split("#")[1];

@@ -7,6 +7,7 @@ triad.start("Check", async () => {
   const form = document.getElementById("check"), results = document.getElementById("results"), st = document.getElementById("status");
   const box = document.getElementById("repair"), plan = document.getElementById("plan"), apply = document.getElementById("apply"), applied = document.getElementById("applied");
   let last = null; // {entity, keys}
+  triad.options(document.getElementById("entity"), (await triad.meta()).entities, false);
 
   function ids() { return document.getElementById("ids").value.split(/[\s,]+/).filter(Boolean); }
 

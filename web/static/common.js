@@ -5,10 +5,6 @@
 // server or the stores is ever interpreted as HTML.
 "use strict";
 const triad = (function () {
-  const pages = [
-    ["/", "Overview"], ["/ui/repairs.html", "Repairs"], ["/ui/check.html", "Check"], ["/ui/sweeps.html", "Sweeps"],
-    ["/ui/trace.html", "Traces"], ["/ui/alerts.html", "Alerts"], ["/ui/tokens.html", "Tokens", "admin"],
-  ];
   const roles = { viewer: 1, operator: 2, admin: 3 };
   let session = null;
 
@@ -66,18 +62,46 @@ const triad = (function () {
 
   function can(role) { return session && roles[session.role] >= roles[role]; }
 
+  // meta() is GET /api/v1/meta, once per page: the navigation and the
+  // enums (entities, stores, classes, outcomes) every page offers.
+  let metaP = null;
+  function meta() {
+    if (!metaP) metaP = api("GET", "/api/v1/meta").catch((e) => { metaP = null; throw e; });
+    return metaP;
+  }
+
+  // options(select, values, any) fills a <select> from an enum, keeping
+  // its current value; any adds an empty "any" choice first.
+  function options(select, values, any) {
+    const keep = select.value;
+    select.replaceChildren(...(any ? [el("option", { value: "" }, "any")] : []), ...values.map((v) => el("option", { value: v }, v)));
+    if (keep && values.includes(keep)) select.value = keep;
+  }
+
   function header(current) {
-    const nav = el("nav", { "aria-label": "pages" });
-    for (const [href, name, need] of pages) {
-      const a = el("a", { href }, name);
-      if (need) a.dataset.needs = need;
-      if (name === current) a.setAttribute("aria-current", "page");
-      nav.append(a);
-    }
+    const nav = el("nav", { "aria-label": "pages", id: "nav" });
+    nav.dataset.current = current;
     const who = el("span", { id: "who", className: "who" });
     const out = el("button", { id: "logout", type: "button", hidden: true, onclick: logout }, "Log out");
     const h = el("header", {}, el("h1", {}, el("a", { href: "/" }, "triad")), nav, el("span", { className: "spacer" }), who, out);
     document.body.prepend(h);
+  }
+
+  // fillNav builds the navigation from the API's list of pages.
+  async function fillNav() {
+    const nav = document.getElementById("nav");
+    try {
+      const m = await meta();
+      nav.replaceChildren(...m.pages.map((p) => {
+        const a = el("a", { href: p.href }, p.name);
+        if (p.role) a.dataset.needs = p.role;
+        if (p.name === nav.dataset.current) a.setAttribute("aria-current", "page");
+        return a;
+      }));
+    } catch (e) {
+      nav.replaceChildren(el("a", { href: "/" }, "Overview"));
+    }
+    showWho();
   }
 
   function showWho() {
@@ -142,6 +166,7 @@ const triad = (function () {
       session = await new Promise((resolve) => { loginResolve = resolve; showLogin(); });
     }
     showWho();
+    await fillNav();
     await run(session);
   }
 
@@ -166,5 +191,5 @@ const triad = (function () {
     node.className = isError ? "error" : "hint";
   }
 
-  return { el, api, start, can, table, fmtTime, status, every, session: () => session, APIError };
+  return { el, api, start, can, table, fmtTime, status, every, meta, options, session: () => session, APIError };
 })();

@@ -3,7 +3,7 @@
 // detail with the before/after diff.
 "use strict";
 triad.start("Repairs", async () => {
-  const { el, api, table, fmtTime, status } = triad;
+  const { el, api, table, fmtTime, status, options } = triad;
   const form = document.getElementById("filters"), out = document.getElementById("log");
   const more = document.getElementById("more"), detail = document.getElementById("detail"), st = document.getElementById("status");
   let query = "", next = "", rows = [];
@@ -51,7 +51,9 @@ triad.start("Repairs", async () => {
       ["Before", (e) => stateText(e.before)], ["After", (e) => stateText(e.after)],
       ["Outcome", (e) => el("span", { className: "outcome " + e.outcome }, e.outcome)], ["Run", (e) => String(e.run_id)],
     ], rows, { id: "log-table" });
-    out.replaceChildren(t);
+    out.replaceChildren(rows.length ? t : el("p", { className: "empty", id: "log-empty" }, query
+      ? "No entries match this filter. Clear it, or widen the time window."
+      : "The repair log is empty: nothing has been repaired or planned yet. Entries appear when a sweep (Sweeps page, or a schedule) or a check's repair (Check page) finds drift."));
     more.hidden = !next;
   }
 
@@ -72,11 +74,44 @@ triad.start("Repairs", async () => {
     }
   }
 
-  form.addEventListener("submit", (ev) => { ev.preventDefault(); query = params().toString(); history.replaceState(null, "", "?" + query); load(false); });
-  form.addEventListener("reset", () => setTimeout(() => { query = ""; history.replaceState(null, "", location.pathname); load(false); }));
+  // The filter lives in the URL (a permalink) and in the export links.
+  function setQuery(q) {
+    query = q;
+    history.replaceState(null, "", q ? "?" + q : location.pathname);
+    const ex = new URLSearchParams(q);
+    ex.delete("after");
+    for (const f of ["csv", "ndjson"]) {
+      ex.set("format", f);
+      document.getElementById("export-" + f).href = "/api/v1/repairs?" + ex;
+    }
+  }
+
+  // A plan from the filter: a dry run of the records it selects, saved to
+  // review and apply on the Plans page.
+  document.getElementById("plan-these").addEventListener("click", async () => {
+    const q = new URLSearchParams(query);
+    const filter = {};
+    for (const k of ["store", "class", "outcome", "key", "since", "until"]) if (q.get(k)) filter[k] = q.get(k);
+    if (q.get("run")) filter.run = Number(q.get("run"));
+    try {
+      const p = await api("POST", "/api/v1/plans", { entity: q.get("entity") || "profile", filter, trigger: "ui" });
+      location.href = "/ui/plans.html?id=" + p.id;
+    } catch (e) {
+      status(st, "No plan: " + e.message, true);
+    }
+  });
+
+  const m = await triad.meta();
+  options(form.elements.entity, m.entities, true);
+  options(form.elements.class, m.classes.filter((c) => c.drift).map((c) => c.name), true);
+  options(form.elements.store, m.stores.filter((s) => s !== "postgres"), true);
+  options(form.elements.outcome, m.outcomes, true);
+
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); setQuery(params().toString()); load(false); });
+  form.addEventListener("reset", () => setTimeout(() => { setQuery(""); load(false); }));
   more.addEventListener("click", () => load(true));
   const initial = new URLSearchParams(location.search);
   for (const [k, v] of initial) if (form.elements[k] && k !== "since" && k !== "until") form.elements[k].value = v;
-  query = initial.toString();
+  setQuery(initial.toString());
   await load(false);
 });
