@@ -19,6 +19,11 @@ type Alerter interface {
 	CreateWebhook(ctx context.Context, w alert.Webhook) (alert.Webhook, error)
 	RotateWebhook(ctx context.Context, idOrName string, grace time.Duration) (alert.Webhook, error)
 	Test(ctx context.Context, idOrName, actor string) (alert.Delivery, error)
+	CreateSilence(ctx context.Context, si alert.Silence) (alert.Silence, error)
+	ExpireSilence(ctx context.Context, id int64, by string) (alert.Silence, error)
+	Silences(ctx context.Context) ([]alert.Silence, error)
+	Preview(ctx context.Context, matchers []alert.Matcher) ([]alert.State, error)
+	SilencedAlerts(ctx context.Context, alerts []alert.State) error
 }
 
 func (s *Server) alerter() (Alerter, error) {
@@ -42,6 +47,7 @@ type ruleView struct {
 	Window    string  `json:"window,omitempty"`
 	For       string  `json:"for,omitempty"`
 	Severity  string  `json:"severity"`
+	Runbook   string  `json:"runbook_url,omitempty"`
 }
 
 func (s *Server) listAlerts(c *gin.Context) (any, error) {
@@ -56,9 +62,12 @@ func (s *Server) listAlerts(c *gin.Context) (any, error) {
 	if states == nil {
 		states = []alert.State{}
 	}
+	if err := a.SilencedAlerts(c.Request.Context(), states); err != nil {
+		return nil, unavailable("alert store (postgres)", err)
+	}
 	rules := []ruleView{}
 	for _, r := range a.Config().Rules {
-		v := ruleView{Name: r.Name, Kind: r.Kind, Threshold: r.Threshold, Severity: r.Severity}
+		v := ruleView{Name: r.Name, Kind: r.Kind, Threshold: r.Threshold, Severity: r.Severity, Runbook: r.RunbookURL}
 		if r.Window > 0 {
 			v.Window = r.Window.String()
 		}
@@ -197,4 +206,105 @@ func (s *Server) listDeliveries(c *gin.Context) (any, error) {
 		ds = []alert.Delivery{}
 	}
 	return ds, unavailable("alert store (postgres)", err)
+}
+
+// silenceView is a silence with its state now.
+type silenceView struct {
+	alert.Silence
+	State string `json:"state"` // pending, active or expired
+}
+
+// listSilences lists the silences not expired and those expired within
+// alert.retention, newest first.
+func (s *Server) listSilences(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	ss, err := a.Silences(c.Request.Context())
+	if err != nil {
+		return nil, unavailable("alert store (postgres)", err)
+	}
+	now := time.Now()
+	out := make([]silenceView, len(ss))
+	for i, si := range ss {
+		out[i] = silenceView{Silence: si, State: si.State(now)}
+	}
+	return out, nil
+}
+
+type silenceRequest struct {
+	Matchers []alert.Matcher `json:"matchers"`
+	Comment  string          `json:"comment"`
+	StartsAt time.Time       `json:"starts_at"`
+	EndsAt   time.Time       `json:"ends_at"`
+	// Duration, when EndsAt is not given: "2h".
+	Duration string `json:"duration"`
+}
+
+const silenceShape = `{"matchers": [{"name": "alertname", "value": "DriftRateHigh"}, {"name": "entity", "value": "order"}], "comment": "why", "duration": "2h"}`
+
+// postSilence creates a silence: matchers on alert labels (alertname,
+// entity, store, kind, severity, …; regex true for a regular expression),
+// a comment, and an end (ends_at, or duration from the start).
+func (s *Server) postSilence(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	var req silenceRequest
+	if err := decodeJSON(c, &req, silenceShape); err != nil {
+		return nil, err
+	}
+	si := alert.Silence{Matchers: req.Matchers, Comment: req.Comment, CreatedBy: principal(c).Name, StartsAt: req.StartsAt, EndsAt: req.EndsAt}
+	if si.StartsAt.IsZero() {
+		si.StartsAt = time.Now()
+	}
+	if req.Duration != "" {
+		d, err := time.ParseDuration(req.Duration)
+		if err != nil || d <= 0 || !req.EndsAt.IsZero() {
+			return nil, fmt.Errorf("%w: duration is a positive Go duration (2h, 30m), instead of ends_at: %s", ErrBadRequest, silenceShape)
+		}
+		si.EndsAt = si.StartsAt.Add(d)
+	}
+	out, err := a.CreateSilence(c.Request.Context(), si)
+	if err != nil {
+		return nil, unavailable("alert store (postgres)", err)
+	}
+	s.log.Info("silence created", "silence", out.ID, "matchers", fmt.Sprint(out.Matchers), "ends", out.EndsAt, "by", out.CreatedBy)
+	c.Set(createdKey, true)
+	return silenceView{Silence: out, State: out.State(time.Now())}, nil
+}
+
+// previewSilence lists the active alerts a silence of these matchers
+// would mute, before it is made.
+func (s *Server) previewSilence(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	var req silenceRequest
+	if err := decodeJSON(c, &req, silenceShape); err != nil {
+		return nil, err
+	}
+	states, err := a.Preview(c.Request.Context(), req.Matchers)
+	return states, unavailable("alert store (postgres)", err)
+}
+
+// expireSilence ends a silence now; it stays listed, as expired.
+func (s *Server) expireSilence(c *gin.Context) (any, error) {
+	a, err := s.alerter()
+	if err != nil {
+		return nil, err
+	}
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("%w: a silence ID is an integer, got %q", ErrBadRequest, c.Param("id"))
+	}
+	out, err := a.ExpireSilence(c.Request.Context(), id, principal(c).Name)
+	if err != nil {
+		return nil, unavailable("alert store (postgres)", err)
+	}
+	s.log.Info("silence expired early", "silence", id, "by", principal(c).Name)
+	return silenceView{Silence: out, State: out.State(time.Now())}, nil
 }

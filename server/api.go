@@ -57,7 +57,7 @@ var statuses = []struct {
 	{[]error{ErrTooLarge}, http.StatusRequestEntityTooLarge, "too_large"},
 	{[]error{ErrBadRequest, auth.ErrInvalidInput, repair.ErrBadKey, repair.ErrTooMany, sweep.ErrBadOption, alert.ErrInvalid},
 		http.StatusBadRequest, "bad_request"},
-	{[]error{ErrNotFound, auth.ErrNotFound, repair.ErrUnknownEntity, repair.ErrPlanNotFound, sweep.ErrNoSweep, alert.ErrNotFound},
+	{[]error{ErrNotFound, auth.ErrNotFound, repair.ErrUnknownEntity, repair.ErrPlanNotFound, sweep.ErrNoSweep, alert.ErrNotFound, alert.ErrNoSilence},
 		http.StatusNotFound, "not_found"},
 	{[]error{ErrConflict, repair.ErrPlanApplied, repair.ErrPlanEmpty, auth.ErrNameTaken, dataset.ErrBusy, dataset.ErrState, dataset.ErrIncomplete, sweep.ErrState, alert.ErrNameUsed},
 		http.StatusConflict, "conflict"},

@@ -17,6 +17,14 @@ type meta struct {
 	Outcomes []string    `json:"outcomes"`
 	Actions  []string    `json:"actions"`
 	Triggers []string    `json:"triggers"`
+	// Runbooks are the configured runbook URLs by drift class and by
+	// alert rule.
+	Runbooks runbooks `json:"runbooks"`
+}
+
+type runbooks struct {
+	Classes map[string]string `json:"classes"`
+	Rules   map[string]string `json:"rules"`
 }
 
 type classInfo struct {
@@ -38,6 +46,18 @@ func (s *Server) getMeta(*gin.Context) (any, error) {
 	}
 	if l, ok := s.checks.(EntityLister); ok {
 		m.Entities = l.Entities()
+	}
+	m.Runbooks = runbooks{Classes: map[string]string{}, Rules: map[string]string{}}
+	if s.alerts != nil {
+		cfg := s.alerts.Config()
+		for k, v := range cfg.ClassRunbooks {
+			m.Runbooks.Classes[k] = v
+		}
+		for _, r := range cfg.Rules {
+			if r.RunbookURL != "" {
+				m.Runbooks.Rules[r.Name] = r.RunbookURL
+			}
+		}
 	}
 	return m, nil
 }

@@ -38,6 +38,8 @@ type State struct {
 	ActiveSince time.Time         `json:"active_since"`
 	FiredAt     *time.Time        `json:"fired_at,omitempty"`    // nil: pending
 	ResolvedAt  *time.Time        `json:"resolved_at,omitempty"` // nil: active
+	// SilencedBy names the active silences that mute it (lists only).
+	SilencedBy []int64 `json:"silenced_by,omitempty"`
 }
 
 // Status is firing, pending or resolved.
@@ -142,9 +144,12 @@ type Store interface {
 	Due(ctx context.Context, now time.Time, limit int) ([]Delivery, map[int64]Webhook, error)
 	Attempted(ctx context.Context, id int64, a Attempt) error
 	Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, error)
-	// Purge deletes alerts resolved and deliveries finished (delivered or
-	// expired) before cutoff; it returns how many rows went.
+	// Purge deletes alerts resolved, deliveries finished (delivered or
+	// expired) and silences expired before cutoff; it returns how many
+	// rows went.
 	Purge(ctx context.Context, cutoff time.Time) (int64, error)
+
+	SilenceStore
 }
 
 // Gatherer collects the facts rules are evaluated over; windows are the
@@ -155,8 +160,9 @@ type Gatherer func(ctx context.Context, now time.Time, windows []time.Duration, 
 // Manager evaluates the rules and sends what they fire. Run it on the
 // leader only. Safe for concurrent use by the API (Test, the lists).
 type Manager struct {
-	cfg    Config
-	store  Store
+	cfg      Config
+	store    Store
+	silences SilenceStore
 	gather Gatherer
 	eval   *Evaluator
 	sender *Sender
@@ -167,7 +173,7 @@ type Manager struct {
 
 // NewManager returns a manager over store.
 func NewManager(cfg Config, store Store, gather Gatherer, sender *Sender, log *slog.Logger, m *Metrics) *Manager {
-	return &Manager{cfg: cfg, store: store, gather: gather, eval: NewEvaluator(cfg.Rules), sender: sender,
+	return &Manager{cfg: cfg, store: store, silences: store, gather: gather, eval: NewEvaluator(cfg.Rules), sender: sender,
 		log: log.With("component", "repair.alert"), now: time.Now, m: m}
 }
 
@@ -296,6 +302,18 @@ func (m *Manager) Evaluate(ctx context.Context) error {
 	if m.m != nil {
 		m.m.evaluations.Inc()
 	}
+	// A silence that ran out is noticed once: logged and counted (the
+	// alerts it muted are notified below, if they still fire).
+	expired, err := m.silences.NoticeExpired(ctx, now)
+	if err != nil {
+		return err
+	}
+	for _, s := range expired {
+		m.log.Info("silence expired", "silence", s.ID, "matchers", fmt.Sprint(s.Matchers), "created_by", s.CreatedBy, "comment", s.Comment, "ended", s.EndsAt)
+		if m.m != nil {
+			m.m.silencesExpired.Inc()
+		}
+	}
 	return m.notify(ctx, now)
 }
 
@@ -314,9 +332,15 @@ func (m *Manager) notify(ctx context.Context, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	// Silences active now mute firing alerts; a resolved alert is not
+	// notified if a silence muted it when it resolved.
+	silences, err := m.silences.Silences(ctx, now.Add(-m.cfg.Retention))
+	if err != nil {
+		return err
+	}
 	firing := map[string][]State{}
 	for _, s := range active {
-		if s.FiredAt != nil {
+		if s.FiredAt != nil && len(silencedBy(silences, s, now)) == 0 {
 			firing[s.Rule] = append(firing[s.Rule], s)
 		}
 	}
@@ -339,8 +363,14 @@ func (m *Manager) notify(ctx context.Context, now time.Time) error {
 			}
 			var resolved []State
 			if ok && w.SendResolved {
-				if resolved, err = m.store.ResolvedSince(ctx, r.Name, since); err != nil {
+				all, err := m.store.ResolvedSince(ctx, r.Name, since)
+				if err != nil {
 					return err
+				}
+				for _, s := range all {
+					if len(silencedBy(silences, s, *s.ResolvedAt)) == 0 {
+						resolved = append(resolved, s)
+					}
 				}
 			}
 			key := ""

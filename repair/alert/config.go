@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"time"
 )
@@ -53,6 +54,10 @@ type Rule struct {
 	// (pending until then; a pending alert is never sent).
 	For      time.Duration `yaml:"for"`
 	Severity string        `yaml:"severity"`
+	// RunbookURL is the page an operator follows when it fires; it is
+	// carried in every notification (annotation runbook_url) and shown in
+	// the UI.
+	RunbookURL string `yaml:"runbook_url"`
 }
 
 // Config is the alerting configuration (key `alert`).
@@ -82,6 +87,10 @@ type Config struct {
 	Retention time.Duration `yaml:"retention"`
 	// Rules are the alert rules (defaults: one of each kind).
 	Rules []Rule `yaml:"rules"`
+	// ClassRunbooks are runbook URLs per drift class (missing, stale,
+	// corrupt, …), shown beside each repair-log entry and check of that
+	// class.
+	ClassRunbooks map[string]string `yaml:"class_runbooks"`
 }
 
 // DefaultRules is one rule of each kind with thresholds an operator of
@@ -135,8 +144,23 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	runbook := func(where, u string) {
+		if u == "" {
+			return
+		}
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: an http(s) URL, got %q", where, u))
+		}
+	}
+	for class, u := range c.ClassRunbooks {
+		if !ruleName.MatchString(class) {
+			errs = append(errs, fmt.Errorf("alert.class_runbooks: %q is not a class name", class))
+		}
+		runbook("alert.class_runbooks."+class, u)
+	}
 	seen := map[string]bool{}
 	for i, r := range c.Rules {
+		runbook(fmt.Sprintf("alert.rules[%d].runbook_url", i), r.RunbookURL)
 		switch {
 		case !ruleName.MatchString(r.Name):
 			errs = append(errs, fmt.Errorf("alert.rules[%d]: name %q must be a label value of letters, digits and _", i, r.Name))

@@ -10,6 +10,8 @@ type Metrics struct {
 	evaluations prometheus.Counter
 	deliveries  *prometheus.CounterVec
 	latency     prometheus.Histogram
+	// silencesExpired counts silences that ran out (each noticed once).
+	silencesExpired prometheus.Counter
 }
 
 // NewMetrics registers the alerting metrics on reg.
@@ -21,5 +23,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Webhook delivery attempts by webhook and outcome (delivered, retry, expired)."}, []string{"webhook", "outcome"}),
 		latency: f.NewHistogram(prometheus.HistogramOpts{Name: "triad_alert_delivery_duration_seconds",
 			Help: "Time of one webhook delivery attempt.", Buckets: prometheus.DefBuckets}),
+		silencesExpired: f.NewCounter(prometheus.CounterOpts{Name: "triad_alert_silences_expired_total", Help: "Silences that ran out (noticed once each)."}),
 	}
 }

@@ -173,7 +173,11 @@ func (e *Evaluator) Evaluate(f Facts) []Active {
 		if l["severity"] == "" {
 			l["severity"] = "warning"
 		}
-		out = append(out, Active{Rule: r.Name, Labels: l, Value: v, Annotations: map[string]string{"summary": summary}})
+		ann := map[string]string{"summary": summary}
+		if r.RunbookURL != "" {
+			ann["runbook_url"] = r.RunbookURL
+		}
+		out = append(out, Active{Rule: r.Name, Labels: l, Value: v, Annotations: ann})
 	}
 	for _, r := range e.rules {
 		switch r.Kind {

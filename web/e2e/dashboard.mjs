@@ -201,6 +201,24 @@ try {
   await shot(page, "alerts-test-fired.png");
   step("webhook added, a metadata URL refused, test-fire delivered");
 
+  // --- a silence: preview, create (2 s), its expiry shown with a notice ---
+  await page.fill("#silence-matchers", "alertname=StoreUnreachable store=~redis|etcd");
+  await page.click("#silence-preview");
+  await page.waitForSelector("#preview-summary");
+  assert.match(await page.textContent("#preview-summary"), /Would mute 0 active alerts/);
+  await page.fill("#silence-duration", "2s");
+  await page.fill("#silence-comment", "e2e: redis maintenance");
+  await page.press("#silence-comment", "Enter"); // keyboard, not a click
+  await page.waitForSelector("#silences-table .silence-state.active");
+  await shot(page, "silence-active.png");
+  // The page polls every 5 s: the expiry shows within about 7 s.
+  await page.waitForSelector("#silences-table .silence-state.expired", { timeout: 20000 });
+  await page.waitForSelector("#silence-notice:not([hidden]) .expired-notice", { timeout: 20000 });
+  assert.match(await page.textContent("#silence-notice"), /expired/);
+  assert.match(await page.textContent("#silences-table"), /e2e: redis maintenance/);
+  await shot(page, "silence-expired.png");
+  step("silence previewed (mutes 0 active alerts), created from the keyboard, shown expired with a notice");
+
   // --- every page once more, for script payloads and errors ---
   for (const p of ["/", "/ui/repairs.html", "/ui/sweeps.html", "/ui/alerts.html", "/ui/tokens.html"]) {
     await page.goto(BASE_URL + p);

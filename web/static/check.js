@@ -7,7 +7,8 @@ triad.start("Check", async () => {
   const form = document.getElementById("check"), results = document.getElementById("results"), st = document.getElementById("status");
   const box = document.getElementById("repair"), plan = document.getElementById("plan"), apply = document.getElementById("apply"), applied = document.getElementById("applied");
   let last = null; // {entity, keys}
-  triad.options(document.getElementById("entity"), (await triad.meta()).entities, false);
+  const meta = await triad.meta();
+  triad.options(document.getElementById("entity"), meta.entities, false);
 
   function ids() { return document.getElementById("ids").value.split(/[\s,]+/).filter(Boolean); }
 
@@ -65,7 +66,9 @@ triad.start("Check", async () => {
     const row = (label, cell) => el("tr", {}, el("th", { scope: "row" }, label), stores.map((s) => cell(s, r.stores[s])));
     const plain = (f) => (s, v) => el("td", {}, f(v, s));
     const body = el("tbody", {},
-      row("class", plain((v, s) => (s === "postgres" ? "primary" : v.class || ""))),
+      row("class", plain((v, s) => (s === "postgres" ? "primary" : meta.runbooks.classes[v.class]
+        ? el("span", {}, v.class + " ", el("a", { href: meta.runbooks.classes[v.class], rel: "noopener noreferrer", target: "_blank", className: "runbook" }, "runbook"))
+        : v.class || ""))),
       row("present", plain((v) => (v.present ? (v.deleted ? "tombstone" : "yes") : "no"))),
       row("version", (s, v) => el("td", { className: s !== "postgres" && v.present && v.version !== primary.version ? "differs" : "" }, v.version ? String(v.version) : "—")),
       row("stored digest", (s, v) => el("td", { className: s !== "postgres" && v.present && v.digest !== primary.digest ? "differs" : "" }, v.digest || "—")),

@@ -7,6 +7,7 @@ triad.start("Repairs", async () => {
   const form = document.getElementById("filters"), out = document.getElementById("log");
   const more = document.getElementById("more"), detail = document.getElementById("detail"), st = document.getElementById("status");
   let query = "", next = "", rows = [];
+  const m = await triad.meta();
 
   function params() {
     const q = new URLSearchParams();
@@ -31,6 +32,7 @@ triad.start("Repairs", async () => {
         ["observed", e.observed || "—"],
         ["error", e.error || "—"],
         ["write trace", e.write_trace || "— (not written through triad, or untraced)"],
+        ["runbook", m.runbooks.classes[e.class] ? el("a", { href: m.runbooks.classes[e.class], rel: "noopener noreferrer", target: "_blank", className: "runbook" }, "runbook for " + e.class) : "— (alert.class_runbooks)"],
       ], { className: "kv" }),
       el("h4", {}, "Before → after"),
       table([["", (r) => r[0]], ["before", (r) => r[1]], ["after", (r) => r[2]]], [
@@ -101,7 +103,6 @@ triad.start("Repairs", async () => {
     }
   });
 
-  const m = await triad.meta();
   options(form.elements.entity, m.entities, true);
   options(form.elements.class, m.classes.filter((c) => c.drift).map((c) => c.name), true);
   options(form.elements.store, m.stores.filter((s) => s !== "postgres"), true);

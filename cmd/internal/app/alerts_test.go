@@ -248,3 +248,138 @@ func TestStoreUnreachableAlert(t *testing.T) {
 	require.Equal(t, "resolved", resolved.body["alerts"].([]any)[0].(map[string]any)["status"])
 	require.NotEmpty(t, resolved.body["alerts"].([]any)[0].(map[string]any)["ends_at"])
 }
+
+// TestSilences: a silence mutes the alerts its matchers select and not
+// another of the same rule; the preview lists what it would mute; when it
+// expires, the leader notices it once and the muted alert is notified.
+// Rules carry their runbook URL into the payload.
+func TestSilences(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	cfg := configtest.For(t, ns)
+	cfg.Alert.Interval = 200 * time.Millisecond
+	cfg.Alert.Rules = []alert.Rule{{Name: "SweepFailed", Kind: alert.KindSweepFailed, Window: time.Hour, RunbookURL: "https://runbooks.example.org/sweep-failed"}}
+	cfg.Alert.ClassRunbooks = map[string]string{"stale": "https://runbooks.example.org/stale"}
+	a := startMigrated(t, cfg)
+	rc := &receiver{t: t}
+	srv := httptest.NewServer(rc)
+	defer srv.Close()
+	r := call(t, a, http.MethodPost, "/api/v1/webhooks", adminToken, map[string]any{"name": "pager", "url": srv.URL + "/hook"})
+	require.Equal(t, http.StatusCreated, r.code, r.raw)
+	rc.mu.Lock()
+	rc.secret = r.body["data"].(map[string]any)["secret"].(string)
+	rc.mu.Unlock()
+	viewer := call(t, a, http.MethodPost, "/api/v1/tokens", adminToken, map[string]string{"name": "silence-viewer", "role": "viewer"}).body["data"].(map[string]any)["secret"].(string)
+
+	// Bad silences, and who may make one.
+	order := []map[string]any{{"name": "alertname", "value": "SweepFailed"}, {"name": "entity", "value": "order"}}
+	for _, bad := range []map[string]any{
+		{"matchers": order, "duration": "1h"},                   // no comment
+		{"matchers": []any{}, "comment": "x", "duration": "1h"}, // no matcher
+		{"matchers": []any{map[string]any{"name": "entity", "value": "(", "regex": true}}, "comment": "x", "duration": "1h"}, // bad regex
+		{"matchers": order, "comment": "x", "duration": "-1h"},
+	} {
+		r := call(t, a, http.MethodPost, "/api/v1/silences", adminToken, bad)
+		require.Equal(t, http.StatusBadRequest, r.code, r.raw)
+	}
+	require.Equal(t, http.StatusForbidden, call(t, a, http.MethodPost, "/api/v1/silences", viewer, map[string]any{"matchers": order, "comment": "x", "duration": "1h"}).code)
+
+	// Silence order's sweep failures for 4 s (the rule and one label).
+	r = call(t, a, http.MethodPost, "/api/v1/silences", adminToken, map[string]any{"matchers": order, "comment": "order migration, TICKET-1", "duration": "4s"})
+	require.Equal(t, http.StatusCreated, r.code, r.raw)
+	silence := r.body["data"].(map[string]any)
+	require.Equal(t, "active", silence["state"])
+	silenceID := silence["id"]
+
+	// Two sweeps fail, one per entity: one alert each, same rule.
+	for _, entity := range []string{"profile", "order"} {
+		_, err := ns.Pool().Exec(t.Context(), `INSERT INTO sweeps (entity, state, segment_size, trigger, actor, finished_at, error)
+			VALUES ($1, 'failed', 1000, 'api', 'test', now(), 'boom')`, entity)
+		require.NoError(t, err)
+	}
+	firingWith := func(entities ...string) received {
+		var got received
+		require.Eventually(t, func() bool {
+			for _, x := range rc.snapshot() {
+				if x.event != "firing" {
+					continue
+				}
+				var es []string
+				for _, al := range x.body["alerts"].([]any) {
+					es = append(es, al.(map[string]any)["labels"].(map[string]any)["entity"].(string))
+				}
+				if sameStrings(es, entities) {
+					got = x
+					return true
+				}
+			}
+			return false
+		}, 30*time.Second, 50*time.Millisecond, "a firing notification of %v", entities)
+		return got
+	}
+	first := firingWith("profile")
+	require.NoError(t, first.verified)
+	ann := first.body["alerts"].([]any)[0].(map[string]any)["annotations"].(map[string]any)
+	require.Equal(t, "https://runbooks.example.org/sweep-failed", ann["runbook_url"], "the rule's runbook is in the payload")
+
+	// The alert list names the silence on the muted alert; the preview
+	// (a viewer may run it) lists what a silence would mute.
+	st := call(t, a, http.MethodGet, "/api/v1/alerts", viewer, nil).body["data"].(map[string]any)
+	silencedBy := map[string]any{}
+	for _, x := range st["alerts"].([]any) {
+		m := x.(map[string]any)
+		silencedBy[m["labels"].(map[string]any)["entity"].(string)] = m["silenced_by"]
+	}
+	require.Equal(t, []any{silenceID}, silencedBy["order"])
+	require.Nil(t, silencedBy["profile"])
+	p := call(t, a, http.MethodPost, "/api/v1/silences/preview", viewer, map[string]any{"matchers": []any{map[string]any{"name": "entity", "value": "ord.*", "regex": true}}})
+	require.Equal(t, http.StatusOK, p.code, p.raw)
+	require.Len(t, p.body["data"], 1)
+	meta := call(t, a, http.MethodGet, "/api/v1/meta", viewer, nil).body["data"].(map[string]any)
+	require.Equal(t, "https://runbooks.example.org/stale", meta["runbooks"].(map[string]any)["classes"].(map[string]any)["stale"])
+
+	// The silence runs out: noticed once, kept and listed as expired, and
+	// the alert it muted is notified.
+	began := time.Now()
+	both := firingWith("order", "profile")
+	require.NoError(t, both.verified)
+	t.Logf("the muted alert was notified %s after the check began (the silence had 4 s)", time.Since(began).Round(time.Millisecond))
+	ss := call(t, a, http.MethodGet, "/api/v1/silences", viewer, nil).body["data"].([]any)
+	require.Len(t, ss, 1)
+	require.Equal(t, "expired", ss[0].(map[string]any)["state"])
+	require.Eventually(t, func() bool {
+		ss := call(t, a, http.MethodGet, "/api/v1/silences", viewer, nil).body["data"].([]any)
+		return ss[0].(map[string]any)["expire_noticed_at"] != nil
+	}, 10*time.Second, 50*time.Millisecond)
+	require.Contains(t, call(t, a, http.MethodGet, "/metrics", "", nil).raw, "triad_alert_silences_expired_total 1")
+
+	// Expire early: kept, with who ended it; a second expiry is 404.
+	r = call(t, a, http.MethodPost, "/api/v1/silences", adminToken, map[string]any{"matchers": order, "comment": "again", "duration": "1h"})
+	require.Equal(t, http.StatusCreated, r.code)
+	id := r.body["data"].(map[string]any)["id"]
+	e := call(t, a, http.MethodDelete, "/api/v1/silences/"+strconv.FormatFloat(id.(float64), 'f', 0, 64), adminToken, nil)
+	require.Equal(t, http.StatusOK, e.code, e.raw)
+	require.Equal(t, "expired", e.body["data"].(map[string]any)["state"])
+	require.Equal(t, "bootstrap-admin", e.body["data"].(map[string]any)["expired_by"])
+	require.Equal(t, http.StatusNotFound, call(t, a, http.MethodDelete, "/api/v1/silences/"+strconv.FormatFloat(id.(float64), 'f', 0, 64), adminToken, nil).code)
+}
+
+// sameStrings reports whether a and b hold the same strings in any order.
+func sameStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	seen := map[string]int{}
+	for _, x := range a {
+		seen[x]++
+	}
+	for _, x := range b {
+		seen[x]--
+	}
+	for _, n := range seen {
+		if n != 0 {
+			return false
+		}
+	}
+	return true
+}

@@ -139,7 +139,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Contains(t, audit, `"route":"`+route+`"`, "the page's mutations are audited")
 	}
 	require.True(t, strings.Contains(audit, `"via":"session"`))
-	for _, f := range []string{"login.png", "check-drift.png", "check-repaired.png", "repairs-filtered.png", "sweep-paused.png", "write-trace.png", "trace.png", "alerts-test-fired.png"} {
+	for _, f := range []string{"login.png", "check-drift.png", "check-repaired.png", "repairs-filtered.png", "sweep-paused.png", "write-trace.png", "trace.png", "silence-active.png", "silence-expired.png", "alerts-test-fired.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, f))
 		require.NoError(t, err, f)
 		require.Greater(t, st.Size(), int64(1000), f)

@@ -253,7 +253,52 @@ func (s *Store) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
 	if err != nil {
 		return a.RowsAffected(), fmt.Errorf("purge deliveries: %w", err)
 	}
-	return a.RowsAffected() + d.RowsAffected(), nil
+	si, err := s.pool.Exec(ctx, `DELETE FROM alert_silences WHERE ends_at < $1`, cutoff)
+	if err != nil {
+		return a.RowsAffected() + d.RowsAffected(), fmt.Errorf("purge silences: %w", err)
+	}
+	return a.RowsAffected() + d.RowsAffected() + si.RowsAffected(), nil
+}
+
+const silenceColumns = `id, matchers, comment, created_by, created_at, starts_at, ends_at, coalesce(expired_by, ''), expire_noticed_at`
+
+func scanSilence(row pgx.Row) (alert.Silence, error) {
+	var si alert.Silence
+	err := row.Scan(&si.ID, &si.Matchers, &si.Comment, &si.CreatedBy, &si.CreatedAt, &si.StartsAt, &si.EndsAt, &si.ExpiredBy, &si.ExpireNoticedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = alert.ErrNoSilence
+	}
+	return si, err
+}
+
+func collectSilences(rows pgx.Rows, err error) ([]alert.Silence, error) {
+	if err != nil {
+		return nil, fmt.Errorf("silences: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (alert.Silence, error) { return scanSilence(r) })
+}
+
+// CreateSilence implements alert.SilenceStore.
+func (s *Store) CreateSilence(ctx context.Context, si alert.Silence) (alert.Silence, error) {
+	return scanSilence(s.pool.QueryRow(ctx, `INSERT INTO alert_silences (matchers, comment, created_by, starts_at, ends_at)
+		VALUES ($1, $2, $3, $4, $5) RETURNING `+silenceColumns, si.Matchers, si.Comment, si.CreatedBy, si.StartsAt, si.EndsAt))
+}
+
+// Silences implements alert.SilenceStore.
+func (s *Store) Silences(ctx context.Context, expiredSince time.Time) ([]alert.Silence, error) {
+	return collectSilences(s.pool.Query(ctx, `SELECT `+silenceColumns+` FROM alert_silences WHERE ends_at > $1 ORDER BY id DESC LIMIT 1000`, expiredSince))
+}
+
+// ExpireSilence implements alert.SilenceStore.
+func (s *Store) ExpireSilence(ctx context.Context, id int64, by string, now time.Time) (alert.Silence, error) {
+	return scanSilence(s.pool.QueryRow(ctx, `UPDATE alert_silences SET ends_at = greatest($3, starts_at + interval '1 microsecond'), expired_by = $2
+		WHERE id = $1 AND ends_at > $3 RETURNING `+silenceColumns, id, by, now))
+}
+
+// NoticeExpired implements alert.SilenceStore.
+func (s *Store) NoticeExpired(ctx context.Context, now time.Time) ([]alert.Silence, error) {
+	return collectSilences(s.pool.Query(ctx, `UPDATE alert_silences SET expire_noticed_at = $1
+		WHERE ends_at <= $1 AND expire_noticed_at IS NULL RETURNING `+silenceColumns, now))
 }
 
 // Facts gathers what the rules read from Postgres: the last finished
