@@ -127,12 +127,14 @@ type Log interface {
 	Purge(ctx context.Context, cutoff time.Time) (int64, error)
 	// Stats counts entries last touched since `since` per hour, entity,
 	// store, class and outcome (the dashboard's drift and repair rates).
-	Stats(ctx context.Context, since time.Time) ([]StatBucket, error)
+	// Buckets are step long, from since (an hour or a minute).
+	Stats(ctx context.Context, since time.Time, step time.Duration) ([]StatBucket, error)
 }
 
-// StatBucket is one hour's count of repair log entries of one kind.
+// StatBucket is one bucket's count of repair log entries of one kind.
 type StatBucket struct {
-	Hour    time.Time `json:"hour"`
+	// Start is the bucket's start (Log.Stats' step long).
+	Start   time.Time `json:"start"`
 	Entity  string    `json:"entity"`
 	Store   string    `json:"store"`
 	Class   Class     `json:"class"`

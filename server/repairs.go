@@ -217,19 +217,28 @@ func rawKeys(ids []json.RawMessage) ([]string, error) {
 }
 
 // repairStats counts repair log entries per hour over the last `hours`
-// (default 24, at most 720).
+// (default 24, at most 720), or with `minutes` (1 to 1440) per minute over
+// the last minutes.
 func (s *Server) repairStats(c *gin.Context) (any, error) {
 	if s.repairLog == nil {
 		return nil, fmt.Errorf("%w: the repair log is not configured", ErrUnavailable)
 	}
-	hours := 24
+	span, step := 24*time.Hour, time.Hour
 	if v := c.Query("hours"); v != "" {
-		var err error
-		if hours, err = strconv.Atoi(v); err != nil || hours < 1 || hours > 720 {
+		hours, err := strconv.Atoi(v)
+		if err != nil || hours < 1 || hours > 720 {
 			return nil, fmt.Errorf("%w: hours must be 1..720, got %q", ErrBadRequest, v)
 		}
+		span = time.Duration(hours) * time.Hour
 	}
-	b, err := s.repairLog.Stats(c.Request.Context(), time.Now().Add(-time.Duration(hours)*time.Hour).Truncate(time.Hour))
+	if v := c.Query("minutes"); v != "" {
+		minutes, err := strconv.Atoi(v)
+		if err != nil || minutes < 1 || minutes > 1440 || c.Query("hours") != "" {
+			return nil, fmt.Errorf("%w: minutes must be 1..1440, and not with hours, got %q", ErrBadRequest, v)
+		}
+		span, step = time.Duration(minutes)*time.Minute, time.Minute
+	}
+	b, err := s.repairLog.Stats(c.Request.Context(), time.Now().Add(-span).Truncate(step), step)
 	if err != nil {
 		return nil, fmt.Errorf("%w: repair log (postgres): %w", ErrUnavailable, err)
 	}

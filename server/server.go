@@ -114,6 +114,7 @@ type Server struct {
 	hosts           map[string]bool
 	inflightRefused *prometheus.CounterVec
 
+	gatherer  prometheus.Gatherer
 	requests  *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	observers sync.Map // metricKey → routeObserver; routes and codes are bounded
@@ -128,7 +129,7 @@ func New(o Options) *Server {
 		lookup: o.Lookup, dataset: o.Dataset, checks: o.Checks, repairLog: o.RepairLog, repairer: o.Repairer, plans: o.Plans, sweeps: o.Sweeps, traces: o.Traces, alerts: o.Alerts, schedules: o.Schedules,
 		ready:  newReadiness(o.Dependencies, o.Components, o.Config.ProbeInterval, o.Config.ProbeTimeout, o.Registerer),
 		budget: newBudget(o.Config.MaxInflight, o.Config.MaxInflightBytes), auditBehind: semaphore.NewWeighted(maxAuditBehind),
-		hosts: allowedHosts(o.Config),
+		hosts: allowedHosts(o.Config), gatherer: o.Gatherer,
 		inflightRefused: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "triad_http_inflight_refused_total", Help: "API requests refused with 429 because the in-flight budget (requests or body bytes) was spent.",
 		}, []string{"budget"}),
@@ -191,6 +192,7 @@ func New(o Options) *Server {
 	s.handle(api, http.MethodPost, "/repairs", auth.RoleOperator, s.postRepairs)
 	s.handle(api, http.MethodGet, "/repairs/runs", auth.RoleViewer, s.listRepairRuns)
 	s.handle(api, http.MethodGet, "/repairs/stats", auth.RoleViewer, s.repairStats)
+	s.handle(api, http.MethodGet, "/stats/consistent-after", auth.RoleViewer, s.getConsistentAfter)
 	s.handle(api, http.MethodGet, "/plans", auth.RoleViewer, s.listPlans)
 	s.handle(api, http.MethodPost, "/plans", auth.RoleOperator, s.postPlan)
 	s.handle(api, http.MethodGet, "/plans/:id", auth.RoleViewer, s.getPlan)

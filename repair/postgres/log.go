@@ -239,15 +239,15 @@ func (l *Log) Purge(ctx context.Context, cutoff time.Time) (int64, error) {
 
 // Stats implements repair.Log: one grouped scan of the entries since
 // `since` (the repair_log_last_at_id index bounds it).
-func (l *Log) Stats(ctx context.Context, since time.Time) ([]repair.StatBucket, error) {
-	rows, err := l.pool.Query(ctx, `SELECT date_trunc('hour', last_at), entity, store, class, outcome, count(*)
-		FROM repair_log WHERE last_at >= $1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`, since)
+func (l *Log) Stats(ctx context.Context, since time.Time, step time.Duration) ([]repair.StatBucket, error) {
+	rows, err := l.pool.Query(ctx, `SELECT date_bin($2::interval, last_at, $1), entity, store, class, outcome, count(*)
+		FROM repair_log WHERE last_at >= $1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`, since, step)
 	if err != nil {
 		return nil, fmt.Errorf("repair stats: %w", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (repair.StatBucket, error) {
 		var b repair.StatBucket
-		err := r.Scan(&b.Hour, &b.Entity, &b.Store, &b.Class, &b.Outcome, &b.Count)
+		err := r.Scan(&b.Start, &b.Entity, &b.Store, &b.Class, &b.Outcome, &b.Count)
 		return b, err
 	})
 	if err != nil {

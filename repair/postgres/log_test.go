@@ -118,14 +118,29 @@ func TestRepairStats(t *testing.T) {
 	_, err := ns.Pool().Exec(ctx, `UPDATE repair_log SET last_at = now() - interval '3 days' WHERE key = '6'`)
 	require.NoError(t, err)
 
-	got, err := l.Stats(ctx, time.Now().Add(-24*time.Hour))
+	since := time.Now().Add(-24 * time.Hour).Truncate(time.Hour)
+	got, err := l.Stats(ctx, since, time.Hour)
 	require.NoError(t, err)
 	counts := map[string]int64{}
 	for _, b := range got {
-		require.WithinDuration(t, time.Now(), b.Hour, time.Hour+time.Minute)
+		require.WithinDuration(t, time.Now(), b.Start, time.Hour+time.Minute)
+		require.Zero(t, b.Start.Sub(since)%time.Hour, "buckets start on the hour")
 		counts[b.Store+"/"+b.Outcome+"/"+string(b.Class)] += b.Count
 	}
 	require.Equal(t, map[string]int64{"redis/repaired/stale": 4, "elasticsearch/failed/stale": 2}, counts)
+
+	// Per minute over the last hour: the same six recent entries, in
+	// buckets a minute long.
+	since = time.Now().Add(-time.Hour).Truncate(time.Minute)
+	got, err = l.Stats(ctx, since, time.Minute)
+	require.NoError(t, err)
+	var n int64
+	for _, b := range got {
+		require.Zero(t, b.Start.Sub(since)%time.Minute)
+		require.WithinDuration(t, time.Now(), b.Start, 2*time.Minute)
+		n += b.Count
+	}
+	require.EqualValues(t, 6, n)
 }
 
 // TestRepairLogTimeWindow pages a time window by last touch: every entry

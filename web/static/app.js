@@ -49,45 +49,67 @@ triad.start("Overview", async () => {
     return e;
   }
 
-  function chart(buckets) {
+  // chart draws repair-log entries per bucket (a minute over the last
+  // hour, or an hour over the last day), stacked by outcome.
+  function chart(buckets, step, n) {
     const outcomes = ["repaired", "noop", "planned", "conflict", "failed", "skipped"];
     const colors = { repaired: "#1b7f3b", noop: "#9aa0a6", planned: "#1a73e8", conflict: "#e37400", failed: "#b3261e", skipped: "#5f6368" };
-    const now = new Date(); now.setMinutes(0, 0, 0);
-    const hours = [];
-    for (let i = 23; i >= 0; i--) hours.push(now.getTime() - i * 3600e3);
-    const per = new Map(hours.map((h) => [h, {}]));
+    const end = Math.floor(Date.now() / step) * step;
+    const starts = [];
+    for (let i = n - 1; i >= 0; i--) starts.push(end - i * step);
+    const per = new Map(starts.map((h) => [h, {}]));
     for (const b of buckets) {
-      const h = per.get(new Date(b.hour).getTime());
+      const h = per.get(Math.floor(new Date(b.start).getTime() / step) * step);
       if (h) h[b.outcome] = (h[b.outcome] || 0) + b.count;
     }
-    const max = Math.max(1, ...[...per.values()].map((h) => Object.values(h).reduce((a, n) => a + n, 0)));
-    const W = 720, H = 160, bw = W / 24;
-    const s = svg("svg", { viewBox: "0 0 " + W + " " + (H + 20), width: "100%", role: "img", "aria-label": "repair log entries per hour, by outcome" });
-    hours.forEach((h, i) => {
+    const max = Math.max(1, ...[...per.values()].map((h) => Object.values(h).reduce((a, x) => a + x, 0)));
+    const W = 720, H = 160, bw = W / n;
+    const label = (t) => new Date(t).toLocaleTimeString([], step < 3600e3 ? { hour: "2-digit", minute: "2-digit" } : { hour: "2-digit" });
+    const s = svg("svg", { viewBox: "0 0 " + W + " " + (H + 20), width: "100%", role: "img", "aria-label": "repair log entries per " + (step < 3600e3 ? "minute" : "hour") + ", by outcome" });
+    starts.forEach((h, i) => {
       let y = H;
       for (const o of outcomes) {
-        const n = per.get(h)[o] || 0;
-        if (!n) continue;
-        const hgt = (n / max) * H;
+        const c = per.get(h)[o] || 0;
+        if (!c) continue;
+        const hgt = (c / max) * H;
         y -= hgt;
-        const r = svg("rect", { x: i * bw + 2, y, width: bw - 4, height: hgt, fill: colors[o] });
+        const r = svg("rect", { x: i * bw + 1, y, width: Math.max(1, bw - 2), height: hgt, fill: colors[o], class: "bar " + o });
         r.append(svg("title", {}));
-        r.firstChild.textContent = new Date(h).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) + ": " + n + " " + o;
+        r.firstChild.textContent = label(h) + ": " + c + " " + o;
         s.append(r);
       }
-      if (i % 3 === 0) {
+      if (i % Math.ceil(n / 8) === 0) {
         const t = svg("text", { x: i * bw + 2, y: H + 15, "font-size": 11, fill: "#5f6368" });
-        t.textContent = new Date(h).toLocaleTimeString([], { hour: "2-digit" });
+        t.textContent = label(h);
         s.append(t);
       }
     });
     const legend = el("p", { className: "legend" }, outcomes.map((o) => el("span", { className: "key" }, el("i", { style: "background:" + colors[o] }), o)));
     const total = buckets.reduce((a, b) => a + b.count, 0);
-    return el("div", { dataset: { entries: String(total) } }, s, legend, el("p", { className: "hint" }, total + " entries in the last 24 h"));
+    const span = step < 3600e3 ? "the last hour" : "the last 24 h";
+    return el("div", { dataset: { entries: String(total) } }, s, legend, el("p", { className: total ? "hint" : "empty" }, total
+      ? total + " entries in " + span
+      : "No drift found or repaired in " + span + ". Sweeps (Sweeps page, or repair.schedules) and checks with a repair add entries here."));
+  }
+
+  // polaris shows, per derived store, the share of this replica's writes
+  // the store held within 1 s and within 10 s of their Postgres commit.
+  async function polaris() {
+    const box = document.getElementById("polaris");
+    const rows = await api("GET", "/api/v1/stats/consistent-after");
+    const within = (r, sec) => (r.within.find((w) => w.seconds === sec) || { share: 0 }).share;
+    const pct = (x) => (100 * x).toFixed(x === 1 ? 0 : 3) + "%";
+    const live = rows.filter((r) => r.writes > 0);
+    box.replaceChildren(live.length ? el("div", { className: "figures" }, live.map((r) => el("div", { className: "figure", dataset: { store: r.store, writes: String(r.writes) } },
+      el("strong", {}, pct(within(r, 1))), " of writes in " + r.store + " within 1 s",
+      el("span", { className: "hint" }, " · " + pct(within(r, 10)) + " within 10 s · " + r.writes + " writes since this triad started")))) :
+      el("p", { className: "empty" }, "No writes through this triad yet: the figure counts the profiles its pipeline writes (POST /api/v1/profiles/batch)."));
   }
 
   async function sweeps() {
-    const [list, stats] = await Promise.all([api("GET", "/api/v1/sweeps?limit=20"), api("GET", "/api/v1/repairs/stats?hours=24")]);
+    const perMinute = document.getElementById("rates-minute").checked;
+    const [list, stats] = await Promise.all([api("GET", "/api/v1/sweeps?limit=20"),
+      api("GET", perMinute ? "/api/v1/repairs/stats?minutes=60" : "/api/v1/repairs/stats?hours=24")]);
     const last = new Map();
     // The gauge counts content-true sweeps only: the label-only quick mode
     // cannot see a change that left triad's labels alone.
@@ -98,8 +120,9 @@ triad.start("Overview", async () => {
         el("meter", { min: 0, max: 1, low: 0.999, high: 0.9999, optimum: 1, value: ratio, "aria-label": s.entity + " consistency" }),
         el("strong", {}, " " + s.entity + " " + (100 * ratio).toFixed(3) + "%"),
         el("span", { className: "hint" }, " content-true sweep " + s.id + " · " + s.records + " records · " + s.findings + " drifted · " + fmtTime(s.finished_at)));
-    }) : [el("p", { className: "hint" }, "No finished sweep yet.")]));
-    document.getElementById("rates").replaceChildren(chart(stats));
+    }) : [el("p", { className: "empty" }, "No finished sweep yet. Start one on the Sweeps page, or schedule them (repair.schedules): the gauge shows the share of records the last one found consistent.")]));
+    document.getElementById("rates").replaceChildren(perMinute ? chart(stats, 60e3, 60) : chart(stats, 3600e3, 24));
+    await polaris();
     document.getElementById("sweeps").replaceChildren(table([
       ["ID", (s) => el("a", { href: "/ui/sweeps.html#" + s.id }, String(s.id))], ["Entity", (s) => s.entity], ["Mode", (s) => s.mode + (s.content_true ? "" : " (labels only)")], ["State", (s) => s.state],
       ["Started", (s) => fmtTime(s.created_at)], ["Records", (s) => String(s.records)], ["Findings", (s) => String(s.findings)],
@@ -107,6 +130,7 @@ triad.start("Overview", async () => {
     ], list.slice(0, 10)));
   }
 
+  for (const id of ["rates-minute", "rates-hour"]) document.getElementById(id).addEventListener("change", () => sweeps().catch(() => {}));
   tick();
   triad.every(tick, 1000);
   await sweeps().catch((e) => triad.status(updated, e.message, true));
