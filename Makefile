@@ -32,7 +32,7 @@ TRACE_SVC := trace/testdata
 PY_STAMP := $(TRACE_SVC)/pysvc/.venv/.installed
 SCALA_JAR := $(TRACE_SVC)/scalasvc/target/price-scala-1.0.0.jar
 
-.PHONY: help build trace-services e2e-deps webhook-verifier stack-up stack-down stack-status demo demo-data test test-cluster-lane test-short bench bench-read bench-sweep bench-log lint fmt clean
+.PHONY: help build trace-services e2e-deps webhook-verifier stack-up stack-down stack-status demo demo-data demo-check test test-cluster-lane test-short bench bench-read bench-sweep bench-log lint fmt clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,15 +94,28 @@ e2e-deps: $(E2E_STAMP) ## Install the browser tests' needs: Debian chromium and 
 
 trace-services: $(PY_STAMP) $(SCALA_JAR) bin/gosvc ## Build the Go, Python (pip venv) and Scala (Maven) sample services (cross-language trace test, demo)
 
-demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383
+# The demo's buggy service (drifts records through the stores' own APIs)
+# and its webhook receiver (its own page on :8384).
+bin/buggysvc: $(wildcard repair/testdata/buggysvc/*.go) go.mod go.sum
+	$(GO) build -o $@ ./repair/testdata/buggysvc
+
+bin/demo-receiver: $(wildcard repair/alert/testdata/receiver/*.go) $(wildcard repair/alert/*.go) go.mod go.sum
+	$(GO) build -o $@ ./repair/alert/testdata/receiver
+
+DEMO_CONFIG := cmd/triad/demo.yaml
+
+demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services bin/buggysvc bin/demo-receiver ## Stack up, load demo data, serve the dashboard on http://127.0.0.1:8383 with a buggy service, a sweep every minute and a webhook receiver
 	@echo
 	@echo "  dashboard:    http://127.0.0.1:8383/   (log in with the admin token below)"
 	@echo "  admin token:  $(ADMIN_TOKEN_FILE)   (curl -H \"Authorization: Bearer \$$(cat $(ADMIN_TOKEN_FILE))\" http://127.0.0.1:8383/api/v1/whoami)"
+	@echo "  receiver:     http://127.0.0.1:8384/   (what the alert webhook got)"
 	@echo "  stop with Ctrl-C; 'make stack-down' stops the servers"
 	@echo
 	@echo "  traces:       Go → Python → Scala sample services send a trace every 5s; bin/triad trace search"
-	$(TRACE_SVC)/demo.sh & demo=$$!; trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
-	TRIAD_ADMIN_TOKEN_FILE=$(ADMIN_TOKEN_FILE) TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) serve
+	@echo "  drift:        bin/buggysvc drifts a few profiles every 10s for 1 min, then rests 2.5 min (.triad/buggysvc.json)"
+	$(TRACE_SVC)/demo.sh & d1=$$!; bin/buggysvc --token-file $(ADMIN_TOKEN_FILE) & d2=$$!; \
+	bin/demo-receiver --token-file $(ADMIN_TOKEN_FILE) & d3=$$!; trap 'kill $$d1 $$d2 $$d3 2>/dev/null' EXIT INT TERM; \
+	TRIAD_CONFIG=$(DEMO_CONFIG) TRIAD_ADMIN_TOKEN_FILE=$(ADMIN_TOKEN_FILE) TRIAD_ARCHIVE_DIR=$(DEMO_ARCHIVE) $(BIN) serve
 
 # The cluster lane: the integration tests of these packages run again on the
 # stack's cluster profile (a Redis Cluster of 3 masters and 3 replicas, 3
@@ -116,12 +129,27 @@ demo: stack-up $(ADMIN_TOKEN_FILE) demo-data trace-services ## Stack up, load de
 CLUSTER_LANE_PKGS := ./ingest/... ./repair/... ./cmd/internal/app ./cmd/internal/cli
 CLUSTER_LANE_NOT := TestStoreUnreachableAlert|TestReadyFollowsADependency|TestHungStoresDegradeOnePath|TestRedisDataLossIsDetectedAndRewarmed|TestElasticsearchHungMidIngestCatchesUp|TestRedisHungMidIngestCatchesUp|TestElasticsearchStoppedMidIngestCatchesUp|TestRedisStoppedMidIngestCatchesUp|TestRestartWhileLeadershipChangesHands|TestNoTwoLeadersAcrossEtcdRestarts|TestHungRedisRangeBacksOff|TestPostgresUnreachable|TestServingWithoutEtcd|TestThreeReplicasOnAThreeMemberEtcd|TestElasticsearchNodeLostWithReplicas|TestProfilesOnARedisCluster|TestRedisClusterReshardMidIngest|TestDatasetVersionsOnARedisCluster|TestReplicasReadEachOthersWritesOnARedisCluster|TestCrossLanguageTrace|TestOwnSpans|TestJVMLanguages
 
-test: stack-up trace-services e2e-deps webhook-verifier ## Stack up, build the sample services, then every test against the real servers (none skipped), then the cluster lane
+test: stack-up trace-services e2e-deps webhook-verifier ## Stack up, build the sample services, then every test against the real servers (none skipped), the demo's check, then the cluster lane
 	@echo "== smoke test through the real clients =="
 	$(GO) test -count=1 -run '^TestSmoke$$' -v ./cmd/internal/clients | grep -E 'smoke:|^(--- |ok|FAIL|PASS)'
 	@echo "== all tests =="
 	$(GO) test -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory demo-check
 	@$(MAKE) --no-print-directory test-cluster-lane
+
+# The demo's check: `make demo` runs untouched for DEMO_CHECK_SECONDS
+# (counted from its start, data load included), then web/e2e/demo.mjs
+# reads through the API what it shows and screenshots the Overview.
+DEMO_CHECK_SECONDS ?= 300
+
+demo-check: build e2e-deps ## Run `make demo` untouched for 5 minutes, then check through the API and Chromium that it told the story (make test runs it)
+	@echo "== the demo, untouched for $(DEMO_CHECK_SECONDS) s, then checked =="
+	@mkdir -p .triad && rm -f .triad/buggysvc.json
+	setsid $(MAKE) --no-print-directory demo > .triad/demo.log 2>&1 & pid=$$!; \
+	trap 'kill -- -$$pid 2>/dev/null; wait $$pid 2>/dev/null || true' EXIT; \
+	sleep $(DEMO_CHECK_SECONDS); \
+	cd web/e2e && TOKEN_FILE=../../$(ADMIN_TOKEN_FILE) REPORT=../../.triad/buggysvc.json ARTIFACTS=artifacts node demo.mjs \
+		|| { echo "--- the demo's log (.triad/demo.log), last 60 lines:"; tail -60 ../../.triad/demo.log; exit 1; }
 
 test-cluster-lane: build ## The cluster lane alone: cluster profile up, then the integration tests of CLUSTER_LANE_PKGS on it
 	@echo "== the cluster lane: $(CLUSTER_LANE_PKGS) on a Redis Cluster, 3 Elasticsearch nodes, 3 etcd members =="
