@@ -2,6 +2,7 @@ package repair_test
 
 import (
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"testing"
@@ -40,6 +41,15 @@ func TestOrderEntity(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 10, res.Stale, "the same versions again change nothing")
 	require.NoError(t, orders.Prepare(ctx))
+	// The index the first write made has the configured shape (one
+	// shard, no replica), not Elasticsearch's default replica (yellow on
+	// one node).
+	settings, err := s.NS.ES().Indices.GetSettings(s.NS.ES().Indices.GetSettings.WithIndex(s.OrderIndex()),
+		s.NS.ES().Indices.GetSettings.WithName("index.number_of_replicas"))
+	require.NoError(t, err)
+	body, _ := io.ReadAll(settings.Body)
+	settings.Body.Close()
+	require.Contains(t, string(body), `"number_of_replicas":"0"`)
 
 	c := repair.NewChecker(repair.NewProfile(s.PG, s.RS, s.ES), orders)
 	keys := make([]string, 0, 1000)

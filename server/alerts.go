@@ -3,7 +3,9 @@ package server
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -64,6 +66,13 @@ func (s *Server) listAlerts(c *gin.Context) (any, error) {
 	}
 	if err := a.SilencedAlerts(c.Request.Context(), states); err != nil {
 		return nil, unavailable("alert store (postgres)", err)
+	}
+	format, err := exportFormat(c)
+	if err != nil {
+		return nil, err
+	}
+	if format != "" {
+		return pagedExport(format, "triad-alerts", alertColumns, alertCells, onePage(states, nil)), nil
 	}
 	rules := []ruleView{}
 	for _, r := range a.Config().Rules {
@@ -201,11 +210,59 @@ func (s *Server) listDeliveries(c *gin.Context) (any, error) {
 			return nil, fmt.Errorf("%w: limit must be 1..1000, got %q", ErrBadRequest, v)
 		}
 	}
+	format, err := exportFormat(c)
+	if err != nil {
+		return nil, err
+	}
+	if format != "" {
+		ctx := c.Request.Context()
+		f.Limit = 1000
+		return pagedExport(format, "triad-deliveries", deliveryColumns, deliveryCells, func(cursor int64) ([]alert.Delivery, int64, error) {
+			if cursor > 0 {
+				f.Before = cursor
+			}
+			ds, err := a.Store().Deliveries(ctx, f)
+			if err != nil || len(ds) < f.Limit {
+				return ds, 0, unavailable("alert store (postgres)", err)
+			}
+			return ds, ds[len(ds)-1].ID, nil
+		}), nil
+	}
 	ds, err := a.Store().Deliveries(c.Request.Context(), f)
 	if ds == nil {
 		ds = []alert.Delivery{}
 	}
 	return ds, unavailable("alert store (postgres)", err)
+}
+
+var deliveryColumns = []string{"id", "webhook_id", "webhook", "group_key", "status", "state", "attempts", "last_status", "last_error", "test", "created_at", "delivered_at"}
+
+func deliveryCells(d alert.Delivery) []string {
+	status, errText := "", ""
+	if d.LastStatus != nil {
+		status = strconv.Itoa(*d.LastStatus)
+	}
+	if d.LastError != nil {
+		errText = *d.LastError
+	}
+	return []string{itoa(d.ID), itoa(d.WebhookID), d.Webhook, d.GroupKey, d.Status, d.State, strconv.Itoa(d.Attempts), status, errText,
+		strconv.FormatBool(d.Test), timeCell(&d.CreatedAt), timeCell(d.DeliveredAt)}
+}
+
+var alertColumns = []string{"id", "rule", "status", "labels", "summary", "value", "active_since", "fired_at", "resolved_at", "silenced_by", "runbook_url"}
+
+func alertCells(a alert.State) []string {
+	labels := make([]string, 0, len(a.Labels))
+	for k, v := range a.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	silenced := make([]string, len(a.SilencedBy))
+	for i, id := range a.SilencedBy {
+		silenced[i] = itoa(id)
+	}
+	return []string{itoa(a.ID), a.Rule, a.Status(), strings.Join(labels, " "), a.Annotations["summary"], strconv.FormatFloat(a.Value, 'g', -1, 64),
+		timeCell(&a.ActiveSince), timeCell(a.FiredAt), timeCell(a.ResolvedAt), strings.Join(silenced, " "), a.Annotations["runbook_url"]}
 }
 
 // silenceView is a silence with its state now.

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 )
@@ -78,4 +80,44 @@ func (x exportStream) write(w http.ResponseWriter) error {
 		err = ferr
 	}
 	return err
+}
+
+// pagedExport streams a list page by page: next returns the page after
+// cursor (0: the first) and the cursor of the page after it (0: it was
+// the last). At most maxExportRows rows go out.
+func pagedExport[T any](format, name string, columns []string, cells func(T) []string, next func(cursor int64) ([]T, int64, error)) exportStream {
+	return exportStream{format: format, name: name, columns: columns, rows: func(emit emitFunc) error {
+		var cursor int64
+		for n := 0; ; {
+			page, more, err := next(cursor)
+			if err != nil {
+				return err
+			}
+			for _, row := range page {
+				if err := emit(row, cells(row)); err != nil {
+					return err
+				}
+			}
+			if n += len(page); more == 0 {
+				return nil
+			} else if n >= maxExportRows {
+				return fmt.Errorf("%w: more than %d rows; narrow the filter", ErrTooLarge, maxExportRows)
+			}
+			cursor = more
+		}
+	}}
+}
+
+// onePage is a list read in one page (the lists that have no cursor).
+func onePage[T any](rows []T, err error) func(int64) ([]T, int64, error) {
+	return func(int64) ([]T, int64, error) { return rows, 0, err }
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func timeCell(t *time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }

@@ -274,6 +274,27 @@ func (s *Server) listAudit(c *gin.Context) (any, error) {
 			return nil, fmt.Errorf("%w: limit must be 1..1000, got %q", ErrBadRequest, v)
 		}
 	}
+	format, err := exportFormat(c)
+	if err != nil {
+		return nil, err
+	}
+	if format != "" {
+		ctx := c.Request.Context()
+		f.Limit = 1000
+		return pagedExport(format, "triad-audit", auditColumns, auditCells, func(cursor int64) ([]auth.AuditEntry, int64, error) {
+			if cursor > 0 {
+				f.Before = cursor
+			}
+			es, err := s.tokens.ListAudit(ctx, f)
+			if err != nil {
+				return nil, 0, fmt.Errorf("%w: audit log (postgres): %w", ErrUnavailable, err)
+			}
+			if len(es) < f.Limit {
+				return es, 0, nil
+			}
+			return es, es[len(es)-1].ID, nil
+		}), nil
+	}
 	entries, err := s.tokens.ListAudit(c.Request.Context(), f)
 	if err != nil {
 		return nil, fmt.Errorf("%w: audit log (postgres): %w", ErrUnavailable, err)
@@ -282,4 +303,10 @@ func (s *Server) listAudit(c *gin.Context) (any, error) {
 		entries = []auth.AuditEntry{}
 	}
 	return entries, nil
+}
+
+var auditColumns = []string{"id", "at", "actor", "token_id", "role", "via", "method", "route", "path", "status", "request_id", "remote"}
+
+func auditCells(e auth.AuditEntry) []string {
+	return []string{itoa(e.ID), timeCell(&e.At), e.Actor, itoa(e.TokenID), e.Role, e.Via, e.Method, e.Route, e.Path, strconv.Itoa(e.Status), e.RequestID, e.Remote}
 }

@@ -130,12 +130,32 @@ func (s *Server) listSweeps(c *gin.Context) (any, error) {
 		return nil, err
 	}
 	limit, _ := strconv.Atoi(c.Query("limit"))
+	format, err := exportFormat(c)
+	if err != nil {
+		return nil, err
+	}
+	if format != "" && limit == 0 {
+		limit = 1000
+	}
 	recs, err := sa.ListSweeps(c.Request.Context(), limit)
 	if err != nil {
 		return nil, unavailable("sweeps (postgres)", err)
 	}
 	if recs == nil {
 		recs = []sweep.Record{}
+	}
+	// The dashboard's filters (entity, state) narrow the page it shows.
+	if e, st := c.Query("entity"), c.Query("state"); e != "" || st != "" {
+		kept := recs[:0]
+		for _, r := range recs {
+			if (e == "" || r.Entity == e) && (st == "" || r.State == st) {
+				kept = append(kept, r)
+			}
+		}
+		recs = kept
+	}
+	if format != "" {
+		return pagedExport(format, "triad-sweeps", sweepColumns, sweepCells, onePage(recs, nil)), nil
 	}
 	return recs, nil
 }
@@ -189,4 +209,11 @@ func (s *Server) listSchedules(*gin.Context) (any, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+var sweepColumns = []string{"id", "entity", "mode", "content_true", "state", "trigger", "actor", "created_at", "finished_at", "records", "findings", "repaired", "error"}
+
+func sweepCells(r sweep.Record) []string {
+	return []string{itoa(r.ID), r.Entity, r.Mode, strconv.FormatBool(r.ContentTrue), r.State, r.Trigger, r.Actor, timeCell(&r.CreatedAt), timeCell(r.FinishedAt),
+		itoa(r.Records), strconv.Itoa(r.Findings), strconv.Itoa(r.Repaired), r.Error}
 }

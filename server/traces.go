@@ -368,12 +368,19 @@ func (s *Server) searchTraces(c *gin.Context) (any, error) {
 			return nil, bad("limit is from 1 to %d, got %q", trace.MaxSearchLimit, v)
 		}
 	}
+	format, err := exportFormat(c)
+	if err != nil {
+		return nil, err
+	}
 	found, err := tr.Store.Search(c.Request.Context(), q)
 	if err != nil {
 		return nil, fmt.Errorf("%w: span store (postgres): %w", ErrUnavailable, err)
 	}
 	if found == nil {
 		found = []trace.Found{}
+	}
+	if format != "" {
+		return pagedExport(format, "triad-traces", traceColumns, traceCells, onePage(found, nil)), nil
 	}
 	return gin.H{"traces": found}, nil
 }
@@ -458,4 +465,11 @@ func (s *Server) traceRecords(c *gin.Context) (any, error) {
 			Current: r.Stores["postgres"].WriteTrace == want, Consistent: r.Consistent, Stores: r.Stores})
 	}
 	return out, nil
+}
+
+var traceColumns = []string{"trace_id", "root_service", "root_name", "start", "duration_ns", "spans", "errors", "services"}
+
+func traceCells(f trace.Found) []string {
+	start := time.Unix(0, f.Start)
+	return []string{f.TraceID, f.RootService, f.RootName, timeCell(&start), itoa(f.Duration), strconv.Itoa(f.Spans), strconv.Itoa(f.Errors), strings.Join(f.Services, " ")}
 }

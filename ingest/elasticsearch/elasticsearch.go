@@ -63,6 +63,9 @@ func (sh Shape) Validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// IndexBody is an index-creation body with the shape's settings.
+func (sh Shape) IndexBody() string { return "{" + sh.settings() + "}" }
+
 // settings is the index-creation body's settings for the shape.
 func (sh Shape) settings() string {
 	return fmt.Sprintf(`"settings":{"index":{"number_of_shards":%d,"number_of_replicas":%d}}`, max(sh.Shards, 1), max(sh.Replicas, 0))

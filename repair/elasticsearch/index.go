@@ -9,9 +9,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
@@ -27,11 +29,41 @@ type Index struct {
 	es    *elasticsearch.Client
 	index string
 	key   string // the key field
+	shape esstore.Shape
+	// made: the index is known to exist (Bulk makes it first, with shape).
+	made atomic.Bool
 }
 
-// New returns the index of a configured entity.
-func New(es *elasticsearch.Client, index, keyField string) *Index {
-	return &Index{es: es, index: index, key: keyField}
+// New returns the index of a configured entity; an index Bulk has to
+// create gets shape's shards and replicas (the profile index's), not
+// Elasticsearch's defaults (one replica: yellow on a single node).
+func New(es *elasticsearch.Client, index, keyField string, shape esstore.Shape) *Index {
+	return &Index{es: es, index: index, key: keyField, shape: shape}
+}
+
+// ensure creates the index with its shape unless it exists (an alias of
+// that name counts). Once it has seen it, it does not ask again.
+func (x *Index) ensure(ctx context.Context) error {
+	if x.made.Load() {
+		return nil
+	}
+	res, err := esapi.IndicesCreateRequest{Index: x.index, Body: strings.NewReader(x.shape.IndexBody())}.Do(ctx, x.es)
+	if err != nil {
+		return fmt.Errorf("create index %s: %w", x.index, err)
+	}
+	defer res.Body.Close()
+	if res.IsError() && res.StatusCode != http.StatusBadRequest {
+		return esError(res, "create index "+x.index)
+	}
+	if res.StatusCode == http.StatusBadRequest {
+		// Only "it exists already" is fine (an index, or an alias).
+		body, _ := io.ReadAll(io.LimitReader(res.Body, 4096))
+		if !bytes.Contains(body, []byte("resource_already_exists_exception")) && !bytes.Contains(body, []byte("invalid_index_name_exception")) {
+			return fmt.Errorf("create index %s: %s: %s", x.index, res.Status(), body)
+		}
+	}
+	x.made.Store(true)
+	return nil
 }
 
 // Name is the index or alias.
@@ -183,6 +215,9 @@ func (x *Index) Put(ctx context.Context, id int64, doc []byte, version int64, gt
 // bulk writes documents at their versions (external versioning: an
 // older version is refused and counted in stale).
 func (x *Index) Bulk(ctx context.Context, ids, versions []int64, docs [][]byte) (stale int, err error) {
+	if err := x.ensure(ctx); err != nil {
+		return 0, err
+	}
 	var body bytes.Buffer
 	for i, doc := range docs {
 		fmt.Fprintf(&body, `{"index":{"_index":%q,"_id":"%d","version":%d,"version_type":"external"}}`+"\n", x.index, ids[i], versions[i])

@@ -196,7 +196,7 @@ func (s *Stores) OrderTable(t testing.TB) *repair.Table {
 	t.Helper()
 	rows, err := repairpg.NewTableRows(s.NS.Pool(), repair.OrderEntity())
 	require.NoError(t, err)
-	idx := repaires.New(s.NS.ES(), s.OrderIndex(), "order_id")
+	idx := repaires.New(s.NS.ES(), s.OrderIndex(), "order_id", esstore.DefaultShape())
 	orders, err := repair.NewTable(repair.OrderEntity(), rows, s.Redis, s.NS.RedisPrefix, idx)
 	require.NoError(t, err)
 	return orders

@@ -61,7 +61,7 @@ func (s *Stores) Entities(c config.Config, set *clients.Set) ([]repair.Entity, e
 	for _, ec := range c.Repair.Entities {
 		var idx *repaires.Index
 		if ec.Elasticsearch.Index != "" {
-			idx = repaires.New(set.Elasticsearch, c.ProfileIndex.IndexPrefix+ec.Elasticsearch.Index, ec.Postgres.Key)
+			idx = repaires.New(set.Elasticsearch, c.ProfileIndex.IndexPrefix+ec.Elasticsearch.Index, ec.Postgres.Key, c.ProfileIndex.Shape)
 		}
 		rows, err := repairpg.NewTableRows(set.Postgres, ec)
 		if err != nil {
