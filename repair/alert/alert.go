@@ -163,12 +163,12 @@ type Manager struct {
 	cfg      Config
 	store    Store
 	silences SilenceStore
-	gather Gatherer
-	eval   *Evaluator
-	sender *Sender
-	log    *slog.Logger
-	now    func() time.Time
-	m      *Metrics
+	gather   Gatherer
+	eval     *Evaluator
+	sender   *Sender
+	log      *slog.Logger
+	now      func() time.Time
+	m        *Metrics
 }
 
 // NewManager returns a manager over store.
