@@ -67,6 +67,19 @@ func (s *Server) listAlerts(c *gin.Context) (any, error) {
 	if err := a.SilencedAlerts(c.Request.Context(), states); err != nil {
 		return nil, unavailable("alert store (postgres)", err)
 	}
+	// Filters: state (firing, pending, resolved) and rule.
+	if st, rule := c.Query("state"), c.Query("rule"); st != "" || rule != "" {
+		if st != "" && st != "firing" && st != "pending" && st != "resolved" {
+			return nil, fmt.Errorf("%w: state must be firing, pending or resolved, got %q", ErrBadRequest, st)
+		}
+		kept := states[:0]
+		for _, x := range states {
+			if (st == "" || x.Status() == st) && (rule == "" || x.Rule == rule) {
+				kept = append(kept, x)
+			}
+		}
+		states = kept
+	}
 	format, err := exportFormat(c)
 	if err != nil {
 		return nil, err

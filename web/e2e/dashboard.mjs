@@ -219,6 +219,28 @@ try {
   await shot(page, "silence-expired.png");
   step("silence previewed (mutes 0 active alerts), created from the keyboard, shown expired with a notice");
 
+  // --- every list keeps its filter in the URL (a permalink) and exports it ---
+  const exported = [];
+  for (const [path, form, field, value, link, api] of [
+    ["/ui/sweeps.html?state=cancelled", "#history-filter", "state", "cancelled", "#history-filter .export-csv", "/api/v1/sweeps\\?state=cancelled&format=csv"],
+    ["/ui/alerts.html?deliveries.state=delivered", "#deliveries-filter", "state", "delivered", "#deliveries-filter .export-csv", "/api/v1/alerts/deliveries\\?state=delivered&format=csv"],
+    ["/ui/tokens.html?actor=bootstrap-admin", "#audit-filter", "actor", "bootstrap-admin", "#audit-filter .export-csv", "/api/v1/audit\\?actor=bootstrap-admin&format=csv"],
+    ["/ui/trace.html?s.service=checkout-go&s.since=24", "#search", "service", "checkout-go", "#search-csv", "/api/v1/traces\\?service=checkout-go.*format=csv"],
+  ]) {
+    await page.goto(BASE_URL + path);
+    await page.waitForFunction(([f, n, v]) => document.querySelector(f)?.elements[n]?.value === v, [form, field, value], { timeout: 10000 });
+    await page.waitForFunction(([l, re]) => new RegExp(re).test(document.querySelector(l)?.getAttribute("href") || ""), [link, api], { timeout: 10000 });
+    const href = await page.getAttribute(link, "href");
+    const res = await page.request.get(BASE_URL + href);
+    assert.equal(res.status(), 200, href);
+    assert.match(res.headers()["content-disposition"] || "", /attachment; filename="triad-.*\.csv"/);
+    const lines = (await res.text()).trim().split("\n");
+    assert.ok(lines.length >= 2, href + ": a header and at least one row: " + lines.join(" | "));
+    for (const l of lines.slice(1)) assert.ok(l.includes(value), href + ": every row is in the filter: " + l);
+    exported.push(path.split("?")[0].replace("/ui/", "") + " " + (lines.length - 1));
+  }
+  step("filters restored from the URL and exported as CSV: " + exported.join(", ") + " rows");
+
   // --- every page once more, for script payloads and errors ---
   for (const p of ["/", "/ui/repairs.html", "/ui/sweeps.html", "/ui/alerts.html", "/ui/tokens.html"]) {
     await page.goto(BASE_URL + p);

@@ -7,9 +7,17 @@ triad.start("Alerts", async () => {
   const runbook = (url) => (url ? el("a", { href: url, rel: "noopener noreferrer", target: "_blank", className: "runbook" }, "runbook") : "");
   const labels = (m) => Object.entries(m || {}).filter(([k]) => k !== "alertname").map(([k, v]) => k + "=" + v).join(" ");
 
+  const alertsForm = document.getElementById("alerts-filter"), deliveriesForm = document.getElementById("deliveries-filter");
+  const alertsFilter = triad.filtered(alertsForm, "/api/v1/alerts", "alerts.");
+  const deliveriesFilter = triad.filtered(deliveriesForm, "/api/v1/alerts/deliveries", "deliveries.");
+  let rulesFilled = false;
+  for (const f of [alertsForm, deliveriesForm]) f.addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
+
   async function refresh() {
     try {
-      const a = await api("GET", "/api/v1/alerts");
+      const aq = alertsFilter.query(), dq = deliveriesFilter.query();
+      const a = await api("GET", "/api/v1/alerts?" + aq);
+      if (!rulesFilled) { triad.options(alertsForm.elements.rule, a.rules.map((r) => r.name), true); rulesFilled = true; const want = new URLSearchParams(location.search).get("alerts.rule"); if (want) alertsForm.elements.rule.value = want; }
       document.getElementById("alerts").replaceChildren(a.alerts.length ? table([
         ["Rule", (x) => x.rule], ["State", (x) => el("span", { className: "alert-state " + (x.resolved_at ? "resolved" : x.fired_at ? "firing" : "pending") },
           x.resolved_at ? "resolved" : x.fired_at ? "firing" : "pending")],
@@ -17,20 +25,21 @@ triad.start("Alerts", async () => {
         ["Since", (x) => fmtTime(x.fired_at || x.active_since)], ["Resolved", (x) => fmtTime(x.resolved_at)],
         ["Silenced", (x) => (x.silenced_by && x.silenced_by.length ? "by silence " + x.silenced_by.join(", ") : "")],
         ["Runbook", (x) => runbook((x.annotations || {}).runbook_url)],
-      ], a.alerts, { id: "alerts-table" }) : el("p", { className: "empty" }, "No alerts. Rules below fire when a sweep finds drift above its threshold, repairs fail, a store is unreachable or loses data; add a webhook to be told."));
+      ], a.alerts, { id: "alerts-table" }) : el("p", { className: "empty" }, aq.toString() ? "No alert matches this filter." : "No alerts. Rules below fire when a sweep finds drift above its threshold, repairs fail, a store is unreachable or loses data; add a webhook to be told."));
       document.getElementById("rules").replaceChildren(table([
         ["Name", (r) => r.name], ["Kind", (r) => r.kind], ["Threshold", (r) => String(r.threshold)],
         ["Window", (r) => r.window || "—"], ["For", (r) => r.for || "—"], ["Severity", (r) => r.severity],
         ["Runbook", (r) => runbook(r.runbook_url) || "—"],
       ], a.rules));
       await silences();
-      const ds = await api("GET", "/api/v1/alerts/deliveries?limit=100");
+      dq.set("limit", "100");
+      const ds = await api("GET", "/api/v1/alerts/deliveries?" + dq);
       document.getElementById("deliveries").replaceChildren(ds.length ? table([
         ["ID", (d) => String(d.id)], ["Webhook", (d) => d.webhook], ["Group", (d) => d.group_key], ["Status", (d) => (d.test ? "test" : d.status)],
         ["State", (d) => el("span", { className: "delivery " + d.state }, d.state)], ["Attempts", (d) => String(d.attempts)],
         ["Answer", (d) => (d.last_status ? String(d.last_status) : "")], ["Error", (d) => d.last_error || ""],
         ["Queued", (d) => fmtTime(d.created_at)], ["Delivered", (d) => fmtTime(d.delivered_at)],
-      ], ds, { id: "deliveries-table" }) : el("p", { className: "hint" }, "Nothing sent yet."));
+      ], ds, { id: "deliveries-table" }) : el("p", { className: "empty" }, dq.get("state") || dq.get("webhook") ? "No delivery matches this filter." : "Nothing sent yet: a firing or resolved alert is delivered to every webhook that wants its rule; Test-fire sends one now."));
       if (can("admin")) {
         const hooks = await api("GET", "/api/v1/webhooks");
         document.getElementById("hooks").replaceChildren(hooks.length ? table([
@@ -39,7 +48,7 @@ triad.start("Alerts", async () => {
           ["", (w) => el("span", {},
             el("button", { type: "button", dataset: { test: w.name }, onclick: () => testFire(w) }, "Test-fire"), " ",
             el("button", { type: "button", onclick: () => remove(w) }, "Remove"))],
-        ], hooks, { id: "hooks-table" }) : el("p", { className: "hint" }, "No endpoints."));
+        ], hooks, { id: "hooks-table" }) : el("p", { className: "empty" }, "No webhook endpoints: add one above (a chat tool, a pager, Alertmanager) to be told when an alert fires."));
       }
     } catch (e) {
       status(st, e.message, true);

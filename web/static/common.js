@@ -78,6 +78,41 @@ const triad = (function () {
     if (keep && values.includes(keep)) select.value = keep;
   }
 
+  // filtered(form, apiPath, prefix) makes a filter form a permalink: its
+  // values are the page's URL query (under prefix, when a page has more
+  // than one list), restored from it on load, and the filter of the CSV
+  // and NDJSON export links it adds (the API streams the whole list).
+  // query() returns the API query and updates the URL and the links.
+  function filtered(form, apiPath, prefix) {
+    prefix = prefix || "";
+    const links = el("span", { className: "exports" }, "Export: ",
+      el("a", { className: "export-csv", href: apiPath + "?format=csv" }, "CSV"), " · ",
+      el("a", { className: "export-ndjson", href: apiPath + "?format=ndjson" }, "NDJSON"));
+    form.append(" ", links);
+    const url = new URLSearchParams(location.search);
+    for (const [k, v] of url) {
+      if (!k.startsWith(prefix)) continue;
+      const f = form.elements[k.slice(prefix.length)];
+      if (f && f.type !== "datetime-local") f.value = v;
+    }
+    function query() {
+      const q = new URLSearchParams();
+      for (const [k, v] of new FormData(form)) if (v) q.set(k, String(v).trim());
+      const page = new URLSearchParams(location.search);
+      for (const k of [...page.keys()]) if (k.startsWith(prefix) && (prefix || !k.includes("."))) page.delete(k);
+      for (const [k, v] of q) page.set(prefix + k, v);
+      history.replaceState(null, "", (page.toString() ? "?" + page : location.pathname) + location.hash);
+      for (const f of ["csv", "ndjson"]) {
+        const x = new URLSearchParams(q);
+        x.set("format", f);
+        links.querySelector(".export-" + f).href = apiPath + "?" + x;
+      }
+      return q;
+    }
+    query();
+    return { query };
+  }
+
   function header(current) {
     const nav = el("nav", { "aria-label": "pages", id: "nav" });
     nav.dataset.current = current;
@@ -191,5 +226,5 @@ const triad = (function () {
     node.className = isError ? "error" : "hint";
   }
 
-  return { el, api, start, can, table, fmtTime, status, every, meta, options, session: () => session, APIError };
+  return { el, api, start, can, table, fmtTime, status, every, meta, options, filtered, session: () => session, APIError };
 })();

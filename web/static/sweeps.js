@@ -5,6 +5,13 @@
 triad.start("Sweeps", async () => {
   const { el, api, table, fmtTime, status, can } = triad;
   const st = document.getElementById("status"), running = document.getElementById("running");
+  const meta = await triad.meta();
+  triad.options(document.getElementById("start-entity"), meta.entities, false);
+  const historyForm = document.getElementById("history-filter");
+  triad.options(historyForm.elements.entity, meta.entities, true);
+  const historyFilter = triad.filtered(historyForm, "/api/v1/sweeps");
+  let historyQuery = historyFilter.query();
+  historyForm.addEventListener("submit", (ev) => { ev.preventDefault(); historyQuery = historyFilter.query(); refresh(); });
 
   function rangeShare(r) {
     if (r.state === "done") return 1;
@@ -62,14 +69,18 @@ triad.start("Sweeps", async () => {
     try {
       const list = await api("GET", "/api/v1/sweeps?limit=50");
       const active = list.filter((s) => s.state === "running" || s.state === "paused");
-      running.replaceChildren(...(active.length ? await Promise.all(active.map(card)) : [el("p", { className: "hint" }, "None.")]));
-      document.getElementById("history").replaceChildren(table([
+      running.replaceChildren(...(active.length ? await Promise.all(active.map(card)) : [el("p", { className: "hint" }, "None running.")]));
+      const past = historyQuery.toString() ? await api("GET", "/api/v1/sweeps?limit=200&" + historyQuery) : list;
+      const rows = past.filter((s) => s.state !== "running" && s.state !== "paused");
+      document.getElementById("history").replaceChildren(rows.length ? table([
         ["ID", (s) => String(s.id)], ["Entity", (s) => s.entity], ["State", (s) => s.state + (s.stuck ? " (stuck)" : "")],
         ["Mode", (s) => s.mode + (s.content_true ? "" : " (labels only)")], ["Checked by", (s) => checkedBy(s)], ["Trigger", (s) => s.trigger + (s.schedule ? " · " + s.schedule : "")], ["By", (s) => s.actor],
         ["Started", (s) => fmtTime(s.created_at)], ["Finished", (s) => fmtTime(s.finished_at)], ["Records", (s) => String(s.records)],
         ["Dirty segments", (s) => String(s.dirty_segments)], ["Findings", (s) => String(s.findings)], ["Repaired", (s) => String(s.repaired)],
         ["Drift", (s) => (s.records ? (100 * s.findings / s.records).toFixed(4) + "%" : "—")], ["Error", (s) => s.error || ""],
-      ], list.filter((s) => !active.includes(s)), { id: "history-table" }));
+      ], rows, { id: "history-table" }) : el("p", { className: "empty", id: "history-table" }, historyQuery.toString()
+        ? "No finished sweep matches this filter."
+        : "No sweep has finished yet. Start one above (operators), or configure repair.schedules; a sweep compares every record's copies by content."));
     } catch (e) {
       status(st, e.message, true);
     }
@@ -90,7 +101,7 @@ triad.start("Sweeps", async () => {
   document.getElementById("schedules").replaceChildren(sched.length ? table([
     ["Name", (s) => s.name], ["Entity", (s) => s.entity], ["When", (s) => s.every ? "every " + s.every : "cron " + s.cron], ["Mode", (s) => s.mode],
     ["Repair", (s) => (s.repair ? (s.dry_run ? "dry run" : "yes") : "no")], ["Rate", (s) => String(s.rate || "unlimited")],
-  ], sched) : el("p", { className: "hint" }, "No schedules configured (repair.schedules)."));
+  ], sched) : el("p", { className: "empty" }, "No schedules configured: add repair.schedules to the configuration (docs/checks.md) to sweep by itself."));
   await refresh();
   triad.every(refresh, 1000);
 });

@@ -4,7 +4,9 @@
 triad.start("Tokens", async () => {
   const { el, api, table, fmtTime, status } = triad;
   const st = document.getElementById("status");
-  let audit = [], auditQuery = "";
+  let audit = [];
+  const auditFilter = triad.filtered(document.getElementById("audit-filter"), "/api/v1/audit");
+  let auditQuery = auditFilter.query().toString();
 
   async function tokens() {
     const list = await api("GET", "/api/v1/tokens");
@@ -26,10 +28,10 @@ triad.start("Tokens", async () => {
     if (older && audit.length) q.set("before", String(audit[audit.length - 1].id));
     const page = await api("GET", "/api/v1/audit?" + q);
     audit = older ? audit.concat(page) : page;
-    document.getElementById("audit").replaceChildren(table([
+    document.getElementById("audit").replaceChildren(audit.length ? table([
       ["ID", (e) => String(e.id)], ["At", (e) => fmtTime(e.at)], ["Actor", (e) => e.actor], ["Role", (e) => e.role], ["Via", (e) => e.via],
       ["Request", (e) => e.method + " " + e.path], ["Status", (e) => String(e.status)], ["From", (e) => e.remote], ["Request ID", (e) => e.request_id],
-    ], audit, { id: "audit-table" }));
+    ], audit, { id: "audit-table" }) : el("p", { className: "empty" }, auditQuery ? "No audit entry matches this filter." : "No mutation yet: every change through the API or the dashboard is recorded here."));
     document.getElementById("audit-more").hidden = page.length < 50;
   }
 
@@ -48,9 +50,7 @@ triad.start("Tokens", async () => {
   });
   document.getElementById("audit-filter").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    const q = new URLSearchParams();
-    for (const [k, v] of new FormData(ev.target)) if (v) q.set(k, v);
-    auditQuery = q.toString();
+    auditQuery = auditFilter.query().toString();
     loadAudit(false).catch((e) => status(st, e.message, true));
   });
   document.getElementById("audit-more").addEventListener("click", () => loadAudit(true).catch((e) => status(st, e.message, true)));

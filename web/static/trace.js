@@ -856,14 +856,35 @@
     const { el, api, table } = triad;
     const svc = $("service"), op = $("operation");
     const fill = (sel, names) => sel.replaceChildren(el("option", { value: "" }, "any"), ...names.map((n) => el("option", { value: n }, n)));
-    // The dropdowns list what sent spans in the last 7 days.
-    api("GET", "/api/v1/services?since=168h").then((r) => fill(svc, r.services)).catch(() => {});
-    svc.addEventListener("change", () => {
+    // The search is a permalink: its fields are the page's query (s.*),
+    // restored on arrival, and the filter of the export links.
+    const url = new URLSearchParams(location.search);
+    for (const [k, v] of url) {
+      const f = k.startsWith("s.") && sf.elements[k.slice(2)];
+      if (!f || f === svc || f === op) continue;
+      if (f.type === "checkbox") f.checked = v === "on";
+      else f.value = v;
+    }
+    const loadOps = () => {
       fill(op, []);
-      if (svc.value) api("GET", "/api/v1/services/" + encodeURIComponent(svc.value) + "/operations?since=168h").then((r) => fill(op, r.operations)).catch(() => {});
-    });
+      if (!svc.value) return Promise.resolve();
+      return api("GET", "/api/v1/services/" + encodeURIComponent(svc.value) + "/operations?since=168h").then((r) => fill(op, r.operations)).catch(() => {});
+    };
+    // The dropdowns list what sent spans in the last 7 days.
+    const ready = api("GET", "/api/v1/services?since=168h").then(async (r) => {
+      fill(svc, r.services);
+      if (url.get("s.service")) {
+        svc.value = url.get("s.service");
+        await loadOps();
+        if (url.get("s.operation")) op.value = url.get("s.operation");
+      }
+    }).catch(() => {});
+    svc.addEventListener("change", loadOps);
     sf.addEventListener("submit", async (ev) => {
       ev.preventDefault();
+      const page = new URLSearchParams();
+      for (const [k, v] of new FormData(sf)) if (v) page.set("s." + k, String(v));
+      history.replaceState(null, "", "?" + page + location.hash);
       const q = new URLSearchParams();
       for (const [k, v] of new FormData(sf)) {
         if (!v) continue;
@@ -872,6 +893,11 @@
         else q.set(k, String(v).trim());
       }
       q.set("limit", "50");
+      for (const f of ["csv", "ndjson"]) {
+        const x = new URLSearchParams(q);
+        x.set("format", f);
+        $("search-" + f).href = "/api/v1/traces?" + x;
+      }
       try {
         const res = await api("GET", "/api/v1/traces?" + q);
         found.replaceChildren(res.traces.length ? table([
@@ -879,13 +905,14 @@
           ["Root", (f) => f.root_service + " · " + f.root_name], ["Start", (f) => new Date(f.start_unix_nano / 1e6).toLocaleString()],
           ["Duration", (f) => fmtDur(f.duration_ns)], ["Spans", (f) => String(f.spans)], ["Errors", (f) => String(f.errors)],
           ["Services", (f) => f.services.join(", ")],
-        ], res.traces, { id: "found-table" }) : el("p", { className: "hint" }, "No trace matches."));
+        ], res.traces, { id: "found-table" }) : el("p", { className: "empty" }, "No trace matches. Services send spans over OTLP to triad (http://…:4318/v1/traces, gRPC :4317); widen the time or clear the filters."));
         scatter(res.traces);
       } catch (e) {
         found.replaceChildren(el("p", { className: "error" }, e.message));
       }
     });
-    // On arrival the page lists the most recent traces.
-    sf.requestSubmit();
+    // On arrival the page lists the most recent traces (or the search
+    // the URL names, once the dropdowns hold its values).
+    ready.then(() => sf.requestSubmit());
   }
 })();
