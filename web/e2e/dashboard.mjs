@@ -183,6 +183,26 @@ try {
   await shot(page, "trace.png");
   step("trace search by service found " + TRACE_ID + ": 3 spans on the flame timeline, attribute payload shown as text");
 
+  // --- the trace page from the keyboard: the span table, zoom, pan ---
+  await page.locator("#span-table-section summary").focus();
+  await page.keyboard.press("Enter"); // opens the table
+  const lastRow = page.locator("#spans-by tbody tr").last();
+  const wantSpan = await lastRow.getAttribute("data-span");
+  await lastRow.focus();
+  await page.keyboard.press("Enter");
+  await page.waitForFunction((id) => location.hash.endsWith("/" + id) || document.getElementById("detail").dataset.span === id
+    || document.getElementById("detail").textContent.includes(id), wantSpan, { timeout: 5000 });
+  await page.locator("#flame").focus();
+  const before = await page.textContent("#window-label");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("+");
+  await page.waitForFunction((b) => document.getElementById("window-label").textContent !== b, before, { timeout: 5000 });
+  const win0 = await page.getAttribute("#minimap", "data-window");
+  await page.locator("#minimap").focus();
+  await page.keyboard.press("ArrowRight");
+  await page.waitForFunction((w) => document.getElementById("minimap").dataset.window !== w, win0, { timeout: 5000 });
+  step("trace page from the keyboard: a span-table row selected with Enter, + zoomed in, → panned the overview strip");
+
   // --- alerts: add the webhook, test-fire it ---
   await page.click("header nav a:text('Alerts')");
   await page.waitForSelector("#add-hook");

@@ -181,7 +181,9 @@
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Service"), el("th", { scope: "col" }, "Operation"), head("Self time", "self"), head("Duration", "duration"), el("th", { scope: "col" }, "Starts at"))),
       el("tbody", {}, order.map((i) => {
         const sp = spans[i];
-        return el("tr", { onclick: () => select(i, true), dataset: { span: sp.span_id } },
+        // A row is a control: focusable, and Enter or Space selects it.
+        return el("tr", { onclick: () => select(i, true), tabindex: "0", className: "selectable", dataset: { span: sp.span_id },
+          onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); select(i, true); } } },
           el("td", {}, sp.service), el("td", {}, sp.name), el("td", {}, fmtDur(sp.self_ns)), el("td", {}, fmtDur(sp.duration_ns)), el("td", {}, "+" + fmtDur(sp.offset_ns)));
       })));
     box.replaceChildren(t, el("p", { className: "hint" }, spans.length > TABLE_ROWS ? "The top " + TABLE_ROWS + " of " + view.summary.spans + " spans." : ""));
@@ -335,6 +337,15 @@
       draw();
     };
     minimap.addEventListener("mousedown", (ev) => { if (!view) return; dragging = true; moveTo(ev); });
+    // From the keyboard: ← and → move the window by a tenth of its width.
+    minimap.tabIndex = 0;
+    minimap.addEventListener("keydown", (ev) => {
+      if (!view || (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight")) return;
+      ev.preventDefault();
+      const total = Math.max(1, view.summary.duration_ns), step = win.dur / 10 * (ev.key === "ArrowLeft" ? -1 : 1);
+      win.start = Math.min(Math.max(0, win.start + step), Math.max(0, total - win.dur));
+      draw();
+    });
     window.addEventListener("mousemove", (ev) => { if (dragging) moveTo(ev); });
     window.addEventListener("mouseup", () => { dragging = false; });
   }
@@ -519,8 +530,10 @@
           const text = valueText(v);
           const showFull = () => { full.textContent = k + " = " + text; full.hidden = false; };
           vc.textContent = text.length > FOLD ? text.slice(0, FOLD) + "…" : text;
-          vc.title = "click to show the whole value";
+          vc.title = "click (or Enter) to show the whole value";
+          vc.tabIndex = 0;
           vc.addEventListener("click", showFull);
+          vc.addEventListener("keydown", (e) => { if (e.key === "Enter") showFull(); });
           if (text.length > FOLD) {
             const more = document.createElement("button");
             more.type = "button";
@@ -653,6 +666,14 @@
     let next = -1;
     switch (e.key) {
       case "Escape": resetZoom(); return;
+      case "+": case "-": { // zoom in or out around the window's centre
+        const total = Math.max(1, view.summary.duration_ns), centre = win.start + win.dur / 2;
+        win.dur = Math.min(total, Math.max(1, win.dur * (e.key === "+" ? 0.5 : 2)));
+        win.start = Math.min(Math.max(0, centre - win.dur / 2), Math.max(0, total - win.dur));
+        e.preventDefault();
+        draw();
+        return;
+      }
       case "c": toggle(selected); return;
       case "Enter": select(selected, true); return;
       case "ArrowUp": next = sp ? sp.parent : 0; break;
@@ -843,7 +864,11 @@
       const title = document.createElementNS(NS, "title");
       title.textContent = f.root_service + " · " + f.root_name + " — " + fmtDur(f.duration_ns) + ", " + f.spans + " spans" + (f.errors ? ", " + f.errors + " errors" : "");
       c.append(title);
+      c.setAttribute("tabindex", "0");
+      c.setAttribute("role", "link");
+      c.setAttribute("aria-label", "trace " + f.trace_id + ": " + title.textContent);
       c.addEventListener("click", () => { location.hash = "#" + f.trace_id; });
+      c.addEventListener("keydown", (e) => { if (e.key === "Enter") location.hash = "#" + f.trace_id; });
       svg.append(c);
     }
   }
