@@ -24,6 +24,8 @@ import (
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
@@ -98,6 +100,15 @@ func BenchmarkIngestPostgresOnly(b *testing.B) { benchIngest(b, false, nil) }
 // nil, is the Redis to write (else the namespace's).
 func benchIngest(b *testing.B, derived bool, rdb redis.UniversalClient) {
 	n := benchRows(b)
+	if os.Getenv("TRIAD_BENCH_TRACED") == "1" {
+		// Every batch sampled (spans recorded, then dropped: no exporter),
+		// so every row keeps its write trace: that cost against the same
+		// run untraced.
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()))
+		prev := otel.GetTracerProvider()
+		otel.SetTracerProvider(tp)
+		b.Cleanup(func() { otel.SetTracerProvider(prev); _ = tp.Shutdown(context.Background()) })
+	}
 	for range b.N {
 		ns, es := benchNamespace(b)
 		cfg := ingest.DefaultConfig()

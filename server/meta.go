@@ -4,6 +4,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/triad-dev/triad/repair"
+	"github.com/triad-dev/triad/repair/sweep"
 	"github.com/triad-dev/triad/web"
 )
 
@@ -17,6 +18,10 @@ type meta struct {
 	Outcomes []string    `json:"outcomes"`
 	Actions  []string    `json:"actions"`
 	Triggers []string    `json:"triggers"`
+	// SweepStates, AlertStates and DeliveryStates are the lists' states.
+	SweepStates    []string `json:"sweep_states"`
+	AlertStates    []string `json:"alert_states"`
+	DeliveryStates []string `json:"delivery_states"`
 	// Runbooks are the configured runbook URLs by drift class and by
 	// alert rule.
 	Runbooks runbooks `json:"runbooks"`
@@ -40,7 +45,9 @@ func (s *Server) getMeta(*gin.Context) (any, error) {
 		Outcomes: []string{repair.OutcomePlanned, repair.OutcomeRepaired, repair.OutcomeNoop, repair.OutcomeConflict, repair.OutcomeFailed, repair.OutcomeSkipped},
 		Actions:  []string{repair.ActionWrite, repair.ActionDelete, repair.ActionNone},
 		Triggers: []string{repair.TriggerSchedule, repair.TriggerAPI, repair.TriggerUI, repair.TriggerCLI},
-		Entities: []string{}}
+		Entities:    []string{},
+		SweepStates: []string{sweep.Running, sweep.Paused, sweep.Done, sweep.Failed, sweep.Cancelled, sweep.Superseded},
+		AlertStates: []string{"firing", "pending", "resolved"}, DeliveryStates: []string{"pending", "delivered", "expired"}}
 	for _, c := range repair.Classes {
 		m.Classes = append(m.Classes, classInfo{Name: string(c), Drift: c.Drift()})
 	}

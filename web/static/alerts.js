@@ -8,6 +8,9 @@ triad.start("Alerts", async () => {
   const labels = (m) => Object.entries(m || {}).filter(([k]) => k !== "alertname").map(([k, v]) => k + "=" + v).join(" ");
 
   const alertsForm = document.getElementById("alerts-filter"), deliveriesForm = document.getElementById("deliveries-filter");
+  const meta = await triad.meta();
+  triad.options(alertsForm.elements.state, meta.alert_states, true);
+  triad.options(deliveriesForm.elements.state, meta.delivery_states, true);
   const alertsFilter = triad.filtered(alertsForm, "/api/v1/alerts", "alerts.");
   const deliveriesFilter = triad.filtered(deliveriesForm, "/api/v1/alerts/deliveries", "deliveries.");
   let rulesFilled = false;

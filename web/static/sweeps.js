@@ -9,6 +9,7 @@ triad.start("Sweeps", async () => {
   triad.options(document.getElementById("start-entity"), meta.entities, false);
   const historyForm = document.getElementById("history-filter");
   triad.options(historyForm.elements.entity, meta.entities, true);
+  triad.options(historyForm.elements.state, meta.sweep_states.filter((x) => x !== "running" && x !== "paused"), true);
   const historyFilter = triad.filtered(historyForm, "/api/v1/sweeps");
   let historyQuery = historyFilter.query();
   historyForm.addEventListener("submit", (ev) => { ev.preventDefault(); historyQuery = historyFilter.query(); refresh(); });

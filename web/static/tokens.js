@@ -10,7 +10,7 @@ triad.start("Tokens", async () => {
 
   async function tokens() {
     const list = await api("GET", "/api/v1/tokens");
-    document.getElementById("tokens").replaceChildren(table([
+    document.getElementById("tokens").replaceChildren(list.length === 0 ? el("p", { className: "empty" }, "No API tokens yet (the bootstrap admin token is configured, not listed). Create one per service or person above: viewers read, operators repair, admins manage.") : table([
       ["ID", (t) => String(t.id)], ["Name", (t) => t.name], ["Role", (t) => t.role], ["Prefix", (t) => t.prefix + "…"],
       ["Created", (t) => fmtTime(t.created_at)], ["Expires", (t) => fmtTime(t.expires_at)], ["Last used", (t) => fmtTime(t.last_used_at)],
       ["", (t) => el("button", { type: "button", onclick: () => revoke(t) }, "Revoke")],

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/triad-dev/triad/cmd/internal/app"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/trace"
@@ -341,6 +342,7 @@ func TestOwnSpans(t *testing.T) {
 	code, got := apiGet(t, a.Addr, "/api/v1/traces?service=triad&operation=repair.run&attr=triad.dry_run=true&attr=triad.keys=2")
 	require.Equal(t, http.StatusOK, code)
 	require.Contains(t, string(got), `"root_name":"repair.run"`, "found by its attributes")
+	t.Run("drift links to the trace of its write", func(t *testing.T) { driftLinksToTheTraceOfItsWrite(t, ns, a) })
 }
 
 // fanOutTrace calls the Python service's /fanout and returns its trace once
@@ -531,18 +533,14 @@ func cycleTrace() ptrace.Traces {
 	return td
 }
 
-// TestDriftLinksToTheTraceOfItsWrite: each profile written by a traced
-// ingest batch keeps that batch's trace. A check, and every repair-log
-// entry, name it while the row is still what the batch wrote; the trace
-// lists the records it wrote and their consistency now. A row changed
-// behind triad (psql) claims no trace.
-func TestDriftLinksToTheTraceOfItsWrite(t *testing.T) {
-	t.Parallel()
-	ns := stacktest.New(t)
-	cfg := replicaConfig(t, ns)
-	cfg.Trace.Self.Endpoint = "self"
-	a := startReplica(t, cfg)
-	awaitReady(t, a)
+// driftLinksToTheTraceOfItsWrite (run by TestOwnSpans, whose replica
+// exports its own spans to itself: the SDK's global provider binds
+// triad's tracers once per process, so one test per package may do it):
+// each profile written by a traced ingest batch keeps that batch's trace.
+// A check, and every repair-log entry, name it while the row is still
+// what the batch wrote; the trace lists the records it wrote and their
+// consistency now. A row changed behind triad (psql) claims no trace.
+func driftLinksToTheTraceOfItsWrite(t *testing.T, ns *stacktest.Namespace, a *app.App) {
 	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(11, 3, "a")+"\n"+profileLine(12, 3, "b")))
 	require.Equal(t, http.StatusOK, code, body)
 
