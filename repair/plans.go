@@ -67,6 +67,9 @@ type PlanStore interface {
 	ClaimPlan(ctx context.Context, id int64, actor string) (SavedPlan, error)
 	// FinishPlan records the run that applied it.
 	FinishPlan(ctx context.Context, id, run int64) error
+	// ReleasePlan undoes a claim whose apply never started a run (the
+	// plan could not be read back), so it can be applied again.
+	ReleasePlan(ctx context.Context, id int64) error
 }
 
 // PlanRequest asks for a plan of keys.
@@ -133,7 +136,11 @@ func (p *Planner) Apply(ctx context.Context, id int64, trigger, actor string) (R
 	for after := 0; ; {
 		page, err := p.store.PlanEntries(ctx, id, after, 1000)
 		if err != nil {
-			return Run{}, nil, fmt.Errorf("read plan %d: %w", id, err)
+			err = fmt.Errorf("read plan %d: %w", id, err)
+			if rerr := p.store.ReleasePlan(context.WithoutCancel(ctx), id); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("release plan %d: %w", id, rerr))
+			}
+			return Run{}, nil, err
 		}
 		for _, e := range page {
 			k := planKey{e.Key, e.Store}
@@ -152,9 +159,14 @@ func (p *Planner) Apply(ctx context.Context, id int64, trigger, actor string) (R
 		after += len(page)
 	}
 	run, entries, err := p.repairer.repairAll(ctx, Request{Entity: plan.Entity, Keys: keys, Trigger: trigger, Actor: actor, plan: reviewed})
-	if run.ID != 0 {
+	switch {
+	case run.ID != 0:
 		if ferr := p.store.FinishPlan(context.WithoutCancel(ctx), id, run.ID); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("plan %d: %w", id, ferr))
+		}
+	case err != nil: // no run started: nothing was written
+		if rerr := p.store.ReleasePlan(context.WithoutCancel(ctx), id); rerr != nil {
+			err = errors.Join(err, fmt.Errorf("release plan %d: %w", id, rerr))
 		}
 	}
 	return run, entries, err

@@ -143,3 +143,9 @@ func (s *Plans) FinishPlan(ctx context.Context, id, run int64) error {
 	_, err := s.pool.Exec(ctx, `UPDATE repair_plans SET applied_run = $2 WHERE id = $1`, id, run)
 	return err
 }
+
+// ReleasePlan implements repair.PlanStore.
+func (s *Plans) ReleasePlan(ctx context.Context, id int64) error {
+	_, err := s.pool.Exec(ctx, `UPDATE repair_plans SET applied_by = NULL, applied_at = NULL WHERE id = $1 AND applied_run IS NULL`, id)
+	return err
+}

@@ -67,6 +67,10 @@ Commands:
                               dataset versions (Redis keyspace + ES index) through etcd
   webhook add|list|test|remove|rotate
                               alert webhooks: endpoints, test deliveries, secret rotation (asks a running triad)
+  silence add|list|preview|expire
+                              mute alerts by label matchers for a while (asks a running triad)
+  plan create|list|show|entries|apply
+                              reviewed repairs: a dry run saved, reviewed, applied exactly (asks a running triad)
   version                     print the version
 
 Every command takes --config FILE (or TRIAD_CONFIG) and --set key=value
@@ -113,6 +117,10 @@ func (e env) main(ctx context.Context, args []string) int {
 		err = e.traceCmd(ctx, args[1:])
 	case "webhook":
 		err = e.webhook(ctx, args[1:])
+	case "silence":
+		err = e.silence(ctx, args[1:])
+	case "plan":
+		err = e.plan(ctx, args[1:])
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return ExitOK
