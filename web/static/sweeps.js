@@ -79,12 +79,22 @@ triad.start("Sweeps", async () => {
         ["Started", (s) => fmtTime(s.created_at)], ["Finished", (s) => fmtTime(s.finished_at)], ["Records", (s) => String(s.records)],
         ["Dirty segments", (s) => String(s.dirty_segments)], ["Findings", (s) => String(s.findings)], ["Repaired", (s) => String(s.repaired)],
         ["Drift", (s) => (s.records ? (100 * s.findings / s.records).toFixed(4) + "%" : "—")], ["Error", (s) => s.error || ""],
+        ["", (s) => (can("operator") && s.state === "done" && s.findings > s.repaired ? el("button", { type: "button", dataset: { plan: String(s.id) }, onclick: () => planFindings(s) }, "Plan a repair of its findings") : "")],
       ], rows, { id: "history-table" }) : el("p", { className: "empty", id: "history-table" }, historyQuery.toString()
         ? "No finished sweep matches this filter."
         : "No sweep has finished yet. Start one above (operators), or configure repair.schedules; a sweep compares every record's copies by content."));
     } catch (e) {
       status(st, e.message, true);
     }
+  }
+
+  // A sweep that only compared (no repair) leaves findings to repair: a
+  // plan of them, to review and apply on the Plans page.
+  async function planFindings(s) {
+    try {
+      const p = await api("POST", "/api/v1/plans", { sweep: s.id, trigger: "ui" });
+      location.href = "/ui/plans.html?id=" + p.id;
+    } catch (e) { status(st, "No plan: " + e.message, true); }
   }
 
   document.getElementById("start").addEventListener("submit", async (ev) => {

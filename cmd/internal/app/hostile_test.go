@@ -24,6 +24,7 @@ import (
 	"github.com/triad-dev/triad/cmd/internal/config/configtest"
 	"github.com/triad-dev/triad/cmd/stack/stacktest"
 	"github.com/triad-dev/triad/ingest"
+	"github.com/triad-dev/triad/repair"
 	"github.com/triad-dev/triad/trace"
 )
 
@@ -109,6 +110,16 @@ func TestHostileCallers(t *testing.T) {
 	require.Equal(t, http.StatusOK, res.StatusCode)
 	payload = nil
 	longName := strings.Repeat("s", 256) // the longest name allowed
+	// 200,000 repair-log entries for the export below.
+	var run int64
+	require.NoError(t, ns.Pool().QueryRow(t.Context(), `INSERT INTO repair_runs (trigger, actor, entity) VALUES ('api', 'h', 'profile') RETURNING id`).Scan(&run))
+	_, err = ns.Pool().Exec(t.Context(), `INSERT INTO repair_log (run_id, entity, key, store, class, action, priority, outcome, dedupe_key, fields)
+		SELECT $1, 'profile', g::text, 'redis', 'field_mismatch', 'write', 'high', 'repaired', 'h' || g, '{tags,props}' FROM generate_series(1, 200000) g`, run)
+	require.NoError(t, err)
+	planIDs := make([]int64, repair.MaxPlanKeys)
+	for i := range planIDs {
+		planIDs[i] = g.ID(int64(i))
+	}
 	for _, tc := range []struct {
 		role, name string
 		do         func() int
@@ -133,6 +144,12 @@ func TestHostileCallers(t *testing.T) {
 		}},
 		{"operator", "POST /profiles/batch, max_body_bytes (4 MiB)", func() int {
 			return call(t, a, http.MethodPost, "/api/v1/profiles/batch", operator, batch.Bytes()).code
+		}},
+		{"operator", "POST /plans, 10,000 IDs (the most a plan takes)", func() int {
+			return call(t, a, http.MethodPost, "/api/v1/plans", operator, map[string]any{"entity": "profile", "ids": planIDs}).code
+		}},
+		{"viewer", "GET /repairs?format=ndjson, 200,000 entries streamed", func() int {
+			return drain(t, a, "/api/v1/repairs?format=ndjson", viewer)
 		}},
 		{"viewer", "POST /profiles/lookup, 1000 IDs", func() int {
 			return call(t, a, http.MethodPost, "/api/v1/profiles/lookup", viewer, map[string]any{"ids": ids}).code
