@@ -10,7 +10,7 @@ import { chromium } from "playwright-core";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 
-const { BASE_URL, ADMIN_TOKEN, VIEWER_TOKEN, TRACE_ID, HOOK_URL, HOOK_SECRET, ARTIFACTS = "artifacts" } = process.env;
+const { BASE_URL, ADMIN_TOKEN, VIEWER_TOKEN, TRACE_ID, HOOK_URL, HOOK_SECRET, PLAN_ID, ARTIFACTS = "artifacts" } = process.env;
 assert.ok(BASE_URL && ADMIN_TOKEN && VIEWER_TOKEN && TRACE_ID && HOOK_URL && HOOK_SECRET, "env missing");
 mkdirSync(ARTIFACTS, { recursive: true });
 const XSS = `<img src=x onerror=window.__xss=1><script>window.__xss=2</script>`;
@@ -125,6 +125,18 @@ try {
   await page.waitForSelector("#plan .error, #status.error", { timeout: 5000 }).catch(() => {});
   assert.match(await page.textContent("#status"), /nothing to repair/, "profile 7 is consistent now: no plan is saved");
   step("plans page: a dry run that plans nothing saves no plan, and says so");
+  await page.fill("#plan-ids", PLAN_ID);
+  await page.press("#plan-ids", "Enter");
+  await page.waitForSelector("#plan-counts");
+  assert.match(await page.textContent("#plan-counts"), /redis\s*field_mismatch\s*write\s*1/);
+  assert.match(page.url(), /plans\.html\?id=\d+/, "the plan is a permalink");
+  assert.equal(await page.locator("#plan-csv").count(), 1);
+  await shot(page, "plan-review.png");
+  await page.click("#apply-plan");
+  await page.waitForSelector("#apply-summary");
+  assert.match(await page.textContent("#apply-summary"), /1 repaired, 0 skipped/);
+  assert.equal(await page.locator("#apply-plan").isHidden(), true, "a plan applies once");
+  step("plans page: profile " + PLAN_ID + "'s drift planned, reviewed (counts, CSV), applied once: 1 repaired");
 
   // --- from the entry to the trace of the ingest write that produced the record ---
   await page.goBack();

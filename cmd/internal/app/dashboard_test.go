@@ -69,6 +69,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	}, 30*time.Second, 100*time.Millisecond)
 	// Drift: the cached copy's digest changed behind the writer.
 	require.NoError(t, ns.Redis().HSet(t.Context(), key, "d", "12345").Err())
+	// And another profile's cached tags, for the page's reviewed plan.
+	planned := g.ID(5)
+	if planned == 7 {
+		planned = g.ID(6)
+	}
+	plannedKey := ns.RedisPrefix + fmt.Sprintf("profile:%d", planned)
+	require.Eventually(t, func() bool { return ns.Redis().Exists(t.Context(), plannedKey).Val() == 1 }, 30*time.Second, 50*time.Millisecond)
+	require.NoError(t, ns.Redis().HSet(t.Context(), plannedKey, "tags", `["changed-behind-triad"]`).Err())
 
 	// A trace whose spans carry script payloads, over OTLP/HTTP JSON.
 	traceID := "5b8efff798038103d269b633813fc60c"
@@ -102,7 +110,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	node := exec.Command("node", "dashboard.mjs")
 	node.Dir = e2e
 	node.Env = append(os.Environ(), "BASE_URL=http://"+a.Addr, "ADMIN_TOKEN="+adminToken, "VIEWER_TOKEN="+viewer,
-		"TRACE_ID="+traceID, "HOOK_URL="+hook.URL+"/triad", "HOOK_SECRET="+secret, "ARTIFACTS="+artifacts)
+		"TRACE_ID="+traceID, fmt.Sprintf("PLAN_ID=%d", planned), "HOOK_URL="+hook.URL+"/triad", "HOOK_SECRET="+secret, "ARTIFACTS="+artifacts)
 	out, err := node.CombinedOutput()
 	require.NoError(t, err, "browser test:\n%s", out)
 	t.Logf("browser test (screenshots in %s):\n%s", artifacts, out)
@@ -117,6 +125,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	require.Len(t, tests, 1, "one test-fire reached the receiver")
 	require.NoError(t, tests[0].verified, "its signature verifies")
 	require.Equal(t, "TriadTest", tests[0].body["groupLabels"].(map[string]any)["alertname"])
+	pc := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/checks/profile/%d", planned), adminToken, nil)
+	require.Equal(t, true, pc.body["data"].(map[string]any)["consistent"], "the page's applied plan repaired the planned profile")
 	c := call(t, a, http.MethodGet, "/api/v1/checks/profile/7", adminToken, nil)
 	require.Equal(t, true, c.body["data"].(map[string]any)["consistent"], "the page's repair fixed the drift")
 	// The page read profile 7 before the repair (its drifted copy is in
@@ -139,7 +149,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		require.Contains(t, audit, `"route":"`+route+`"`, "the page's mutations are audited")
 	}
 	require.True(t, strings.Contains(audit, `"via":"session"`))
-	for _, f := range []string{"login.png", "check-drift.png", "check-repaired.png", "repairs-filtered.png", "sweep-paused.png", "write-trace.png", "trace.png", "silence-active.png", "silence-expired.png", "alerts-test-fired.png"} {
+	for _, f := range []string{"login.png", "check-drift.png", "check-repaired.png", "repairs-filtered.png", "sweep-paused.png", "write-trace.png", "plan-review.png", "trace.png", "silence-active.png", "silence-expired.png", "alerts-test-fired.png"} {
 		st, err := os.Stat(filepath.Join(artifacts, f))
 		require.NoError(t, err, f)
 		require.Greater(t, st.Size(), int64(1000), f)
