@@ -100,22 +100,17 @@ func (p *Planner) Create(ctx context.Context, req PlanRequest) (SavedPlan, error
 	if len(keys) == 0 || len(keys) > MaxPlanKeys {
 		return SavedPlan{}, fmt.Errorf("%w: a plan takes 1 to %d keys, got %d", ErrTooMany, MaxPlanKeys, len(keys))
 	}
-	run, entries, err := p.repairer.repairAll(ctx, Request{Entity: req.Entity, Keys: keys, DryRun: true, Trigger: req.Trigger, Actor: req.Actor})
+	planned := func(e Entry) bool { return e.Outcome == OutcomePlanned }
+	run, entries, err := p.repairer.repairAll(ctx, Request{Entity: req.Entity, Keys: keys, DryRun: true, Trigger: req.Trigger, Actor: req.Actor, keep: planned})
 	if err != nil {
 		return SavedPlan{}, err
 	}
-	var planned []Entry
-	for _, e := range entries {
-		if e.Outcome == OutcomePlanned {
-			planned = append(planned, e)
-		}
-	}
-	if len(planned) == 0 {
+	if len(entries) == 0 {
 		return SavedPlan{}, fmt.Errorf("%w (dry run %d: %d no-op, %d skipped)", ErrPlanEmpty, run.ID, run.Noop, run.Skipped)
 	}
 	id := run.ID
-	plan := SavedPlan{Entity: req.Entity, Source: req.Source, DryRunID: &id, CreatedBy: req.Actor, Keys: len(keys), Entries: len(planned)}
-	if err := p.store.CreatePlan(ctx, &plan, planned); err != nil {
+	plan := SavedPlan{Entity: req.Entity, Source: req.Source, DryRunID: &id, CreatedBy: req.Actor, Keys: len(keys), Entries: len(entries)}
+	if err := p.store.CreatePlan(ctx, &plan, entries); err != nil {
 		return SavedPlan{}, fmt.Errorf("save plan: %w", err)
 	}
 	return plan, nil
@@ -124,7 +119,8 @@ func (p *Planner) Create(ctx context.Context, req PlanRequest) (SavedPlan, error
 // Apply writes exactly a plan's entries, once: each record is read again
 // and an entry is written only while its copy, and the primary's, are
 // what the dry run saw; an entry whose record changed is skipped, and the
-// run says why. Stores and records not in the plan are not touched.
+// run says why. Stores and records not in the plan are not touched. It
+// returns the entries not written (every entry is in the log).
 func (p *Planner) Apply(ctx context.Context, id int64, trigger, actor string) (Run, []Entry, error) {
 	plan, err := p.store.ClaimPlan(ctx, id, actor)
 	if err != nil {
@@ -158,7 +154,9 @@ func (p *Planner) Apply(ctx context.Context, id int64, trigger, actor string) (R
 		}
 		after += len(page)
 	}
-	run, entries, err := p.repairer.repairAll(ctx, Request{Entity: plan.Entity, Keys: keys, Trigger: trigger, Actor: actor, plan: reviewed})
+	// The caller reports what was not written; the repaired are in the log.
+	notWritten := func(e Entry) bool { return e.Outcome != OutcomeRepaired }
+	run, entries, err := p.repairer.repairAll(ctx, Request{Entity: plan.Entity, Keys: keys, Trigger: trigger, Actor: actor, plan: reviewed, keep: notWritten})
 	switch {
 	case run.ID != 0:
 		if ferr := p.store.FinishPlan(context.WithoutCancel(ctx), id, run.ID); ferr != nil {

@@ -53,6 +53,9 @@ type Request struct {
 	// (Planner.Apply); bulk lifts the bound to MaxPlanKeys.
 	plan map[planKey]Entry
 	bulk bool
+	// keep, when set, is which entries the run returns (all are logged):
+	// a bulk run need not hold its no-ops.
+	keep func(Entry) bool
 }
 
 // Repairer repairs records from the primary and logs every step.
@@ -111,11 +114,26 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 	if err := r.log.StartRun(ctx, &run); err != nil {
 		return Run{}, nil, fmt.Errorf("repair log: %w", err)
 	}
-	finish := func(entries []Entry, cause error) (Run, []Entry, error) {
+	// Entries go to the log a chunk at a time (what a chunk wrote is
+	// logged before the next is read), and the run's totals at the end.
+	// A bulk run reads bulkChunk keys at a time: what it holds at once
+	// stays small whatever the run's size.
+	var entries, pending []Entry
+	record := func() error {
+		err := r.log.Record(context.WithoutCancel(ctx), pending)
+		for _, en := range pending {
+			if req.keep == nil || req.keep(en) {
+				entries = append(entries, en)
+			}
+		}
+		pending = pending[:0]
+		return err
+	}
+	finish := func(cause error) (Run, []Entry, error) {
 		if cause != nil {
 			run.Error = cause.Error()
 		}
-		lerr := r.log.Record(context.WithoutCancel(ctx), entries)
+		lerr := record()
 		if lerr == nil {
 			lerr = r.log.FinishRun(context.WithoutCancel(ctx), &run)
 		}
@@ -125,14 +143,22 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 		return run, entries, cause
 	}
 	writes := 0
-	var entries []Entry
-	for from := 0; from < len(req.Keys); from += r.checker.MaxKeys {
-		chunk := req.Keys[from:min(from+r.checker.MaxKeys, len(req.Keys))]
+	step := r.checker.MaxKeys
+	if req.bulk {
+		step = min(step, bulkChunk)
+	}
+	for from := 0; from < len(req.Keys); from += step {
+		if from > 0 {
+			if err := record(); err != nil {
+				return finish(fmt.Errorf("repair log: %w", err))
+			}
+		}
+		chunk := req.Keys[from:min(from+step, len(req.Keys))]
 		records, err := r.checker.read(ctx, e, chunk)
 		if err != nil {
 			// The primary (or a store) cannot be read: nothing more is
 			// repaired.
-			return finish(entries, fmt.Errorf("read the stores: %w", err))
+			return finish(fmt.Errorf("read the stores: %w", err))
 		}
 		for _, k := range records.keys {
 			p := records.primary[k]
@@ -201,12 +227,15 @@ func (r *Repairer) repair(ctx context.Context, req Request) (Run, []Entry, error
 				}
 				run.Count(en.Outcome)
 				r.checker.Metrics.repaired(en)
-				entries = append(entries, en)
+				pending = append(pending, en)
 			}
 		}
 	}
-	return finish(entries, nil)
+	return finish(nil)
 }
+
+// bulkChunk is how many keys a bulk run (a plan) reads at a time.
+const bulkChunk = 250
 
 // describe says what a copy held, for a conflict's message.
 func describe(r Record) string {

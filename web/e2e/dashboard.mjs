@@ -120,14 +120,16 @@ try {
   // --- a reviewed plan from the Plans page: IDs, review, apply ---
   await page.click("header nav a:text('Plans')");
   await page.waitForSelector("#plans-table, #plans .empty");
+  assert.equal(await page.inputValue("#plan-entity"), "profile", "the built-in entity is the default");
   await page.fill("#plan-ids", "7");
   await page.press("#plan-ids", "Enter");
-  await page.waitForSelector("#plan .error, #status.error", { timeout: 5000 }).catch(() => {});
+  await page.waitForSelector("#status.error", { timeout: 10000 });
   assert.match(await page.textContent("#status"), /nothing to repair/, "profile 7 is consistent now: no plan is saved");
   step("plans page: a dry run that plans nothing saves no plan, and says so");
   await page.fill("#plan-ids", PLAN_ID);
   await page.press("#plan-ids", "Enter");
-  await page.waitForSelector("#plan-counts");
+  await page.waitForSelector("#plan-counts, #status.error");
+  assert.equal(await page.locator("#status.error").count(), 0, "plan of " + PLAN_ID + ": " + await page.textContent("#status"));
   assert.match(await page.textContent("#plan-counts"), /redis\s*field_mismatch\s*write\s*1/);
   assert.match(page.url(), /plans\.html\?id=\d+/, "the plan is a permalink");
   assert.equal(await page.locator("#plan-csv").count(), 1);

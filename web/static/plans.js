@@ -8,6 +8,7 @@ triad.start("Plans", async () => {
   const meta = await triad.meta();
   const entitySelect = document.getElementById("plan-entity");
   for (const e of meta.entities) entitySelect.append(el("option", { value: e }, e));
+  if (meta.entities.includes("profile")) entitySelect.value = "profile"; // the built-in entity first
 
   const stateText = (s) => (s ? "v" + s.version + " · " + s.digest : "absent");
   const entries = (rows) => table([["Key", (e) => e.key], ["Store", (e) => e.store], ["Class", (e) => e.class], ["Action", (e) => e.action],
@@ -79,6 +80,7 @@ triad.start("Plans", async () => {
   document.getElementById("new-plan").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const ids = document.getElementById("plan-ids").value.split(/[\s,]+/).filter(Boolean);
+    status(st, "Planning a repair of " + ids.length + " record" + (ids.length === 1 ? "" : "s") + " (a dry run)…");
     try {
       const p = await api("POST", "/api/v1/plans", { entity: entitySelect.value, ids, trigger: "ui" });
       status(st, "Plan " + p.id + " saved: " + p.entries + " writes planned.");

@@ -75,8 +75,13 @@ func TestDashboardInBrowser(t *testing.T) {
 		planned = g.ID(6)
 	}
 	plannedKey := ns.RedisPrefix + fmt.Sprintf("profile:%d", planned)
-	require.Eventually(t, func() bool { return ns.Redis().Exists(t.Context(), plannedKey).Val() == 1 }, 30*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { // the pipeline is done with it
+		c := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/checks/profile/%d", planned), adminToken, nil)
+		return c.code == http.StatusOK && c.body["data"].(map[string]any)["consistent"] == true
+	}, 30*time.Second, 100*time.Millisecond)
 	require.NoError(t, ns.Redis().HSet(t.Context(), plannedKey, "tags", `["changed-behind-triad"]`).Err())
+	pd := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/checks/profile/%d", planned), adminToken, nil)
+	require.Equal(t, false, pd.body["data"].(map[string]any)["consistent"], "profile %d drifted: %s", planned, pd.raw)
 
 	// A trace whose spans carry script payloads, over OTLP/HTTP JSON.
 	traceID := "5b8efff798038103d269b633813fc60c"
