@@ -42,9 +42,9 @@ type EntityLister interface{ Entities() []string }
 
 func (s *Server) getMeta(*gin.Context) (any, error) {
 	m := meta{Pages: web.Pages, Stores: []string{"postgres", "redis", "elasticsearch"},
-		Outcomes: []string{repair.OutcomePlanned, repair.OutcomeRepaired, repair.OutcomeNoop, repair.OutcomeConflict, repair.OutcomeFailed, repair.OutcomeSkipped},
-		Actions:  []string{repair.ActionWrite, repair.ActionDelete, repair.ActionNone},
-		Triggers: []string{repair.TriggerSchedule, repair.TriggerAPI, repair.TriggerUI, repair.TriggerCLI},
+		Outcomes:    []string{repair.OutcomePlanned, repair.OutcomeRepaired, repair.OutcomeNoop, repair.OutcomeConflict, repair.OutcomeFailed, repair.OutcomeSkipped},
+		Actions:     []string{repair.ActionWrite, repair.ActionDelete, repair.ActionNone},
+		Triggers:    []string{repair.TriggerSchedule, repair.TriggerAPI, repair.TriggerUI, repair.TriggerCLI},
 		Entities:    []string{},
 		SweepStates: []string{sweep.Running, sweep.Paused, sweep.Done, sweep.Failed, sweep.Cancelled, sweep.Superseded},
 		AlertStates: []string{"firing", "pending", "resolved"}, DeliveryStates: []string{"pending", "delivered", "expired"}}
