@@ -230,16 +230,13 @@ func (s *Server) listDeliveries(c *gin.Context) (any, error) {
 	if format != "" {
 		ctx := c.Request.Context()
 		f.Limit = 1000
-		return pagedExport(format, "triad-deliveries", deliveryColumns, deliveryCells, func(cursor int64) ([]alert.Delivery, int64, error) {
-			if cursor > 0 {
-				f.Before = cursor
+		return pagedExport(format, "triad-deliveries", deliveryColumns, deliveryCells, keyset(f.Limit, func(before int64) ([]alert.Delivery, error) {
+			if before > 0 { // the first page starts where the caller's before says
+				f.Before = before
 			}
 			ds, err := a.Store().Deliveries(ctx, f)
-			if err != nil || len(ds) < f.Limit {
-				return ds, 0, unavailable("alert store (postgres)", err)
-			}
-			return ds, ds[len(ds)-1].ID, nil
-		}), nil
+			return ds, unavailable("alert store (postgres)", err)
+		}, func(d alert.Delivery) int64 { return d.ID })), nil
 	}
 	ds, err := a.Store().Deliveries(c.Request.Context(), f)
 	if ds == nil {

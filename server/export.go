@@ -108,6 +108,19 @@ func pagedExport[T any](format, name string, columns []string, cells func(T) []s
 	}}
 }
 
+// keyset pages a newest-first list by a "before" ID cursor for
+// pagedExport: list reads the page below before (0: from the newest); a
+// full page of limit continues below its last row's ID.
+func keyset[T any](limit int, list func(before int64) ([]T, error), id func(T) int64) func(int64) ([]T, int64, error) {
+	return func(before int64) ([]T, int64, error) {
+		page, err := list(before)
+		if err != nil || len(page) < limit {
+			return page, 0, err
+		}
+		return page, id(page[len(page)-1]), nil
+	}
+}
+
 // onePage is a list read in one page (the lists that have no cursor).
 func onePage[T any](rows []T, err error) func(int64) ([]T, int64, error) {
 	return func(int64) ([]T, int64, error) { return rows, 0, err }

@@ -187,12 +187,18 @@ func triggerOf(t string) (string, error) {
 	return "", fmt.Errorf("%w: trigger must be api, cli or ui, got %q", ErrBadRequest, t)
 }
 
-func planID(c *gin.Context) (int64, error) {
+// planParam is the planner and the plan ID the route names (:id): 503
+// when plans are off, 400 for an ID that is not one.
+func (s *Server) planParam(c *gin.Context) (Planner, int64, error) {
+	pl, err := s.planner()
+	if err != nil {
+		return nil, 0, err
+	}
 	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("%w: a plan ID is a positive integer, got %q", ErrBadRequest, c.Param("id"))
+		return nil, 0, fmt.Errorf("%w: a plan ID is a positive integer, got %q", ErrBadRequest, c.Param("id"))
 	}
-	return id, nil
+	return pl, id, nil
 }
 
 // listPlans lists plans newest first (limit, before).
@@ -219,11 +225,7 @@ func (s *Server) listPlans(c *gin.Context) (any, error) {
 // getPlan is a plan for review: counts by store, class and action, and
 // its first 20 entries.
 func (s *Server) getPlan(c *gin.Context) (any, error) {
-	pl, err := s.planner()
-	if err != nil {
-		return nil, err
-	}
-	id, err := planID(c)
+	pl, id, err := s.planParam(c)
 	if err != nil {
 		return nil, err
 	}
@@ -236,11 +238,7 @@ var planColumns = []string{"entity", "key", "store", "class", "action", "priorit
 // planEntries is a plan's whole list: JSON pages (after, limit), or the
 // whole of it streamed as CSV or NDJSON (?format=).
 func (s *Server) planEntries(c *gin.Context) (any, error) {
-	pl, err := s.planner()
-	if err != nil {
-		return nil, err
-	}
-	id, err := planID(c)
+	pl, id, err := s.planParam(c)
 	if err != nil {
 		return nil, err
 	}
@@ -304,11 +302,7 @@ type planApplied struct {
 
 // applyPlan writes exactly a plan's entries, once.
 func (s *Server) applyPlan(c *gin.Context) (any, error) {
-	pl, err := s.planner()
-	if err != nil {
-		return nil, err
-	}
-	id, err := planID(c)
+	pl, id, err := s.planParam(c)
 	if err != nil {
 		return nil, err
 	}

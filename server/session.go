@@ -281,19 +281,16 @@ func (s *Server) listAudit(c *gin.Context) (any, error) {
 	if format != "" {
 		ctx := c.Request.Context()
 		f.Limit = 1000
-		return pagedExport(format, "triad-audit", auditColumns, auditCells, func(cursor int64) ([]auth.AuditEntry, int64, error) {
-			if cursor > 0 {
-				f.Before = cursor
+		return pagedExport(format, "triad-audit", auditColumns, auditCells, keyset(f.Limit, func(before int64) ([]auth.AuditEntry, error) {
+			if before > 0 { // the first page starts where the caller's before says
+				f.Before = before
 			}
 			es, err := s.tokens.ListAudit(ctx, f)
 			if err != nil {
-				return nil, 0, fmt.Errorf("%w: audit log (postgres): %w", ErrUnavailable, err)
+				return nil, fmt.Errorf("%w: audit log (postgres): %w", ErrUnavailable, err)
 			}
-			if len(es) < f.Limit {
-				return es, 0, nil
-			}
-			return es, es[len(es)-1].ID, nil
-		}), nil
+			return es, nil
+		}, func(e auth.AuditEntry) int64 { return e.ID })), nil
 	}
 	entries, err := s.tokens.ListAudit(c.Request.Context(), f)
 	if err != nil {
