@@ -428,7 +428,9 @@ func (t *Table) docRecord(id int64, d repaires.Doc) Record {
 		err = t.unknownFields(d.Source)
 	}
 	if err != nil {
-		return Record{Present: true, Corrupt: fmt.Sprintf("%s %d in elasticsearch: %s", t.cfg.Name, id, err), Bytes: d.Size, Raw: d.Meta}
+		raw, _ := json.Marshal(d.Source) // its fields as stored, sorted by name
+		return Record{Present: true, Corrupt: fmt.Sprintf("%s %d in elasticsearch: %s", t.cfg.Name, id, err), Bytes: d.Size, Raw: d.Meta,
+			RawText: clip(string(raw), len(raw))}
 	}
 	rec.Bytes = d.Size
 	return rec

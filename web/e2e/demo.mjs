@@ -79,12 +79,16 @@ try {
   await page.waitForSelector(".gauge[data-entity=profile]", { timeout: 20000 });
   await page.waitForFunction(() => Number(document.querySelector("#rates [data-entries]")?.dataset.entries) > 0, null, { timeout: 20000 });
   await page.waitForSelector("#polaris .figure", { timeout: 20000 });
+  await page.waitForSelector("#recent-alerts-table", { timeout: 20000 });
+  await page.waitForSelector("#recent-traces-table", { timeout: 20000 });
+  const alertStates = await page.locator("#recent-alerts-table .alert-state").allTextContents();
+  assert.ok(alertStates.some((x) => x.startsWith("resolved")), "the Overview shows the resolved alert: " + alertStates);
   const gauge = await page.getAttribute(".gauge[data-entity=profile]", "data-ratio");
   const entries = await page.getAttribute("#rates [data-entries]", "data-entries");
   const figure = (await page.textContent("#polaris .figure")).trim();
   await page.screenshot({ path: ARTIFACTS + "/demo-overview.png", fullPage: true });
   assert.deepEqual(errors, [], "page errors");
-  say(`Overview: profile consistency ${gauge}, ${entries} repair-log entries in the last hour, Polaris: ${figure}`);
+  say(`Overview: profile consistency ${gauge}, ${entries} repair-log entries in the last hour, Polaris: ${figure}, alerts ${alertStates.join("/")}`);
   await page.goto(RECEIVER_URL + "/");
   await page.screenshot({ path: ARTIFACTS + "/demo-receiver.png", fullPage: true });
   say("screenshots: " + ARTIFACTS + "/demo-overview.png, demo-receiver.png");

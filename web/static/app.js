@@ -131,8 +131,27 @@ triad.start("Overview", async () => {
   }
 
   for (const id of ["rates-minute", "rates-hour"]) document.getElementById(id).addEventListener("change", () => sweeps().catch(() => {}));
+  // The newest alerts (fired, resolved) and traces, each a link to its page.
+  async function recent() {
+    const [al, tr] = await Promise.all([api("GET", "/api/v1/alerts"), api("GET", "/api/v1/traces?limit=5")]);
+    const alerts = al.alerts.slice(0, 5);
+    const state = (x) => (x.resolved_at ? "resolved" : x.fired_at ? "firing" : "pending");
+    document.getElementById("recent-alerts").replaceChildren(alerts.length ? table([
+      ["Rule", (x) => el("a", { href: "/ui/alerts.html?alerts.rule=" + encodeURIComponent(x.rule) }, x.rule)],
+      ["State", (x) => el("span", { className: "alert-state " + state(x) }, state(x) + (x.silenced_by && x.silenced_by.length ? " (silenced)" : ""))],
+      ["Summary", (x) => (x.annotations || {}).summary || ""], ["Fired", (x) => fmtTime(x.fired_at)], ["Resolved", (x) => fmtTime(x.resolved_at)],
+    ], alerts, { id: "recent-alerts-table" }) : el("p", { className: "empty" }, "No alert has fired. The rules (Alerts page) watch drift rates, failing repairs and sweeps, and the stores."));
+    document.getElementById("recent-traces").replaceChildren(tr.traces.length ? table([
+      ["Trace", (f) => el("a", { href: "/ui/trace.html#" + f.trace_id }, f.trace_id.slice(0, 16) + "…")],
+      ["Root", (f) => f.root_service + " · " + f.root_name], ["Services", (f) => f.services.join(", ")],
+      ["Spans", (f) => String(f.spans)], ["Started", (f) => new Date(f.start_unix_nano / 1e6).toLocaleTimeString()],
+    ], tr.traces, { id: "recent-traces-table" }) : el("p", { className: "empty" }, "No spans yet. Services send OTLP to triad (HTTP :4318, gRPC :4317); make demo runs three that do."));
+  }
+
   tick();
   triad.every(tick, 1000);
+  recent().catch(() => {});
+  triad.every(() => recent().catch(() => {}), 10000);
   await sweeps().catch((e) => triad.status(updated, e.message, true));
   triad.every(sweeps, 10000);
 });

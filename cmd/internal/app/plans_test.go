@@ -146,3 +146,46 @@ func TestReviewedPlanIsAppliedExactly(t *testing.T) {
 	require.EqualValues(t, 1, f.body["data"].(map[string]any)["entries"], f.raw)
 	require.Contains(t, f.body["data"].(map[string]any)["source"], "repair log store=redis key=")
 }
+
+// TestPlanFromSweepFindings: a sweep that only compares leaves its
+// findings; a plan of them is reviewed and applied, and repairs exactly
+// those records.
+func TestPlanFromSweepFindings(t *testing.T) {
+	t.Parallel()
+	ns := stacktest.New(t)
+	a := startMigrated(t, configtest.For(t, ns))
+	var body bytes.Buffer
+	g := ingest.NewGenerator(8)
+	for i := int64(0); i < 50; i++ {
+		body.Write(g.AppendJSONL(nil, i))
+		body.WriteByte('\n')
+	}
+	require.Equal(t, http.StatusOK, call(t, a, http.MethodPost, "/api/v1/profiles/batch", adminToken, body.Bytes()).code)
+	consistent := func(i int64) bool {
+		c := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/checks/profile/%d", g.ID(i)), adminToken, nil)
+		return c.code == http.StatusOK && c.body["data"].(map[string]any)["consistent"] == true
+	}
+	require.Eventually(t, func() bool { return consistent(0) && consistent(49) }, 30*time.Second, 100*time.Millisecond)
+	for _, i := range []int64{3, 17, 40} {
+		require.NoError(t, ns.Redis().HSet(t.Context(), ns.RedisPrefix+fmt.Sprintf("profile:%d", g.ID(i)), "tags", `["sweep-me"]`).Err())
+	}
+	r := call(t, a, http.MethodPost, "/api/v1/sweeps", adminToken, map[string]any{"entity": "profile", "mode": "records"})
+	require.Equal(t, http.StatusCreated, r.code, r.raw)
+	sweepID := int64(r.body["data"].(map[string]any)["id"].(float64))
+	require.Eventually(t, func() bool {
+		s := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/sweeps/%d", sweepID), adminToken, nil)
+		return s.body["data"].(map[string]any)["state"] == "done"
+	}, 60*time.Second, 200*time.Millisecond)
+
+	p := call(t, a, http.MethodPost, "/api/v1/plans", adminToken, map[string]any{"sweep": sweepID})
+	require.Equal(t, http.StatusCreated, p.code, p.raw)
+	plan := p.body["data"].(map[string]any)
+	require.EqualValues(t, 3, plan["entries"], p.raw)
+	require.Equal(t, fmt.Sprintf("sweep %d's findings", sweepID), plan["source"])
+	ap := call(t, a, http.MethodPost, fmt.Sprintf("/api/v1/plans/%.0f/apply", plan["id"]), adminToken, nil)
+	require.Equal(t, http.StatusOK, ap.code, ap.raw)
+	require.EqualValues(t, 3, ap.body["data"].(map[string]any)["run"].(map[string]any)["repaired"])
+	for _, i := range []int64{3, 17, 40} {
+		require.True(t, consistent(i), "profile %d repaired", g.ID(i))
+	}
+}
