@@ -99,7 +99,8 @@ triad.start("Overview", async () => {
     const rows = await api("GET", "/api/v1/stats/consistent-after");
     const within = (r, sec) => (r.within.find((w) => w.seconds === sec) || { share: 0 }).share;
     const pct = (x) => (100 * x).toFixed(x === 1 ? 0 : 3) + "%";
-    const live = rows.filter((r) => r.writes > 0);
+    const order = { redis: 0, elasticsearch: 1 }; // the serving stores first, then the archive
+    const live = rows.filter((r) => r.writes > 0).sort((a, b) => (order[a.store] ?? 9) - (order[b.store] ?? 9));
     box.replaceChildren(live.length ? el("div", { className: "figures" }, live.map((r) => el("div", { className: "figure", dataset: { store: r.store, writes: String(r.writes) } },
       el("strong", {}, pct(within(r, 1))), " of writes in " + r.store + " within 1 s",
       el("span", { className: "hint" }, " · " + pct(within(r, 10)) + " within 10 s · " + r.writes + " writes since this triad started")))) :
