@@ -165,7 +165,14 @@ func TestPlanFromSweepFindings(t *testing.T) {
 		c := call(t, a, http.MethodGet, fmt.Sprintf("/api/v1/checks/profile/%d", g.ID(i)), adminToken, nil)
 		return c.code == http.StatusOK && c.body["data"].(map[string]any)["consistent"] == true
 	}
-	require.Eventually(t, func() bool { return consistent(0) && consistent(49) }, 30*time.Second, 100*time.Millisecond)
+	all := make([]int64, 50)
+	for i := range all {
+		all[i] = g.ID(int64(i))
+	}
+	require.Eventually(t, func() bool { // every profile in every store before the drift
+		c := call(t, a, http.MethodPost, "/api/v1/checks", adminToken, map[string]any{"entity": "profile", "ids": all})
+		return c.code == http.StatusOK && c.body["data"].(map[string]any)["inconsistent"] == float64(0)
+	}, 30*time.Second, 100*time.Millisecond)
 	for _, i := range []int64{3, 17, 40} {
 		require.NoError(t, ns.Redis().HSet(t.Context(), ns.RedisPrefix+fmt.Sprintf("profile:%d", g.ID(i)), "tags", `["sweep-me"]`).Err())
 	}

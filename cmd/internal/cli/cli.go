@@ -199,6 +199,18 @@ func (e env) verbHelp(help, verbs string, args []string) (bool, error) {
 	return true, nil
 }
 
+// verbCommand starts a command of verbs (`triad NAME VERB …`): help when
+// asked for (or no verb), else the verb and its flag set, whose usage
+// prints help and the flags.
+func (e env) verbCommand(name, help, verbs string, args []string, c *common) (verb string, fs *flag.FlagSet, done bool, err error) {
+	if done, err := e.verbHelp(help, verbs, args); done {
+		return "", nil, true, err
+	}
+	fs = e.flags(name+" "+args[0], c)
+	fs.Usage = func() { fmt.Fprint(e.stderr, help); fs.PrintDefaults() }
+	return args[0], fs, false, nil
+}
+
 // parse parses flags wherever they stand, before or after the positional
 // arguments (`triad webhook test pager --server URL`), as operators type
 // them; "--" ends the flags, and after the first positional argument one

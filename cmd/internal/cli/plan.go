@@ -34,13 +34,11 @@ Exit status: 0 done, 3 apply skipped or failed some entries, 4 no such plan,
 `
 
 func (e env) plan(ctx context.Context, args []string) error {
-	if done, err := e.verbHelp(planHelp, "create, list, show, entries or apply", args); done {
+	var c common
+	verb, fs, done, err := e.verbCommand("plan", planHelp, "create, list, show, entries or apply", args, &c)
+	if done || err != nil {
 		return err
 	}
-	verb := args[0]
-	var c common
-	fs := e.flags("plan "+verb, &c)
-	fs.Usage = func() { fmt.Fprint(e.stderr, planHelp); fs.PrintDefaults() }
 	entity := fs.String("entity", "profile", "create: the entity")
 	sweepID := fs.Int64("sweep", 0, "create: plan a sweep's findings")
 	store := fs.String("store", "", "create: a repair-log filter's store")

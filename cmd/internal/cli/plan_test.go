@@ -42,7 +42,12 @@ func TestSilenceAndPlanCommands(t *testing.T) {
 	code, body := post(t, a, "/api/v1/profiles/batch", []byte(profileLine(31, 2, "a")+"\n"+profileLine(32, 2, "b")))
 	require.Equal(t, http.StatusOK, code, body)
 	key := ns.RedisPrefix + "profile:31"
-	until(t, 30*time.Second, "profile 31 cached", func() bool { return ns.Redis().Exists(t.Context(), key).Val() == 1 })
+	until(t, 30*time.Second, "profiles 31 and 32 in every store", func() bool {
+		code, got := apiGet(t, a.Addr, "/api/v1/checks/profile/31")
+		code2, got2 := apiGet(t, a.Addr, "/api/v1/checks/profile/32")
+		return code == http.StatusOK && code2 == http.StatusOK &&
+			strings.Contains(string(got), `"consistent":true`) && strings.Contains(string(got2), `"consistent":true`)
+	})
 	require.NoError(t, ns.Redis().HSet(t.Context(), key, "tags", `["drift"]`).Err())
 	out = cli(ExitOK, "plan", "create", "31", "32")
 	m := regexp.MustCompile(`plan (\d+) · profile · 2 IDs: 2 records, 1 writes planned`).FindStringSubmatch(out)

@@ -46,13 +46,11 @@ func parseMatchers(args []string) ([]alert.Matcher, error) {
 }
 
 func (e env) silence(ctx context.Context, args []string) error {
-	if done, err := e.verbHelp(silenceHelp, "add, list, preview or expire", args); done {
+	var c common
+	verb, fs, done, err := e.verbCommand("silence", silenceHelp, "add, list, preview or expire", args, &c)
+	if done || err != nil {
 		return err
 	}
-	verb := args[0]
-	var c common
-	fs := e.flags("silence "+verb, &c)
-	fs.Usage = func() { fmt.Fprint(e.stderr, silenceHelp); fs.PrintDefaults() }
 	comment := fs.String("comment", "", "add: why (a ticket, a name); required")
 	dur := fs.Duration("for", 2*time.Hour, "add: how long the silence lasts")
 	asJSON := fs.Bool("json", false, "print the API's JSON")

@@ -40,13 +40,11 @@ func (r *ruleFlags) String() string     { return strings.Join(*r, ",") }
 func (r *ruleFlags) Set(v string) error { *r = append(*r, v); return nil }
 
 func (e env) webhook(ctx context.Context, args []string) error {
-	if done, err := e.verbHelp(webhookHelp, "add, list, test, remove or rotate", args); done {
+	var c common
+	verb, fs, done, err := e.verbCommand("webhook", webhookHelp, "add, list, test, remove or rotate", args, &c)
+	if done || err != nil {
 		return err
 	}
-	verb := args[0]
-	var c common
-	fs := e.flags("webhook "+verb, &c)
-	fs.Usage = func() { fmt.Fprint(e.stderr, webhookHelp); fs.PrintDefaults() }
 	name := fs.String("name", "", "add: the endpoint's name")
 	target := fs.String("url", "", "add: where deliveries are posted")
 	format := fs.String("format", alert.FormatAlertmanager, "add: alertmanager (Alertmanager's webhook JSON) or json")
