@@ -102,6 +102,9 @@ func (s *Server) postPlan(c *gin.Context) (any, error) {
 			keys = append(keys, f.Key)
 		}
 		source = fmt.Sprintf("sweep %d's findings", req.Sweep)
+		if len(fs) == repair.MaxPlanKeys {
+			source = fmt.Sprintf("sweep %d's first %d findings (it has more: plan the rest after this one)", req.Sweep, repair.MaxPlanKeys)
+		}
 	default:
 		if keys, source, err = s.filterKeys(ctx, req.Entity, *req.Filter); err != nil {
 			return nil, err
@@ -173,7 +176,11 @@ func (s *Server) filterKeys(ctx context.Context, entity string, f planFilter) ([
 		lf.After = next
 	}
 	sort.Strings(keys)
-	return keys, "repair log " + strings.Join(parts, " "), nil
+	source := "repair log " + strings.Join(parts, " ")
+	if len(keys) == repair.MaxPlanKeys {
+		source += fmt.Sprintf(" (the newest %d records of more)", repair.MaxPlanKeys)
+	}
+	return keys, source, nil
 }
 
 // triggerOf validates a request's trigger (api by default).
