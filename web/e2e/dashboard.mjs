@@ -39,6 +39,10 @@ async function login(page, token) {
   await page.waitForSelector("#login", { state: "hidden" });
 }
 
+// ready waits until the page has attached its handlers and drawn its
+// first view (common.js sets body[data-ready]).
+const ready = (page) => page.waitForSelector("body[data-ready]", { timeout: 20000 });
+
 async function noXSS(page, where) {
   assert.equal(await page.evaluate(() => window.__xss), undefined, "a script payload ran on " + where);
   assert.equal(await page.locator("main img[src=x]").count(), 0, "an injected element exists on " + where);
@@ -53,6 +57,7 @@ try {
   await page.press("#login-token", "Enter");
   await page.waitForFunction(() => document.getElementById("login-msg").textContent.includes("invalid"));
   await login(page, ADMIN_TOKEN);
+  await ready(page);
   assert.match(await page.textContent("#who"), /bootstrap-admin · admin/);
   step("login (a bad token is refused with its reason)");
 
@@ -90,6 +95,7 @@ try {
 
   // --- the repair log, filtered, and an entry's detail ---
   await page.click("header nav a:text('Repairs')");
+  await ready(page);
   await page.waitForSelector("#log-table");
   await page.fill("#filters input[name=key]", "7");
   await page.selectOption("#filters select[name=outcome]", "repaired");
@@ -119,6 +125,7 @@ try {
 
   // --- a reviewed plan from the Plans page: IDs, review, apply ---
   await page.click("header nav a:text('Plans')");
+  await ready(page);
   await page.waitForSelector("#plans-table, #plans .empty");
   assert.equal(await page.inputValue("#plan-entity"), "profile", "the built-in entity is the default");
   await page.fill("#plan-ids", "7");
@@ -162,6 +169,7 @@ try {
 
   // --- a sweep: start (slowly), pause, resume, cancel ---
   await page.click("header nav a:text('Sweeps')");
+  await ready(page);
   await page.waitForSelector("#start");
   await page.fill("#start input[name=rate]", "5");
   await page.click("#start button[type=submit]");
@@ -181,6 +189,7 @@ try {
 
   // --- a trace: flame timeline, payloads as text ---
   await page.click("header nav a:text('Traces')");
+  await ready(page);
   // The service dropdown lists the services that sent spans.
   await page.waitForFunction(() => [...document.querySelectorAll("#service option")].some((o) => o.value === "checkout-go"), null, { timeout: 20000 });
   await page.selectOption("#service", "checkout-go");
@@ -219,6 +228,7 @@ try {
 
   // --- alerts: add the webhook, test-fire it ---
   await page.click("header nav a:text('Alerts')");
+  await ready(page);
   await page.waitForSelector("#add-hook");
   await page.fill("#add-hook input[name=name]", "e2e-receiver");
   await page.fill("#add-hook input[name=url]", HOOK_URL);

@@ -191,6 +191,11 @@ const triad = (function () {
   // start(pageName, run): header, then the session (or the login form),
   // then run(session) once.
   async function start(current, run) {
+    // Every form here is handled by script: none is ever submitted by the
+    // browser (a submit before the page's handlers are attached would
+    // reload the page and lose what was typed). body[data-ready] is set
+    // once the page has attached them and drawn its first view.
+    document.addEventListener("submit", (ev) => ev.preventDefault(), true);
     header(current);
     try {
       session = await api("GET", "/api/v1/session");
@@ -203,6 +208,7 @@ const triad = (function () {
     showWho();
     await fillNav();
     await run(session);
+    document.body.dataset.ready = "1";
   }
 
   function fmtTime(s) {

@@ -51,6 +51,12 @@ func TestViewersSeeNoPII(t *testing.T) {
 
 	// The side-by-side check: viewers see the fields redacted, and not a
 	// corrupt copy's raw value (it may hold anything); operators see both.
+	// (The pipeline's own Redis write lands first: it would replace the
+	// string below.)
+	require.Eventually(t, func() bool {
+		c := call(t, a, http.MethodGet, "/api/v1/checks/profile/11", operator, nil)
+		return c.code == http.StatusOK && c.body["data"].(map[string]any)["consistent"] == true
+	}, 30*time.Second, 50*time.Millisecond)
 	require.NoError(t, ns.Redis().Set(t.Context(), ns.RedisPrefix+"profile:11", `{"email": "alice@example.org"}`, 0).Err())
 	side := call(t, a, http.MethodGet, "/api/v1/checks/profile/11?fields=true", operator, nil)
 	require.Equal(t, http.StatusOK, side.code, side.raw)
