@@ -46,11 +46,7 @@ var profileFields = append([]string{"updated_at"}, ingest.FieldNames[:]...)
 // Primary implements Entity.
 func (p *Profile) Primary() Reader {
 	return profileReader{store: "postgres", read: func(ctx context.Context, ids []int64) (map[string]Record, error) {
-		rows, err := p.pg.Get(ctx, ids)
-		if err != nil {
-			return nil, err
-		}
-		traces, err := p.pg.WriteTraces(ctx, ids)
+		rows, traces, err := p.pg.GetTraced(ctx, ids)
 		if err != nil {
 			return nil, err
 		}

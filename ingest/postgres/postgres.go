@@ -170,15 +170,27 @@ func (s *Store) Get(ctx context.Context, ids []int64) ([]*ingest.Profile, error)
 	return scanProfiles(rows)
 }
 
-func scanProfiles(rows pgx.Rows) ([]*ingest.Profile, error) {
+func scanProfiles(rows pgx.Rows) ([]*ingest.Profile, error) { return scanTraced(rows, nil) }
+
+// scanTraced is scanProfiles of rows that also hold a write trace (the
+// last column), which goes to traces (nil: no such column).
+func scanTraced(rows pgx.Rows, traces map[int64]string) ([]*ingest.Profile, error) {
 	defer rows.Close()
 	var out []*ingest.Profile
 	for rows.Next() {
 		p := &ingest.Profile{}
 		var updated pgtype.Timestamptz
 		var f [ingest.NumFields]string
-		if err := rows.Scan(&p.UserID, &p.Version, &updated, &p.Deleted, &f[0], &f[1], &f[2], &f[3], &f[4], &p.Digest); err != nil {
+		var trace *string
+		dest := []any{&p.UserID, &p.Version, &updated, &p.Deleted, &f[0], &f[1], &f[2], &f[3], &f[4], &p.Digest}
+		if traces != nil {
+			dest = append(dest, &trace)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
+		}
+		if trace != nil {
+			traces[p.UserID] = *trace
 		}
 		if updated.Valid {
 			p.UpdatedAt = updated.Time.UTC()
@@ -572,24 +584,18 @@ func (b *WatchBaseline) Save(ctx context.Context, runID, token string) error {
 	return err
 }
 
-// WriteTraces returns the trace of each profile's last write through
-// triad (hex), for the ids whose row is still what that write left: a
-// row changed since by another writer has another digest, and no trace
-// is claimed for it.
-func (s *Store) WriteTraces(ctx context.Context, ids []int64) (map[int64]string, error) {
-	rows, err := s.pool.Query(ctx, `SELECT user_id, encode(write_trace, 'hex') FROM profiles
-		WHERE user_id = ANY($1::bigint[]) AND write_trace IS NOT NULL AND write_digest = digest`, ids)
+// GetTraced is Get with the trace of each row's last write through triad
+// (hex), for the rows still what that write left: a row another writer
+// changed since has another digest, and no trace is claimed for it.
+func (s *Store) GetTraced(ctx context.Context, ids []int64) ([]*ingest.Profile, map[int64]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+`, CASE WHEN write_digest = digest THEN encode(write_trace, 'hex') END
+		FROM profiles WHERE user_id = ANY($1::bigint[])`, ids)
 	if err != nil {
-		return nil, fmt.Errorf("write traces: %w", err)
+		return nil, nil, err
 	}
-	out := map[int64]string{}
-	var id int64
-	var t string
-	_, err = pgx.ForEachRow(rows, []any{&id, &t}, func() error {
-		out[id] = t
-		return nil
-	})
-	return out, err
+	traces := map[int64]string{}
+	out, err := scanTraced(rows, traces)
+	return out, traces, err
 }
 
 // TraceWrites returns the batches trace wrote (hex trace ID), oldest

@@ -139,3 +139,13 @@ func (a *apiClient) raw(ctx context.Context, path string, w io.Writer) error {
 	_, err = io.Copy(w, res.Body)
 	return err
 }
+
+// answer prints an API answer: as the API's JSON with --json, else for
+// a terminal (text).
+func (e env) answer(asJSON bool, out json.RawMessage, text func() error) error {
+	if asJSON {
+		_, err := fmt.Fprintf(e.stdout, "%s\n", out)
+		return err
+	}
+	return text()
+}

@@ -110,11 +110,7 @@ func (e env) plan(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		_, err := fmt.Fprintf(e.stdout, "%s\n", out)
-		return err
-	}
-	return e.printPlan(verb, out)
+	return e.answer(*asJSON, out, func() error { return e.printPlan(verb, out) })
 }
 
 func (e env) printPlan(verb string, out json.RawMessage) error {

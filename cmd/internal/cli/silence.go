@@ -97,11 +97,7 @@ func (e env) silence(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		_, err := fmt.Fprintf(e.stdout, "%s\n", out)
-		return err
-	}
-	return e.printSilence(verb, out)
+	return e.answer(*asJSON, out, func() error { return e.printSilence(verb, out) })
 }
 
 type silenceRow struct {

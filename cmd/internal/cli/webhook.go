@@ -103,11 +103,7 @@ func (e env) webhook(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		_, err := fmt.Fprintf(e.stdout, "%s\n", out)
-		return err
-	}
-	return e.printWebhook(verb, out)
+	return e.answer(*asJSON, out, func() error { return e.printWebhook(verb, out) })
 }
 
 // printWebhook prints an answer of the webhook API for a terminal (names
